@@ -1,0 +1,153 @@
+"""Parsing of what people type: durations, GPU counts, environment pairs, job ids.
+
+Pure functions. Each raises :class:`BadInput` with the field it is about and a sentence that says
+what is allowed, so the CLI and the API can both print one line and exit 2 / answer 422.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_GPUS_PER_NODE = 1024
+MAX_NODES = 4096
+MAX_TIME_LIMIT_S = 365 * 86400
+
+
+@dataclass
+class BadInput(ValueError):
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_UNIT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_CLOCK_RE = re.compile(r"^\s*(?:(\d+)-)?(\d+):(\d{1,2})(?::(\d{1,2}))?\s*$")
+
+DURATION_HELP = "a positive duration such as 90m, 2h, 1d, 45s or 1:30:00"
+
+
+def parse_duration(text: str, field: str = "--time-limit") -> int:
+    """Seconds in ``text``: ``90m``, ``2h``, ``1.5h``, ``1d``, ``3600`` (seconds), ``1:30:00``
+    (H:MM:SS), ``90:00`` (M:SS) or Slurm's ``2-12:00:00`` (D-H:MM:SS)."""
+    m = _UNIT_RE.match(text)
+    if m:
+        seconds = float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
+    else:
+        c = _CLOCK_RE.match(text)
+        if not c:
+            raise BadInput(field, f"{text!r} is not {DURATION_HELP}")
+        days, a, b, d = c.groups()
+        if d is None:  # M:SS
+            hours, minutes, secs = 0, int(a), int(b)
+            if secs > 59:
+                raise BadInput(field, f"{text!r} is not {DURATION_HELP}")
+        else:  # H:MM:SS
+            hours, minutes, secs = int(a), int(b), int(d)
+            if minutes > 59 or secs > 59:
+                raise BadInput(field, f"{text!r} is not {DURATION_HELP}")
+        seconds = int(days or 0) * 86400 + hours * 3600 + minutes * 60 + secs
+    seconds_int = round(seconds)
+    if seconds_int <= 0:
+        raise BadInput(field, f"{text!r} is not {DURATION_HELP}")
+    if seconds_int > MAX_TIME_LIMIT_S:
+        raise BadInput(field, f"{text!r} is longer than the maximum of 365d")
+    return seconds_int
+
+
+def format_duration(seconds: float | None) -> str:
+    """Short human form, e.g. ``1h02m``, ``45s``; ``-`` for unknown."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def parse_count(text: str | int, field: str, maximum: int) -> int:
+    """A whole number from 1 to ``maximum``; ``1.5``, ``abc``, ``0`` and ``-1`` are refused."""
+    raw = str(text).strip()
+    if not re.fullmatch(r"\+?\d+", raw):
+        raise BadInput(field, f"{text!r} is not a whole number from 1 to {maximum}")
+    value = int(raw)
+    if not 1 <= value <= maximum:
+        raise BadInput(field, f"{value} is not a whole number from 1 to {maximum}")
+    return value
+
+
+def parse_gpus(text: str | int) -> int:
+    return parse_count(text, "--gpus", MAX_GPUS_PER_NODE)
+
+
+def parse_nodes(text: str | int) -> int:
+    return parse_count(text, "--nodes", MAX_NODES)
+
+
+def parse_retries(text: str | int) -> int:
+    raw = str(text).strip()
+    if not re.fullmatch(r"\d+", raw) or int(raw) > 100:
+        raise BadInput("--retries", f"{text!r} is not a whole number from 0 to 100")
+    return int(raw)
+
+
+def parse_priority(text: str | int) -> int:
+    raw = str(text).strip()
+    if not re.fullmatch(r"[+-]?\d+", raw) or abs(int(raw)) > 1_000_000:
+        raise BadInput("--priority", f"{text!r} is not a whole number from -1000000 to 1000000")
+    return int(raw)
+
+
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV = frozenset(
+    {"CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CLUSTERCTL_JOB_ID", "MASTER_ADDR",
+     "MASTER_PORT", "NODE_RANK", "NNODES", "WORLD_SIZE"}
+)
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs; the variables the runner sets itself cannot be overridden."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise BadInput("--env", f"{pair!r} is not KEY=VALUE")
+        if not _ENV_KEY.match(key):
+            raise BadInput("--env", f"{key!r} is not a variable name (letters, digits, _)")
+        if key in RESERVED_ENV:
+            raise BadInput("--env", f"{key} is set by clusterctl and cannot be overridden")
+        env[key] = value
+    return env
+
+
+def parse_job_id(text: str | int) -> int:
+    """Job ids are positive integers; anything else (``1 OR 1=1``, ``../x``, ``''``) is refused
+    before it reaches a URL or a query."""
+    raw = str(text).strip()
+    if not re.fullmatch(r"\d{1,18}", raw) or int(raw) < 1:
+        raise BadInput("JOB", f"{text!r} is not a job id (a positive whole number)")
+    return int(raw)
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def parse_name(text: str, field: str) -> str:
+    """User, team and job names: 1-64 of letters, digits, '.', '_', '-'. They appear in tables,
+    Prometheus labels and file names, so free text is not allowed."""
+    if not _NAME_RE.match(text):
+        raise BadInput(field, f"{text!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    return text
+
+
+def parse_command(args: list[str]) -> list[str]:
+    if not args or not args[0].strip():
+        raise BadInput("COMMAND", "is empty: give the command after '--'")
+    return list(args)

@@ -1,0 +1,11 @@
+"""The database door: the only package that imports sqlmodel/sqlalchemy."""
+
+from clusterctl.store.db import make_engine, migrate, normalize_url
+from clusterctl.store.jobs import HeldGpu, JobStore, NewJob, utcnow
+from clusterctl.store.models import Allocation, Job, JobEvent, User
+from clusterctl.store.users import UserExists, UserStore, installation_id
+
+__all__ = [
+    "Allocation", "HeldGpu", "Job", "JobEvent", "JobStore", "NewJob", "User", "UserExists",
+    "UserStore", "installation_id", "make_engine", "migrate", "normalize_url", "utcnow",
+]
