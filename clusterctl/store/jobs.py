@@ -96,7 +96,9 @@ class JobStore:
         with self.session() as s:
             return list(s.exec(q).all())
 
-    def allocations(self, job_id: int | None = None, *, open_only: bool = False) -> list[Allocation]:
+    def allocations(
+        self, job_id: int | None = None, *, open_only: bool = False
+    ) -> list[Allocation]:
         q = select(Allocation)
         if job_id is not None:
             q = q.where(Allocation.job_id == job_id)
@@ -263,7 +265,7 @@ class JobStore:
                 result = s.execute(
                     update(Job)
                     .where(col(Job.id) == job_id, col(Job.state).in_(list(ACTIVE)))
-                    .values(cancel_requested=True, version=Job.version + 1)
+                    .values(cancel_requested=True, reason=reason, version=Job.version + 1)
                 )
                 s.commit()
             if result.rowcount == 1:  # type: ignore[attr-defined]

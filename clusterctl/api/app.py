@@ -1,0 +1,255 @@
+"""The HTTP API (FastAPI). Handlers validate, write through the store, and wake the scheduler;
+they never call Ray, so the API stays responsive while the cluster is slow or away."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from clusterctl import parsing
+from clusterctl.api.schemas import (
+    AllocationOut,
+    CancelOut,
+    GpuOut,
+    HistoryEntry,
+    JobDetail,
+    JobOut,
+    JobSubmit,
+    NodeOut,
+    PackageOut,
+    UserCreate,
+    UserCreated,
+    UserOut,
+)
+from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.parsing import BadInput
+from clusterctl.scheduler.loop import Scheduler
+from clusterctl.states import JobState
+from clusterctl.store import Job, JobStore, NewJob, User, UserExists, UserStore
+
+LOG_CHUNK = 1 << 20
+
+
+@dataclass
+class Services:
+    jobs: JobStore
+    users: UserStore
+    scheduler: Scheduler
+    logs: LogStore
+    packages: PackageStore
+    max_package_bytes: int
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def current_user(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """The user whose token the request carries; 401 without a valid one."""
+    if creds is None or not creds.credentials:
+        raise HTTPException(401, "missing token", headers={"WWW-Authenticate": "Bearer"})
+    user = request.app.state.services.users.by_token(creds.credentials)
+    if user is None:
+        raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def job_out(job: Job, node_names: dict[str, str]) -> JobOut:
+    assert job.id is not None
+    return JobOut(
+        id=job.id, name=job.name, user=job.user, team=job.team, state=job.state,
+        reason=job.reason, command=job.command, gpus=job.gpus, nodes=job.nodes,
+        priority=job.priority, time_limit_s=job.time_limit_s, retries=job.retries,
+        requeues=job.requeues, attempt=job.attempt, exit_code=job.exit_code,
+        cancel_requested=job.cancel_requested, workdir=job.workdir,
+        node_names=[node_names.get(n, n[:12]) for n in job.placement or []],
+        submitted_at=job.submitted_at, started_at=job.started_at, ended_at=job.ended_at,
+    )
+
+
+def create_app(svc: Services) -> FastAPI:
+    app = FastAPI(title="clusterctl", version="0.1.0")
+    app.state.services = svc
+
+    @app.exception_handler(BadInput)
+    async def _bad_input(_: Request, exc: BadInput) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc), "field": exc.field})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
+        return JSONResponse(status_code=422,
+                            content={"detail": f"{where}: {first.get('msg', 'invalid')}",
+                                     "field": where})
+
+
+    def names() -> dict[str, str]:
+        return {n.id: n.name for n in svc.scheduler.nodes}
+
+    def load_job(job_id: str) -> Job:
+        job = svc.jobs.get(parsing.parse_job_id(job_id))
+        if job is None:
+            raise HTTPException(404, f"no such job: {job_id}")
+        return job
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/whoami", response_model=UserOut)
+    def whoami(user: CurrentUser) -> UserOut:
+        return UserOut(name=user.name, team=user.team, is_admin=user.is_admin)
+
+    @app.post("/v1/packages", response_model=PackageOut)
+    async def upload_package(request: Request, user: CurrentUser) -> PackageOut:
+        data = bytearray()
+        async for chunk in request.stream():
+            data.extend(chunk)
+            if len(data) > svc.max_package_bytes:
+                raise BadInput("working directory", f"is larger than the controller's limit "
+                               f"of {svc.max_package_bytes // (1 << 20)} MiB")
+        sha = svc.packages.put(bytes(data))
+        return PackageOut(sha256=sha, size=len(data))
+
+    @app.post("/v1/jobs", response_model=JobOut, status_code=201)
+    def submit(body: JobSubmit, user: CurrentUser) -> JobOut:
+        command = parsing.parse_command(body.command)
+        gpus = parsing.parse_gpus(body.gpus)
+        nodes = parsing.parse_nodes(body.nodes)
+        priority = parsing.parse_priority(body.priority)
+        retries = parsing.parse_retries(body.retries)
+        limit = None
+        if body.time_limit not in (None, ""):
+            limit = parsing.parse_duration(str(body.time_limit))
+        env = parsing.parse_env([f"{k}={v}" for k, v in body.env.items()])
+        team = parsing.parse_name(body.team, "--team") if body.team else user.team
+        name = parsing.parse_name(body.name, "--name") if body.name else _default_name(command)
+        if body.package and not svc.packages.exists(body.package):
+            raise BadInput("package", "is not an uploaded package id")
+        if body.workdir and not body.workdir.startswith("/"):
+            raise BadInput("--workdir", f"{body.workdir!r} must be an absolute path")
+        never = svc.scheduler.why_never(gpus, nodes)
+        if never:
+            field = "--gpus" if "per node" in never else "--nodes"
+            raise BadInput(field, never)
+        job = svc.jobs.submit(NewJob(
+            name=name, user=user.name, team=team, command=command, gpus=gpus, nodes=nodes,
+            priority=priority, time_limit_s=limit, retries=retries, env=env,
+            workdir=body.workdir, package=body.package,
+        ))
+        svc.scheduler.wake.set()
+        return job_out(job, names())
+
+    @app.get("/v1/jobs", response_model=list[JobOut])
+    def list_jobs(user: CurrentUser, all: bool = False, owner: str | None = None,
+                  state: str | None = None) -> list[JobOut]:
+        states = None
+        if state:
+            states = [s.strip().upper() for s in state.split(",")]
+            bad = [s for s in states if s not in JobState.__members__]
+            if bad:
+                raise BadInput("--state", f"{bad[0]!r} is not one of "
+                               + ", ".join(JobState.__members__))
+        rows = svc.jobs.list(include_finished=all, user=owner, states=states)
+        nm = names()
+        return [job_out(j, nm) for j in rows]
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobDetail)
+    def show(job_id: str, user: CurrentUser) -> JobDetail:
+        job = load_job(job_id)
+        assert job.id is not None
+        base = job_out(job, names())
+        return JobDetail(
+            **base.model_dump(), env=job.env,
+            history=[HistoryEntry(state=h.state, at=h.at, reason=h.reason, attempt=h.attempt)
+                     for h in svc.jobs.history(job.id)],
+            allocations=[AllocationOut(**a.model_dump(exclude={"id", "job_id"}))
+                         for a in svc.jobs.allocations(job.id)],
+        )
+
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=CancelOut)
+    def cancel(job_id: str, user: CurrentUser) -> CancelOut:
+        job = load_job(job_id)
+        assert job.id is not None
+        outcome, after = svc.jobs.request_cancel(job.id, user.name, user.is_admin)
+        if outcome == "forbidden":
+            raise HTTPException(403, f"job {job.id} belongs to {job.user}; only they or an "
+                                "admin can cancel it")
+        if outcome == "ended":
+            raise HTTPException(409, f"job {job.id} already ended ({job.state})")
+        svc.scheduler.wake.set()
+        final = after or job
+        return CancelOut(id=job.id, outcome=outcome, state=final.state)
+
+    @app.get("/v1/jobs/{job_id}/logs")
+    def logs(job_id: str, user: CurrentUser, offset: int = 0, rank: int = 0,
+             attempt: int | None = None) -> Response:
+        job = load_job(job_id)
+        assert job.id is not None
+        if rank < 0 or rank >= max(job.nodes, 1):
+            raise BadInput("--rank", f"must be from 0 to {job.nodes - 1}")
+        att = attempt if attempt is not None else max(job.attempt, 1)
+        data = svc.logs.read(job.id, att, rank, max(0, offset), LOG_CHUNK)
+        return Response(content=data, media_type="application/octet-stream", headers={
+            "X-Next-Offset": str(max(0, offset) + len(data)),
+            "X-Job-State": job.state,
+            "X-Attempt": str(att),
+        })
+
+    @app.get("/v1/nodes", response_model=list[NodeOut])
+    def nodes(user: CurrentUser) -> list[NodeOut]:
+        holders: dict[tuple[str, int], tuple[int, str]] = {}
+        active = {j.id: j for j in svc.jobs.active()}
+        for a in svc.jobs.allocations(open_only=True):
+            if a.job_id in active:
+                holders[(a.node_id, a.gpu_index)] = (a.job_id, active[a.job_id].user)
+        free = {c.id: c.free_gpus for c in svc.scheduler.capacity(list(active.values()))}
+        by_node: dict[str, list[GpuOut]] = defaultdict(list)
+        out = []
+        for n in svc.scheduler.nodes:
+            for i in range(n.gpus):
+                job_id, owner = holders.get((n.id, i), (None, None))
+                by_node[n.id].append(GpuOut(index=i, job_id=job_id, user=owner))
+            out.append(NodeOut(id=n.id, name=n.name, address=n.address, gpus=n.gpus,
+                               gpu_model=n.gpu_model, free_gpus=free.get(n.id, 0),
+                               alive=n.alive, gpu_jobs=by_node[n.id]))
+        return out
+
+    @app.post("/v1/users", response_model=UserCreated, status_code=201)
+    def add_user(body: UserCreate, user: CurrentUser) -> UserCreated:
+        if not user.is_admin:
+            raise HTTPException(403, "only an admin can add users")
+        name = parsing.parse_name(body.name, "NAME")
+        team = parsing.parse_name(body.team, "--team")
+        try:
+            created, token = svc.users.add(name, team, body.admin)
+        except UserExists:
+            raise HTTPException(409, f"user {name} already exists") from None
+        return UserCreated(name=created.name, team=created.team, is_admin=created.is_admin,
+                           token=token)
+
+    @app.get("/v1/users", response_model=list[UserOut])
+    def list_users(user: CurrentUser) -> list[UserOut]:
+        return [UserOut(name=u.name, team=u.team, is_admin=u.is_admin) for u in svc.users.list()]
+
+    return app
+
+
+def _default_name(command: list[str]) -> str:
+    base = command[0].rsplit("/", 1)[-1]
+    if base.startswith("python") and len(command) > 1:
+        base = command[1].rsplit("/", 1)[-1]
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in base).strip("-.")
+    return (cleaned or "job")[:64]

@@ -1,0 +1,68 @@
+"""What every command shares: settings, the client, error handling and output helpers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from clusterctl import settings as settings_mod
+from clusterctl.client import ApiError, Client
+from clusterctl.parsing import BadInput
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handles_errors(fn: F) -> F:
+    """Bad input → one line and exit 2; a failed operation → one line and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BadInput as e:
+            raise fail(str(e), 2) from None
+        except ApiError as e:
+            raise fail(str(e), e.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def client() -> Client:
+    s = settings_mod.load()
+    return Client(s.url, s.token)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    a = parse_time(start)
+    if a is None:
+        return None
+    b = parse_time(end) or datetime.now(timezone.utc)
+    return (b - a).total_seconds()
+
+
+def local_time(value: str | None) -> str:
+    t = parse_time(value)
+    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S") if t else "-"

@@ -1,0 +1,113 @@
+"""``clusterctl demo``: a self-contained tour on 8 simulated GPUs, in a temporary directory.
+
+It uses the same parts as a real installation (a Ray head, the controller, HTTP, SQLite, the
+shipped working directory) and touches nothing of the user's own configuration.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from rich.table import Table
+
+from clusterctl import workdir
+from clusterctl.cli.common import console, handles_errors
+from clusterctl.cli.jobs import FINAL, STATE_STYLE, jobs_table
+from clusterctl.client import Client
+from clusterctl.controller.service import Controller
+from clusterctl.executor.local_ray import free_port, start_local_ray
+from clusterctl.settings import Settings
+
+TRAIN = '''\
+import os, sys, time
+steps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+gpus = os.environ["CUDA_VISIBLE_DEVICES"]
+print(f"job {os.environ['CLUSTERCTL_JOB_ID']} training on GPUs {gpus}", flush=True)
+for step in range(1, steps + 1):
+    time.sleep(1)
+    print(f"step {step}/{steps} loss {1.0 / step:.3f}", flush=True)
+print("done", flush=True)
+'''
+
+FAIL = '''\
+import sys
+print("loading data...", flush=True)
+print("error: dataset not found", file=sys.stderr, flush=True)
+sys.exit(3)
+'''
+
+JOBS = [  # name, gpus, command
+    ("train-1gpu", 1, ["python", "train.py", "6"]),
+    ("train-2gpu", 2, ["python", "train.py", "8"]),
+    ("train-4gpu", 4, ["python", "train.py", "5"]),
+    ("broken-data", 1, ["python", "fail.py"]),
+    ("waits-for-gpus", 4, ["python", "train.py", "3"]),
+]
+
+
+@handles_errors
+def demo() -> None:
+    """A self-contained tour: starts everything on 8 simulated GPUs, runs sample jobs, exits."""
+    with tempfile.TemporaryDirectory(prefix="clusterctl-demo-") as tmp:
+        root = Path(tmp)
+        console.print("[bold]clusterctl demo[/]: starting Ray with 8 simulated GPUs, the "
+                      "controller and SQLite in a temporary directory…")
+        settings = Settings(data_dir=str(root / "data"),
+                            db_url=f"sqlite:///{root / 'data' / 'clusterctl.db'}",
+                            port=free_port(), kill_grace_s=5)
+        ray = start_local_ray(root / "data", num_gpus=8, node_name=socket.gethostname(),
+                              gpu_model="simulated", num_cpus=2)
+        controller = Controller(settings, ray.address, str(ray.token_file))
+        try:
+            controller.prepare()
+            boot = controller.bootstrap_admin(None)
+            controller.serve_in_thread()
+            assert boot.token is not None
+            _tour(Client(f"http://127.0.0.1:{settings.port}", boot.token), root)
+        finally:
+            controller.close()
+            ray.stop()
+
+
+def _tour(c: Client, root: Path) -> None:
+    work = root / "work"
+    work.mkdir()
+    (work / "train.py").write_text(TRAIN)
+    (work / "fail.py").write_text(FAIL)
+    package = c.upload_package(workdir.pack(work, 10 << 20))
+    ids = []
+    for name, gpus, command in JOBS:
+        job = c.submit({"name": name, "gpus": gpus, "command": command, "package": package,
+                        "time_limit": "10m"})
+        ids.append(job["id"])
+        console.print(f"  $ clusterctl submit --gpus {gpus} --name {name} -- "
+                      f"{' '.join(command)}   → job {job['id']}")
+    shown = 0.0
+    while True:
+        rows = [c.job(i) for i in ids]
+        if all(r["state"] in FINAL for r in rows):
+            break
+        if time.monotonic() - shown > 4:
+            console.print("\n[bold]$ clusterctl jobs[/]")
+            console.print(jobs_table([r for r in rows if r["state"] not in FINAL]))
+            shown = time.monotonic()
+        time.sleep(0.5)
+    console.print("\n[bold]Outcomes[/]")
+    table = Table(box=None, pad_edge=False)
+    for col in ("ID", "NAME", "GPUS", "STATE", "REASON", "GPUs HELD"):
+        table.add_column(col)
+    for r in rows:
+        held = ",".join(f"{a['node']}:{a['gpu_index']}" for a in r["allocations"])
+        table.add_row(str(r["id"]), r["name"], str(r["gpus"]),
+                      f"[{STATE_STYLE[r['state']]}]{r['state']}[/]", r["reason"] or "", held)
+    console.print(table)
+    for r in rows:
+        if r["state"] == "FAILED":
+            data, _, _ = c.logs(r["id"], 0)
+            console.print(f"\n[bold]$ clusterctl logs {r['id']}[/]")
+            console.print(textwrap.indent(data.decode(errors="replace"), "  "), markup=False)
+    console.print("Utilization and cost reports arrive with the agent and cost milestones.")

@@ -1,0 +1,227 @@
+"""Job commands: submit, jobs, show, logs, cancel, wait."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from clusterctl import parsing, workdir
+from clusterctl import settings as settings_mod
+from clusterctl.cli.common import (
+    client,
+    console,
+    handles_errors,
+    local_time,
+    print_json,
+    seconds_between,
+)
+from clusterctl.client import ApiError
+from clusterctl.parsing import format_duration
+from clusterctl.states import TERMINAL, JobState
+
+FINAL = {s.value for s in TERMINAL} | {JobState.LOST.value}
+
+STATE_STYLE = {
+    "PENDING": "yellow", "STARTING": "cyan", "RUNNING": "green", "SUCCEEDED": "bold green",
+    "FAILED": "bold red", "CANCELLED": "magenta", "TIMEOUT": "red", "LOST": "red",
+}
+
+
+def _gpus(job: dict[str, Any]) -> str:
+    return str(job["gpus"]) if job["nodes"] == 1 else f"{job['nodes']}x{job['gpus']}"
+
+
+@handles_errors
+def submit(
+    command: Annotated[list[str] | None, typer.Argument(help="The command, after '--'.")] = None,
+    gpus: Annotated[str, typer.Option(help="GPUs per node.")] = "1",
+    nodes: Annotated[str, typer.Option(help="Nodes (torchrun-style variables are set).")] = "1",
+    name: Annotated[str | None, typer.Option(help="Job name.")] = None,
+    team: Annotated[str | None, typer.Option(help="Team (default: yours).")] = None,
+    priority: Annotated[str, typer.Option(help="Integer, higher runs first.")] = "0",
+    time_limit: Annotated[str | None, typer.Option(help="90m, 2h, 1d or 1:30:00.")] = None,
+    retries: Annotated[str, typer.Option(help="Requeues if the job's node is lost.")] = "0",
+    env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable.")] = None,
+    workdir_: Annotated[
+        str | None,
+        typer.Option("--workdir", help="Run in place in this directory (shared filesystem) "
+                     "instead of shipping the current directory."),
+    ] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the new job as JSON.")] = False,
+) -> None:
+    """Queue a job; prints its id once it is stored."""
+    body: dict[str, Any] = {
+        "command": parsing.parse_command(command or []),
+        "gpus": parsing.parse_gpus(gpus),
+        "nodes": parsing.parse_nodes(nodes),
+        "priority": parsing.parse_priority(priority),
+        "retries": parsing.parse_retries(retries),
+        "env": parsing.parse_env(env or []),
+    }
+    if time_limit is not None:
+        body["time_limit"] = parsing.parse_duration(time_limit)
+    if name is not None:
+        body["name"] = parsing.parse_name(name, "--name")
+    if team is not None:
+        body["team"] = parsing.parse_name(team, "--team")
+    settings = settings_mod.load()
+    c = client()
+    if workdir_ is not None:
+        path = Path(workdir_).expanduser()
+        if not path.is_absolute():
+            path = path.resolve()
+        body["workdir"] = str(path)
+    else:
+        data = workdir.pack(Path.cwd(), int(settings.max_package_mb * (1 << 20)))
+        body["package"] = c.upload_package(data)
+    job = c.submit(body)
+    if json_:
+        print_json(job)
+    else:
+        print(job["id"])
+
+
+def jobs_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for col in ("ID", "NAME", "USER", "TEAM", "STATE", "GPUS", "NODES", "WAITED", "RAN"):
+        table.add_column(col, justify="right" if col in ("ID", "GPUS") else "left")
+    for j in rows:
+        waited = seconds_between(j["submitted_at"], j["started_at"])
+        ran = seconds_between(j["started_at"], j["ended_at"]) if j["started_at"] else None
+        table.add_row(
+            str(j["id"]), j["name"], j["user"], j["team"],
+            f"[{STATE_STYLE.get(j['state'], '')}]{j['state']}[/]", _gpus(j),
+            ",".join(j["node_names"]) or "-", format_duration(waited), format_duration(ran),
+        )
+    return table
+
+
+@handles_errors
+def jobs(
+    all_: Annotated[bool, typer.Option("--all", help="Include finished jobs.")] = False,
+    user: Annotated[str | None, typer.Option(help="Only this user's jobs.")] = None,
+    state: Annotated[str | None, typer.Option(help="Only these states (comma-separated).")] = None,
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The queue: pending and running jobs (with --all, finished ones too)."""
+    if state:
+        for s in state.split(","):
+            if s.strip().upper() not in JobState.__members__:
+                raise parsing.BadInput("--state", f"{s!r} is not one of "
+                                       + ", ".join(JobState.__members__))
+    rows = client().jobs(all=all_, user=user, state=state)
+    if json_:
+        print_json(rows)
+        return
+    console.print(jobs_table(rows))
+
+
+@handles_errors
+def show(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A job's spec, state history and the GPUs it held."""
+    j = client().job(parsing.parse_job_id(job))
+    if json_:
+        print_json(j)
+        return
+    console.print(f"[bold]Job {j['id']}[/] {j['name']}  "
+                  f"[{STATE_STYLE.get(j['state'], '')}]{j['state']}[/]"
+                  + (f"  ({j['reason']})" if j["reason"] else ""))
+    limit = format_duration(j["time_limit_s"]) if j["time_limit_s"] else "none"
+    console.print(f"  user {j['user']}  team {j['team']}  priority {j['priority']}  "
+                  f"gpus {_gpus(j)}  time limit {limit}  retries {j['requeues']}/{j['retries']}")
+    console.print(f"  command: {' '.join(j['command'])}", markup=False)
+    if j["workdir"]:
+        console.print(f"  workdir: {j['workdir']}", markup=False)
+    if j["exit_code"] is not None:
+        console.print(f"  exit code: {j['exit_code']}")
+    history = Table(title="history", box=None, title_justify="left")
+    for col in ("AT", "STATE", "ATTEMPT", "REASON"):
+        history.add_column(col)
+    for h in j["history"]:
+        history.add_row(local_time(h["at"]), h["state"], str(h["attempt"]), h["reason"] or "")
+    console.print(history)
+    if j["allocations"]:
+        alloc = Table(title="GPUs held", box=None, title_justify="left")
+        for col in ("ATTEMPT", "RANK", "NODE", "GPU", "UUID", "FROM", "TO"):
+            alloc.add_column(col)
+        for a in j["allocations"]:
+            alloc.add_row(str(a["attempt"]), str(a["rank"]), a["node"], str(a["gpu_index"]),
+                          a["gpu_uuid"] or "-", local_time(a["started_at"]),
+                          local_time(a["ended_at"]))
+        console.print(alloc)
+
+
+@handles_errors
+def logs(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream until it ends.")] = False,
+    rank: Annotated[int, typer.Option(help="Which node's output, for multi-node jobs.")] = 0,
+) -> None:
+    """A job's output (stdout and stderr together), kept by the controller."""
+    job_id = parsing.parse_job_id(job)
+    c = client()
+    offset = 0
+    out = sys.stdout.buffer
+    while True:
+        data, offset, state = c.logs(job_id, offset, rank)
+        if data:
+            out.write(data)
+            out.flush()
+            continue
+        if not follow or state in FINAL:
+            if follow:  # the last lines may land between our read and the state change
+                data, offset, _ = c.logs(job_id, offset, rank)
+                out.write(data)
+                out.flush()
+            return
+        time.sleep(0.5)
+
+
+@handles_errors
+def cancel(jobs_: Annotated[list[str], typer.Argument(metavar="JOB...", help="Job ids.")]) -> None:
+    """Cancel jobs: queued ones at once, running ones by SIGTERM, then SIGKILL after a grace."""
+    ids = [parsing.parse_job_id(j) for j in jobs_]
+    c = client()
+    failed = False
+    for job_id in ids:
+        try:
+            r = c.cancel(job_id)
+        except ApiError as e:
+            if e.exit_code == 2:
+                raise
+            print(f"{job_id}: {e}", file=sys.stderr)
+            failed = True
+            continue
+        verb = "cancelled" if r["outcome"] == "cancelled" else "stopping"
+        print(f"{job_id}: {verb}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@handles_errors
+def wait(
+    job: Annotated[str, typer.Argument(help="Job id.")],
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Wait for a job to end; exit 0 if it SUCCEEDED, 1 otherwise."""
+    job_id = parsing.parse_job_id(job)
+    c = client()
+    while True:
+        j = c.job(job_id)
+        if j["state"] in FINAL:
+            break
+        time.sleep(0.5)
+    if json_:
+        print_json(j)
+    else:
+        extra = f" ({j['reason']})" if j["reason"] else ""
+        print(f"{job_id}: {j['state']}{extra}")
+    raise typer.Exit(0 if j["state"] == "SUCCEEDED" else 1)

@@ -1,0 +1,30 @@
+"""The ``clusterctl`` command: one typer app per noun, joined here."""
+
+from __future__ import annotations
+
+import typer
+
+from clusterctl.cli import admin, jobs, nodes
+from clusterctl.cli.demo import demo
+from clusterctl.cli.up import up
+
+app = typer.Typer(
+    help="GPU cluster scheduler and utilization tracker for teams that own their GPUs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(up)
+app.command()(demo)
+app.command(context_settings={"allow_interspersed_args": False})(jobs.submit)
+app.command("jobs")(jobs.jobs)
+app.command()(jobs.show)
+app.command()(jobs.logs)
+app.command()(jobs.cancel)
+app.command()(jobs.wait)
+app.add_typer(nodes.app, name="nodes")
+app.add_typer(admin.app, name="admin")
+
+
+def main() -> None:
+    app()

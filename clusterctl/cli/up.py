@@ -1,0 +1,70 @@
+"""``clusterctl up``: Ray (unless --ray-address), the controller and an admin user, in the
+foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clusterctl import parsing
+from clusterctl import settings as settings_mod
+from clusterctl.cli.common import err_console, handles_errors
+from clusterctl.controller.service import Controller
+from clusterctl.executor.local_ray import start_local_ray
+
+
+@handles_errors
+def up(
+    simulate_gpus: Annotated[
+        int | None, typer.Option(help="Pretend this machine has N GPUs (no driver needed).")
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite).")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster instead of starting one.")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="API port.")] = None,
+    host: Annotated[str | None, typer.Option(help="API address (default 127.0.0.1).")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Logs, packages, SQLite.")] = None,
+    kill_grace: Annotated[
+        str | None, typer.Option(help="Time between SIGTERM and SIGKILL on cancel (30s).")
+    ] = None,
+) -> None:
+    """Start Ray, the controller and an admin user for you; Ctrl-C stops what it started."""
+    if simulate_gpus is not None and not 0 <= simulate_gpus <= parsing.MAX_GPUS_PER_NODE:
+        raise parsing.BadInput("--simulate-gpus", "must be from 0 to 1024")
+    grace = parsing.parse_duration(kill_grace, "--kill-grace") if kill_grace else None
+    s = settings_mod.load(db_url=db, ray_address=ray_address, port=port, host=host,
+                          data_dir=data_dir, kill_grace_s=grace)
+    local = None
+    if s.ray_address:
+        address, token_file = s.ray_address, s.ray_token_file
+    else:
+        local = start_local_ray(Path(s.data_dir), num_gpus=simulate_gpus,
+                                node_name=socket.gethostname(),
+                                gpu_model="simulated" if simulate_gpus else None)
+        address, token_file = local.address, str(local.token_file)
+    controller = Controller(s, address, token_file)
+    try:
+        controller.prepare()
+        boot = controller.bootstrap_admin(s.token)
+        url = settings_mod.api_url(s.host, s.port)
+        if boot.token or url != s.url:
+            token = boot.token or s.token
+            assert token is not None
+            settings_mod.write_client_config(Path(s.config_path), url, token)
+        nodes = controller.scheduler.nodes
+        gpus = sum(n.gpus for n in nodes)
+        err_console.print(
+            f"clusterctl controller on {url}: {len(nodes)} node(s), {gpus} GPU(s); "
+            f"admin user {boot.user} (token in {s.config_path}). Ctrl-C stops.")
+        if gpus == 0:
+            err_console.print("no GPUs found: on a machine without an NVIDIA driver, use "
+                              "--simulate-gpus N")
+        controller.serve()
+    finally:
+        controller.close()
+        if local is not None:
+            local.stop()

@@ -1,0 +1,84 @@
+"""The HTTP client the CLI uses. It turns every failure into :class:`ApiError` with the exit
+code the CLI should use: 2 for bad input, 1 for everything else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, exit_code: int = 1, status: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.status = status
+
+
+class Client:
+    def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as e:
+            raise ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
+                           "is `clusterctl up` running?") from e
+        if response.status_code < 400:
+            return response
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        if response.status_code == 401:
+            raise ApiError(f"not authorized ({detail}): set CLUSTERCTL_TOKEN or the token in "
+                           "your config file", 1, 401)
+        code = 2 if response.status_code in (400, 422) else 1
+        raise ApiError(str(detail), code, response.status_code)
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.request(method, path, **kwargs).json()
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.json("POST", "/v1/jobs", json=body)
+
+    def upload_package(self, data: bytes) -> str:
+        return self.json("POST", "/v1/packages", content=data,
+                         headers={"Content-Type": "application/zip"})["sha256"]
+
+    def jobs(self, *, all: bool = False, user: str | None = None,
+             state: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"all": all}
+        if user:
+            params["owner"] = user
+        if state:
+            params["state"] = state
+        return self.json("GET", "/v1/jobs", params=params)
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self.json("GET", f"/v1/jobs/{job_id}")
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        return self.json("POST", f"/v1/jobs/{job_id}/cancel")
+
+    def logs(self, job_id: int, offset: int, rank: int = 0) -> tuple[bytes, int, str]:
+        r = self.request("GET", f"/v1/jobs/{job_id}/logs",
+                         params={"offset": offset, "rank": rank})
+        return r.content, int(r.headers["X-Next-Offset"]), r.headers["X-Job-State"]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.json("GET", "/v1/nodes")
+
+    def add_user(self, name: str, team: str, admin: bool) -> dict[str, Any]:
+        return self.json("POST", "/v1/users", json={"name": name, "team": team, "admin": admin})
+
+    def whoami(self) -> dict[str, Any]:
+        return self.json("GET", "/v1/whoami")

@@ -1,0 +1,68 @@
+"""Files the controller keeps under its data directory: job logs and shipped working dirs.
+
+Logs outlive the job and its node: the scheduler copies each rank's output here as it runs, so
+``clusterctl logs`` reads from the controller, never from a worker that may be gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class LogStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, job_id: int, attempt: int, rank: int) -> Path:
+        return self.root / str(job_id) / f"a{attempt}-r{rank}.log"
+
+    def size(self, job_id: int, attempt: int, rank: int) -> int:
+        p = self.path(job_id, attempt, rank)
+        return p.stat().st_size if p.exists() else 0
+
+    def append(self, job_id: int, attempt: int, rank: int, data: bytes) -> None:
+        p = self.path(job_id, attempt, rank)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "ab") as f:
+            f.write(data)
+
+    def read(self, job_id: int, attempt: int, rank: int, offset: int, limit: int) -> bytes:
+        p = self.path(job_id, attempt, rank)
+        if not p.exists():
+            return b""
+        with open(p, "rb") as f:
+            f.seek(offset)
+            return f.read(limit)
+
+
+class PackageStore:
+    """Zipped working directories, content-addressed by sha256."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha: str) -> Path:
+        if not _SHA_RE.match(sha):
+            raise ValueError("package id must be a sha256 hex digest")
+        return self.root / f"{sha}.zip"
+
+    def exists(self, sha: str) -> bool:
+        return self.path(sha).exists()
+
+    def put(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.path(sha)
+        if not target.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        return sha
+
+    def get(self, sha: str) -> bytes:
+        return self.path(sha).read_bytes()

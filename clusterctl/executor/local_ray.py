@@ -1,0 +1,120 @@
+"""A single-machine Ray head for ``clusterctl up``, run as ``ray start --head --block``.
+
+A separate process rather than ``ray.init()`` inside the controller, so that restarting the
+controller leaves the cluster and its jobs running; SIGTERM to it stops every Ray process it
+started. The Ray token lives in the controller's data directory, mode 0600, and goes only to
+Ray and the controller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_token(path: Path) -> Path:
+    """Create the Ray auth token file (0600) if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path
+
+
+def ray_env(token_file: Path | str | None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment that turns Ray's token authentication on for a process."""
+    env = dict(os.environ if base is None else base)
+    env["RAY_AUTH_MODE"] = "token"
+    if token_file:
+        env["RAY_AUTH_TOKEN_PATH"] = str(token_file)
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    return env
+
+
+def ray_command() -> list[str]:
+    exe = Path(sys.executable).with_name("ray")
+    return [str(exe)] if exe.exists() else [shutil.which("ray") or "ray"]
+
+
+@dataclass
+class LocalRay:
+    process: subprocess.Popen[bytes]
+    address: str
+    token_file: Path
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_local_ray(
+    data_dir: Path,
+    *,
+    num_gpus: int | None,
+    node_name: str,
+    gpu_model: str | None = None,
+    num_cpus: int | None = None,
+) -> LocalRay:
+    """Start a Ray head on this machine; ``num_gpus`` None lets Ray detect GPUs through NVML."""
+    ray_dir = data_dir / "ray"
+    token_file = ensure_token(ray_dir / "auth_token")
+    port = free_port()
+    labels = {"clusterctl-node": node_name}
+    if gpu_model:
+        labels["clusterctl-gpu-model"] = gpu_model
+    cmd = [
+        *ray_command(), "start", "--head", "--block",
+        "--port", str(port),
+        "--ray-client-server-port", str(free_port()),
+        "--dashboard-port", str(free_port()), "--include-dashboard", "false",
+        "--disable-usage-stats",
+        "--labels", json.dumps(labels),
+    ]
+    if num_gpus is not None:
+        cmd += ["--num-gpus", str(num_gpus)]
+    if num_cpus is not None:
+        cmd += ["--num-cpus", str(num_cpus)]
+    log = open(ray_dir / "ray-start.log", "ab")  # noqa: SIM115 (owned by the child)
+    proc = subprocess.Popen(cmd, env=ray_env(token_file), stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    local = LocalRay(proc, f"127.0.0.1:{port}", token_file)
+    _wait_for_port(local, port, ray_dir / "ray-start.log")
+    return local
+
+
+def _wait_for_port(local: LocalRay, port: int, log_path: Path, timeout_s: float = 120) -> None:
+    """Ray's driver gives up on a head that is not listening yet, so wait for its GCS port."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if local.process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            raise RuntimeError("ray start failed: " + " | ".join(tail))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(1)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    local.stop()
+    raise RuntimeError(f"ray start did not listen on port {port} within {timeout_s:.0f}s")

@@ -1,0 +1,222 @@
+"""The runner: one detached Ray actor per job rank, which owns the user's process on its node.
+
+It is deliberately self-sufficient: it enforces the time limit and reaps the process group by
+itself, and it keeps the outcome and the log until the controller has collected them, so a
+controller restart neither kills the job nor loses what it printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import ray
+
+# Variables of the Ray worker that the user's job must not inherit (the Ray token among them).
+_STRIPPED_PREFIXES = ("RAY_", "CLUSTERCTL_")
+
+
+def default_run_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "clusterctl" / "runs"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class RunnerError(RuntimeError):
+    """A job that could not be started (bad working directory, unpacking failed…)."""
+
+
+class JobRunner:
+    def __init__(self, namespace: str, job_id: int, attempt: int, rank: int,
+                 run_root: str | None = None) -> None:
+        self.job_id, self.attempt, self.rank = job_id, attempt, rank
+        root = Path(run_root) if run_root else default_run_root()
+        self.dir = root / namespace / f"job-{job_id}-a{attempt}-r{rank}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / "output.log"
+        self.log_path.touch()
+        self._lock = threading.Lock()
+        self._started = threading.Event()
+        self._done = threading.Event()
+        self._start_info: dict[str, Any] | None = None
+        self._start_error: str | None = None
+        self._outcome: dict[str, Any] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._terminating = False
+        self._timed_out = False
+        self._kill_grace_s = 30.0
+
+    # -- called by the controller -------------------------------------------------------------
+
+    def rendezvous(self) -> dict[str, Any]:
+        """Rank 0's address and a free port on its node, for MASTER_ADDR / MASTER_PORT."""
+        return {"addr": ray.util.get_node_ip_address(), "port": _free_port()}
+
+    def start(self, spec: dict[str, Any], rendezvous: dict[str, Any] | None,
+              package: bytes | None) -> dict[str, Any]:
+        """Start the command; idempotent, so a retried call never starts it twice."""
+        with self._lock:
+            if not self._started.is_set() and self._proc is None and self._start_error is None:
+                cwd = self._prepare_cwd(spec, package)
+                env = self._environment(spec, rendezvous)
+                self._kill_grace_s = float(spec.get("kill_grace_s", 30))
+                thread = threading.Thread(
+                    target=self._run, name=f"job-{self.job_id}-rank-{self.rank}", daemon=True,
+                    args=(list(spec["command"]), cwd, env, spec.get("time_limit_s")),
+                )
+                thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise RunnerError(self._start_error)
+        assert self._start_info is not None
+        return self._start_info
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """Block until the process ends; its outcome (None if ``timeout`` passed first)."""
+        self._done.wait(timeout)
+        return self._outcome
+
+    def status(self) -> dict[str, Any]:
+        return {"started": self._start_info, "outcome": self._outcome,
+                "start_error": self._start_error}
+
+    def terminate(self, grace_s: float | None = None) -> None:
+        """SIGTERM to the process group, SIGKILL after the grace period."""
+        self._terminating = True
+        self._signal_group(self._kill_grace_s if grace_s is None else grace_s)
+
+    def read_log(self, offset: int, max_bytes: int = 1 << 20) -> bytes:
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read(max_bytes)
+
+    def cleanup(self) -> None:
+        """Remove the run directory once the controller has the log; the last call made."""
+        if self._proc is not None and self._proc.poll() is None:
+            _killpg(self._proc.pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- inside the actor ---------------------------------------------------------------------
+
+    def _prepare_cwd(self, spec: dict[str, Any], package: bytes | None) -> str:
+        if package is not None:
+            work = self.dir / "work"
+            work.mkdir(exist_ok=True)
+            try:
+                with zipfile.ZipFile(io.BytesIO(package)) as z:
+                    z.extractall(work)
+            except (zipfile.BadZipFile, OSError) as e:
+                raise RunnerError(f"could not unpack the job's working directory: {e}") from e
+            return str(work)
+        workdir = spec.get("workdir")
+        if not workdir:
+            return str(self.dir)
+        if not os.path.isdir(workdir):
+            raise RunnerError(f"working directory {workdir} does not exist on this node")
+        return str(workdir)
+
+    def _environment(self, spec: dict[str, Any], rendezvous: dict[str, Any] | None
+                     ) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
+        env.update(spec.get("env") or {})
+        gpu_ids = self._gpu_ids()
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["CLUSTERCTL_JOB_ID"] = str(self.job_id)
+        env["CLUSTERCTL_ATTEMPT"] = str(self.attempt)
+        env["CLUSTERCTL_RUNNER_PID"] = str(os.getpid())
+        nodes = int(spec.get("nodes", 1))
+        if nodes > 1 and rendezvous is not None:
+            gpus = int(spec["gpus"])
+            env.update({
+                "MASTER_ADDR": str(rendezvous["addr"]),
+                "MASTER_PORT": str(rendezvous["port"]),
+                "NODE_RANK": str(self.rank),
+                "NNODES": str(nodes),
+                "WORLD_SIZE": str(nodes * gpus),
+                "LOCAL_WORLD_SIZE": str(gpus),
+            })
+        return env
+
+    def _gpu_ids(self) -> list[str]:
+        ids = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
+        return [str(i) for i in ids]
+
+    def _run(self, argv: list[str], cwd: str, env: dict[str, str],
+             time_limit_s: float | None) -> None:
+        # This thread forks the child and lives exactly as long as it: PR_SET_PDEATHSIG fires
+        # when the forking *thread* exits, so the fork must not happen on a pooled thread.
+        log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 (closed below)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "clusterctl.executor.launch", *argv],
+                cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as e:
+            log.close()
+            self._start_error = f"could not start the command: {e}"
+            self._started.set()
+            self._done.set()
+            return
+        self._proc = proc
+        node = ray.get_runtime_context()
+        self._start_info = {
+            "rank": self.rank, "pid": proc.pid, "gpu_ids": self._gpu_ids(),
+            "node_id": node.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+            "started_at": time.time(),
+        }
+        self._started.set()
+        try:
+            proc.wait(timeout=time_limit_s)
+        except subprocess.TimeoutExpired:
+            self._timed_out = True
+            self._signal_group(self._kill_grace_s)
+            proc.wait()
+        _killpg(proc.pid, signal.SIGKILL)  # nothing of a finished job is left behind
+        log.close()
+        code = proc.returncode
+        self._outcome = {
+            "rank": self.rank,
+            "exit_code": code if code >= 0 else 128 - code,
+            "signal": -code if code < 0 else None,
+            "timed_out": self._timed_out,
+            "terminated": self._terminating,
+            "ended_at": time.time(),
+        }
+        self._done.set()
+
+    def _signal_group(self, grace_s: float) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        _killpg(proc.pid, signal.SIGTERM)
+
+        def _escalate() -> None:
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                _killpg(proc.pid, signal.SIGKILL)
+
+        threading.Thread(target=_escalate, daemon=True).start()

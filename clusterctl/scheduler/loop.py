@@ -1,0 +1,257 @@
+"""The scheduler loop: load state, ask the policy, apply the decision through the executor.
+
+One thread runs it. No database transaction is ever held across an executor (Ray) call: each
+pass reads rows, lets the transactions close, talks to Ray, then writes guarded updates whose
+"0 rows" answer means someone else got there first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.executor.types import Executor, Launch, LaunchSpec, NodeInfo
+from clusterctl.scheduler import policy
+from clusterctl.states import ACTIVE, JobState
+from clusterctl.store import HeldGpu, Job, JobStore
+
+log = logging.getLogger(__name__)
+S = JobState
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        jobs: JobStore,
+        executor: Executor,
+        logs: LogStore,
+        packages: PackageStore,
+        *,
+        kill_grace_s: float = 30.0,
+        start_timeout_s: float = 120.0,
+        interval_s: float = 0.5,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.jobs = jobs
+        self.executor = executor
+        self.logs = logs
+        self.packages = packages
+        self.kill_grace_s = kill_grace_s
+        self.start_timeout_s = start_timeout_s
+        self.interval_s = interval_s
+        self.monotonic = monotonic
+        self.launches: dict[int, Launch] = {}
+        self.nodes: list[NodeInfo] = []
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.refresh_nodes()
+        self.reconcile()
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # keep scheduling through a transient Ray or database error
+                log.exception("scheduler pass failed")
+            self.wake.wait(self.interval_s)
+            self.wake.clear()
+
+    def step(self) -> None:
+        self.refresh_nodes()
+        self.progress()
+        self.schedule()
+
+    def refresh_nodes(self) -> None:
+        self.nodes = self.executor.nodes()
+
+    # -- capacity -----------------------------------------------------------------------------
+
+    def capacity(self, active: list[Job] | None = None) -> list[policy.NodeCapacity]:
+        held: Counter[str] = Counter()
+        for job in active if active is not None else self.jobs.active():
+            for node_id in job.placement or []:
+                held[node_id] += job.gpus
+        return [
+            policy.NodeCapacity(n.id, n.gpus, max(0, n.gpus - held[n.id]),
+                                schedulable=n.alive and n.gpus > 0)
+            for n in self.nodes
+        ]
+
+    def why_never(self, gpus: int, nodes: int) -> str | None:
+        """Why a request can never fit this cluster (for refusal at submit), or None."""
+        return policy.fits_ever(gpus, nodes, self.capacity(active=[]))
+
+    # -- restart ------------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """After a (re)start: re-attach to running attempts, settle the rest, remove orphans."""
+        active = self.jobs.active()
+        for job in active:
+            assert job.id is not None
+            ranks = len(job.placement or [])
+            launch = self.executor.reattach(job.id, job.attempt, ranks) if ranks else None
+            if launch is not None and launch.started is not None:
+                self.launches[job.id] = launch
+                if job.state == S.STARTING:
+                    self._mark_running(job, launch)
+                log.info("re-attached to job %s attempt %s", job.id, job.attempt)
+                continue
+            self.executor.release(job.id, job.attempt, ranks)
+            if job.state == S.STARTING:
+                self.jobs.requeue(job, "controller restarted before the job started")
+            else:
+                self.jobs.finish(job, S.LOST, "runner gone while the controller was down")
+        keep = {(j.id, j.attempt) for j in active}
+        orphans = {(jid, att) for jid, att, _ in self.executor.runner_names()} - keep
+        for jid, att in orphans:
+            ranks = 1 + max(r for j, a, r in self.executor.runner_names() if (j, a) == (jid, att))
+            log.info("removing orphan runners of job %s attempt %s", jid, att)
+            self.executor.release(jid, att, ranks)
+
+    # -- running jobs -------------------------------------------------------------------------
+
+    def progress(self) -> None:
+        for job in self.jobs.active():
+            assert job.id is not None
+            launch = self.launches.get(job.id)
+            if launch is None or launch.attempt != job.attempt:
+                continue  # another controller's, or settled by reconcile on its next start
+            try:
+                self._progress_one(job, launch)
+            except Exception:
+                log.exception("progress of job %s failed", job.id)
+
+    def _progress_one(self, job: Job, launch: Launch) -> None:
+        assert job.id is not None
+        if job.cancel_requested and not launch.terminating:
+            if launch.started is None:
+                self._end(job, launch, S.CANCELLED, job.reason or "cancelled", None)
+                return
+            self.executor.terminate(launch, self.kill_grace_s)
+        p = self.executor.poll(launch)
+        if p.kind == "starting":
+            if self.monotonic() - launch.launched_at > self.start_timeout_s:
+                self.executor.release(job.id, job.attempt, launch.ranks)
+                self.launches.pop(job.id, None)
+                self.jobs.requeue(
+                    job, f"GPUs not granted by Ray within {self.start_timeout_s:.0f}s")
+            return
+        if p.kind == "started":
+            self._mark_running(job, launch)
+            if job.cancel_requested:
+                self.executor.terminate(launch, self.kill_grace_s)
+            return
+        self._pull_logs(launch)
+        if p.kind == "running":
+            return
+        if p.kind == "failed":
+            self._end(job, launch, S.FAILED, p.error or "could not start", None)
+        elif p.kind == "lost":
+            self._end(job, launch, S.LOST, p.error or "runner lost", None)
+        elif p.kind == "done":
+            self._pull_logs(launch, drain=True)
+            state, reason, code = self._verdict(job, launch)
+            ended = max(o["ended_at"] for o in launch.outcomes.values())
+            self._end(job, launch, state, reason, code, ended_at=_at(ended))
+
+    def _verdict(self, job: Job, launch: Launch) -> tuple[JobState, str, int | None]:
+        outcomes = [launch.outcomes[r] for r in sorted(launch.outcomes)]
+        rank0 = outcomes[0]["exit_code"]
+        if job.cancel_requested:
+            return S.CANCELLED, job.reason or "cancelled", rank0
+        if any(o["timed_out"] for o in outcomes):
+            limit = job.time_limit_s or 0
+            return S.TIMEOUT, f"time limit of {limit}s reached", rank0
+        failed = [o for o in outcomes if o["exit_code"] != 0]
+        if not failed:
+            return S.SUCCEEDED, "exit code 0", 0
+        first = failed[0]
+        where = f" on rank {first['rank']}" if launch.ranks > 1 else ""
+        return S.FAILED, f"exit code {first['exit_code']}{where}", first["exit_code"]
+
+    def _mark_running(self, job: Job, launch: Launch) -> None:
+        assert job.id is not None and launch.started is not None
+        names = {n.id: n.name for n in self.nodes}
+        held = [
+            HeldGpu(rank=info["rank"], node=names.get(info["node_id"], info["node_id"][:12]),
+                    node_id=info["node_id"], gpu_index=int(gpu))
+            for info in launch.started
+            for gpu in info["gpu_ids"]
+        ]
+        started = min(info["started_at"] for info in launch.started)
+        self.jobs.mark_running(job.id, job.attempt, held, _at(started))
+
+    def _end(self, job: Job, launch: Launch, state: JobState, reason: str,
+             exit_code: int | None, ended_at: datetime | None = None) -> None:
+        assert job.id is not None
+        fresh = self.jobs.get(job.id) or job  # the state may have moved since the pass began
+        if JobState(fresh.state) in ACTIVE and fresh.attempt == job.attempt:
+            self.jobs.finish(fresh, state, reason, exit_code=exit_code, ended_at=ended_at)
+        self.executor.release(job.id, job.attempt, launch.ranks)
+        self.launches.pop(job.id, None)
+
+    def _pull_logs(self, launch: Launch, drain: bool = False) -> None:
+        for rank in range(launch.ranks):
+            while True:
+                offset = self.logs.size(launch.job_id, launch.attempt, rank)
+                data = self.executor.read_log(launch, rank, offset)
+                if data:
+                    self.logs.append(launch.job_id, launch.attempt, rank, data)
+                if not drain or not data:
+                    break
+
+    # -- pending jobs -------------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        pending = self.jobs.pending()
+        if not pending:
+            return
+        by_id = {j.id: j for j in pending}
+        queued = [
+            policy.QueuedJob(j.id, j.priority, j.submitted_at.timestamp(), j.gpus, j.nodes)
+            for j in pending
+            if j.id is not None
+        ]
+        for placement in policy.schedule(queued, self.capacity()):
+            job = by_id[placement.job_id]
+            assert job.id is not None
+            attempt = self.jobs.start(job, placement.node_ids)
+            if attempt is None:
+                continue  # cancelled meanwhile
+            spec = LaunchSpec(
+                job_id=job.id, attempt=attempt, command=list(job.command), gpus=job.gpus,
+                nodes=job.nodes, env=dict(job.env), workdir=job.workdir,
+                time_limit_s=job.time_limit_s, kill_grace_s=self.kill_grace_s,
+            )
+            try:
+                package = self.packages.get(job.package) if job.package else None
+                self.launches[job.id] = self.executor.launch(
+                    spec, list(placement.node_ids), package)
+            except Exception as e:
+                log.exception("launch of job %s failed", job.id)
+                self.executor.release(job.id, attempt, len(placement.node_ids))
+                started = self.jobs.get(job.id)
+                if started is not None:
+                    self.jobs.finish(started, S.FAILED, f"launch failed: {e}")
