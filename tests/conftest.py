@@ -1,0 +1,42 @@
+"""Shared fixtures: databases (SQLite, and PostgreSQL when CLUSTERCTL_TEST_PG_URL is set), a
+real Ray head started with `ray start`, and controllers run as the real `clusterctl` command."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+PG_URL = os.environ.get("CLUSTERCTL_TEST_PG_URL")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database per test, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("CLUSTERCTL_TEST_PG_URL is not set")
+    yield from _pg_database(PG_URL)
+
+
+def _pg_database(base: str) -> Iterator[str]:
+    from clusterctl.store import normalize_url
+
+    url = make_url(normalize_url(base))
+    name = f"cct_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -1,0 +1,125 @@
+"""The store on real SQLite and real PostgreSQL: submit, guarded transitions, history,
+allocations, requeue of lost jobs, cancel races, users and tokens."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from factories import new_job
+
+from clusterctl.states import IllegalTransition, JobState
+from clusterctl.store import (
+    HeldGpu,
+    JobStore,
+    UserExists,
+    UserStore,
+    installation_id,
+    make_engine,
+    migrate,
+)
+
+S = JobState
+
+
+@pytest.fixture
+def store(db_url: str) -> JobStore:
+    migrate(db_url)
+    return JobStore(make_engine(db_url))
+
+
+def test_submit_is_durable_and_has_history(store: JobStore, db_url: str) -> None:
+    job = store.submit(new_job(env={"A": "1"}, time_limit_s=60))
+    again = JobStore(make_engine(db_url)).get(job.id)  # a new engine: what a restart sees
+    assert again is not None
+    assert again.state == "PENDING" and again.env == {"A": "1"} and again.time_limit_s == 60
+    assert again.submitted_at.tzinfo is not None
+    assert [(h.state, h.reason) for h in store.history(job.id)] == [("PENDING", "submitted")]
+
+
+def test_full_lifecycle_records_allocations(store: JobStore) -> None:
+    job = store.submit(new_job(gpus=2))
+    attempt = store.start(job, ["node-1"])
+    assert attempt == 1
+    started = datetime.now(timezone.utc)
+    held = [HeldGpu(0, "a", "node-1", 0), HeldGpu(0, "a", "node-1", 1)]
+    assert store.mark_running(job.id, 1, held, started)
+    running = store.get(job.id)
+    assert store.finish(running, S.SUCCEEDED, "exit code 0", exit_code=0,
+                        ended_at=started + timedelta(seconds=5))
+    done = store.get(job.id)
+    assert done.state == "SUCCEEDED" and done.exit_code == 0
+    allocs = store.allocations(job.id)
+    assert [(a.gpu_index, a.node) for a in allocs] == [(0, "a"), (1, "a")]
+    assert all(a.ended_at - a.started_at == timedelta(seconds=5) for a in allocs)
+    assert [h.state for h in store.history(job.id)] == [
+        "PENDING", "STARTING", "RUNNING", "SUCCEEDED"]
+
+
+def test_guard_refuses_stale_transitions(store: JobStore) -> None:
+    job = store.submit(new_job())
+    assert store.start(job, ["n"]) == 1
+    assert store.start(job, ["n"]) is None  # the same decision applied twice: refused
+    assert not store.transition(job.id, S.PENDING, S.CANCELLED)
+    with pytest.raises(IllegalTransition):
+        store.transition(job.id, S.PENDING, S.SUCCEEDED)
+
+
+def test_lost_job_is_requeued_while_retries_remain(store: JobStore) -> None:
+    job = store.submit(new_job(retries=1))
+    for expected_state in ("PENDING", "LOST"):
+        attempt = store.start(store.get(job.id), ["n"])
+        store.mark_running(job.id, attempt, [HeldGpu(0, "a", "n", 0)],
+                           datetime.now(timezone.utc))
+        store.finish(store.get(job.id), S.LOST, "node died")
+        assert store.get(job.id).state == expected_state
+    final = store.get(job.id)
+    assert final.requeues == 1 and final.attempt == 2
+    assert all(a.ended_at is not None for a in store.allocations(job.id))
+
+
+def test_cancel_pending_running_and_ended(store: JobStore) -> None:
+    queued = store.submit(new_job())
+    assert store.request_cancel(queued.id, "bob", False)[0] == "forbidden"
+    assert store.get(queued.id).state == "PENDING"
+    outcome, after = store.request_cancel(queued.id, "alice", False)
+    assert outcome == "cancelled" and after.state == "CANCELLED"
+    assert store.request_cancel(queued.id, "alice", False)[0] == "ended"
+    running = store.submit(new_job())
+    store.start(running, ["n"])
+    outcome, after = store.request_cancel(running.id, "root", True)
+    assert outcome == "requested" and after.cancel_requested
+    assert store.request_cancel(999_999, "alice", False)[0] == "missing"
+
+
+def test_concurrent_starts_apply_once(store: JobStore) -> None:
+    job = store.submit(new_job())
+    results: list[int | None] = []
+    threads = [threading.Thread(target=lambda: results.append(store.start(job, ["n"])))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results, key=lambda r: r or 0) == [None] * 7 + [1]
+    assert [h.state for h in store.history(job.id)].count("STARTING") == 1
+
+
+def test_users_and_tokens(db_url: str) -> None:
+    migrate(db_url)
+    users = UserStore(make_engine(db_url))
+    user, token = users.add("alice", "vision")
+    assert users.by_token(token).name == "alice"
+    assert users.by_token(token + "x") is None
+    assert user.token_hash != token and token not in user.token_hash
+    with pytest.raises(UserExists):
+        users.add("alice", "other")
+    new = users.rotate("alice")
+    assert users.by_token(token) is None and users.by_token(new).name == "alice"
+
+
+def test_installation_id_is_stable(db_url: str) -> None:
+    migrate(db_url)
+    migrate(db_url)  # idempotent
+    assert installation_id(make_engine(db_url)) == installation_id(make_engine(db_url))
