@@ -40,3 +40,28 @@ def _pg_database(base: str) -> Iterator[str]:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# -- Ray and controllers ----------------------------------------------------------------------
+
+from harness import Controller  # noqa: E402
+
+from clusterctl.executor.local_ray import LocalRay, start_local_ray  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRay]:
+    """A single-node Ray cluster with 4 simulated GPUs, started with `ray start --head`."""
+    head = start_local_ray(tmp_path_factory.mktemp("ray-head"), num_gpus=4, node_name="node-a",
+                           gpu_model="simulated", num_cpus=2)
+    yield head
+    head.stop()
+
+
+@pytest.fixture
+def controller(ray_head: LocalRay, tmp_path: Path) -> Iterator[Controller]:
+    """A controller of its own (database, data directory, config) on the shared Ray head."""
+    c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file)
+    c.start()
+    yield c
+    c.stop()

@@ -7,6 +7,7 @@ shipped working directory) and touches nothing of the user's own configuration.
 from __future__ import annotations
 
 import socket
+import sys
 import tempfile
 import textwrap
 import time
@@ -40,12 +41,12 @@ print("error: dataset not found", file=sys.stderr, flush=True)
 sys.exit(3)
 '''
 
-JOBS = [  # name, gpus, command
-    ("train-1gpu", 1, ["python", "train.py", "6"]),
-    ("train-2gpu", 2, ["python", "train.py", "8"]),
-    ("train-4gpu", 4, ["python", "train.py", "5"]),
-    ("broken-data", 1, ["python", "fail.py"]),
-    ("waits-for-gpus", 4, ["python", "train.py", "3"]),
+JOBS = [  # name, gpus, script and arguments (run with this Python)
+    ("train-1gpu", 1, ["train.py", "6"]),
+    ("train-2gpu", 2, ["train.py", "8"]),
+    ("train-4gpu", 4, ["train.py", "5"]),
+    ("broken-data", 1, ["fail.py"]),
+    ("waits-for-gpus", 4, ["train.py", "3"]),
 ]
 
 
@@ -80,12 +81,13 @@ def _tour(c: Client, root: Path) -> None:
     (work / "fail.py").write_text(FAIL)
     package = c.upload_package(workdir.pack(work, 10 << 20))
     ids = []
-    for name, gpus, command in JOBS:
+    for name, gpus, script in JOBS:
+        command = [sys.executable, *script]
         job = c.submit({"name": name, "gpus": gpus, "command": command, "package": package,
                         "time_limit": "10m"})
         ids.append(job["id"])
         console.print(f"  $ clusterctl submit --gpus {gpus} --name {name} -- "
-                      f"{' '.join(command)}   → job {job['id']}")
+                      f"python {' '.join(script)}   → job {job['id']}")
     shown = 0.0
     while True:
         rows = [c.job(i) for i in ids]

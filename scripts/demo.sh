@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install clusterctl into .venv and run the demo (SQLite, local Ray, 8 simulated GPUs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e .
+.venv/bin/clusterctl demo

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install clusterctl with its test extras into .venv and run the whole test suite (all but the
+# `gpu` marker, which needs a real NVIDIA driver), then lint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/ruff check .
+.venv/bin/python -m pytest -m "not gpu" "$@"

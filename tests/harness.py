@@ -1,0 +1,130 @@
+"""Drives the real `clusterctl` command: a controller started with `clusterctl up` as a
+subprocess, and CLI calls as subprocesses with their own config file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from clusterctl.executor.local_ray import free_port
+
+CLUSTERCTL = Path(sys.executable).with_name("clusterctl")
+FINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT", "LOST"}
+
+
+def clusterctl_argv() -> list[str]:
+    return [str(CLUSTERCTL)] if CLUSTERCTL.exists() else [sys.executable, "-m", "clusterctl"]
+
+
+class Controller:
+    """One installation: its own database, data directory, config file and API port."""
+
+    def __init__(self, root: Path, ray_address: str, ray_token_file: Path,
+                 db_url: str | None = None, kill_grace: str = "2s") -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.data_dir = root / "data"
+        self.db_url = db_url or f"sqlite:///{root / 'clusterctl.db'}"
+        self.env = {
+            **os.environ,
+            "CLUSTERCTL_CONFIG": str(root / "config.toml"),
+            "CLUSTERCTL_RAY_TOKEN_FILE": str(ray_token_file),
+            "PYTHONUNBUFFERED": "1",
+        }
+        for key in ("CLUSTERCTL_TOKEN", "CLUSTERCTL_URL", "RAY_ADDRESS"):
+            self.env.pop(key, None)
+        self.up_args = ["up", "--ray-address", ray_address, "--port", str(self.port),
+                        "--data-dir", str(self.data_dir), "--db", self.db_url,
+                        "--kill-grace", kill_grace]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90) -> None:
+        log = open(self.root / "controller.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(clusterctl_argv() + self.up_args, env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("controller exited:\n" + self.log_tail())
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).is_success \
+                        and (self.root / "config.toml").exists():
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("controller did not come up:\n" + self.log_tail())
+
+    def log_tail(self) -> str:
+        p = self.root / "controller.log"
+        return "\n".join(p.read_text(errors="replace").splitlines()[-30:]) if p.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            for job in self.json("jobs"):
+                self.cli("cancel", str(job["id"]))
+            deadline = time.monotonic() + 30
+            while self.json("jobs") and time.monotonic() < deadline:
+                time.sleep(0.3)
+        finally:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    # -- the CLI ------------------------------------------------------------------------------
+
+    def cli(self, *args: str, token: str | None = None, cwd: Path | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env)
+        if token is not None:
+            env["CLUSTERCTL_TOKEN"] = token
+        return subprocess.run(clusterctl_argv() + list(args), env=env, cwd=cwd or self.root,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def json(self, *args: str, **kwargs: Any) -> Any:
+        r = self.cli(*args, "--json", **kwargs)
+        assert r.returncode == 0, f"{args}: rc={r.returncode}\n{r.stderr}"
+        return json.loads(r.stdout)
+
+    def submit(self, *args: str, cwd: Path | None = None) -> int:
+        r = self.cli("submit", *args, cwd=cwd)
+        assert r.returncode == 0, r.stderr
+        return int(r.stdout.strip())
+
+    def show(self, job_id: int) -> dict[str, Any]:
+        return self.json("show", str(job_id))
+
+    def wait_state(self, job_id: int, states: set[str], timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.show(job_id)
+            if job["state"] in states:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} is {job['state']}, not {states}\n"
+                                     + self.log_tail())
+            time.sleep(0.25)
+
+    def wait_done(self, job_id: int, timeout: float = 120) -> dict[str, Any]:
+        return self.wait_state(job_id, FINAL, timeout)

@@ -1,0 +1,225 @@
+"""End to end through the `clusterctl` command: a real controller, real HTTP, real Ray with
+4 simulated GPUs, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from harness import Controller, clusterctl_argv
+
+pytestmark = pytest.mark.ray
+PY = sys.executable
+
+
+def workdir(tmp_path: Path, **scripts: str) -> Path:
+    d = tmp_path / "work"
+    d.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        (d / f"{name}.py").write_text(body)
+    return d
+
+
+SHOW_GPUS = """
+import os
+print("devices=" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+print("order=" + os.environ["CUDA_DEVICE_ORDER"], flush=True)
+print("job=" + os.environ["CLUSTERCTL_JOB_ID"], flush=True)
+print("ray_token_visible=" + str(any(k.startswith("RAY_AUTH") for k in os.environ)), flush=True)
+print("custom=" + os.environ.get("CUSTOM", ""), flush=True)
+"""
+
+
+def test_two_gpu_job_sees_exactly_two_devices(controller: Controller, tmp_path: Path) -> None:
+    wd = workdir(tmp_path, show=SHOW_GPUS)
+    job_id = controller.submit("--gpus", "2", "--env", "CUSTOM=hello", "--", PY, "show.py",
+                               cwd=wd)
+    r = controller.cli("wait", str(job_id))
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = controller.cli("logs", str(job_id)).stdout
+    devices = out.split("devices=")[1].splitlines()[0].split(",")
+    assert len(devices) == 2 and len(set(devices)) == 2
+    assert "order=PCI_BUS_ID" in out and f"job={job_id}" in out
+    assert "ray_token_visible=False" in out and "custom=hello" in out
+    job = controller.show(job_id)
+    assert job["state"] == "SUCCEEDED" and job["exit_code"] == 0
+    assert sorted(str(a["gpu_index"]) for a in job["allocations"]) == sorted(devices)
+    assert all(a["node"] == "node-a" and a["ended_at"] for a in job["allocations"])
+    assert [h["state"] for h in job["history"]] == ["PENDING", "STARTING", "RUNNING",
+                                                     "SUCCEEDED"]
+    for key in ("id", "name", "user", "team", "state", "gpus", "nodes", "priority",
+                "submitted_at", "started_at", "ended_at", "exit_code", "history",
+                "allocations"):
+        assert key in job
+    assert datetime.fromisoformat(job["started_at"]).tzinfo is not None
+
+
+def test_failing_and_missing_commands_fail_with_their_exit_codes(
+        controller: Controller, tmp_path: Path) -> None:
+    failing = controller.submit("--", PY, "-c", "import sys; print('bad'); sys.exit(7)")
+    missing = controller.submit("--", "no-such-command-xyz")
+    assert controller.cli("wait", str(failing)).returncode == 1
+    assert controller.cli("wait", str(missing)).returncode == 1
+    f, m = controller.show(failing), controller.show(missing)
+    assert (f["state"], f["exit_code"]) == ("FAILED", 7)
+    assert (m["state"], m["exit_code"]) == ("FAILED", 127)
+    assert "command not found: no-such-command-xyz" in controller.cli("logs", str(missing)).stdout
+
+
+def test_jobs_run_one_at_a_time_in_priority_then_submit_order(
+        controller: Controller, tmp_path: Path) -> None:
+    wd = workdir(tmp_path, nap="import time, sys; time.sleep(float(sys.argv[1]))",
+                 hold="import os, time\nwhile not os.path.exists(os.environ['RELEASE']):\n"
+                 "    time.sleep(0.1)\n")
+    release = tmp_path / "release"
+    blocker = controller.submit("--gpus", "4", "--env", f"RELEASE={release}", "--",
+                                PY, "hold.py", cwd=wd)
+    controller.wait_state(blocker, {"RUNNING"})
+    a = controller.submit("--gpus", "3", "--name", "a", "--", PY, "nap.py", "1", cwd=wd)
+    b = controller.submit("--gpus", "3", "--name", "b", "--", PY, "nap.py", "1", cwd=wd)
+    c = controller.submit("--gpus", "3", "--name", "c", "--priority", "5", "--",
+                          PY, "nap.py", "1", cwd=wd)
+    release.touch()
+    jobs = {j: controller.wait_done(j) for j in (blocker, a, b, c)}
+    assert all(j["state"] == "SUCCEEDED" for j in jobs.values())
+    starts = sorted((jobs[j]["started_at"], j) for j in (a, b, c))
+    assert [j for _, j in starts] == [c, a, b]
+    windows = sorted((datetime.fromisoformat(j["started_at"]), datetime.fromisoformat(
+        j["ended_at"])) for j in jobs.values())
+    for (_, end), (start, _) in zip(windows, windows[1:]):
+        assert end <= start, "two 3-GPU jobs overlapped on 4 GPUs"
+
+
+LONG = """
+import os, signal, sys, time
+if len(sys.argv) > 1 and sys.argv[1] == "stubborn":
+    signal.signal(signal.SIGTERM, lambda *a: print("ignoring SIGTERM", flush=True))
+print(f"pid={os.getpid()}", flush=True)
+time.sleep(600)
+"""
+
+
+def _pid_from_log(controller: Controller, job_id: int) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = controller.cli("logs", str(job_id)).stdout
+        if "pid=" in out:
+            return int(out.split("pid=")[1].split()[0])
+        time.sleep(0.2)
+    raise AssertionError("job never printed its pid")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is gone for our purposes
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_cancel_pending_and_running_jobs(controller: Controller, tmp_path: Path) -> None:
+    wd = workdir(tmp_path, long=LONG)
+    running = controller.submit("--gpus", "4", "--", PY, "long.py", "stubborn", cwd=wd)
+    pending = controller.submit("--gpus", "1", "--", PY, "long.py", cwd=wd)
+    controller.wait_state(running, {"RUNNING"})
+    pid = _pid_from_log(controller, running)
+    assert _alive(pid)
+    r = controller.cli("cancel", str(pending))
+    assert r.returncode == 0 and "cancelled" in r.stdout
+    assert controller.show(pending)["state"] == "CANCELLED"
+    assert controller.cli("cancel", str(running)).returncode == 0
+    job = controller.wait_done(running, timeout=60)  # SIGTERM is ignored: SIGKILL after 2s
+    assert job["state"] == "CANCELLED"
+    assert not _alive(pid)
+    assert "ignoring SIGTERM" in controller.cli("logs", str(running)).stdout
+    again = controller.cli("cancel", str(running))
+    assert again.returncode == 1 and "already ended" in again.stderr
+
+
+def test_time_limit_ends_as_timeout(controller: Controller, tmp_path: Path) -> None:
+    wd = workdir(tmp_path, long=LONG)
+    job_id = controller.submit("--time-limit", "2s", "--", PY, "long.py", cwd=wd)
+    pid = _pid_from_log(controller, job_id)
+    job = controller.wait_done(job_id, timeout=60)
+    assert job["state"] == "TIMEOUT" and job["time_limit_s"] == 2
+    assert not _alive(pid)
+
+
+def test_logs_follow_streams_while_the_job_runs(controller: Controller, tmp_path: Path) -> None:
+    wd = workdir(tmp_path, tick="import time\nfor i in range(8):\n"
+                 "    print(f'tick {i}', flush=True)\n    time.sleep(0.5)\n")
+    job_id = controller.submit("--", PY, "tick.py", cwd=wd)
+    follow = subprocess.Popen(clusterctl_argv() + ["logs", "--follow", str(job_id)],
+                              env=controller.env, stdout=subprocess.PIPE, text=True)
+    assert follow.stdout is not None
+    first = follow.stdout.readline()
+    assert first.strip() == "tick 0"
+    assert controller.show(job_id)["state"] in ("RUNNING", "STARTING")
+    rest = follow.stdout.read()  # communicate() would skip what readline() buffered
+    assert follow.wait(timeout=60) == 0
+    assert [line for line in (first + rest).splitlines()] == [f"tick {i}" for i in range(8)]
+    assert controller.show(job_id)["state"] == "SUCCEEDED"
+
+
+BAD_SUBMITS = [
+    ["--gpus", "0"], ["--gpus", "-1"], ["--gpus", "1.5"], ["--gpus", "abc"],
+    ["--gpus", "100000"], ["--gpus", "5"], ["--nodes", "0"], ["--nodes", "2"],
+    ["--time-limit", "0"], ["--time-limit", "-5m"], ["--time-limit", "abc"],
+    ["--time-limit", "1:99:00"], ["--env", "NOEQUALS"],
+]
+
+
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(controller: Controller) -> None:
+    before = len(controller.json("jobs", "--all"))
+    for args in BAD_SUBMITS:
+        r = controller.cli("submit", *args, "--", "true")
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, r.stderr)
+        field = args[0]
+        assert field in lines[0], (args, lines[0])
+    r = controller.cli("submit", "--gpus", "1", "--")
+    assert r.returncode == 2 and "COMMAND" in r.stderr
+    for bad_id in ("1 OR 1=1", "../x", ""):
+        for cmd in ("show", "cancel", "logs", "wait"):
+            r = controller.cli(cmd, bad_id)
+            assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (cmd, bad_id)
+    assert len(controller.json("jobs", "--all")) == before
+    missing = controller.cli("show", "424242")
+    assert missing.returncode == 1 and "no such job" in missing.stderr
+
+
+def test_tokens_and_ownership(controller: Controller, tmp_path: Path) -> None:
+    bob = json.loads(controller.cli("admin", "user", "add", "bob", "--team", "nlp",
+                                    "--json").stdout)
+    carol = controller.cli("admin", "user", "add", "carol", "--team", "nlp").stdout.strip()
+    wrong = controller.cli("jobs", token="cct_not-a-real-token")
+    assert wrong.returncode == 1 and "not authorized" in wrong.stderr
+    job_id = int(controller.cli("submit", "--", PY, "-c", "import time; time.sleep(60)",
+                                token=bob["token"]).stdout)
+    assert controller.show(job_id)["user"] == "bob" and controller.show(job_id)["team"] == "nlp"
+    refused = controller.cli("cancel", str(job_id), token=carol)
+    assert refused.returncode == 1 and "belongs to bob" in refused.stderr
+    assert controller.show(job_id)["state"] in ("PENDING", "STARTING", "RUNNING")
+    not_admin = controller.cli("admin", "user", "add", "dave", "--team", "x", token=carol)
+    assert not_admin.returncode == 1 and "admin" in not_admin.stderr
+    assert controller.cli("cancel", str(job_id), token=bob["token"]).returncode == 0
+    assert controller.wait_done(job_id)["state"] == "CANCELLED"
+
+
+def test_nodes_shows_gpus_and_holders(controller: Controller, tmp_path: Path) -> None:
+    wd = workdir(tmp_path, long=LONG)
+    job_id = controller.submit("--gpus", "3", "--", PY, "long.py", cwd=wd)
+    controller.wait_state(job_id, {"RUNNING"})
+    (node,) = controller.json("nodes")
+    assert node["name"] == "node-a" and node["gpus"] == 4 and node["gpu_model"] == "simulated"
+    assert node["free_gpus"] == 1
+    assert sum(1 for g in node["gpu_jobs"] if g["job_id"] == job_id) == 3
+    assert "node-a" in controller.cli("nodes").stdout
