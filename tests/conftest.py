@@ -4,6 +4,7 @@ real Ray head started with `ray start`, and controllers run as the real `cluster
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,15 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from clusterctl.executor.local_ray import ensure_token
+
 PG_URL = os.environ.get("CLUSTERCTL_TEST_PG_URL")
+
+# Ray reads its auth mode when first imported, and pytest may import it while collecting: give
+# this test process (and the in-process ray.cluster_utils clusters) a token before that.
+RAY_TOKEN = ensure_token(Path(tempfile.mkdtemp(prefix="clusterctl-test-ray-")) / "auth_token")
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN_PATH"] = str(RAY_TOKEN)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

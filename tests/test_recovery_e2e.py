@@ -1,0 +1,100 @@
+"""Faults: the controller SIGKILLed while a job runs on a cluster started with `ray start`, and
+a runner process killed under its job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from harness import Controller
+
+pytestmark = pytest.mark.ray
+PY = sys.executable
+
+ONCE = """
+import os, time
+with open(os.environ["MARKER"], "a") as f:
+    f.write(f"start attempt={os.environ['CLUSTERCTL_ATTEMPT']} pid={os.getpid()} "
+            f"runner={os.getppid()}\\n")
+print("started", flush=True)
+if os.environ["CLUSTERCTL_ATTEMPT"] == "1":
+    time.sleep(float(os.environ.get("NAP", "8")))
+print("finished", flush=True)
+"""
+
+
+def _lines(path: Path, n: int, timeout: float = 60) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= n:
+            return path.read_text().splitlines()
+        time.sleep(0.2)
+    raise AssertionError(f"{path} never had {n} lines")
+
+
+def test_controller_crash_neither_kills_nor_duplicates_a_running_job(
+        controller: Controller, tmp_path: Path) -> None:
+    wd = tmp_path / "w"
+    wd.mkdir()
+    (wd / "once.py").write_text(ONCE)
+    marker = tmp_path / "marker"
+    job_id = controller.submit("--gpus", "2", "--env", f"MARKER={marker}", "--env", "NAP=10",
+                               "--", PY, "once.py", cwd=wd)
+    controller.wait_state(job_id, {"RUNNING"})
+    _lines(marker, 1)
+    controller.kill()
+    time.sleep(2)
+    controller.start()
+    job = controller.wait_done(job_id, timeout=90)
+    assert job["state"] == "SUCCEEDED", job
+    assert len(marker.read_text().splitlines()) == 1, "the job ran twice"
+    assert [h["state"] for h in job["history"]].count("RUNNING") == 1
+    assert job["attempt"] == 1 and len(job["allocations"]) == 2
+    out = controller.cli("logs", str(job_id)).stdout
+    assert "started" in out and "finished" in out  # output from before and after the crash
+    (node,) = controller.json("nodes")
+    assert node["free_gpus"] == node["gpus"] == 4
+
+
+def test_killed_runner_makes_the_job_lost_and_it_is_requeued_once(
+        controller: Controller, tmp_path: Path) -> None:
+    wd = tmp_path / "w"
+    wd.mkdir()
+    (wd / "once.py").write_text(ONCE)
+    marker = tmp_path / "marker"
+    job_id = controller.submit("--retries", "1", "--env", f"MARKER={marker}", "--env",
+                               "NAP=120", "--", PY, "once.py", cwd=wd)
+    first = _lines(marker, 1)[0]
+    job_pid = int(first.split("pid=")[1].split()[0])
+    runner_pid = int(first.split("runner=")[1].split()[0])
+    os.kill(runner_pid, signal.SIGKILL)
+    job = controller.wait_done(job_id, timeout=120)
+    states = [h["state"] for h in job["history"]]
+    assert job["state"] == "SUCCEEDED", job
+    assert states.count("LOST") == 1 and job["requeues"] == 1 and job["attempt"] == 2
+    assert states[states.index("LOST") + 1] == "PENDING"
+    assert len(_lines(marker, 2)) == 2
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{job_pid}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{job_pid}"), "the lost attempt's process was left behind"
+    assert {a["attempt"] for a in job["allocations"]} == {1, 2}
+    assert all(a["ended_at"] for a in job["allocations"])
+
+
+def test_lost_job_without_retries_stays_lost(controller: Controller, tmp_path: Path) -> None:
+    wd = tmp_path / "w"
+    wd.mkdir()
+    (wd / "once.py").write_text(ONCE)
+    marker = tmp_path / "marker"
+    job_id = controller.submit("--env", f"MARKER={marker}", "--env", "NAP=120", "--",
+                               PY, "once.py", cwd=wd)
+    runner_pid = int(_lines(marker, 1)[0].split("runner=")[1].split()[0])
+    os.kill(runner_pid, signal.SIGKILL)
+    job = controller.wait_done(job_id, timeout=60)
+    assert job["state"] == "LOST"
+    assert controller.cli("wait", str(job_id)).returncode == 1
