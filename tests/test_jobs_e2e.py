@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -92,7 +93,7 @@ def test_jobs_run_one_at_a_time_in_priority_then_submit_order(
     assert [j for _, j in starts] == [c, a, b]
     windows = sorted((datetime.fromisoformat(j["started_at"]), datetime.fromisoformat(
         j["ended_at"])) for j in jobs.values())
-    for (_, end), (start, _) in zip(windows, windows[1:]):
+    for (_, end), (start, _) in itertools.pairwise(windows):
         assert end <= start, "two 3-GPU jobs overlapped on 4 GPUs"
 
 
@@ -156,7 +157,7 @@ def test_logs_follow_streams_while_the_job_runs(controller: Controller, tmp_path
     wd = workdir(tmp_path, tick="import time\nfor i in range(8):\n"
                  "    print(f'tick {i}', flush=True)\n    time.sleep(0.5)\n")
     job_id = controller.submit("--", PY, "tick.py", cwd=wd)
-    follow = subprocess.Popen(clusterctl_argv() + ["logs", "--follow", str(job_id)],
+    follow = subprocess.Popen([*clusterctl_argv(), "logs", "--follow", str(job_id)],
                               env=controller.env, stdout=subprocess.PIPE, text=True)
     assert follow.stdout is not None
     first = follow.stdout.readline()
