@@ -154,7 +154,7 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.get("/v1/jobs", response_model=list[JobOut])
     def list_jobs(user: CurrentUser, all: bool = False, owner: str | None = None,
-                  state: str | None = None) -> list[JobOut]:
+                  state: str | None = None, limit: int = 1000) -> list[JobOut]:
         states = None
         if state:
             states = [s.strip().upper() for s in state.split(",")]
@@ -162,7 +162,9 @@ def create_app(svc: Services) -> FastAPI:
             if bad:
                 raise BadInput("--state", f"{bad[0]!r} is not one of "
                                + ", ".join(JobState.__members__))
-        rows = svc.jobs.list(include_finished=all, user=owner, states=states)
+        if not 1 <= limit <= 100_000:
+            raise BadInput("limit", "must be from 1 to 100000")
+        rows = svc.jobs.list(include_finished=all, user=owner, states=states, limit=limit)
         nm = names()
         return [job_out(j, nm) for j in rows]
 

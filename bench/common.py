@@ -1,0 +1,54 @@
+"""Shared set-up for the benchmarks: a `ray start` head with simulated GPUs and a controller
+started with the real `clusterctl up --ray-address`, as in production."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from clusterctl.executor.local_ray import LocalRay, free_port, start_local_ray
+from clusterctl.settings import load
+
+CLUSTERCTL = str(Path(sys.executable).with_name("clusterctl"))
+
+
+class Stack:
+    def __init__(self, db_url: str | None = None, gpus: int = 4) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="clusterctl-bench-"))
+        self.ray: LocalRay = start_local_ray(self.root / "ray", num_gpus=gpus,
+                                             node_name="bench", gpu_model="simulated")
+        self.port = free_port()
+        self.env = {**os.environ, "CLUSTERCTL_CONFIG": str(self.root / "config.toml"),
+                    "CLUSTERCTL_RAY_TOKEN_FILE": str(self.ray.token_file)}
+        args = [CLUSTERCTL, "up", "--ray-address", self.ray.address, "--port", str(self.port),
+                "--data-dir", str(self.root / "data"),
+                "--db", db_url or f"sqlite:///{self.root / 'bench.db'}"]
+        self.proc = subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.root / "controller.log", "wb"))  # noqa: SIM115
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz").is_success and (
+                        self.root / "config.toml").exists():
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        self.token = load(env=self.env).token
+        assert self.token
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60,
+                            headers={"Authorization": f"Bearer {self.token}"})
+
+    def close(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        self.ray.stop()
