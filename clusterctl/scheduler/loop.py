@@ -39,6 +39,7 @@ class Scheduler:
         kill_grace_s: float = 30.0,
         start_timeout_s: float = 120.0,
         interval_s: float = 0.5,
+        min_gap_s: float = 0.1,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.jobs = jobs
@@ -48,6 +49,7 @@ class Scheduler:
         self.kill_grace_s = kill_grace_s
         self.start_timeout_s = start_timeout_s
         self.interval_s = interval_s
+        self.min_gap_s = min_gap_s
         self.monotonic = monotonic
         self.launches: dict[int, Launch] = {}
         self.nodes: list[NodeInfo] = []
@@ -75,7 +77,9 @@ class Scheduler:
                 self.step()
             except Exception:  # keep scheduling through a transient Ray or database error
                 log.exception("scheduler pass failed")
-            self.wake.wait(self.interval_s)
+            # A burst of submissions wakes us many times: one pass per min_gap_s serves them all.
+            self._stop.wait(self.min_gap_s)
+            self.wake.wait(max(0.0, self.interval_s - self.min_gap_s))
             self.wake.clear()
 
     def step(self) -> None:
@@ -124,11 +128,13 @@ class Scheduler:
             else:
                 self.jobs.finish(job, S.LOST, "runner gone while the controller was down")
         keep = {(j.id, j.attempt) for j in active}
-        orphans = {(jid, att) for jid, att, _ in self.executor.runner_names()} - keep
-        for jid, att in orphans:
-            ranks = 1 + max(r for j, a, r in self.executor.runner_names() if (j, a) == (jid, att))
-            log.info("removing orphan runners of job %s attempt %s", jid, att)
-            self.executor.release(jid, att, ranks)
+        ranks_of: dict[tuple[int, int], int] = {}
+        for jid, att, rank in self.executor.runner_names():
+            ranks_of[(jid, att)] = max(ranks_of.get((jid, att), 0), rank + 1)
+        for (jid, att), ranks in ranks_of.items():
+            if (jid, att) not in keep:
+                log.info("removing orphan runners of job %s attempt %s", jid, att)
+                self.executor.release(jid, att, ranks)
 
     # -- running jobs -------------------------------------------------------------------------
 
@@ -225,6 +231,9 @@ class Scheduler:
     # -- pending jobs -------------------------------------------------------------------------
 
     def schedule(self) -> None:
+        capacity = self.capacity()
+        if not any(c.schedulable and c.free_gpus > 0 for c in capacity):
+            return  # nothing can start: do not read the queue at all
         pending = self.jobs.pending()
         if not pending:
             return
@@ -234,7 +243,7 @@ class Scheduler:
             for j in pending
             if j.id is not None
         ]
-        for placement in policy.schedule(queued, self.capacity()):
+        for placement in policy.schedule(queued, capacity):
             job = by_id[placement.job_id]
             assert job.id is not None
             attempt = self.jobs.start(job, placement.node_ids)
