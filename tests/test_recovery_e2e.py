@@ -36,14 +36,20 @@ def _lines(path: Path, n: int, timeout: float = 60) -> list[str]:
     raise AssertionError(f"{path} never had {n} lines")
 
 
-def test_controller_crash_neither_kills_nor_duplicates_a_running_job(
-        controller: Controller, tmp_path: Path) -> None:
+def _submit_once(controller: Controller, tmp_path: Path, *options: str) -> tuple[int, Path]:
+    """Submit ONCE.py, which logs each start (attempt, pid, runner pid) to a marker file."""
     wd = tmp_path / "w"
     wd.mkdir()
     (wd / "once.py").write_text(ONCE)
     marker = tmp_path / "marker"
-    job_id = controller.submit("--gpus", "2", "--env", f"MARKER={marker}", "--env", "NAP=10",
-                               "--", PY, "once.py", cwd=wd)
+    job_id = controller.submit(*options, "--env", f"MARKER={marker}", "--", PY, "once.py",
+                               cwd=wd)
+    return job_id, marker
+
+
+def test_controller_crash_neither_kills_nor_duplicates_a_running_job(
+        controller: Controller, tmp_path: Path) -> None:
+    job_id, marker = _submit_once(controller, tmp_path, "--gpus", "2", "--env", "NAP=10")
     controller.wait_state(job_id, {"RUNNING"})
     _lines(marker, 1)
     controller.kill()
@@ -62,12 +68,7 @@ def test_controller_crash_neither_kills_nor_duplicates_a_running_job(
 
 def test_killed_runner_makes_the_job_lost_and_it_is_requeued_once(
         controller: Controller, tmp_path: Path) -> None:
-    wd = tmp_path / "w"
-    wd.mkdir()
-    (wd / "once.py").write_text(ONCE)
-    marker = tmp_path / "marker"
-    job_id = controller.submit("--retries", "1", "--env", f"MARKER={marker}", "--env",
-                               "NAP=120", "--", PY, "once.py", cwd=wd)
+    job_id, marker = _submit_once(controller, tmp_path, "--retries", "1", "--env", "NAP=120")
     first = _lines(marker, 1)[0]
     job_pid = int(first.split("pid=")[1].split()[0])
     runner_pid = int(first.split("runner=")[1].split()[0])
@@ -87,12 +88,7 @@ def test_killed_runner_makes_the_job_lost_and_it_is_requeued_once(
 
 
 def test_lost_job_without_retries_stays_lost(controller: Controller, tmp_path: Path) -> None:
-    wd = tmp_path / "w"
-    wd.mkdir()
-    (wd / "once.py").write_text(ONCE)
-    marker = tmp_path / "marker"
-    job_id = controller.submit("--env", f"MARKER={marker}", "--env", "NAP=120", "--",
-                               PY, "once.py", cwd=wd)
+    job_id, marker = _submit_once(controller, tmp_path, "--env", "NAP=120")
     runner_pid = int(_lines(marker, 1)[0].split("runner=")[1].split()[0])
     os.kill(runner_pid, signal.SIGKILL)
     job = controller.wait_done(job_id, timeout=60)

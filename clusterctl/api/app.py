@@ -164,7 +164,7 @@ def create_app(svc: Services) -> FastAPI:
                                + ", ".join(JobState.__members__))
         if not 1 <= limit <= 100_000:
             raise BadInput("limit", "must be from 1 to 100000")
-        rows = svc.jobs.list(include_finished=all, user=owner, states=states, limit=limit)
+        rows = svc.jobs.search(include_finished=all, user=owner, states=states, limit=limit)
         nm = names()
         return [job_out(j, nm) for j in rows]
 
@@ -244,7 +244,7 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.get("/v1/users", response_model=list[UserOut])
     def list_users(user: CurrentUser) -> list[UserOut]:
-        return [UserOut(name=u.name, team=u.team, is_admin=u.is_admin) for u in svc.users.list()]
+        return [UserOut(name=u.name, team=u.team, is_admin=u.is_admin) for u in svc.users.all()]
 
     return app
 

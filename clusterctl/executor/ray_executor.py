@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
@@ -99,7 +100,7 @@ class RayExecutor:
             lifetime="detached",
             bundle_label_selector=[{"ray.io/node-id": nid} for nid in node_ids],
         )
-        actors = []
+        actors: list[Any] = []
         for rank in range(len(node_ids)):
             actors.append(
                 RemoteRunner.options(
@@ -126,7 +127,7 @@ class RayExecutor:
 
     def reattach(self, job_id: int, attempt: int, ranks: int) -> Launch | None:
         """Find the runners of an attempt after a controller restart; None if any is gone."""
-        actors = []
+        actors: list[Any] = []
         for rank in range(ranks):
             try:
                 actors.append(ray.get_actor(actor_name(job_id, attempt, rank),

@@ -64,7 +64,7 @@ class JobStore:
         with self.session() as s:
             return s.get(Job, job_id)
 
-    def list(
+    def search(
         self,
         *,
         include_finished: bool = False,

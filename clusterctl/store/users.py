@@ -69,7 +69,7 @@ class UserStore:
         with Session(self.engine, expire_on_commit=False) as s:
             return s.exec(select(User).where(User.name == name)).first()
 
-    def list(self) -> list[User]:
+    def all(self) -> list[User]:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(select(User).order_by(User.name)).all())
 
