@@ -56,7 +56,3 @@ def check_transition(current: JobState, new: JobState) -> None:
     if new not in TRANSITIONS[current]:
         raise IllegalTransition(f"job state {current} cannot become {new}")
 
-
-def is_finished(state: JobState, requeues_left: int) -> bool:
-    """Whether a job in ``state`` will never run again."""
-    return state in TERMINAL or (state is S.LOST and requeues_left <= 0)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from clusterctl.states import ACTIVE, JobState, check_transition
@@ -106,10 +106,6 @@ class JobStore:
             q = q.where(col(Allocation.ended_at).is_(None))
         with self.session() as s:
             return list(s.exec(q.order_by(col(Allocation.id))).all())
-
-    def count(self) -> int:
-        with self.session() as s:
-            return int(s.exec(select(func.count()).select_from(Job)).one())
 
     # -- writing ------------------------------------------------------------------------------
 
