@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -115,3 +124,114 @@ class Meta(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=64)
     value: str
+
+
+# -- telemetry --------------------------------------------------------------------------------
+# Sample times are integer milliseconds since the epoch: bucketing (``ts_ms // 60000``) and
+# window arithmetic then mean the same thing on SQLite and PostgreSQL, and a year of 5-second
+# samples of 64 GPUs (400 million rows) stays a plain integer index.
+
+_BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+def _big(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(BigInteger(), nullable=nullable))
+
+
+class NodeToken(SQLModel, table=True):
+    """The token a node's agent ships samples with; it may write for that node only."""
+
+    __tablename__ = "node_token"
+
+    node: str = Field(primary_key=True, max_length=255)
+    token_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime = _time(nullable=False)
+
+
+class GpuSample(SQLModel, table=True):
+    """One GPU read, as the agent shipped it. Natural key: (node, GPU UUID, boot id, seq)."""
+
+    __tablename__ = "gpu_sample"
+    __table_args__ = (
+        UniqueConstraint("node", "gpu_uuid", "boot_id", "seq", name="uq_gpu_sample_key"),
+        Index("ix_gpu_sample_node_gpu_ts", "node", "gpu_index", "ts_ms"),
+        Index("ix_gpu_sample_ts", "ts_ms"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(_BigId, primary_key=True,
+                                                          autoincrement=True))
+    node: str = Field(max_length=255)
+    gpu_uuid: str = Field(max_length=96)
+    gpu_index: int
+    boot_id: str = Field(max_length=64)
+    seq: int = _big(nullable=False)
+    ts_ms: int = _big(nullable=False)
+    interval_s: float
+    """The agent's read interval: the time this sample stands for (its coverage)."""
+    utilization: float | None = None
+    memory_used: int | None = _big()
+    memory_total: int | None = _big()
+    power_w: float | None = None
+    energy_counter_mj: int | None = _big()
+    energy_mj: float | None = None
+    """Energy since the agent's previous read of this GPU (reset-aware), over ``span_s``."""
+    span_s: float | None = None
+    temperature_c: float | None = None
+    sm_clock_mhz: int | None = None
+    throttle: int | None = _big()
+    processes: int | None = None
+    error: str | None = Field(default=None, max_length=200)
+
+
+class GpuDevice(SQLModel, table=True):
+    """Each GPU the agents have reported, with its latest read: what ``nodes`` and ``top``
+    show without scanning the samples."""
+
+    __tablename__ = "gpu_device"
+
+    node: str = Field(primary_key=True, max_length=255)
+    gpu_index: int = Field(primary_key=True)
+    gpu_uuid: str = Field(max_length=96)
+    model: str | None = Field(default=None, max_length=96)
+    last_ms: int = _big(nullable=False)
+    utilization: float | None = None
+    memory_used: int | None = _big()
+    memory_total: int | None = _big()
+    power_w: float | None = None
+    temperature_c: float | None = None
+    error: str | None = Field(default=None, max_length=200)
+
+
+class GpuRollup(SQLModel, table=True):
+    """Samples aggregated per GPU over a minute (``resolution_s`` 60) or an hour (3600). Sums
+    and counts rather than averages, so buckets add up exactly into longer periods."""
+
+    __tablename__ = "gpu_rollup"
+
+    resolution_s: int = Field(primary_key=True)
+    node: str = Field(primary_key=True, max_length=255)
+    gpu_uuid: str = Field(primary_key=True, max_length=96)
+    bucket_ms: int = Field(sa_column=Column(BigInteger(), primary_key=True))
+    gpu_index: int
+    samples: int
+    covered_s: float
+    util_sum: float | None = None
+    util_n: int = 0
+    mem_max: int | None = _big()
+    mem_total: int | None = _big()
+    power_sum: float | None = None
+    power_n: int = 0
+    energy_mj: float | None = None
+    energy_span_s: float | None = None
+    temp_max: float | None = None
+    errors: int = 0
+
+
+class RollupState(SQLModel, table=True):
+    """Per node, the oldest sample time not yet rolled up (NULL: all rolled up)."""
+
+    __tablename__ = "rollup_state"
+
+    node: str = Field(primary_key=True, max_length=255)
+    dirty_from_ms: int | None = _big()
+    version: int = 0

@@ -1,0 +1,164 @@
+"""The simulated GPU reader, for machines without an NVIDIA driver (the demo, CI, laptops).
+
+It implements :class:`agents.reader.GpuReader` with believable numbers: a GPU that holds a job
+computes (high utilization, most of its memory, power near its limit, a warm die) and the others
+idle. Which GPUs hold a job comes from the ``busy`` callable, which the agent feeds from the
+controller's allocation records. Profiles reproduce what real drivers do to us: power not
+supported, a GPU lost mid-run, an energy counter that resets (driver reload) and none at all.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agents.reader import GpuError, GpuSample, Snapshot
+
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Profile:
+    power: bool = True
+    """False: power draw not supported (and so no energy counter either)."""
+    energy_counter: bool = True
+    lost_after_s: float | None = None
+    """The GPU falls off the bus this long after the reader starts."""
+    energy_reset_every_s: float | None = None
+    """The energy counter restarts from zero this often, as after a driver reload."""
+
+
+PROFILES: dict[str, Profile] = {
+    "normal": Profile(),
+    "no-power": Profile(power=False, energy_counter=False),
+    "no-energy": Profile(energy_counter=False),
+    "energy-reset": Profile(energy_reset_every_s=30.0),
+    "lost": Profile(lost_after_s=30.0),
+}
+
+
+def parse_profiles(spec: str | None) -> dict[int, Profile]:
+    """``"2=no-power,5=lost"`` → {2: no-power, 5: lost}; GPUs not named are ``normal``."""
+    out: dict[int, Profile] = {}
+    for part in (spec or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        index, sep, name = part.partition("=")
+        if not sep or not index.strip().isdigit() or name.strip() not in PROFILES:
+            raise ValueError(f"{part!r} is not INDEX=PROFILE with PROFILE one of "
+                             + ", ".join(PROFILES))
+        out[int(index)] = PROFILES[name.strip()]
+    return out
+
+
+@dataclass
+class _Gpu:
+    index: int
+    uuid: str
+    profile: Profile
+    rng: random.Random
+    energy_mj: float
+    last_reset: float
+    memory_used: int = 0
+    temperature: float = 34.0
+    power: float = 0.0
+    was_busy: bool = False
+    lost: bool = field(default=False)
+
+
+class SimulatedReader:
+    def __init__(
+        self,
+        count: int,
+        *,
+        node: str = "sim",
+        model: str = "A100-SXM4-80GB (simulated)",
+        memory_bytes: int = 80 * GIB,
+        idle_watts: float = 62.0,
+        max_watts: float = 400.0,
+        profiles: dict[int, Profile] | None = None,
+        busy: Callable[[], set[int]] = set,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+    ) -> None:
+        self.model = model
+        self.memory_bytes = memory_bytes
+        self.idle_watts = idle_watts
+        self.max_watts = max_watts
+        self.busy = busy
+        self.clock = clock
+        self.started = clock()
+        self.last_read: float | None = None
+        base = zlib.crc32(node.encode())
+        self.gpus = [
+            _Gpu(index=i,
+                 uuid=f"GPU-{base:08x}-5151-4d00-8000-{i:012x}",
+                 profile=(profiles or {}).get(i, PROFILES["normal"]),
+                 rng=random.Random((seed if seed is not None else base) * 1009 + i),
+                 energy_mj=float(random.Random(base + i).randint(10**8, 10**9)),
+                 last_reset=self.started)
+            for i in range(count)
+        ]
+        self._mem_base = int(0.45 * GIB)
+
+    def close(self) -> None:
+        pass
+
+    def read(self) -> Snapshot:
+        now = self.clock()
+        dt = 0.0 if self.last_read is None else max(0.0, now - self.last_read)
+        self.last_read = now
+        busy = self.busy()
+        gpus: list[GpuSample] = []
+        errors: list[GpuError] = []
+        for g in self.gpus:
+            p = g.profile
+            if p.lost_after_s is not None and now - self.started >= p.lost_after_s:
+                g.lost = True
+            if g.lost:
+                errors.append(GpuError(g.index, g.uuid, "GPU is lost"))
+                continue
+            gpus.append(self._step(g, g.index in busy, now, dt))
+        return Snapshot(at=now, gpus=tuple(gpus), errors=tuple(errors))
+
+    def _step(self, g: _Gpu, busy: bool, now: float, dt: float) -> GpuSample:
+        rng, p = g.rng, g.profile
+        if busy:
+            util = min(1.0, max(0.0, rng.gauss(0.86, 0.07)))
+            if not g.was_busy:  # a new job loads its model and batches
+                g.memory_used = int(self.memory_bytes * rng.uniform(0.45, 0.85))
+            g.memory_used = min(self.memory_bytes, max(self._mem_base, int(
+                g.memory_used + rng.gauss(0, 0.01) * self.memory_bytes)))
+            target_temp = 68.0 + 8 * util
+        else:
+            util = 0.0
+            g.memory_used = self._mem_base if g.was_busy or not g.memory_used else g.memory_used
+            target_temp = 33.0
+        g.was_busy = busy
+        power = self.idle_watts + util * (self.max_watts - self.idle_watts) + rng.gauss(0, 4)
+        power = max(self.idle_watts * 0.9, power)
+        # Energy: what the previous power drew over the time since the last read.
+        g.energy_mj += (g.power or power) * dt * 1000.0
+        g.power = power
+        if p.energy_reset_every_s is not None and now - g.last_reset >= p.energy_reset_every_s:
+            g.energy_mj = power * 1000.0 * min(dt, 1.0)
+            g.last_reset = now
+        g.temperature += (target_temp - g.temperature) * min(1.0, dt / 60.0) if dt else 0.0
+        return GpuSample(
+            index=g.index,
+            uuid=g.uuid,
+            model=self.model,
+            utilization=round(util, 3),
+            memory_used_bytes=g.memory_used,
+            memory_total_bytes=self.memory_bytes,
+            power_watts=round(power, 1) if p.power else None,
+            energy_mj=int(g.energy_mj) if p.power and p.energy_counter else None,
+            temperature_celsius=round(g.temperature, 1),
+            sm_clock_mhz=1410 if busy else 210,
+            throttle_reasons=0 if busy else 1,  # GpuIdle
+            processes=(),
+        )
