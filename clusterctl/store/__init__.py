@@ -2,10 +2,11 @@
 
 from clusterctl.store.db import make_engine, migrate, normalize_url
 from clusterctl.store.jobs import HeldGpu, JobStore, NewJob, utcnow
-from clusterctl.store.models import Allocation, Job, JobEvent, User
+from clusterctl.store.models import Allocation, GpuDevice, Job, JobEvent, User
+from clusterctl.store.samples import Ingested, SampleStore
 from clusterctl.store.users import UserExists, UserStore, installation_id
 
 __all__ = [
-    "Allocation", "HeldGpu", "Job", "JobEvent", "JobStore", "NewJob", "User", "UserExists",
+    "Allocation", "GpuDevice", "HeldGpu", "Ingested", "SampleStore", "Job", "JobEvent", "JobStore", "NewJob", "User", "UserExists",
     "UserStore", "installation_id", "make_engine", "migrate", "normalize_url", "utcnow",
 ]

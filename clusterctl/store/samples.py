@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import Engine, Integer, and_, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from clusterctl.store.jobs import utcnow
 from clusterctl.store.models import Allocation, GpuDevice, GpuRollup, GpuSample, RollupState
 from clusterctl.usage import Point
 
@@ -230,4 +229,4 @@ def _raw_point(ts_ms: int, interval_s: float, util: float | None, power: float |
     )
 
 
-__all__ = ["Ingested", "SampleStore", "utcnow"]
+__all__ = ["Ingested", "SampleStore"]

@@ -15,15 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from clusterctl.store.jobs import utcnow
-from clusterctl.store.models import Meta, User
+from clusterctl.store.models import Meta, NodeToken, User
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def new_token() -> str:
-    return "cct_" + secrets.token_urlsafe(32)
+def new_token(prefix: str = "cct_") -> str:
+    return prefix + secrets.token_urlsafe(32)
 
 
 class UserExists(ValueError):
@@ -72,6 +72,27 @@ class UserStore:
     def all(self) -> list[User]:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(select(User).order_by(User.name)).all())
+
+    # -- node tokens: what an agent ships samples with ----------------------------------------
+
+    def issue_node_token(self, node: str) -> str:
+        """A new token for ``node``'s agent (an older one stops working)."""
+        token = new_token("ccn_")
+        with Session(self.engine) as s:
+            row = s.get(NodeToken, node)
+            if row is None:
+                row = NodeToken(node=node, token_hash=hash_token(token), created_at=utcnow())
+            else:
+                row.token_hash, row.created_at = hash_token(token), utcnow()
+            s.add(row)
+            s.commit()
+        return token
+
+    def node_for_token(self, token: str) -> str | None:
+        with Session(self.engine) as s:
+            row = s.exec(select(NodeToken).where(NodeToken.token_hash == hash_token(token)))
+            found = row.first()
+            return found.node if found else None
 
 
 def installation_id(engine: Engine) -> str:
