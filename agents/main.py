@@ -73,6 +73,7 @@ def run(
     """Read this machine's GPUs every interval; serve /metrics; ship samples to the controller."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per shipped batch
     try:
         interval_s = parse_duration(interval, "--interval")
         max_age_s = parse_duration(spool_max_age, "--spool-max-age")

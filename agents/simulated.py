@@ -76,7 +76,7 @@ class SimulatedReader:
         count: int,
         *,
         node: str = "sim",
-        model: str = "A100-SXM4-80GB (simulated)",
+        model: str = "A100-80GB (sim)",
         memory_bytes: int = 80 * GIB,
         idle_watts: float = 62.0,
         max_watts: float = 400.0,

@@ -80,5 +80,8 @@ class Client:
     def add_user(self, name: str, team: str, admin: bool) -> dict[str, Any]:
         return self.json("POST", "/v1/users", json={"name": name, "team": team, "admin": admin})
 
+    def node_token(self, node: str) -> dict[str, Any]:
+        return self.json("POST", f"/v1/nodes/{node}/token")
+
     def whoami(self) -> dict[str, Any]:
         return self.json("GET", "/v1/whoami")

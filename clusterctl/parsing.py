@@ -147,6 +147,17 @@ def parse_name(text: str, field: str) -> str:
     return text
 
 
+_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+
+
+def parse_node_name(text: str, field: str = "NODE") -> str:
+    """Node names are host names: 1-255 letters, digits, '.', '_', '-'."""
+    if not _NODE_RE.match(text):
+        raise BadInput(field, f"{text!r} must be a host name: 1-255 letters, digits, '.', "
+                       "'_' or '-'")
+    return text
+
+
 def parse_command(args: list[str]) -> list[str]:
     if not args or not args[0].strip():
         raise BadInput("COMMAND", "is empty: give the command after '--'")

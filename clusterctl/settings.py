@@ -37,6 +37,10 @@ class Settings:
     port: int = DEFAULT_PORT
     kill_grace_s: float = 30.0
     max_package_mb: float = 100.0
+    sample_retention_s: float = 14 * 86400.0
+    """How long raw GPU samples are kept (rollups keep the figures after that)."""
+    minute_rollup_retention_s: float = 90 * 86400.0
+    """How long 1-minute rollups are kept; hourly rollups are kept for good."""
     config_path: str = ""
 
     def with_overrides(self, **values: Any) -> Settings:
@@ -44,7 +48,7 @@ class Settings:
 
 
 _INT = {"port"}
-_FLOAT = {"kill_grace_s", "max_package_mb"}
+_FLOAT = {"kill_grace_s", "max_package_mb", "sample_retention_s", "minute_rollup_retention_s"}
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:

@@ -128,3 +128,64 @@ class Controller:
 
     def wait_done(self, job_id: int, timeout: float = 120) -> dict[str, Any]:
         return self.wait_state(job_id, FINAL, timeout)
+
+
+CLUSTERCTL_AGENT = Path(sys.executable).with_name("clusterctl-agent")
+
+
+class Agent:
+    """The real `clusterctl-agent` command for one node, shipping to a controller."""
+
+    def __init__(self, root: Path, node: str, controller_url: str, token: str,
+                 gpus: int = 4, interval: str = "1s", extra: tuple[str, ...] = ()) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.port = free_port()
+        self.argv = [str(CLUSTERCTL_AGENT), "--node", node, "--controller", controller_url,
+                     "--simulate-gpus", str(gpus), "--interval", interval,
+                     "--port", str(self.port), "--spool", str(root / "spool.db"), *extra]
+        self.env = {**os.environ, "CLUSTERCTL_AGENT_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        log = open(self.root / "agent.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("agent exited:\n" + self.log_tail())
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=1).is_success:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("agent did not come up:\n" + self.log_tail())
+
+    def log_tail(self) -> str:
+        p = self.root / "agent.log"
+        return "\n".join(p.read_text(errors="replace").splitlines()[-30:]) if p.exists() else ""
+
+    def metrics(self) -> dict[str, float]:
+        """The agent's own (unlabelled) metrics from a real scrape of /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        return {s.name: s.value for fam in text_string_to_metric_families(text)
+                for s in fam.samples if not s.labels}
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

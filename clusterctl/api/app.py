@@ -3,9 +3,11 @@ they never call Ray, so the API stays responsive while the cluster is slow or aw
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Annotated
+from datetime import datetime, timezone
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -17,21 +19,38 @@ from clusterctl.api.schemas import (
     AllocationOut,
     CancelOut,
     GpuOut,
+    GpuUsageOut,
     HistoryEntry,
+    HolderOut,
+    IngestOut,
     JobDetail,
     JobOut,
     JobSubmit,
     NodeOut,
+    NodeTokenOut,
     PackageOut,
+    SampleBatch,
+    UsageOut,
     UserCreate,
     UserCreated,
     UserOut,
 )
 from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.controller.telemetry import job_usage
 from clusterctl.parsing import BadInput
 from clusterctl.scheduler.loop import Scheduler
 from clusterctl.states import JobState
-from clusterctl.store import Job, JobStore, NewJob, User, UserExists, UserStore
+from clusterctl.store import (
+    Allocation,
+    Job,
+    JobStore,
+    NewJob,
+    SampleStore,
+    User,
+    UserExists,
+    UserStore,
+)
+from clusterctl.usage import Usage
 
 LOG_CHUNK = 1 << 20
 
@@ -44,6 +63,8 @@ class Services:
     logs: LogStore
     packages: PackageStore
     max_package_bytes: int
+    samples: SampleStore
+    raw_retention_s: float = 14 * 86400
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -63,6 +84,33 @@ def current_user(
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def current_node(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The node whose agent token the request carries; 401 without a valid one."""
+    node = None
+    if creds is not None and creds.credentials:
+        node = request.app.state.services.users.node_for_token(creds.credentials)
+    if node is None:
+        raise HTTPException(401, "missing or invalid node token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return str(node)
+
+
+CurrentNode = Annotated[str, Depends(current_node)]
+
+
+def _figures(u: Usage) -> dict[str, Any]:
+    return {"avg_utilization": u.avg_utilization, "peak_memory_bytes": u.peak_memory_bytes,
+            "avg_power_watts": u.avg_power_watts, "energy_kwh": u.energy_kwh,
+            "coverage": u.coverage, "energy_coverage": u.energy_coverage}
+
+
+def _ms_time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)
 
 
 def job_out(job: Job, node_names: dict[str, str]) -> JobOut:
@@ -173,12 +221,31 @@ def create_app(svc: Services) -> FastAPI:
         job = load_job(job_id)
         assert job.id is not None
         base = job_out(job, names())
+        allocations = svc.jobs.allocations(job.id)
         return JobDetail(
             **base.model_dump(), env=job.env,
             history=[HistoryEntry(state=h.state, at=h.at, reason=h.reason, attempt=h.attempt)
                      for h in svc.jobs.history(job.id)],
             allocations=[AllocationOut(**a.model_dump(exclude={"id", "job_id"}))
-                         for a in svc.jobs.allocations(job.id)],
+                         for a in allocations],
+            usage=usage_out(job, allocations),
+        )
+
+    def usage_out(job: Job, allocations: list[Allocation]) -> UsageOut | None:
+        now = time.time()
+        found = job_usage(allocations, svc.samples, now, now - svc.raw_retention_s)
+        if found is None:
+            return None
+        total, per_gpu = found
+        figures = _figures(total)
+        if total.avg_power_watts is not None:
+            figures["avg_power_watts"] = total.avg_power_watts * job.gpus * job.nodes
+        return UsageOut(
+            **figures, gpu_hours=total.window_s / 3600,
+            gpus=[GpuUsageOut(**_figures(g.usage), attempt=g.allocation.attempt,
+                              rank=g.allocation.rank, node=g.allocation.node,
+                              gpu_index=g.allocation.gpu_index, gpu_uuid=g.allocation.gpu_uuid)
+                  for g in per_gpu],
         )
 
     @app.post("/v1/jobs/{job_id}/cancel", response_model=CancelOut)
@@ -218,16 +285,44 @@ def create_app(svc: Services) -> FastAPI:
             if a.job_id in active:
                 holders[(a.node_id, a.gpu_index)] = (a.job_id, active[a.job_id].user)
         free = {c.id: c.free_gpus for c in svc.scheduler.capacity(list(active.values()))}
+        live = {(d.node, d.gpu_index): d for d in svc.samples.devices()}
         by_node: dict[str, list[GpuOut]] = defaultdict(list)
         out = []
         for n in svc.scheduler.nodes:
             for i in range(n.gpus):
                 job_id, owner = holders.get((n.id, i), (None, None))
-                by_node[n.id].append(GpuOut(index=i, job_id=job_id, user=owner))
+                d = live.get((n.name, i))
+                by_node[n.id].append(GpuOut(index=i, job_id=job_id, user=owner) if d is None
+                                     else GpuOut(
+                    index=i, job_id=job_id, user=owner, uuid=d.gpu_uuid, model=d.model,
+                    utilization=d.utilization, memory_used_bytes=d.memory_used,
+                    memory_total_bytes=d.memory_total, power_watts=d.power_w,
+                    temperature_celsius=d.temperature_c, sampled_at=_ms_time(d.last_ms),
+                    error=d.error))
             out.append(NodeOut(id=n.id, name=n.name, address=n.address, gpus=n.gpus,
                                gpu_model=n.gpu_model, free_gpus=free.get(n.id, 0),
                                alive=n.alive, gpu_jobs=by_node[n.id]))
         return out
+
+    @app.post("/v1/agent/samples", response_model=IngestOut)
+    def ingest(body: SampleBatch, node: CurrentNode) -> IngestOut:
+        """An agent's batch: stored once however often it is sent."""
+        if body.node != node:
+            raise HTTPException(403, f"this token ships samples for node {node}, "
+                                f"not {body.node}")
+        stored = svc.samples.ingest(node, [s.model_dump() for s in body.samples])
+        active = {j.id: j for j in svc.jobs.active()}
+        held = [HolderOut(gpu_index=a.gpu_index, job_id=a.job_id, user=active[a.job_id].user)
+                for a in svc.jobs.allocations(open_only=True, node=node) if a.job_id in active]
+        return IngestOut(inserted=stored.inserted, duplicates=stored.duplicates,
+                         allocations=held)
+
+    @app.post("/v1/nodes/{node}/token", response_model=NodeTokenOut, status_code=201)
+    def node_token(node: str, user: CurrentUser) -> NodeTokenOut:
+        if not user.is_admin:
+            raise HTTPException(403, "only an admin can issue node tokens")
+        name = parsing.parse_node_name(node)
+        return NodeTokenOut(node=name, token=svc.users.issue_node_token(name))
 
     @app.post("/v1/users", response_model=UserCreated, status_code=201)
     def add_user(body: UserCreate, user: CurrentUser) -> UserCreated:

@@ -66,16 +66,101 @@ class JobOut(BaseModel):
     ended_at: datetime | None
 
 
+class UsageFigures(BaseModel):
+    avg_utilization: float | None
+    """0 to 1, averaged over the time samples cover."""
+    peak_memory_bytes: int | None
+    avg_power_watts: float | None
+    energy_kwh: float | None
+    coverage: float
+    """Share of the GPU time held that samples cover, 0 to 1."""
+    energy_coverage: float
+
+
+class GpuUsageOut(UsageFigures):
+    attempt: int
+    rank: int
+    node: str
+    gpu_index: int
+    gpu_uuid: str | None
+
+
+class UsageOut(UsageFigures):
+    """The job as a whole. ``avg_power_watts`` is the job's draw: the average per GPU times
+    the GPUs it holds."""
+
+    gpu_hours: float
+    gpus: list[GpuUsageOut]
+
+
 class JobDetail(JobOut):
     env: dict[str, str]
     history: list[HistoryEntry]
     allocations: list[AllocationOut]
+    usage: UsageOut | None = None
+
+
+class SampleIn(BaseModel):
+    """One GPU read as the agent ships it (see ``agents/samples.py``)."""
+
+    gpu_index: int = Field(ge=0, le=1024)
+    gpu_uuid: str = Field(min_length=1, max_length=96)
+    model: str | None = Field(default=None, max_length=96)
+    boot_id: str = Field(min_length=1, max_length=64)
+    seq: int = Field(ge=0)
+    t: float = Field(gt=0)
+    interval_s: float = Field(gt=0)
+    utilization: float | None = Field(default=None, ge=0, le=1)
+    memory_used: int | None = Field(default=None, ge=0)
+    memory_total: int | None = Field(default=None, ge=0)
+    power_w: float | None = Field(default=None, ge=0)
+    energy_counter_mj: int | None = Field(default=None, ge=0)
+    energy_mj: float | None = Field(default=None, ge=0)
+    span_s: float | None = Field(default=None, gt=0)
+    temperature_c: float | None = None
+    sm_clock_mhz: int | None = None
+    throttle: int | None = None
+    processes: int | None = Field(default=None, ge=0)
+    error: str | None = Field(default=None, max_length=200)
+
+
+class SampleBatch(BaseModel):
+    node: str
+    samples: list[SampleIn] = Field(max_length=100_000)
+
+
+class HolderOut(BaseModel):
+    gpu_index: int
+    job_id: int
+    user: str
+
+
+class IngestOut(BaseModel):
+    inserted: int
+    duplicates: int
+    allocations: list[HolderOut]
+    """Which of the node's GPUs hold a job now, for the agent's metric labels."""
+
+
+class NodeTokenOut(BaseModel):
+    node: str
+    token: str
 
 
 class GpuOut(BaseModel):
     index: int
     job_id: int | None
     user: str | None
+    uuid: str | None = None
+    model: str | None = None
+    utilization: float | None = None
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    power_watts: float | None = None
+    temperature_celsius: float | None = None
+    sampled_at: datetime | None = None
+    """When the agent read these values; None when no agent has reported this GPU."""
+    error: str | None = None
 
 
 class NodeOut(BaseModel):

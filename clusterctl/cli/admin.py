@@ -1,4 +1,4 @@
-"""Administration: users and their tokens."""
+"""Administration: users and their tokens, and the tokens node agents ship samples with."""
 
 from __future__ import annotations
 
@@ -47,3 +47,18 @@ def list_(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
     for u in rows:
         table.add_row(u["name"], u["team"], "yes" if u["is_admin"] else "")
     console.print(table)
+
+
+@app.command("node-token")
+@handles_errors
+def node_token(
+    node: Annotated[str, typer.Argument(help="Node name, as its agent reports it.")],
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Issue a token for a node's agent (printed once; an older one stops working)."""
+    parsing.parse_node_name(node)
+    issued = client().node_token(node)
+    if json_:
+        print_json(issued)
+    else:
+        print(issued["token"])

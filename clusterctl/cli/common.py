@@ -63,6 +63,18 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
     return (b - a).total_seconds()
 
 
+def percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio * 100:.0f}%"
+
+
+def gib(n: int | None) -> str:
+    return "-" if n is None else f"{n / (1 << 30):.1f}"
+
+
+def watts(w: float | None) -> str:
+    return "-" if w is None else f"{w:.0f} W"
+
+
 def local_time(value: str | None) -> str:
     t = parse_time(value)
     return t.astimezone().strftime("%Y-%m-%d %H:%M:%S") if t else "-"

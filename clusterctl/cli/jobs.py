@@ -15,10 +15,13 @@ from clusterctl import settings as settings_mod
 from clusterctl.cli.common import (
     client,
     console,
+    gib,
     handles_errors,
     local_time,
+    percent,
     print_json,
     seconds_between,
+    watts,
 )
 from clusterctl.client import ApiError
 from clusterctl.parsing import format_duration
@@ -157,6 +160,28 @@ def show(
                           a["gpu_uuid"] or "-", local_time(a["started_at"]),
                           local_time(a["ended_at"]))
         console.print(alloc)
+    if j.get("usage"):
+        console.print(usage_table(j["usage"]))
+
+
+def usage_table(u: dict[str, Any]) -> Table:
+    """Per GPU and in total: what the job did with the GPUs it held, and how much of the time
+    samples cover (a gap is unknown, not idle)."""
+    energy = "-" if u["energy_kwh"] is None else f"{u['energy_kwh']:.3f}"
+    table = Table(title=f"usage: {u['gpu_hours']:.3g} GPU-hours, {energy} kWh; samples cover "
+                  f"{percent(u['coverage'])}", box=None, title_justify="left")
+    for col in ("RANK", "NODE", "GPU", "UTIL", "PEAK MEM GiB", "POWER", "ENERGY kWh", "COVERAGE"):
+        table.add_column(col, justify="right" if col not in ("NODE",) else "left")
+
+    def row(first: str, node: str, gpu: str, f: dict[str, Any]) -> list[str]:
+        kwh = "-" if f["energy_kwh"] is None else f"{f['energy_kwh']:.4f}"
+        return [first, node, gpu, percent(f["avg_utilization"]), gib(f["peak_memory_bytes"]),
+                watts(f["avg_power_watts"]), kwh, percent(f["coverage"])]
+
+    for g in u["gpus"]:
+        table.add_row(*row(str(g["rank"]), g["node"], str(g["gpu_index"]), g))
+    table.add_row(*row("all", "", "", u), style="bold")
+    return table
 
 
 @handles_errors

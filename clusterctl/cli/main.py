@@ -22,6 +22,7 @@ app.command()(jobs.show)
 app.command()(jobs.logs)
 app.command()(jobs.cancel)
 app.command()(jobs.wait)
+app.command()(nodes.top)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(admin.app, name="admin")
 

@@ -1,15 +1,24 @@
-"""Node commands."""
+"""Node commands: ``nodes`` (one table of every GPU) and ``top`` (the same, live)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from datetime import datetime, timezone
+from typing import Annotated, Any
 
 import typer
+from rich.console import Group
+from rich.live import Live
 from rich.table import Table
 
-from clusterctl.cli.common import client, console, handles_errors, print_json
+from clusterctl import parsing
+from clusterctl.cli.common import client, console, gib, handles_errors, percent, print_json, watts
+from clusterctl.cli.jobs import jobs_table
 
 app = typer.Typer(help="Nodes and their GPUs.", invoke_without_command=True)
+
+STALE_S = 60.0
+"""A GPU whose last sample is older than this shows its age instead of figures."""
 
 
 @app.callback()
@@ -18,21 +27,83 @@ def nodes(
     ctx: typer.Context,
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Per node: GPUs, model, and which job holds each GPU."""
+    """Per node and GPU: model, the job holding it, and live utilization, memory, power."""
     if ctx.invoked_subcommand is not None:
         return
     rows = client().nodes()
     if json_:
         print_json(rows)
         return
-    table = Table(box=None, pad_edge=False)
-    for col in ("NODE", "GPUS", "FREE", "MODEL", "ADDRESS", "GPU USE"):
-        table.add_column(col)
+    console.print(gpu_table(rows))
+
+
+def gpu_table(rows: list[dict[str, Any]], now: datetime | None = None) -> Table:
+    now = now or datetime.now(timezone.utc)
+    total = sum(n["gpus"] for n in rows)
+    free = sum(n["free_gpus"] for n in rows)
+    table = Table(box=None, pad_edge=False,
+                  title=f"{len(rows)} node(s), {total} GPU(s), {free} free", title_justify="left")
+    for col in ("NODE", "GPU", "MODEL", "JOB", "USER", "UTIL", "MEM GiB", "POWER", "TEMP",
+                "SEEN"):
+        table.add_column(col, justify="right" if col in ("GPU", "UTIL", "MEM GiB", "POWER",
+                                                         "TEMP") else "left")
     for n in rows:
-        use = " ".join(
-            f"{g['index']}:{'job ' + str(g['job_id']) if g['job_id'] else 'free'}"
-            for g in n["gpu_jobs"]
-        )
-        table.add_row(n["name"], str(n["gpus"]), str(n["free_gpus"]), n["gpu_model"] or "-",
-                      n["address"], use or "-")
-    console.print(table)
+        name = n["name"] + ("" if n["alive"] else " (down)")
+        for g in n["gpu_jobs"] or [None]:
+            if g is None:
+                table.add_row(name, "-", n["gpu_model"] or "-", *["-"] * 7)
+                continue
+            seen = _age(g.get("sampled_at"), now)
+            live = g.get("sampled_at") is not None and seen is not None and seen < STALE_S
+            figures = [percent(g["utilization"]), _memory(g), watts(g["power_watts"]),
+                       "-" if g["temperature_celsius"] is None
+                       else f"{g['temperature_celsius']:.0f}C"] if live else ["-"] * 4
+            if g.get("error"):
+                figures = [f"[red]{g['error']}[/]", "-", "-", "-"]
+            table.add_row(
+                name, str(g["index"]), g.get("model") or n["gpu_model"] or "-",
+                str(g["job_id"]) if g["job_id"] else "-", g["user"] or "-", *figures,
+                "no agent" if seen is None else f"{seen:.0f}s ago")
+            name = ""
+    return table
+
+
+def _memory(g: dict[str, Any]) -> str:
+    if g["memory_used_bytes"] is None:
+        return "-"
+    return f"{gib(g['memory_used_bytes'])}/{gib(g['memory_total_bytes'])}"
+
+
+def _age(sampled_at: str | None, now: datetime) -> float | None:
+    if not sampled_at:
+        return None
+    return max(0.0, (now - datetime.fromisoformat(sampled_at)).total_seconds())
+
+
+@handles_errors
+def top(
+    interval: Annotated[str, typer.Option(help="Time between refreshes.")] = "2s",
+    iterations: Annotated[int, typer.Option(
+        help="Stop after this many refreshes (0: until Ctrl-C).")] = 0,
+) -> None:
+    """A live, refreshing view of nodes, GPUs and running jobs."""
+    every = parsing.parse_duration(interval, "--interval")
+    if iterations < 0:
+        raise parsing.BadInput("--iterations", "must be 0 or more")
+    c = client()
+
+    def frame() -> Group:
+        jobs = c.jobs(state="RUNNING,STARTING,PENDING")
+        return Group(gpu_table(c.nodes()), "", jobs_table(jobs) if jobs else "no jobs queued")
+
+    done = 0
+    with Live(frame(), console=console, auto_refresh=False, screen=False) as live:
+        try:
+            while True:
+                done += 1
+                if iterations and done >= iterations:
+                    break
+                time.sleep(every)
+                live.update(frame(), refresh=True)
+        except KeyboardInterrupt:
+            pass

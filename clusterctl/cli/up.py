@@ -12,6 +12,7 @@ import typer
 from clusterctl import parsing
 from clusterctl import settings as settings_mod
 from clusterctl.cli.common import err_console, handles_errors
+from clusterctl.controller.local_agent import start_local_agent
 from clusterctl.controller.service import Controller
 from clusterctl.executor.local_ray import start_local_ray
 
@@ -31,11 +32,19 @@ def up(
     kill_grace: Annotated[
         str | None, typer.Option(help="Time between SIGTERM and SIGKILL on cancel (30s).")
     ] = None,
+    agent: Annotated[bool | None, typer.Option(
+        "--agent/--no-agent", help="Run a GPU agent for this machine (default: when `up` "
+        "starts Ray itself; with --ray-address each node runs its own).")] = None,
+    agent_port: Annotated[int, typer.Option(help="The local agent's /metrics port.")] = 9400,
+    agent_interval: Annotated[str, typer.Option(help="The local agent's read interval.")] = "5s",
 ) -> None:
     """Start Ray, the controller and an admin user for you; Ctrl-C stops what it started."""
     if simulate_gpus is not None and not 0 <= simulate_gpus <= parsing.MAX_GPUS_PER_NODE:
         raise parsing.BadInput("--simulate-gpus", "must be from 0 to 1024")
     grace = parsing.parse_duration(kill_grace, "--kill-grace") if kill_grace else None
+    parsing.parse_duration(agent_interval, "--agent-interval")
+    if not 0 < agent_port < 65536:
+        raise parsing.BadInput("--agent-port", "must be from 1 to 65535")
     s = settings_mod.load(db_url=db, ray_address=ray_address, port=port, host=host,
                           data_dir=data_dir, kill_grace_s=grace)
     local = None
@@ -47,6 +56,7 @@ def up(
                                 gpu_model="simulated" if simulate_gpus else None)
         address, token_file = local.address, str(local.token_file)
     controller = Controller(s, address, token_file)
+    local_agent = None
     try:
         controller.prepare()
         boot = controller.bootstrap_admin(s.token)
@@ -63,8 +73,18 @@ def up(
         if gpus == 0:
             err_console.print("no GPUs found: on a machine without an NVIDIA driver, use "
                               "--simulate-gpus N")
+        if agent if agent is not None else local is not None:
+            node = socket.gethostname()
+            local_agent = start_local_agent(
+                Path(s.data_dir), controller_url=url, node=node,
+                token=controller.users.issue_node_token(node), simulate_gpus=simulate_gpus,
+                port=agent_port, interval=agent_interval)
+            err_console.print(f"GPU agent for {node}: /metrics on 127.0.0.1:{agent_port}, "
+                              f"log in {Path(s.data_dir) / 'agent' / 'agent.log'}")
         controller.serve()
     finally:
+        if local_agent is not None:
+            local_agent.stop()
         controller.close()
         if local is not None:
             local.stop()

@@ -19,10 +19,18 @@ import uvicorn
 
 from clusterctl.api.app import Services, create_app
 from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.controller.telemetry import Housekeeper
 from clusterctl.executor.local_ray import ray_env
 from clusterctl.scheduler.loop import Scheduler
 from clusterctl.settings import Settings
-from clusterctl.store import JobStore, UserStore, installation_id, make_engine, migrate
+from clusterctl.store import (
+    JobStore,
+    SampleStore,
+    UserStore,
+    installation_id,
+    make_engine,
+    migrate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,7 @@ class Controller:
         self.engine = make_engine(self.settings.db_url)
         self.jobs = JobStore(self.engine)
         self.users = UserStore(self.engine)
+        self.samples = SampleStore(self.engine)
         namespace = f"clusterctl-{installation_id(self.engine)}"
         # Ray reads its auth settings when it is imported: set them first, import it after.
         os.environ.update(ray_env(self.ray_token_file, base={}))
@@ -68,10 +77,15 @@ class Controller:
             kill_grace_s=self.settings.kill_grace_s,
         )
         self.scheduler.start()
+        self.housekeeper = Housekeeper(
+            self.samples, raw_keep_s=self.settings.sample_retention_s,
+            minute_keep_s=self.settings.minute_rollup_retention_s)
+        self.housekeeper.start()
         self.app = create_app(Services(
             jobs=self.jobs, users=self.users, scheduler=self.scheduler,
             logs=self.scheduler.logs, packages=self.scheduler.packages,
             max_package_bytes=int(self.settings.max_package_mb * (1 << 20)),
+            samples=self.samples, raw_retention_s=self.settings.sample_retention_s,
         ))
 
     def _connect(self, timeout_s: float) -> None:
@@ -130,6 +144,8 @@ class Controller:
             self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if hasattr(self, "housekeeper"):
+            self.housekeeper.stop()
         if hasattr(self, "scheduler"):
             self.scheduler.stop()
         if hasattr(self, "executor"):

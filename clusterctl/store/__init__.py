@@ -7,6 +7,21 @@ from clusterctl.store.samples import Ingested, SampleStore
 from clusterctl.store.users import UserExists, UserStore, installation_id
 
 __all__ = [
-    "Allocation", "GpuDevice", "HeldGpu", "Ingested", "SampleStore", "Job", "JobEvent", "JobStore", "NewJob", "User", "UserExists",
-    "UserStore", "installation_id", "make_engine", "migrate", "normalize_url", "utcnow",
+    "Allocation",
+    "GpuDevice",
+    "HeldGpu",
+    "Ingested",
+    "Job",
+    "JobEvent",
+    "JobStore",
+    "NewJob",
+    "SampleStore",
+    "User",
+    "UserExists",
+    "UserStore",
+    "installation_id",
+    "make_engine",
+    "migrate",
+    "normalize_url",
+    "utcnow",
 ]

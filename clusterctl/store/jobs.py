@@ -97,11 +97,13 @@ class JobStore:
             return list(s.exec(q).all())
 
     def allocations(
-        self, job_id: int | None = None, *, open_only: bool = False
+        self, job_id: int | None = None, *, open_only: bool = False, node: str | None = None
     ) -> list[Allocation]:
         q = select(Allocation)
         if job_id is not None:
             q = q.where(Allocation.job_id == job_id)
+        if node is not None:
+            q = q.where(Allocation.node == node)
         if open_only:
             q = q.where(col(Allocation.ended_at).is_(None))
         with self.session() as s:

@@ -1,0 +1,144 @@
+"""The agent end to end: the real `clusterctl-agent` (simulated GPUs) shipping over real HTTP to
+a controller started with `clusterctl up` on a real Ray head, and the usage it attributes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from factories import sample_batch
+from harness import Agent, Controller
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, text
+
+pytestmark = pytest.mark.ray
+
+
+def node_token(controller: Controller, node: str = "node-a") -> str:
+    r = controller.cli("admin", "node-token", node)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+@pytest.fixture
+def agent(controller: Controller, tmp_path: Path) -> Iterator[Agent]:
+    a = Agent(tmp_path / "agent", "node-a", f"http://127.0.0.1:{controller.port}",
+              node_token(controller))
+    a.start()
+    yield a
+    a.stop()
+
+
+def wait_for(predicate, timeout: float = 60, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller,
+                                                           agent: Agent) -> None:
+    job_id = controller.submit("--gpus", "2", "--", "python3", "-c", "import time; time.sleep(8)")
+    controller.wait_state(job_id, {"RUNNING"})
+    time.sleep(3)
+    nodes = controller.json("nodes")
+    gpus = {g["index"]: g for g in nodes[0]["gpu_jobs"]}
+    held = [g for g in gpus.values() if g["job_id"] == job_id]
+    assert len(held) == 2
+    assert all(g["uuid"] and g["sampled_at"] and g["memory_total_bytes"] for g in gpus.values())
+    top = controller.cli("top", "--iterations", "1")
+    assert top.returncode == 0 and "node-a" in top.stdout, top.stderr
+    # the agent labels the held GPUs with the job and its user, ids only
+    scrape = httpx.get(f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
+    labelled = {s.labels["gpu"]: s.labels["job"]
+                for fam in text_string_to_metric_families(scrape)
+                if fam.name == "clusterctl_gpu_utilization_ratio" for s in fam.samples}
+    assert sorted(g for g, j in labelled.items() if j == str(job_id)) == sorted(
+        str(g["index"]) for g in held)
+
+    done = controller.wait_done(job_id)
+    assert done["state"] == "SUCCEEDED"
+    time.sleep(2.5)  # the read after the end carries energy used up to it
+    usage = controller.show(job_id)["usage"]
+    assert len(usage["gpus"]) == 2
+    assert {g["gpu_uuid"] for g in usage["gpus"]} == {g["uuid"] for g in held}
+    assert usage["coverage"] > 0.7
+    assert 0.3 < usage["avg_utilization"] <= 1.0
+    assert usage["peak_memory_bytes"] > 10 << 30
+    assert usage["avg_power_watts"] > 2 * 150  # two busy GPUs
+    seconds = sum(
+        (time.mktime(time.strptime(a["ended_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+         - time.mktime(time.strptime(a["started_at"][:19], "%Y-%m-%dT%H:%M:%S")))
+        for a in done["allocations"])
+    # energy is power over the time held: between idle and full power of the GPUs
+    assert 60 * seconds / 3.6e6 * 0.5 < usage["energy_kwh"] < 420 * (seconds + 2) / 3.6e6
+    shown = controller.cli("show", str(job_id))
+    assert "usage" in shown.stdout and "kWh" in shown.stdout
+
+
+def test_samples_survive_controller_outage_and_agent_restart(controller: Controller,
+                                                             agent: Agent) -> None:
+    wait_for(lambda: agent.metrics().get("clusterctl_agent_samples_shipped_total", 0) >= 8,
+             what="first shipments")
+    controller.kill()
+    time.sleep(4)
+    spooled = agent.metrics()["clusterctl_agent_samples_spooled"]
+    assert spooled >= 8  # reads go on, into the spool
+    agent.kill()  # and the agent dies too, with unshipped samples
+    agent.start()
+    time.sleep(2)
+    controller.start()
+    wait_for(lambda: agent.metrics()["clusterctl_agent_samples_spooled"] == 0, timeout=90,
+             what="the spool to drain")
+    agent.stop()
+    db = controller.db_url.replace("sqlite:///", "")
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as c:
+        rows = c.execute(text("SELECT gpu_uuid, count(*), count(DISTINCT seq), min(seq), "
+                              "max(seq) FROM gpu_sample GROUP BY gpu_uuid")).all()
+    assert len(rows) == 4
+    for _uuid, n, distinct, low, high in rows:
+        assert n == distinct == high - low + 1  # every read stored, exactly once, no gap
+        assert n >= 12
+
+
+def test_batch_sent_twice_and_bad_batches(controller: Controller) -> None:
+    token = node_token(controller)
+    url = f"http://127.0.0.1:{controller.port}/v1/agent/samples"
+    auth = {"Authorization": f"Bearer {token}"}
+    batch = {"node": "node-a", "samples": sample_batch("node-a", reads=5)}
+    first = httpx.post(url, json=batch, headers=auth).json()
+    again = httpx.post(url, json=batch, headers=auth).json()
+    assert (first["inserted"], first["duplicates"]) == (10, 0)
+    assert (again["inserted"], again["duplicates"]) == (0, 10)
+    assert httpx.post(url, json={**batch, "node": "node-b"}, headers=auth).status_code == 403
+    assert httpx.post(url, json=batch, headers={"Authorization": "Bearer nope"}
+                      ).status_code == 401
+    user_token = controller.env.get("CLUSTERCTL_TOKEN") or _config_token(controller)
+    assert httpx.post(url, json=batch, headers={"Authorization": f"Bearer {user_token}"}
+                      ).status_code == 401  # a user token is not a node token
+    bad = sample_batch("node-a", reads=2, seq0=50)
+    bad[1]["utilization"] = 1.7
+    r = httpx.post(url, json={"node": "node-a", "samples": bad}, headers=auth)
+    assert r.status_code == 422 and "utilization" in r.json()["detail"]
+    assert httpx.post(url, json={"node": "node-a", "samples": bad[:1]},
+                      headers=auth).json()["inserted"] == 1  # nothing of the bad batch stayed
+
+
+def test_node_token_needs_an_admin_and_a_host_name(controller: Controller) -> None:
+    r = controller.cli("admin", "node-token", "bad name!")
+    assert r.returncode == 2 and "NODE" in r.stderr
+    created = controller.json("admin", "user", "add", "eve", "--team", "t")
+    r = controller.cli("admin", "node-token", "node-a", token=created["token"])
+    assert r.returncode == 1 and "admin" in r.stderr
+
+
+def _config_token(controller: Controller) -> str:
+    for line in (controller.root / "config.toml").read_text().splitlines():
+        if line.startswith("token"):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise AssertionError("no token in the config")
