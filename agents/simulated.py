@@ -147,7 +147,7 @@ class SimulatedReader:
         if p.energy_reset_every_s is not None and now - g.last_reset >= p.energy_reset_every_s:
             g.energy_mj = power * 1000.0 * min(dt, 1.0)
             g.last_reset = now
-        g.temperature += (target_temp - g.temperature) * min(1.0, dt / 60.0) if dt else 0.0
+        g.temperature += (target_temp - g.temperature) * min(1.0, dt / 20.0) if dt else 0.0
         return GpuSample(
             index=g.index,
             uuid=g.uuid,

@@ -16,9 +16,11 @@ from pathlib import Path
 from rich.table import Table
 
 from clusterctl import workdir
-from clusterctl.cli.common import console, handles_errors
-from clusterctl.cli.jobs import FINAL, STATE_STYLE, jobs_table
+from clusterctl.cli.common import console, gib, handles_errors, percent, watts
+from clusterctl.cli.jobs import FINAL, STATE_STYLE, jobs_table, usage_table
+from clusterctl.cli.nodes import gpu_table
 from clusterctl.client import Client
+from clusterctl.controller.local_agent import start_local_agent
 from clusterctl.controller.service import Controller
 from clusterctl.executor.local_ray import free_port, start_local_ray
 from clusterctl.settings import Settings
@@ -63,13 +65,21 @@ def demo() -> None:
         ray = start_local_ray(root / "data", num_gpus=8, node_name=socket.gethostname(),
                               gpu_model="simulated", num_cpus=2)
         controller = Controller(settings, ray.address, str(ray.token_file))
+        agent = None
         try:
             controller.prepare()
             boot = controller.bootstrap_admin(None)
             controller.serve_in_thread()
             assert boot.token is not None
+            node = socket.gethostname()
+            agent = start_local_agent(
+                root / "data", controller_url=f"http://127.0.0.1:{settings.port}",
+                token=controller.users.issue_node_token(node), node=node, simulate_gpus=8,
+                port=free_port(), interval="1s")
             _tour(Client(f"http://127.0.0.1:{settings.port}", boot.token), root)
         finally:
+            if agent is not None:
+                agent.stop()
             controller.close()
             ray.stop()
 
@@ -89,6 +99,7 @@ def _tour(c: Client, root: Path) -> None:
         console.print(f"  $ clusterctl submit --gpus {gpus} --name {name} -- "
                       f"python {' '.join(script)}   → job {job['id']}")
     shown = 0.0
+    nodes_shown = False
     while True:
         rows = [c.job(i) for i in ids]
         if all(r["state"] in FINAL for r in rows):
@@ -97,7 +108,13 @@ def _tour(c: Client, root: Path) -> None:
             console.print("\n[bold]$ clusterctl jobs[/]")
             console.print(jobs_table([r for r in rows if r["state"] not in FINAL]))
             shown = time.monotonic()
+            if not nodes_shown and sum(r["state"] == "RUNNING" for r in rows) >= 3:
+                console.print("\n[bold]$ clusterctl nodes[/]  (live, from the GPU agent)")
+                console.print(gpu_table(c.nodes()))
+                nodes_shown = True
         time.sleep(0.5)
+    time.sleep(2)  # the agent's next read carries the energy used up to the end
+    rows = [c.job(i) for i in ids]
     console.print("\n[bold]Outcomes[/]")
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "NAME", "GPUS", "STATE", "REASON", "GPUs HELD"):
@@ -112,4 +129,23 @@ def _tour(c: Client, root: Path) -> None:
             data, _, _ = c.logs(r["id"], 0)
             console.print(f"\n[bold]$ clusterctl logs {r['id']}[/]")
             console.print(textwrap.indent(data.decode(errors="replace"), "  "), markup=False)
-    console.print("Utilization and cost reports arrive with the agent and cost milestones.")
+    for r in rows:
+        if r["state"] == "SUCCEEDED" and r["gpus"] >= 2 and r.get("usage"):
+            console.print(f"\n[bold]$ clusterctl show {r['id']}[/]  (usage part)")
+            console.print(usage_table(r["usage"]))
+            break
+    console.print("\n[bold]Usage per job[/] (measured by the agent; coverage is the share of "
+                  "the time held that samples cover)")
+    table = Table(box=None, pad_edge=False)
+    for col in ("ID", "NAME", "GPUS", "UTIL", "PEAK MEM GiB", "POWER", "ENERGY kWh", "COVERAGE"):
+        table.add_column(col, justify="left" if col == "NAME" else "right")
+    for r in rows:
+        u = r.get("usage")
+        if not u:
+            continue
+        table.add_row(str(r["id"]), r["name"], str(r["gpus"]), percent(u["avg_utilization"]),
+                      gib(u["peak_memory_bytes"]), watts(u["avg_power_watts"]),
+                      "-" if u["energy_kwh"] is None else f"{u['energy_kwh']:.4f}",
+                      percent(u["coverage"]))
+    console.print(table)
+    console.print("Cost and amortization reports arrive with the cost milestone (issue #4).")

@@ -1,0 +1,25 @@
+"""`clusterctl demo`, the README's first command, run as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from harness import clusterctl_argv
+
+pytestmark = pytest.mark.ray
+
+
+def test_demo_runs_jobs_and_reports_measured_usage(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = subprocess.run([*clusterctl_argv(), "demo"], capture_output=True, text=True,
+                       timeout=240, cwd=tmp_path,
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "120"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    out = r.stdout
+    assert "FAILED" in out and "dataset not found" in out
+    assert "clusterctl nodes" in out and "A100-80GB (sim)" in out
+    usage = out.split("Usage per job", 1)[1]
+    lines = [ln.split() for ln in usage.splitlines() if ln.strip()[:1].isdigit()]
+    assert len(lines) == 5
+    assert all(ln[-1] == "100%" or ln[-1].endswith("%") for ln in lines)
+    assert any(float(ln[-2]) > 0 for ln in lines)  # energy measured
