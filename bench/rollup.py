@@ -34,7 +34,8 @@ COLUMNS = ("node, gpu_uuid, gpu_index, boot_id, seq, ts_ms, interval_s, utilizat
 def values(g: str, s: str) -> str:
     return (f"'node-' || ({g} / 8), 'GPU-' || {g}, {g} % 8, 'b', {s}, {T0_MS} + {s} * "
             f"{INTERVAL_MS}, 5.0, (({s} * 7 + {g}) % 100) / 100.0, 40000000000, 85899345920, "
-            f"250.0 + ({s} % 50), 1000000000 + {s} * 1250000, 1250000.0, 5.0, 60.0, 1410, 0, 1")
+            f"250.0 + ({s} % 50), 1000000000 + CAST({s} AS BIGINT) * 1250000, 1250000.0, 5.0, "
+            "60.0, 1410, 0, 1")
 
 
 def fill(engine, reads: int) -> None:  # type: ignore[no-untyped-def]
@@ -77,6 +78,19 @@ def run(db_url: str, label: str, days: float) -> None:
           f"{minutes:,} minute and {hours:,} hour buckets; a year of {GPUS} GPUs "
           f"({YEAR_SAMPLES:,} samples) at this rate: {YEAR_SAMPLES / (n / dt):.0f}s",
           flush=True)
+    # Steady state: the housekeeping pass each minute rolls up only the minute that arrived.
+    reads_per_minute = 12
+    for node in range(GPUS // 8):
+        rows = [{"gpu_index": g, "gpu_uuid": f"GPU-{node * 8 + g}", "boot_id": "b",
+                 "seq": reads + r, "t": (T0_MS + (reads + r) * INTERVAL_MS) / 1000,
+                 "interval_s": 5.0, "utilization": 0.5, "energy_mj": 1.0, "span_s": 5.0}
+                for r in range(reads_per_minute) for g in range(8)]
+        store.ingest(f"node-{node}", rows)
+    t = time.perf_counter()
+    store.rollup()
+    step = time.perf_counter() - t
+    print(f"{label}: the next minute ({reads_per_minute * GPUS} samples) on top of that "
+          f"history rolled up in {step * 1000:.0f} ms", flush=True)
     engine.dispose()
 
 

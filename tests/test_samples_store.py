@@ -3,6 +3,7 @@ rollups that add up, late samples, retention, and usage computed from stored poi
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timezone
 
 import pytest
@@ -111,3 +112,40 @@ def test_node_tokens(db_url: str) -> None:
     second = users.issue_node_token("n1")
     assert users.node_for_token(first) is None and users.node_for_token(second) == "n1"
     assert users.by_token(second) is None  # a node token is not a user token
+
+
+def test_energy_across_a_counter_reset_from_reader_to_usage(samples: SampleStore,
+                                                            tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The whole chain on a GPU whose counter resets every 30 s: simulated reader → agent rows
+    (through its spool) → the store → usage. The energy must match the power drawn, with no
+    negative or doubled interval."""
+    from agents.agent import Agent
+    from agents.simulated import PROFILES, SimulatedReader
+    from agents.spool import Spool
+
+    clock = [T0]
+    reader = SimulatedReader(2, node="n1", profiles={1: PROFILES["energy-reset"]},
+                             busy=lambda: {0, 1}, clock=lambda: clock[0], seed=3)
+    spool = Spool(tmp_path / "spool.db", 100_000)
+    agent = Agent(reader, "n1", interval_s=5, boot_id="boot", spool=spool)
+    powers: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(60):  # five minutes
+        snap = agent.tick()
+        for g in snap.gpus:
+            assert g.power_watts is not None
+            powers[g.index].append(g.power_watts)
+        clock[0] += 5
+    _, rows = spool.oldest(10_000)
+    assert all(r["energy_mj"] is None or r["energy_mj"] >= 0 for r in rows)
+    counters = [r["energy_counter_mj"] for r in rows if r["gpu_index"] == 1]
+    assert sum(b < a for a, b in itertools.pairwise(counters)) >= 5  # it did reset
+    samples.ingest("n1", rows)
+    for index in (0, 1):
+        uuid = reader.gpus[index].uuid
+        used = usage_in_window(samples.points("n1", index, uuid, T0, T0 + 300), T0, T0 + 295)
+        expected = sum(p * 5 for p in powers[index][:-1]) * 1000  # what was drawn, in mJ
+        assert used.energy_mj is not None
+        if index == 0:  # no reset: exactly the counter difference
+            assert used.energy_mj == pytest.approx(expected, rel=0.001)
+        else:  # a reset loses what was drawn between the last read before it and the reset
+            assert expected * 0.8 < used.energy_mj <= expected * 1.001

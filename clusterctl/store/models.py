@@ -154,7 +154,7 @@ class GpuSample(SQLModel, table=True):
     __tablename__ = "gpu_sample"
     __table_args__ = (
         UniqueConstraint("node", "gpu_uuid", "boot_id", "seq", name="uq_gpu_sample_key"),
-        Index("ix_gpu_sample_node_gpu_ts", "node", "gpu_index", "ts_ms"),
+        Index("ix_gpu_sample_node_ts_gpu", "node", "ts_ms", "gpu_index"),
         Index("ix_gpu_sample_ts", "ts_ms"),
     )
 
@@ -210,8 +210,10 @@ class GpuRollup(SQLModel, table=True):
 
     resolution_s: int = Field(primary_key=True)
     node: str = Field(primary_key=True, max_length=255)
-    gpu_uuid: str = Field(primary_key=True, max_length=96)
     bucket_ms: int = Field(sa_column=Column(BigInteger(), primary_key=True))
+    """Key order (resolution, node, bucket, GPU): rollups and reports read time ranges of a
+    node, so the range is on the third column, not behind every GPU's UUID."""
+    gpu_uuid: str = Field(primary_key=True, max_length=96)
     gpu_index: int
     samples: int
     covered_s: float

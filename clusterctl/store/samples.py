@@ -11,6 +11,7 @@ hour buckets from there, so late samples from an agent's spool land in the right
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,18 +179,28 @@ class SampleStore:
 
     # -- rollups and retention ------------------------------------------------------------------
 
-    def rollup(self) -> int:
+    def rollup(self, workers: int = 2) -> int:
         """Rebuild the minute and hour buckets of every node from its oldest new sample on;
-        returns the number of nodes rolled up."""
+        returns the number of nodes rolled up. On PostgreSQL, nodes are rolled up on
+        ``workers`` connections at once (it runs no ``INSERT … SELECT`` in parallel itself);
+        SQLite has one writer, so there it is one node after the other."""
         with self.engine.connect() as c:
             dirty = c.execute(select(self.st.c.node, self.st.c.dirty_from_ms, self.st.c.version)
                               .where(self.st.c.dirty_from_ms.is_not(None))).all()
-        for node, from_ms, version in dirty:
+
+        def one(node: str, from_ms: int, version: int) -> None:
             self._rollup_node(node, int(from_ms))
             with self.engine.begin() as c:  # a batch that arrived meanwhile keeps it dirty
                 c.execute(update(self.st).where(self.st.c.node == node,
                                                 self.st.c.version == version)
                           .values(dirty_from_ms=None))
+
+        if workers > 1 and len(dirty) > 1 and self.engine.dialect.name == "postgresql":
+            with ThreadPoolExecutor(workers, thread_name_prefix="rollup") as pool:
+                list(pool.map(lambda row: one(*row), dirty))
+        else:
+            for row in dirty:
+                one(*row)
         return len(dirty)
 
     def _rollup_node(self, node: str, from_ms: int) -> None:
@@ -221,6 +232,10 @@ class SampleStore:
         ).where(r.c.resolution_s == 60, r.c.node == node, r.c.bucket_ms >= hour_from).group_by(
             r.c.node, r.c.gpu_uuid, hb)
         with self.engine.begin() as c:
+            if self.engine.dialect.name == "postgresql":
+                # Aggregate in memory: with the default 4 MB, PostgreSQL sorts a day of a
+                # node's samples through temporary files instead of hashing them.
+                c.exec_driver_sql("SET LOCAL work_mem = '256MB'")
             c.execute(delete(r).where(r.c.resolution_s == 60, r.c.node == node,
                                       r.c.bucket_ms >= minute_from))
             c.execute(insert(r).from_select(cols, minutes))

@@ -55,7 +55,7 @@ def upgrade() -> None:
         sa.Column("energy_span_s", sa.Float(), nullable=True),
         sa.Column("temp_max", sa.Float(), nullable=True),
         sa.Column("errors", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("resolution_s", "node", "gpu_uuid", "bucket_ms"),
+        sa.PrimaryKeyConstraint("resolution_s", "node", "bucket_ms", "gpu_uuid"),
     )
     op.create_table(
         "gpu_sample",
@@ -89,7 +89,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("gpu_sample", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_gpu_sample_node_gpu_ts", ["node", "gpu_index", "ts_ms"], unique=False
+            "ix_gpu_sample_node_ts_gpu", ["node", "ts_ms", "gpu_index"], unique=False
         )
         batch_op.create_index("ix_gpu_sample_ts", ["ts_ms"], unique=False)
 
@@ -117,7 +117,7 @@ def downgrade() -> None:
     op.drop_table("node_token")
     with op.batch_alter_table("gpu_sample", schema=None) as batch_op:
         batch_op.drop_index("ix_gpu_sample_ts")
-        batch_op.drop_index("ix_gpu_sample_node_gpu_ts")
+        batch_op.drop_index("ix_gpu_sample_node_ts_gpu")
 
     op.drop_table("gpu_sample")
     op.drop_table("gpu_rollup")
