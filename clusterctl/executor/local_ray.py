@@ -76,7 +76,33 @@ def start_local_ray(
     gpu_model: str | None = None,
     num_cpus: int | None = None,
 ) -> LocalRay:
-    """Start a Ray head on this machine; ``num_gpus`` None lets Ray detect GPUs through NVML."""
+    """Start a Ray head on this machine; ``num_gpus`` None lets Ray detect GPUs through NVML.
+
+    Its ports are picked free just before ``ray start`` binds them, and Ray's own processes
+    pick random ports meanwhile, so a port can be taken in between ("Failed to bind"): then it
+    starts again on fresh ports, up to three times."""
+    for attempt in range(3):
+        try:
+            return _start_local_ray(data_dir, num_gpus=num_gpus, node_name=node_name,
+                                    gpu_model=gpu_model, num_cpus=num_cpus)
+        except PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
+def _start_local_ray(
+    data_dir: Path,
+    *,
+    num_gpus: int | None,
+    node_name: str,
+    gpu_model: str | None = None,
+    num_cpus: int | None = None,
+) -> LocalRay:
     ray_dir = data_dir / "ray"
     token_file = ensure_token(ray_dir / "auth_token")
     port = free_port()
@@ -109,7 +135,10 @@ def _wait_for_port(local: LocalRay, port: int, log_path: Path, timeout_s: float 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if local.process.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            text = log_path.read_text(errors="replace")
+            tail = text.strip().splitlines()[-5:]
+            if "Failed to bind" in text[-20000:] or "address already in use" in text[-20000:]:
+                raise PortTaken("ray start failed: " + " | ".join(tail))
             raise RuntimeError("ray start failed: " + " | ".join(tail))
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.settimeout(1)
