@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from clusterctl.executor.local_ray import free_port
+from clusterctl.executor.local_ray import free_port, stop_process
 
 CLUSTERCTL = Path(sys.executable).with_name("clusterctl")
 FINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT", "LOST"}
@@ -182,10 +182,5 @@ class Agent:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, 20)

@@ -5,11 +5,12 @@ the environment (never the command line, which ``ps`` shows)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from clusterctl.executor.local_ray import stop_process
 
 
 def agent_command() -> list[str]:
@@ -23,13 +24,7 @@ class LocalAgent:
     port: int
 
     def stop(self, timeout: float = 20) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
 
 
 def start_local_agent(data_dir: Path, *, controller_url: str, token: str, node: str,

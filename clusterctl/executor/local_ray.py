@@ -52,6 +52,17 @@ def ray_command() -> list[str]:
     return [str(exe)] if exe.exists() else [shutil.which("ray") or "ray"]
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @dataclass
 class LocalRay:
     process: subprocess.Popen[bytes]
@@ -59,13 +70,11 @@ class LocalRay:
     token_file: Path
 
     def stop(self, timeout: float = 60) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
+
+
+class PortTaken(RuntimeError):
+    pass
 
 
 def start_local_ray(
@@ -81,63 +90,48 @@ def start_local_ray(
     Its ports are picked free just before ``ray start`` binds them, and Ray's own processes
     pick random ports meanwhile, so a port can be taken in between ("Failed to bind"): then it
     starts again on fresh ports, up to three times."""
+    ray_dir = data_dir / "ray"
+    token_file = ensure_token(ray_dir / "auth_token")
+    labels = {"clusterctl-node": node_name}
+    if gpu_model:
+        labels["clusterctl-gpu-model"] = gpu_model
+    options = ["--include-dashboard", "false", "--disable-usage-stats",
+               "--labels", json.dumps(labels)]
+    if num_gpus is not None:
+        options += ["--num-gpus", str(num_gpus)]
+    if num_cpus is not None:
+        options += ["--num-cpus", str(num_cpus)]
+    log_path = ray_dir / "ray-start.log"
     for attempt in range(3):
+        port = free_port()
+        cmd = [*ray_command(), "start", "--head", "--block", "--port", str(port),
+               "--ray-client-server-port", str(free_port()),
+               "--dashboard-port", str(free_port()), *options]
+        log = open(log_path, "ab")  # noqa: SIM115 (owned by the child)
+        offset = log.tell()
+        proc = subprocess.Popen(cmd, env=ray_env(token_file), stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        log.close()
+        local = LocalRay(proc, f"127.0.0.1:{port}", token_file)
         try:
-            return _start_local_ray(data_dir, num_gpus=num_gpus, node_name=node_name,
-                                    gpu_model=gpu_model, num_cpus=num_cpus)
+            _wait_for_port(local, port, log_path, offset)
+            return local
         except PortTaken:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
 
-class PortTaken(RuntimeError):
-    pass
-
-
-def _start_local_ray(
-    data_dir: Path,
-    *,
-    num_gpus: int | None,
-    node_name: str,
-    gpu_model: str | None = None,
-    num_cpus: int | None = None,
-) -> LocalRay:
-    ray_dir = data_dir / "ray"
-    token_file = ensure_token(ray_dir / "auth_token")
-    port = free_port()
-    labels = {"clusterctl-node": node_name}
-    if gpu_model:
-        labels["clusterctl-gpu-model"] = gpu_model
-    cmd = [
-        *ray_command(), "start", "--head", "--block",
-        "--port", str(port),
-        "--ray-client-server-port", str(free_port()),
-        "--dashboard-port", str(free_port()), "--include-dashboard", "false",
-        "--disable-usage-stats",
-        "--labels", json.dumps(labels),
-    ]
-    if num_gpus is not None:
-        cmd += ["--num-gpus", str(num_gpus)]
-    if num_cpus is not None:
-        cmd += ["--num-cpus", str(num_cpus)]
-    log = open(ray_dir / "ray-start.log", "ab")  # noqa: SIM115 (owned by the child)
-    proc = subprocess.Popen(cmd, env=ray_env(token_file), stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
-    local = LocalRay(proc, f"127.0.0.1:{port}", token_file)
-    _wait_for_port(local, port, ray_dir / "ray-start.log")
-    return local
-
-
-def _wait_for_port(local: LocalRay, port: int, log_path: Path, timeout_s: float = 120) -> None:
+def _wait_for_port(local: LocalRay, port: int, log_path: Path, offset: int,
+                   timeout_s: float = 120) -> None:
     """Ray's driver gives up on a head that is not listening yet, so wait for its GCS port."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if local.process.poll() is not None:
-            text = log_path.read_text(errors="replace")
+            text = log_path.read_bytes()[offset:].decode(errors="replace")
             tail = text.strip().splitlines()[-5:]
-            if "Failed to bind" in text[-20000:] or "address already in use" in text[-20000:]:
+            if "Failed to bind" in text or "address already in use" in text:
                 raise PortTaken("ray start failed: " + " | ".join(tail))
             raise RuntimeError("ray start failed: " + " | ".join(tail))
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
