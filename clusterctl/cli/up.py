@@ -73,7 +73,7 @@ def up(
         if gpus == 0:
             err_console.print("no GPUs found: on a machine without an NVIDIA driver, use "
                               "--simulate-gpus N")
-        if agent if agent is not None else local is not None:
+        if agent if agent is not None else (local is not None and gpus > 0):
             node = socket.gethostname()
             local_agent = start_local_agent(
                 Path(s.data_dir), controller_url=url, node=node,
