@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -c requirements.lock -e '.[test]'
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/python -m pytest -m "not gpu" "$@"
