@@ -1,0 +1,1 @@
+"""The cost model (pure: ``model.py``) and, later, the hardware inventory."""
