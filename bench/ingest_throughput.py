@@ -15,11 +15,8 @@ import json
 import sys
 import threading
 import time
-import uuid
 
-from common import Stack
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from common import Stack, scratch_database
 
 CLIENTS = 4
 GPUS = 8
@@ -75,32 +72,20 @@ def run(stack: Stack, label: str, reads_per_batch: int, total_reads: int) -> Non
 
 
 def main() -> None:
-    pg = sys.argv[1] if len(sys.argv) > 1 else None
-    targets: list[tuple[str | None, str]] = [(None, "SQLite")]
-    if pg:
-        targets.append((pg, "PostgreSQL"))
-    for base, label in targets:
-        db_url, cleanup = base, None
-        if base:
-            url = make_url(base.replace("postgresql://", "postgresql+psycopg://"))
-            name = f"bench_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as c:
-                c.execute(text(f'CREATE DATABASE "{name}"'))
-            db_url = url.set(database=name).render_as_string(hide_password=False)
+    measure(None, "SQLite")
+    if len(sys.argv) > 1:
+        with scratch_database(sys.argv[1]) as url:
+            measure(url, "PostgreSQL")
 
-            def cleanup(admin=admin, name=name) -> None:  # type: ignore[no-untyped-def]
-                with admin.connect() as c:
-                    c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        stack = Stack(db_url)
-        try:
-            run(stack, label, 1, 400)
-            run(stack, label, 60, 3000)
-            run(stack, label, 625, 12500)
-        finally:
-            stack.close()
-            if cleanup:
-                cleanup()
+
+def measure(db_url: str | None, label: str) -> None:
+    stack = Stack(db_url)
+    try:
+        run(stack, label, 1, 400)
+        run(stack, label, 60, 3000)
+        run(stack, label, 625, 12500)
+    finally:
+        stack.close()
 
 
 if __name__ == "__main__":

@@ -13,11 +13,10 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from common import scratch_database
+from sqlalchemy import text
 
 from clusterctl.store import SampleStore, make_engine, migrate
 
@@ -97,17 +96,8 @@ def run(db_url: str, label: str, days: float) -> None:
 def main() -> None:
     days = float(sys.argv[1]) if len(sys.argv) > 1 else 1
     if len(sys.argv) > 2:
-        url = make_url(sys.argv[2].replace("postgresql://", "postgresql+psycopg://"))
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            run(url.set(database=name).render_as_string(hide_password=False), "PostgreSQL",
-                days)
-        finally:
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        with scratch_database(sys.argv[2]) as url:
+            run(url, "PostgreSQL", days)
     with tempfile.TemporaryDirectory() as tmp:
         run(f"sqlite:///{Path(tmp) / 'rollup.db'}", "SQLite", days)
 

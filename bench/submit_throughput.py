@@ -11,11 +11,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import uuid
 
-from common import Stack
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from common import Stack, scratch_database
 
 CLIENTS = 8
 PER_CLIENT = 250
@@ -56,16 +53,8 @@ def run(db_url: str | None, label: str) -> None:
 def main() -> None:
     run(None, "SQLite")
     if len(sys.argv) > 1:
-        base = make_url(sys.argv[1].replace("postgresql://", "postgresql+psycopg://", 1))
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            run(base.set(database=name).render_as_string(hide_password=False), "PostgreSQL")
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        with scratch_database(sys.argv[1]) as url:
+            run(url, "PostgreSQL")
 
 
 if __name__ == "__main__":
