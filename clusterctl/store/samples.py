@@ -60,9 +60,6 @@ class SampleStore:
             return Ingested(0, 0)
         values = [{"node": node, "ts_ms": round(r["t"] * 1000),
                    **{c: r.get(c) for c in SAMPLE_COLUMNS}} for r in rows]
-        stmt = _insert(self.engine, self.t).on_conflict_do_nothing(
-            index_elements=["node", "gpu_uuid", "boot_id", "seq"]
-        ).returning(self.t.c.ts_ms)
         latest: dict[int, dict[str, Any]] = {}
         for r, v in zip(rows, values, strict=True):
             cur = latest.get(v["gpu_index"])
@@ -77,9 +74,11 @@ class SampleStore:
         with self.engine.begin() as c:
             if self.engine.dialect.name == "postgresql":
                 stored = self._copy_in(c, values)
-            else:
-                stored = [row[0] for row in c.execute(stmt, values)] if len(values) > 1 else \
-                    [row[0] for row in c.execute(stmt.values(values[0]))]
+            else:  # one multi-row INSERT per 1,000 rows (SQLAlchemy's insertmanyvalues)
+                stmt = sqlite.insert(self.t).on_conflict_do_nothing(
+                    index_elements=["node", "gpu_uuid", "boot_id", "seq"]
+                ).returning(self.t.c.ts_ms)
+                stored = [row[0] for row in c.execute(stmt, values)]
             if stored:
                 self._mark_dirty(c, node, min(stored))
             self._upsert_devices(c, list(latest.values()))
