@@ -24,6 +24,31 @@ def clusterctl_argv() -> list[str]:
     return [str(CLUSTERCTL)] if CLUSTERCTL.exists() else [sys.executable, "-m", "clusterctl"]
 
 
+def log_tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) \
+        if path.exists() else ""
+
+
+def start_serving(argv: list[str], env: dict[str, str], log_path: Path, url: str,
+                  timeout: float, ready: Any = lambda: True) -> subprocess.Popen[bytes]:
+    """Start a server process logging to ``log_path``; return once ``url`` answers and
+    ``ready()`` holds, or raise with the log's tail."""
+    log = open(log_path, "ab")  # noqa: SIM115 (owned by the child)
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{argv[0]} exited:\n" + log_tail(log_path))
+        try:
+            if httpx.get(url, timeout=1).is_success and ready():
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{argv[0]} did not come up:\n" + log_tail(log_path))
+
+
 class Controller:
     """One installation: its own database, data directory, config file and API port."""
 
@@ -48,26 +73,13 @@ class Controller:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90) -> None:
-        log = open(self.root / "controller.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(clusterctl_argv() + self.up_args, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("controller exited:\n" + self.log_tail())
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).is_success \
-                        and (self.root / "config.toml").exists():
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("controller did not come up:\n" + self.log_tail())
+        self.proc = start_serving(
+            clusterctl_argv() + self.up_args, self.env, self.root / "controller.log",
+            f"http://127.0.0.1:{self.port}/healthz", timeout,
+            ready=lambda: (self.root / "config.toml").exists())
 
     def log_tail(self) -> str:
-        p = self.root / "controller.log"
-        return "\n".join(p.read_text(errors="replace").splitlines()[-30:]) if p.exists() else ""
+        return log_tail(self.root / "controller.log")
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -148,25 +160,11 @@ class Agent:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> None:
-        log = open(self.root / "agent.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("agent exited:\n" + self.log_tail())
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=1).is_success:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("agent did not come up:\n" + self.log_tail())
+        self.proc = start_serving(self.argv, self.env, self.root / "agent.log",
+                                  f"http://127.0.0.1:{self.port}/metrics", timeout)
 
     def log_tail(self) -> str:
-        p = self.root / "agent.log"
-        return "\n".join(p.read_text(errors="replace").splitlines()[-30:]) if p.exists() else ""
+        return log_tail(self.root / "agent.log")
 
     def metrics(self) -> dict[str, float]:
         """The agent's own (unlabelled) metrics from a real scrape of /metrics."""
