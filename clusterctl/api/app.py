@@ -7,16 +7,17 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
 from clusterctl import parsing
+from clusterctl.api.auth import CurrentNode, CurrentUser
+from clusterctl.api.cost_routes import router as cost_router
 from clusterctl.api.schemas import (
     AllocationOut,
     CancelOut,
@@ -44,11 +45,11 @@ from clusterctl.scheduler.loop import Scheduler
 from clusterctl.states import JobState
 from clusterctl.store import (
     Allocation,
+    CostStore,
     Job,
     JobStore,
     NewJob,
     SampleStore,
-    User,
     UserExists,
     UserStore,
 )
@@ -66,43 +67,10 @@ class Services:
     packages: PackageStore
     max_package_bytes: int
     samples: SampleStore
+    costs: CostStore
     raw_retention_s: float = 14 * 86400
 
 
-_bearer = HTTPBearer(auto_error=False)
-
-
-def current_user(
-    request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
-    """The user whose token the request carries; 401 without a valid one."""
-    if creds is None or not creds.credentials:
-        raise HTTPException(401, "missing token", headers={"WWW-Authenticate": "Bearer"})
-    user = request.app.state.services.users.by_token(creds.credentials)
-    if user is None:
-        raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
-    return user
-
-
-CurrentUser = Annotated[User, Depends(current_user)]
-
-
-def current_node(
-    request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The node whose agent token the request carries; 401 without a valid one."""
-    node = None
-    if creds is not None and creds.credentials:
-        node = request.app.state.services.users.node_for_token(creds.credentials)
-    if node is None:
-        raise HTTPException(401, "missing or invalid node token",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return str(node)
-
-
-CurrentNode = Annotated[str, Depends(current_node)]
 
 
 def _figures(u: Usage) -> dict[str, Any]:
@@ -353,6 +321,7 @@ def create_app(svc: Services) -> FastAPI:
     def list_users(user: CurrentUser) -> list[UserOut]:
         return [UserOut(name=u.name, team=u.team, is_admin=u.is_admin) for u in svc.users.all()]
 
+    app.include_router(cost_router)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -16,7 +17,9 @@ from clusterctl import settings as settings_mod
 from clusterctl.client import ApiError, Client
 from clusterctl.parsing import BadInput
 
-console = Console(highlight=False)
+# Piped output (scripts, tests, `| less`) is not cut to 80 columns: tables keep every column.
+console = Console(highlight=False,
+                  width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
 err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])

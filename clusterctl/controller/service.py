@@ -24,6 +24,7 @@ from clusterctl.executor.local_ray import ray_env
 from clusterctl.scheduler.loop import Scheduler
 from clusterctl.settings import Settings
 from clusterctl.store import (
+    CostStore,
     JobStore,
     SampleStore,
     UserStore,
@@ -85,7 +86,8 @@ class Controller:
             jobs=self.jobs, users=self.users, scheduler=self.scheduler,
             logs=self.scheduler.logs, packages=self.scheduler.packages,
             max_package_bytes=int(self.settings.max_package_mb * (1 << 20)),
-            samples=self.samples, raw_retention_s=self.settings.sample_retention_s,
+            samples=self.samples, costs=CostStore(self.engine),
+            raw_retention_s=self.settings.sample_retention_s,
         ))
 
     def _connect(self, timeout_s: float) -> None:

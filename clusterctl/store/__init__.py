@@ -1,6 +1,7 @@
 """The database door: the only package that imports sqlmodel/sqlalchemy."""
 
 from clusterctl.store.db import make_engine, migrate, normalize_url
+from clusterctl.store.inventory import CostStore, HardwareExists
 from clusterctl.store.jobs import HeldGpu, JobStore, NewJob, utcnow
 from clusterctl.store.models import Allocation, GpuDevice, Job, JobEvent, User
 from clusterctl.store.samples import Ingested, SampleStore
@@ -8,7 +9,9 @@ from clusterctl.store.users import UserExists, UserStore, installation_id
 
 __all__ = [
     "Allocation",
+    "CostStore",
     "GpuDevice",
+    "HardwareExists",
     "HeldGpu",
     "Ingested",
     "Job",

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
+    String,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -237,3 +240,80 @@ class RollupState(SQLModel, table=True):
     node: str = Field(primary_key=True, max_length=255)
     dirty_from_ms: int | None = _big()
     version: int = 0
+
+
+# -- cost basis -------------------------------------------------------------------------------
+# Money is stored as decimal text: SQLite has no exact decimal type, and the cost model promises
+# sums to the cent on both backends.
+
+
+class DecimalText(TypeDecorator):
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Any) -> str | None:
+        return None if value is None else str(Decimal(value))
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+def _money() -> Any:
+    return Field(sa_column=Column(DecimalText(), nullable=False))
+
+
+class Hardware(SQLModel, table=True):
+    """A machine of the inventory, keyed by the node name Ray and the agent use."""
+
+    node: str = Field(primary_key=True, max_length=255)
+    gpus: int
+    gpu_model: str = Field(max_length=64)
+    price: Decimal = _money()
+    purchased: date = Field(sa_column=Column(Date(), nullable=False))
+    life_months: int
+    resale: Decimal = _money()
+    """Fraction of the price expected back at the end of the life."""
+    monthly_fees: Decimal = _money()
+    updated_at: datetime = _time(nullable=False)
+
+
+class SiteSetting(SQLModel, table=True):
+    """Energy tariff, PUE, currency: one row per setting set by an admin (defaults in code)."""
+
+    __tablename__ = "site_setting"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=64)
+
+
+class CloudRateRow(SQLModel, table=True):
+    """An admin's cloud rate for a GPU model, on top of the documented defaults."""
+
+    __tablename__ = "cloud_rate"
+
+    model_key: str = Field(primary_key=True, max_length=64)
+    gpu_model: str = Field(max_length=64)
+    per_gpu_hour: Decimal = _money()
+    source: str = Field(max_length=300)
+    updated_at: datetime = _time(nullable=False)
+
+
+class AllocationUsage(SQLModel, table=True):
+    """What one allocation did with its GPU, summed once its samples are in: the durable
+    per-job record reports read, so a year of reports never rescans raw samples."""
+
+    __tablename__ = "allocation_usage"
+
+    allocation_id: int = Field(foreign_key="allocation.id", primary_key=True)
+    window_s: float
+    covered_s: float
+    util_avg: float | None = None
+    power_avg: float | None = None
+    peak_memory: int | None = _big()
+    energy_mj: float | None = None
+    energy_covered_s: float = 0.0
+    idle_s: float = 0.0
+    """Covered time with utilization under the waste threshold."""
+    longest_idle_s: float = 0.0
+    """Longest unbroken stretch under the threshold."""
+    computed_ms: int = Field(sa_column=Column(BigInteger(), nullable=False))

@@ -1,0 +1,45 @@
+"""Who is calling: a user (API token) or a node agent (node token)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from clusterctl.store import User
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def current_user(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """The user whose token the request carries; 401 without a valid one."""
+    if creds is None or not creds.credentials:
+        raise HTTPException(401, "missing token", headers={"WWW-Authenticate": "Bearer"})
+    user = request.app.state.services.users.by_token(creds.credentials)
+    if user is None:
+        raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def current_node(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The node whose agent token the request carries; 401 without a valid one."""
+    node = None
+    if creds is not None and creds.credentials:
+        node = request.app.state.services.users.node_for_token(creds.credentials)
+    if node is None:
+        raise HTTPException(401, "missing or invalid node token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return str(node)
+
+
+CurrentNode = Annotated[str, Depends(current_node)]

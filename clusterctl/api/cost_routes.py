@@ -1,0 +1,146 @@
+"""HTTP routes for the cost basis: hardware inventory, site settings, cloud rates.
+
+Everyone may read them (reports show them); only admins write. Every write is checked whole by
+``cost/inventory.py`` before the store is touched, so bad input answers 422 with one line and
+nothing written.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel
+
+from clusterctl.api.auth import CurrentUser
+from clusterctl.cost.inventory import (
+    HardwareSpec,
+    hardware_spec,
+    parse_gpu_model,
+    parse_inventory_toml,
+    parse_rate,
+    site_settings,
+    updated_spec,
+)
+from clusterctl.cost.rates import CloudRate, effective_rates, model_key, rate_for
+from clusterctl.parsing import BadInput, parse_node_name
+from clusterctl.store import CostStore, HardwareExists, User
+
+
+class ImportBody(BaseModel):
+    name: str
+    text: str
+
+
+class RateBody(BaseModel):
+    per_gpu_hour: str
+    source: str
+
+
+def today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def _require_admin(user: User, what: str) -> None:
+    if not user.is_admin:
+        raise HTTPException(403, f"only an admin can {what}")
+
+
+def hardware_out(spec: HardwareSpec, table: dict[str, CloudRate]) -> dict[str, Any]:
+    rate = rate_for(spec.gpu_model, table)
+    return spec.as_json() | {
+        "cloud_rate": None if rate is None else str(rate.per_gpu_hour),
+        "cloud_rate_model": None if rate is None else rate.gpu_model,
+    }
+
+
+router = APIRouter()
+
+
+def _costs(request: Request) -> CostStore:
+    return request.app.state.services.costs  # type: ignore[no-any-return]
+
+
+def rates(costs: CostStore) -> dict[str, CloudRate]:
+    return effective_rates(costs.rate_overrides())
+
+
+@router.get("/v1/hardware")
+def list_hardware(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
+    costs = _costs(request)
+    table = rates(costs)
+    return [hardware_out(m, table) for m in costs.machines()]
+
+
+@router.post("/v1/hardware", status_code=201)
+def add_hardware(body: dict[str, Any], request: Request, user: CurrentUser) -> dict[str, Any]:
+    costs = _costs(request)
+    _require_admin(user, "change the hardware inventory")
+    spec = hardware_spec(body, today())
+    try:
+        costs.add(spec)
+    except HardwareExists:
+        raise BadInput("NODE", f"{spec.node!r} is already in the inventory; change it with "
+                       "`clusterctl hardware set`") from None
+    return hardware_out(spec, rates(costs))
+
+
+@router.patch("/v1/hardware/{node}")
+def set_hardware(node: str, body: dict[str, Any], request: Request,
+                 user: CurrentUser) -> dict[str, Any]:
+    costs = _costs(request)
+    _require_admin(user, "change the hardware inventory")
+    current = costs.machine(parse_node_name(node))
+    if current is None:
+        raise BadInput("NODE", f"{node!r} is not in the inventory (see `clusterctl hardware "
+                       "list`; add it with `clusterctl hardware add`)")
+    spec = updated_spec(current, body, today())
+    costs.put([spec])
+    return hardware_out(spec, rates(costs))
+
+
+@router.post("/v1/hardware/import")
+def import_hardware(body: ImportBody, request: Request, user: CurrentUser) -> dict[str, Any]:
+    costs = _costs(request)
+    _require_admin(user, "change the hardware inventory")
+    specs = parse_inventory_toml(body.text, body.name, today())
+    added, updated = costs.put(specs)
+    return {"added": added, "updated": updated,
+            "machines": [hardware_out(s, rates(costs)) for s in specs]}
+
+
+@router.get("/v1/cost/settings")
+def get_settings(request: Request, user: CurrentUser) -> dict[str, Any]:
+    costs = _costs(request)
+    overrides = costs.rate_overrides()
+    return costs.site().as_json() | {"rates": [
+        {"gpu_model": r.gpu_model, "per_gpu_hour": str(r.per_gpu_hour), "source": r.source,
+         "default": model_key(r.gpu_model) not in overrides}
+        for r in sorted(rates(costs).values(), key=lambda r: model_key(r.gpu_model))]}
+
+
+@router.patch("/v1/cost/settings")
+def set_settings(body: dict[str, Any], request: Request, user: CurrentUser) -> dict[str, Any]:
+    costs = _costs(request)
+    _require_admin(user, "change the site's cost settings")
+    unknown = sorted(set(body) - {"tariff_per_kwh", "pue", "currency"})
+    if unknown:
+        raise BadInput(unknown[0], "is not a site setting (allowed: tariff_per_kwh, pue, "
+                       "currency)")
+    updated = site_settings(body, costs.site())
+    costs.set_site(updated)
+    return updated.as_json()
+
+
+@router.put("/v1/cost/rates/{gpu_model}")
+def set_rate(gpu_model: str, body: RateBody, request: Request, user: CurrentUser) -> dict[str, Any]:
+    costs = _costs(request)
+    _require_admin(user, "change the cloud rates")
+    model = parse_gpu_model(gpu_model, "MODEL")
+    rate = parse_rate(body.per_gpu_hour)
+    source = body.source.strip()
+    if not 1 <= len(source) <= 300:
+        raise BadInput("--source", "must say where the rate comes from (1-300 characters)")
+    costs.set_rate(CloudRate(model, rate, source))
+    return {"gpu_model": model, "per_gpu_hour": str(rate), "source": source}
