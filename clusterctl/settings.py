@@ -41,6 +41,8 @@ class Settings:
     """How long raw GPU samples are kept (rollups keep the figures after that)."""
     minute_rollup_retention_s: float = 90 * 86400.0
     """How long 1-minute rollups are kept; hourly rollups are kept for good."""
+    waste_threshold: float = 0.10
+    """A held GPU under this utilization counts as idle (waste report, flags in `jobs`)."""
     config_path: str = ""
 
     def with_overrides(self, **values: Any) -> Settings:
@@ -48,7 +50,8 @@ class Settings:
 
 
 _INT = {"port"}
-_FLOAT = {"kill_grace_s", "max_package_mb", "sample_retention_s", "minute_rollup_retention_s"}
+_FLOAT = {"kill_grace_s", "max_package_mb", "sample_retention_s", "minute_rollup_retention_s",
+          "waste_threshold"}
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:

@@ -124,3 +124,32 @@ def combine(parts: Sequence[Usage]) -> Usage:
         energy_mj=sum(energies) if energies else None,
         energy_covered_s=sum(u.energy_covered_s for u in parts),
     )
+
+
+@dataclass(frozen=True)
+class Idle:
+    idle_s: float
+    """Covered time with utilization under the threshold."""
+    longest_s: float
+    """Longest unbroken stretch of it: a gap in the samples breaks a stretch, since unknown is
+    not idle."""
+
+
+def idle_time(points: Iterable[Point], start: float, end: float, threshold: float) -> Idle:
+    """How long a GPU held over ``[start, end]`` sat under ``threshold`` utilization."""
+    idle = longest = run = 0.0
+    last_end: float | None = None
+    for p in sorted(points, key=lambda p: p.start):
+        length = p.end - p.start
+        part = _overlap(p.start, p.end, start, end) / length * p.covered_s if length > 0 else 0
+        if part <= 0 or not p.util_n:
+            continue
+        touching = last_end is not None and p.start - last_end <= max(1.0, 0.5 * length)
+        if p.util_sum / p.util_n < threshold:
+            run = (run if touching else 0.0) + part
+            idle += part
+            longest = max(longest, run)
+        else:
+            run = 0.0
+        last_end = p.end
+    return Idle(idle, longest)

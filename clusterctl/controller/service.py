@@ -24,6 +24,7 @@ from clusterctl.executor.local_ray import ray_env
 from clusterctl.scheduler.loop import Scheduler
 from clusterctl.settings import Settings
 from clusterctl.store import (
+    AllocationUsageStore,
     CostStore,
     JobStore,
     SampleStore,
@@ -79,8 +80,10 @@ class Controller:
         )
         self.scheduler.start()
         self.housekeeper = Housekeeper(
-            self.samples, raw_keep_s=self.settings.sample_retention_s,
-            minute_keep_s=self.settings.minute_rollup_retention_s)
+            self.samples, AllocationUsageStore(self.engine),
+            raw_keep_s=self.settings.sample_retention_s,
+            minute_keep_s=self.settings.minute_rollup_retention_s,
+            idle_threshold=self.settings.waste_threshold)
         self.housekeeper.start()
         self.app = create_app(Services(
             jobs=self.jobs, users=self.users, scheduler=self.scheduler,

@@ -8,9 +8,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
-from clusterctl.store import Allocation, SampleStore
-from clusterctl.usage import Usage, combine, usage_in_window
+from clusterctl.store import Allocation, AllocationUsageStore, SampleStore
+from clusterctl.usage import Idle, Point, Usage, combine, idle_time, usage_in_window
 
 log = logging.getLogger(__name__)
 
@@ -21,27 +22,43 @@ class GpuUsage:
     usage: Usage
 
 
+def _window(a: Allocation, samples: SampleStore, now: float,
+            raw_since: float | None) -> tuple[list[Point], float, float]:
+    start = a.started_at.timestamp()
+    end = a.ended_at.timestamp() if a.ended_at else now
+    return samples.points(a.node, a.gpu_index, a.gpu_uuid, start, end, raw_since), start, end
+
+
 def job_usage(allocations: Sequence[Allocation], samples: SampleStore, now: float,
               raw_since: float | None) -> tuple[Usage, list[GpuUsage]] | None:
     """Usage of each GPU a job held (over each allocation's window) and of all of them."""
     if not allocations:
         return None
-    per_gpu = []
-    for a in allocations:
-        start = a.started_at.timestamp()
-        end = a.ended_at.timestamp() if a.ended_at else now
-        points = samples.points(a.node, a.gpu_index, a.gpu_uuid, start, end, raw_since)
-        per_gpu.append(GpuUsage(a, usage_in_window(points, start, end)))
+    per_gpu = [GpuUsage(a, usage_in_window(*_window(a, samples, now, raw_since)))
+               for a in allocations]
     return combine([g.usage for g in per_gpu]), per_gpu
 
 
-class Housekeeper:
-    """Every ``every_s``: roll new samples up, then expire raw samples and minute rollups past
-    their retention. One thread; a failed pass is logged and retried at the next."""
+def allocation_usage(a: Allocation, samples: SampleStore, now: float, raw_since: float | None,
+                     idle_threshold: float) -> tuple[Usage, Idle]:
+    """One allocation's usage and idle time, from raw samples while they are kept."""
+    points, start, end = _window(a, samples, now, raw_since)
+    return usage_in_window(points, start, end), idle_time(points, start, end, idle_threshold)
 
-    def __init__(self, samples: SampleStore, *, raw_keep_s: float, minute_keep_s: float,
-                 every_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+
+class Housekeeper:
+    """Every ``every_s``: roll new samples up, write the usage records of allocations that have
+    ended, then expire raw samples and minute rollups past their retention. One thread; a failed
+    pass is logged and retried at the next."""
+
+    def __init__(self, samples: SampleStore, records: AllocationUsageStore, *,
+                 raw_keep_s: float, minute_keep_s: float, idle_threshold: float,
+                 grace_s: float = 120.0, every_s: float = 60.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.samples = samples
+        self.records = records
+        self.idle_threshold = idle_threshold
+        self.grace_s = grace_s
         self.raw_keep_s = raw_keep_s
         self.minute_keep_s = minute_keep_s
         self.every_s = every_s
@@ -51,8 +68,21 @@ class Housekeeper:
 
     def run_once(self) -> None:
         self.samples.rollup()
+        self.summarize()
         now = self.clock()
         self.samples.expire(now - self.raw_keep_s, now - self.minute_keep_s)
+
+    def summarize(self, limit: int = 500) -> int:
+        """Write the records of up to ``limit`` ended allocations; returns how many."""
+        now = self.clock()
+        at = datetime.fromtimestamp(now, timezone.utc)
+        pending = self.records.pending(at, self.grace_s, limit)
+        for a in pending:
+            assert a.id is not None
+            usage, idle = allocation_usage(a, self.samples, now, now - self.raw_keep_s,
+                                           self.idle_threshold)
+            self.records.save(a.id, usage, idle, at)
+        return len(pending)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="housekeeping", daemon=True)

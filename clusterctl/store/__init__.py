@@ -1,5 +1,6 @@
 """The database door: the only package that imports sqlmodel/sqlalchemy."""
 
+from clusterctl.store.allocation_usage import AllocationUsageStore
 from clusterctl.store.db import make_engine, migrate, normalize_url
 from clusterctl.store.inventory import CostStore, HardwareExists
 from clusterctl.store.jobs import HeldGpu, JobStore, NewJob, utcnow
@@ -9,6 +10,7 @@ from clusterctl.store.users import UserExists, UserStore, installation_id
 
 __all__ = [
     "Allocation",
+    "AllocationUsageStore",
     "CostStore",
     "GpuDevice",
     "HardwareExists",

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, Integer, and_, case, delete, func, insert, litera
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
+from clusterctl.store.allocation_usage import invalidate_after
 from clusterctl.store.models import Allocation, GpuDevice, GpuRollup, GpuSample, RollupState
 from clusterctl.usage import Point
 
@@ -241,6 +242,7 @@ class SampleStore:
             c.execute(delete(r).where(r.c.resolution_s == 3600, r.c.node == node,
                                       r.c.bucket_ms >= hour_from))
             c.execute(insert(r).from_select(cols, hours))
+            invalidate_after(c, node, from_ms)
 
     def expire(self, raw_before: float, minutes_before: float) -> tuple[int, int]:
         """Delete raw samples and minute rollups older than the given times, but never what
