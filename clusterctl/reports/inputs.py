@@ -1,0 +1,161 @@
+"""What every report is computed from, as plain values with times in epoch milliseconds.
+
+Integer milliseconds keep GPU-time sums exact: capacity cost is GPU-milliseconds times a
+Decimal rate, so the jobs' share and the idle share of a machine add up to its whole cost to
+the cent, whatever the period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from clusterctl.cost.model import HOURS_PER_MONTH, Machine, depreciation_per_hour, fixed_per_hour
+
+MS_PER_HOUR = 3_600_000
+MS_PER_DAY = 86_400_000
+MJ_PER_KWH = Decimal(3_600_000_000)
+
+
+@dataclass(frozen=True)
+class Period:
+    start_ms: int
+    end_ms: int
+
+    def clip(self, start_ms: int, end_ms: int) -> tuple[int, int]:
+        return max(start_ms, self.start_ms), min(end_ms, self.end_ms)
+
+
+@dataclass(frozen=True)
+class Held:
+    """One GPU held by one job attempt, with its usage record (or a live figure while it runs).
+    Usage figures cover the whole allocation; a report over part of it takes its share."""
+
+    job_id: int
+    job_name: str
+    user: str
+    team: str
+    node: str
+    gpu_index: int
+    start_ms: int
+    end_ms: int
+    covered_s: float = 0.0
+    util_avg: float | None = None
+    energy_mj: float | None = None
+    idle_s: float = 0.0
+    longest_idle_s: float = 0.0
+
+    @property
+    def length_ms(self) -> int:
+        return max(0, self.end_ms - self.start_ms)
+
+    def share(self, start_ms: int, end_ms: int) -> float:
+        """The fraction of this allocation inside ``[start_ms, end_ms]``; figures are spread
+        evenly over the allocation, the finest grain a usage record keeps."""
+        if self.length_ms == 0:
+            return 0.0
+        return max(0, min(end_ms, self.end_ms) - max(start_ms, self.start_ms)) / self.length_ms
+
+
+@dataclass(frozen=True)
+class Priced:
+    """A machine of the inventory with its cost model and cloud rate per GPU-hour."""
+
+    node: str
+    gpu_model: str
+    machine: Machine
+    cloud_rate: Decimal | None
+
+    @property
+    def purchased_ms(self) -> int:
+        return int(self.machine.purchased.timestamp() * 1000)
+
+    @property
+    def life_end_ms(self) -> int:
+        # 730.5 h is 2,629,800,000 ms: whole milliseconds, so the life ends on an exact ms.
+        return self.purchased_ms + int(self.machine.life_months * HOURS_PER_MONTH * MS_PER_HOUR)
+
+    @property
+    def rate_in_life(self) -> Decimal:
+        """Per GPU-millisecond, before the life ends: (d + f) / G."""
+        m = self.machine
+        return (depreciation_per_hour(m) + fixed_per_hour(m)) / m.gpus / MS_PER_HOUR
+
+    @property
+    def rate_after_life(self) -> Decimal:
+        return fixed_per_hour(self.machine) / self.machine.gpus / MS_PER_HOUR
+
+    def split(self, start_ms: int, end_ms: int) -> tuple[int, int]:
+        """Milliseconds of ``[start, end]`` inside the life and after it (none before purchase)."""
+        start_ms = max(start_ms, self.purchased_ms)
+        if end_ms <= start_ms:
+            return 0, 0
+        life_end = self.life_end_ms
+        in_life = max(0, min(end_ms, life_end) - start_ms)
+        after = max(0, end_ms - max(start_ms, life_end))
+        return in_life, after
+
+    def cost(self, in_life_ms: int, after_ms: int) -> Decimal:
+        return in_life_ms * self.rate_in_life + after_ms * self.rate_after_life
+
+
+@dataclass(frozen=True)
+class Prices:
+    tariff_per_kwh: Decimal
+    pue: Decimal
+    currency: str
+
+
+@dataclass
+class Inputs:
+    """Everything a report needs over a period."""
+
+    period: Period
+    now_ms: int
+    held: list[Held]
+    machines: dict[str, Priced]
+    prices: Prices
+    node_energy_mj: dict[tuple[str, int], float] = field(default_factory=dict)
+    """Energy of each node's GPUs per hour bucket (hour rollups): the idle GPUs' draw too."""
+    gpus_seen: dict[str, int] = field(default_factory=dict)
+    """GPUs per node from telemetry, for nodes with no inventory record."""
+    waste_threshold: float = 0.10
+
+
+def kwh(mj: float | Decimal) -> Decimal:
+    value = Decimal(repr(mj)) if isinstance(mj, float) else Decimal(mj)
+    return value / MJ_PER_KWH
+
+
+def energy_cost(mj: float | Decimal, prices: Prices) -> Decimal:
+    return kwh(mj) * prices.tariff_per_kwh * prices.pue
+
+
+def ms_iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()
+
+
+def day_start(ms: int) -> int:
+    return ms // MS_PER_DAY * MS_PER_DAY
+
+
+def month_start(ms: int) -> int:
+    t = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return int(datetime(t.year, t.month, 1, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def next_month(ms: int) -> int:
+    t = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    y, m = (t.year + 1, 1) if t.month == 12 else (t.year, t.month + 1)
+    return int(datetime(y, m, 1, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def months(start_ms: int, end_ms: int) -> Iterator[tuple[int, int]]:
+    """Calendar months (UTC) covering ``[start, end)``, clipped to it."""
+    m = month_start(start_ms)
+    while m < end_ms:
+        nxt = next_month(m)
+        yield max(m, start_ms), min(nxt, end_ms)
+        m = nxt

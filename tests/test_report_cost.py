@@ -1,0 +1,153 @@
+"""`report cost` arithmetic: PRODUCT.md's worked example, the idle row, months, and the
+conservation law (rows add up to the machines' capacity cost plus the energy cost)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clusterctl.cost.model import Machine, cents
+from clusterctl.reports.cost import IDLE, accounted, cost_report
+from clusterctl.reports.inputs import MS_PER_HOUR, Held, Inputs, Period, Priced, Prices
+
+H = MS_PER_HOUR
+BOUGHT = datetime(2025, 3, 1, tzinfo=timezone.utc)
+B = int(BOUGHT.timestamp() * 1000)
+PRICES = Prices(Decimal("0.15"), Decimal("1.4"), "USD")
+
+
+def same(a: Decimal, b: Decimal) -> bool:
+    """Equal to far below a cent: Decimal keeps 28 digits, so sums grouped differently may
+    differ in the last one."""
+    return abs(a - b) < Decimal("1e-15")
+
+
+def priced(node: str = "gpu-01", purchased: datetime = BOUGHT, life: int = 36,
+           gpus: int = 8) -> Priced:
+    m = Machine(price=Decimal(300_000), resale=Decimal("0.2"), life_months=life, gpus=gpus,
+                monthly_fees=Decimal(1500), purchased=purchased)
+    return Priced(node, "A100", m, Decimal("4.10"))
+
+
+def held(job: int, gpu: int, start: int, end: int, kwh: float = 0.0, node: str = "gpu-01",
+         user: str = "alice", team: str = "vision") -> Held:
+    return Held(job_id=job, job_name="train", user=user, team=team, node=node, gpu_index=gpu,
+                start_ms=start, end_ms=end, covered_s=(end - start) / 1000,
+                energy_mj=kwh * 3.6e9, util_avg=0.8)
+
+
+def test_worked_example_to_the_cent() -> None:
+    start = B + 100 * 24 * H
+    job = [held(7, g, start, start + 10 * H, kwh=3.0) for g in range(4)]
+    inputs = Inputs(Period(start - 5 * H, start + 15 * H), start + 20 * H, job,
+                    {"gpu-01": priced()}, PRICES)
+    report = cost_report(inputs, by="job")
+    (row,) = report.rows
+    assert row.gpu_hours == 40
+    assert cents(row.total_cost) == Decimal("58.42")
+    assert cents(row.cloud_equivalent) == Decimal("164.00")
+    # 8 GPUs for 20 h = 160 GPU-hours, 40 held: 120 idle at c = $1.397.
+    assert report.idle.gpu_hours == 120
+    assert cents(report.idle.capacity_cost) == cents(report.capacity_cost * 3 / 4)
+    assert same(accounted(report), report.capacity_cost + report.energy_cost)
+
+
+def test_loaded_spreads_the_idle_cost_by_gpu_hours() -> None:
+    start = B + 10 * 24 * H
+    jobs = [held(1, 0, start, start + 6 * H), held(2, 1, start, start + 2 * H, user="bob")]
+    inputs = Inputs(Period(start, start + 10 * H), start + 10 * H, jobs, {"gpu-01": priced()},
+                    PRICES)
+    plain, loaded = cost_report(inputs, "user"), cost_report(inputs, "user", loaded=True)
+    alice = next(r for r in loaded.rows if r.key == "alice")
+    assert same(alice.idle_cost, plain.idle.total_cost * 6 / 8)
+    assert same(accounted(loaded), accounted(plain))
+    assert same(accounted(plain), plain.capacity_cost + plain.energy_cost)
+
+
+def test_depreciation_stops_at_end_of_life_and_nothing_before_purchase() -> None:
+    p = priced(life=1)
+    end_of_life = p.life_end_ms
+    job = [held(1, 0, end_of_life - H, end_of_life + H)]
+    report = cost_report(Inputs(Period(end_of_life - H, end_of_life + H), end_of_life + H, job,
+                                {"gpu-01": p}, PRICES))
+    (row,) = report.rows
+    assert same(row.capacity_cost, p.rate_in_life * H + p.rate_after_life * H)
+    assert same(p.rate_after_life * H, Decimal(1500) / Decimal("730.5") / 8)
+    before = [held(2, 0, B - 5 * H, B + 5 * H)]
+    r2 = cost_report(Inputs(Period(B - 10 * H, B + 10 * H), B + 10 * H, before, {"gpu-01": p},
+                            PRICES))
+    assert same(r2.rows[0].capacity_cost, p.rate_in_life * 5 * H)  # none before purchase
+    assert same(r2.capacity_cost, p.rate_in_life * 10 * H * 8)  # the machine exists for 10 h
+
+
+def test_a_job_spanning_two_months_is_split_between_them() -> None:
+    april = int(datetime(2025, 4, 1, tzinfo=timezone.utc).timestamp() * 1000)
+    job = [held(1, 0, april - 6 * H, april + 4 * H, kwh=10.0)]
+    report = cost_report(Inputs(Period(april - 24 * H, april + 24 * H), april + 24 * H, job,
+                                {"gpu-01": priced()}, PRICES), by="month")
+    march, apr = report.rows
+    assert (march.key, apr.key) == ("2025-03", "2025-04")
+    assert (march.gpu_hours, apr.gpu_hours) == (6, 4)
+    assert abs(march.energy_mj / 3.6e9 - 6.0) < 1e-9 and abs(apr.energy_mj / 3.6e9 - 4.0) < 1e-9
+    assert same(march.capacity_cost / apr.capacity_cost, Decimal("1.5"))
+
+
+def test_a_machine_bought_in_the_middle_of_the_period() -> None:
+    late = priced("gpu-02", purchased=datetime(2025, 6, 1, tzinfo=timezone.utc))
+    start = int(datetime(2025, 5, 1, tzinfo=timezone.utc).timestamp() * 1000)
+    end = int(datetime(2025, 7, 1, tzinfo=timezone.utc).timestamp() * 1000)
+    report = cost_report(Inputs(Period(start, end), end, [], {"gpu-02": late}, PRICES))
+    assert report.idle.gpu_ms == 8 * (end - late.purchased_ms)
+    assert same(report.capacity_cost, late.rate_in_life * 8 * (end - late.purchased_ms))
+
+
+def test_jobs_on_unknown_nodes_are_counted_and_flagged() -> None:
+    job = [held(1, 0, B, B + H, node="mystery")]
+    report = cost_report(Inputs(Period(B, B + H), B + H, job, {}, PRICES))
+    assert report.rows[0].gpu_hours == 1 and report.rows[0].capacity_cost == 0
+    assert "mystery" in report.warnings[0]
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> Inputs:
+    nodes = {}
+    for n in range(draw(st.integers(1, 3))):
+        bought = B + draw(st.integers(-400, 400)) * 24 * H
+        m = Machine(price=Decimal(draw(st.integers(1000, 500_000))),
+                    resale=Decimal(draw(st.integers(0, 100))) / 100,
+                    life_months=draw(st.integers(1, 48)), gpus=draw(st.integers(1, 8)),
+                    monthly_fees=Decimal(draw(st.integers(0, 3000))),
+                    purchased=datetime.fromtimestamp(bought / 1000, timezone.utc))
+        nodes[f"n{n}"] = Priced(f"n{n}", "A100", m, Decimal("4.10"))
+    start = B + draw(st.integers(-500, 1500)) * 24 * H + draw(st.integers(0, H))
+    end = start + draw(st.integers(1, 2000)) * H + draw(st.integers(0, H))
+    held_list = []
+    for node, p in nodes.items():
+        for gpu in range(p.machine.gpus):
+            t = start - draw(st.integers(0, 100)) * H
+            for _ in range(draw(st.integers(0, 4))):  # jobs one after another on this GPU
+                a = t + draw(st.integers(0, 300 * H))
+                b = a + draw(st.integers(1, 300 * H))
+                held_list.append(held(len(held_list) + 1, gpu, a, b, node=node,
+                                      kwh=draw(st.floats(0, 500)),
+                                      user=draw(st.sampled_from(["ann", "bo"])),
+                                      team=draw(st.sampled_from(["x", "y"]))))
+                t = b
+    energy = {(node, start // H * H + i * H): draw(st.floats(0, 5e9))
+              for node in nodes for i in range(3)}
+    return Inputs(Period(start, end), end, held_list, nodes, PRICES, node_energy_mj=energy)
+
+
+@settings(max_examples=150, deadline=None)
+@given(clusters(), st.sampled_from(["job", "user", "team", "month"]), st.booleans())
+def test_jobs_plus_idle_equal_capacity_plus_energy(inputs: Inputs, by: str,
+                                                   loaded: bool) -> None:
+    report = cost_report(inputs, by, loaded)
+    whole = report.capacity_cost + report.energy_cost
+    assert cents(accounted(report)) == cents(whole)
+    assert same(accounted(report), whole)
+    assert report.idle.gpu_ms >= 0 and all(r.total_cost >= 0 for r in report.rows)
+    assert (IDLE not in {r.key for r in report.rows})
