@@ -1,0 +1,156 @@
+"""``report utilization``: how much of the GPUs was held (allocated share) and how hard the held
+GPUs computed (busy share), per node, GPU, user, team, job or day.
+
+- allocated share = GPU-hours held / GPU-hours available (for a user, team or job: of the whole
+  cluster's, so the rows say who holds what share of it);
+- busy share = measured SM utilization averaged over the held time samples cover;
+- coverage = the share of held time that samples cover (a gap is unknown, not idle);
+- idle GPU-hours = available but not held (nodes, GPUs, days and the total).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from clusterctl.reports.inputs import MS_PER_DAY, MS_PER_HOUR, Held, Inputs, ms_iso
+
+BY = ("node", "gpu", "user", "team", "job", "day")
+
+
+@dataclass
+class UtilRow:
+    key: str
+    held_ms: int = 0
+    available_ms: int | None = None
+    covered_s: float = 0.0
+    busy_s: float = 0.0
+    """Utilization times covered seconds."""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.held_ms / MS_PER_HOUR
+
+    @property
+    def busy_share(self) -> float | None:
+        return self.busy_s / self.covered_s if self.covered_s > 0 else None
+
+    @property
+    def coverage(self) -> float | None:
+        return min(1.0, self.covered_s * 1000 / self.held_ms) if self.held_ms else None
+
+    @property
+    def idle_gpu_hours(self) -> float | None:
+        if self.available_ms is None:
+            return None
+        return max(0, self.available_ms - self.held_ms) / MS_PER_HOUR
+
+
+@dataclass
+class UtilReport:
+    by: str
+    rows: list[UtilRow]
+    total: UtilRow
+    bucket_ms: int
+    series: list[tuple[int, float | None, float | None]]
+    """(bucket start, allocated share, busy share) over the period, for the plot."""
+
+    def allocated_share(self, row: UtilRow) -> float | None:
+        avail = row.available_ms if row.available_ms is not None else self.total.available_ms
+        return row.held_ms / avail if avail else None
+
+
+def capacity(inputs: Inputs) -> dict[str, tuple[int, int, int]]:
+    """GPUs of each node and when it counts as available in the period: from its purchase date
+    when it has an inventory record, else the GPUs telemetry has seen, over the whole period."""
+    p = inputs.period
+    out = {}
+    for node, priced in inputs.machines.items():
+        out[node] = (priced.machine.gpus, max(p.start_ms, priced.purchased_ms), p.end_ms)
+    for node, gpus in inputs.gpus_seen.items():
+        out.setdefault(node, (gpus, p.start_ms, p.end_ms))
+    return out
+
+
+def bucket_size(start_ms: int, end_ms: int) -> int:
+    """Hourly points for up to 3 days, daily beyond: a plot of a few hundred points."""
+    return MS_PER_HOUR if end_ms - start_ms <= 3 * MS_PER_DAY else MS_PER_DAY
+
+
+def buckets(start_ms: int, end_ms: int, size: int) -> Iterator[tuple[int, int, int]]:
+    b = start_ms // size * size
+    while b < end_ms:
+        yield b, max(b, start_ms), min(b + size, end_ms)
+        b += size
+
+
+def _add(row: UtilRow, h: Held, a: int, b: int) -> None:
+    row.held_ms += b - a
+    covered = h.covered_s * h.share(a, b)
+    row.covered_s += covered
+    if h.util_avg is not None:
+        row.busy_s += h.util_avg * covered
+    elif covered:
+        row.covered_s -= covered  # no utilization reading: neither busy nor idle
+
+
+def utilization_report(inputs: Inputs, by: str = "node") -> UtilReport:
+    if by not in BY:
+        raise ValueError(by)
+    p = inputs.period
+    cap = capacity(inputs)
+    size = bucket_size(p.start_ms, p.end_ms)
+    total = UtilRow("total", available_ms=sum(g * max(0, e - s) for g, s, e in cap.values()))
+    rows: dict[str, UtilRow] = {}
+    if by == "node":
+        rows = {n: UtilRow(n, available_ms=g * max(0, e - s)) for n, (g, s, e) in cap.items()}
+    elif by == "gpu":
+        rows = {f"{n}/{i}": UtilRow(f"{n}/{i}", available_ms=max(0, e - s))
+                for n, (g, s, e) in cap.items() for i in range(g)}
+    series_rows: dict[int, UtilRow] = {}
+    for b, a, z in buckets(p.start_ms, p.end_ms, size):
+        avail = sum(g * max(0, min(z, e) - max(a, s)) for g, s, e in cap.values())
+        series_rows[b] = UtilRow(ms_iso(b)[:10 if size == MS_PER_DAY else 13],
+                                 available_ms=avail)
+
+    for h in inputs.held:
+        start, end = p.clip(h.start_ms, h.end_ms)
+        if end <= start:
+            continue
+        _add(total, h, start, end)
+        for b, a, z in buckets(start, end, size):
+            _add(series_rows[b], h, a, z)
+        if by == "day":
+            continue
+        key = {"node": h.node, "gpu": f"{h.node}/{h.gpu_index}", "user": h.user,
+               "team": h.team, "job": str(h.job_id)}[by]
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = UtilRow(key)
+            if by == "job":
+                row.labels = {"name": h.job_name, "user": h.user, "team": h.team}
+        _add(row, h, start, end)
+
+    if by == "day":
+        ordered = list(series_rows.values() if size == MS_PER_DAY else _days(series_rows))
+    else:
+        ordered = sorted(rows.values(), key=lambda r: (-r.held_ms, r.key))
+        if by in ("node", "gpu"):
+            ordered.sort(key=lambda r: r.key)
+    series = [(b, r.held_ms / r.available_ms if r.available_ms else None, r.busy_share)
+              for b, r in series_rows.items()]
+    return UtilReport(by=by, rows=ordered, total=total, bucket_ms=size, series=series)
+
+
+def _days(hourly: dict[int, UtilRow]) -> Iterator[UtilRow]:
+    days: dict[int, UtilRow] = {}
+    for b, r in hourly.items():
+        d = b // MS_PER_DAY * MS_PER_DAY
+        day = days.setdefault(d, UtilRow(ms_iso(d)[:10], available_ms=0))
+        day.held_ms += r.held_ms
+        day.available_ms = (day.available_ms or 0) + (r.available_ms or 0)
+        day.covered_s += r.covered_s
+        day.busy_s += r.busy_s
+    yield from days.values()
+

@@ -1,0 +1,100 @@
+"""Utilization, waste and amortization arithmetic on hand-built histories."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+from test_report_cost import PRICES, B, H, held, priced
+
+from clusterctl.reports.amortization import amortization_report
+from clusterctl.reports.inputs import MS_PER_DAY, Held, Inputs, Period
+from clusterctl.reports.utilization import utilization_report
+from clusterctl.reports.waste import waste_report
+
+D = MS_PER_DAY
+
+
+def test_utilization_shares_and_partial_coverage() -> None:
+    start = B + 10 * D
+    jobs = [held(1, 0, start, start + 10 * H),  # fully covered, 80% busy
+            Held(2, "eval", "bob", "nlp", "gpu-01", 1, start, start + 10 * H,
+                 covered_s=5 * 3600, util_avg=0.2)]  # samples cover half of it
+    inputs = Inputs(Period(start, start + 20 * H), start + 20 * H, jobs, {"gpu-01": priced()},
+                    PRICES)
+    by_node = utilization_report(inputs, "node")
+    (node,) = by_node.rows
+    assert by_node.allocated_share(node) == pytest.approx(20 / 160)
+    assert node.busy_share == pytest.approx((10 * 0.8 + 5 * 0.2) / 15)
+    assert node.coverage == pytest.approx(15 / 20)
+    assert node.idle_gpu_hours == pytest.approx(140)
+    by_user = {r.key: r for r in utilization_report(inputs, "user").rows}
+    assert by_user["bob"].coverage == pytest.approx(0.5)
+    assert by_user["bob"].busy_share == pytest.approx(0.2)
+    assert by_user["bob"].idle_gpu_hours is None
+    by_gpu = {r.key: r for r in utilization_report(inputs, "gpu").rows}
+    assert len(by_gpu) == 8 and by_gpu["gpu-01/3"].held_ms == 0
+    series = utilization_report(inputs, "day").series
+    assert len(series) == 20 and series[0][1] == pytest.approx(2 / 8)  # hourly for 20 h
+    assert series[-1][1] == 0 and series[-1][2] is None
+
+
+def test_utilization_without_inventory_uses_the_gpus_seen() -> None:
+    jobs = [held(1, 0, B, B + D, node="box")]
+    inputs = Inputs(Period(B, B + 2 * D), B + 2 * D, jobs, {}, PRICES, gpus_seen={"box": 4})
+    report = utilization_report(inputs, "day")
+    assert [r.key for r in report.rows] == ["2025-03-01", "2025-03-02"]
+    assert report.allocated_share(report.rows[0]) == pytest.approx(0.25)
+    assert report.allocated_share(report.total) == pytest.approx(0.125)
+
+
+def test_waste_flags_long_idle_stretches_and_prices_them() -> None:
+    start = B + 10 * D
+    idle = Held(1, "notebook", "alice", "vision", "gpu-01", 0, start, start + 4 * H,
+                covered_s=4 * 3600, util_avg=0.03, idle_s=3 * 3600, longest_idle_s=2 * 3600)
+    busy = Held(2, "train", "bob", "nlp", "gpu-01", 1, start, start + 4 * H,
+                covered_s=4 * 3600, util_avg=0.9, idle_s=600, longest_idle_s=600)
+    inputs = Inputs(Period(start, start + 4 * H), start + 4 * H, [idle, busy],
+                    {"gpu-01": priced()}, PRICES)
+    report = waste_report(inputs)
+    (row,) = report.rows
+    assert row.job_id == 1 and row.idle_gpu_hours == pytest.approx(3)
+    rate = priced().rate_in_life
+    assert abs(row.cost - rate * 3 * H) < Decimal("1e-9")
+    assert report.by_user == {"alice": row.cost}
+    assert waste_report(inputs, min_idle_s=3 * 3600).rows == []
+
+
+def test_amortization_break_even() -> None:
+    p = priced(purchased=datetime(2025, 3, 1, tzinfo=timezone.utc))
+    now = B + 100 * D
+    # All 8 GPUs busy the whole time: cloud 8 x $4.10/h = $787/day against $49/day of fees.
+    full = [held(i, g, B, now) for i, g in enumerate(range(8))]
+    report = amortization_report(Inputs(Period(B, now), now, full, {"gpu-01": p}, PRICES))
+    (m,) = report.machines
+    assert m.used_gpu_hours == pytest.approx(8 * 2400)
+    assert m.utilization == pytest.approx(1.0)
+    assert m.cloud_equivalent == Decimal("4.10") * 8 * 2400
+    assert m.net_price == Decimal(240_000)
+    # $240,000 + $49.28 a day of fees against $787.20 a day: 325.2 days.
+    assert m.net_saving < 0 and not m.break_even_reached
+    expected = B + int(Decimal(240_000) / (Decimal("787.2") - 1500 * 24 / Decimal("730.5")) * D)
+    assert m.break_even_ms is not None and abs(m.break_even_ms - expected) < D
+    assert float(m.depreciation) == pytest.approx(240_000 / (36 * 730.5) * 2400, rel=1e-9)
+    # Half the GPUs for the last 30 days: the projection slows down.
+    half = [held(i, g, B, now - 30 * D if g >= 4 else now) for i, g in enumerate(range(8))]
+    m2 = amortization_report(Inputs(Period(B, now), now, half, {"gpu-01": p},
+                                    PRICES)).machines[0]
+    assert m2.trailing_utilization == pytest.approx(0.5)
+    assert m2.break_even_ms is not None and m2.break_even_ms > m.break_even_ms
+    # Idle: never at this utilization.
+    idle = amortization_report(Inputs(Period(B, now), now, [], {"gpu-01": p}, PRICES))
+    assert idle.machines[0].break_even_ms is None and idle.total.break_even_ms is None
+    # Long enough at full use: reached, on the day the lines crossed.
+    later = B + 400 * D
+    full = [held(i, g, B, later) for i, g in enumerate(range(8))]
+    done = amortization_report(Inputs(Period(B, later), later, full, {"gpu-01": p}, PRICES))
+    assert done.machines[0].break_even_reached
+    assert abs(done.machines[0].break_even_ms - expected) <= D  # type: ignore[operator]
+    assert done.total.break_even_reached and len(done.total.series) == 400
