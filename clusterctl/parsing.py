@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 MAX_GPUS_PER_NODE = 1024
 MAX_NODES = 4096
@@ -162,3 +163,28 @@ def parse_command(args: list[str]) -> list[str]:
     if not args or not args[0].strip():
         raise BadInput("COMMAND", "is empty: give the command after '--'")
     return list(args)
+
+
+def _instant(text: str, field: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BadInput(field, f"{text!r} is not a date (YYYY-MM-DD) or ISO time") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def parse_period(since: str | None, from_: str | None, to: str | None,
+                 now: datetime) -> tuple[datetime, datetime]:
+    """A report's period: ``--since 30d`` back from now (the default), or ``--from``/``--to``
+    dates (UTC midnight when no time is given); ``--to`` defaults to now."""
+    if since is not None and from_ is not None:
+        raise BadInput("--since", "give either --since or --from, not both")
+    end = _instant(to, "--to") if to else now
+    if from_ is not None:
+        start = _instant(from_, "--from")
+    else:
+        start = end - timedelta(seconds=parse_duration(since or "30d", "--since"))
+    if start >= end:
+        raise BadInput("--from", f"{start.date().isoformat()} is not before the end of the "
+                       f"period ({end.date().isoformat()})")
+    return start, end

@@ -18,8 +18,14 @@ def test_demo_runs_jobs_and_reports_measured_usage(tmp_path) -> None:  # type: i
     out = r.stdout
     assert "FAILED" in out and "dataset not found" in out
     assert "clusterctl nodes" in out and "A100-80GB (sim)" in out
-    usage = out.split("Usage per job", 1)[1]
+    usage, reports = out.split("Usage per job", 1)[1].split("$ clusterctl report", 1)
     lines = [ln.split() for ln in usage.splitlines() if ln.strip()[:1].isdigit()]
     assert len(lines) == 5
     assert all(ln[-1] == "100%" or ln[-1].endswith("%") for ln in lines)
     assert any(float(ln[-2]) > 0 for ln in lines)  # energy measured
+    cost = reports.split("$ clusterctl report cost", 1)[1].split("$ clusterctl report", 1)[0]
+    job_rows = [ln.split() for ln in cost.splitlines() if ln.strip()[:1].isdigit()]
+    assert len(job_rows) == 5 and any(float(r[-2]) > 0 for r in job_rows)  # priced
+    assert "(idle)" in cost
+    amortization = reports.split("$ clusterctl report amortization", 1)[1]
+    assert "A100-80GB" in amortization and "300,000" in amortization

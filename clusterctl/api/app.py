@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from clusterctl import parsing
 from clusterctl.api.auth import CurrentNode, CurrentUser
 from clusterctl.api.cost_routes import router as cost_router
+from clusterctl.api.report_routes import router as report_router
 from clusterctl.api.schemas import (
     AllocationOut,
     CancelOut,
@@ -39,6 +40,7 @@ from clusterctl.api.schemas import (
     UserOut,
 )
 from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.controller.reports import ReportService
 from clusterctl.controller.telemetry import job_usage
 from clusterctl.parsing import BadInput
 from clusterctl.scheduler.loop import Scheduler
@@ -68,6 +70,7 @@ class Services:
     max_package_bytes: int
     samples: SampleStore
     costs: CostStore
+    reports: ReportService
     raw_retention_s: float = 14 * 86400
 
 
@@ -322,6 +325,7 @@ def create_app(svc: Services) -> FastAPI:
         return [UserOut(name=u.name, team=u.team, is_admin=u.is_admin) for u in svc.users.all()]
 
     app.include_router(cost_router)
+    app.include_router(report_router)
     return app
 
 

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from rich.table import Table
@@ -76,7 +77,15 @@ def demo() -> None:
                 root / "data", controller_url=f"http://127.0.0.1:{settings.port}",
                 token=controller.users.issue_node_token(node), node=node, simulate_gpus=8,
                 port=free_port(), interval="1s")
-            _tour(Client(f"http://127.0.0.1:{settings.port}", boot.token), root)
+            client = Client(f"http://127.0.0.1:{settings.port}", boot.token)
+            bought = (datetime.now(timezone.utc) - timedelta(days=365)).date().isoformat()
+            client.json("POST", "/v1/hardware", json={
+                "node": node, "gpus": 8, "gpu_model": "A100-80GB", "price": "300000",
+                "purchased": bought, "life_months": "36", "resale": "0.2",
+                "monthly_fees": "1500"})
+            _tour(client, root)
+            controller.housekeeper.run_once()  # roll the samples up now, not in a minute
+            _reports(client)
         finally:
             if agent is not None:
                 agent.stop()
@@ -148,4 +157,28 @@ def _tour(c: Client, root: Path) -> None:
                       "-" if u["energy_kwh"] is None else f"{u['energy_kwh']:.4f}",
                       percent(u["coverage"]))
     console.print(table)
-    console.print("Cost and amortization reports arrive with the cost milestone (issue #4).")
+
+
+def _reports(c: Client) -> None:
+    from clusterctl.cli import report
+
+    for title, kind, params, columns in (
+        ("report utilization --since 1h --by job", "utilization", {"by": "job"},
+         report.utilization_columns),
+        ("report cost --since 1h --by job", "cost", {"by": "job"}, report.cost_columns),
+        ("report amortization", "amortization", {}, report.amortization_columns),
+    ):
+        data = c.json("GET", f"/v1/reports/{kind}",
+                      params={"since": "1h", **params} if kind != "amortization" else {})
+        console.print(f"\n[bold]$ clusterctl {title}[/]")
+        cols, rows = columns(data)
+        table = Table(box=None, pad_edge=False)
+        for i, col in enumerate(cols):
+            table.add_column(col, justify="left" if i == 0 or col in ("NAME", "USER", "MODEL")
+                             else "right")
+        for cells in rows:
+            table.add_row(*cells)
+        console.print(table)
+    console.print("\nThe demo machine is priced as an 8x A100-80GB bought a year ago for "
+                  "$300,000 (`clusterctl hardware list`); with a minute of use it is far from "
+                  "paying for itself. Try `clusterctl report html report.html` on your cluster.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clusterctl.cli import admin, hardware, jobs, nodes
+from clusterctl.cli import admin, hardware, jobs, nodes, report
 from clusterctl.cli.demo import demo
 from clusterctl.cli.up import up
 
@@ -26,6 +26,7 @@ app.command()(nodes.top)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(admin.app, name="admin")
 app.add_typer(hardware.app, name="hardware")
+app.add_typer(report.app, name="report")
 
 
 def main() -> None:

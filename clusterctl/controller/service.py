@@ -19,6 +19,7 @@ import uvicorn
 
 from clusterctl.api.app import Services, create_app
 from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.controller.reports import ReportService
 from clusterctl.controller.telemetry import Housekeeper
 from clusterctl.executor.local_ray import ray_env
 from clusterctl.scheduler.loop import Scheduler
@@ -27,6 +28,7 @@ from clusterctl.store import (
     AllocationUsageStore,
     CostStore,
     JobStore,
+    ReportStore,
     SampleStore,
     UserStore,
     installation_id,
@@ -90,6 +92,8 @@ class Controller:
             logs=self.scheduler.logs, packages=self.scheduler.packages,
             max_package_bytes=int(self.settings.max_package_mb * (1 << 20)),
             samples=self.samples, costs=CostStore(self.engine),
+            reports=ReportService(ReportStore(self.engine), CostStore(self.engine), self.samples,
+                                  self.settings.waste_threshold),
             raw_retention_s=self.settings.sample_retention_s,
         ))
 

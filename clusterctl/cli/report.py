@@ -1,0 +1,252 @@
+"""``clusterctl report``: utilization, cost, amortization and waste, as a table, ``--json``,
+``--csv`` or a chart (``--plot FILE``, PNG or self-contained HTML); ``report html`` puts them
+all on one page to share."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from clusterctl.cli.common import client, console, handles_errors, percent, print_json
+from clusterctl.parsing import BadInput, format_duration
+
+app = typer.Typer(help="Utilization, cost, amortization and waste reports.",
+                  no_args_is_help=True)
+
+Since = Annotated[str | None, typer.Option(help="Period back from now, e.g. 30d (default).")]
+From = Annotated[str | None, typer.Option("--from", help="Start date, YYYY-MM-DD (UTC).")]
+To = Annotated[str | None, typer.Option("--to", help="End date, YYYY-MM-DD (default: now).")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Csv = Annotated[bool, typer.Option("--csv", help="Print CSV rows.")]
+Plot = Annotated[Path | None, typer.Option(
+    "--plot", help="Write a chart: FILE.png, or FILE.html for a page with chart and table.")]
+
+Columns = tuple[list[str], list[list[str]]]
+
+
+def _num(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def _hours(v: float | None) -> str:
+    """GPU-hours: small amounts (a short job) keep three decimals instead of showing 0.0."""
+    return _num(v, 3 if v is not None and 0 < abs(v) < 1 else 1)
+
+
+def _check_plot(path: Path | None) -> None:
+    if path is not None and path.suffix.lower() not in (".png", ".html"):
+        raise BadInput("--plot", f"{str(path)!r} must end in .png or .html")
+    if path is not None and not path.parent.is_dir():
+        raise BadInput("--plot", f"{str(path.parent)!r} is not a directory")
+
+
+def _fetch(kind: str, since: str | None, from_: str | None, to: str | None,
+           **params: Any) -> dict[str, Any]:
+    query = {k: v for k, v in {"since": since, "from": from_, "to": to, **params}.items()
+             if v is not None}
+    return client().json("GET", f"/v1/reports/{kind}", params=query)  # type: ignore[no-any-return]
+
+
+def _emit(kind: str, data: dict[str, Any], cols: Columns, rows_for_csv: list[dict[str, Any]],
+          json_: bool, csv_: bool, plot: Path | None, footer: Sequence[str] = ()) -> None:
+    if plot is not None:
+        from clusterctl.reports import plots  # matplotlib only when a chart is asked for
+
+        plots.write(kind, data, plot, cols)
+    if json_:
+        print_json(data)
+    elif csv_:
+        keys: list[str] = []
+        for r in rows_for_csv:
+            keys += [k for k in r if k not in keys]
+        writer = csv.DictWriter(sys.stdout, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows_for_csv)
+    else:
+        table = Table(box=None, pad_edge=False)
+        for i, c in enumerate(cols[0]):
+            table.add_column(c, justify="left" if i == 0 or c in ("NAME", "USER", "TEAM",
+                                                                   "MODEL") else "right")
+        for cells in cols[1]:
+            table.add_row(*cells)
+        console.print(table)
+        for line in footer:
+            console.print(line)
+    if plot is not None and not json_ and not csv_:
+        console.print(f"chart written to {plot}")
+
+
+# -- utilization ------------------------------------------------------------------------------
+
+
+def utilization_columns(data: dict[str, Any]) -> Columns:
+    cols = [data["by"].upper(), "GPU-H HELD", "AVAILABLE", "ALLOCATED", "BUSY", "COVERAGE",
+            "IDLE GPU-H"]
+
+    def row(r: dict[str, Any], key: str) -> list[str]:
+        return [key, _hours(r["gpu_hours"]), _hours(r["available_gpu_hours"]),
+                percent(r["allocated_share"]), percent(r["busy_share"]),
+                percent(r["coverage"]), _num(r["idle_gpu_hours"])]
+
+    return cols, [row(r, r["key"]) for r in data["rows"]] + [row(data["total"], "total")]
+
+
+@app.command()
+@handles_errors
+def utilization(since: Since = None, from_: From = None, to: To = None,
+                by: Annotated[str, typer.Option(help="node|gpu|user|team|job|day")] = "node",
+                json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
+    """Allocated share, busy share, sample coverage and idle GPU-hours."""
+    _check_plot(plot)
+    data = _fetch("utilization", since, from_, to, by=by)
+    _emit("utilization", data, utilization_columns(data), data["rows"], json_, csv_, plot,
+          [f"{data['period']['from'][:16]} to {data['period']['to'][:16]} UTC; busy share is "
+           "measured SM utilization over the held time that samples cover."])
+
+
+# -- cost -------------------------------------------------------------------------------------
+
+
+def cost_columns(data: dict[str, Any]) -> Columns:
+    job = data["by"] == "job"
+    cols = [data["by"].upper(), *(["NAME", "USER"] if job else []), "GPU-H", "KWH",
+            "CAPACITY", "ENERGY", *(["IDLE SHARE"] if data["loaded"] else []), "TOTAL",
+            "CLOUD"]
+    rows = []
+    for r in data["rows"]:
+        key = "(idle)" if r["kind"] == "idle" else r["key"]
+        rows.append([key, *([r.get("name", ""), r.get("user", "")] if job else []),
+                     _hours(r["gpu_hours"]), _hours(r["energy_kwh"]),
+                     _num(r["capacity_cost"], 2),
+                     _num(r["energy_cost"], 2),
+                     *([_num(r["idle_cost"], 2)] if data["loaded"] else []),
+                     _num(r["total_cost"], 2),
+                     "" if r["kind"] == "idle" else _num(r["cloud_equivalent"], 2)])
+    t = data["total"]
+    rows.append(["total", *(["", ""] if job else []), _hours(t["gpu_hours"]), "",
+                 _num(t["capacity_cost"], 2), _num(t["energy_cost"], 2),
+                 *([""] if data["loaded"] else []), _num(t["total_cost"], 2),
+                 _num(t["cloud_equivalent"], 2)])
+    return cols, rows
+
+
+@app.command()
+@handles_errors
+def cost(since: Since = None, from_: From = None, to: To = None,
+         by: Annotated[str, typer.Option(help="job|user|team|month")] = "job",
+         loaded: Annotated[bool, typer.Option(
+             "--loaded", help="Spread the idle capacity cost over the rows by GPU-hours.")] = False,
+         json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
+    """Capacity, energy and total cost on the owned hardware, and the cloud equivalent."""
+    _check_plot(plot)
+    data = _fetch("cost", since, from_, to, by=by, loaded=str(loaded).lower())
+    p = data["prices"]
+    _emit("cost", data, cost_columns(data), data["rows"], json_, csv_, plot,
+          [f"{data['currency']}; energy at {p['tariff_per_kwh']}/kWh x PUE {p['pue']}; "
+           f"{data['period']['from'][:16]} to {data['period']['to'][:16]} UTC",
+           *[f"warning: {w}" for w in data["warnings"]]])
+
+
+# -- amortization -----------------------------------------------------------------------------
+
+
+def amortization_columns(data: dict[str, Any]) -> Columns:
+    cols = ["NODE", "MODEL", "GPUS", "PRICE", "AGE", "DEPRECIATION", "FEES", "ENERGY",
+            "USED GPU-H", "UTIL", "CLOUD EQUIV", "NET SAVING", "30D UTIL", "BREAK-EVEN"]
+
+    def row(m: dict[str, Any]) -> list[str]:
+        be = m["break_even"] or ""
+        status = {"reached": f"{be} (reached)", "projected": f"{be} (projected)"}.get(
+            m["break_even_status"], m["break_even_status"])
+        age = format_duration(m["age_days"] * 86400) if "age_days" in m else ""
+        return [m["node"], m["gpu_model"], str(m["gpus"]), _num(m["price"], 0), age,
+                _num(m["depreciation_to_date"], 0), _num(m["fees_to_date"], 0),
+                _num(m["energy_cost_to_date"], 0), _num(m["used_gpu_hours"], 0),
+                percent(m["utilization"]), _num(m["cloud_equivalent"], 0),
+                _num(m["net_saving"], 0), percent(m["trailing_utilization"]), status]
+
+    return cols, [row(m) for m in data["machines"]] + [row(data["total"])]
+
+
+@app.command()
+@handles_errors
+def amortization(json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
+    """Per machine and in total: what owning cost against renting the same GPU-hours, and
+    when it pays for itself at the last 30 days' utilization."""
+    _check_plot(plot)
+    data = _fetch("amortization", None, None, None)
+    _emit("amortization", data, amortization_columns(data),
+          data["machines"] + [data["total"]], json_, csv_, plot,
+          [f"{data['currency']}, as of {data['as_of'][:16]} UTC. Owned cost = price less "
+           "expected resale + fees + energy; net saving = cloud equivalent - owned cost."])
+
+
+# -- waste ------------------------------------------------------------------------------------
+
+
+def waste_columns(data: dict[str, Any]) -> Columns:
+    cols = ["JOB", "NAME", "USER", "TEAM", "GPUS", "GPU-H", "IDLE GPU-H", "AVG UTIL",
+            "LONGEST IDLE", "COST"]
+    return cols, [[str(r["job_id"]), r["name"], r["user"], r["team"], str(r["gpus"]),
+                   _hours(r["gpu_hours"]), _hours(r["idle_gpu_hours"]),
+                   percent(r["avg_utilization"]), format_duration(r["longest_idle_s"]),
+                   _num(r["waste_cost"], 2)] for r in data["rows"]]
+
+
+@app.command()
+@handles_errors
+def waste(since: Since = None, from_: From = None, to: To = None,
+          min_idle: Annotated[str, typer.Option(
+              help="Shortest idle stretch that counts, e.g. 30m.")] = "30m",
+          json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
+    """Jobs that held GPUs under the idle threshold for a long stretch, and what it cost."""
+    _check_plot(plot)
+    data = _fetch("waste", since, from_, to, min_idle=min_idle)
+    by_team = ", ".join(f"{k} {v:,.2f}" for k, v in data["by_team"].items()) or "none"
+    _emit("waste", data, waste_columns(data), data["rows"], json_, csv_, plot,
+          [f"Idle = under {data['threshold']:.0%} utilization for "
+           f"{format_duration(data['min_idle_s'])} or more. Total "
+           f"{data['total_cost']:,.2f} {data['currency']}; by team: {by_team}"])
+
+
+# -- one page ---------------------------------------------------------------------------------
+
+SECTIONS: list[tuple[str, str, dict[str, Any], Callable[[dict[str, Any]], Columns]]] = [
+    ("Utilization by node", "utilization", {"by": "node"}, utilization_columns),
+    ("Utilization by day", "utilization", {"by": "day"}, utilization_columns),
+    ("Cost by user", "cost", {"by": "user"}, cost_columns),
+    ("Cost by team", "cost", {"by": "team"}, cost_columns),
+    ("Cost by job", "cost", {"by": "job"}, cost_columns),
+    ("Amortization", "amortization", {}, amortization_columns),
+    ("Waste", "waste", {}, waste_columns),
+]
+
+
+@app.command("html")
+@handles_errors
+def html_(file: Annotated[Path, typer.Argument(help="The page to write, e.g. report.html.")],
+          since: Since = None, from_: From = None, to: To = None) -> None:
+    """Every report with its chart on one self-contained page, to share with the team."""
+    if file.suffix.lower() != ".html":
+        raise BadInput("FILE", f"{str(file)!r} must end in .html")
+    _check_plot(file)
+    from clusterctl.reports import plots
+
+    sections = []
+    for heading, kind, params, columns in SECTIONS:
+        data = _fetch(kind, *((None, None, None) if kind == "amortization" else
+                              (since, from_, to)), **params)
+        chart = plots.svg(plots.FIGURES[kind](data)) if heading != "Utilization by node" \
+            else ""
+        cols, rows = columns(data)
+        if len(rows) > 60:  # the biggest rows, then the idle and total rows
+            rows = [*rows[:50], ["..."] * len(cols), *rows[-2:]]
+        sections.append((heading, chart, plots.table_html(cols, rows)))
+    file.write_text(plots.page("clusterctl cluster report", sections))
+    console.print(f"report written to {file}")

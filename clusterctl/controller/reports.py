@@ -1,0 +1,194 @@
+"""Reports, controller side: load the inputs from the store, fill in the usage of allocations
+that have no record yet (still running, or ended within the grace period) from minute rollups,
+run the pure report code, and shape the result as JSON for the API.
+
+Money leaves here rounded to the cent as JSON numbers; everything before is exact Decimal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from clusterctl.controller.telemetry import allocation_usage
+from clusterctl.cost.model import cents
+from clusterctl.cost.rates import effective_rates, rate_for
+from clusterctl.reports.amortization import AmortizationReport, Ledger, amortization_report
+from clusterctl.reports.cost import CostReport, CostRow, accounted, cost_report
+from clusterctl.reports.inputs import Held, Inputs, Period, Priced, Prices, kwh, ms_iso
+from clusterctl.reports.utilization import UtilReport, UtilRow, utilization_report
+from clusterctl.reports.waste import WasteReport, waste_report
+from clusterctl.store import Allocation, CostStore, ReportStore, SampleStore
+
+LIVE_RAW_S = 86400.0
+
+
+def money(value: Decimal) -> float:
+    return float(cents(value))
+
+
+@dataclass
+class ReportService:
+    store: ReportStore
+    costs: CostStore
+    samples: SampleStore
+    waste_threshold: float = 0.10
+
+    def inputs(self, start_ms: int, end_ms: int, now_ms: int) -> Inputs:
+        rates = effective_rates(self.costs.rate_overrides())
+        machines = {}
+        for spec in self.costs.machines():
+            rate = rate_for(spec.gpu_model, rates)
+            machines[spec.node] = Priced(spec.node, spec.gpu_model, spec.machine(),
+                                         rate.per_gpu_hour if rate else None)
+        site = self.costs.site()
+        held = [self._held(row, now_ms) for row in self.store.held(start_ms, end_ms)]
+        return Inputs(
+            period=Period(start_ms, end_ms), now_ms=now_ms, held=held, machines=machines,
+            prices=Prices(site.tariff_per_kwh, site.pue, site.currency),
+            node_energy_mj=self.store.node_energy(start_ms, end_ms),
+            gpus_seen=self.store.gpus_seen(), waste_threshold=self.waste_threshold)
+
+    def _held(self, row: Any, now_ms: int) -> Held:
+        (aid, job_id, name, user, team, node, gpu, uuid, started, ended, record, covered,
+         util, energy, idle, longest) = row
+        start_ms = int(started.timestamp() * 1000)
+        end_ms = int(ended.timestamp() * 1000) if ended else now_ms
+        if record is None:
+            # No record yet (running, or ended within the grace period): raw samples for
+            # allocations of the last day, minute rollups for longer-running ones, so a
+            # report over a week-long job reads 10,080 rows per GPU, not 120,960.
+            a = Allocation(id=aid, job_id=job_id, attempt=0, rank=0, node=node, node_id="",
+                           gpu_index=gpu, gpu_uuid=uuid, started_at=started, ended_at=ended)
+            now = now_ms / 1000
+            usage, idle_t = allocation_usage(a, self.samples, now, now - LIVE_RAW_S,
+                                             self.waste_threshold)
+            covered, util, energy = usage.covered_s, usage.avg_utilization, usage.energy_mj
+            idle, longest = idle_t.idle_s, idle_t.longest_s
+        return Held(job_id, name, user, team, node, gpu, start_ms, end_ms, covered or 0.0,
+                    util, energy, idle or 0.0, longest or 0.0)
+
+    def job_cost(self, job_id: int, now_ms: int) -> dict[str, Any] | None:
+        """A job's cost so far (``show``): its allocations over their whole windows."""
+        rows = self.store.held(0, now_ms, job_id)
+        if not rows:
+            return None
+        start = min(int(r[8].timestamp() * 1000) for r in rows)
+        inputs = self.inputs(start, now_ms, now_ms)
+        inputs.held = [h for h in inputs.held if h.job_id == job_id]
+        report = cost_report(inputs, "job")
+        return cost_row(report.rows[0], inputs.prices.currency) if report.rows else None
+
+
+def _period(p: Period) -> dict[str, str]:
+    return {"from": ms_iso(p.start_ms), "to": ms_iso(p.end_ms)}
+
+
+def cost_row(r: CostRow, currency: str) -> dict[str, Any]:
+    return {"key": r.key, **r.labels, "gpu_hours": r.gpu_hours,
+            "energy_kwh": float(kwh(r.energy_mj)), "capacity_cost": money(r.capacity_cost),
+            "energy_cost": money(r.energy_cost), "idle_cost": money(r.idle_cost),
+            "total_cost": money(r.total_cost), "cloud_equivalent": money(r.cloud_equivalent),
+            "currency": currency}
+
+
+def cost_json(report: CostReport, inputs: Inputs) -> dict[str, Any]:
+    cur = inputs.prices.currency
+    rows = [cost_row(r, cur) | {"kind": report.by} for r in report.rows]
+    if not report.loaded:
+        rows.append(cost_row(report.idle, cur) | {"kind": "idle"})
+    return {"report": "cost", "by": report.by, "loaded": report.loaded, "currency": cur,
+            "period": _period(inputs.period), "rows": rows,
+            "total": {"capacity_cost": money(report.capacity_cost),
+                      "energy_cost": money(report.energy_cost),
+                      "total_cost": money(accounted(report)),
+                      "idle_cost": money(report.idle.total_cost),
+                      "gpu_hours": sum(r.gpu_hours for r in report.rows),
+                      "cloud_equivalent": money(sum((r.cloud_equivalent for r in report.rows),
+                                                    Decimal(0)))},
+            "prices": {"tariff_per_kwh": str(inputs.prices.tariff_per_kwh),
+                       "pue": str(inputs.prices.pue)},
+            "warnings": report.warnings}
+
+
+def _util_row(report: UtilReport, r: UtilRow) -> dict[str, Any]:
+    return {"key": r.key, **r.labels, "gpu_hours": r.gpu_hours,
+            "available_gpu_hours": None if r.available_ms is None else r.available_ms / 3.6e6,
+            "allocated_share": report.allocated_share(r), "busy_share": r.busy_share,
+            "coverage": r.coverage, "idle_gpu_hours": r.idle_gpu_hours}
+
+
+def utilization_json(report: UtilReport, inputs: Inputs) -> dict[str, Any]:
+    return {"report": "utilization", "by": report.by, "period": _period(inputs.period),
+            "rows": [_util_row(report, r) for r in report.rows],
+            "total": _util_row(report, report.total),
+            "series": [{"t": ms_iso(t), "allocated_share": a, "busy_share": b}
+                       for t, a, b in report.series],
+            "bucket_s": report.bucket_ms // 1000}
+
+
+def waste_json(report: WasteReport, inputs: Inputs) -> dict[str, Any]:
+    cur = inputs.prices.currency
+    return {"report": "waste", "period": _period(inputs.period), "currency": cur,
+            "threshold": report.threshold, "min_idle_s": report.min_idle_s,
+            "rows": [{"job_id": r.job_id, "name": r.name, "user": r.user, "team": r.team,
+                      "gpus": len(r.gpus), "gpu_hours": r.held_ms / 3.6e6,
+                      "idle_gpu_hours": r.idle_gpu_hours, "avg_utilization": r.avg_utilization,
+                      "longest_idle_s": r.longest_idle_s, "waste_cost": money(r.cost)}
+                     for r in report.rows],
+            "by_user": {k: money(v) for k, v in sorted(report.by_user.items())},
+            "by_team": {k: money(v) for k, v in sorted(report.by_team.items())},
+            "total_cost": money(report.cost)}
+
+
+def _ledger(lg: Ledger, trailing_days: int = 30) -> dict[str, Any]:
+    note = ("reached" if lg.break_even_reached else
+            "projected" if lg.break_even_ms is not None else "not at this utilization")
+    return {"node": lg.key, "gpu_model": lg.gpu_model, "gpus": lg.gpus,
+            "price": money(lg.price), "net_price": money(lg.net_price),
+            "purchased": ms_iso(lg.purchased_ms)[:10] if lg.purchased_ms else None,
+            "depreciation_to_date": money(lg.depreciation), "fees_to_date": money(lg.fees),
+            "energy_kwh_to_date": float(kwh(lg.energy_mj)),
+            "energy_cost_to_date": money(lg.energy_cost), "owned_cost": money(lg.owned_cost),
+            "used_gpu_hours": lg.used_gpu_hours, "utilization": lg.utilization,
+            "cloud_equivalent": money(lg.cloud_equivalent), "net_saving": money(lg.net_saving),
+            "trailing_utilization": lg.trailing_utilization,
+            "break_even": ms_iso(lg.break_even_ms)[:10] if lg.break_even_ms else None,
+            "break_even_status": note}
+
+
+def amortization_json(report: AmortizationReport, inputs: Inputs) -> dict[str, Any]:
+    now = report.now_ms
+    machines = []
+    for lg in report.machines:
+        age_days = (now - lg.purchased_ms) / 86_400_000
+        machines.append(_ledger(lg) | {"age_days": age_days})
+    t = report.total
+    return {"report": "amortization", "currency": inputs.prices.currency, "as_of": ms_iso(now),
+            "machines": machines, "total": _ledger(t),
+            "series": [{"t": ms_iso(d)[:10], "owned": money(o), "cloud": money(c)}
+                       for d, o, c in t.series],
+            "projection": {"day_owned": money(t.day_owned), "day_cloud": money(t.day_cloud)}}
+
+
+def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
+          by: str | None = None, loaded: bool = False, min_idle_s: float = 1800.0,
+          now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(timezone.utc)
+    now_ms = int(now.timestamp() * 1000)
+    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    if kind == "amortization":
+        purchases = [m.machine().purchased for m in service.costs.machines()]
+        first = min(purchases) if purchases else now
+        inputs = service.inputs(int(first.timestamp() * 1000), now_ms, now_ms)
+        return amortization_json(amortization_report(inputs), inputs)
+    inputs = service.inputs(start_ms, min(end_ms, now_ms), now_ms)
+    if kind == "cost":
+        return cost_json(cost_report(inputs, by or "job", loaded), inputs)
+    if kind == "utilization":
+        return utilization_json(utilization_report(inputs, by or "node"), inputs)
+    if kind == "waste":
+        return waste_json(waste_report(inputs, min_idle_s), inputs)
+    raise ValueError(kind)

@@ -1,0 +1,210 @@
+"""Charts of the reports, drawn with matplotlib from the reports' JSON (what the API returns),
+so a chart never shows a number the table does not. PNG, or a self-contained HTML page (the
+chart inline as SVG, with the table) when the file name ends in ``.html``.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+BLUE, ORANGE, GREEN, GREY, RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#9e9e9e", "#d62728"
+
+
+def _times(values: Sequence[str]) -> Any:
+    """Matplotlib day numbers (an array) for ISO times."""
+    return mdates.date2num([datetime.fromisoformat(v) for v in values])
+
+
+def _money_axis(ax: Any, currency: str) -> None:
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_ylabel(currency)
+
+
+def _date_axis(ax: Any) -> None:
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def utilization_figure(data: dict[str, Any]) -> Figure:
+    fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
+    s = data["series"]
+    t = _times([p["t"] for p in s])
+    alloc = [p["allocated_share"] if p["allocated_share"] is not None else float("nan")
+             for p in s]
+    busy = [p["busy_share"] if p["busy_share"] is not None else float("nan") for p in s]
+    width = data["bucket_s"] / 86400 * 0.9
+    ax.bar(t, alloc, width=width, align="edge", color=BLUE, alpha=0.35,
+           label="allocated share (GPU-hours held / available)")
+    ax.plot(t + width / 0.9 / 2, busy, color=ORANGE,
+            marker="o", markersize=3, label="busy share (SM utilization of held GPUs)")
+    ax.set_ylim(0, 1.05)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    _date_axis(ax)
+    total = data["total"]
+    ax.set_title(f"GPU utilization {data['period']['from'][:10]} to {data['period']['to'][:10]}"
+                 f": {_pct(total['allocated_share'])} allocated, {_pct(total['busy_share'])} "
+                 "busy", loc="left")
+    ax.legend(loc="upper right", frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
+
+def cost_figure(data: dict[str, Any], top: int = 20) -> Figure:
+    rows = [r for r in data["rows"] if r["kind"] != "idle"][:top]
+    idle = next((r for r in data["rows"] if r["kind"] == "idle"), None)
+    labels = [_cost_label(r, data["by"]) for r in rows]
+    if idle is not None:
+        rows.append(idle)
+        labels.append("idle capacity")
+    rows, labels = rows[::-1], labels[::-1]
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.38 * len(rows) + 1.5)), layout="constrained")
+    y = range(len(rows))
+    cap = [r["capacity_cost"] for r in rows]
+    energy = [r["energy_cost"] for r in rows]
+    idle_share = [r["idle_cost"] for r in rows]
+    ax.barh(y, cap, color=[GREY if r["kind"] == "idle" else BLUE for r in rows],
+            label="capacity (depreciation + fees)")
+    ax.barh(y, energy, left=cap, color=GREEN, label="energy")
+    if data["loaded"]:
+        ax.barh(y, idle_share, left=[a + b for a, b in zip(cap, energy, strict=True)],
+                color=GREY, label="share of idle capacity")
+    ax.scatter([r["cloud_equivalent"] for r in rows], list(y), marker="|", s=300, color=RED,
+               zorder=3, label="cloud equivalent")
+    ax.set_yticks(list(y), labels)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_xlabel(data["currency"])
+    t = data["total"]
+    ax.set_title(f"Cost by {data['by']} {data['period']['from'][:10]} to "
+                 f"{data['period']['to'][:10]}: {t['total_cost']:,.2f} {data['currency']} "
+                 f"(idle {t['idle_cost']:,.2f})", loc="left")
+    ax.legend(loc="lower right", frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def _cost_label(r: dict[str, Any], by: str) -> str:
+    if by == "job":
+        return f"#{r['key']} {r.get('name', '')} ({r.get('user', '')})"
+    return str(r["key"])
+
+
+def amortization_figure(data: dict[str, Any]) -> Figure:
+    fig, ax = plt.subplots(figsize=(10, 5), layout="constrained")
+    s = data["series"]
+    t = _times([p["t"] for p in s])
+    ax.plot(t, [p["owned"] for p in s], color=BLUE, label="owned: price less resale, fees, "
+            "energy (cumulative)")
+    ax.plot(t, [p["cloud"] for p in s], color=ORANGE, label="cloud equivalent of the used "
+            "GPU-hours (cumulative)")
+    total = data["total"]
+    if s and total["break_even"] and total["break_even_status"] == "projected":
+        end = _times([total["break_even"]])[0]
+        days = float(end - t[-1])
+        proj = data["projection"]
+        owned_end = s[-1]["owned"] + proj["day_owned"] * days
+        ax.plot([t[-1], end], [s[-1]["owned"], owned_end], color=BLUE, ls="--")
+        ax.plot([t[-1], end], [s[-1]["cloud"], s[-1]["cloud"] + proj["day_cloud"] * days],
+                color=ORANGE, ls="--", label="projected at the last 30 days' use")
+        ax.plot([end], [owned_end], marker="*", markersize=14, color=RED, ls="none",
+                label=f"break-even {total['break_even']} (projected)")
+    elif total["break_even"]:
+        when = _times([total["break_even"]])
+        y = next((p["owned"] for p in s if p["t"] >= total["break_even"]), 0.0)
+        ax.plot(when, [y], marker="*", markersize=14, color=RED, ls="none",
+                label=f"break-even {total['break_even']}")
+    _money_axis(ax, data["currency"])
+    _date_axis(ax)
+    status = total["break_even_status"]
+    ax.set_title(f"Owning versus renting, {len(data['machines'])} machine(s): net saving "
+                 f"{total['net_saving']:,.0f} {data['currency']}; break-even {status}"
+                 + (f" {total['break_even']}" if total["break_even"] else ""), loc="left")
+    ax.legend(loc="upper left", frameon=False)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def waste_figure(data: dict[str, Any], top: int = 20) -> Figure:
+    rows = data["rows"][:top][::-1]
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.38 * len(rows) + 1.5)), layout="constrained")
+    y = range(len(rows))
+    ax.barh(y, [r["waste_cost"] for r in rows], color=RED)
+    ax.set_yticks(list(y), [f"#{r['job_id']} {r['name']} ({r['user']})" for r in rows])
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.2f}"))
+    ax.set_xlabel(f"{data['currency']} of idle GPU-hours")
+    ax.set_title(f"Idle GPUs held by jobs (under {data['threshold']:.0%} for "
+                 f"{data['min_idle_s'] / 60:.0f}+ min): {data['total_cost']:,.2f} "
+                 f"{data['currency']}", loc="left")
+    if not rows:
+        ax.text(0.5, 0.5, "no job left its GPUs idle", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+FIGURES = {"utilization": utilization_figure, "cost": cost_figure,
+           "amortization": amortization_figure, "waste": waste_figure}
+
+
+def svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def page(title: str, sections: Sequence[tuple[str, str, str]]) -> str:
+    """A self-contained HTML page: (heading, chart SVG, table HTML) per section; no scripts,
+    no links out, so it can be mailed or opened from a shared drive."""
+    body = "\n".join(f"<section><h2>{html.escape(h)}</h2>{chart}{table}</section>"
+                     for h, chart, table in sections)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0 2em; font-size: 0.9em; }}
+th, td {{ padding: 0.25em 0.8em; border-bottom: 1px solid #ddd; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+svg {{ max-width: 100%; height: auto; }}
+</style></head>
+<body><h1>{html.escape(title)}</h1>
+{body}
+</body></html>
+"""
+
+
+def table_html(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
+                   for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write(kind: str, data: dict[str, Any], path: Path,
+          table: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None) -> None:
+    fig = FIGURES[kind](data)
+    if path.suffix.lower() == ".html":
+        section = (kind.capitalize(), svg(fig), table_html(*table) if table else "")
+        path.write_text(page(f"clusterctl {kind} report", [section]))
+    else:
+        fig.savefig(path, format="png", dpi=110)
+        plt.close(fig)
