@@ -96,7 +96,7 @@ def cost_figure(data: dict[str, Any], top: int = 20) -> Figure:
     ax.set_title(f"Cost by {data['by']} {data['period']['from'][:10]} to "
                  f"{data['period']['to'][:10]}: {t['total_cost']:,.2f} {data['currency']} "
                  f"(idle {t['idle_cost']:,.2f})", loc="left")
-    ax.legend(loc="lower right", frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -137,7 +137,7 @@ def amortization_figure(data: dict[str, Any]) -> Figure:
     ax.set_title(f"Owning versus renting, {len(data['machines'])} machine(s): net saving "
                  f"{total['net_saving']:,.0f} {data['currency']}; break-even {status}"
                  + (f" {total['break_even']}" if total["break_even"] else ""), loc="left")
-    ax.legend(loc="upper left", frameon=False)
+    ax.legend(loc="best", frameon=True, framealpha=0.9)
     ax.grid(alpha=0.3)
     return fig
 
