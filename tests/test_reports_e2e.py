@@ -24,9 +24,16 @@ def test_reports_in_every_form(controller: Controller, tmp_path: Path) -> None:
     job = controller.submit("--gpus", "2", "--name", "short", "--", "sleep", "2")
     assert controller.wait_done(job)["state"] == "SUCCEEDED"
 
+    shown = controller.show(job)
+    assert shown["cost"]["currency"] == "USD"  # a few seconds: under a cent, shown as 0.00
+    assert shown["cost"]["gpu_hours"] == pytest.approx(2 * 2 / 3600, rel=0.5)
+    assert not shown["idle_gpus"]
+    assert "cost so far" in controller.cli("show", str(job)).stdout
+
     cost = controller.json("report", "cost", "--since", "1h")
     rows = {r["key"]: r for r in cost["rows"]}
     assert rows[str(job)]["gpu_hours"] > 0 and rows[str(job)]["capacity_cost"] >= 0
+    assert rows[str(job)]["total_cost"] == shown["cost"]["total_cost"]
     for key in ("gpu_hours", "energy_kwh", "capacity_cost", "energy_cost", "total_cost",
                 "cloud_equivalent"):
         assert key in rows[str(job)]

@@ -91,6 +91,10 @@ def test_every_report_from_the_database(db_url: str) -> None:
     assert waste["rows"][0]["waste_cost"] == pytest.approx(float(rate * Decimal("1.5")),
                                                            abs=0.02)
 
+    # The flag `jobs` and `show` print comes from the same records.
+    assert service.store.idle_jobs([trainer, notebook], 1800) == {notebook}
+    assert service.store.idle_jobs([trainer, notebook], 2 * 3600) == set()
+
     amort = build(service, "amortization", T0, T0, now=at)
     (m,) = amort["machines"]
     assert m["used_gpu_hours"] == pytest.approx(5.5)

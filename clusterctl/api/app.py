@@ -22,6 +22,7 @@ from clusterctl.api.report_routes import router as report_router
 from clusterctl.api.schemas import (
     AllocationOut,
     CancelOut,
+    CostOut,
     GpuOut,
     GpuUsageOut,
     HistoryEntry,
@@ -43,6 +44,7 @@ from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.controller.reports import ReportService
 from clusterctl.controller.telemetry import job_usage
 from clusterctl.parsing import BadInput
+from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
 from clusterctl.scheduler.loop import Scheduler
 from clusterctl.states import JobState
 from clusterctl.store import (
@@ -58,6 +60,7 @@ from clusterctl.store import (
 from clusterctl.usage import Usage
 
 LOG_CHUNK = 1 << 20
+WASTE_MIN_IDLE_S = DEFAULT_MIN_IDLE_S
 
 
 @dataclass
@@ -86,7 +89,7 @@ def _ms_time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, timezone.utc)
 
 
-def job_out(job: Job, node_names: dict[str, str]) -> JobOut:
+def job_out(job: Job, node_names: dict[str, str], idle_gpus: bool = False) -> JobOut:
     assert job.id is not None
     return JobOut(
         id=job.id, name=job.name, user=job.user, team=job.team, state=job.state,
@@ -96,6 +99,7 @@ def job_out(job: Job, node_names: dict[str, str]) -> JobOut:
         cancel_requested=job.cancel_requested, workdir=job.workdir,
         node_names=[node_names.get(n, n[:12]) for n in job.placement or []],
         submitted_at=job.submitted_at, started_at=job.started_at, ended_at=job.ended_at,
+        idle_gpus=idle_gpus,
     )
 
 
@@ -187,14 +191,18 @@ def create_app(svc: Services) -> FastAPI:
             raise BadInput("limit", "must be from 1 to 100000")
         rows = svc.jobs.search(include_finished=all, user=owner, states=states, limit=limit)
         nm = names()
-        return [job_out(j, nm) for j in rows]
+        idle = svc.reports.store.idle_jobs([j.id for j in rows if j.id is not None],
+                                           WASTE_MIN_IDLE_S)
+        return [job_out(j, nm, j.id in idle) for j in rows]
 
     @app.get("/v1/jobs/{job_id}", response_model=JobDetail)
     def show(job_id: str, user: CurrentUser) -> JobDetail:
         job = load_job(job_id)
         assert job.id is not None
-        base = job_out(job, names())
+        base = job_out(job, names(), bool(svc.reports.store.idle_jobs([job.id],
+                                                                      WASTE_MIN_IDLE_S)))
         allocations = svc.jobs.allocations(job.id)
+        cost = svc.reports.job_cost(job.id, int(time.time() * 1000))
         return JobDetail(
             **base.model_dump(), env=job.env,
             history=[HistoryEntry(state=h.state, at=h.at, reason=h.reason, attempt=h.attempt)
@@ -202,6 +210,7 @@ def create_app(svc: Services) -> FastAPI:
             allocations=[AllocationOut(**a.model_dump(exclude={"id", "job_id"}))
                          for a in allocations],
             usage=usage_out(job, allocations),
+            cost=CostOut(**cost) if cost else None,
         )
 
     def usage_out(job: Job, allocations: list[Allocation]) -> UsageOut | None:

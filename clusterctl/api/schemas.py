@@ -64,6 +64,8 @@ class JobOut(BaseModel):
     submitted_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+    idle_gpus: bool = False
+    """A GPU of this job sat under the waste threshold for 30 minutes or more."""
 
 
 class UsageFigures(BaseModel):
@@ -93,11 +95,24 @@ class UsageOut(UsageFigures):
     gpus: list[GpuUsageOut]
 
 
+class CostOut(BaseModel):
+    """The job's cost so far on the owned hardware (see ``report cost``)."""
+
+    gpu_hours: float
+    energy_kwh: float
+    capacity_cost: float
+    energy_cost: float
+    total_cost: float
+    cloud_equivalent: float
+    currency: str
+
+
 class JobDetail(JobOut):
     env: dict[str, str]
     history: list[HistoryEntry]
     allocations: list[AllocationOut]
     usage: UsageOut | None = None
+    cost: CostOut | None = None
 
 
 class SampleIn(BaseModel):

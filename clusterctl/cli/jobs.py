@@ -98,7 +98,8 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
         ran = seconds_between(j["started_at"], j["ended_at"]) if j["started_at"] else None
         table.add_row(
             str(j["id"]), j["name"], j["user"], j["team"],
-            f"[{STATE_STYLE.get(j['state'], '')}]{j['state']}[/]", _gpus(j),
+            f"[{STATE_STYLE.get(j['state'], '')}]{j['state']}[/]"
+            + (" [yellow](idle GPUs)[/]" if j.get("idle_gpus") else ""), _gpus(j),
             ",".join(j["node_names"]) or "-", format_duration(waited), format_duration(ran),
         )
     return table
@@ -162,6 +163,18 @@ def show(
         console.print(alloc)
     if j.get("usage"):
         console.print(usage_table(j["usage"]))
+    if j.get("idle_gpus"):
+        console.print("[yellow]  idle GPUs: a GPU of this job stayed under the waste threshold "
+                      "for 30 minutes or more (`clusterctl report waste`)[/]")
+    if j.get("cost"):
+        console.print(cost_line(j["cost"]))
+
+
+def cost_line(c: dict[str, Any]) -> str:
+    cur = c["currency"]
+    return (f"cost so far: {c['total_cost']:,.2f} {cur} (capacity {c['capacity_cost']:,.2f}, "
+            f"energy {c['energy_cost']:,.2f} for {c['energy_kwh']:.3f} kWh) over "
+            f"{c['gpu_hours']:.3f} GPU-hours; in the cloud: {c['cloud_equivalent']:,.2f} {cur}")
 
 
 def usage_table(u: dict[str, Any]) -> Table:

@@ -79,7 +79,11 @@ class ReportService:
         inputs = self.inputs(start, now_ms, now_ms)
         inputs.held = [h for h in inputs.held if h.job_id == job_id]
         report = cost_report(inputs, "job")
-        return cost_row(report.rows[0], inputs.prices.currency) if report.rows else None
+        if not report.rows:
+            return None
+        row = cost_row(report.rows[0], inputs.prices.currency)
+        return {k: row[k] for k in ("gpu_hours", "energy_kwh", "capacity_cost", "energy_cost",
+                                    "total_cost", "cloud_equivalent", "currency")}
 
 
 def _period(p: Period) -> dict[str, str]:

@@ -53,3 +53,16 @@ class ReportStore:
         with self.engine.connect() as c:
             return {n: int(k) for n, k in c.execute(
                 select(d.c.node, func.count()).group_by(d.c.node))}
+
+    def idle_jobs(self, job_ids: list[int], min_idle_s: float) -> set[int]:
+        """Jobs among ``job_ids`` with a GPU idle for ``min_idle_s`` or longer, from the usage
+        records (allocations that have ended)."""
+        if not job_ids:
+            return set()
+        a = Allocation.__table__  # type: ignore[attr-defined]
+        u = AllocationUsage.__table__  # type: ignore[attr-defined]
+        q = (select(a.c.job_id).distinct()
+             .select_from(a.join(u, u.c.allocation_id == a.c.id))
+             .where(a.c.job_id.in_(job_ids), u.c.longest_idle_s >= min_idle_s))
+        with self.engine.connect() as c:
+            return {int(j) for (j,) in c.execute(q)}
