@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from clusterctl.controller.telemetry import allocation_usage
-from clusterctl.cost.model import cents
+from clusterctl.cost.model import CENT
 from clusterctl.cost.rates import effective_rates, rate_for
 from clusterctl.reports.amortization import AmortizationReport, Ledger, amortization_report
 from clusterctl.reports.cost import CostReport, CostRow, accounted, cost_report
-from clusterctl.reports.inputs import Held, Inputs, Period, Priced, Prices, kwh, ms_iso
+from clusterctl.reports.inputs import MS_PER_DAY, Inputs, Period, Priced, Prices, kwh, ms_iso
+from clusterctl.reports.table import HeldTable
 from clusterctl.reports.utilization import UtilReport, UtilRow, utilization_report
 from clusterctl.reports.waste import WasteReport, waste_report
 from clusterctl.store import Allocation, CostStore, ReportStore, SampleStore
@@ -26,7 +27,7 @@ LIVE_RAW_S = 86400.0
 
 
 def money(value: Decimal) -> float:
-    return float(cents(value))
+    return float(value.quantize(CENT, rounding=ROUND_HALF_EVEN)) if value else 0.0
 
 
 @dataclass
@@ -36,7 +37,10 @@ class ReportService:
     samples: SampleStore
     waste_threshold: float = 0.10
 
-    def inputs(self, start_ms: int, end_ms: int, now_ms: int) -> Inputs:
+    def inputs(self, start_ms: int, end_ms: int, now_ms: int, energy_bucket_ms: int = 0,
+               held: HeldTable | None = None) -> Inputs:
+        """``energy_bucket_ms``: also each node's energy in buckets of this size (the idle
+        GPUs' draw: cost wants the whole period, amortization days; 0 for none)."""
         rates = effective_rates(self.costs.rate_overrides())
         machines = {}
         for spec in self.costs.machines():
@@ -44,40 +48,40 @@ class ReportService:
             machines[spec.node] = Priced(spec.node, spec.gpu_model, spec.machine(),
                                          rate.per_gpu_hour if rate else None)
         site = self.costs.site()
-        held = [self._held(row, now_ms) for row in self.store.held(start_ms, end_ms)]
         return Inputs(
-            period=Period(start_ms, end_ms), now_ms=now_ms, held=held, machines=machines,
+            period=Period(start_ms, end_ms), now_ms=now_ms,
+            held=[], held_table=self.held(start_ms, end_ms, now_ms) if held is None else held,
+            machines=machines,
             prices=Prices(site.tariff_per_kwh, site.pue, site.currency),
-            node_energy_mj=self.store.node_energy(start_ms, end_ms),
+            node_energy_mj=self.store.node_energy(start_ms, end_ms, energy_bucket_ms)
+            if energy_bucket_ms else {},
             gpus_seen=self.store.gpus_seen(), waste_threshold=self.waste_threshold)
 
-    def _held(self, row: Any, now_ms: int) -> Held:
-        (aid, job_id, name, user, team, node, gpu, uuid, started, ended, record, covered,
-         util, energy, idle, longest) = row
-        start_ms = int(started.timestamp() * 1000)
-        end_ms = int(ended.timestamp() * 1000) if ended else now_ms
-        if record is None:
-            # No record yet (running, or ended within the grace period): raw samples for
-            # allocations of the last day, minute rollups for longer-running ones, so a
-            # report over a week-long job reads 10,080 rows per GPU, not 120,960.
-            a = Allocation(id=aid, job_id=job_id, attempt=0, rank=0, node=node, node_id="",
+    def held(self, start_ms: int, end_ms: int, now_ms: int,
+             job_id: int | None = None) -> HeldTable:
+        """Every GPU held in the period: from the usage records, and for allocations without
+        one yet (running, or ended within the grace period) from the samples as they stand:
+        raw samples for allocations of the last day, minute rollups for longer-running ones,
+        so a report over a week-long job reads 10,080 rows per GPU, not 120,960."""
+        rows: list[tuple[Any, ...]] = list(self.store.records(start_ms, end_ms, job_id))
+        pending = self.store.unrecorded(start_ms, end_ms, job_id)
+        now = now_ms / 1000
+        for aid, j, node, gpu, uuid, started, ended in pending:
+            a = Allocation(id=aid, job_id=j, attempt=0, rank=0, node=node, node_id="",
                            gpu_index=gpu, gpu_uuid=uuid, started_at=started, ended_at=ended)
-            now = now_ms / 1000
-            usage, idle_t = allocation_usage(a, self.samples, now, now - LIVE_RAW_S,
-                                             self.waste_threshold)
-            covered, util, energy = usage.covered_s, usage.avg_utilization, usage.energy_mj
-            idle, longest = idle_t.idle_s, idle_t.longest_s
-        return Held(job_id, name, user, team, node, gpu, start_ms, end_ms, covered or 0.0,
-                    util, energy, idle or 0.0, longest or 0.0)
+            usage, idle = allocation_usage(a, self.samples, now, now - LIVE_RAW_S,
+                                           self.waste_threshold)
+            rows.append((j, node, gpu, int(started.timestamp() * 1000),
+                         int(ended.timestamp() * 1000) if ended else now_ms, usage.covered_s,
+                         usage.avg_utilization, usage.energy_mj, idle.idle_s, idle.longest_s))
+        return HeldTable.from_rows(rows, self.store.jobs(r[0] for r in rows))
 
     def job_cost(self, job_id: int, now_ms: int) -> dict[str, Any] | None:
         """A job's cost so far (``show``): its allocations over their whole windows."""
-        rows = self.store.held(0, now_ms, job_id)
-        if not rows:
+        held = self.held(0, now_ms, now_ms, job_id)
+        if not len(held):
             return None
-        start = min(int(r[8].timestamp() * 1000) for r in rows)
-        inputs = self.inputs(start, now_ms, now_ms)
-        inputs.held = [h for h in inputs.held if h.job_id == job_id]
+        inputs = self.inputs(int(held.start.min()), now_ms, now_ms, held=held)
         report = cost_report(inputs, "job")
         if not report.rows:
             return None
@@ -92,7 +96,7 @@ def _period(p: Period) -> dict[str, str]:
 
 def cost_row(r: CostRow, currency: str) -> dict[str, Any]:
     return {"key": r.key, **r.labels, "gpu_hours": r.gpu_hours,
-            "energy_kwh": float(kwh(r.energy_mj)), "capacity_cost": money(r.capacity_cost),
+            "energy_kwh": r.energy_mj / 3.6e9, "capacity_cost": money(r.capacity_cost),
             "energy_cost": money(r.energy_cost), "idle_cost": money(r.idle_cost),
             "total_cost": money(r.total_cost), "cloud_equivalent": money(r.cloud_equivalent),
             "currency": currency}
@@ -138,7 +142,7 @@ def waste_json(report: WasteReport, inputs: Inputs) -> dict[str, Any]:
     return {"report": "waste", "period": _period(inputs.period), "currency": cur,
             "threshold": report.threshold, "min_idle_s": report.min_idle_s,
             "rows": [{"job_id": r.job_id, "name": r.name, "user": r.user, "team": r.team,
-                      "gpus": len(r.gpus), "gpu_hours": r.held_ms / 3.6e6,
+                      "gpus": r.gpus, "gpu_hours": r.held_ms / 3.6e6,
                       "idle_gpu_hours": r.idle_gpu_hours, "avg_utilization": r.avg_utilization,
                       "longest_idle_s": r.longest_idle_s, "waste_cost": money(r.cost)}
                      for r in report.rows],
@@ -186,9 +190,12 @@ def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
     if kind == "amortization":
         purchases = [m.machine().purchased for m in service.costs.machines()]
         first = min(purchases) if purchases else now
-        inputs = service.inputs(int(first.timestamp() * 1000), now_ms, now_ms)
+        first_ms = int(first.timestamp() * 1000) // MS_PER_DAY * MS_PER_DAY
+        inputs = service.inputs(first_ms, now_ms, now_ms, energy_bucket_ms=MS_PER_DAY)
         return amortization_json(amortization_report(inputs), inputs)
-    inputs = service.inputs(start_ms, min(end_ms, now_ms), now_ms)
+    end_ms = min(end_ms, now_ms)
+    inputs = service.inputs(start_ms, end_ms, now_ms,
+                            energy_bucket_ms=max(1, end_ms - start_ms) if kind == "cost" else 0)
     if kind == "cost":
         return cost_json(cost_report(inputs, by or "job", loaded), inputs)
     if kind == "utilization":

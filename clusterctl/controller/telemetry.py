@@ -81,7 +81,7 @@ class Housekeeper:
             assert a.id is not None
             usage, idle = allocation_usage(a, self.samples, now, now - self.raw_keep_s,
                                            self.idle_threshold)
-            self.records.save(a.id, usage, idle, at)
+            self.records.save(a, usage, idle, at)
         return len(pending)
 
     def start(self) -> None:

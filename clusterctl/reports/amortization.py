@@ -17,6 +17,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import numpy as np
+
 from clusterctl.cost.model import depreciation_per_hour, fixed_per_hour
 from clusterctl.reports.inputs import (
     MS_PER_DAY,
@@ -25,6 +27,7 @@ from clusterctl.reports.inputs import (
     Priced,
     energy_cost,
 )
+from clusterctl.reports.table import spread
 
 TRAILING_MS = 30 * MS_PER_DAY
 HORIZON_DAYS = 20 * 365
@@ -149,13 +152,18 @@ def amortization_report(inputs: Inputs) -> AmortizationReport:
     """Per machine of the inventory from its purchase to ``inputs.now_ms`` (the period is
     ignored: the ledger always runs from purchase)."""
     now = inputs.now_ms
-    used: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for h in inputs.held:
-        start, end = h.start_ms, min(h.end_ms, now)
-        day = start // MS_PER_DAY * MS_PER_DAY
-        while day < end:
-            used[h.node][day] += max(0, min(end, day + MS_PER_DAY) - max(start, day))
-            day += MS_PER_DAY
+    t = inputs.table
+    used: dict[str, dict[int, int]] = defaultdict(dict)
+    if len(t):
+        s, e = t.start, np.minimum(t.end, now)
+        origin = int(s.min()) // MS_PER_DAY * MS_PER_DAY
+        days = max(1, -(-(int(e.max()) - origin) // MS_PER_DAY))
+        for n, node in enumerate(t.nodes):
+            mine = (t.node == n) & (e > s)
+            per_day = spread(s[mine], e[mine], (e[mine] - s[mine]).astype(np.float64), origin,
+                             MS_PER_DAY, days)
+            used[node] = {origin + d * MS_PER_DAY: round(per_day[d])
+                          for d in np.flatnonzero(per_day)}
     energy: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     for (node, hour), mj in inputs.node_energy_mj.items():
         if hour < now:

@@ -9,20 +9,23 @@ cost plus the measured energy cost.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import numpy as np
+from numpy.typing import NDArray
+
 from clusterctl.reports.inputs import (
     MS_PER_HOUR,
-    Held,
     Inputs,
+    Priced,
     energy_cost,
     kwh,
     month_start,
     months,
     ms_iso,
 )
+from clusterctl.reports.table import HeldTable
 
 BY = ("job", "user", "team", "month")
 IDLE = "(idle)"
@@ -62,68 +65,116 @@ class CostReport:
     warnings: list[str]
 
 
-def _pieces(h: Held, by: str, start: int, end: int) -> Iterator[tuple[str, int, int]]:
+@dataclass
+class NodeArrays:
+    """Per node of the table: when it was bought and its life ends (nodes without an inventory
+    record: never, so they add no capacity cost)."""
+
+    purchased: NDArray[np.int64]
+    life_end: NDArray[np.int64]
+
+
+NEVER = np.int64(2**62)
+
+
+def node_arrays(table: HeldTable, machines: dict[str, Priced]) -> NodeArrays:
+    purchased = [machines[n].purchased_ms if n in machines else NEVER for n in table.nodes]
+    life_end = [machines[n].life_end_ms if n in machines else NEVER for n in table.nodes]
+    return NodeArrays(np.array(purchased, dtype=np.int64), np.array(life_end, dtype=np.int64))
+
+
+def split(s: NDArray[np.int64], e: NDArray[np.int64], node: NDArray[np.int64],
+          arrays: NodeArrays) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """:meth:`Priced.split` for every row: milliseconds inside the life and after it."""
+    start = np.maximum(s, arrays.purchased[node])
+    life_end = arrays.life_end[node]
+    in_life = np.clip(np.minimum(e, life_end) - start, 0, None)
+    after = np.clip(e - np.maximum(start, life_end), 0, None)
+    return in_life, after
+
+
+def _segments(by: str, start: int, end: int) -> list[tuple[int, int, str | None]]:
     if by == "month":
-        for a, b in months(start, end):
-            yield ms_iso(month_start(a))[:7], a, b
-    elif by == "job":
-        yield str(h.job_id), start, end
-    else:
-        yield (h.user if by == "user" else h.team), start, end
+        return [(a, b, ms_iso(month_start(a))[:7]) for a, b in months(start, end)]
+    return [(start, end, None)]
 
 
 def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostReport:
     if by not in BY:
         raise ValueError(by)
-    period, machines, prices = inputs.period, inputs.machines, inputs.prices
-    # (key, node) -> [ms in life, ms after life, all ms]
-    spans: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    node_spans: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    period, machines, prices, t = inputs.period, inputs.machines, inputs.prices, inputs.table
+    nodes = NodeArrays(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if len(t):
+        nodes = node_arrays(t, machines)
+    n_nodes = len(t.nodes)
+    length = t.end - t.start
+    energy = np.nan_to_num(t.energy)
+    if by in ("job", "user", "team"):
+        keys_of = {"job": t.job, "user": t.user, "team": t.team}[by]
+        uniq, first, key = np.unique(keys_of, return_index=True, return_inverse=True)
+        labels = ([str(int(j)) for j in uniq] if by == "job" else
+                  [(t.users if by == "user" else t.teams)[int(i)] for i in uniq])
     rows: dict[str, CostRow] = {}
-    node_job_energy: dict[str, float] = defaultdict(float)
-    for h in inputs.held:
-        start, end = period.clip(h.start_ms, h.end_ms)
-        if end <= start:
+    node_life = np.zeros(n_nodes)
+    node_after = np.zeros(n_nodes)
+    node_energy = np.zeros(n_nodes)
+    for seg_start, seg_end, seg_label in _segments(by, period.start_ms, period.end_ms):
+        s = np.maximum(t.start, seg_start)
+        e = np.minimum(t.end, seg_end)
+        held = np.clip(e - s, 0, None)
+        if not held.any():
             continue
-        priced = machines.get(h.node)
-        for key, a, b in _pieces(h, by, start, end):
-            row = rows.get(key)
+        in_life, after = split(s, np.maximum(e, s), t.node, nodes)
+        share = np.divide(held, length, out=np.zeros(len(t)), where=length > 0)
+        e_share = energy * share
+        node_life += np.bincount(t.node, weights=in_life, minlength=n_nodes)
+        node_after += np.bincount(t.node, weights=after, minlength=n_nodes)
+        node_energy += np.bincount(t.node, weights=e_share, minlength=n_nodes)
+        if seg_label is not None:  # a month: one row
+            group = np.zeros(len(t), dtype=np.int64)
+            names = [seg_label]
+        else:
+            group, names = key, labels
+        combined = group * n_nodes + t.node
+        size = len(names) * n_nodes
+        sums = [np.bincount(combined, weights=w, minlength=size)
+                for w in (in_life, after, held)]
+        energy_by = np.bincount(group, weights=e_share, minlength=len(names))
+        held_by = np.bincount(group, weights=held, minlength=len(names))
+        for k in np.flatnonzero(held_by):
+            row = rows.get(names[k])
             if row is None:
-                row = rows[key] = CostRow(key)
+                row = rows[names[k]] = CostRow(names[k])
                 if by == "job":
-                    row.labels = {"name": h.job_name, "user": h.user, "team": h.team}
-            span = spans[(key, h.node)]
-            in_life, after = priced.split(a, b) if priced else (0, 0)
-            span[0] += in_life
-            span[1] += after
-            span[2] += b - a
-            node_spans[h.node][0] += in_life
-            node_spans[h.node][1] += after
-            if h.energy_mj is not None:
-                e = h.energy_mj * h.share(a, b)
-                row.energy_mj += e
-                node_job_energy[h.node] += e
-
-    warnings = []
-    for (key, node), (in_life, after, total) in spans.items():
-        row = rows[key]
-        row.gpu_ms += total
-        priced = machines.get(node)
-        if priced is not None:
-            row.capacity_cost += priced.cost(in_life, after)
-            if priced.cloud_rate is not None:
-                row.cloud_equivalent += total * priced.cloud_rate / MS_PER_HOUR
+                    f = int(first[k])
+                    row.labels = {"name": t.names.get(int(t.job[f]), ""),
+                                  "user": t.users[int(t.user[f])],
+                                  "team": t.teams[int(t.team[f])]}
+            row.energy_mj += float(energy_by[k])
+        for c in np.flatnonzero(sums[2]):
+            kn, n = divmod(int(c), n_nodes)
+            row = rows[names[kn]]
+            gpu_ms = int(sums[2][c])
+            row.gpu_ms += gpu_ms
+            priced = machines.get(t.nodes[n])
+            if priced is not None:
+                row.capacity_cost += priced.cost(int(sums[0][c]), int(sums[1][c]))
+                if priced.cloud_rate is not None:
+                    row.cloud_equivalent += gpu_ms * priced.cloud_rate / MS_PER_HOUR
     for row in rows.values():
         row.energy_cost = energy_cost(row.energy_mj, prices)
 
     idle = CostRow(IDLE)
     capacity = Decimal(0)
+    index = {n: i for i, n in enumerate(t.nodes)}
     for node, priced in machines.items():
         avail_life, avail_after = priced.split(period.start_ms, period.end_ms)
-        g = priced.machine.gpus
-        capacity += priced.cost(avail_life * g, avail_after * g)
-        used_life, used_after = node_spans.get(node, (0, 0))
-        idle_life, idle_after = avail_life * g - used_life, avail_after * g - used_after
+        gpus = priced.machine.gpus
+        capacity += priced.cost(avail_life * gpus, avail_after * gpus)
+        at = index.get(node)
+        used_life = int(node_life[at]) if at is not None else 0
+        used_after = int(node_after[at]) if at is not None else 0
+        idle_life, idle_after = avail_life * gpus - used_life, avail_after * gpus - used_after
         idle.gpu_ms += idle_life + idle_after
         idle.capacity_cost += priced.cost(idle_life, idle_after)
     energy_by_node: dict[str, float] = defaultdict(float)
@@ -131,10 +182,13 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostRe
         if period.start_ms <= hour_ms < period.end_ms:
             energy_by_node[node] += mj
     for node, mj in energy_by_node.items():
-        idle.energy_mj += max(0.0, mj - node_job_energy.get(node, 0.0))
+        at = index.get(node)
+        jobs_mj = float(node_energy[at]) if at is not None else 0.0
+        idle.energy_mj += max(0.0, mj - jobs_mj)
     idle.energy_cost = energy_cost(idle.energy_mj, prices)
 
-    unpriced = sorted({h.node for h in inputs.held if h.node not in machines})
+    warnings = []
+    unpriced = sorted({n for n in t.nodes if n not in machines})
     if unpriced:
         warnings.append(f"no hardware record for {', '.join(unpriced)}: their GPU-hours count "
                         "at no capacity cost (add them with `clusterctl hardware add`)")

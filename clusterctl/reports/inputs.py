@@ -11,8 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from clusterctl.cost.model import HOURS_PER_MONTH, Machine, depreciation_per_hour, fixed_per_hour
+
+if TYPE_CHECKING:
+    from clusterctl.reports.table import HeldTable
 
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 86_400_000
@@ -28,7 +33,7 @@ class Period:
         return max(start_ms, self.start_ms), min(end_ms, self.end_ms)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Held:
     """One GPU held by one job attempt, with its usage record (or a live figure while it runs).
     Usage figures cover the whole allocation; a report over part of it takes its share."""
@@ -49,14 +54,16 @@ class Held:
 
     @property
     def length_ms(self) -> int:
-        return max(0, self.end_ms - self.start_ms)
+        return self.end_ms - self.start_ms
 
     def share(self, start_ms: int, end_ms: int) -> float:
         """The fraction of this allocation inside ``[start_ms, end_ms]``; figures are spread
         evenly over the allocation, the finest grain a usage record keeps."""
-        if self.length_ms == 0:
+        length = self.end_ms - self.start_ms
+        if length <= 0:
             return 0.0
-        return max(0, min(end_ms, self.end_ms) - max(start_ms, self.start_ms)) / self.length_ms
+        inside = min(end_ms, self.end_ms) - max(start_ms, self.start_ms)
+        return inside / length if inside > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -68,34 +75,37 @@ class Priced:
     machine: Machine
     cloud_rate: Decimal | None
 
-    @property
+    @cached_property
     def purchased_ms(self) -> int:
         return int(self.machine.purchased.timestamp() * 1000)
 
-    @property
+    @cached_property
     def life_end_ms(self) -> int:
         # 730.5 h is 2,629,800,000 ms: whole milliseconds, so the life ends on an exact ms.
         return self.purchased_ms + int(self.machine.life_months * HOURS_PER_MONTH * MS_PER_HOUR)
 
-    @property
+    @cached_property
     def rate_in_life(self) -> Decimal:
         """Per GPU-millisecond, before the life ends: (d + f) / G."""
         m = self.machine
         return (depreciation_per_hour(m) + fixed_per_hour(m)) / m.gpus / MS_PER_HOUR
 
-    @property
+    @cached_property
     def rate_after_life(self) -> Decimal:
         return fixed_per_hour(self.machine) / self.machine.gpus / MS_PER_HOUR
 
     def split(self, start_ms: int, end_ms: int) -> tuple[int, int]:
         """Milliseconds of ``[start, end]`` inside the life and after it (none before purchase)."""
-        start_ms = max(start_ms, self.purchased_ms)
+        if start_ms < self.purchased_ms:
+            start_ms = self.purchased_ms
         if end_ms <= start_ms:
             return 0, 0
         life_end = self.life_end_ms
-        in_life = max(0, min(end_ms, life_end) - start_ms)
-        after = max(0, end_ms - max(start_ms, life_end))
-        return in_life, after
+        if end_ms <= life_end:
+            return end_ms - start_ms, 0
+        if start_ms >= life_end:
+            return 0, end_ms - start_ms
+        return life_end - start_ms, end_ms - life_end
 
     def cost(self, in_life_ms: int, after_ms: int) -> Decimal:
         return in_life_ms * self.rate_in_life + after_ms * self.rate_after_life
@@ -118,10 +128,21 @@ class Inputs:
     machines: dict[str, Priced]
     prices: Prices
     node_energy_mj: dict[tuple[str, int], float] = field(default_factory=dict)
-    """Energy of each node's GPUs per hour bucket (hour rollups): the idle GPUs' draw too."""
+    """Energy of each node's GPUs (from the hour rollups; the idle GPUs' draw too) by the
+    start of the bucket it was summed into: hours, days, or the whole period."""
     gpus_seen: dict[str, int] = field(default_factory=dict)
     """GPUs per node from telemetry, for nodes with no inventory record."""
     waste_threshold: float = 0.10
+    held_table: HeldTable | None = None
+    """The same allocations as columns; built from ``held`` when not given."""
+
+    @property
+    def table(self) -> HeldTable:
+        if self.held_table is None:
+            from clusterctl.reports.table import HeldTable
+
+            self.held_table = HeldTable.of(self.held)
+        return self.held_table
 
 
 def kwh(mj: float | Decimal) -> Decimal:

@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from clusterctl.reports.inputs import MS_PER_DAY, MS_PER_HOUR, Held, Inputs, ms_iso
+import numpy as np
+
+from clusterctl.reports.inputs import MS_PER_DAY, MS_PER_HOUR, Inputs, ms_iso
+from clusterctl.reports.table import spread
 
 BY = ("node", "gpu", "user", "team", "job", "day")
 
@@ -85,52 +88,70 @@ def buckets(start_ms: int, end_ms: int, size: int) -> Iterator[tuple[int, int, i
         b += size
 
 
-def _add(row: UtilRow, h: Held, a: int, b: int) -> None:
-    row.held_ms += b - a
-    covered = h.covered_s * h.share(a, b)
-    row.covered_s += covered
-    if h.util_avg is not None:
-        row.busy_s += h.util_avg * covered
-    elif covered:
-        row.covered_s -= covered  # no utilization reading: neither busy nor idle
-
-
 def utilization_report(inputs: Inputs, by: str = "node") -> UtilReport:
     if by not in BY:
         raise ValueError(by)
-    p = inputs.period
+    p, t = inputs.period, inputs.table
     cap = capacity(inputs)
     size = bucket_size(p.start_ms, p.end_ms)
-    total = UtilRow("total", available_ms=sum(g * max(0, e - s) for g, s, e in cap.values()))
+    s = np.maximum(t.start, p.start_ms)
+    e = np.minimum(t.end, p.end_ms)
+    held = np.clip(e - s, 0, None).astype(np.float64)
+    length = t.end - t.start
+    share = np.divide(held, length, out=np.zeros(len(t)), where=length > 0)
+    read = ~np.isnan(t.util)  # no utilization reading: neither busy nor idle
+    covered = np.where(read, t.covered * share, 0.0)
+    busy = np.where(read, np.nan_to_num(t.util), 0.0) * covered
+
+    total = UtilRow("total", held_ms=int(held.sum()), covered_s=float(covered.sum()),
+                    busy_s=float(busy.sum()),
+                    available_ms=sum(g * max(0, e_ - s_) for g, s_, e_ in cap.values()))
+    origin = p.start_ms // size * size
+    n_buckets = max(0, -(-(p.end_ms - origin) // size))
+    ok = held > 0
+    per_bucket = [spread(s[ok], e[ok], x[ok], origin, size, n_buckets)
+                  for x in (held, covered, busy)]
+    series_rows: dict[int, UtilRow] = {}
+    for k, (b, a, z) in enumerate(buckets(p.start_ms, p.end_ms, size)):
+        avail = sum(g * max(0, min(z, e_) - max(a, s_)) for g, s_, e_ in cap.values())
+        series_rows[b] = UtilRow(ms_iso(b)[:10 if size == MS_PER_DAY else 13],
+                                 held_ms=round(per_bucket[0][k]), available_ms=avail,
+                                 covered_s=float(per_bucket[1][k]),
+                                 busy_s=float(per_bucket[2][k]))
     rows: dict[str, UtilRow] = {}
     if by == "node":
-        rows = {n: UtilRow(n, available_ms=g * max(0, e - s)) for n, (g, s, e) in cap.items()}
+        rows = {n: UtilRow(n, available_ms=g * max(0, e_ - s_))
+                for n, (g, s_, e_) in cap.items()}
     elif by == "gpu":
-        rows = {f"{n}/{i}": UtilRow(f"{n}/{i}", available_ms=max(0, e - s))
-                for n, (g, s, e) in cap.items() for i in range(g)}
-    series_rows: dict[int, UtilRow] = {}
-    for b, a, z in buckets(p.start_ms, p.end_ms, size):
-        avail = sum(g * max(0, min(z, e) - max(a, s)) for g, s, e in cap.values())
-        series_rows[b] = UtilRow(ms_iso(b)[:10 if size == MS_PER_DAY else 13],
-                                 available_ms=avail)
-
-    for h in inputs.held:
-        start, end = p.clip(h.start_ms, h.end_ms)
-        if end <= start:
-            continue
-        _add(total, h, start, end)
-        for b, a, z in buckets(start, end, size):
-            _add(series_rows[b], h, a, z)
-        if by == "day":
-            continue
-        key = {"node": h.node, "gpu": f"{h.node}/{h.gpu_index}", "user": h.user,
-               "team": h.team, "job": str(h.job_id)}[by]
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = UtilRow(key)
-            if by == "job":
-                row.labels = {"name": h.job_name, "user": h.user, "team": h.team}
-        _add(row, h, start, end)
+        rows = {f"{n}/{i}": UtilRow(f"{n}/{i}", available_ms=max(0, e_ - s_))
+                for n, (g, s_, e_) in cap.items() for i in range(g)}
+    if by != "day" and len(t):
+        if by == "node":
+            keys, names = t.node, t.nodes
+        elif by == "gpu":
+            pairs = t.node * (int(t.gpu.max()) + 1) + t.gpu
+            uniq, keys = np.unique(pairs, return_inverse=True)
+            width = int(t.gpu.max()) + 1
+            names = [f"{t.nodes[int(u) // width]}/{int(u) % width}" for u in uniq]
+        elif by == "job":
+            uniq, first, keys = np.unique(t.job, return_index=True, return_inverse=True)
+            names = [str(int(j)) for j in uniq]
+        else:
+            keys, names = (t.user, t.users) if by == "user" else (t.team, t.teams)
+        sums = [np.bincount(keys, weights=x, minlength=len(names))
+                for x in (held, covered, busy)]
+        for ki in np.flatnonzero(sums[0]):
+            row = rows.get(names[ki])
+            if row is None:
+                row = rows[names[ki]] = UtilRow(names[ki])
+                if by == "job":
+                    f = int(first[ki])
+                    row.labels = {"name": t.names.get(int(t.job[f]), ""),
+                                  "user": t.users[int(t.user[f])],
+                                  "team": t.teams[int(t.team[f])]}
+            row.held_ms += round(sums[0][ki])
+            row.covered_s += float(sums[1][ki])
+            row.busy_s += float(sums[2][ki])
 
     if by == "day":
         ordered = list(series_rows.values() if size == MS_PER_DAY else _days(series_rows))

@@ -5,9 +5,12 @@ what those idle GPU-hours cost."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
+import numpy as np
+
+from clusterctl.reports.cost import node_arrays, split
 from clusterctl.reports.inputs import Inputs
 
 DEFAULT_MIN_IDLE_S = 1800.0
@@ -19,7 +22,7 @@ class WasteRow:
     name: str
     user: str
     team: str
-    gpus: set[tuple[str, int]] = field(default_factory=set)
+    gpus: int = 0
     held_ms: int = 0
     idle_s: float = 0.0
     longest_idle_s: float = 0.0
@@ -55,33 +58,45 @@ def is_wasteful(longest_idle_s: float, min_idle_s: float = DEFAULT_MIN_IDLE_S) -
 
 
 def waste_report(inputs: Inputs, min_idle_s: float = DEFAULT_MIN_IDLE_S) -> WasteReport:
-    jobs: dict[int, WasteRow] = {}
-    p = inputs.period
-    for h in inputs.held:
-        a, b = p.clip(h.start_ms, h.end_ms)
-        if b <= a:
-            continue
-        row = jobs.get(h.job_id)
-        if row is None:
-            row = jobs[h.job_id] = WasteRow(h.job_id, h.job_name, h.user, h.team)
-        share = h.share(a, b)
-        row.gpus.add((h.node, h.gpu_index))
-        row.held_ms += b - a
-        row.idle_s += h.idle_s * share
-        row.longest_idle_s = max(row.longest_idle_s, h.longest_idle_s)
-        if h.util_avg is not None:
-            row.covered_s += h.covered_s * share
-            row.busy_s += h.util_avg * h.covered_s * share
-        priced = inputs.machines.get(h.node)
-        if priced is not None and h.length_ms:
-            idle_fraction = Decimal(repr(min(1.0, h.idle_s * 1000 / h.length_ms)))
-            row.cost += priced.cost(*priced.split(a, b)) * idle_fraction
-    rows = sorted((r for r in jobs.values() if is_wasteful(r.longest_idle_s, min_idle_s)),
-                  key=lambda r: (-r.cost, -r.idle_s, r.job_id))
+    t, p, machines = inputs.table, inputs.period, inputs.machines
+    rows: list[WasteRow] = []
+    if len(t):
+        s = np.maximum(t.start, p.start_ms)
+        e = np.maximum(np.minimum(t.end, p.end_ms), s)
+        held = (e - s).astype(np.float64)
+        length = t.end - t.start
+        share = np.divide(held, length, out=np.zeros(len(t)), where=length > 0)
+        in_life, after = split(s, e, t.node, node_arrays(t, machines))
+        rate_life = np.array([float(machines[n].rate_in_life) if n in machines else 0.0
+                              for n in t.nodes])
+        rate_after = np.array([float(machines[n].rate_after_life) if n in machines else 0.0
+                               for n in t.nodes])
+        idle_fraction = np.clip(np.divide(t.idle * 1000, length, out=np.zeros(len(t)),
+                                          where=length > 0), 0, 1)
+        cost = (in_life * rate_life[t.node] + after * rate_after[t.node]) * idle_fraction
+        read = ~np.isnan(t.util)
+        covered = np.where(read, t.covered * share, 0.0)
+        uniq, first, key = np.unique(t.job, return_index=True, return_inverse=True)
+        n = len(uniq)
+        longest = np.zeros(n)
+        np.maximum.at(longest, key, np.where(held > 0, t.longest, 0.0))
+        sums = [np.bincount(key, weights=x, minlength=n) for x in (
+            held, t.idle * share, covered, np.nan_to_num(t.util) * covered, cost)]
+        width = int(t.gpu.max()) + 1
+        gpu_keys = np.unique(key * (len(t.nodes) * width) + t.node * width + t.gpu)
+        gpus = np.bincount(gpu_keys // (len(t.nodes) * width), minlength=n)
+        for k in np.flatnonzero((longest >= min_idle_s) & (sums[0] > 0)):
+            f = int(first[k])
+            job = int(uniq[k])
+            rows.append(WasteRow(
+                job, t.names.get(job, ""), t.users[int(t.user[f])], t.teams[int(t.team[f])],
+                gpus=int(gpus[k]), held_ms=round(sums[0][k]), idle_s=float(sums[1][k]),
+                longest_idle_s=float(longest[k]), covered_s=float(sums[2][k]),
+                busy_s=float(sums[3][k]), cost=Decimal(repr(float(sums[4][k])))))
+    rows.sort(key=lambda r: (-r.cost, -r.idle_s, r.job_id))
     by_user: dict[str, Decimal] = defaultdict(Decimal)
     by_team: dict[str, Decimal] = defaultdict(Decimal)
     for r in rows:
         by_user[r.user] += r.cost
         by_team[r.team] += r.cost
     return WasteReport(rows, inputs.waste_threshold, min_idle_s, dict(by_user), dict(by_team))
-

@@ -32,9 +32,13 @@ class AllocationUsageStore:
         with Session(self.engine) as s:
             return list(s.exec(q).all())
 
-    def save(self, allocation_id: int, usage: Usage, idle: Idle, computed: datetime) -> None:
+    def save(self, a: Allocation, usage: Usage, idle: Idle, computed: datetime) -> None:
+        assert a.id is not None and a.ended_at is not None
         row = AllocationUsage(
-            allocation_id=allocation_id, window_s=usage.window_s, covered_s=usage.covered_s,
+            allocation_id=a.id, job_id=a.job_id, node=a.node, gpu_index=a.gpu_index,
+            start_ms=int(a.started_at.timestamp() * 1000),
+            end_ms=int(a.ended_at.timestamp() * 1000),
+            window_s=usage.window_s, covered_s=usage.covered_s,
             util_avg=usage.avg_utilization, power_avg=usage.avg_power_watts,
             peak_memory=usage.peak_memory_bytes, energy_mj=usage.energy_mj,
             energy_covered_s=usage.energy_covered_s, idle_s=idle.idle_s,

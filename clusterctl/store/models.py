@@ -303,8 +303,15 @@ class AllocationUsage(SQLModel, table=True):
     per-job record reports read, so a year of reports never rescans raw samples."""
 
     __tablename__ = "allocation_usage"
+    __table_args__ = (Index("ix_allocation_usage_window", "end_ms", "start_ms"),)
 
     allocation_id: int = Field(foreign_key="allocation.id", primary_key=True)
+    job_id: int
+    node: str = Field(max_length=255)
+    gpu_index: int
+    start_ms: int = Field(sa_column=Column(BigInteger(), nullable=False))
+    end_ms: int = Field(sa_column=Column(BigInteger(), nullable=False))
+    """The allocation's window (copied here: a year of reports reads these rows alone)."""
     window_s: float
     covered_s: float
     util_avg: float | None = None
