@@ -41,9 +41,10 @@ NODES, GPUS = 8, 8
 H = 3_600_000
 END = datetime(2026, 11, 1, tzinfo=timezone.utc)
 START = END - timedelta(days=365)
-REPORTS = [("utilization", "node"), ("utilization", "day"), ("utilization", "user"),
-           ("cost", "job"), ("cost", "user"), ("cost", "month"), ("amortization", None),
-           ("waste", None)]
+REPORTS = [("utilization", "node", 365), ("utilization", "day", 365),
+           ("utilization", "user", 365), ("cost", "job", 365), ("cost", "user", 365),
+           ("cost", "month", 365), ("amortization", None, 365), ("waste", None, 365),
+           ("cost", "job", 30), ("utilization", "job", 30)]
 USERS = [(f"user{i:02d}", f"team{i % 5}") for i in range(30)]
 
 
@@ -142,12 +143,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def one(db_url: str, kind: str, by: str | None) -> None:
-    """In a fresh process: one report over the whole year; prints JSON with seconds, RSS."""
+def one(db_url: str, kind: str, by: str | None, days: int) -> None:
+    """In a fresh process: one report over the last ``days``; prints JSON with seconds, RSS."""
     engine = make_engine(db_url)
     service = ReportService(ReportStore(engine), CostStore(engine), SampleStore(engine))
     t = time.perf_counter()
-    data = build(service, kind, START, END, by=by, now=END)
+    data = build(service, kind, END - timedelta(days=days), END, by=by, now=END)
     body = json.dumps(data)
     seconds = time.perf_counter() - t
     rss_mb = peak_rss_mb()
@@ -158,7 +159,8 @@ def one(db_url: str, kind: str, by: str | None) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
-        one(sys.argv[2], sys.argv[3], sys.argv[4] if sys.argv[4] != "-" else None)
+        one(sys.argv[2], sys.argv[3], sys.argv[4] if sys.argv[4] != "-" else None,
+            int(sys.argv[5]))
         return
     args = sys.argv[1:]
     jobs = 100_000
@@ -185,12 +187,13 @@ def run(label: str, url: str, jobs: int) -> None:
     print(f"{label}: generated {made['jobs']:,} jobs, {made['allocations']:,} allocations, "
           f"{made['rollups']:,} hour rollups ({made['allocated_share']:.0%} of the GPU-hours "
           f"held) in {time.perf_counter() - t:.0f} s", flush=True)
-    for kind, by in REPORTS:
-        out = subprocess.run([sys.executable, __file__, "--one", url, kind, by or "-"],
-                             capture_output=True, text=True, check=True)
+    for kind, by, days in REPORTS:
+        out = subprocess.run([sys.executable, __file__, "--one", url, kind, by or "-",
+                              str(days)], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        name = f"{kind}" + (f" --by {by}" if by else "")
-        print(f"  {name:<26} {r['seconds']:6.2f} s  peak RSS {r['rss_mb']:5.0f} MB  "
+        name = f"{kind}" + (f" --by {by}" if by else "") + (
+            f" --since {days}d" if kind != "amortization" else "")
+        print(f"  {name:<36} {r['seconds']:6.2f} s  peak RSS {r['rss_mb']:5.0f} MB  "
               f"{r['rows']:>7,} rows  {r['bytes'] / 1e6:6.1f} MB of JSON", flush=True)
 
 

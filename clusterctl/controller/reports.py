@@ -7,6 +7,7 @@ Money leaves here rounded to the cent as JSON numbers; everything before is exac
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -38,7 +39,7 @@ class ReportService:
     waste_threshold: float = 0.10
 
     def inputs(self, start_ms: int, end_ms: int, now_ms: int, energy_bucket_ms: int = 0,
-               held: HeldTable | None = None) -> Inputs:
+               held: HeldTable | None = None, labels: bool = True) -> Inputs:
         """``energy_bucket_ms``: also each node's energy in buckets of this size (the idle
         GPUs' draw: cost wants the whole period, amortization days; 0 for none)."""
         rates = effective_rates(self.costs.rate_overrides())
@@ -50,15 +51,16 @@ class ReportService:
         site = self.costs.site()
         return Inputs(
             period=Period(start_ms, end_ms), now_ms=now_ms,
-            held=[], held_table=self.held(start_ms, end_ms, now_ms) if held is None else held,
+            held=[], held_table=(self.held(start_ms, end_ms, now_ms, labels=labels)
+                                 if held is None else held),
             machines=machines,
             prices=Prices(site.tariff_per_kwh, site.pue, site.currency),
             node_energy_mj=self.store.node_energy(start_ms, end_ms, energy_bucket_ms)
             if energy_bucket_ms else {},
             gpus_seen=self.store.gpus_seen(), waste_threshold=self.waste_threshold)
 
-    def held(self, start_ms: int, end_ms: int, now_ms: int,
-             job_id: int | None = None) -> HeldTable:
+    def held(self, start_ms: int, end_ms: int, now_ms: int, job_id: int | None = None,
+             labels: bool = True) -> HeldTable:
         """Every GPU held in the period: from the usage records, and for allocations without
         one yet (running, or ended within the grace period) from the samples as they stand:
         raw samples for allocations of the last day, minute rollups for longer-running ones,
@@ -74,7 +76,9 @@ class ReportService:
             rows.append((j, node, gpu, int(started.timestamp() * 1000),
                          int(ended.timestamp() * 1000) if ended else now_ms, usage.covered_s,
                          usage.avg_utilization, usage.energy_mj, idle.idle_s, idle.longest_s))
-        return HeldTable.from_rows(rows, self.store.jobs(r[0] for r in rows))
+        names: dict[int, tuple[str, str, str]] = (
+            self.store.jobs(r[0] for r in rows) if labels else defaultdict(lambda: ("", "", "")))
+        return HeldTable.from_rows(rows, names)
 
     def job_cost(self, job_id: int, now_ms: int) -> dict[str, Any] | None:
         """A job's cost so far (``show``): its allocations over their whole windows."""
@@ -191,11 +195,13 @@ def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
         purchases = [m.machine().purchased for m in service.costs.machines()]
         first = min(purchases) if purchases else now
         first_ms = int(first.timestamp() * 1000) // MS_PER_DAY * MS_PER_DAY
-        inputs = service.inputs(first_ms, now_ms, now_ms, energy_bucket_ms=MS_PER_DAY)
+        inputs = service.inputs(first_ms, now_ms, now_ms, energy_bucket_ms=MS_PER_DAY,
+                                labels=False)
         return amortization_json(amortization_report(inputs), inputs)
     end_ms = min(end_ms, now_ms)
     inputs = service.inputs(start_ms, end_ms, now_ms,
-                            energy_bucket_ms=max(1, end_ms - start_ms) if kind == "cost" else 0)
+                            energy_bucket_ms=max(1, end_ms - start_ms) if kind == "cost" else 0,
+                            labels=kind == "waste" or by in ("job", "user", "team"))
     if kind == "cost":
         return cost_json(cost_report(inputs, by or "job", loaded), inputs)
     if kind == "utilization":
