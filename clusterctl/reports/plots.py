@@ -81,8 +81,12 @@ def cost_figure(data: dict[str, Any], top: int = 20) -> Figure:
     cap = [r["capacity_cost"] for r in rows]
     energy = [r["energy_cost"] for r in rows]
     idle_share = [r["idle_cost"] for r in rows]
-    ax.barh(y, cap, color=[GREY if r["kind"] == "idle" else BLUE for r in rows],
-            label="capacity (depreciation + fees)")
+    jobs = [i for i, r in enumerate(rows) if r["kind"] != "idle"]
+    idle_rows = [i for i, r in enumerate(rows) if r["kind"] == "idle"]
+    ax.barh(jobs, [cap[i] for i in jobs], color=BLUE, label="capacity (depreciation + fees)")
+    if idle_rows:
+        ax.barh(idle_rows, [cap[i] for i in idle_rows], color=GREY,
+                label="idle capacity (no job held the GPUs)")
     ax.barh(y, energy, left=cap, color=GREEN, label="energy")
     if data["loaded"]:
         ax.barh(y, idle_share, left=[a + b for a, b in zip(cap, energy, strict=True)],
