@@ -146,10 +146,7 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostRe
             if row is None:
                 row = rows[names[k]] = CostRow(names[k])
                 if by == "job":
-                    f = int(first[k])
-                    row.labels = {"name": t.names.get(int(t.job[f]), ""),
-                                  "user": t.users[int(t.user[f])],
-                                  "team": t.teams[int(t.team[f])]}
+                    row.labels = t.job_labels(int(first[k]))
             row.energy_mj += float(energy_by[k])
         for c in np.flatnonzero(sums[2]):
             kn, n = divmod(int(c), n_nodes)

@@ -47,6 +47,11 @@ class HeldTable:
     def __len__(self) -> int:
         return len(self.job)
 
+    def job_labels(self, row: int) -> dict[str, str]:
+        """Name, user and team of the job of ``row``."""
+        return {"name": self.names.get(int(self.job[row]), ""),
+                "user": self.users[int(self.user[row])], "team": self.teams[int(self.team[row])]}
+
     @classmethod
     def of(cls, held: Sequence[Held]) -> HeldTable:
         labels = {h.job_id: (h.job_name, h.user, h.team) for h in held}

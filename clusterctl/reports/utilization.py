@@ -145,10 +145,7 @@ def utilization_report(inputs: Inputs, by: str = "node") -> UtilReport:
             if row is None:
                 row = rows[names[ki]] = UtilRow(names[ki])
                 if by == "job":
-                    f = int(first[ki])
-                    row.labels = {"name": t.names.get(int(t.job[f]), ""),
-                                  "user": t.users[int(t.user[f])],
-                                  "team": t.teams[int(t.team[f])]}
+                    row.labels = t.job_labels(int(first[ki]))
             row.held_ms += round(sums[0][ki])
             row.covered_s += float(sums[1][ki])
             row.busy_s += float(sums[2][ki])

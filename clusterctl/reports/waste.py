@@ -88,8 +88,9 @@ def waste_report(inputs: Inputs, min_idle_s: float = DEFAULT_MIN_IDLE_S) -> Wast
         for k in np.flatnonzero((longest >= min_idle_s) & (sums[0] > 0)):
             f = int(first[k])
             job = int(uniq[k])
+            labels = t.job_labels(f)
             rows.append(WasteRow(
-                job, t.names.get(job, ""), t.users[int(t.user[f])], t.teams[int(t.team[f])],
+                job, labels["name"], labels["user"], labels["team"],
                 gpus=int(gpus[k]), held_ms=round(sums[0][k]), idle_s=float(sums[1][k]),
                 longest_idle_s=float(longest[k]), covered_s=float(sums[2][k]),
                 busy_s=float(sums[3][k]), cost=Decimal(repr(float(sums[4][k])))))
