@@ -8,6 +8,7 @@ Money leaves here rounded to the cent as JSON numbers; everything before is exac
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -19,12 +20,17 @@ from clusterctl.cost.rates import effective_rates, rate_for
 from clusterctl.reports.amortization import AmortizationReport, Ledger, amortization_report
 from clusterctl.reports.cost import CostReport, CostRow, accounted, cost_report
 from clusterctl.reports.inputs import MS_PER_DAY, Inputs, Period, Priced, Prices, kwh, ms_iso
-from clusterctl.reports.table import HeldTable
+from clusterctl.reports.table import FIELDS, HeldTable
 from clusterctl.reports.utilization import UtilReport, UtilRow, utilization_report
 from clusterctl.reports.waste import WasteReport, waste_report
 from clusterctl.store import Allocation, CostStore, ReportStore, SampleStore
 
 LIVE_RAW_S = 86400.0
+REPORT_FIELDS: dict[str, tuple[str, ...]] = {
+    "cost": ("job", "node", "start", "end", "energy"),
+    "utilization": ("job", "node", "start", "end", "covered", "util"),
+    "waste": ("job", "node", "gpu", "start", "end", "covered", "util", "idle", "longest"),
+}
 
 
 def money(value: Decimal) -> float:
@@ -39,7 +45,8 @@ class ReportService:
     waste_threshold: float = 0.10
 
     def inputs(self, start_ms: int, end_ms: int, now_ms: int, energy_bucket_ms: int = 0,
-               held: HeldTable | None = None, labels: bool = True) -> Inputs:
+               held: HeldTable | None = None, labels: bool = True,
+               fields: Sequence[str] = FIELDS) -> Inputs:
         """``energy_bucket_ms``: also each node's energy in buckets of this size (the idle
         GPUs' draw: cost wants the whole period, amortization days; 0 for none)."""
         rates = effective_rates(self.costs.rate_overrides())
@@ -51,8 +58,8 @@ class ReportService:
         site = self.costs.site()
         return Inputs(
             period=Period(start_ms, end_ms), now_ms=now_ms,
-            held=[], held_table=(self.held(start_ms, end_ms, now_ms, labels=labels)
-                                 if held is None else held),
+            held=[], held_table=(self.held(start_ms, end_ms, now_ms, labels=labels,
+                                           fields=fields) if held is None else held),
             machines=machines,
             prices=Prices(site.tariff_per_kwh, site.pue, site.currency),
             node_energy_mj=self.store.node_energy(start_ms, end_ms, energy_bucket_ms)
@@ -60,12 +67,13 @@ class ReportService:
             gpus_seen=self.store.gpus_seen(), waste_threshold=self.waste_threshold)
 
     def held(self, start_ms: int, end_ms: int, now_ms: int, job_id: int | None = None,
-             labels: bool = True) -> HeldTable:
+             labels: bool = True, fields: Sequence[str] = FIELDS) -> HeldTable:
         """Every GPU held in the period: from the usage records, and for allocations without
         one yet (running, or ended within the grace period) from the samples as they stand:
         raw samples for allocations of the last day, minute rollups for longer-running ones,
         so a report over a week-long job reads 10,080 rows per GPU, not 120,960."""
-        rows: list[tuple[Any, ...]] = list(self.store.records(start_ms, end_ms, job_id))
+        rows: list[tuple[Any, ...]] = list(self.store.records(start_ms, end_ms, job_id, fields))
+        pick = [FIELDS.index(f) for f in fields]
         pending = self.store.unrecorded(start_ms, end_ms, job_id)
         now = now_ms / 1000
         for aid, j, node, gpu, uuid, started, ended in pending:
@@ -73,12 +81,13 @@ class ReportService:
                            gpu_index=gpu, gpu_uuid=uuid, started_at=started, ended_at=ended)
             usage, idle = allocation_usage(a, self.samples, now, now - LIVE_RAW_S,
                                            self.waste_threshold)
-            rows.append((j, node, gpu, int(started.timestamp() * 1000),
-                         int(ended.timestamp() * 1000) if ended else now_ms, usage.covered_s,
-                         usage.avg_utilization, usage.energy_mj, idle.idle_s, idle.longest_s))
+            full = (j, node, gpu, int(started.timestamp() * 1000),
+                    int(ended.timestamp() * 1000) if ended else now_ms, usage.covered_s,
+                    usage.avg_utilization, usage.energy_mj, idle.idle_s, idle.longest_s)
+            rows.append(tuple(full[i] for i in pick))
         names: dict[int, tuple[str, str, str]] = (
             self.store.jobs(r[0] for r in rows) if labels else defaultdict(lambda: ("", "", "")))
-        return HeldTable.from_rows(rows, names)
+        return HeldTable.from_rows(rows, names, fields)
 
     def job_cost(self, job_id: int, now_ms: int) -> dict[str, Any] | None:
         """A job's cost so far (``show``): its allocations over their whole windows."""
@@ -196,12 +205,13 @@ def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
         first = min(purchases) if purchases else now
         first_ms = int(first.timestamp() * 1000) // MS_PER_DAY * MS_PER_DAY
         inputs = service.inputs(first_ms, now_ms, now_ms, energy_bucket_ms=MS_PER_DAY,
-                                labels=False)
+                                labels=False, fields=("job", "node", "start", "end"))
         return amortization_json(amortization_report(inputs), inputs)
     end_ms = min(end_ms, now_ms)
     inputs = service.inputs(start_ms, end_ms, now_ms,
                             energy_bucket_ms=max(1, end_ms - start_ms) if kind == "cost" else 0,
-                            labels=kind == "waste" or by in ("job", "user", "team"))
+                            labels=kind == "waste" or by in ("job", "user", "team"),
+                            fields=REPORT_FIELDS[kind] + (("gpu",) if by == "gpu" else ()))
     if kind == "cost":
         return cost_json(cost_report(inputs, by or "job", loaded), inputs)
     if kind == "utilization":

@@ -19,6 +19,9 @@ from clusterctl.reports.inputs import Held
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
 
+FIELDS = ("job", "node", "gpu", "start", "end", "covered", "util", "energy", "idle", "longest")
+"""The columns of a usage record, in the order the store returns them."""
+
 
 @dataclass
 class HeldTable:
@@ -61,22 +64,29 @@ class HeldTable:
 
     @classmethod
     def from_rows(cls, rows: Sequence[tuple[object, ...]],
-                  labels: dict[int, tuple[str, str, str]]) -> HeldTable:
-        """``rows``: (job id, node, GPU index, start ms, end ms, covered s, utilization,
-        energy mJ, idle s, longest idle s), None for figures not read."""
-        cols = list(zip(*rows, strict=True)) if rows else [()] * 10
-        nodes, node_idx = _index(cols[1])  # type: ignore[arg-type]
-        job = np.array(cols[0], dtype=np.int64)
+                  labels: dict[int, tuple[str, str, str]],
+                  fields: Sequence[str] = FIELDS) -> HeldTable:
+        """``rows`` hold ``fields`` (a subset of :data:`FIELDS` that starts with job, node,
+        start, end), None for figures not read; fields left out read as not measured."""
+        n = len(rows)
+        cols = dict(zip(fields, zip(*rows, strict=True), strict=True)) if rows else {}
+        nodes, node_idx = _index(cols.get("node", ()))  # type: ignore[arg-type]
+        job = np.array(cols.get("job", ()), dtype=np.int64)
         # Users and teams per job, then per row: 100,000 lookups rather than 250,000.
         jobs, per_row = np.unique(job, return_inverse=True)
         users, user_of_job = _index(labels[int(j)][1] for j in jobs)
         teams, team_of_job = _index(labels[int(j)][2] for j in jobs)
+
+        def floats(name: str, missing: float) -> Floats:
+            return _floats(cols[name], missing) if name in cols else np.full(n, missing)
+
         return cls(
-            job=job, node=node_idx, gpu=np.array(cols[2], dtype=np.int64),
-            start=np.array(cols[3], dtype=np.int64), end=np.array(cols[4], dtype=np.int64),
-            covered=_floats(cols[5], 0.0), util=_floats(cols[6], np.nan),
-            energy=_floats(cols[7], np.nan), idle=_floats(cols[8], 0.0),
-            longest=_floats(cols[9], 0.0), user=user_of_job[per_row],
+            job=job, node=node_idx, gpu=np.array(cols.get("gpu", [0] * n), dtype=np.int64),
+            start=np.array(cols.get("start", ()), dtype=np.int64),
+            end=np.array(cols.get("end", ()), dtype=np.int64),
+            covered=floats("covered", 0.0), util=floats("util", np.nan),
+            energy=floats("energy", np.nan), idle=floats("idle", 0.0),
+            longest=floats("longest", 0.0), user=user_of_job[per_row],
             team=team_of_job[per_row], nodes=nodes, users=users, teams=teams,
             names={j: v[0] for j, v in labels.items()})
 

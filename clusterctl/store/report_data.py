@@ -5,13 +5,17 @@ few hundred thousand rows, so no ORM objects are made for them."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Engine, func, or_, select
 
 from clusterctl.store.models import Allocation, AllocationUsage, GpuDevice
+
+RECORD_COLUMNS = {"job": "job_id", "node": "node", "gpu": "gpu_index", "start": "start_ms",
+                  "end": "end_ms", "covered": "covered_s", "util": "util_avg",
+                  "energy": "energy_mj", "idle": "idle_s", "longest": "longest_idle_s"}
 
 
 def _at(ms: int) -> datetime:
@@ -35,11 +39,13 @@ class ReportStore:
             finally:
                 cursor.close()
 
-    def records(self, start_ms: int, end_ms: int, job_id: int | None = None) -> list[Any]:
-        """Usage records of allocations overlapping ``[start, end]``: (job id, node, GPU index,
-        start ms, end ms, covered s, utilization, energy mJ, idle s, longest idle s)."""
-        sql = ("SELECT job_id, node, gpu_index, start_ms, end_ms, covered_s, util_avg, "
-               "energy_mj, idle_s, longest_idle_s FROM allocation_usage "
+    def records(self, start_ms: int, end_ms: int, job_id: int | None = None,
+                fields: Sequence[str] = tuple(RECORD_COLUMNS)) -> list[Any]:
+        """Usage records of allocations overlapping ``[start, end]``, as tuples of ``fields``
+        (keys of :data:`RECORD_COLUMNS`): a report asks only for what it reads, as each value
+        costs the driver about a microsecond to parse."""
+        columns = ", ".join(RECORD_COLUMNS[f] for f in fields)
+        sql = (f"SELECT {columns} FROM allocation_usage "
                "WHERE end_ms > :start AND start_ms < :end")
         params: dict[str, Any] = {"start": start_ms, "end": end_ms}
         if job_id is not None:
