@@ -73,10 +73,20 @@ class Controller:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90) -> None:
-        self.proc = start_serving(
-            clusterctl_argv() + self.up_args, self.env, self.root / "controller.log",
-            f"http://127.0.0.1:{self.port}/healthz", timeout,
-            ready=lambda: (self.root / "config.toml").exists())
+        for attempt in range(3):
+            try:
+                self.proc = start_serving(
+                    clusterctl_argv() + self.up_args, self.env, self.root / "controller.log",
+                    f"http://127.0.0.1:{self.port}/healthz", timeout,
+                    ready=lambda: (self.root / "config.toml").exists())
+                return
+            except RuntimeError as e:
+                # free_port() cannot reserve the port: a process Ray spawned meanwhile may
+                # have taken it. Start again on another (`up` rewrites the CLI config's URL).
+                if "address already in use" not in str(e) or attempt == 2:
+                    raise
+                self.port = free_port()
+                self.up_args[self.up_args.index("--port") + 1] = str(self.port)
 
     def log_tail(self) -> str:
         return log_tail(self.root / "controller.log")
