@@ -20,7 +20,6 @@ from clusterctl.reports.inputs import (
     Inputs,
     Priced,
     energy_cost,
-    kwh,
     month_start,
     months,
     ms_iso,
@@ -213,5 +212,3 @@ def accounted(report: CostReport) -> Decimal:
     rows = sum((r.total_cost for r in report.rows), Decimal(0))
     return rows if report.loaded else rows + report.idle.total_cost
 
-
-__all__ = ["BY", "IDLE", "CostReport", "CostRow", "accounted", "cost_report", "kwh"]

@@ -29,9 +29,6 @@ class Period:
     start_ms: int
     end_ms: int
 
-    def clip(self, start_ms: int, end_ms: int) -> tuple[int, int]:
-        return max(start_ms, self.start_ms), min(end_ms, self.end_ms)
-
 
 @dataclass(slots=True)
 class Held:
@@ -51,19 +48,6 @@ class Held:
     energy_mj: float | None = None
     idle_s: float = 0.0
     longest_idle_s: float = 0.0
-
-    @property
-    def length_ms(self) -> int:
-        return self.end_ms - self.start_ms
-
-    def share(self, start_ms: int, end_ms: int) -> float:
-        """The fraction of this allocation inside ``[start_ms, end_ms]``; figures are spread
-        evenly over the allocation, the finest grain a usage record keeps."""
-        length = self.end_ms - self.start_ms
-        if length <= 0:
-            return 0.0
-        inside = min(end_ms, self.end_ms) - max(start_ms, self.start_ms)
-        return inside / length if inside > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -156,10 +140,6 @@ def energy_cost(mj: float | Decimal, prices: Prices) -> Decimal:
 
 def ms_iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()
-
-
-def day_start(ms: int) -> int:
-    return ms // MS_PER_DAY * MS_PER_DAY
 
 
 def month_start(ms: int) -> int:
