@@ -306,7 +306,8 @@ class AllocationUsage(SQLModel, table=True):
     __table_args__ = (Index("ix_allocation_usage_window", "end_ms", "start_ms"),)
 
     allocation_id: int = Field(foreign_key="allocation.id", primary_key=True)
-    job_id: int
+    job_id: int = Field(index=True)
+    """For `show JOB`'s cost."""
     node: str = Field(max_length=255)
     gpu_index: int
     start_ms: int = Field(sa_column=Column(BigInteger(), nullable=False))
