@@ -1,6 +1,6 @@
 """Reports, controller side: load the inputs from the store, fill in the usage of allocations
-that have no record yet (still running, or ended within the grace period) from minute rollups,
-run the pure report code, and shape the result as JSON for the API.
+that have no record yet (still running, or ended within the grace period) from the samples, run
+the pure report code, and shape the result as JSON for the API.
 
 Money leaves here rounded to the cent as JSON numbers; everything before is exact Decimal.
 """
