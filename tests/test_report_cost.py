@@ -9,14 +9,15 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clusterctl.cost.inventory import SiteSettings
 from clusterctl.cost.model import Machine, cents
 from clusterctl.reports.cost import IDLE, accounted, cost_report
-from clusterctl.reports.inputs import MS_PER_HOUR, Held, Inputs, Period, Priced, Prices
+from clusterctl.reports.inputs import MS_PER_HOUR, Held, Inputs, Period, Priced
 
 H = MS_PER_HOUR
 BOUGHT = datetime(2025, 3, 1, tzinfo=timezone.utc)
 B = int(BOUGHT.timestamp() * 1000)
-PRICES = Prices(Decimal("0.15"), Decimal("1.4"), "USD")
+PRICES = SiteSettings(Decimal("0.15"), Decimal("1.4"), "USD")
 
 
 def same(a: Decimal, b: Decimal) -> bool:

@@ -171,14 +171,7 @@ def _reports(c: Client) -> None:
         data = c.json("GET", f"/v1/reports/{kind}",
                       params={"since": "1h", **params} if kind != "amortization" else {})
         console.print(f"\n[bold]$ clusterctl {title}[/]")
-        cols, rows = columns(data)
-        table = Table(box=None, pad_edge=False)
-        for i, col in enumerate(cols):
-            table.add_column(col, justify="left" if i == 0 or col in ("NAME", "USER", "MODEL")
-                             else "right")
-        for cells in rows:
-            table.add_row(*cells)
-        console.print(table)
+        console.print(report.rich_table(columns(data)))
     console.print("\nThe demo machine is priced as an 8x A100-80GB bought a year ago for "
                   "$300,000 (`clusterctl hardware list`); with a minute of use it is far from "
                   "paying for itself. Try `clusterctl report html report.html` on your cluster.")

@@ -53,6 +53,17 @@ def _fetch(kind: str, since: str | None, from_: str | None, to: str | None,
     return client().json("GET", f"/v1/reports/{kind}", params=query)  # type: ignore[no-any-return]
 
 
+def rich_table(cols: Columns) -> Table:
+    """A report's columns as a table: labels left, figures right."""
+    table = Table(box=None, pad_edge=False)
+    for i, c in enumerate(cols[0]):
+        table.add_column(c, justify="left" if i == 0 or c in ("NAME", "USER", "TEAM", "MODEL")
+                         else "right")
+    for cells in cols[1]:
+        table.add_row(*cells)
+    return table
+
+
 def _emit(kind: str, data: dict[str, Any], cols: Columns, rows_for_csv: list[dict[str, Any]],
           json_: bool, csv_: bool, plot: Path | None, footer: Sequence[str] = ()) -> None:
     if plot is not None:
@@ -69,13 +80,7 @@ def _emit(kind: str, data: dict[str, Any], cols: Columns, rows_for_csv: list[dic
         writer.writeheader()
         writer.writerows(rows_for_csv)
     else:
-        table = Table(box=None, pad_edge=False)
-        for i, c in enumerate(cols[0]):
-            table.add_column(c, justify="left" if i == 0 or c in ("NAME", "USER", "TEAM",
-                                                                   "MODEL") else "right")
-        for cells in cols[1]:
-            table.add_row(*cells)
-        console.print(table)
+        console.print(rich_table(cols))
         for line in footer:
             console.print(line)
     if plot is not None and not json_ and not csv_:

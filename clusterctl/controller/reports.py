@@ -11,15 +11,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from clusterctl.controller.telemetry import allocation_usage
-from clusterctl.cost.model import CENT
+from clusterctl.cost.model import cents
 from clusterctl.cost.rates import effective_rates, rate_for
 from clusterctl.reports.amortization import AmortizationReport, Ledger, amortization_report
 from clusterctl.reports.cost import CostReport, CostRow, accounted, cost_report
-from clusterctl.reports.inputs import MS_PER_DAY, Inputs, Period, Priced, Prices, kwh, ms_iso
+from clusterctl.reports.inputs import MS_PER_DAY, Inputs, Period, Priced, kwh, ms_iso
 from clusterctl.reports.table import FIELDS, HeldTable
 from clusterctl.reports.utilization import UtilReport, UtilRow, utilization_report
 from clusterctl.reports.waste import WasteReport, waste_report
@@ -34,7 +34,7 @@ REPORT_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 def money(value: Decimal) -> float:
-    return float(value.quantize(CENT, rounding=ROUND_HALF_EVEN)) if value else 0.0
+    return float(cents(value)) if value else 0.0
 
 
 @dataclass
@@ -61,7 +61,7 @@ class ReportService:
             held=[], held_table=(self.held(start_ms, end_ms, now_ms, labels=labels,
                                            fields=fields) if held is None else held),
             machines=machines,
-            prices=Prices(site.tariff_per_kwh, site.pue, site.currency),
+            prices=site,
             node_energy_mj=self.store.node_energy(start_ms, end_ms, energy_bucket_ms)
             if energy_bucket_ms else {},
             gpus_seen=self.store.gpus_seen(), waste_threshold=self.waste_threshold)

@@ -69,6 +69,7 @@ class Controller:
         self.jobs = JobStore(self.engine)
         self.users = UserStore(self.engine)
         self.samples = SampleStore(self.engine)
+        self.costs = CostStore(self.engine)
         namespace = f"clusterctl-{installation_id(self.engine)}"
         # Ray reads its auth settings when it is imported: set them first, import it after.
         os.environ.update(ray_env(self.ray_token_file, base={}))
@@ -91,8 +92,8 @@ class Controller:
             jobs=self.jobs, users=self.users, scheduler=self.scheduler,
             logs=self.scheduler.logs, packages=self.scheduler.packages,
             max_package_bytes=int(self.settings.max_package_mb * (1 << 20)),
-            samples=self.samples, costs=CostStore(self.engine),
-            reports=ReportService(ReportStore(self.engine), CostStore(self.engine), self.samples,
+            samples=self.samples, costs=self.costs,
+            reports=ReportService(ReportStore(self.engine), self.costs, self.samples,
                                   self.settings.waste_threshold),
             raw_retention_s=self.settings.sample_retention_s,
         ))

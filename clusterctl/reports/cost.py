@@ -24,7 +24,6 @@ from clusterctl.reports.inputs import (
     months,
     ms_iso,
 )
-from clusterctl.reports.table import HeldTable
 
 BY = ("job", "user", "team", "month")
 IDLE = "(idle)"
@@ -76,15 +75,16 @@ class NodeArrays:
 NEVER = np.int64(2**62)
 
 
-def node_arrays(table: HeldTable, machines: dict[str, Priced]) -> NodeArrays:
-    purchased = [machines[n].purchased_ms if n in machines else NEVER for n in table.nodes]
-    life_end = [machines[n].life_end_ms if n in machines else NEVER for n in table.nodes]
+def node_arrays(nodes: list[str], machines: dict[str, Priced]) -> NodeArrays:
+    purchased = [machines[n].purchased_ms if n in machines else NEVER for n in nodes]
+    life_end = [machines[n].life_end_ms if n in machines else NEVER for n in nodes]
     return NodeArrays(np.array(purchased, dtype=np.int64), np.array(life_end, dtype=np.int64))
 
 
 def split(s: NDArray[np.int64], e: NDArray[np.int64], node: NDArray[np.int64],
           arrays: NodeArrays) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """:meth:`Priced.split` for every row: milliseconds inside the life and after it."""
+    """Milliseconds of each row's ``[s, e]`` inside its node's life and after it (none before
+    purchase; nodes without a record: none at all)."""
     start = np.maximum(s, arrays.purchased[node])
     life_end = arrays.life_end[node]
     in_life = np.clip(np.minimum(e, life_end) - start, 0, None)
@@ -104,7 +104,7 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostRe
     period, machines, prices, t = inputs.period, inputs.machines, inputs.prices, inputs.table
     nodes = NodeArrays(np.zeros(0, np.int64), np.zeros(0, np.int64))
     if len(t):
-        nodes = node_arrays(t, machines)
+        nodes = node_arrays(t.nodes, machines)
     n_nodes = len(t.nodes)
     length = t.end - t.start
     energy = np.nan_to_num(t.energy)
@@ -163,8 +163,12 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostRe
     idle = CostRow(IDLE)
     capacity = Decimal(0)
     index = {n: i for i, n in enumerate(t.nodes)}
-    for node, priced in machines.items():
-        avail_life, avail_after = priced.split(period.start_ms, period.end_ms)
+    owned = list(machines)
+    avail = split(np.full(len(owned), period.start_ms, np.int64),
+                  np.full(len(owned), period.end_ms, np.int64),
+                  np.arange(len(owned), dtype=np.int64), node_arrays(owned, machines))
+    for m, (node, priced) in enumerate(machines.items()):
+        avail_life, avail_after = int(avail[0][m]), int(avail[1][m])
         gpus = priced.machine.gpus
         capacity += priced.cost(avail_life * gpus, avail_after * gpus)
         at = index.get(node)

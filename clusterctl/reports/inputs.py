@@ -14,6 +14,8 @@ from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from clusterctl.cost import model
+from clusterctl.cost.inventory import SiteSettings
 from clusterctl.cost.model import HOURS_PER_MONTH, Machine, depreciation_per_hour, fixed_per_hour
 
 if TYPE_CHECKING:
@@ -78,28 +80,8 @@ class Priced:
     def rate_after_life(self) -> Decimal:
         return fixed_per_hour(self.machine) / self.machine.gpus / MS_PER_HOUR
 
-    def split(self, start_ms: int, end_ms: int) -> tuple[int, int]:
-        """Milliseconds of ``[start, end]`` inside the life and after it (none before purchase)."""
-        if start_ms < self.purchased_ms:
-            start_ms = self.purchased_ms
-        if end_ms <= start_ms:
-            return 0, 0
-        life_end = self.life_end_ms
-        if end_ms <= life_end:
-            return end_ms - start_ms, 0
-        if start_ms >= life_end:
-            return 0, end_ms - start_ms
-        return life_end - start_ms, end_ms - life_end
-
     def cost(self, in_life_ms: int, after_ms: int) -> Decimal:
         return in_life_ms * self.rate_in_life + after_ms * self.rate_after_life
-
-
-@dataclass(frozen=True)
-class Prices:
-    tariff_per_kwh: Decimal
-    pue: Decimal
-    currency: str
 
 
 @dataclass
@@ -110,7 +92,7 @@ class Inputs:
     now_ms: int
     held: list[Held]
     machines: dict[str, Priced]
-    prices: Prices
+    prices: SiteSettings
     node_energy_mj: dict[tuple[str, int], float] = field(default_factory=dict)
     """Energy of each node's GPUs (from the hour rollups; the idle GPUs' draw too) by the
     start of the bucket it was summed into: hours, days, or the whole period."""
@@ -134,8 +116,9 @@ def kwh(mj: float | Decimal) -> Decimal:
     return value / MJ_PER_KWH
 
 
-def energy_cost(mj: float | Decimal, prices: Prices) -> Decimal:
-    return kwh(mj) * prices.tariff_per_kwh * prices.pue
+def energy_cost(mj: float | Decimal, prices: SiteSettings) -> Decimal:
+    """Measured millijoules at the site's tariff and PUE (the cost model's formula)."""
+    return model.energy_cost(kwh(mj), prices.tariff_per_kwh, prices.pue)
 
 
 def ms_iso(ms: int) -> str:

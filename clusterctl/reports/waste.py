@@ -66,7 +66,7 @@ def waste_report(inputs: Inputs, min_idle_s: float = DEFAULT_MIN_IDLE_S) -> Wast
         held = (e - s).astype(np.float64)
         length = t.end - t.start
         share = np.divide(held, length, out=np.zeros(len(t)), where=length > 0)
-        in_life, after = split(s, e, t.node, node_arrays(t, machines))
+        in_life, after = split(s, e, t.node, node_arrays(t.nodes, machines))
         rate_life = np.array([float(machines[n].rate_in_life) if n in machines else 0.0
                               for n in t.nodes])
         rate_after = np.array([float(machines[n].rate_after_life) if n in machines else 0.0
