@@ -1,46 +1,48 @@
-"""Which pending jobs start now, and on which nodes: a pure function of the queue and free GPUs.
+"""One scheduling pass: which pending jobs start where, which running jobs are preempted, and why
+the others wait. A pure function of (pending jobs, running jobs, nodes, recent usage, now), so
+the live scheduler and the trace simulator run the same code.
 
-This is the simple policy of the job-lifecycle milestone: highest priority first, then submit
-order, strictly (a job that does not fit blocks those behind it, so a large job is never starved
-by a stream of small ones). Each job goes on the node(s) with the fewest free GPUs that still fit
-it (best fit), which keeps whole nodes free for large jobs. The live scheduler and the trace
-simulator call the same function.
+The order (with ``fair_share``):
+
+1. jobs pending longer than ``starve_after_s``, oldest first: nothing waits forever;
+2. tier 0, each team's jobs that fit in its unused quota (by priority, then submit time within
+   the team): the guaranteed share. Such a job that does not fit the free GPUs reclaims borrowed
+   ones by preemption;
+3. tier 1, jobs that would borrow idle GPUs beyond their team's quota.
+
+Within a tier: priority (higher first), then a Slurm-like multifactor score, the team's and the
+user's fair-share factors from decayed recent usage plus an age factor, then submit time.
+
+The first job that does not fit gets a reservation (EASY backfill): later jobs start only if they
+fit the free GPUs and either end, by their time limit, before its reserved start or use GPUs it
+will not need. Placement is best fit on the fewest nodes, all or nothing (``placement.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator, Sequence
 
+from clusterctl.scheduler import fairshare, preemption
+from clusterctl.scheduler.pending import LENGTH_CLASSES_S, PendingQueue, length_class
+from clusterctl.scheduler.placement import FreeMap
+from clusterctl.scheduler.reservation import Release, Reservation, reserve
+from clusterctl.scheduler.state import (
+    Blocking,
+    Decision,
+    NodeCapacity,
+    Placement,
+    PolicyConfig,
+    Preemption,
+    QueuedJob,
+    RunningJob,
+    Usage,
+    Wait,
+    WaitReason,
+)
 
-@dataclass(frozen=True)
-class QueuedJob:
-    id: int
-    priority: int
-    submitted_at: float
-    gpus: int
-    """GPUs per node."""
-    nodes: int
-
-
-@dataclass(frozen=True)
-class NodeCapacity:
-    id: str
-    total_gpus: int
-    free_gpus: int
-    schedulable: bool = True
-    """False for a node that is drained, dead or has no GPUs."""
-
-
-@dataclass(frozen=True)
-class Placement:
-    job_id: int
-    node_ids: tuple[str, ...]
-    """One node per rank; rank 0 is first."""
-
-
-def queue_order(jobs: Iterable[QueuedJob]) -> list[QueuedJob]:
-    return sorted(jobs, key=lambda j: (-j.priority, j.submitted_at, j.id))
+R = WaitReason
+STARVED, TIER0, TIER1 = 0, 1, 2
 
 
 def fits_ever(gpus: int, nodes: int, capacity: Sequence[NodeCapacity]) -> str | None:
@@ -60,25 +62,283 @@ def fits_ever(gpus: int, nodes: int, capacity: Sequence[NodeCapacity]) -> str | 
     return None
 
 
-def place(job: QueuedJob, free: dict[str, int]) -> tuple[str, ...] | None:
-    """Best fit: the ``job.nodes`` nodes with the fewest free GPUs that still hold ``job.gpus``."""
-    candidates = sorted(
-        (count, node_id) for node_id, count in free.items() if count >= job.gpus
-    )
-    if len(candidates) < job.nodes:
+class _Pass:
+    def __init__(self, queue: PendingQueue, running: Sequence[RunningJob],
+                 nodes: Sequence[NodeCapacity], now: float, config: PolicyConfig,
+                 usage: Usage) -> None:
+        self.queue, self.running, self.now, self.cfg = queue, running, now, config
+        self.usage = usage
+        self.free = FreeMap({n.id: n.free_gpus for n in nodes if n.schedulable})
+        schedulable = self.free.free
+        self.soon: Counter[str] = Counter()
+        team_used: dict[str, float] = {}
+        user_used: dict[tuple[str, str], int] = {}
+        arrays: dict[int, int] = {}
+        reclaiming: dict[str, float] = {}
+        for r in running:
+            total = r.gpus * len(r.node_ids)
+            team_used[r.team] = team_used.get(r.team, 0) + total
+            key = (r.team, r.user)
+            user_used[key] = user_used.get(key, 0) + total
+            if r.array_id is not None:
+                arrays[r.array_id] = arrays.get(r.array_id, 0) + 1
+            if r.terminating:
+                reclaiming[r.team] = reclaiming.get(r.team, 0) + total
+                for node in r.node_ids:
+                    if node in schedulable:
+                        self.soon[node] += r.gpus
+        self.team_used: Counter[str] = Counter(team_used)
+        self.user_used: Counter[tuple[str, str]] = Counter(user_used)
+        self.array_running: Counter[int] = Counter(arrays)
+        self.claimed_soon: Counter[str] = Counter()
+        self.over_quota = {
+            team: used - config.quotas.get(team, 0.0) - reclaiming.get(team, 0.0)
+            for team, used in team_used.items()
+        }
+        self._candidates: dict[str, list[RunningJob]] | None = None
+        self.victims: set[int] = set()
+        self.started: list[tuple[QueuedJob, tuple[str, ...]]] = []
+        self.reservation: Reservation | None = None
+        self.d = Decision()
+
+    # -- order --------------------------------------------------------------------------------
+
+    def ordered(self) -> Iterator[tuple[QueuedJob, int]]:
+        cfg, now = self.cfg, self.now
+        if not cfg.fair_share:
+            for job in self.queue.merged():
+                yield job, TIER1
+            return
+        tier0 = self.tier0()
+        team_f = fairshare.team_factors(self.usage.team, cfg.quotas)
+        user_f = fairshare.user_factors(self.usage.user, self.queue.users())
+
+        classes = len(LENGTH_CLASSES_S)
+
+        def key(job: QueuedJob) -> tuple[int, float, float, int]:
+            age = min(1.0, (now - job.submitted_at) / cfg.max_age_s)
+            short = 1.0 - length_class(job.time_limit_s) / classes
+            score = (cfg.weight_team * team_f.get(job.team, 0.0)
+                     + cfg.weight_user * user_f.get((job.team, job.user), 0.0)
+                     + cfg.weight_age * age + cfg.weight_short * short)
+            return (-job.priority, -score, job.submitted_at, job.id)
+
+        done: set[int] = set()
+        if cfg.starve_after_s is not None:
+            for job in self.queue.submitted_before(now - cfg.starve_after_s):
+                done.add(job.id)
+                yield job, STARVED
+        for job in sorted((self.queue.get(i) for i in tier0 if i not in done), key=key):
+            yield job, TIER0
+        for job in self.queue.merged(key):
+            if job.id not in tier0 and job.id not in done:
+                yield job, TIER1
+
+    def tier0(self) -> set[int]:
+        """Per team, its jobs in (priority, submit) order while they fit its unused quota. A job
+        larger than the whole quota is passed over (it can only ever borrow); the first that
+        does not fit what is left ends the team's tier 0, so its large jobs are not starved by
+        its own small ones."""
+        ids: set[int] = set()
+        for team in self.queue.teams():
+            quota = self.cfg.quotas.get(team, 0.0)
+            room = quota - self.team_used[team]
+            if room < 1:
+                continue
+            for job in self.queue.team_order(team):
+                if job.total_gpus > quota or self.held_back(job) is not None:
+                    continue
+                if job.total_gpus > room:
+                    break
+                ids.add(job.id)
+                room -= job.total_gpus
+        return ids
+
+    # -- the pass -----------------------------------------------------------------------------
+
+    def run(self, explain: bool) -> Decision:
+        cfg = self.cfg
+        looked_after = 0
+        for job, tier in self.ordered():
+            if self.reservation is not None:
+                looked_after += 1
+                if looked_after > cfg.backfill_depth:
+                    break
+            if self.free.total == 0 and tier != TIER0 and (
+                    self.reservation is not None or cfg.blocking is not Blocking.RESERVE):
+                break  # nothing more can start, and nothing after this reclaims
+            held = self.held_back(job)
+            if held is not None:
+                self.d.waiting[job.id] = held
+                continue
+            if cfg.fair_share and not job.preemptible and tier != TIER0:
+                self.d.waiting[job.id] = Wait(
+                    R.QUOTA, f"--no-preempt: runs only within team {job.team}'s quota")
+                continue
+            if self.try_start(job):
+                continue
+            if tier == TIER0 and cfg.preempt and self.try_reclaim(job):
+                continue
+            if cfg.blocking is Blocking.STRICT:
+                self.d.waiting[job.id] = Wait(R.RESOURCES, self.short_of(job))
+                break
+            if cfg.blocking is Blocking.RESERVE and self.reservation is None:
+                self.reservation = reserve(job, self.future_free(), self.releases(), self.now)
+                at = self.reservation.start if self.reservation is not None else None
+                if at is not None:
+                    self.d.reserved = (job.id, at)
+                self.d.waiting[job.id] = Wait(R.RESOURCES, self.short_of(job), at)
+                continue
+            self.d.waiting[job.id] = self.blocked(job, tier)
+        if explain:
+            self.explain_rest()
+        return self.d
+
+    def held_back(self, job: QueuedJob) -> Wait | None:
+        limit = self.cfg.user_gpu_limit
+        if limit is not None and self.user_used[(job.team, job.user)] + job.total_gpus > limit:
+            return Wait(R.USER_LIMIT, f"{job.user} may hold {limit} GPUs at once")
+        if (job.array_id is not None and job.array_limit is not None
+                and self.array_running[job.array_id] >= job.array_limit):
+            return Wait(R.ARRAY_LIMIT, f"{job.array_limit} tasks of the array run at once")
         return None
-    return tuple(node_id for _, node_id in candidates[: job.nodes])
 
-
-def schedule(pending: Iterable[QueuedJob], nodes: Sequence[NodeCapacity]) -> list[Placement]:
-    """Start jobs in queue order until the first that does not fit."""
-    free = {n.id: n.free_gpus for n in nodes if n.schedulable and n.free_gpus > 0}
-    placements: list[Placement] = []
-    for job in queue_order(pending):
-        chosen = place(job, free)
+    def try_start(self, job: QueuedJob) -> bool:
+        res = self.reservation
+        if res is None:
+            chosen = self.free.best_fit(job.gpus, job.nodes)
+        else:
+            chosen = self.free.best_fit_within(job.gpus, job.nodes, res.extra)
+            if chosen is not None:
+                for node in chosen:
+                    res.extra[node] -= job.gpus
+            elif self.now + self.limit(job) <= res.start:
+                chosen = self.free.best_fit(job.gpus, job.nodes)
         if chosen is None:
-            break
-        for node_id in chosen:
-            free[node_id] -= job.gpus
-        placements.append(Placement(job.id, chosen))
-    return placements
+            return False
+        for node in chosen:
+            self.free.take(node, job.gpus)
+        self.team_used[job.team] += job.total_gpus
+        self.user_used[(job.team, job.user)] += job.total_gpus
+        if job.array_id is not None:
+            self.array_running[job.array_id] += 1
+        self.started.append((job, chosen))
+        self.d.starts.append(Placement(job.id, chosen))
+        return True
+
+    def try_reclaim(self, job: QueuedJob) -> bool:
+        soon = {n: c - self.claimed_soon[n] for n, c in self.soon.items()
+                if c > self.claimed_soon[n]}
+        if not soon and not any(v > 0 for v in self.over_quota.values()):
+            return False
+        if self._candidates is None:
+            self._candidates = preemption.by_node(self.running, self.over_quota)
+        found = preemption.plan(job, self.free.free, soon, self._candidates, self.over_quota,
+                                self.victims)
+        if found is None:
+            return False
+        for node in found.node_ids:  # promise the GPUs on these nodes to this job
+            from_free = min(self.free.free[node], job.gpus)
+            self.free.take(node, from_free)
+            self.claimed_soon[node] += job.gpus - from_free
+        for victim in found.victims:
+            self.victims.add(victim.id)
+            self.over_quota[victim.team] -= victim.total_gpus
+            for node in victim.node_ids:
+                if node in self.free.free:
+                    self.soon[node] += victim.gpus
+            self.d.preemptions.append(Preemption(
+                victim.id, f"preempted to reclaim team {job.team}'s quota for job {job.id}",
+                job.id))
+        self.team_used[job.team] += job.total_gpus  # its quota room is spoken for
+        detail = (f"reclaiming {sum(v.total_gpus for v in found.victims)} borrowed GPUs"
+                  if found.victims else "GPUs being freed by preemption")
+        self.d.waiting[job.id] = Wait(R.PREEMPTING, detail, self.now + self.cfg.preempt_grace_s)
+        return True
+
+    def blocked(self, job: QueuedJob, tier: int) -> Wait:
+        fits_free = self.free.best_fit(job.gpus, job.nodes) is not None
+        if fits_free and self.reservation is not None:
+            return Wait(R.PRIORITY, f"would delay job {self.reservation.job_id}, next in line")
+        if self.cfg.fair_share and tier == TIER1:
+            return self.quota_wait(job)
+        return Wait(R.RESOURCES, self.short_of(job))
+
+    def quota_wait(self, job: QueuedJob) -> Wait:
+        quota = self.cfg.quotas.get(job.team, 0.0)
+        return Wait(R.QUOTA, f"team {job.team} holds {self.team_used[job.team]} GPUs of its "
+                             f"{quota:g}-GPU quota; no idle GPUs to borrow")
+
+    def short_of(self, job: QueuedJob) -> str:
+        shape = f"{job.nodes}x{job.gpus}" if job.nodes > 1 else f"{job.gpus}"
+        return f"needs {shape} GPUs; {self.free.total} free"
+
+    def explain_rest(self) -> None:
+        head = self.reservation.job_id if self.reservation is not None else None
+        started = {p.job_id for p in self.d.starts}
+        for job in self.queue:
+            if job.id in self.d.waiting or job.id in started:
+                continue
+            held = self.held_back(job)
+            if held is not None:
+                self.d.waiting[job.id] = held
+            elif self.cfg.fair_share and self.team_used[job.team] + job.total_gpus > \
+                    self.cfg.quotas.get(job.team, 0.0):
+                self.d.waiting[job.id] = self.quota_wait(job)
+            else:
+                ahead = f" (job {head} is next)" if head is not None else ""
+                self.d.waiting[job.id] = Wait(R.PRIORITY, f"jobs ahead of it come first{ahead}")
+
+    # -- reservation inputs -------------------------------------------------------------------
+
+    def limit(self, job: QueuedJob | RunningJob) -> float:
+        return job.time_limit_s or self.cfg.default_time_limit_s
+
+    def future_free(self) -> dict[str, int]:
+        return {n: c - self.claimed_soon[n] for n, c in self.free.free.items()}
+
+    def releases(self) -> list[Release]:
+        now, default = self.now, self.cfg.default_time_limit_s
+        exiting = now + self.cfg.preempt_grace_s
+        out: list[Release] = [
+            (exiting if r.terminating or r.id in self.victims
+             else max(now, r.started_at + (r.time_limit_s or default)), r.node_ids, r.gpus)
+            for r in self.running
+        ]
+        out.extend((now + self.limit(j), nodes, j.gpus) for j, nodes in self.started)
+        return out
+
+
+def schedule(
+    queue: PendingQueue | Sequence[QueuedJob],
+    running: Sequence[RunningJob],
+    nodes: Sequence[NodeCapacity],
+    *,
+    now: float,
+    config: PolicyConfig | None = None,
+    usage: Usage | None = None,
+    explain: bool = False,
+) -> Decision:
+    """One pass. ``nodes`` carry their free GPUs (total less what running jobs hold).
+    ``explain`` gives every pending job that does not start a wait reason (the live scheduler
+    shows them in ``clusterctl jobs``); without it only the jobs the pass looked at get one."""
+    if not isinstance(queue, PendingQueue):
+        queue = PendingQueue(queue)
+    config = config or PolicyConfig()
+    if not explain and _idle(queue, running, nodes, config):
+        return Decision()
+    return _Pass(queue, running, nodes, now, config, usage or Usage()).run(explain)
+
+
+def _idle(queue: PendingQueue, running: Sequence[RunningJob], nodes: Sequence[NodeCapacity],
+          config: PolicyConfig) -> bool:
+    """Nothing can start (no free GPU) and nothing can be reclaimed (no team with pending jobs
+    has a GPU of quota left): the common case of a busy cluster, decided without the pass."""
+    if not queue or any(n.free_gpus > 0 for n in nodes if n.schedulable):
+        return not queue
+    if not (config.fair_share and config.preempt):
+        return True
+    used: dict[str, float] = {}
+    for r in running:
+        used[r.team] = used.get(r.team, 0) + r.gpus * len(r.node_ids)
+    return all(config.quotas.get(t, 0.0) - used.get(t, 0) < 1 for t in queue.teams())

@@ -1,0 +1,82 @@
+"""Fair share from decayed recent usage, and team quotas.
+
+Usage decays with a half-life, as in Slurm's multifactor priority: GPU-seconds used ``a``
+seconds ago count ``2^(-a/h)``. A team's factor is Slurm's classic ``2^(-U/S)``: U its share of
+everyone's decayed usage, S its share of the quotas. A team that used exactly its share gets 0.5,
+one that used nothing gets 1, one that used twice its share 0.25. Users within a team get the same
+treatment with equal shares among the team's users.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+
+def decayed(value: float, dt: float, half_life_s: float) -> float:
+    return value * 2.0 ** (-dt / half_life_s)
+
+
+def accrued(value: float, gpus: float, dt: float, half_life_s: float) -> float:
+    """Decayed usage ``dt`` seconds later, with ``gpus`` held throughout."""
+    keep = 2.0 ** (-dt / half_life_s)
+    return value * keep + gpus * half_life_s / math.log(2) * (1.0 - keep)
+
+
+def interval_usage(gpus: float, start: float, end: float, now: float, half_life_s: float) -> float:
+    """Decayed GPU-seconds, seen at ``now``, of ``gpus`` held from ``start`` to ``end``."""
+    if end <= start:
+        return 0.0
+    return gpus * half_life_s / math.log(2) * (
+        2.0 ** (-(now - end) / half_life_s) - 2.0 ** (-(now - start) / half_life_s))
+
+
+def factor(usage_share: float, fair_share: float) -> float:
+    if fair_share <= 0:
+        return 0.0
+    return float(2.0 ** (-usage_share / fair_share))
+
+
+def team_factors(usage: Mapping[str, float], quotas: Mapping[str, float]) -> dict[str, float]:
+    total_usage = sum(max(0.0, u) for u in usage.values())
+    total_quota = sum(quotas.values())
+    out: dict[str, float] = {}
+    for team, quota in quotas.items():
+        share = quota / total_quota if total_quota > 0 else 0.0
+        used = max(0.0, usage.get(team, 0.0)) / total_usage if total_usage > 0 else 0.0
+        out[team] = factor(used, share)
+    return out
+
+
+def user_factors(
+    usage: Mapping[tuple[str, str], float], users: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], float]:
+    """Equal shares among each team's users (those with jobs or recent usage)."""
+    members: dict[str, set[str]] = {}
+    for team, user in [*usage, *users]:
+        members.setdefault(team, set()).add(user)
+    team_total: dict[str, float] = {}
+    for (team, _), u in usage.items():
+        team_total[team] = team_total.get(team, 0.0) + max(0.0, u)
+    out: dict[tuple[str, str], float] = {}
+    for team, names in members.items():
+        total = team_total.get(team, 0.0)
+        for user in names:
+            used = max(0.0, usage.get((team, user), 0.0)) / total if total > 0 else 0.0
+            out[(team, user)] = factor(used, 1.0 / len(names))
+    return out
+
+
+def resolve_quotas(
+    explicit: Mapping[str, float], teams: Iterable[str], total_gpus: float
+) -> dict[str, float]:
+    """Every team's quota: the configured ones as given, and the GPUs they leave shared equally
+    among the teams without one. A team's guaranteed share is this quota; beyond it a team
+    borrows idle GPUs."""
+    quotas = {t: float(q) for t, q in explicit.items()}
+    rest = sorted(set(teams) - set(quotas))
+    if rest:
+        left = max(0.0, total_gpus - sum(quotas.values()))
+        for team in rest:
+            quotas[team] = left / len(rest)
+    return quotas

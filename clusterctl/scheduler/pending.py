@@ -1,0 +1,117 @@
+"""The pending queue as the policy reads it: jobs grouped by (team, user, time-limit class),
+each group kept in (priority, submit time) order.
+
+Within one group the policy's order never disagrees with that static order (same fair-share and
+short-job factors; an older job has at least the age factor of a younger one), so a pass merges
+the groups' heads lazily and stops as soon as the free GPUs are used, instead of scoring and
+sorting every pending job. The simulator keeps one queue across its whole replay; the live
+scheduler builds one per pass from the database.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from clusterctl.scheduler.state import QueuedJob
+
+Key = tuple[int, float, int]
+Group = tuple[str, str, int]
+"""(team, user, length class)."""
+
+LENGTH_CLASSES_S = (3600.0, 4 * 3600.0, 12 * 3600.0, 48 * 3600.0)
+"""Upper bounds of the time-limit classes the short-job factor tells apart (the last class is
+everything longer, and jobs without a limit)."""
+
+
+def length_class(time_limit_s: float | None) -> int:
+    if time_limit_s is None:
+        return len(LENGTH_CLASSES_S)
+    return bisect.bisect_left(LENGTH_CLASSES_S, time_limit_s)
+
+
+def static_key(job: QueuedJob) -> Key:
+    return (-job.priority, job.submitted_at, job.id)
+
+
+class PendingQueue:
+    def __init__(self, jobs: Iterable[QueuedJob] = ()) -> None:
+        self._jobs: dict[int, QueuedJob] = {}
+        self._groups: dict[Group, list[tuple[Key, QueuedJob]]] = {}
+        self._teams: dict[str, list[Group]] = {}
+        self._by_submit: list[tuple[float, int]] = []
+        for job in jobs:
+            if job.id in self._jobs:
+                raise ValueError(f"job {job.id} is queued twice")
+            self._jobs[job.id] = job
+            self._group(job).append((static_key(job), job))
+            self._by_submit.append((job.submitted_at, job.id))
+        for entries in self._groups.values():
+            entries.sort(key=lambda e: e[0])
+        self._by_submit.sort()
+
+    def _group(self, job: QueuedJob) -> list[tuple[Key, QueuedJob]]:
+        g = (job.team, job.user, length_class(job.time_limit_s))
+        if g not in self._groups:
+            self._groups[g] = []
+            self._teams.setdefault(job.team, []).append(g)
+        return self._groups[g]
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def __iter__(self) -> Iterator[QueuedJob]:
+        return iter(self._jobs.values())
+
+    def get(self, job_id: int) -> QueuedJob:
+        return self._jobs[job_id]
+
+    def add(self, job: QueuedJob) -> None:
+        if job.id in self._jobs:
+            raise ValueError(f"job {job.id} is queued twice")
+        self._jobs[job.id] = job
+        bisect.insort(self._group(job), (static_key(job), job), key=lambda e: e[0])
+        bisect.insort(self._by_submit, (job.submitted_at, job.id))
+
+    def remove(self, job_id: int) -> QueuedJob:
+        job = self._jobs.pop(job_id)
+        entries = self._groups[(job.team, job.user, length_class(job.time_limit_s))]
+        key = static_key(job)
+        del entries[bisect.bisect_left(entries, key, key=lambda e: e[0])]
+        pair = (job.submitted_at, job.id)
+        del self._by_submit[bisect.bisect_left(self._by_submit, pair)]
+        return job
+
+    def teams(self) -> list[str]:
+        return [t for t, groups in self._teams.items() if any(self._groups[g] for g in groups)]
+
+    def users(self) -> list[tuple[str, str]]:
+        return list({(g[0], g[1]): None for g, entries in self._groups.items() if entries})
+
+    def submitted_before(self, t: float) -> Iterator[QueuedJob]:
+        """Jobs submitted before ``t``, oldest first."""
+        for submitted, job_id in self._by_submit:
+            if submitted >= t:
+                return
+            yield self._jobs[job_id]
+
+    def team_order(self, team: str) -> Iterator[QueuedJob]:
+        """One team's jobs by priority, then submit time."""
+        lists = [self._groups[g] for g in self._teams.get(team, [])]
+        for _, job in heapq.merge(*lists, key=lambda e: e[0]):
+            yield job
+
+    def merged(self, key: Callable[[QueuedJob], Any] | None = None) -> Iterator[QueuedJob]:
+        """All jobs, lazily, in the order of ``key`` (default: priority, then submit time).
+        ``key`` must order each group's jobs as the static order does."""
+        if key is None:
+            for _, job in heapq.merge(*self._groups.values(), key=lambda e: e[0]):
+                yield job
+            return
+        heads = [(job for _, job in entries) for entries in self._groups.values() if entries]
+        yield from heapq.merge(*heads, key=key)

@@ -1,0 +1,79 @@
+"""Where a gang fits: best fit over free GPUs per node.
+
+A job asks for ``gpus`` on each of ``nodes`` distinct nodes, all or nothing. Best fit puts it
+on the nodes with the fewest free GPUs that still hold it, so partly used nodes fill up first
+and whole nodes stay free for the large jobs that need them (less fragmentation). Nodes are kept
+in buckets by free count, so a fit costs O(GPUs per node), not O(nodes): a pass over 10,000 jobs
+on 125 nodes makes thousands of these calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class FreeMap:
+    """Free GPUs per schedulable node."""
+
+    def __init__(self, free: Mapping[str, int]) -> None:
+        self.free: dict[str, int] = dict(free)
+        self._buckets: dict[int, dict[str, None]] = {}
+        self.total = 0
+        for node, count in self.free.items():
+            if count > 0:
+                self._buckets.setdefault(count, {})[node] = None
+                self.total += count
+
+    def best_fit(self, gpus: int, nodes: int = 1) -> tuple[str, ...] | None:
+        if gpus * nodes > self.total:
+            return None
+        chosen: list[str] = []
+        for level in sorted(self._buckets):
+            if level < gpus:
+                continue
+            for node in self._buckets[level]:
+                chosen.append(node)
+                if len(chosen) == nodes:
+                    return tuple(chosen)
+        return None
+
+    def best_fit_within(
+        self, gpus: int, nodes: int, cap: Mapping[str, int]
+    ) -> tuple[str, ...] | None:
+        """Best fit using on each node at most ``cap[node]`` of its free GPUs (nodes not in
+        ``cap``: none)."""
+        candidates = sorted(
+            (room, node) for node, c in cap.items()
+            if (room := min(c, self.free.get(node, 0))) >= gpus
+        )
+        if len(candidates) < nodes:
+            return None
+        return tuple(node for _, node in candidates[:nodes])
+
+    def take(self, node: str, gpus: int) -> None:
+        self._move(node, self.free[node] - gpus)
+
+    def give(self, node: str, gpus: int) -> None:
+        self._move(node, self.free[node] + gpus)
+
+    def _move(self, node: str, new: int) -> None:
+        if new < 0:
+            raise ValueError(f"node {node} would have {new} free GPUs")
+        old = self.free[node]
+        if old > 0:
+            bucket = self._buckets[old]
+            del bucket[node]
+            if not bucket:
+                del self._buckets[old]
+        if new > 0:
+            self._buckets.setdefault(new, {})[node] = None
+        self.free[node] = new
+        self.total += new - old
+
+
+def best_fit(free: Mapping[str, int], gpus: int, nodes: int = 1) -> tuple[str, ...] | None:
+    """Best fit on a plain mapping (for one-off questions such as a reservation's nodes)."""
+    candidates = sorted((count, node) for node, count in free.items() if count >= gpus)
+    if len(candidates) < nodes:
+        return None
+    return tuple(node for _, node in candidates[:nodes])

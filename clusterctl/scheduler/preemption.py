@@ -1,0 +1,79 @@
+"""Which borrowed GPUs to reclaim for a job of a team under its quota.
+
+Only jobs of teams above their quota are candidates (they run on borrowed GPUs), never a
+``--no-preempt`` job, and only while the victim's team is still above its quota before the
+preemption: a team is never pushed below its guarantee to serve another's. On each node the
+newest candidates go first (the least work lost); the job's nodes are those where the fewest GPUs
+must be preempted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass
+
+from clusterctl.scheduler.state import QueuedJob, RunningJob
+
+
+@dataclass(frozen=True)
+class Plan:
+    node_ids: tuple[str, ...]
+    victims: tuple[RunningJob, ...]
+
+
+def by_node(running: Sequence[RunningJob],
+            over_quota: Mapping[str, float]) -> dict[str, list[RunningJob]]:
+    """The preemption candidates on each node, newest first (built once per pass)."""
+    on_node: dict[str, list[RunningJob]] = {}
+    for r in sorted(running, key=lambda r: (-r.started_at, -r.id)):
+        if r.preemptible and not r.terminating and over_quota.get(r.team, 0.0) > 0:
+            for node in set(r.node_ids):
+                on_node.setdefault(node, []).append(r)
+    return on_node
+
+
+def plan(
+    job: QueuedJob,
+    free: Mapping[str, int],
+    soon: Mapping[str, int],
+    on_node: Mapping[str, Sequence[RunningJob]],
+    over_quota: Mapping[str, float],
+    taken: Container[int] = (),
+) -> Plan | None:
+    """Nodes for ``job`` and the jobs to preempt there, or None if reclaiming cannot make room.
+
+    ``soon`` holds GPUs already being freed (terminating jobs) and not promised to anyone;
+    ``on_node`` the candidates (``by_node``), less ``taken`` (chosen earlier in the pass);
+    ``over_quota`` how many GPUs each team holds beyond its quota, less what is already being
+    reclaimed from it. An empty ``victims`` means the GPUs coming free suffice."""
+    options: list[tuple[int, int, str, list[RunningJob]]] = []
+    for node, count in free.items():
+        have = count + soon.get(node, 0)
+        need = job.gpus - have
+        victims: list[RunningJob] = []
+        spent: dict[str, float] = {}
+        for r in on_node.get(node, ()) if need > 0 else ():
+            if r.id in taken or over_quota[r.team] - spent.get(r.team, 0.0) <= 0:
+                continue
+            victims.append(r)
+            spent[r.team] = spent.get(r.team, 0.0) + r.total_gpus
+            need -= r.gpus
+            if need <= 0:
+                break
+        if need <= 0:
+            options.append((sum(v.total_gpus for v in victims), count, node, victims))
+    if len(options) < job.nodes:
+        return None
+    options.sort(key=lambda o: (o[0], o[1], o[2]))
+    chosen = options[: job.nodes]
+    victims_all: dict[int, RunningJob] = {}
+    for *_, victims in chosen:
+        victims_all.update((v.id, v) for v in victims)
+    spent_all: dict[str, float] = {}
+    for v in victims_all.values():
+        spent_all[v.team] = spent_all.get(v.team, 0.0) + v.total_gpus
+    for team, gpus in spent_all.items():  # each node was checked alone; check them together
+        if gpus - max(v.total_gpus for v in victims_all.values() if v.team == team) \
+                >= over_quota[team]:
+            return None
+    return Plan(tuple(node for *_, node, _ in chosen), tuple(victims_all.values()))

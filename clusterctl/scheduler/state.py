@@ -1,0 +1,169 @@
+"""The plain values a scheduling pass reads and returns.
+
+The live scheduler builds them from database rows and Ray's node list; the trace simulator
+builds them from its own event loop. Neither the policy nor these values know which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    id: int
+    priority: int
+    submitted_at: float
+    gpus: int
+    """GPUs per node."""
+    nodes: int = 1
+    team: str = ""
+    user: str = ""
+    time_limit_s: float | None = None
+    preemptible: bool = True
+    """False for ``--no-preempt``: such a job runs only inside its team's quota."""
+    array_id: int | None = None
+    array_limit: int | None = None
+    """At most this many tasks of the array run at once (``--array 0-31%4``)."""
+
+    @property
+    def total_gpus(self) -> int:
+        return self.gpus * self.nodes
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    id: int
+    team: str
+    user: str
+    node_ids: tuple[str, ...]
+    """One node per rank."""
+    gpus: int
+    """GPUs per node."""
+    started_at: float
+    time_limit_s: float | None = None
+    preemptible: bool = True
+    terminating: bool = False
+    """Signalled (preempted or cancelled): its GPUs come free within the grace period."""
+    array_id: int | None = None
+
+    @property
+    def total_gpus(self) -> int:
+        return self.gpus * len(self.node_ids)
+
+
+@dataclass(frozen=True)
+class NodeCapacity:
+    id: str
+    total_gpus: int
+    free_gpus: int
+    schedulable: bool = True
+    """False for a node that is drained, dead or has no GPUs."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Recent GPU use with exponential decay (GPU-seconds, weighted by ``2^(-age/half_life)``)."""
+
+    team: dict[str, float] = field(default_factory=dict)
+    user: dict[tuple[str, str], float] = field(default_factory=dict)
+    """Keyed by (team, user)."""
+
+
+class Blocking(str, Enum):
+    """What a pass does when the next job in order does not fit."""
+
+    RESERVE = "reserve"
+    """EASY backfill: the first blocked job gets a reservation; later jobs start only where they
+    do not delay it."""
+    STRICT = "strict"
+    """FIFO: nothing behind the first blocked job starts."""
+    SKIP = "skip"
+    """Greedy first fit: later jobs start wherever they fit (what pending tasks in plain Ray get;
+    large jobs can starve)."""
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The policy's knobs. The defaults are the controller's documented defaults; the simulator's
+    baselines are other settings of the same pass (``clusterctl/simulate/baselines.py``)."""
+
+    fair_share: bool = True
+    """Order by quota tier, then priority, then fair share and age. False: priority, then submit
+    order (quotas, fair share and preemption off)."""
+    blocking: Blocking = Blocking.RESERVE
+    preempt: bool = True
+    """Reclaim borrowed GPUs by preemption for a team under its quota."""
+    quotas: dict[str, float] = field(default_factory=dict)
+    """Guaranteed GPUs per team (resolved: every team that has jobs has an entry)."""
+    half_life_s: float = 7 * 86400.0
+    """Decay of recent usage for fair share (Slurm's ``PriorityDecayHalfLife`` default)."""
+    max_age_s: float = 7 * 86400.0
+    """Waiting this long gives the full age factor (Slurm's ``PriorityMaxAge`` default)."""
+    weight_team: float = 1.0
+    weight_user: float = 0.5
+    weight_age: float = 1.0
+    weight_short: float = 1.0
+    """Short-job factor: 1 for a time limit up to an hour, falling to 0 past two days (by class,
+    ``pending.LENGTH_CLASSES_S``). Shorter limits start sooner, which cuts the average wait
+    (shortest-job-first) and rewards honest limits; the age factor and ``starve_after_s`` keep
+    long jobs from starving."""
+    starve_after_s: float | None = 3 * 86400.0
+    """A job pending this long goes to the front of the queue, with a reservation, whatever its
+    team's share: the guarantee that nothing waits forever."""
+    default_time_limit_s: float = 24 * 3600.0
+    """What backfill assumes for a job without a time limit."""
+    backfill_depth: int = 1000
+    """Jobs looked at after the reservation in one pass (Slurm's ``bf_max_job_test``)."""
+    user_gpu_limit: int | None = None
+    """Most GPUs one user's running jobs may hold; None: no limit."""
+    preempt_grace_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Placement:
+    job_id: int
+    node_ids: tuple[str, ...]
+    """One node per rank; rank 0 is first."""
+
+
+@dataclass(frozen=True)
+class Preemption:
+    job_id: int
+    reason: str
+    for_job: int
+
+
+class WaitReason(str, Enum):
+    QUOTA = "quota"
+    """The team uses its quota and no idle GPUs are left to borrow (or the job may not borrow)."""
+    RESOURCES = "resources"
+    """Next in line; not enough free GPUs yet."""
+    PREEMPTING = "preempting"
+    """Borrowed GPUs are being reclaimed for it."""
+    PRIORITY = "priority"
+    """Jobs ahead of it in the queue come first."""
+    USER_LIMIT = "user-limit"
+    ARRAY_LIMIT = "array-limit"
+    DEPENDENCY = "dependency"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Wait:
+    reason: WaitReason
+    detail: str = ""
+    estimated_start: float | None = None
+
+
+@dataclass
+class Decision:
+    starts: list[Placement] = field(default_factory=list)
+    preemptions: list[Preemption] = field(default_factory=list)
+    waiting: dict[int, Wait] = field(default_factory=dict)
+    """Why each pending job that did not start waits (every one with ``explain``)."""
+    reserved: tuple[int, float] | None = None
+    """(job, reserved start) of the first blocked job, which backfill may not delay."""

@@ -1,0 +1,1 @@
+"""Trace replay in simulated time through the live scheduling policy (``scheduler/policy.py``)."""

@@ -1,0 +1,102 @@
+"""Figures of a replay, side by side for each policy. Pure arithmetic over the outcome.
+
+- wait: first start less submit; JCT: end less submit;
+- bounded slowdown: mean of max(1, JCT / max(run time, 10 s)) (Feitelson's bound, so that
+  seconds-long jobs do not dominate);
+- utilization: GPU-seconds held over GPUs x makespan;
+- each team's quota satisfaction: ∫ min(quota, held) / ∫ min(quota, demand), i.e. how much of
+  what its guarantee entitled it to (its quota, or its demand when that was less) it got; Jain's
+  index over those (1 = every team got the same fraction of its due).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from clusterctl.simulate.engine import Outcome
+
+BOUND_S = 10.0
+
+
+@dataclass(frozen=True)
+class TeamFigures:
+    team: str
+    quota: float
+    quota_share: float
+    gpu_share: float
+    """Its share of all GPU-hours held."""
+    satisfaction: float
+    avg_wait_s: float
+    jobs: int
+
+
+@dataclass(frozen=True)
+class Figures:
+    policy: str
+    jobs: int
+    unfinished: int
+    avg_wait_s: float
+    p50_wait_s: float
+    p95_wait_s: float
+    p99_wait_s: float
+    avg_jct_s: float
+    bounded_slowdown: float
+    makespan_s: float
+    utilization: float
+    jain: float
+    preemptions: int
+    teams: list[TeamFigures]
+
+
+def jain(values: list[float]) -> float:
+    if not values or not any(values):
+        return 1.0
+    x = np.asarray(values, dtype=float)
+    return float(x.sum() ** 2 / (len(x) * (x**2).sum()))
+
+
+def figures(policy: str, out: Outcome, quotas: dict[str, float]) -> Figures:
+    done = [r for r in out.records if r.end is not None and r.first_start is not None]
+    submit = np.array([r.job.submit_s for r in done])
+    start = np.array([r.first_start for r in done], dtype=float)
+    end = np.array([r.end for r in done], dtype=float)
+    run = np.array([min(r.job.duration_s, r.job.time_limit_s) for r in done])
+    wait = start - submit
+    jct = end - submit
+    slowdown = np.maximum(1.0, jct / np.maximum(run, BOUND_S))
+    makespan = out.last_end - out.first_submit
+    teams = sorted({r.job.team for r in out.records})
+    total_quota = sum(quotas.get(t, 0.0) for t in teams) or 1.0
+    total_held = sum(out.held_gpu_s.values()) or 1.0
+    per_team = []
+    for team in teams:
+        waits = [w for r, w in zip(done, wait, strict=True) if r.job.team == team]
+        owed = out.quota_owed_gpu_s.get(team, 0.0)
+        per_team.append(TeamFigures(
+            team, quotas.get(team, 0.0), quotas.get(team, 0.0) / total_quota,
+            out.held_gpu_s.get(team, 0.0) / total_held,
+            out.quota_given_gpu_s.get(team, 0.0) / owed if owed > 0 else 1.0,
+            float(np.mean(waits)) if waits else 0.0,
+            sum(1 for r in out.records if r.job.team == team)))
+
+    def pct(q: float) -> float:
+        return float(np.percentile(wait, q)) if len(wait) else 0.0
+
+    return Figures(
+        policy=policy, jobs=len(out.records), unfinished=len(out.records) - len(done),
+        avg_wait_s=float(wait.mean()) if len(wait) else 0.0,
+        p50_wait_s=pct(50), p95_wait_s=pct(95), p99_wait_s=pct(99),
+        avg_jct_s=float(jct.mean()) if len(jct) else 0.0,
+        bounded_slowdown=float(slowdown.mean()) if len(slowdown) else 0.0,
+        makespan_s=makespan,
+        utilization=out.busy_gpu_s / (out.gpus * makespan) if makespan > 0 else 0.0,
+        jain=jain([t.satisfaction for t in per_team]),
+        preemptions=out.preemptions, teams=per_team,
+    )
+
+
+def waits(out: Outcome) -> np.ndarray:
+    return np.array([r.first_start - r.job.submit_s for r in out.records
+                     if r.first_start is not None])

@@ -1,0 +1,116 @@
+"""Reading a job trace: CSV with ``submit_s``, ``duration_s``, ``num_gpus`` and ``team`` (or
+``vc``), and turning each row into a job the cluster can run.
+
+A request larger than one node becomes a gang of whole equal parts (16 GPUs on 8-GPU nodes: 2
+nodes x 8). Traces rarely carry time limits, and backfill needs them: where there is no
+``time_limit_s`` column the limit is the duration times a factor drawn uniformly from
+``overestimate`` (seeded), since users ask for more time than their jobs take.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class TraceError(ValueError):
+    """A trace that cannot be read; the message names the line and field."""
+
+
+@dataclass(frozen=True)
+class TraceJob:
+    id: int
+    submit_s: float
+    duration_s: float
+    gpus: int
+    """GPUs per node."""
+    nodes: int
+    team: str
+    user: str
+    time_limit_s: float
+
+    @property
+    def total_gpus(self) -> int:
+        return self.gpus * self.nodes
+
+
+@dataclass(frozen=True)
+class Trace:
+    jobs: list[TraceJob]
+    skipped: int
+    """Jobs larger than the cluster (or of a shape no node takes), left out."""
+    teams: list[str]
+
+
+def gang_shape(num_gpus: int, gpus_per_node: int) -> tuple[int, int] | None:
+    """(GPUs per node, nodes) of a request: on one node if it fits, else the fewest nodes that
+    split it into whole equal parts."""
+    if num_gpus <= gpus_per_node:
+        return num_gpus, 1
+    for nodes in range(math.ceil(num_gpus / gpus_per_node), num_gpus + 1):
+        if num_gpus % nodes == 0 and num_gpus // nodes <= gpus_per_node:
+            return num_gpus // nodes, nodes
+    return None  # pragma: no cover - nodes = num_gpus always divides
+
+
+def _field(row: dict[str, str], name: str, line: int, *, minimum: float) -> float:
+    raw = row.get(name)
+    try:
+        value = float(raw) if raw not in (None, "") else math.nan
+    except ValueError:
+        value = math.nan
+    if not value >= minimum:
+        raise TraceError(f"line {line}: {name}: must be a number ≥ {minimum:g} (got {raw!r})")
+    return value
+
+
+def load(
+    path: Path,
+    *,
+    nodes: int,
+    gpus_per_node: int,
+    teams: Iterable[str] | None = None,
+    overestimate: tuple[float, float] = (1.0, 3.0),
+    seed: int = 0,
+) -> Trace:
+    wanted = set(teams) if teams else None
+    rng = random.Random(seed)
+    jobs: list[TraceJob] = []
+    skipped = 0
+    seen_teams: dict[str, None] = {}
+    try:
+        f = open(path, newline="")  # noqa: SIM115 - closed by the with below
+    except OSError as e:
+        raise TraceError(f"cannot read {path}: {e.strerror}") from None
+    with f:
+        reader = csv.DictReader(f)
+        columns = set(reader.fieldnames or [])
+        team_col = "team" if "team" in columns else "vc"
+        missing = {"submit_s", "duration_s", "num_gpus", team_col} - columns
+        if missing:
+            raise TraceError(f"{path}: missing column(s) {', '.join(sorted(missing))} (need "
+                             "submit_s, duration_s, num_gpus and team or vc)")
+        has_limit = "time_limit_s" in columns
+        for line, row in enumerate(reader, start=2):
+            team = row[team_col] or "-"
+            if wanted is not None and team not in wanted:
+                continue
+            submit = _field(row, "submit_s", line, minimum=0)
+            duration = _field(row, "duration_s", line, minimum=0)
+            num_gpus = int(_field(row, "num_gpus", line, minimum=1))
+            factor = rng.uniform(*overestimate)  # drawn for every row: limits do not depend on
+            shape = gang_shape(num_gpus, gpus_per_node)  # which rows are skipped
+            if shape is None or shape[1] > nodes:
+                skipped += 1
+                continue
+            limit = (_field(row, "time_limit_s", line, minimum=1) if has_limit
+                     else max(60.0, math.ceil(duration * factor / 60) * 60))
+            seen_teams.setdefault(team, None)
+            jobs.append(TraceJob(len(jobs) + 1, submit, duration, shape[0], shape[1], team,
+                                 row.get("user") or "", limit))
+    jobs.sort(key=lambda j: (j.submit_s, j.id))
+    return Trace(jobs, skipped, list(seen_teams))
