@@ -12,11 +12,20 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.executor.types import Executor, Launch, LaunchSpec, NodeInfo
-from clusterctl.scheduler import policy
+from clusterctl.scheduler import fairshare, policy
+from clusterctl.scheduler.state import (
+    Decision,
+    NodeCapacity,
+    PolicyConfig,
+    QueuedJob,
+    RunningJob,
+    Wait,
+)
 from clusterctl.states import ACTIVE, JobState
 from clusterctl.store import HeldGpu, Job, JobStore
 
@@ -41,6 +50,8 @@ class Scheduler:
         interval_s: float = 0.5,
         min_gap_s: float = 0.1,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        policy_config: PolicyConfig | None = None,
     ) -> None:
         self.jobs = jobs
         self.executor = executor
@@ -51,6 +62,14 @@ class Scheduler:
         self.interval_s = interval_s
         self.min_gap_s = min_gap_s
         self.monotonic = monotonic
+        self.clock = clock
+        self.policy_config = policy_config or PolicyConfig()
+        """Quotas here are the configured ones; teams without one share the rest each pass."""
+        self.busy_pass_interval_s = 2.0
+        """With no GPU free, passes (reclaim by preemption, wait reasons) run this often."""
+        self._full_pass_at = -1e18
+        self.waiting: dict[int, Wait] = {}
+        """Why each pending job waits, as of the last pass (shown by ``clusterctl jobs``)."""
         self.launches: dict[int, Launch] = {}
         self.nodes: list[NodeInfo] = []
         self.wake = threading.Event()
@@ -92,13 +111,13 @@ class Scheduler:
 
     # -- capacity -----------------------------------------------------------------------------
 
-    def capacity(self, active: list[Job] | None = None) -> list[policy.NodeCapacity]:
+    def capacity(self, active: list[Job] | None = None) -> list[NodeCapacity]:
         held: Counter[str] = Counter()
         for job in active if active is not None else self.jobs.active():
             for node_id in job.placement or []:
                 held[node_id] += job.gpus
         return [
-            policy.NodeCapacity(n.id, n.gpus, max(0, n.gpus - held[n.id]),
+            NodeCapacity(n.id, n.gpus, max(0, n.gpus - held[n.id]),
                                 schedulable=n.alive and n.gpus > 0)
             for n in self.nodes
         ]
@@ -231,19 +250,21 @@ class Scheduler:
     # -- pending jobs -------------------------------------------------------------------------
 
     def schedule(self) -> None:
-        capacity = self.capacity()
-        if not any(c.schedulable and c.free_gpus > 0 for c in capacity):
-            return  # nothing can start: do not read the queue at all
+        active = self.jobs.active()
+        capacity = self.capacity(active)
+        if not any(c.schedulable and c.free_gpus > 0 for c in capacity) and \
+                self.monotonic() - self._full_pass_at < self.busy_pass_interval_s:
+            return  # a burst of submissions to a full cluster: do not re-read the queue each time
+        self._full_pass_at = self.monotonic()
         pending = self.jobs.pending()
         if not pending:
+            self.waiting = {}
             return
         by_id = {j.id: j for j in pending}
-        queued = [
-            policy.QueuedJob(j.id, j.priority, j.submitted_at.timestamp(), j.gpus, j.nodes)
-            for j in pending
-            if j.id is not None
-        ]
-        for placement in policy.schedule(queued, capacity):
+        now = self.clock()
+        decision = self.decide(pending, active, capacity, now)
+        self.waiting = decision.waiting
+        for placement in decision.starts:
             job = by_id[placement.job_id]
             assert job.id is not None
             attempt = self.jobs.start(job, placement.node_ids)
@@ -264,3 +285,23 @@ class Scheduler:
                 started = self.jobs.get(job.id)
                 if started is not None:
                     self.jobs.finish(started, S.FAILED, f"launch failed: {e}")
+
+    def decide(self, pending: list[Job], active: list[Job], capacity: list[NodeCapacity],
+               now: float) -> Decision:
+        queued = [
+            QueuedJob(j.id, j.priority, j.submitted_at.timestamp(), j.gpus, j.nodes, j.team,
+                      j.user, j.time_limit_s)
+            for j in pending if j.id is not None
+        ]
+        running = [
+            RunningJob(j.id, j.team, j.user, tuple(j.placement or ()), j.gpus,
+                       j.started_at.timestamp() if j.started_at else now, j.time_limit_s,
+                       terminating=j.cancel_requested)
+            for j in active if j.id is not None and j.placement
+        ]
+        cfg = self.policy_config
+        teams = {j.team for j in pending} | {j.team for j in active}
+        total = sum(c.total_gpus for c in capacity if c.schedulable)
+        quotas = fairshare.resolve_quotas(cfg.quotas, teams, total)
+        return policy.schedule(queued, running, capacity, now=now,
+                               config=replace(cfg, quotas=quotas), explain=True)

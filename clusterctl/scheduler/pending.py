@@ -100,11 +100,10 @@ class PendingQueue:
                 return
             yield self._jobs[job_id]
 
-    def team_order(self, team: str) -> Iterator[QueuedJob]:
-        """One team's jobs by priority, then submit time."""
-        lists = [self._groups[g] for g in self._teams.get(team, [])]
-        for _, job in heapq.merge(*lists, key=lambda e: e[0]):
-            yield job
+    def team_order(self, team: str, key: Callable[[QueuedJob], Any]) -> Iterator[QueuedJob]:
+        """One team's jobs, lazily, in the order of ``key`` (as in ``merged``)."""
+        heads = [(job for _, job in self._groups[g]) for g in self._teams.get(team, [])]
+        yield from heapq.merge(*heads, key=key)
 
     def merged(self, key: Callable[[QueuedJob], Any] | None = None) -> Iterator[QueuedJob]:
         """All jobs, lazily, in the order of ``key`` (default: priority, then submit time).

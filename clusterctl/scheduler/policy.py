@@ -4,7 +4,10 @@ the live scheduler and the trace simulator run the same code.
 
 The order (with ``fair_share``):
 
-1. jobs pending longer than ``starve_after_s``, oldest first: nothing waits forever;
+0. jobs for which borrowed GPUs were already reclaimed (they take them);
+1. the oldest job pending longer than ``starve_after_s``: it goes first and so gets the
+   reservation; when it starts, the next oldest follows. Nothing waits forever, and the rest of
+   the queue keeps its order even when a long overload makes many jobs that old;
 2. tier 0, each team's jobs that fit in its unused quota (by priority, then submit time within
    the team): the guaranteed share. Such a job that does not fit the free GPUs reclaims borrowed
    ones by preemption;
@@ -21,7 +24,8 @@ will not need. Placement is best fit on the fewest nodes, all or nothing (``plac
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from clusterctl.scheduler import fairshare, preemption
 from clusterctl.scheduler.pending import LENGTH_CLASSES_S, PendingQueue, length_class
@@ -109,7 +113,6 @@ class _Pass:
             for job in self.queue.merged():
                 yield job, TIER1
             return
-        tier0 = self.tier0()
         team_f = fairshare.team_factors(self.usage.team, cfg.quotas)
         user_f = fairshare.user_factors(self.usage.user, self.queue.users())
 
@@ -123,19 +126,26 @@ class _Pass:
                      + cfg.weight_age * age + cfg.weight_short * short)
             return (-job.priority, -score, job.submitted_at, job.id)
 
+        tier0 = self.tier0(key)
         done: set[int] = set()
-        if cfg.starve_after_s is not None:
+        for job in sorted((self.queue.get(i) for i in tier0 if self.queue.get(i).reclaiming),
+                          key=key):
+            done.add(job.id)
+            yield job, TIER0
+        if cfg.starve_after_s is not None:  # the oldest starving job only: one at a time
             for job in self.queue.submitted_before(now - cfg.starve_after_s):
-                done.add(job.id)
-                yield job, STARVED
+                if self.held_back(job) is None:
+                    done.add(job.id)
+                    yield job, STARVED
+                    break
         for job in sorted((self.queue.get(i) for i in tier0 if i not in done), key=key):
             yield job, TIER0
         for job in self.queue.merged(key):
             if job.id not in tier0 and job.id not in done:
                 yield job, TIER1
 
-    def tier0(self) -> set[int]:
-        """Per team, its jobs in (priority, submit) order while they fit its unused quota. A job
+    def tier0(self, key: Callable[[QueuedJob], Any]) -> set[int]:
+        """Per team, its jobs in the policy's order while they fit its unused quota. A job
         larger than the whole quota is passed over (it can only ever borrow); the first that
         does not fit what is left ends the team's tier 0, so its large jobs are not starved by
         its own small ones."""
@@ -145,7 +155,7 @@ class _Pass:
             room = quota - self.team_used[team]
             if room < 1:
                 continue
-            for job in self.queue.team_order(team):
+            for job in self.queue.team_order(team, key):
                 if job.total_gpus > quota or self.held_back(job) is not None:
                     continue
                 if job.total_gpus > room:
@@ -232,7 +242,12 @@ class _Pass:
         if not soon and not any(v > 0 for v in self.over_quota.values()):
             return False
         if self._candidates is None:
-            self._candidates = preemption.by_node(self.running, self.over_quota)
+            starve = self.cfg.starve_after_s
+            protected = {r.id for r in self.running if starve is not None
+                         and r.submitted_at is not None
+                         and r.started_at - r.submitted_at >= starve}
+            self._candidates = preemption.by_node(
+                [r for r in self.running if r.id not in protected], self.over_quota)
         found = preemption.plan(job, self.free.free, soon, self._candidates, self.over_quota,
                                 self.victims)
         if found is None:

@@ -1,10 +1,10 @@
 """Which borrowed GPUs to reclaim for a job of a team under its quota.
 
 Only jobs of teams above their quota are candidates (they run on borrowed GPUs), never a
-``--no-preempt`` job, and only while the victim's team is still above its quota before the
-preemption: a team is never pushed below its guarantee to serve another's. On each node the
-newest candidates go first (the least work lost); the job's nodes are those where the fewest GPUs
-must be preempted.
+``--no-preempt`` job, and only where the victim's team stays at or above its quota afterwards:
+only borrowed GPUs are reclaimed, and a team is never pushed below its guarantee (which would let
+it reclaim in turn from a third). On each node the newest candidates go first (the least work
+lost); the job's nodes are those where the fewest GPUs must be preempted.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def plan(
         victims: list[RunningJob] = []
         spent: dict[str, float] = {}
         for r in on_node.get(node, ()) if need > 0 else ():
-            if r.id in taken or over_quota[r.team] - spent.get(r.team, 0.0) <= 0:
+            if r.id in taken or over_quota[r.team] - spent.get(r.team, 0.0) < r.total_gpus:
                 continue
             victims.append(r)
             spent[r.team] = spent.get(r.team, 0.0) + r.total_gpus
@@ -72,8 +72,6 @@ def plan(
     spent_all: dict[str, float] = {}
     for v in victims_all.values():
         spent_all[v.team] = spent_all.get(v.team, 0.0) + v.total_gpus
-    for team, gpus in spent_all.items():  # each node was checked alone; check them together
-        if gpus - max(v.total_gpus for v in victims_all.values() if v.team == team) \
-                >= over_quota[team]:
-            return None
+    if any(gpus > over_quota[team] for team, gpus in spent_all.items()):
+        return None  # each node was checked alone; together they would take too much
     return Plan(tuple(node for *_, node, _ in chosen), tuple(victims_all.values()))

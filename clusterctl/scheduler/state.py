@@ -26,6 +26,9 @@ class QueuedJob:
     array_id: int | None = None
     array_limit: int | None = None
     """At most this many tasks of the array run at once (``--array 0-31%4``)."""
+    reclaiming: bool = False
+    """Borrowed GPUs were preempted for it (the caller remembers ``Decision.preemptions``'
+    ``for_job`` until it starts): it goes first, so that nothing else takes them."""
 
     @property
     def total_gpus(self) -> int:
@@ -47,6 +50,9 @@ class RunningJob:
     terminating: bool = False
     """Signalled (preempted or cancelled): its GPUs come free within the grace period."""
     array_id: int | None = None
+    submitted_at: float | None = None
+    """With it, a job that started only after ``starve_after_s`` of waiting is never preempted
+    (else it could be preempted and starve again, over and over)."""
 
     @property
     def total_gpus(self) -> int:
@@ -110,8 +116,8 @@ class PolicyConfig:
     (shortest-job-first) and rewards honest limits; the age factor and ``starve_after_s`` keep
     long jobs from starving."""
     starve_after_s: float | None = 3 * 86400.0
-    """A job pending this long goes to the front of the queue, with a reservation, whatever its
-    team's share: the guarantee that nothing waits forever."""
+    """The oldest job pending this long goes to the front of the queue, with a reservation,
+    whatever its team's share: the guarantee that nothing waits forever."""
     default_time_limit_s: float = 24 * 3600.0
     """What backfill assumes for a job without a time limit."""
     backfill_depth: int = 1000

@@ -69,9 +69,9 @@ def replay(jobs: list[TraceJob], nodes: int, gpus_per_node: int,
     usage_user: dict[tuple[str, str], float] = {}
     held_user: Counter[tuple[str, str]] = Counter()
     quotas = config.quotas
-    owed: Counter[str] = Counter()
-    given: Counter[str] = Counter()
-    held_s: Counter[str] = Counter()
+    owed: dict[str, float] = {}
+    given: dict[str, float] = {}
+    held_s: dict[str, float] = {}
     busy = 0.0
     passes = preemptions = 0
     now = jobs[0].submit_s if jobs else 0.0
@@ -89,9 +89,9 @@ def replay(jobs: list[TraceJob], nodes: int, gpus_per_node: int,
         if dt > 0:  # integrate everything that was constant since the last instant
             for team in demand.keys() | held.keys():
                 q = quotas.get(team, 0.0)
-                owed[team] += min(q, demand[team]) * dt
-                given[team] += min(q, held[team]) * dt
-                held_s[team] += held[team] * dt
+                owed[team] = owed.get(team, 0.0) + min(q, demand[team]) * dt
+                given[team] = given.get(team, 0.0) + min(q, held[team]) * dt
+                held_s[team] = held_s.get(team, 0.0) + held[team] * dt
             for team in held.keys() | usage_team.keys():
                 usage_team[team] = fairshare.accrued(
                     usage_team.get(team, 0.0), held[team], dt, config.half_life_s)
@@ -129,19 +129,21 @@ def replay(jobs: list[TraceJob], nodes: int, gpus_per_node: int,
                             usage=usage)
         passes += 1
         for p in decision.starts:
-            q = queue.remove(p.job_id)
+            qj = queue.remove(p.job_id)
             rec = records[p.job_id]
-            r = RunningJob(q.id, q.team, q.user, p.node_ids, q.gpus, t, q.time_limit_s,
-                           q.preemptible)
-            running[q.id] = r
+            r = RunningJob(qj.id, qj.team, qj.user, p.node_ids, qj.gpus, t, qj.time_limit_s,
+                           qj.preemptible, submitted_at=qj.submitted_at)
+            running[qj.id] = r
             for node in p.node_ids:
-                free[node] -= q.gpus
-            held[q.team] += r.total_gpus
-            held_user[(q.team, q.user)] += r.total_gpus
+                free[node] -= qj.gpus
+            held[qj.team] += r.total_gpus
+            held_user[(qj.team, qj.user)] += r.total_gpus
             if rec.first_start is None:
                 rec.first_start = t
-            heapq.heappush(events, (t + work_left[q.id], END, q.id, attempt[q.id]))
+            heapq.heappush(events, (t + work_left[qj.id], END, qj.id, attempt[qj.id]))
         for pre in decision.preemptions:
+            if pre.for_job in queue and not queue.get(pre.for_job).reclaiming:
+                queue.add(replace(queue.remove(pre.for_job), reclaiming=True))
             r = running[pre.job_id]
             running[pre.job_id] = replace(r, terminating=True)
             records[pre.job_id].preemptions += 1
