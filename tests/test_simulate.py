@@ -141,3 +141,47 @@ def test_policies_on_a_trace_prefix() -> None:
     assert figs["default"].avg_wait_s < figs["backfill"].avg_wait_s < figs["fifo"].avg_wait_s
     assert all(f.unfinished == 0 for f in figs.values())
     assert figs["default"].jain >= 0.9
+
+
+def test_simulate_command(tmp_path: Path) -> None:
+    """``clusterctl simulate`` end to end: table, --json with the documented keys, --plot, and
+    bad input (one line naming the flag, exit 2, nothing written)."""
+    import json
+    import subprocess
+    import sys
+
+    f = tmp_path / "t.csv"
+    rows = ["submit_s,duration_s,num_gpus,team"]
+    rows += [f"{i * 300},{3600 + (i % 7) * 900},{[1, 1, 2, 4, 8, 16][i % 6]},{'abc'[i % 3]}"
+             for i in range(120)]
+    rows += ["10,100,64,a"]  # larger than the cluster
+    f.write_text("\n".join(rows) + "\n")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "clusterctl", "simulate", "--trace", str(f),
+                               "--cluster", "2x8", *args], capture_output=True, text=True,
+                              timeout=120)
+
+    out = cli("--json", "--plot", str(tmp_path / "w.png"))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert [d["policy"] for d in data] == ["fifo", "greedy", "backfill", "default"]
+    keys = {"policy", "avg_wait_s", "p50_wait_s", "p95_wait_s", "p99_wait_s", "avg_jct_s",
+            "bounded_slowdown", "makespan_s", "utilization", "jain"}
+    assert all(keys <= d.keys() and d["jobs"] == 120 and d["skipped"] == 1 for d in data)
+    assert all(0 < d["utilization"] <= 1 and 0 < d["jain"] <= 1 for d in data)
+    png = (tmp_path / "w.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    table = cli("--policy", "fifo,default", "--quota", "a=8")
+    assert table.returncode == 0 and "default" in table.stdout and "got of due" in table.stdout
+    for args, flag in [(("--cluster", "16"), "--cluster"), (("--policy", "sjf"), "--policy"),
+                       (("--quota", "a"), "--quota"), (("--overestimate", "0.5"),
+                                                       "--overestimate"),
+                       (("--plot", str(tmp_path / "w.gif")), "--plot")]:
+        bad = subprocess.run([sys.executable, "-m", "clusterctl", "simulate", "--trace", str(f),
+                              *args], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and flag in bad.stderr and len(bad.stderr.splitlines()) == 1
+    missing = subprocess.run([sys.executable, "-m", "clusterctl", "simulate", "--trace",
+                              str(tmp_path / "nope.csv")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "--trace" in missing.stderr
+    assert not (tmp_path / "w.gif").exists()

@@ -6,6 +6,7 @@ import typer
 
 from clusterctl.cli import admin, hardware, jobs, nodes, report
 from clusterctl.cli.demo import demo
+from clusterctl.cli.simulate import simulate
 from clusterctl.cli.up import up
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.command()(jobs.logs)
 app.command()(jobs.cancel)
 app.command()(jobs.wait)
 app.command()(nodes.top)
+app.command()(simulate)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(admin.app, name="admin")
 app.add_typer(hardware.app, name="hardware")

@@ -39,7 +39,7 @@ def _hours(v: float | None) -> str:
     return _num(v, 3 if v is not None and 0 < abs(v) < 1 else 1)
 
 
-def _check_plot(path: Path | None) -> None:
+def check_plot(path: Path | None) -> None:
     if path is not None and path.suffix.lower() not in (".png", ".html"):
         raise BadInput("--plot", f"{str(path)!r} must end in .png or .html")
     if path is not None and not path.parent.is_dir():
@@ -108,7 +108,7 @@ def utilization(since: Since = None, from_: From = None, to: To = None,
                 by: Annotated[str, typer.Option(help="node|gpu|user|team|job|day")] = "node",
                 json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
     """Allocated share, busy share, sample coverage and idle GPU-hours."""
-    _check_plot(plot)
+    check_plot(plot)
     data = _fetch("utilization", since, from_, to, by=by)
     _emit("utilization", data, utilization_columns(data), data["rows"], json_, csv_, plot,
           [f"{data['period']['from'][:16]} to {data['period']['to'][:16]} UTC; busy share is "
@@ -149,7 +149,7 @@ def cost(since: Since = None, from_: From = None, to: To = None,
              "--loaded", help="Spread the idle capacity cost over the rows by GPU-hours.")] = False,
          json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
     """Capacity, energy and total cost on the owned hardware, and the cloud equivalent."""
-    _check_plot(plot)
+    check_plot(plot)
     data = _fetch("cost", since, from_, to, by=by, loaded=str(loaded).lower())
     p = data["prices"]
     _emit("cost", data, cost_columns(data), data["rows"], json_, csv_, plot,
@@ -184,7 +184,7 @@ def amortization_columns(data: dict[str, Any]) -> Columns:
 def amortization(json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
     """Per machine and in total: what owning cost against renting the same GPU-hours, and
     when it pays for itself at the last 30 days' utilization."""
-    _check_plot(plot)
+    check_plot(plot)
     data = _fetch("amortization", None, None, None)
     _emit("amortization", data, amortization_columns(data),
           data["machines"] + [data["total"]], json_, csv_, plot,
@@ -211,7 +211,7 @@ def waste(since: Since = None, from_: From = None, to: To = None,
               help="Shortest idle stretch that counts, e.g. 30m.")] = "30m",
           json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
     """Jobs that held GPUs under the idle threshold for a long stretch, and what it cost."""
-    _check_plot(plot)
+    check_plot(plot)
     data = _fetch("waste", since, from_, to, min_idle=min_idle)
     by_team = ", ".join(f"{k} {v:,.2f}" for k, v in data["by_team"].items()) or "none"
     _emit("waste", data, waste_columns(data), data["rows"], json_, csv_, plot,
@@ -240,7 +240,7 @@ def html_(file: Annotated[Path, typer.Argument(help="The page to write, e.g. rep
     """Every report with its chart on one self-contained page, to share with the team."""
     if file.suffix.lower() != ".html":
         raise BadInput("FILE", f"{str(file)!r} must end in .html")
-    _check_plot(file)
+    check_plot(file)
     from clusterctl.reports import plots
 
     sections = []

@@ -212,3 +212,38 @@ def write(kind: str, data: dict[str, Any], path: Path,
     else:
         fig.savefig(path, format="png", dpi=110)
         plt.close(fig)
+
+
+def simulation_figure(waits: dict[str, Any]) -> Figure:
+    """Wait-time CDF per policy, on a log time axis (waits span seconds to weeks)."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
+    for name, values in waits.items():
+        w = np.sort(np.maximum(np.asarray(values, dtype=float), 1.0)) / 3600
+        q = np.linspace(0, 1, min(len(w), 2000))
+        ax.plot(np.quantile(w, q) if len(w) else [], q, label=name, linewidth=1.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("wait before first start (hours, log scale; under 1 s drawn at 1 s)")
+    ax.set_ylabel("share of jobs")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(title="policy")
+    ax.set_title("Wait-time CDF by policy")
+    return fig
+
+
+def write_simulation(waits: dict[str, Any], results: Sequence[Any], path: Path) -> None:
+    fig = simulation_figure(waits)
+    if path.suffix.lower() == ".html":
+        cols = ["policy", "avg wait (h)", "p50 (h)", "p95 (h)", "p99 (h)", "avg JCT (h)",
+                "bounded slowdown", "utilization", "Jain"]
+        rows = [[f.policy, *(f"{v / 3600:.2f}" for v in (
+            f.avg_wait_s, f.p50_wait_s, f.p95_wait_s, f.p99_wait_s, f.avg_jct_s)),
+            f"{f.bounded_slowdown:.1f}", f"{f.utilization:.1%}", f"{f.jain:.3f}"]
+            for f in results]
+        section = ("Policies", svg(fig), table_html(cols, rows))
+        path.write_text(page("clusterctl simulate", [section]))
+    else:
+        fig.savefig(path, format="png", dpi=110)
+        plt.close(fig)

@@ -1,0 +1,132 @@
+"""``clusterctl simulate``: replay a job trace through the scheduling policies side by side."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from clusterctl.cli.common import console, handles_errors, print_json
+from clusterctl.cli.report import check_plot
+from clusterctl.parsing import BadInput
+from clusterctl.scheduler.fairshare import resolve_quotas
+from clusterctl.scheduler.state import PolicyConfig
+from clusterctl.simulate import baselines, engine, metrics, trace
+
+
+def _cluster(value: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
+    if not m or int(m[1]) < 1 or int(m[2]) < 1:
+        raise BadInput("--cluster", f"{value!r} must be NODESxGPUS, such as 16x8")
+    return int(m[1]), int(m[2])
+
+
+def _quotas(values: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for v in values:
+        team, _, n = v.partition("=")
+        try:
+            gpus = float(n)
+        except ValueError:
+            gpus = -1.0
+        if not team or gpus < 0:
+            raise BadInput("--quota", f"{v!r} must be TEAM=GPUS, such as vision=32")
+        out[team] = gpus
+    return out
+
+
+def _overestimate(value: str) -> tuple[float, float]:
+    lo, _, hi = value.partition("-")
+    try:
+        a, b = float(lo), float(hi or lo)
+    except ValueError:
+        a = b = 0.0
+    if not 1.0 <= a <= b:
+        raise BadInput("--overestimate", f"{value!r} must be LOW-HIGH with 1 ≤ LOW ≤ HIGH")
+    return a, b
+
+
+def _h(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds:.0f} s"
+
+
+@handles_errors
+def simulate(
+    trace_file: Annotated[Path, typer.Option("--trace", help="CSV: submit_s, duration_s, "
+                                             "num_gpus, team (or vc); time_limit_s optional")],
+    cluster: Annotated[str, typer.Option(help="NODESxGPUS per node")] = "16x8",
+    policy: Annotated[str, typer.Option(help="Comma-separated: " + ", ".join(
+        baselines.POLICIES))] = ",".join(baselines.POLICIES),
+    teams: Annotated[str | None, typer.Option(help="Only these teams (comma-separated)")] = None,
+    quota: Annotated[list[str] | None, typer.Option(
+        help="TEAM=GPUS, repeatable; other teams share the rest equally")] = None,
+    overestimate: Annotated[str, typer.Option(
+        help="Time limit = duration x a factor drawn from LOW-HIGH (traces without limits)")]
+        = "1-3",
+    seed: int = 0,
+    json_: Annotated[bool, typer.Option("--json")] = False,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Wait-time CDFs: FILE.png, or FILE.html with the table")] = None,
+) -> None:
+    """Replay a trace in simulated time through the live policy and the baselines."""
+    nodes, per_node = _cluster(cluster)
+    names = [p.strip() for p in policy.split(",") if p.strip()]
+    unknown = [p for p in names if p not in baselines.POLICIES]
+    if unknown or not names:
+        raise BadInput("--policy", f"{','.join(unknown) or policy!r} is not one of "
+                                   f"{', '.join(baselines.POLICIES)}")
+    check_plot(plot)
+    explicit = _quotas(quota or [])
+    limits = _overestimate(overestimate)
+    wanted = [t.strip() for t in teams.split(",") if t.strip()] if teams else None
+    try:
+        tr = trace.load(trace_file, nodes=nodes, gpus_per_node=per_node, teams=wanted,
+                        overestimate=limits, seed=seed)
+    except trace.TraceError as e:
+        raise BadInput("--trace", str(e)) from None
+    if not tr.jobs:
+        raise BadInput("--trace", f"{trace_file} has no jobs for this cluster and these teams")
+    quotas = resolve_quotas(explicit, tr.teams, nodes * per_node)
+    base = PolicyConfig(quotas=quotas)
+    results: list[metrics.Figures] = []
+    waits: dict[str, Any] = {}
+    for name in names:
+        out = engine.replay(tr.jobs, nodes, per_node, baselines.config(name, base))
+        results.append(metrics.figures(name, out, quotas))
+        waits[name] = metrics.waits(out)
+    if plot is not None:
+        from clusterctl.reports import plots  # matplotlib only when a chart is asked for
+
+        plots.write_simulation(waits, results, plot)
+    if json_:
+        print_json([asdict(f) | {"skipped": tr.skipped} for f in results])
+        return
+    _print(results, tr, nodes, per_node)
+    if plot is not None:
+        console.print(f"chart written to {plot}")
+
+
+def _print(results: list[metrics.Figures], tr: trace.Trace, nodes: int, per_node: int) -> None:
+    console.print(f"{len(tr.jobs)} jobs of {len(tr.teams)} teams on {nodes} nodes x {per_node} "
+                  f"GPUs" + (f"; {tr.skipped} larger than the cluster skipped" if tr.skipped
+                             else ""))
+    t = Table("policy", "avg wait", "p50", "p95", "p99", "avg JCT", "bounded slowdown",
+              "makespan", "GPU util", "Jain", "preemptions")
+    for f in results:
+        t.add_row(f.policy, _h(f.avg_wait_s), _h(f.p50_wait_s), _h(f.p95_wait_s),
+                  _h(f.p99_wait_s), _h(f.avg_jct_s), f"{f.bounded_slowdown:.1f}",
+                  f"{f.makespan_s / 86400:.1f} d", f"{f.utilization:.1%}", f"{f.jain:.3f}",
+                  str(f.preemptions))
+    console.print(t)
+    teams = Table("team", "jobs", "quota (GPUs)", "GPU-hours share",
+                  *[f"{f.policy}: got of due" for f in results],
+                  caption="got of due: GPU-time received / min(quota, demand) over time")
+    for i, team in enumerate(results[0].teams):
+        teams.add_row(team.team, str(team.jobs), f"{team.quota:.1f}",
+                      f"{results[-1].teams[i].gpu_share:.0%}",
+                      *[f"{f.teams[i].satisfaction:.0%}" for f in results])
+    console.print(teams)
