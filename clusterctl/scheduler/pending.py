@@ -36,21 +36,37 @@ def static_key(job: QueuedJob) -> Key:
     return (-job.priority, job.submitted_at, job.id)
 
 
+def _first(entry: tuple[Key, QueuedJob]) -> Key:
+    return entry[0]
+
+
 class PendingQueue:
     def __init__(self, jobs: Iterable[QueuedJob] = ()) -> None:
         self._jobs: dict[int, QueuedJob] = {}
         self._groups: dict[Group, list[tuple[Key, QueuedJob]]] = {}
         self._teams: dict[str, list[Group]] = {}
         self._by_submit: list[tuple[float, int]] = []
+        groups = self._groups
+        by_submit = self._by_submit
+        classes: dict[float | None, int] = {}
         for job in jobs:
             if job.id in self._jobs:
                 raise ValueError(f"job {job.id} is queued twice")
             self._jobs[job.id] = job
-            self._group(job).append((static_key(job), job))
-            self._by_submit.append((job.submitted_at, job.id))
-        for entries in self._groups.values():
-            entries.sort(key=lambda e: e[0])
-        self._by_submit.sort()
+            limit = job.time_limit_s
+            c = classes.get(limit)
+            if c is None:
+                c = classes[limit] = length_class(limit)
+            g = (job.team, job.user, c)
+            entries = groups.get(g)
+            if entries is None:
+                entries = groups[g] = []
+                self._teams.setdefault(job.team, []).append(g)
+            entries.append(((-job.priority, job.submitted_at, job.id), job))
+            by_submit.append((job.submitted_at, job.id))
+        for entries in groups.values():
+            entries.sort(key=_first)
+        by_submit.sort()
 
     def _group(self, job: QueuedJob) -> list[tuple[Key, QueuedJob]]:
         g = (job.team, job.user, length_class(job.time_limit_s))

@@ -289,20 +289,28 @@ class _Pass:
         return f"needs {shape} GPUs; {self.free.total} free"
 
     def explain_rest(self) -> None:
+        """Reasons for the jobs the pass did not reach: one shared value per team, since the
+        live scheduler explains 10,000 jobs a pass."""
         head = self.reservation.job_id if self.reservation is not None else None
+        behind = Wait(R.PRIORITY, "jobs ahead of it come first"
+                      + (f" (job {head} is next)" if head is not None else ""))
+        by_team: dict[str, Wait] = {}
         started = {p.job_id for p in self.d.starts}
+        waiting = self.d.waiting
+        fair, quotas, used = self.cfg.fair_share, self.cfg.quotas, self.team_used
+        limits = self.cfg.user_gpu_limit is not None
         for job in self.queue:
-            if job.id in self.d.waiting or job.id in started:
+            if job.id in waiting or job.id in started:
                 continue
-            held = self.held_back(job)
+            held = self.held_back(job) if limits or job.array_id is not None else None
             if held is not None:
-                self.d.waiting[job.id] = held
-            elif self.cfg.fair_share and self.team_used[job.team] + job.total_gpus > \
-                    self.cfg.quotas.get(job.team, 0.0):
-                self.d.waiting[job.id] = self.quota_wait(job)
+                waiting[job.id] = held
+            elif fair and used[job.team] + job.gpus * job.nodes > quotas.get(job.team, 0.0):
+                if job.team not in by_team:
+                    by_team[job.team] = self.quota_wait(job)
+                waiting[job.id] = by_team[job.team]
             else:
-                ahead = f" (job {head} is next)" if head is not None else ""
-                self.d.waiting[job.id] = Wait(R.PRIORITY, f"jobs ahead of it come first{ahead}")
+                waiting[job.id] = behind
 
     # -- reservation inputs -------------------------------------------------------------------
 
