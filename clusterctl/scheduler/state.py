@@ -115,9 +115,10 @@ class PolicyConfig:
     ``pending.LENGTH_CLASSES_S``). Shorter limits start sooner, which cuts the average wait
     (shortest-job-first) and rewards honest limits; the age factor and ``starve_after_s`` keep
     long jobs from starving."""
-    starve_after_s: float | None = 3 * 86400.0
+    starve_after_s: float | None = 86400.0
     """The oldest job pending this long goes to the front of the queue, with a reservation,
-    whatever its team's share: the guarantee that nothing waits forever."""
+    whatever its team's share: the guarantee that nothing waits forever. One day was the best of
+    1, 1.5, 2 and 3 days on the standard Philly scenario (docs/scheduling.md)."""
     default_time_limit_s: float = 24 * 3600.0
     """What backfill assumes for a job without a time limit."""
     backfill_depth: int = 1000
