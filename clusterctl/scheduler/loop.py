@@ -63,7 +63,10 @@ class Scheduler:
         self.min_gap_s = min_gap_s
         self.monotonic = monotonic
         self.clock = clock
-        self.policy_config = policy_config or PolicyConfig()
+        # Preemption stays off here until the loop acts on Decision.preemptions (SIGTERM with
+        # CLUSTERCTL_PREEMPT_GRACE, then back to PENDING): a reclaim it did not carry out would
+        # hold free GPUs for a job whose victims never leave.
+        self.policy_config = policy_config or PolicyConfig(preempt=False)
         """Quotas here are the configured ones; teams without one share the rest each pass."""
         self.busy_pass_interval_s = 2.0
         """With no GPU free, passes (reclaim by preemption, wait reasons) run this often."""
