@@ -188,3 +188,39 @@ def parse_period(since: str | None, from_: str | None, to: str | None,
         raise BadInput("--from", f"{start.date().isoformat()} is not before the end of the "
                        f"period ({end.date().isoformat()})")
     return start, end
+
+
+def parse_cluster(value: str) -> tuple[int, int]:
+    """``16x8``: (nodes, GPUs per node), for the simulator."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
+    if not m or int(m[1]) < 1 or int(m[2]) < 1:
+        raise BadInput("--cluster", f"{value!r} must be NODESxGPUS, such as 16x8")
+    return int(m[1]), int(m[2])
+
+
+def parse_quotas(values: list[str]) -> dict[str, float]:
+    """``TEAM=GPUS`` pairs."""
+    out: dict[str, float] = {}
+    for v in values:
+        team, _, n = v.partition("=")
+        try:
+            gpus = float(n)
+        except ValueError:
+            gpus = -1.0
+        if not team or gpus < 0:
+            raise BadInput("--quota", f"{v!r} must be TEAM=GPUS, such as vision=32")
+        out[team] = gpus
+    return out
+
+
+def parse_overestimate(value: str) -> tuple[float, float]:
+    """``LOW-HIGH`` (or one factor): the range a trace job's time limit over its duration is
+    drawn from."""
+    lo, _, hi = value.partition("-")
+    try:
+        a, b = float(lo), float(hi or lo)
+    except ValueError:
+        a = b = 0.0
+    if not 1.0 <= a <= b:
+        raise BadInput("--overestimate", f"{value!r} must be LOW-HIGH with 1 ≤ LOW ≤ HIGH")
+    return a, b

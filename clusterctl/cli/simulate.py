@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,42 +11,10 @@ from rich.table import Table
 
 from clusterctl.cli.common import console, handles_errors, print_json
 from clusterctl.cli.report import check_plot
-from clusterctl.parsing import BadInput
+from clusterctl.parsing import BadInput, parse_cluster, parse_overestimate, parse_quotas
 from clusterctl.scheduler.fairshare import resolve_quotas
 from clusterctl.scheduler.state import PolicyConfig
 from clusterctl.simulate import baselines, engine, metrics, trace
-
-
-def _cluster(value: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
-    if not m or int(m[1]) < 1 or int(m[2]) < 1:
-        raise BadInput("--cluster", f"{value!r} must be NODESxGPUS, such as 16x8")
-    return int(m[1]), int(m[2])
-
-
-def _quotas(values: list[str]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for v in values:
-        team, _, n = v.partition("=")
-        try:
-            gpus = float(n)
-        except ValueError:
-            gpus = -1.0
-        if not team or gpus < 0:
-            raise BadInput("--quota", f"{v!r} must be TEAM=GPUS, such as vision=32")
-        out[team] = gpus
-    return out
-
-
-def _overestimate(value: str) -> tuple[float, float]:
-    lo, _, hi = value.partition("-")
-    try:
-        a, b = float(lo), float(hi or lo)
-    except ValueError:
-        a = b = 0.0
-    if not 1.0 <= a <= b:
-        raise BadInput("--overestimate", f"{value!r} must be LOW-HIGH with 1 ≤ LOW ≤ HIGH")
-    return a, b
 
 
 def _h(seconds: float) -> str:
@@ -73,15 +40,15 @@ def simulate(
         "--plot", help="Wait-time CDFs: FILE.png, or FILE.html with the table")] = None,
 ) -> None:
     """Replay a trace in simulated time through the live policy and the baselines."""
-    nodes, per_node = _cluster(cluster)
+    nodes, per_node = parse_cluster(cluster)
     names = [p.strip() for p in policy.split(",") if p.strip()]
     unknown = [p for p in names if p not in baselines.POLICIES]
     if unknown or not names:
         raise BadInput("--policy", f"{','.join(unknown) or policy!r} is not one of "
                                    f"{', '.join(baselines.POLICIES)}")
     check_plot(plot)
-    explicit = _quotas(quota or [])
-    limits = _overestimate(overestimate)
+    explicit = parse_quotas(quota or [])
+    limits = parse_overestimate(overestimate)
     wanted = [t.strip() for t in teams.split(",") if t.strip()] if teams else None
     try:
         tr = trace.load(trace_file, nodes=nodes, gpus_per_node=per_node, teams=wanted,

@@ -205,10 +205,14 @@ def table_html(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def write(kind: str, data: dict[str, Any], path: Path,
           table: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None) -> None:
-    fig = FIGURES[kind](data)
+    save(FIGURES[kind](data), path, f"clusterctl {kind} report", kind.capitalize(), table)
+
+
+def save(fig: Figure, path: Path, title: str, heading: str,
+         table: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None) -> None:
+    """PNG, or (FILE.html) a self-contained page of the chart and its table."""
     if path.suffix.lower() == ".html":
-        section = (kind.capitalize(), svg(fig), table_html(*table) if table else "")
-        path.write_text(page(f"clusterctl {kind} report", [section]))
+        path.write_text(page(title, [(heading, svg(fig), table_html(*table) if table else "")]))
     else:
         fig.savefig(path, format="png", dpi=110)
         plt.close(fig)
@@ -234,16 +238,10 @@ def simulation_figure(waits: dict[str, Any]) -> Figure:
 
 
 def write_simulation(waits: dict[str, Any], results: Sequence[Any], path: Path) -> None:
-    fig = simulation_figure(waits)
-    if path.suffix.lower() == ".html":
-        cols = ["policy", "avg wait (h)", "p50 (h)", "p95 (h)", "p99 (h)", "avg JCT (h)",
-                "bounded slowdown", "utilization", "Jain"]
-        rows = [[f.policy, *(f"{v / 3600:.2f}" for v in (
-            f.avg_wait_s, f.p50_wait_s, f.p95_wait_s, f.p99_wait_s, f.avg_jct_s)),
-            f"{f.bounded_slowdown:.1f}", f"{f.utilization:.1%}", f"{f.jain:.3f}"]
-            for f in results]
-        section = ("Policies", svg(fig), table_html(cols, rows))
-        path.write_text(page("clusterctl simulate", [section]))
-    else:
-        fig.savefig(path, format="png", dpi=110)
-        plt.close(fig)
+    cols = ["policy", "avg wait (h)", "p50 (h)", "p95 (h)", "p99 (h)", "avg JCT (h)",
+            "bounded slowdown", "utilization", "Jain"]
+    rows = [[f.policy, *(f"{v / 3600:.2f}" for v in (
+        f.avg_wait_s, f.p50_wait_s, f.p95_wait_s, f.p99_wait_s, f.avg_jct_s)),
+        f"{f.bounded_slowdown:.1f}", f"{f.utilization:.1%}", f"{f.jain:.3f}"]
+        for f in results]
+    save(simulation_figure(waits), path, "clusterctl simulate", "Policies", (cols, rows))

@@ -91,14 +91,14 @@ class PendingQueue:
         if job.id in self._jobs:
             raise ValueError(f"job {job.id} is queued twice")
         self._jobs[job.id] = job
-        bisect.insort(self._group(job), (static_key(job), job), key=lambda e: e[0])
+        bisect.insort(self._group(job), (static_key(job), job), key=_first)
         bisect.insort(self._by_submit, (job.submitted_at, job.id))
 
     def remove(self, job_id: int) -> QueuedJob:
         job = self._jobs.pop(job_id)
         entries = self._groups[(job.team, job.user, length_class(job.time_limit_s))]
         key = static_key(job)
-        del entries[bisect.bisect_left(entries, key, key=lambda e: e[0])]
+        del entries[bisect.bisect_left(entries, key, key=_first)]
         pair = (job.submitted_at, job.id)
         del self._by_submit[bisect.bisect_left(self._by_submit, pair)]
         return job

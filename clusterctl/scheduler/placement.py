@@ -42,19 +42,11 @@ class FreeMap:
     ) -> tuple[str, ...] | None:
         """Best fit using on each node at most ``cap[node]`` of its free GPUs (nodes not in
         ``cap``: none)."""
-        candidates = sorted(
-            (room, node) for node, c in cap.items()
-            if (room := min(c, self.free.get(node, 0))) >= gpus
-        )
-        if len(candidates) < nodes:
-            return None
-        return tuple(node for _, node in candidates[:nodes])
+        return best_fit({node: min(c, self.free.get(node, 0)) for node, c in cap.items()},
+                        gpus, nodes)
 
     def take(self, node: str, gpus: int) -> None:
         self._move(node, self.free[node] - gpus)
-
-    def give(self, node: str, gpus: int) -> None:
-        self._move(node, self.free[node] + gpus)
 
     def _move(self, node: str, new: int) -> None:
         if new < 0:

@@ -8,13 +8,14 @@ The order (with ``fair_share``):
 1. the oldest job pending longer than ``starve_after_s``: it goes first and so gets the
    reservation; when it starts, the next oldest follows. Nothing waits forever, and the rest of
    the queue keeps its order even when a long overload makes many jobs that old;
-2. tier 0, each team's jobs that fit in its unused quota (by priority, then submit time within
-   the team): the guaranteed share. Such a job that does not fit the free GPUs reclaims borrowed
+2. tier 0, each team's jobs that fit in its unused quota (taken in the order below): the
+   guaranteed share. Such a job that does not fit the free GPUs reclaims borrowed
    ones by preemption;
 3. tier 1, jobs that would borrow idle GPUs beyond their team's quota.
 
-Within a tier: priority (higher first), then a Slurm-like multifactor score, the team's and the
-user's fair-share factors from decayed recent usage plus an age factor, then submit time.
+Within a tier: priority (higher first), then a Slurm-like multifactor score (the team's and the
+user's fair-share factors from decayed recent usage, an age factor and a short-job factor from
+the time limit), then submit time.
 
 The first job that does not fit gets a reservation (EASY backfill): later jobs start only if they
 fit the free GPUs and either end, by their time limit, before its reserved start or use GPUs it
@@ -128,8 +129,8 @@ class _Pass:
 
         tier0 = self.tier0(key)
         done: set[int] = set()
-        for job in sorted((self.queue.get(i) for i in tier0 if self.queue.get(i).reclaiming),
-                          key=key):
+        reclaiming = [j for j in map(self.queue.get, tier0) if j.reclaiming]
+        for job in sorted(reclaiming, key=key):
             done.add(job.id)
             yield job, TIER0
         if cfg.starve_after_s is not None:  # the oldest starving job only: one at a time
@@ -242,12 +243,8 @@ class _Pass:
         if not soon and not any(v > 0 for v in self.over_quota.values()):
             return False
         if self._candidates is None:
-            starve = self.cfg.starve_after_s
-            protected = {r.id for r in self.running if starve is not None
-                         and r.submitted_at is not None
-                         and r.started_at - r.submitted_at >= starve}
-            self._candidates = preemption.by_node(
-                [r for r in self.running if r.id not in protected], self.over_quota)
+            self._candidates = preemption.by_node(self.running, self.over_quota,
+                                                  self.cfg.starve_after_s)
         found = preemption.plan(job, self.free.free, soon, self._candidates, self.over_quota,
                                 self.victims)
         if found is None:

@@ -21,12 +21,17 @@ class Plan:
     victims: tuple[RunningJob, ...]
 
 
-def by_node(running: Sequence[RunningJob],
-            over_quota: Mapping[str, float]) -> dict[str, list[RunningJob]]:
-    """The preemption candidates on each node, newest first (built once per pass)."""
+def by_node(running: Sequence[RunningJob], over_quota: Mapping[str, float],
+            starve_after_s: float | None = None) -> dict[str, list[RunningJob]]:
+    """The preemption candidates on each node, newest first (built once per pass). A job that
+    started only after ``starve_after_s`` of waiting is not one: preempted, it would starve
+    again, over and over."""
     on_node: dict[str, list[RunningJob]] = {}
     for r in sorted(running, key=lambda r: (-r.started_at, -r.id)):
-        if r.preemptible and not r.terminating and over_quota.get(r.team, 0.0) > 0:
+        starved = (starve_after_s is not None and r.submitted_at is not None
+                   and r.started_at - r.submitted_at >= starve_after_s)
+        if r.preemptible and not r.terminating and not starved \
+                and over_quota.get(r.team, 0.0) > 0:
             for node in set(r.node_ids):
                 on_node.setdefault(node, []).append(r)
     return on_node

@@ -104,7 +104,7 @@ def replay(jobs: list[TraceJob], nodes: int, gpus_per_node: int,
             rec = records[job_id]
             job = rec.job
             if kind == ARRIVE:
-                queue.add(_queued(job, job.submit_s))
+                queue.add(_queued(job))
                 demand[job.team] += job.total_gpus
             elif att != attempt[job_id] or job_id not in running:
                 continue  # an end overtaken by a preemption, or the reverse
@@ -120,7 +120,7 @@ def replay(jobs: list[TraceJob], nodes: int, gpus_per_node: int,
                 busy += r.total_gpus * (t - r.started_at)
                 work_left[job_id] -= min(work_left[job_id], t - r.started_at)
                 attempt[job_id] += 1
-                queue.add(_queued(job, job.submit_s))
+                queue.add(_queued(job))
         if not queue:
             continue
         caps = [NodeCapacity(n, gpus_per_node, free[n]) for n in node_ids]
@@ -155,6 +155,7 @@ def replay(jobs: list[TraceJob], nodes: int, gpus_per_node: int,
                    dict(owed), dict(given), dict(held_s), passes, preemptions)
 
 
-def _queued(job: TraceJob, submitted: float) -> QueuedJob:
-    return QueuedJob(job.id, 0, submitted, job.gpus, job.nodes, job.team, job.user,
+def _queued(job: TraceJob) -> QueuedJob:
+    """A trace job as the queue holds it; a preempted one comes back with its submit time."""
+    return QueuedJob(job.id, 0, job.submit_s, job.gpus, job.nodes, job.team, job.user,
                      job.time_limit_s)
