@@ -224,3 +224,47 @@ def parse_overestimate(value: str) -> tuple[float, float]:
     if not 1.0 <= a <= b:
         raise BadInput("--overestimate", f"{value!r} must be LOW-HIGH with 1 ≤ LOW ≤ HIGH")
     return a, b
+
+
+MAX_ARRAY_TASKS = 10_000
+_ARRAY_ITEM_RE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+ARRAY_HELP = "indices such as 0-31, 0-31%4 (at most 4 at once), 0-30:2 or 1,5,9"
+
+
+def parse_array(text: str) -> tuple[list[int], int | None]:
+    """Slurm's ``--array`` syntax: comma-separated indices and ``A-B[:STEP]`` ranges, then an
+    optional ``%LIMIT`` on how many tasks run at once. Returns the sorted distinct indices."""
+    spec, pct, limit_text = text.strip().partition("%")
+    indices: set[int] = set()
+    for item in spec.split(","):
+        m = _ARRAY_ITEM_RE.match(item.strip())
+        if not m:
+            raise BadInput("--array", f"{text!r} is not {ARRAY_HELP}")
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) is not None else first
+        step = int(m.group(3)) if m.group(3) is not None else 1
+        if last < first or step < 1:
+            raise BadInput("--array", f"{item.strip()!r} must be A-B with A ≤ B and a step ≥ 1")
+        if (last - first) // step + 1 + len(indices) > MAX_ARRAY_TASKS:
+            raise BadInput("--array", f"{text!r} has more than {MAX_ARRAY_TASKS} tasks")
+        indices.update(range(first, last + 1, step))
+    limit = None
+    if pct:
+        if not limit_text.isdigit() or int(limit_text) < 1:
+            raise BadInput("--array", f"%{limit_text} must be a whole number of tasks ≥ 1")
+        limit = int(limit_text)
+    return sorted(indices), limit
+
+
+def parse_after(values: list[str]) -> list[dict[str, int | bool]]:
+    """``JOB`` (start once JOB has ended, however) or ``JOB:ok`` (only if it succeeded; the
+    job is cancelled if it did not), repeatable or comma-separated."""
+    out: dict[int, bool] = {}
+    for value in values:
+        for item in str(value).split(","):
+            job, colon, cond = item.strip().partition(":")
+            if not job.isdigit() or int(job) < 1 or (colon and cond.lower() != "ok"):
+                raise BadInput("--after", f"{item.strip()!r} must be JOB or JOB:ok, "
+                               "such as 12:ok")
+            out[int(job)] = out.get(int(job), False) or bool(colon)
+    return [{"job": j, "ok": ok} for j, ok in out.items()]

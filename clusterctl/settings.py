@@ -10,11 +10,13 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import platformdirs
+
+from clusterctl.parsing import BadInput, parse_quotas
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,6 +45,15 @@ class Settings:
     """How long 1-minute rollups are kept; hourly rollups are kept for good."""
     waste_threshold: float = 0.10
     """A held GPU under this utilization counts as idle (waste report, flags in `jobs`)."""
+    quotas: dict[str, float] = field(default_factory=dict)
+    """Guaranteed GPUs per team (``vision=32,nlp=16`` or a ``[quotas]`` table); teams without
+    one share what is left equally."""
+    user_gpu_limit: int | None = None
+    """Most GPUs one user's running jobs may hold (unset or 0: no limit)."""
+    preempt: bool = True
+    """Reclaim borrowed GPUs by preemption for a team under its quota."""
+    preempt_grace_s: float = 30.0
+    """Between SIGTERM and SIGKILL for a preempted job (it sees ``CLUSTERCTL_PREEMPT_GRACE``)."""
     config_path: str = ""
 
     def with_overrides(self, **values: Any) -> Settings:
@@ -51,7 +62,9 @@ class Settings:
 
 _INT = {"port"}
 _FLOAT = {"kill_grace_s", "max_package_mb", "sample_retention_s", "minute_rollup_retention_s",
-          "waste_threshold"}
+          "waste_threshold", "preempt_grace_s"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:
@@ -61,11 +74,38 @@ def default_config_path(env: Mapping[str, str]) -> Path:
 
 
 def _coerce(key: str, value: Any) -> Any:
-    if key in _INT:
+    try:
+        if key in _INT:
+            return int(value)
+        if key in _FLOAT:
+            return float(value)
+    except ValueError:
+        kind = "a whole number" if key in _INT else "a number"
+        raise BadInput(key, f"{value!r} is not {kind}") from None
+    if key == "quotas":
+        return _quotas(value)
+    if key == "user_gpu_limit":
+        if value in (None, "", 0, "0", "none"):
+            return None
+        if isinstance(value, bool) or not str(value).isdigit():
+            raise BadInput(key, f"{value!r} must be a whole number of GPUs (0: no limit)")
         return int(value)
-    if key in _FLOAT:
-        return float(value)
+    if key == "preempt":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() not in _TRUE | _FALSE:
+            raise BadInput(key, f"{value!r} must be true or false")
+        return str(value).lower() in _TRUE
     return str(value)
+
+
+def _quotas(value: Any) -> dict[str, float]:
+    pairs = ([f"{k}={v}" for k, v in value.items()] if isinstance(value, dict)
+             else [p for p in str(value).replace(" ", "").split(",") if p])
+    try:
+        return parse_quotas(pairs)
+    except BadInput as e:
+        raise BadInput("quotas", e.message) from None
 
 
 def load(env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
@@ -106,8 +146,18 @@ def write_client_config(path: Path, url: str, token: str) -> None:
         with open(path, "rb") as f:
             existing = tomllib.load(f)
     existing.update({"url": url, "token": token})
-    body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in existing.items())
+    body = "".join(f"{k} = {_toml_value(v)}\n" for k, v in existing.items())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(body)
+
+
+def _toml_value(v: Any) -> str:
+    """Strings, numbers, booleans and flat tables (``quotas``), which is all settings hold."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}"
+                               for k, x in v.items()) + "}"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return json.dumps(v)

@@ -35,6 +35,7 @@ from clusterctl.api.schemas import (
     NodeTokenOut,
     PackageOut,
     SampleBatch,
+    SubmitOut,
     UsageOut,
     UserCreate,
     UserCreated,
@@ -46,6 +47,7 @@ from clusterctl.controller.telemetry import job_usage
 from clusterctl.parsing import BadInput
 from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
 from clusterctl.scheduler.loop import Scheduler
+from clusterctl.scheduler.state import Wait
 from clusterctl.states import JobState
 from clusterctl.store import (
     Allocation,
@@ -89,8 +91,12 @@ def _ms_time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, timezone.utc)
 
 
-def job_out(job: Job, node_names: dict[str, str], idle_gpus: bool = False) -> JobOut:
+def job_out(job: Job, node_names: dict[str, str], idle_gpus: bool = False,
+            wait: Wait | None = None) -> JobOut:
     assert job.id is not None
+    if job.state != JobState.PENDING:
+        wait = None
+    estimate = wait.estimated_start if wait is not None else None
     return JobOut(
         id=job.id, name=job.name, user=job.user, team=job.team, state=job.state,
         reason=job.reason, command=job.command, gpus=job.gpus, nodes=job.nodes,
@@ -99,7 +105,11 @@ def job_out(job: Job, node_names: dict[str, str], idle_gpus: bool = False) -> Jo
         cancel_requested=job.cancel_requested, workdir=job.workdir,
         node_names=[node_names.get(n, n[:12]) for n in job.placement or []],
         submitted_at=job.submitted_at, started_at=job.started_at, ended_at=job.ended_at,
-        idle_gpus=idle_gpus,
+        idle_gpus=idle_gpus, no_preempt=job.no_preempt, preemptions=job.preemptions,
+        after=job.after, array_id=job.array_id, array_index=job.array_index,
+        array_limit=job.array_limit,
+        wait_reason=str(wait.reason) if wait else None, wait_detail=wait.detail if wait else None,
+        estimated_start=datetime.fromtimestamp(estimate, timezone.utc) if estimate else None,
     )
 
 
@@ -148,8 +158,8 @@ def create_app(svc: Services) -> FastAPI:
         sha = svc.packages.put(bytes(data))
         return PackageOut(sha256=sha, size=len(data))
 
-    @app.post("/v1/jobs", response_model=JobOut, status_code=201)
-    def submit(body: JobSubmit, user: CurrentUser) -> JobOut:
+    @app.post("/v1/jobs", response_model=SubmitOut, status_code=201)
+    def submit(body: JobSubmit, user: CurrentUser) -> SubmitOut:
         command = parsing.parse_command(body.command)
         gpus = parsing.parse_gpus(body.gpus)
         nodes = parsing.parse_nodes(body.nodes)
@@ -165,17 +175,28 @@ def create_app(svc: Services) -> FastAPI:
             raise BadInput("package", "is not an uploaded package id")
         if body.workdir and not body.workdir.startswith("/"):
             raise BadInput("--workdir", f"{body.workdir!r} must be an absolute path")
+        after = parsing.parse_after(
+            [body.after] if isinstance(body.after, str) else list(body.after or []))
+        known = svc.jobs.states(d["job"] for d in after)
+        missing = [d["job"] for d in after if d["job"] not in known]
+        if missing:
+            raise BadInput("--after", f"job {missing[0]} does not exist")
+        indices, array_limit = parsing.parse_array(body.array) if body.array else (None, None)
         never = svc.scheduler.why_never(gpus, nodes)
         if never:
             field = "--gpus" if "per node" in never else "--nodes"
             raise BadInput(field, never)
-        job = svc.jobs.submit(NewJob(
+        jobs = svc.jobs.submit_all(NewJob(
             name=name, user=user.name, team=team, command=command, gpus=gpus, nodes=nodes,
             priority=priority, time_limit_s=limit, retries=retries, env=env,
-            workdir=body.workdir, package=body.package,
+            workdir=body.workdir, package=body.package, no_preempt=body.no_preempt,
+            after=after or None, array_indices=indices, array_limit=array_limit,
         ))
         svc.scheduler.wake.set()
-        return job_out(job, names())
+        first = job_out(jobs[0], names())
+        return SubmitOut(**first.model_dump(),
+                         array_job_ids=[j.id for j in jobs if j.id is not None]
+                         if indices is not None else None)
 
     @app.get("/v1/jobs", response_model=list[JobOut])
     def list_jobs(user: CurrentUser, all: bool = False, owner: str | None = None,
@@ -193,14 +214,16 @@ def create_app(svc: Services) -> FastAPI:
         nm = names()
         idle = svc.reports.store.idle_jobs([j.id for j in rows if j.id is not None],
                                            WASTE_MIN_IDLE_S)
-        return [job_out(j, nm, j.id in idle) for j in rows]
+        waiting = svc.scheduler.waiting
+        return [job_out(j, nm, j.id in idle, waiting.get(j.id or 0)) for j in rows]
 
     @app.get("/v1/jobs/{job_id}", response_model=JobDetail)
     def show(job_id: str, user: CurrentUser) -> JobDetail:
         job = load_job(job_id)
         assert job.id is not None
         base = job_out(job, names(), bool(svc.reports.store.idle_jobs([job.id],
-                                                                      WASTE_MIN_IDLE_S)))
+                                                                      WASTE_MIN_IDLE_S)),
+                       svc.scheduler.waiting.get(job.id))
         allocations = svc.jobs.allocations(job.id)
         cost = svc.reports.job_cost(job.id, int(time.time() * 1000))
         return JobDetail(

@@ -22,6 +22,11 @@ class JobSubmit(BaseModel):
     workdir: str | None = None
     package: str | None = None
     """sha256 of a package uploaded to ``POST /v1/packages``."""
+    no_preempt: bool = False
+    after: list[str] | str | None = None
+    """Dependencies: ``JOB`` or ``JOB:ok`` items (a list, or comma-separated)."""
+    array: str | None = None
+    """``0-31%4``: one job per index, at most 4 running at once."""
 
 
 class HistoryEntry(BaseModel):
@@ -66,6 +71,24 @@ class JobOut(BaseModel):
     ended_at: datetime | None
     idle_gpus: bool = False
     """A GPU of this job sat under the waste threshold for 30 minutes or more."""
+    no_preempt: bool = False
+    preemptions: int = 0
+    after: list[dict[str, Any]] | None = None
+    array_id: int | None = None
+    array_index: int | None = None
+    array_limit: int | None = None
+    wait_reason: str | None = None
+    """Why a pending job waits, as of the scheduler's last pass: quota, resources, preempting,
+    priority, dependency, user-limit or array-limit."""
+    wait_detail: str | None = None
+    estimated_start: datetime | None = None
+    """Where backfill can tell: the latest the job will start, if running jobs use their whole
+    time limits (jobs without one count as the default)."""
+
+
+class SubmitOut(JobOut):
+    array_job_ids: list[int] | None = None
+    """Every task's id, for an array (this body is the first task)."""
 
 
 class UsageFigures(BaseModel):

@@ -55,9 +55,20 @@ def submit(
         typer.Option("--workdir", help="Run in place in this directory (shared filesystem) "
                      "instead of shipping the current directory."),
     ] = None,
+    no_preempt: Annotated[
+        bool, typer.Option("--no-preempt", help="Never preempt it (it then runs only within "
+                           "its team's quota, never on borrowed GPUs).")] = False,
+    after: Annotated[
+        list[str] | None,
+        typer.Option(help="JOB or JOB:ok: start after JOB ends (with :ok, only if it "
+                     "succeeded; else this job is cancelled). Repeatable.")] = None,
+    array: Annotated[
+        str | None,
+        typer.Option(help="0-31%4: one job per index (CLUSTERCTL_ARRAY_INDEX), at most 4 "
+                     "running at once.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the new job as JSON.")] = False,
 ) -> None:
-    """Queue a job; prints its id once it is stored."""
+    """Queue a job; prints its id once it is stored (one id per line for an array)."""
     body: dict[str, Any] = {
         "command": parsing.parse_command(command or []),
         "gpus": parsing.parse_gpus(gpus),
@@ -72,6 +83,14 @@ def submit(
         body["name"] = parsing.parse_name(name, "--name")
     if team is not None:
         body["team"] = parsing.parse_name(team, "--team")
+    if no_preempt:
+        body["no_preempt"] = True
+    if after:
+        parsing.parse_after(after)
+        body["after"] = list(after)
+    if array is not None:
+        parsing.parse_array(array)
+        body["array"] = array
     settings = settings_mod.load()
     c = client()
     if workdir_ is not None:
@@ -86,23 +105,40 @@ def submit(
     if json_:
         print_json(job)
     else:
-        print(job["id"])
+        print("\n".join(str(i) for i in job.get("array_job_ids") or [job["id"]]))
 
 
 def jobs_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False)
-    for col in ("ID", "NAME", "USER", "TEAM", "STATE", "GPUS", "NODES", "WAITED", "RAN"):
+    for col in ("ID", "NAME", "USER", "TEAM", "STATE", "GPUS", "NODES / WHY IT WAITS",
+                "WAITED", "RAN"):
         table.add_column(col, justify="right" if col in ("ID", "GPUS") else "left")
     for j in rows:
         waited = seconds_between(j["submitted_at"], j["started_at"])
         ran = seconds_between(j["started_at"], j["ended_at"]) if j["started_at"] else None
         table.add_row(
-            str(j["id"]), j["name"], j["user"], j["team"],
+            str(j["id"]), _name(j), j["user"], j["team"],
             f"[{STATE_STYLE.get(j['state'], '')}]{j['state']}[/]"
             + (" [yellow](idle GPUs)[/]" if j.get("idle_gpus") else ""), _gpus(j),
-            ",".join(j["node_names"]) or "-", format_duration(waited), format_duration(ran),
+            ",".join(j["node_names"]) or why_waiting(j), format_duration(waited),
+            format_duration(ran),
         )
     return table
+
+
+def _name(j: dict[str, Any]) -> str:
+    return j["name"] if j.get("array_index") is None else f"{j['name']}[{j['array_index']}]"
+
+
+def why_waiting(j: dict[str, Any]) -> str:
+    """A pending job's wait reason as the scheduler's last pass saw it, with the estimated
+    start where backfill could tell."""
+    if j["state"] != "PENDING" or not j.get("wait_reason"):
+        return "-"
+    text = j["wait_reason"] + (f": {j['wait_detail']}" if j.get("wait_detail") else "")
+    if j.get("estimated_start"):
+        text += f", starts by {local_time(j['estimated_start'])}"
+    return text
 
 
 @handles_errors
@@ -141,6 +177,21 @@ def show(
     limit = format_duration(j["time_limit_s"]) if j["time_limit_s"] else "none"
     console.print(f"  user {j['user']}  team {j['team']}  priority {j['priority']}  "
                   f"gpus {_gpus(j)}  time limit {limit}  retries {j['requeues']}/{j['retries']}")
+    extras = []
+    if j.get("array_index") is not None:
+        extras.append(f"array {j['array_id']} index {j['array_index']}"
+                      + (f" (at most {j['array_limit']} at once)" if j["array_limit"] else ""))
+    if j.get("after"):
+        extras.append("after " + ", ".join(f"{d['job']}{':ok' if d['ok'] else ''}"
+                                           for d in j["after"]))
+    if j.get("no_preempt"):
+        extras.append("not preemptible")
+    if j.get("preemptions"):
+        extras.append(f"preempted {j['preemptions']} time(s)")
+    if extras:
+        console.print("  " + "  ".join(extras), markup=False)
+    if j["state"] == "PENDING" and j.get("wait_reason"):
+        console.print(f"  waiting: {why_waiting(j)}", markup=False)
     console.print(f"  command: {' '.join(j['command'])}", markup=False)
     if j["workdir"]:
         console.print(f"  workdir: {j['workdir']}", markup=False)

@@ -23,6 +23,7 @@ from clusterctl.controller.reports import ReportService
 from clusterctl.controller.telemetry import Housekeeper
 from clusterctl.executor.local_ray import ray_env
 from clusterctl.scheduler.loop import Scheduler
+from clusterctl.scheduler.state import PolicyConfig
 from clusterctl.settings import Settings
 from clusterctl.store import (
     AllocationUsageStore,
@@ -80,6 +81,9 @@ class Controller:
         self.scheduler = Scheduler(
             self.jobs, self.executor, LogStore(data / "logs"), PackageStore(data / "packages"),
             kill_grace_s=self.settings.kill_grace_s,
+            policy_config=PolicyConfig(
+                quotas=dict(self.settings.quotas), user_gpu_limit=self.settings.user_gpu_limit,
+                preempt=self.settings.preempt, preempt_grace_s=self.settings.preempt_grace_s),
         )
         self.scheduler.start()
         self.housekeeper = Housekeeper(

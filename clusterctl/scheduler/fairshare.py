@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
+from clusterctl.scheduler.state import Usage
+
 
 def decayed(value: float, dt: float, half_life_s: float) -> float:
     return value * 2.0 ** (-dt / half_life_s)
@@ -80,3 +82,18 @@ def resolve_quotas(
         for team in rest:
             quotas[team] = left / len(rest)
     return quotas
+
+
+def usage_from_intervals(
+    intervals: Iterable[tuple[str, str, float, float | None]], now: float, half_life_s: float
+) -> Usage:
+    """Decayed GPU-seconds per team and per (team, user) from (team, user, start, end) rows of
+    one GPU each, an open row (``end`` None) counting up to ``now``."""
+    team: dict[str, float] = {}
+    user: dict[tuple[str, str], float] = {}
+    for t, u, start, end in intervals:
+        value = interval_usage(1.0, start, now if end is None else min(end, now), now,
+                               half_life_s)
+        team[t] = team.get(t, 0.0) + value
+        user[(t, u)] = user.get((t, u), 0.0) + value
+    return Usage(team, user)

@@ -17,14 +17,17 @@ from datetime import datetime, timezone
 
 from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.executor.types import Executor, Launch, LaunchSpec, NodeInfo
-from clusterctl.scheduler import fairshare, policy
+from clusterctl.scheduler import dependencies, fairshare, policy
 from clusterctl.scheduler.state import (
     Decision,
     NodeCapacity,
     PolicyConfig,
+    Preemption,
     QueuedJob,
     RunningJob,
+    Usage,
     Wait,
+    WaitReason,
 )
 from clusterctl.states import ACTIVE, JobState
 from clusterctl.store import HeldGpu, Job, JobStore
@@ -63,11 +66,14 @@ class Scheduler:
         self.min_gap_s = min_gap_s
         self.monotonic = monotonic
         self.clock = clock
-        # Preemption stays off here until the loop acts on Decision.preemptions (SIGTERM with
-        # CLUSTERCTL_PREEMPT_GRACE, then back to PENDING): a reclaim it did not carry out would
-        # hold free GPUs for a job whose victims never leave.
-        self.policy_config = policy_config or PolicyConfig(preempt=False)
+        self.policy_config = policy_config or PolicyConfig()
         """Quotas here are the configured ones; teams without one share the rest each pass."""
+        self.usage_refresh_s = 60.0
+        """Fair share reads the allocation records this often (usage moves over days)."""
+        self._usage: tuple[float, Usage] | None = None
+        self._reclaiming: set[int] = set()
+        """Pending jobs for which borrowed GPUs were preempted: they go first (see
+        ``QueuedJob.reclaiming``). In memory only: after a restart the next pass plans anew."""
         self.busy_pass_interval_s = 2.0
         """With no GPU free, passes (reclaim by preemption, wait reasons) run this often."""
         self._full_pass_at = -1e18
@@ -139,13 +145,16 @@ class Scheduler:
             ranks = len(job.placement or [])
             launch = self.executor.reattach(job.id, job.attempt, ranks) if ranks else None
             if launch is not None and launch.started is not None:
+                # A job being preempted or cancelled is signalled again by the next pass.
                 self.launches[job.id] = launch
                 if job.state == S.STARTING:
                     self._mark_running(job, launch)
                 log.info("re-attached to job %s attempt %s", job.id, job.attempt)
                 continue
             self.executor.release(job.id, job.attempt, ranks)
-            if job.state == S.STARTING:
+            if job.preempt_requested:
+                self.jobs.preempted(job, "preempted (ended while the controller was down)")
+            elif job.state == S.STARTING:
                 self.jobs.requeue(job, "controller restarted before the job started")
             else:
                 self.jobs.finish(job, S.LOST, "runner gone while the controller was down")
@@ -178,6 +187,11 @@ class Scheduler:
                 self._end(job, launch, S.CANCELLED, job.reason or "cancelled", None)
                 return
             self.executor.terminate(launch, self.kill_grace_s)
+        elif job.preempt_requested and not launch.terminating:
+            if launch.started is None:  # nothing to checkpoint: give the GPUs back now
+                self._end(job, launch, S.PENDING, job.reason or "preempted", None)
+                return
+            self.executor.terminate(launch, self.policy_config.preempt_grace_s)
         p = self.executor.poll(launch)
         if p.kind == "starting":
             if self.monotonic() - launch.launched_at > self.start_timeout_s:
@@ -190,6 +204,8 @@ class Scheduler:
             self._mark_running(job, launch)
             if job.cancel_requested:
                 self.executor.terminate(launch, self.kill_grace_s)
+            elif job.preempt_requested:
+                self.executor.terminate(launch, self.policy_config.preempt_grace_s)
             return
         self._pull_logs(launch)
         if p.kind == "running":
@@ -197,7 +213,10 @@ class Scheduler:
         if p.kind == "failed":
             self._end(job, launch, S.FAILED, p.error or "could not start", None)
         elif p.kind == "lost":
-            self._end(job, launch, S.LOST, p.error or "runner lost", None)
+            if job.preempt_requested:  # its GPUs are gone either way; retries stay unused
+                self._end(job, launch, S.PENDING, job.reason or "preempted", None)
+            else:
+                self._end(job, launch, S.LOST, p.error or "runner lost", None)
         elif p.kind == "done":
             self._pull_logs(launch, drain=True)
             state, reason, code = self._verdict(job, launch)
@@ -212,6 +231,9 @@ class Scheduler:
         if any(o["timed_out"] for o in outcomes):
             limit = job.time_limit_s or 0
             return S.TIMEOUT, f"time limit of {limit}s reached", rank0
+        if job.preempt_requested and any(o.get("terminated") for o in outcomes):
+            # Whatever the exit code: a job that checkpoints on SIGTERM and exits 0 is not done.
+            return S.PENDING, job.reason or "preempted", None
         failed = [o for o in outcomes if o["exit_code"] != 0]
         if not failed:
             return S.SUCCEEDED, "exit code 0", 0
@@ -236,7 +258,10 @@ class Scheduler:
         assert job.id is not None
         fresh = self.jobs.get(job.id) or job  # the state may have moved since the pass began
         if JobState(fresh.state) in ACTIVE and fresh.attempt == job.attempt:
-            self.jobs.finish(fresh, state, reason, exit_code=exit_code, ended_at=ended_at)
+            if state is S.PENDING:
+                self.jobs.preempted(fresh, reason, ended_at=ended_at)
+            else:
+                self.jobs.finish(fresh, state, reason, exit_code=exit_code, ended_at=ended_at)
         self.executor.release(job.id, job.attempt, launch.ranks)
         self.launches.pop(job.id, None)
 
@@ -259,52 +284,113 @@ class Scheduler:
                 self.monotonic() - self._full_pass_at < self.busy_pass_interval_s:
             return  # a burst of submissions to a full cluster: do not re-read the queue each time
         self._full_pass_at = self.monotonic()
-        pending = self.jobs.pending()
+        pending, held_back = self.ready(self.jobs.pending())
+        self._reclaiming &= {j.id for j in pending}
         if not pending:
-            self.waiting = {}
+            self.waiting = held_back
             return
         by_id = {j.id: j for j in pending}
         now = self.clock()
         decision = self.decide(pending, active, capacity, now)
-        self.waiting = decision.waiting
+        self.waiting = {**decision.waiting, **held_back}
+        self.preempt(decision.preemptions, active)
         for placement in decision.starts:
-            job = by_id[placement.job_id]
+            self._reclaiming.discard(placement.job_id)
+            self.launch(by_id[placement.job_id], placement.node_ids)
+
+    def ready(self, pending: list[Job]) -> tuple[list[Job], dict[int, Wait]]:
+        """The pending jobs whose dependencies are met, and why the others wait. A job whose
+        dependency can no longer be met (``:ok`` on a job that failed) is cancelled."""
+        deps = {d for j in pending for d in dependencies.ids(j.after)}
+        if not deps:
+            return pending, {}
+        states = self.jobs.states(deps)
+        ready, held_back = [], {}
+        for job in pending:
             assert job.id is not None
-            attempt = self.jobs.start(job, placement.node_ids)
-            if attempt is None:
-                continue  # cancelled meanwhile
-            spec = LaunchSpec(
-                job_id=job.id, attempt=attempt, command=list(job.command), gpus=job.gpus,
-                nodes=job.nodes, env=dict(job.env), workdir=job.workdir,
-                time_limit_s=job.time_limit_s, kill_grace_s=self.kill_grace_s,
-            )
-            try:
-                package = self.packages.get(job.package) if job.package else None
-                self.launches[job.id] = self.executor.launch(
-                    spec, list(placement.node_ids), package)
-            except Exception as e:
-                log.exception("launch of job %s failed", job.id)
-                self.executor.release(job.id, attempt, len(placement.node_ids))
-                started = self.jobs.get(job.id)
-                if started is not None:
-                    self.jobs.finish(started, S.FAILED, f"launch failed: {e}")
+            blocked = dependencies.check(job.after, states)
+            if blocked.ready:
+                ready.append(job)
+            elif blocked.broken:
+                self.jobs.transition(job.id, S.PENDING, S.CANCELLED, blocked.detail,
+                                     values={"ended_at": _at(self.clock())})
+            else:
+                held_back[job.id] = Wait(WaitReason.DEPENDENCY, blocked.detail)
+        return ready, held_back
+
+    def preempt(self, preemptions: list[Preemption], active: list[Job]) -> None:
+        """Mark each victim in the database first (so a restart knows its end is a preemption,
+        not a failure), then signal it; it goes back to PENDING when it exits."""
+        rows = {j.id: j for j in active}
+        for p in preemptions:
+            victim = rows.get(p.job_id)
+            if victim is None or not self.jobs.request_preempt(p.job_id, victim.attempt,
+                                                               p.reason):
+                continue
+            log.info("preempting job %s for job %s: %s", p.job_id, p.for_job, p.reason)
+            self._reclaiming.add(p.for_job)
+            launch = self.launches.get(p.job_id)
+            if launch is not None and launch.started is not None and not launch.terminating:
+                self.executor.terminate(launch, self.policy_config.preempt_grace_s)
+
+    def launch(self, job: Job, node_ids: tuple[str, ...]) -> None:
+        assert job.id is not None
+        attempt = self.jobs.start(job, node_ids)
+        if attempt is None:
+            return  # cancelled meanwhile
+        env = {**job.env,
+               "CLUSTERCTL_PREEMPT_GRACE": f"{self.policy_config.preempt_grace_s:g}"}
+        if job.array_index is not None:
+            env["CLUSTERCTL_ARRAY_INDEX"] = str(job.array_index)
+            env["CLUSTERCTL_ARRAY_JOB_ID"] = str(job.array_id)
+        spec = LaunchSpec(
+            job_id=job.id, attempt=attempt, command=list(job.command), gpus=job.gpus,
+            nodes=job.nodes, env=env, workdir=job.workdir,
+            time_limit_s=job.time_limit_s, kill_grace_s=self.kill_grace_s,
+        )
+        try:
+            package = self.packages.get(job.package) if job.package else None
+            self.launches[job.id] = self.executor.launch(spec, list(node_ids), package)
+        except Exception as e:
+            log.exception("launch of job %s failed", job.id)
+            self.executor.release(job.id, attempt, len(node_ids))
+            started = self.jobs.get(job.id)
+            if started is not None:
+                self.jobs.finish(started, S.FAILED, f"launch failed: {e}")
+
+    def usage(self, now: float) -> Usage:
+        """Decayed recent GPU use per team and user, from the allocation records (cached)."""
+        if self._usage is not None and now - self._usage[0] < self.usage_refresh_s:
+            return self._usage[1]
+        half_life = self.policy_config.half_life_s
+        rows = self.jobs.usage_intervals(_at(now - 4 * half_life))  # older use weighs < 1/16
+        usage = fairshare.usage_from_intervals(
+            ((t, u, a.timestamp(), b.timestamp() if b else None) for t, u, a, b in rows),
+            now, half_life)
+        self._usage = (now, usage)
+        return usage
 
     def decide(self, pending: list[Job], active: list[Job], capacity: list[NodeCapacity],
                now: float) -> Decision:
         queued = [
             QueuedJob(j.id, j.priority, j.submitted_at.timestamp(), j.gpus, j.nodes, j.team,
-                      j.user, j.time_limit_s)
+                      j.user, j.time_limit_s, preemptible=not j.no_preempt,
+                      array_id=j.array_id, array_limit=j.array_limit,
+                      reclaiming=j.id in self._reclaiming)
             for j in pending if j.id is not None
         ]
         running = [
             RunningJob(j.id, j.team, j.user, tuple(j.placement or ()), j.gpus,
                        j.started_at.timestamp() if j.started_at else now, j.time_limit_s,
-                       terminating=j.cancel_requested)
+                       preemptible=not j.no_preempt,
+                       terminating=j.cancel_requested or j.preempt_requested,
+                       array_id=j.array_id, submitted_at=j.submitted_at.timestamp())
             for j in active if j.id is not None and j.placement
         ]
         cfg = self.policy_config
         teams = {j.team for j in pending} | {j.team for j in active}
         total = sum(c.total_gpus for c in capacity if c.schedulable)
         quotas = fairshare.resolve_quotas(cfg.quotas, teams, total)
-        return policy.schedule(queued, running, capacity, now=now,
+        usage = self.usage(now) if cfg.fair_share else None
+        return policy.schedule(queued, running, capacity, now=now, usage=usage,
                                config=replace(cfg, quotas=quotas), explain=True)

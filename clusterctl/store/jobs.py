@@ -39,6 +39,11 @@ class NewJob:
     env: dict[str, str] | None = None
     workdir: str | None = None
     package: str | None = None
+    no_preempt: bool = False
+    after: list[dict[str, Any]] | None = None
+    array_indices: Sequence[int] | None = None
+    """``--array``: one job per index, submitted together."""
+    array_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -112,21 +117,54 @@ class JobStore:
     # -- writing ------------------------------------------------------------------------------
 
     def submit(self, new: NewJob) -> Job:
-        """Insert the job and its first history row; returns only once committed."""
+        """Insert the job and its first history row; returns only once committed (the first
+        task, for an array)."""
+        return self.submit_all(new)[0]
+
+    def submit_all(self, new: NewJob) -> list[Job]:
+        """Insert the job (one per index of an array) and its first history rows, in one
+        transaction; returns only once committed."""
         now = self.clock()
-        job = Job(
-            name=new.name, user=new.user, team=new.team, command=list(new.command),
-            env=dict(new.env or {}), workdir=new.workdir, package=new.package, gpus=new.gpus,
-            nodes=new.nodes, priority=new.priority, time_limit_s=new.time_limit_s,
-            retries=new.retries, state=S.PENDING, submitted_at=now,
-        )
+        indices: Sequence[int | None] = new.array_indices or [None]
+        jobs: list[Job] = []
         with self.session() as s:
-            s.add(job)
-            s.flush()
-            assert job.id is not None
-            s.add(JobEvent(job_id=job.id, state=S.PENDING, at=now, reason="submitted"))
+            for index in indices:
+                job = Job(
+                    name=new.name, user=new.user, team=new.team, command=list(new.command),
+                    env=dict(new.env or {}), workdir=new.workdir, package=new.package,
+                    gpus=new.gpus, nodes=new.nodes, priority=new.priority,
+                    time_limit_s=new.time_limit_s, retries=new.retries, state=S.PENDING,
+                    submitted_at=now, no_preempt=new.no_preempt, after=new.after,
+                    array_index=index, array_limit=new.array_limit if index is not None else None,
+                    array_id=jobs[0].id if jobs else None,
+                )
+                s.add(job)
+                s.flush()
+                assert job.id is not None
+                if index is not None and not jobs:
+                    job.array_id = job.id
+                s.add(JobEvent(job_id=job.id, state=S.PENDING, at=now, reason="submitted"))
+                jobs.append(job)
             s.commit()
-        return job
+        return jobs
+
+    def states(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """The current state of each of these jobs that exists."""
+        ids = sorted(set(job_ids))
+        if not ids:
+            return {}
+        with self.session() as s:
+            rows = s.exec(select(Job.id, Job.state).where(col(Job.id).in_(ids))).all()
+        return {int(i): st for i, st in rows if i is not None}
+
+    def usage_intervals(self, since: datetime) -> list[tuple[str, str, datetime, datetime | None]]:
+        """(team, user, start, end or None) of every GPU held since ``since``: the input of fair
+        share (one row per GPU)."""
+        q = (select(Job.team, Job.user, Allocation.started_at, Allocation.ended_at)
+             .join(Job, col(Job.id) == col(Allocation.job_id))
+             .where((col(Allocation.ended_at).is_(None)) | (col(Allocation.ended_at) > since)))
+        with self.session() as s:
+            return [(t, u, a, b) for t, u, a, b in s.exec(q).all()]
 
     def _transition(
         self,
@@ -177,7 +215,8 @@ class JobStore:
         ok = self.transition(
             job.id, S.PENDING, S.STARTING, f"placed on {len(set(node_ids))} node(s)",
             at_attempt=job.attempt,
-            values={"attempt": attempt, "placement": list(node_ids), "cancel_requested": False},
+            values={"attempt": attempt, "placement": list(node_ids), "cancel_requested": False,
+                    "preempt_requested": False, "started_at": None},
         )
         return attempt if ok else None
 
@@ -220,12 +259,7 @@ class JobStore:
             )
             if not ok:
                 return False
-            s.execute(
-                update(Allocation)
-                .where(col(Allocation.job_id) == job.id, col(Allocation.attempt) == job.attempt,
-                       col(Allocation.ended_at).is_(None))
-                .values(ended_at=ended)
-            )
+            self._close_allocations(s, job.id, job.attempt, ended)
             if new is S.LOST and job.requeues < job.retries:
                 self._transition(
                     s, job.id, S.LOST, S.PENDING,
@@ -237,11 +271,51 @@ class JobStore:
             s.commit()
             return True
 
+    @staticmethod
+    def _close_allocations(s: Session, job_id: int, attempt: int, ended: datetime) -> None:
+        s.execute(
+            update(Allocation)
+            .where(col(Allocation.job_id) == job_id, col(Allocation.attempt) == attempt,
+                   col(Allocation.ended_at).is_(None))
+            .values(ended_at=ended)
+        )
+
+    def request_preempt(self, job_id: int, attempt: int, reason: str) -> bool:
+        """Mark a running attempt for preemption before it is signalled; False if it ended,
+        moved on or is already being cancelled or preempted."""
+        with self.session() as s:
+            result = s.execute(
+                update(Job)
+                .where(col(Job.id) == job_id, col(Job.attempt) == attempt,
+                       col(Job.state).in_(list(ACTIVE)), col(Job.cancel_requested).is_(False),
+                       col(Job.preempt_requested).is_(False), col(Job.no_preempt).is_(False))
+                .values(preempt_requested=True, reason=reason, version=Job.version + 1)
+            )
+            s.commit()
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def preempted(self, job: Job, reason: str, *, ended_at: datetime | None = None) -> bool:
+        """A preempted attempt ended: back to PENDING with its history, its GPUs released.
+        Retries are not used up: being preempted is not the job's fault."""
+        assert job.id is not None
+        ended = ended_at or self.clock()
+        with self.session() as s:
+            ok = self._transition(
+                s, job.id, JobState(job.state), S.PENDING, reason, job.attempt,
+                {"placement": None, "preempt_requested": False, "exit_code": None,
+                 "preemptions": Job.preemptions + 1},
+            )
+            if not ok:
+                return False
+            self._close_allocations(s, job.id, job.attempt, ended)
+            s.commit()
+            return True
+
     def requeue(self, job: Job, reason: str) -> bool:
         """STARTING → PENDING for a launch abandoned before any process started."""
         assert job.id is not None
         return self.transition(job.id, S.STARTING, S.PENDING, reason, at_attempt=job.attempt,
-                               values={"placement": None})
+                               values={"placement": None, "preempt_requested": False})
 
     def request_cancel(self, job_id: int, user: str, is_admin: bool) -> tuple[str, Job | None]:
         """Returns what happened: 'cancelled' (it was queued), 'requested' (the scheduler will

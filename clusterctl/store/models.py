@@ -86,6 +86,19 @@ class Job(SQLModel, table=True):
     """Ray node ids of the current attempt, rank order; set when the job starts."""
     exit_code: int | None = None
     cancel_requested: bool = False
+    no_preempt: bool = False
+    """``--no-preempt``: never preempted, and so never given borrowed GPUs."""
+    preempt_requested: bool = False
+    """The scheduler signalled the attempt to make room for another team: when it ends it goes
+    back to PENDING instead of FAILED (kept in the row so a controller restart knows too)."""
+    preemptions: int = 0
+    after: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """Dependencies: ``[{"job": id, "ok": bool}]``; the job waits until each has ended (and,
+    with ``ok``, succeeded; otherwise it is cancelled)."""
+    array_id: int | None = Field(default=None, index=True)
+    """The first task's id, shared by every task of a ``--array`` submission."""
+    array_index: int | None = None
+    array_limit: int | None = None
     submitted_at: datetime = _time(nullable=False)
     started_at: datetime | None = _time()
     ended_at: datetime | None = _time()
