@@ -1,5 +1,6 @@
 import pytest
 
+from clusterctl import parsing
 from clusterctl.parsing import (
     BadInput,
     format_duration,
@@ -60,3 +61,34 @@ def test_format_duration() -> None:
     assert format_duration(None) == "-"
     assert format_duration(5) == "5s"
     assert format_duration(3725) == "1h02m"
+
+
+@pytest.mark.parametrize(("text", "indices", "limit"), [
+    ("0-3", [0, 1, 2, 3], None),
+    ("0-31%4", list(range(32)), 4),
+    ("0-6:2", [0, 2, 4, 6], None),
+    ("1,5,9", [1, 5, 9], None),
+    ("7", [7], None),
+    ("3-4,1,4", [1, 3, 4], None),
+    ("0-1%1", [0, 1], 1),
+])
+def test_arrays(text: str, indices: list[int], limit: int | None) -> None:
+    assert parsing.parse_array(text) == (indices, limit)
+
+
+@pytest.mark.parametrize("text", ["", "a-b", "5-1", "0-3%0", "0-3%x", "0-3:0", "-1", "0-10000",
+                                  "1,,2"])
+def test_bad_arrays_name_the_flag(text: str) -> None:
+    with pytest.raises(parsing.BadInput) as e:
+        parsing.parse_array(text)
+    assert e.value.field == "--array"
+
+
+def test_dependencies() -> None:
+    assert parsing.parse_after(["12", "13:ok,14:OK"]) == [
+        {"job": 12, "ok": False}, {"job": 13, "ok": True}, {"job": 14, "ok": True}]
+    assert parsing.parse_after(["12", "12:ok"]) == [{"job": 12, "ok": True}]  # the stricter
+    for bad in ("x", "12:done", "0", "-3", "12:"):
+        with pytest.raises(parsing.BadInput) as e:
+            parsing.parse_after([bad])
+        assert e.value.field == "--after"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clusterctl.scheduler import fairshare
 from clusterctl.scheduler.pending import PendingQueue
 from clusterctl.scheduler.policy import fits_ever, schedule
 from clusterctl.scheduler.reservation import reserve
@@ -327,3 +329,15 @@ def test_backfill_never_delays_the_reserved_start(
     ]
     again = reserve(head, free, releases, NOW)
     assert again is not None and again.start <= at
+
+
+def test_usage_from_allocation_intervals_decays_by_half_life() -> None:
+    half = 7 * 86400.0
+    rows = [("a", "ann", NOW - 2 * half - 3600, NOW - 2 * half),  # 1 GPU-hour, two half-lives ago
+            ("a", "al", NOW - 3600, None),  # open: counts up to now, nearly undecayed
+            ("b", "bo", NOW - 3600, NOW)]
+    u = fairshare.usage_from_intervals(rows, NOW, half)
+    assert u.user[("a", "ann")] == pytest.approx(3600 / 4, rel=1e-2)  # just over 2 half-lives
+    assert u.user[("a", "al")] == pytest.approx(u.team["b"])
+    assert u.team["b"] == pytest.approx(3600, rel=1e-2)
+    assert u.team["a"] == pytest.approx(u.user[("a", "ann")] + u.user[("a", "al")])

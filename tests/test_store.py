@@ -123,3 +123,43 @@ def test_installation_id_is_stable(db_url: str) -> None:
     migrate(db_url)
     migrate(db_url)  # idempotent
     assert installation_id(make_engine(db_url)) == installation_id(make_engine(db_url))
+
+
+def test_array_is_one_transaction_with_a_shared_id(store: JobStore) -> None:
+    tasks = store.submit_all(new_job(array_indices=[0, 2, 4], array_limit=2,
+                                     after=[{"job": 1, "ok": True}]))
+    assert [t.array_index for t in tasks] == [0, 2, 4]
+    assert {t.array_id for t in tasks} == {tasks[0].id}
+    assert all(t.array_limit == 2 and t.after == [{"job": 1, "ok": True}] for t in tasks)
+    assert store.states([t.id for t in tasks] + [999]) == {t.id: "PENDING" for t in tasks}
+
+
+def test_preempted_job_goes_back_to_pending_with_its_history(store: JobStore) -> None:
+    job = store.submit(new_job(gpus=2, retries=1))
+    attempt = store.start(job, ["n1"])
+    assert attempt == 1
+    store.mark_running(job.id, 1, [HeldGpu(0, "node-a", "n1", 0), HeldGpu(0, "node-a", "n1", 1)],
+                       datetime.now(timezone.utc))
+    assert store.request_preempt(job.id, 1, "preempted for job 7")
+    assert not store.request_preempt(job.id, 1, "again")  # already being preempted
+    running = store.get(job.id)
+    assert running.preempt_requested and running.state == "RUNNING"
+    assert store.preempted(running, running.reason)
+    back = store.get(job.id)
+    assert (back.state, back.preemptions, back.requeues) == ("PENDING", 1, 0)
+    assert not back.preempt_requested and back.placement is None
+    assert all(a.ended_at is not None for a in store.allocations(job.id))
+    assert [(h.state, h.reason) for h in store.history(job.id)][-2:] == [
+        ("RUNNING", "all ranks started"), ("PENDING", "preempted for job 7")]
+    assert store.start(back, ["n1"]) == 2  # it runs again as a new attempt
+
+
+def test_no_preempt_and_cancelling_jobs_are_not_marked_for_preemption(store: JobStore) -> None:
+    keep = store.submit(new_job(no_preempt=True))
+    store.start(keep, ["n1"])
+    assert not store.request_preempt(keep.id, 1, "x")
+    going = store.submit(new_job())
+    store.start(going, ["n1"])
+    store.request_cancel(going.id, "alice", False)
+    assert not store.request_preempt(going.id, 1, "x")
+    assert not store.request_preempt(going.id, 2, "x")  # another attempt

@@ -1,0 +1,46 @@
+"""Settings resolution: flags, then CLUSTERCTL_* variables, then the config file; scheduling
+settings parsed with one-line errors; the config file survives `up` rewriting it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clusterctl import settings
+from clusterctl.parsing import BadInput
+
+
+def test_scheduling_settings_from_file_then_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('user_gpu_limit = 8\npreempt = false\n[quotas]\nvision = 32\nnlp = 16\n')
+    env = {"CLUSTERCTL_CONFIG": str(cfg)}
+    s = settings.load(env)
+    assert s.quotas == {"vision": 32.0, "nlp": 16.0}
+    assert (s.user_gpu_limit, s.preempt, s.preempt_grace_s) == (8, False, 30.0)
+    s = settings.load({**env, "CLUSTERCTL_QUOTAS": "vision=4, nlp=2.5",
+                       "CLUSTERCTL_USER_GPU_LIMIT": "0", "CLUSTERCTL_PREEMPT": "yes",
+                       "CLUSTERCTL_PREEMPT_GRACE_S": "5"})
+    assert s.quotas == {"vision": 4.0, "nlp": 2.5}
+    assert (s.user_gpu_limit, s.preempt, s.preempt_grace_s) == (None, True, 5.0)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("QUOTAS", "vision"), ("QUOTAS", "vision=-1"), ("USER_GPU_LIMIT", "many"),
+    ("PREEMPT", "maybe"), ("PREEMPT_GRACE_S", "soon"), ("PORT", "http"),
+])
+def test_bad_settings_name_the_setting(tmp_path: Path, name: str, value: str) -> None:
+    env = {"CLUSTERCTL_CONFIG": str(tmp_path / "none.toml"), f"CLUSTERCTL_{name}": value}
+    with pytest.raises(BadInput) as e:
+        settings.load(env)
+    assert e.value.field == name.lower()
+
+
+def test_client_config_rewrite_keeps_tables(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('preempt = false\n[quotas]\nvision = 32\n')
+    settings.write_client_config(cfg, "http://127.0.0.1:1", "tok")
+    s = settings.load({"CLUSTERCTL_CONFIG": str(cfg)})
+    assert (s.url, s.token, s.quotas, s.preempt) == ("http://127.0.0.1:1", "tok",
+                                                      {"vision": 32.0}, False)
+    assert cfg.stat().st_mode & 0o777 == 0o600
