@@ -1,0 +1,213 @@
+"""The scheduling policy live, through the `clusterctl` command on real Ray (4 simulated GPUs):
+quota reclaim by preemption and requeue, --no-preempt, dependencies, arrays, the per-user GPU
+limit, and why each pending job waits in `clusterctl jobs`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Controller
+
+from clusterctl.executor.local_ray import LocalRay
+
+pytestmark = pytest.mark.ray
+PY = sys.executable
+
+# Runs until $RELEASE exists. On SIGTERM it "checkpoints" (records the grace it was given) and
+# exits 0, as a training script would; a later attempt finds the checkpoint and ends at once.
+JOB = """
+import os, pathlib, signal, sys, time
+out = pathlib.Path(os.environ["OUT"]) / os.environ["CLUSTERCTL_JOB_ID"]
+attempt = os.environ["CLUSTERCTL_ATTEMPT"]
+def note(text):
+    with open(out, "a") as f:
+        f.write(f"{attempt} {text}\\n")
+def stop(*_):
+    note("checkpoint grace=" + os.environ["CLUSTERCTL_PREEMPT_GRACE"])
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+note("start index=" + os.environ.get("CLUSTERCTL_ARRAY_INDEX", "-"))
+if out.read_text().count("checkpoint"):
+    sys.exit(0)
+nap = float(sys.argv[1]) if len(sys.argv) > 1 else 0
+if nap:
+    time.sleep(nap)
+else:
+    while not os.path.exists(os.environ["RELEASE"]):
+        time.sleep(0.1)
+note("end")
+sys.exit(int(os.environ.get("EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def make_controller(ray_head: LocalRay, tmp_path: Path) -> Iterator[Callable[..., Controller]]:
+    made: list[Controller] = []
+
+    def make(**settings: str) -> Controller:
+        c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file)
+        c.env.update({f"CLUSTERCTL_{k.upper()}": v for k, v in settings.items()})
+        c.start()
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+class Work:
+    """The job script, its output directory and release file."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path / "work"
+        self.dir.mkdir()
+        (self.dir / "job.py").write_text(JOB)
+        self.out = tmp_path / "out"
+        self.out.mkdir()
+        self.release = tmp_path / "release"
+
+    def args(self, *flags: str, nap: float | None = None) -> list[str]:
+        extra = [str(nap)] if nap is not None else []
+        return [*flags, "--env", f"OUT={self.out}", "--env", f"RELEASE={self.release}",
+                "--", PY, "job.py", *extra]
+
+    def lines(self, job_id: int) -> list[str]:
+        path = self.out / str(job_id)
+        return path.read_text().splitlines() if path.exists() else []
+
+
+def eventually(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.25)
+
+
+def by_id(c: Controller) -> dict[int, dict[str, Any]]:
+    return {j["id"]: j for j in c.json("jobs")}
+
+
+def test_borrowed_gpus_are_reclaimed_by_preemption_and_the_job_requeues(
+        make_controller: Callable[..., Controller], tmp_path: Path) -> None:
+    c = make_controller(quotas="a=2,b=2", preempt_grace_s="10")
+    w = Work(tmp_path)
+    kept = [c.submit(*w.args("--team", "a", "--no-preempt"), cwd=w.dir) for _ in range(2)]
+    for j in kept:
+        c.wait_state(j, {"RUNNING"})
+    # Team a is at its quota: a --no-preempt job may not borrow, though 2 GPUs are idle.
+    no_borrow = c.submit(*w.args("--team", "a", "--no-preempt"), cwd=w.dir)
+    why = eventually("a wait reason", lambda: by_id(c)[no_borrow].get("wait_reason"))
+    assert why == "quota"
+    assert "quota" in c.cli("jobs").stdout
+    borrowers = [c.submit(*w.args("--team", "a"), cwd=w.dir) for _ in range(2)]
+    for j in borrowers:
+        c.wait_state(j, {"RUNNING"})
+
+    claimant = c.submit(*w.args("--team", "b", "--gpus", "2"), cwd=w.dir)
+    c.wait_state(claimant, {"RUNNING"}, timeout=60)
+    for j in borrowers:
+        job = c.wait_state(j, {"PENDING"})
+        assert job["preemptions"] == 1 and job["requeues"] == 0
+        states = [(h["state"], h["attempt"]) for h in job["history"]]
+        assert states == [("PENDING", 0), ("STARTING", 1), ("RUNNING", 1), ("PENDING", 1)]
+        assert f"for job {claimant}" in job["history"][-1]["reason"]
+        assert all(a["ended_at"] for a in job["allocations"])  # GPUs given back
+        assert w.lines(j) == ["1 start index=-", "1 checkpoint grace=10"]
+    assert all(c.show(j)["state"] == "RUNNING" for j in kept)  # never preempted
+    gpus = {(a["node"], a["gpu_index"]) for j in [*kept, claimant]
+            for a in c.show(j)["allocations"] if not a["ended_at"]}
+    assert len(gpus) == 4  # no GPU held twice
+
+    w.release.touch()
+    for j in [*kept, claimant, no_borrow, *borrowers]:
+        assert c.wait_done(j)["state"] == "SUCCEEDED", c.show(j)
+    for j in borrowers:  # the second attempt found the checkpoint
+        assert w.lines(j)[-1] == "2 start index=-" and c.show(j)["attempt"] == 2
+
+
+def test_dependencies_and_arrays(make_controller: Callable[..., Controller],
+                                 tmp_path: Path) -> None:
+    c = make_controller()
+    w = Work(tmp_path)
+    first = c.submit(*w.args("--env", "EXIT=3"), cwd=w.dir)
+    needs_ok = c.submit(*w.args("--after", f"{first}:ok"), cwd=w.dir)
+    after_any = c.submit(*w.args("--after", str(first), nap=0.1), cwd=w.dir)
+    c.wait_state(first, {"RUNNING"})
+    why = eventually("dependency reason", lambda: by_id(c)[needs_ok].get("wait_detail"))
+    assert why == f"after job {first} (RUNNING)"
+    assert by_id(c)[after_any]["wait_reason"] == "dependency"
+    assert f"dependency: after job {first} (RUNNING)" in c.cli("jobs").stdout
+    time.sleep(1.5)  # GPUs are free, yet neither starts
+    assert {by_id(c)[j]["state"] for j in (needs_ok, after_any)} == {"PENDING"}
+
+    w.release.touch()
+    assert c.wait_done(first)["state"] == "FAILED"
+    broken = c.wait_done(needs_ok)
+    assert broken["state"] == "CANCELLED"
+    assert broken["reason"] == f"dependency {first} ended FAILED, not SUCCEEDED"
+    ran = c.wait_done(after_any)
+    assert ran["state"] == "SUCCEEDED"
+    assert ran["started_at"] >= c.show(first)["ended_at"]
+
+    r = c.cli("submit", *w.args("--array", "0-3%2", nap=1.0), cwd=w.dir)
+    assert r.returncode == 0, r.stderr
+    tasks = [int(x) for x in r.stdout.split()]
+    assert len(tasks) == 4
+    done = [c.wait_done(t) for t in tasks]
+    assert all(t["state"] == "SUCCEEDED" and t["array_id"] == tasks[0] for t in done)
+    assert sorted(w.lines(t)[0] for t in tasks) == [f"1 start index={i}" for i in range(4)]
+    windows = [(datetime.fromisoformat(t["started_at"]), datetime.fromisoformat(t["ended_at"]))
+               for t in done]
+    for a, b, d in itertools.combinations(windows, 3):
+        assert max(a[0], b[0], d[0]) >= min(a[1], b[1], d[1]), "3 tasks ran at once under %2"
+
+    before = len(c.json("jobs", "--all"))
+    for flags in (["--after", "424242"], ["--after", "x:ok"], ["--array", "5-1"],
+                  ["--array", "0-3%0"]):
+        r = c.cli("submit", *flags, "--", "true")
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (flags, r.stderr)
+        assert flags[0] in r.stderr
+    assert len(c.json("jobs", "--all")) == before
+
+
+def test_user_gpu_limit_and_estimated_start(make_controller: Callable[..., Controller],
+                                            tmp_path: Path) -> None:
+    c = make_controller(user_gpu_limit="3", preempt="false")
+    w = Work(tmp_path)
+    mine = [c.submit(*w.args(), cwd=w.dir) for _ in range(4)]
+    eventually("three running", lambda: [by_id(c)[j]["state"] for j in mine].count("RUNNING") == 3)
+    held = next(j for j in mine if by_id(c)[j]["state"] == "PENDING")
+    assert eventually("user-limit", lambda: by_id(c)[held].get("wait_reason")) == "user-limit"
+    time.sleep(1.0)
+    assert by_id(c)[held]["state"] == "PENDING"  # a GPU is free, yet it is held back
+
+    carol = json.loads(c.cli("admin", "user", "add", "carol", "--team", "nlp",
+                             "--json").stdout)["token"]
+    r = c.cli("submit", *w.args("--gpus", "2", "--time-limit", "1h"), token=carol, cwd=w.dir)
+    assert r.returncode == 0, r.stderr
+    big = int(r.stdout)
+    job = eventually("resources", lambda: (j := by_id(c)[big]).get("estimated_start") and j)
+    assert job["wait_reason"] == "resources"
+    # Running jobs have no time limit: backfill counts them as the 24h default.
+    wait_h = (datetime.fromisoformat(job["estimated_start"])
+              - datetime.fromisoformat(job["submitted_at"])).total_seconds() / 3600
+    assert 23.5 < wait_h < 24.5
+    table = c.cli("jobs").stdout
+    assert "user-limit" in table and "resources" in table and "starts by" in table
+    assert "waiting: resources" in c.cli("show", str(big)).stdout
+    w.release.touch()
+    for j in [*mine, big]:
+        assert c.wait_done(j)["state"] == "SUCCEEDED"
