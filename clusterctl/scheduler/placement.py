@@ -19,6 +19,8 @@ class FreeMap:
         self.free: dict[str, int] = dict(free)
         self._buckets: dict[int, dict[str, None]] = {}
         self.total = 0
+        self.version = 0
+        """Changes whenever a node's free count does (for callers that cache failed fits)."""
         for node, count in self.free.items():
             if count > 0:
                 self._buckets.setdefault(count, {})[node] = None
@@ -61,6 +63,7 @@ class FreeMap:
             self._buckets.setdefault(new, {})[node] = None
         self.free[node] = new
         self.total += new - old
+        self.version += 1
 
 
 def best_fit(free: Mapping[str, int], gpus: int, nodes: int = 1) -> tuple[str, ...] | None:

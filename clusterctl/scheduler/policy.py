@@ -105,6 +105,11 @@ class _Pass:
         self.started: list[tuple[QueuedJob, tuple[str, ...]]] = []
         self.reservation: Reservation | None = None
         self.d = Decision()
+        self._no_plan: tuple[tuple[int, int, int], set[tuple[int, int]]] = ((-1, 0, 0), set())
+        self._misses: tuple[int, list[tuple[int, int]], list[tuple[int, int]]] = (-1, [], [])
+        """(free map version, shapes that did not fit the free GPUs, shapes that did not fit
+        beside the reservation): a larger shape cannot fit either until something changes, so
+        the long tail of a busy queue is passed over without a placement search each."""
 
     # -- order --------------------------------------------------------------------------------
 
@@ -118,14 +123,28 @@ class _Pass:
         user_f = fairshare.user_factors(self.usage.user, self.queue.users())
 
         classes = len(LENGTH_CLASSES_S)
+        w_team, w_user, w_age, w_short = (cfg.weight_team, cfg.weight_user, cfg.weight_age,
+                                          cfg.weight_short)
+        max_age = cfg.max_age_s
+        shares: dict[tuple[str, str], float] = {}
+        shorts: dict[float | None, float] = {}
 
         def key(job: QueuedJob) -> tuple[int, float, float, int]:
-            age = min(1.0, (now - job.submitted_at) / cfg.max_age_s)
-            short = 1.0 - length_class(job.time_limit_s) / classes
-            score = (cfg.weight_team * team_f.get(job.team, 0.0)
-                     + cfg.weight_user * user_f.get((job.team, job.user), 0.0)
-                     + cfg.weight_age * age + cfg.weight_short * short)
-            return (-job.priority, -score, job.submitted_at, job.id)
+            # Called for every job a pass looks at: the per-user and per-limit terms are
+            # computed once per pass, and added in the same order as the formula.
+            who = (job.team, job.user)
+            share = shares.get(who)
+            if share is None:
+                share = shares[who] = (w_team * team_f.get(job.team, 0.0)
+                                       + w_user * user_f.get(who, 0.0))
+            limit = job.time_limit_s
+            short = shorts.get(limit)
+            if short is None:
+                short = shorts[limit] = w_short * (1.0 - length_class(limit) / classes)
+            age = (now - job.submitted_at) / max_age
+            if age > 1.0:
+                age = 1.0
+            return (-job.priority, -(share + w_age * age + short), job.submitted_at, job.id)
 
         tier0 = self.tier0(key)
         done: set[int] = set()
@@ -200,7 +219,8 @@ class _Pass:
                     self.d.reserved = (job.id, at)
                 self.d.waiting[job.id] = Wait(R.RESOURCES, self.short_of(job), at)
                 continue
-            self.d.waiting[job.id] = self.blocked(job, tier)
+            if explain:  # the simulator does not ask why, and this is most of a busy pass
+                self.d.waiting[job.id] = self.blocked(job, tier)
         if explain:
             self.explain_rest()
         return self.d
@@ -214,17 +234,36 @@ class _Pass:
             return Wait(R.ARRAY_LIMIT, f"{job.array_limit} tasks of the array run at once")
         return None
 
+    def _missed(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        if self._misses[0] != self.free.version:
+            self._misses = (self.free.version, [], [])
+        return self._misses[1], self._misses[2]
+
+    def fits_free(self, gpus: int, nodes: int) -> tuple[str, ...] | None:
+        missed = self._missed()[0]
+        if any(gpus >= g and nodes >= n for g, n in missed):
+            return None
+        chosen = self.free.best_fit(gpus, nodes)
+        if chosen is None:
+            missed.append((gpus, nodes))
+        return chosen
+
     def try_start(self, job: QueuedJob) -> bool:
         res = self.reservation
         if res is None:
-            chosen = self.free.best_fit(job.gpus, job.nodes)
+            chosen = self.fits_free(job.gpus, job.nodes)
         else:
-            chosen = self.free.best_fit_within(job.gpus, job.nodes, res.extra)
+            beside = self._missed()[1]
+            chosen = None
+            if not any(job.gpus >= g and job.nodes >= n for g, n in beside):
+                chosen = self.free.best_fit_within(job.gpus, job.nodes, res.extra)
+                if chosen is None:
+                    beside.append((job.gpus, job.nodes))
             if chosen is not None:
                 for node in chosen:
                     res.extra[node] -= job.gpus
             elif self.now + self.limit(job) <= res.start:
-                chosen = self.free.best_fit(job.gpus, job.nodes)
+                chosen = self.fits_free(job.gpus, job.nodes)
         if chosen is None:
             return False
         for node in chosen:
@@ -245,9 +284,16 @@ class _Pass:
         if self._candidates is None:
             self._candidates = preemption.by_node(self.running, self.over_quota,
                                                   self.cfg.starve_after_s)
+        state = (self.free.version, len(self.d.preemptions), len(self.d.waiting))
+        if self._no_plan[0] != state:
+            self._no_plan = (state, set())
+        shape = (job.gpus, job.nodes)
+        if shape in self._no_plan[1]:
+            return False  # the same shape found no plan, and nothing has changed since
         found = preemption.plan(job, self.free.free, soon, self._candidates, self.over_quota,
                                 self.victims)
         if found is None:
+            self._no_plan[1].add(shape)
             return False
         for node in found.node_ids:  # promise the GPUs on these nodes to this job
             from_free = min(self.free.free[node], job.gpus)
@@ -269,7 +315,7 @@ class _Pass:
         return True
 
     def blocked(self, job: QueuedJob, tier: int) -> Wait:
-        fits_free = self.free.best_fit(job.gpus, job.nodes) is not None
+        fits_free = self.fits_free(job.gpus, job.nodes) is not None
         if fits_free and self.reservation is not None:
             return Wait(R.PRIORITY, f"would delay job {self.reservation.job_id}, next in line")
         if self.cfg.fair_share and tier == TIER1:
@@ -341,7 +387,7 @@ def schedule(
 ) -> Decision:
     """One pass. ``nodes`` carry their free GPUs (total less what running jobs hold).
     ``explain`` gives every pending job that does not start a wait reason (the live scheduler
-    shows them in ``clusterctl jobs``); without it only the jobs the pass looked at get one."""
+    shows them in ``clusterctl jobs``); without it only some get one (the simulator's case)."""
     if not isinstance(queue, PendingQueue):
         queue = PendingQueue(queue)
     config = config or PolicyConfig()
