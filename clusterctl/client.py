@@ -77,6 +77,12 @@ class Client:
     def nodes(self) -> list[dict[str, Any]]:
         return self.json("GET", "/v1/nodes")
 
+    def drain(self, node: str, reason: str | None) -> dict[str, Any]:
+        return self.json("POST", f"/v1/nodes/{node}/drain", json={"reason": reason})
+
+    def undrain(self, node: str) -> dict[str, Any]:
+        return self.json("POST", f"/v1/nodes/{node}/undrain")
+
     def add_user(self, name: str, team: str, admin: bool) -> dict[str, Any]:
         return self.json("POST", "/v1/users", json={"name": name, "team": team, "admin": admin})
 

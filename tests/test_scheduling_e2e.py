@@ -211,3 +211,43 @@ def test_user_gpu_limit_and_estimated_start(make_controller: Callable[..., Contr
     w.release.touch()
     for j in [*mine, big]:
         assert c.wait_done(j)["state"] == "SUCCEEDED"
+
+
+def test_drained_node_takes_no_new_jobs_and_running_ones_finish(
+        make_controller: Callable[..., Controller], tmp_path: Path) -> None:
+    c = make_controller()
+    w = Work(tmp_path)
+    running = c.submit(*w.args(), cwd=w.dir)
+    c.wait_state(running, {"RUNNING"})
+    r = c.cli("nodes", "drain", "node-a", "--reason", "swap a fan")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"node-a: drained; 1 running job(s) will finish there: {running}"
+    node = next(n for n in c.json("nodes") if n["name"] == "node-a")
+    assert node["drained"] and node["drain_reason"] == "swap a fan"
+    assert "(drained)" in c.cli("nodes").stdout
+
+    queued = c.submit(*w.args(nap=0.1), cwd=w.dir)
+    assert eventually("a reason", lambda: by_id(c)[queued].get("wait_reason")) == "resources"
+    time.sleep(1.5)  # 3 GPUs free on the only node, yet nothing new lands there
+    assert by_id(c)[queued]["state"] == "PENDING"
+
+    c.kill()  # the drain is in the database: a restarted controller keeps it
+    c.start()
+    assert next(n for n in c.json("nodes") if n["name"] == "node-a")["drained"]
+    assert c.show(running)["state"] == "RUNNING"  # re-attached, still running
+    w.release.touch()
+    assert c.wait_done(running)["state"] == "SUCCEEDED"
+    time.sleep(1.0)
+    assert c.show(queued)["state"] == "PENDING"
+
+    assert c.cli("nodes", "undrain", "node-a").stdout.strip() == "node-a: takes new jobs"
+    assert c.wait_done(queued)["state"] == "SUCCEEDED"
+    assert not next(n for n in c.json("nodes") if n["name"] == "node-a")["drained"]
+
+    bad = c.cli("nodes", "drain", "no-such-node")
+    assert bad.returncode == 2 and "no node named no-such-node" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    bob = json.loads(c.cli("admin", "user", "add", "bob", "--team", "t", "--json").stdout)
+    r = c.cli("nodes", "drain", "node-a", token=bob["token"])
+    assert r.returncode == 1 and "only an admin" in r.stderr
+    assert not next(n for n in c.json("nodes") if n["name"] == "node-a")["drained"]

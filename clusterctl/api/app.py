@@ -23,6 +23,8 @@ from clusterctl.api.schemas import (
     AllocationOut,
     CancelOut,
     CostOut,
+    DrainIn,
+    DrainOut,
     GpuOut,
     GpuUsageOut,
     HistoryEntry,
@@ -55,6 +57,7 @@ from clusterctl.store import (
     Job,
     JobStore,
     NewJob,
+    NodeStore,
     SampleStore,
     UserExists,
     UserStore,
@@ -76,6 +79,7 @@ class Services:
     samples: SampleStore
     costs: CostStore
     reports: ReportService
+    nodes: NodeStore
     raw_retention_s: float = 14 * 86400
 
 
@@ -291,6 +295,7 @@ def create_app(svc: Services) -> FastAPI:
                 holders[(a.node_id, a.gpu_index)] = (a.job_id, active[a.job_id].user)
         free = {c.id: c.free_gpus for c in svc.scheduler.capacity(list(active.values()))}
         live = {(d.node, d.gpu_index): d for d in svc.samples.devices()}
+        drains = svc.nodes.drained()
         by_node: dict[str, list[GpuOut]] = defaultdict(list)
         out = []
         for n in svc.scheduler.nodes:
@@ -304,10 +309,44 @@ def create_app(svc: Services) -> FastAPI:
                     memory_total_bytes=d.memory_total, power_watts=d.power_w,
                     temperature_celsius=d.temperature_c, sampled_at=_ms_time(d.last_ms),
                     error=d.error))
+            drain = drains.get(n.name)
             out.append(NodeOut(id=n.id, name=n.name, address=n.address, gpus=n.gpus,
                                gpu_model=n.gpu_model, free_gpus=free.get(n.id, 0),
-                               alive=n.alive, gpu_jobs=by_node[n.id]))
+                               alive=n.alive, gpu_jobs=by_node[n.id], drained=drain is not None,
+                               drain_reason=drain.reason if drain else None,
+                               drained_by=drain.by if drain else None,
+                               drained_at=drain.at if drain else None))
         return out
+
+    def _drain_target(node: str, user: Any) -> str:
+        if not user.is_admin:
+            raise HTTPException(403, "only an admin can drain or undrain nodes")
+        name = parsing.parse_node_name(node)
+        known = {n.name for n in svc.scheduler.nodes} | set(svc.nodes.drained())
+        if name not in known:
+            raise BadInput("NODE", f"no node named {name}; nodes: "
+                           + (", ".join(sorted(known)) or "none"))
+        return name
+
+    def _running_on(name: str) -> list[int]:
+        ids = {n.id for n in svc.scheduler.nodes if n.name == name}
+        return sorted(j.id for j in svc.jobs.active()
+                      if j.id is not None and ids & set(j.placement or []))
+
+    @app.post("/v1/nodes/{node}/drain", response_model=DrainOut)
+    def drain(node: str, body: DrainIn, user: CurrentUser) -> DrainOut:
+        name = _drain_target(node, user)
+        reason = body.reason.strip()[:200] if body.reason else None
+        svc.nodes.drain(name, user.name, reason)
+        svc.scheduler.wake.set()
+        return DrainOut(node=name, drained=True, running_jobs=_running_on(name))
+
+    @app.post("/v1/nodes/{node}/undrain", response_model=DrainOut)
+    def undrain(node: str, user: CurrentUser) -> DrainOut:
+        name = _drain_target(node, user)
+        svc.nodes.undrain(name)
+        svc.scheduler.wake.set()
+        return DrainOut(node=name, drained=False, running_jobs=_running_on(name))
 
     @app.post("/v1/agent/samples", response_model=IngestOut)
     async def ingest(request: Request, node: CurrentNode) -> IngestOut:

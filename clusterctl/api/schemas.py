@@ -210,6 +210,22 @@ class NodeOut(BaseModel):
     free_gpus: int
     alive: bool
     gpu_jobs: list[GpuOut]
+    drained: bool = False
+    """No new job lands here; running ones finish (``clusterctl nodes drain``)."""
+    drain_reason: str | None = None
+    drained_by: str | None = None
+    drained_at: datetime | None = None
+
+
+class DrainIn(BaseModel):
+    reason: str | None = None
+
+
+class DrainOut(BaseModel):
+    node: str
+    drained: bool
+    running_jobs: list[int]
+    """Jobs still running there (they finish; nothing new starts)."""
 
 
 class UserCreate(BaseModel):

@@ -48,7 +48,8 @@ def gpu_table(rows: list[dict[str, Any]], now: datetime | None = None) -> Table:
         table.add_column(col, justify="right" if col in ("GPU", "UTIL", "MEM GiB", "POWER",
                                                          "TEMP") else "left")
     for n in rows:
-        name = n["name"] + ("" if n["alive"] else " (down)")
+        name = n["name"] + ("" if n["alive"] else " (down)") + (
+            " [yellow](drained)[/]" if n.get("drained") else "")
         for g in n["gpu_jobs"] or [None]:
             if g is None:
                 table.add_row(name, "-", n["gpu_model"] or "-", *["-"] * 7)
@@ -66,6 +67,38 @@ def gpu_table(rows: list[dict[str, Any]], now: datetime | None = None) -> Table:
                 "no agent" if seen is None else f"{seen:.0f}s ago")
             name = ""
     return table
+
+
+@app.command()
+@handles_errors
+def drain(
+    node: Annotated[str, typer.Argument(help="Node name, as `clusterctl nodes` shows it.")],
+    reason: Annotated[str | None, typer.Option(help="Why (shown in `nodes`).")] = None,
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """No new jobs land on NODE; the running ones finish (admins only)."""
+    r = client().drain(parsing.parse_node_name(node), reason)
+    if json_:
+        print_json(r)
+        return
+    running = r["running_jobs"]
+    print(f"{r['node']}: drained; " + (
+        f"{len(running)} running job(s) will finish there: {', '.join(map(str, running))}"
+        if running else "no jobs running there"))
+
+
+@app.command()
+@handles_errors
+def undrain(
+    node: Annotated[str, typer.Argument(help="Node name.")],
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """NODE takes new jobs again (admins only)."""
+    r = client().undrain(parsing.parse_node_name(node))
+    if json_:
+        print_json(r)
+    else:
+        print(f"{r['node']}: takes new jobs")
 
 
 def _memory(g: dict[str, Any]) -> str:

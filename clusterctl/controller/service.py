@@ -29,6 +29,7 @@ from clusterctl.store import (
     AllocationUsageStore,
     CostStore,
     JobStore,
+    NodeStore,
     ReportStore,
     SampleStore,
     UserStore,
@@ -71,6 +72,7 @@ class Controller:
         self.users = UserStore(self.engine)
         self.samples = SampleStore(self.engine)
         self.costs = CostStore(self.engine)
+        self.node_store = NodeStore(self.engine)
         namespace = f"clusterctl-{installation_id(self.engine)}"
         # Ray reads its auth settings when it is imported: set them first, import it after.
         os.environ.update(ray_env(self.ray_token_file, base={}))
@@ -84,6 +86,7 @@ class Controller:
             policy_config=PolicyConfig(
                 quotas=dict(self.settings.quotas), user_gpu_limit=self.settings.user_gpu_limit,
                 preempt=self.settings.preempt, preempt_grace_s=self.settings.preempt_grace_s),
+            drained=lambda: set(self.node_store.drained()),
         )
         self.scheduler.start()
         self.housekeeper = Housekeeper(
@@ -96,7 +99,7 @@ class Controller:
             jobs=self.jobs, users=self.users, scheduler=self.scheduler,
             logs=self.scheduler.logs, packages=self.scheduler.packages,
             max_package_bytes=int(self.settings.max_package_mb * (1 << 20)),
-            samples=self.samples, costs=self.costs,
+            samples=self.samples, costs=self.costs, nodes=self.node_store,
             reports=ReportService(ReportStore(self.engine), self.costs, self.samples,
                                   self.settings.waste_threshold),
             raw_retention_s=self.settings.sample_retention_s,

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -55,6 +55,7 @@ class Scheduler:
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
         policy_config: PolicyConfig | None = None,
+        drained: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         self.jobs = jobs
         self.executor = executor
@@ -81,6 +82,9 @@ class Scheduler:
         """Why each pending job waits, as of the last pass (shown by ``clusterctl jobs``)."""
         self.launches: dict[int, Launch] = {}
         self.nodes: list[NodeInfo] = []
+        self._drained_source = drained
+        self.drained: Collection[str] = frozenset()
+        """Names of drained nodes: nothing new starts there (read every pass)."""
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -117,23 +121,27 @@ class Scheduler:
 
     def refresh_nodes(self) -> None:
         self.nodes = self.executor.nodes()
+        self.drained = self._drained_source()
 
     # -- capacity -----------------------------------------------------------------------------
 
-    def capacity(self, active: list[Job] | None = None) -> list[NodeCapacity]:
+    def capacity(self, active: list[Job] | None = None,
+                 with_drained: bool = False) -> list[NodeCapacity]:
         held: Counter[str] = Counter()
         for job in active if active is not None else self.jobs.active():
             for node_id in job.placement or []:
                 held[node_id] += job.gpus
+        drained = () if with_drained else self.drained
         return [
             NodeCapacity(n.id, n.gpus, max(0, n.gpus - held[n.id]),
-                                schedulable=n.alive and n.gpus > 0)
+                         schedulable=n.alive and n.gpus > 0 and n.name not in drained)
             for n in self.nodes
         ]
 
     def why_never(self, gpus: int, nodes: int) -> str | None:
-        """Why a request can never fit this cluster (for refusal at submit), or None."""
-        return policy.fits_ever(gpus, nodes, self.capacity(active=[]))
+        """Why a request can never fit this cluster (for refusal at submit), or None. A
+        drained node counts: draining is for maintenance, and it comes back."""
+        return policy.fits_ever(gpus, nodes, self.capacity(active=[], with_drained=True))
 
     # -- restart ------------------------------------------------------------------------------
 

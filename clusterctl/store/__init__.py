@@ -5,6 +5,7 @@ from clusterctl.store.db import make_engine, migrate, normalize_url
 from clusterctl.store.inventory import CostStore, HardwareExists
 from clusterctl.store.jobs import HeldGpu, JobStore, NewJob, utcnow
 from clusterctl.store.models import Allocation, GpuDevice, Job, JobEvent, User
+from clusterctl.store.nodes import NodeStore
 from clusterctl.store.report_data import ReportStore
 from clusterctl.store.samples import Ingested, SampleStore
 from clusterctl.store.users import UserExists, UserStore, installation_id
@@ -21,6 +22,7 @@ __all__ = [
     "JobEvent",
     "JobStore",
     "NewJob",
+    "NodeStore",
     "ReportStore",
     "SampleStore",
     "User",

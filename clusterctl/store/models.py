@@ -135,6 +135,18 @@ class Allocation(SQLModel, table=True):
     ended_at: datetime | None = _time()
 
 
+class NodeDrain(SQLModel, table=True):
+    """A node an admin drained: no new job lands there; running ones finish. Keyed by node
+    name, so it outlives Ray restarts and the node being away."""
+
+    __tablename__ = "node_drain"
+
+    node: str = Field(primary_key=True, max_length=255)
+    reason: str | None = Field(default=None, max_length=200)
+    by: str = Field(max_length=64)
+    at: datetime = _time(nullable=False)
+
+
 class Meta(SQLModel, table=True):
     """Installation-wide values, such as the id that names this installation's Ray namespace."""
 
