@@ -399,12 +399,26 @@ def schedule(
 def _idle(queue: PendingQueue, running: Sequence[RunningJob], nodes: Sequence[NodeCapacity],
           config: PolicyConfig) -> bool:
     """Nothing can start (no free GPU) and nothing can be reclaimed (no team with pending jobs
-    has a GPU of quota left): the common case of a busy cluster, decided without the pass."""
+    has a GPU of quota left, or no running job could be preempted: none is a preemptible
+    borrower, counted as ``by_node`` counts them): the common case of a busy cluster, decided
+    without the pass."""
     if not queue or any(n.free_gpus > 0 for n in nodes if n.schedulable):
         return not queue
     if not (config.fair_share and config.preempt):
         return True
     used: dict[str, float] = {}
+    kept: dict[str, float] = {}  # less what is already being reclaimed, as _Pass.over_quota
     for r in running:
-        used[r.team] = used.get(r.team, 0) + r.gpus * len(r.node_ids)
-    return all(config.quotas.get(t, 0.0) - used.get(t, 0) < 1 for t in queue.teams())
+        total = r.gpus * len(r.node_ids)
+        used[r.team] = used.get(r.team, 0) + total
+        if not r.terminating:
+            kept[r.team] = kept.get(r.team, 0) + total
+    quotas = config.quotas
+    if all(quotas.get(t, 0.0) - used.get(t, 0) < 1 for t in queue.teams()):
+        return True
+    starve = config.starve_after_s
+    return not any(
+        r.preemptible and not r.terminating and kept[r.team] - quotas.get(r.team, 0.0) > 0
+        and not (starve is not None and r.submitted_at is not None
+                 and r.started_at - r.submitted_at >= starve)
+        for r in running)
