@@ -9,10 +9,11 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from harness import Controller
 
@@ -251,3 +252,54 @@ def test_drained_node_takes_no_new_jobs_and_running_ones_finish(
     r = c.cli("nodes", "drain", "node-a", token=bob["token"])
     assert r.returncode == 1 and "only an admin" in r.stderr
     assert not next(n for n in c.json("nodes") if n["name"] == "node-a")["drained"]
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A real scrape of a /metrics endpoint, keyed by sample name and sorted labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_controller_metrics_show_the_queue_holders_and_their_cost(
+        make_controller: Callable[..., Controller], tmp_path: Path) -> None:
+    c = make_controller(quotas="a=2,b=2")
+    bought = (datetime.now(timezone.utc) - timedelta(days=100)).date().isoformat()
+    assert c.cli("hardware", "add", "node-a", "--gpus", "4", "--gpu-model", "A100",
+                 "--price", "100000", "--purchased", bought, "--life", "36mo",
+                 "--resale", "0.2", "--monthly-fees", "730.5").returncode == 0
+    w = Work(tmp_path)
+    held = c.submit(*w.args("--team", "a", "--gpus", "3", "--name", "big"), cwd=w.dir)
+    c.wait_state(held, {"RUNNING"})
+    waits = c.submit(*w.args("--team", "b", "--gpus", "2", "--no-preempt"), cwd=w.dir)
+    c.cli("nodes", "drain", "node-a")
+    url = f"http://127.0.0.1:{c.port}"
+    time.sleep(1.0)
+    m = scrape(url)
+    assert m[("clusterctl_jobs", (("state", "RUNNING"), ("team", "a")))] == 1
+    assert m[("clusterctl_jobs", (("state", "PENDING"), ("team", "b")))] == 1
+    assert m[("clusterctl_jobs", (("state", "PENDING"), ("team", "a")))] == 0
+    assert m[("clusterctl_queue_pending_gpus", (("team", "b"),))] == 2
+    assert m[("clusterctl_queue_oldest_wait_seconds", (("team", "b"),))] >= 1.0
+    user = c.show(held)["user"]
+    assert m[("clusterctl_job_gpus", (("job_id", str(held)), ("name", "big"), ("node", "node-a"),
+                                      ("team", "a"), ("user", user)))] == 3
+    assert m[("clusterctl_team_gpus", (("team", "a"),))] == 3
+    assert m[("clusterctl_team_gpus", (("team", "b"),))] == 0
+    assert m[("clusterctl_team_quota_gpus", (("team", "b"),))] == 2
+    # By hand: (100,000 x 0.8 / (36 x 730.5) + 730.5 / 730.5) / 4 = 0.8105 $ per GPU-hour.
+    rate = (100_000 * 0.8 / (36 * 730.5) + 1.0) / 4
+    assert m[("clusterctl_team_cost_dollars_per_hour", (("team", "a"),))] == pytest.approx(
+        3 * rate)
+    assert m[("clusterctl_node_cost_dollars_per_hour", (("node", "node-a"),))] == pytest.approx(
+        4 * rate)
+    assert m[("clusterctl_node_gpus", (("node", "node-a"),))] == 4
+    assert m[("clusterctl_node_drained", (("node", "node-a"),))] == 1
+    w.release.touch()
+    c.cli("nodes", "undrain", "node-a")
+    assert c.wait_done(waits)["state"] == "SUCCEEDED"
+    m = scrape(url)
+    assert m[("clusterctl_jobs", (("state", "RUNNING"), ("team", "b")))] == 0
+    assert ("clusterctl_queue_pending_gpus", (("team", "b"),)) not in m

@@ -13,6 +13,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
 from clusterctl import parsing
@@ -44,6 +45,7 @@ from clusterctl.api.schemas import (
     UserOut,
 )
 from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.controller.metrics import ControllerCollector
 from clusterctl.controller.reports import ReportService
 from clusterctl.controller.telemetry import job_usage
 from clusterctl.parsing import BadInput
@@ -146,6 +148,16 @@ def create_app(svc: Services) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ControllerCollector(
+        svc.jobs, svc.costs, svc.nodes, lambda: svc.scheduler.nodes,
+        svc.scheduler.policy_config.quotas))
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """For Prometheus, unauthenticated like the agents' (serve it on the private network)."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/whoami", response_model=UserOut)
     def whoami(user: CurrentUser) -> UserOut:

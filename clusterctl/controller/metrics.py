@@ -1,0 +1,125 @@
+"""The controller's Prometheus metrics: the queue, who holds GPUs, and what holding them costs.
+
+Read from the database and the scheduler's node list at scrape time (a collector, not gauges
+kept up to date by hand), so the figures are the ones ``clusterctl jobs`` and ``nodes`` show and
+survive a controller restart. Per-GPU readings (utilization, memory, power, energy) come from
+the agents' own ``/metrics``; the Grafana dashboards join the two on the node label.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from clusterctl.cost.model import capacity_rate
+from clusterctl.executor.types import NodeInfo
+from clusterctl.states import JobState
+from clusterctl.store import CostStore, Job, JobStore, NodeStore
+
+ACTIVE = (JobState.PENDING, JobState.STARTING, JobState.RUNNING)
+
+
+class ControllerCollector(Collector):
+    def __init__(self, jobs: JobStore, costs: CostStore, nodes: NodeStore,
+                 cluster: Callable[[], Sequence[NodeInfo]], quotas: Mapping[str, float],
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.jobs, self.costs, self.node_store = jobs, costs, nodes
+        self.cluster, self.quotas = cluster, quotas
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock()
+        pending, active = self.jobs.pending(), self.jobs.active()
+        yield from self._queue(pending, active, now)
+        names = {n.id: n.name for n in self.cluster()}
+        yield from self._holders(active, names, now)
+        yield from self._nodes(names)
+
+    def _queue(self, pending: list[Job], active: list[Job], now: datetime) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily("clusterctl_jobs", "Jobs pending, starting or running "
+                                 "(clusterctl jobs).", labels=["state", "team"])
+        count = Counter((j.state, j.team) for j in [*pending, *active])
+        teams = sorted({team for _, team in count} | set(self.quotas))  # zeros, not gaps
+        for state in ACTIVE:
+            for team in teams:
+                jobs.add_metric([state.value, team], count[(state.value, team)])
+        yield jobs
+        gpus = GaugeMetricFamily("clusterctl_queue_pending_gpus",
+                                 "GPUs the pending jobs ask for.", labels=["team"])
+        oldest = GaugeMetricFamily("clusterctl_queue_oldest_wait_seconds",
+                                   "How long the longest-waiting pending job has waited.",
+                                   labels=["team"])
+        asked: Counter[str] = Counter()
+        waited: dict[str, float] = {}
+        for j in pending:
+            asked[j.team] += j.gpus * j.nodes
+            waited[j.team] = max(waited.get(j.team, 0.0), (now - j.submitted_at).total_seconds())
+        for team in sorted(asked):
+            gpus.add_metric([team], asked[team])
+            oldest.add_metric([team], waited[team])
+        yield gpus
+        yield oldest
+
+    def _holders(self, active: list[Job], names: Mapping[str, str],
+                 now: datetime) -> Iterator[Metric]:
+        per_job = GaugeMetricFamily(
+            "clusterctl_job_gpus", "GPUs a starting or running job holds on each node.",
+            labels=["job_id", "name", "user", "team", "node"])
+        team_gpus: Counter[str] = Counter()
+        team_cost: dict[str, float] = {}
+        rates = self._rates(now)
+        for j in active:
+            for node_id in j.placement or []:
+                node = names.get(node_id, node_id[:12])
+                per_job.add_metric([str(j.id), j.name, j.user, j.team, node], j.gpus)
+                team_gpus[j.team] += j.gpus
+                team_cost[j.team] = team_cost.get(j.team, 0.0) + j.gpus * rates.get(node, 0.0)
+        yield per_job
+        held = GaugeMetricFamily("clusterctl_team_gpus", "GPUs a team's jobs hold.",
+                                 labels=["team"])
+        quota = GaugeMetricFamily("clusterctl_team_quota_gpus",
+                                  "A team's guaranteed GPUs (the quotas setting).",
+                                  labels=["team"])
+        cost = GaugeMetricFamily(
+            "clusterctl_team_cost_dollars_per_hour",
+            "Amortized capacity cost per hour of the GPUs a team holds (purchase less resale "
+            "over the life, plus fixed fees; energy is in the agents' energy counters).",
+            labels=["team"])
+        for team in sorted(set(team_gpus) | set(self.quotas)):
+            held.add_metric([team], team_gpus[team])
+            cost.add_metric([team], team_cost.get(team, 0.0))
+        for team, q in sorted(self.quotas.items()):
+            quota.add_metric([team], q)
+        yield held
+        yield quota
+        yield cost
+        node_cost = GaugeMetricFamily(
+            "clusterctl_node_cost_dollars_per_hour",
+            "Amortized capacity cost per hour of a machine, busy or idle (from the hardware "
+            "inventory).", labels=["node"])
+        gpus_of = {m.node: m.gpus for m in self.costs.machines()}
+        for node, rate in sorted(rates.items()):
+            node_cost.add_metric([node], rate * gpus_of[node])
+        yield node_cost
+
+    def _rates(self, now: datetime) -> dict[str, float]:
+        """Capacity cost per GPU-hour of each machine in the inventory."""
+        return {m.node: float(capacity_rate(m.machine(), now)) for m in self.costs.machines()}
+
+    def _nodes(self, names: Mapping[str, str]) -> Iterator[Metric]:
+        gpus = GaugeMetricFamily("clusterctl_node_gpus", "GPUs Ray reports on a live node.",
+                                 labels=["node"])
+        drained = GaugeMetricFamily("clusterctl_node_drained",
+                                    "1 while a node is drained (clusterctl nodes drain).",
+                                    labels=["node"])
+        marks = self.node_store.drained()
+        for n in self.cluster():
+            if n.alive:
+                gpus.add_metric([n.name], n.gpus)
+                drained.add_metric([n.name], 1 if n.name in marks else 0)
+        yield gpus
+        yield drained
