@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from clusterctl import parsing
+from clusterctl import settings as settings_mod
 from clusterctl.cli.common import client, console, handles_errors, print_json
 
 app = typer.Typer(help="Administration.", no_args_is_help=True)
@@ -53,12 +54,40 @@ def list_(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
 @handles_errors
 def node_token(
     node: Annotated[str, typer.Argument(help="Node name, as its agent reports it.")],
+    direct: Annotated[bool, typer.Option(
+        "--direct", help="Write it into the settings' database instead of asking the "
+        "controller (on the head node, as the deploy does).")] = False,
+    db: Annotated[str | None, typer.Option(help="With --direct: this database URL.")] = None,
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Issue a token for a node's agent (printed once; an older one stops working)."""
     parsing.parse_node_name(node)
-    issued = client().node_token(node)
+    if direct:  # the deploy's path: on the head, before or without a running controller
+        from clusterctl.store import UserStore, make_engine
+
+        engine = make_engine(settings_mod.load(db_url=db).db_url)
+        issued = {"node": node, "token": UserStore(engine).issue_node_token(node)}
+        engine.dispose()
+    else:
+        issued = client().node_token(node)
     if json_:
         print_json(issued)
     else:
         print(issued["token"])
+
+
+@app.command("migrate")
+@handles_errors
+def migrate(
+    db: Annotated[str | None, typer.Option(help="Database URL (default: the settings').")] = None,
+) -> None:
+    """Bring the database schema up to date (each deploy runs it; safe to repeat). The
+    controller also migrates when it starts; this lets an upgrade do it first, once."""
+    from clusterctl import store
+
+    url = settings_mod.load(db_url=db).db_url
+    before = store.revision(url)
+    store.migrate(url)
+    after = store.revision(url)
+    print(f"database schema at {after}, up to date" if before == after
+          else f"database schema at {after} (was {before or 'empty'})")

@@ -1,7 +1,7 @@
 """The database door: the only package that imports sqlmodel/sqlalchemy."""
 
 from clusterctl.store.allocation_usage import AllocationUsageStore
-from clusterctl.store.db import make_engine, migrate, normalize_url
+from clusterctl.store.db import make_engine, migrate, normalize_url, revision
 from clusterctl.store.inventory import CostStore, HardwareExists
 from clusterctl.store.jobs import HeldGpu, JobStore, NewJob, utcnow
 from clusterctl.store.models import Allocation, GpuDevice, Job, JobEvent, User
@@ -32,5 +32,6 @@ __all__ = [
     "make_engine",
     "migrate",
     "normalize_url",
+    "revision",
     "utcnow",
 ]
