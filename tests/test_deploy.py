@@ -1,0 +1,262 @@
+"""The Ansible deployment: lint and syntax, and the playbook applied for real to this machine
+(``ansible_connection=local``, head and worker at once, the local PostgreSQL). This machine has
+no systemd, so the playbook writes the units without starting them (``common_manage_services:
+false``); the test then starts the commands the units hold, as the units would (same user,
+environment and arguments), submits a job through the CLI, and checks that a second run of
+the playbook changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from clusterctl.executor.local_ray import free_port, stop_process
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSIBLE = ROOT / "ansible"
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    found = BIN / name
+    return str(found) if found.exists() else name
+
+
+def test_role_pins_the_release_this_repository_builds() -> None:
+    defaults = yaml.safe_load((ANSIBLE / "roles/common/defaults/main.yml").read_text())
+    version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert version is not None
+    assert defaults["common_version"] == version.group(1)
+
+
+def test_ansible_lint_production_profile_and_syntax() -> None:
+    lint = subprocess.run([tool("ansible-lint"), "--offline", "--profile", "production"],
+                          cwd=ANSIBLE, capture_output=True, text=True, timeout=600)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert not (ANSIBLE / ".ansible-lint").exists()  # no skip list
+    syntax = subprocess.run(
+        [tool("ansible-playbook"), "-i", "inventory.example/", "site.yml", "--syntax-check"],
+        cwd=ANSIBLE, capture_output=True, text=True, timeout=300)
+    assert syntax.returncode == 0, syntax.stdout + syntax.stderr
+
+
+def test_example_group_vars_name_every_role_variable() -> None:
+    documented = (ANSIBLE / "inventory.example/group_vars/all/main.yml").read_text()
+    for defaults in ANSIBLE.glob("roles/*/defaults/main.yml"):
+        for name in yaml.safe_load(defaults.read_text()):
+            assert re.search(rf"^#? ?{name}:", documented, re.M), f"{name} is not in the example"
+
+
+# -- the playbook applied to this machine ---------------------------------------------------
+
+@dataclass
+class Unit:
+    user: str
+    env: dict[str, str]
+    argv: list[str]
+
+
+def read_unit(path: Path) -> Unit:
+    """What systemd would run: User=, Environment=, EnvironmentFile= and ExecStart=."""
+    user, env, argv = "root", {}, []
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == "User":
+            user = value
+        elif key == "Environment":
+            k, _, v = value.partition("=")
+            env[k] = v
+        elif key == "EnvironmentFile":
+            for entry in Path(value).read_text().splitlines():
+                if entry and not entry.startswith("#"):
+                    k, _, v = entry.partition("=")
+                    env[k] = shlex.split(v)[0] if v else ""
+        elif key == "ExecStart":
+            argv = shlex.split(value)
+    return Unit(user, env, argv)
+
+
+def start_unit(unit: Unit, log: Path) -> subprocess.Popen[bytes]:
+    account = pwd.getpwnam(unit.user)
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **unit.env}
+    with open(log, "ab") as out:
+        return subprocess.Popen(unit.argv, env=env, user=account.pw_uid, group=account.pw_gid,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd="/")
+
+
+def wait_http(url: str, what: str, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not answer on {url}:\n{log.read_text()[-3000:]}")
+
+
+def playbook(inventory: Path, log: Path) -> str:
+    run = subprocess.run(
+        [tool("ansible-playbook"), "-i", str(inventory), "site.yml"], cwd=ANSIBLE,
+        capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
+             "PATH": f"{BIN}:{os.environ['PATH']}"})
+    log.write_text(run.stdout + run.stderr)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    return run.stdout
+
+
+def recap(output: str) -> dict[str, int]:
+    line = next(ln for ln in output.splitlines() if ln.startswith("localnode") and "ok=" in ln)
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    """World-traversable (the service account reads its venv and settings here), and short:
+    Ray's socket paths live under it."""
+    path = Path(tempfile.mkdtemp(prefix="ccd-", dir="/var/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def pg_admin(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.mark.postgres
+@pytest.mark.ray
+def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
+        base: Path, tmp_path: Path) -> None:
+    pg = os.environ.get("CLUSTERCTL_TEST_PG_URL")
+    if not pg:
+        pytest.skip("CLUSTERCTL_TEST_PG_URL is not set")
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("applying the playbook to this machine needs root and apt")
+    db = "clusterctl_deploy_test"
+    pg_admin(pg, f"DROP DATABASE IF EXISTS {db}")
+    ports = {name: free_port() for name in ("api", "ray", "agent", "metrics", "client")}
+    host: dict[str, Any] = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "common_private_address": "127.0.0.1",
+        "common_cluster_subnet": "127.0.0.0/8",
+        "common_node_name": "deploy-node",
+        "common_simulate_gpus": 2,
+        "common_manage_services": False,
+        "common_firewall": False,
+        "common_home": str(base / "home"),
+        "common_venv": str(base / "opt" / "venv"),
+        "common_config_dir": str(base / "etc"),
+        "common_wheel_dir": str(tmp_path / "wheels"),
+        "common_api_port": ports["api"],
+        "common_ray_port": ports["ray"],
+        "common_agent_port": ports["agent"],
+        "common_ray_metrics_port": ports["metrics"],
+        "head_ray_client_port": ports["client"],
+        "head_db_name": db,
+        "head_db_password": "deploy-test-password",
+        "head_quotas": {"ml": 2},
+        "monitoring_grafana_dir": str(base / "grafana"),
+        "monitoring_dashboards_dir": str(base / "grafana-dashboards"),
+    }
+    (base / "grafana" / "provisioning" / "datasources").mkdir(parents=True)
+    (base / "grafana" / "provisioning" / "dashboards").mkdir(parents=True)
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {
+        "head": {"hosts": {"localnode": host}},
+        "gpu_workers": {"hosts": {"localnode": None}}}}}))
+
+    first = playbook(inventory, tmp_path / "first.log")
+    assert recap(first)["failed"] == 0
+
+    units = Path("/etc/systemd/system")
+    etc = base / "etc"
+    for name, mode in (("ray-token", 0o600), ("node-token", 0o600), ("controller.env", 0o640)):
+        st = (etc / name).stat()
+        assert st.st_mode & 0o777 == mode, name
+    assert pwd.getpwuid((etc / "ray-token").stat().st_uid).pw_name == "clusterctl"
+    assert "deploy-test-password" not in first  # no_log keeps it out of the output
+    prom = yaml.safe_load(Path("/etc/prometheus/prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    assert jobs["clusterctl-agent"]["static_configs"][0]["targets"] == [
+        f"127.0.0.1:{ports['agent']}"]
+    assert jobs["clusterctl-controller"]["static_configs"][0]["targets"] == [
+        f"127.0.0.1:{ports['api']}"]
+    assert sorted(p.name for p in (base / "grafana-dashboards").iterdir()) == sorted(
+        p.name for p in (ANSIBLE / "roles/monitoring/files/dashboards").iterdir())
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs: list[subprocess.Popen[bytes]] = []
+    head = read_unit(units / "clusterctl-ray-head.service")
+    try:
+        procs.append(start_unit(head, logs / "ray.log"))
+        controller = read_unit(units / "clusterctl-controller.service")
+        procs.append(start_unit(controller, logs / "controller.log"))
+        api = f"http://127.0.0.1:{ports['api']}"
+        wait_http(f"{api}/healthz", "the controller", logs / "controller.log", timeout=180)
+        agent = read_unit(units / "clusterctl-agent.service")
+        procs.append(start_unit(agent, logs / "agent.log"))
+        wait_http(f"http://127.0.0.1:{ports['agent']}/metrics", "the agent", logs / "agent.log")
+
+        # The admin token `up` wrote for the service account, as an admin would use it.
+        config = base / "home" / ".config" / "clusterctl" / "config.toml"
+        env = {**os.environ, "CLUSTERCTL_CONFIG": str(config)}
+        work = tmp_path / "work"
+        work.mkdir()
+        (work / "job.py").write_text(
+            "import os\nprint('gpus', os.environ['CUDA_VISIBLE_DEVICES'])\n")
+        work.chmod(0o755)
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([tool("clusterctl"), *args], env=env, cwd=work,
+                                  capture_output=True, text=True, timeout=120)
+
+        sub = cli("submit", "--gpus", "1", "--team", "ml", "--json", "--", "python3", "job.py")
+        assert sub.returncode == 0, sub.stderr + (logs / "controller.log").read_text()[-3000:]
+        job = json.loads(sub.stdout)["id"]
+        waited = cli("wait", str(job))
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert "gpus " in cli("logs", str(job)).stdout
+        nodes = json.loads(cli("nodes", "--json").stdout)
+        assert [n["name"] for n in nodes] == ["deploy-node"]
+        deadline = time.monotonic() + 60  # the agent ships its samples with its node token
+        while time.monotonic() < deadline:
+            gpus = json.loads(cli("nodes", "--json").stdout)[0]["gpu_jobs"]
+            if any(g.get("utilization") is not None for g in gpus):
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("no samples from the agent:\n"
+                                 + (logs / "agent.log").read_text()[-3000:])
+    finally:
+        for p in reversed(procs):
+            stop_process(p, 30)
+
+    second = playbook(inventory, tmp_path / "second.log")
+    counts = recap(second)
+    assert counts["changed"] == 0, second[-6000:]
+    assert counts["failed"] == 0
