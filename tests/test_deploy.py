@@ -148,6 +148,7 @@ def pg_admin(url: str, sql: str) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.ray
+@pytest.mark.timeout(1200)  # two playbook runs, the first installing Ray and all into a venv
 def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         base: Path, tmp_path: Path) -> None:
     pg = os.environ.get("CLUSTERCTL_TEST_PG_URL")
