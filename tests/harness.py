@@ -101,10 +101,13 @@ class Controller:
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
-            for job in self.json("jobs"):
+            def live() -> list[dict[str, Any]]:
+                return [j for j in self.json("jobs") if j["state"] not in FINAL]
+
+            for job in live():
                 self.cli("cancel", str(job["id"]))
             deadline = time.monotonic() + 30
-            while self.json("jobs") and time.monotonic() < deadline:
+            while live() and time.monotonic() < deadline:
                 time.sleep(0.3)
         finally:
             self.proc.send_signal(signal.SIGTERM)
