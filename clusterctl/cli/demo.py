@@ -21,9 +21,6 @@ from clusterctl.cli.common import console, gib, handles_errors, percent, watts
 from clusterctl.cli.jobs import FINAL, STATE_STYLE, jobs_table, usage_table
 from clusterctl.cli.nodes import gpu_table
 from clusterctl.client import Client
-from clusterctl.controller.local_agent import start_local_agent
-from clusterctl.controller.service import Controller
-from clusterctl.executor.local_ray import free_port, start_local_ray
 from clusterctl.settings import Settings
 
 TRAIN = '''\
@@ -56,6 +53,10 @@ JOBS = [  # name, gpus, script and arguments (run with this Python)
 @handles_errors
 def demo() -> None:
     """A self-contained tour: starts everything on 8 simulated GPUs, runs sample jobs, exits."""
+    from clusterctl.controller.local_agent import start_local_agent  # see up(): slow imports
+    from clusterctl.controller.service import Controller
+    from clusterctl.executor.local_ray import free_port, start_local_ray
+
     with tempfile.TemporaryDirectory(prefix="clusterctl-demo-") as tmp:
         root = Path(tmp)
         console.print("[bold]clusterctl demo[/]: starting Ray with 8 simulated GPUs, the "

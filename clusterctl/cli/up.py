@@ -12,9 +12,6 @@ import typer
 from clusterctl import parsing
 from clusterctl import settings as settings_mod
 from clusterctl.cli.common import err_console, handles_errors
-from clusterctl.controller.local_agent import start_local_agent
-from clusterctl.controller.service import Controller
-from clusterctl.executor.local_ray import start_local_ray
 
 
 @handles_errors
@@ -47,6 +44,11 @@ def up(
         raise parsing.BadInput("--agent-port", "must be from 1 to 65535")
     s = settings_mod.load(db_url=db, ray_address=ray_address, port=port, host=host,
                           data_dir=data_dir, kill_grace_s=grace)
+    # Imported here, not at the top: every other command starts 1 s faster without them.
+    from clusterctl.controller.local_agent import start_local_agent
+    from clusterctl.controller.service import Controller
+    from clusterctl.executor.local_ray import start_local_ray
+
     local = None
     if s.ray_address:
         address, token_file = s.ray_address, s.ray_token_file
