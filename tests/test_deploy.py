@@ -222,6 +222,10 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         agent = read_unit(units / "clusterctl-agent.service")
         procs.append(start_unit(agent, logs / "agent.log"))
         wait_http(f"http://127.0.0.1:{ports['agent']}/metrics", "the agent", logs / "agent.log")
+        # Every target Prometheus is told to scrape answers: the controller, the agent, Ray.
+        wait_http(f"http://127.0.0.1:{ports['metrics']}/metrics", "Ray's metrics",
+                  logs / "ray.log")
+        assert "clusterctl_jobs" in httpx.get(f"{api}/metrics", timeout=5).text
 
         # The admin token `up` wrote for the service account, as an admin would use it.
         config = base / "home" / ".config" / "clusterctl" / "config.toml"
