@@ -265,3 +265,22 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
     counts = recap(second)
     assert counts["changed"] == 0, second[-6000:]
     assert counts["failed"] == 0
+
+
+def test_a_gpu_host_without_the_driver_stops_the_play_naming_it(tmp_path: Path) -> None:
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has an NVIDIA driver")
+    host = {"ansible_connection": "local", "ansible_become": False,
+            "ansible_python_interpreter": sys.executable, "common_private_address": "127.0.0.1",
+            "head_db_password": "unused"}
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {
+        "head": {"hosts": {"gpu-box-7": host}}, "gpu_workers": {"hosts": {"gpu-box-7": None}}}}}))
+    run = subprocess.run(
+        [tool("ansible-playbook"), "-i", str(inventory), "site.yml",
+         "--start-at-task", "Check the NVIDIA driver"], cwd=ANSIBLE, capture_output=True,
+        text=True, timeout=300, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    assert run.returncode != 0
+    assert "gpu-box-7: nvidia-smi is missing or fails" in run.stdout, run.stdout[-3000:]
+    assert "set common_gpu_host false for a CPU-only host" in run.stdout
+    assert "Create the service account" not in run.stdout  # it stopped there
