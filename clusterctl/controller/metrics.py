@@ -35,9 +35,9 @@ class ControllerCollector(Collector):
         now = self.clock()
         pending, active = self.jobs.pending(), self.jobs.active()
         yield from self._queue(pending, active, now)
-        names = {n.id: n.name for n in self.cluster()}
-        yield from self._holders(active, names, now)
-        yield from self._nodes(names)
+        cluster = self.cluster()
+        yield from self._holders(active, {n.id: n.name for n in cluster}, now)
+        yield from self._nodes(cluster)
 
     def _queue(self, pending: list[Job], active: list[Job], now: datetime) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("clusterctl_jobs", "Jobs pending, starting or running "
@@ -71,7 +71,8 @@ class ControllerCollector(Collector):
             labels=["job_id", "name", "user", "team", "node"])
         team_gpus: Counter[str] = Counter()
         team_cost: dict[str, float] = {}
-        rates = self._rates(now)
+        machines = self.costs.machines()
+        rates = {m.node: float(capacity_rate(m.machine(), now)) for m in machines}  # per GPU-h
         for j in active:
             for node_id in j.placement or []:
                 node = names.get(node_id, node_id[:12])
@@ -101,23 +102,18 @@ class ControllerCollector(Collector):
             "clusterctl_node_cost_dollars_per_hour",
             "Amortized capacity cost per hour of a machine, busy or idle (from the hardware "
             "inventory).", labels=["node"])
-        gpus_of = {m.node: m.gpus for m in self.costs.machines()}
-        for node, rate in sorted(rates.items()):
-            node_cost.add_metric([node], rate * gpus_of[node])
+        for m in sorted(machines, key=lambda m: m.node):
+            node_cost.add_metric([m.node], rates[m.node] * m.gpus)
         yield node_cost
 
-    def _rates(self, now: datetime) -> dict[str, float]:
-        """Capacity cost per GPU-hour of each machine in the inventory."""
-        return {m.node: float(capacity_rate(m.machine(), now)) for m in self.costs.machines()}
-
-    def _nodes(self, names: Mapping[str, str]) -> Iterator[Metric]:
+    def _nodes(self, cluster: Sequence[NodeInfo]) -> Iterator[Metric]:
         gpus = GaugeMetricFamily("clusterctl_node_gpus", "GPUs Ray reports on a live node.",
                                  labels=["node"])
         drained = GaugeMetricFamily("clusterctl_node_drained",
                                     "1 while a node is drained (clusterctl nodes drain).",
                                     labels=["node"])
         marks = self.node_store.drained()
-        for n in self.cluster():
+        for n in cluster:
             if n.alive:
                 gpus.add_metric([n.name], n.gpus)
                 drained.add_metric([n.name], 1 if n.name in marks else 0)

@@ -416,9 +416,5 @@ def _idle(queue: PendingQueue, running: Sequence[RunningJob], nodes: Sequence[No
     quotas = config.quotas
     if all(quotas.get(t, 0.0) - used.get(t, 0) < 1 for t in queue.teams()):
         return True
-    starve = config.starve_after_s
-    return not any(
-        r.preemptible and not r.terminating and kept[r.team] - quotas.get(r.team, 0.0) > 0
-        and not (starve is not None and r.submitted_at is not None
-                 and r.started_at - r.submitted_at >= starve)
-        for r in running)
+    over = {t: k - quotas.get(t, 0.0) for t, k in kept.items()}
+    return not any(preemption.candidate(r, over, config.starve_after_s) for r in running)

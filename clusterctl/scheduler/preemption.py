@@ -28,13 +28,20 @@ def by_node(running: Sequence[RunningJob], over_quota: Mapping[str, float],
     again, over and over."""
     on_node: dict[str, list[RunningJob]] = {}
     for r in sorted(running, key=lambda r: (-r.started_at, -r.id)):
-        starved = (starve_after_s is not None and r.submitted_at is not None
-                   and r.started_at - r.submitted_at >= starve_after_s)
-        if r.preemptible and not r.terminating and not starved \
-                and over_quota.get(r.team, 0.0) > 0:
+        if candidate(r, over_quota, starve_after_s):
             for node in set(r.node_ids):
                 on_node.setdefault(node, []).append(r)
     return on_node
+
+
+def candidate(r: RunningJob, over_quota: Mapping[str, float],
+              starve_after_s: float | None) -> bool:
+    """May ``r`` be preempted at all: preemptible, not already ending, its team above its
+    quota, and not a job that only started after starving."""
+    starved = (starve_after_s is not None and r.submitted_at is not None
+               and r.started_at - r.submitted_at >= starve_after_s)
+    return r.preemptible and not r.terminating and not starved \
+        and over_quota.get(r.team, 0.0) > 0
 
 
 def plan(
