@@ -96,3 +96,42 @@ def test_only_admins_write(controller: Controller) -> None:
     assert r.returncode == 1 and "admin" in r.stderr
     assert controller.cli("hardware", "list", token=user).returncode == 0
     assert controller.json("hardware", "list") == []
+
+
+def test_retire_records_the_sale_and_drains_the_node(controller: Controller) -> None:
+    controller.json(*ADD)
+    before = controller.json("hardware", "list")
+    for args, field in [
+        (("gpu-01",), "--sold-for"),
+        (("gpu-01", "--sold-for", "-5"), "--sold-for"),
+        (("gpu-01", "--sold-for", "1", "--sold-on", "2999-01-01"), "--sold-on"),
+        (("gpu-01", "--sold-for", "1", "--undo"), "--undo"),
+        (("gpu-01", "--sold-for", "1", "--sold-on", "2025-02-01"), "before the purchase"),
+        (("gpu-77", "--sold-for", "1"), "not in the inventory"),
+    ]:
+        r = controller.cli("hardware", "retire", *args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and field in lines[0], (args, r.stderr)
+    user = controller.cli("admin", "user", "add", "bob", "--team", "nlp").stdout.strip()
+    r = controller.cli("hardware", "retire", "gpu-01", "--sold-for", "1", token=user)
+    assert r.returncode == 1 and "admin" in r.stderr
+    assert controller.json("hardware", "list") == before
+    assert controller.cli("nodes", "undrain", "gpu-01").returncode == 2  # nothing drained
+
+    out = controller.cli("hardware", "retire", "gpu-01", "--sold-for", "200,000",
+                         "--sold-on", "2026-04-05")
+    assert out.returncode == 0 and "2026-04-05 for 200,000.00" in out.stdout
+    (m,) = controller.json("hardware", "list")
+    assert (m["sold_on"], m["sold_for"]) == ("2026-04-05", "200000")
+    ledger = controller.json("report", "amortization")["machines"][0]
+    # 400 days after purchase: depreciation 240,000 / (36 x 730.5) x 9,600 h = 87,611.23.
+    assert (ledger["sold_on"], ledger["net_price"]) == ("2026-04-05", 100_000.0)
+    assert (ledger["book_value"], ledger["sale_gain"]) == (212_388.77, -12_388.77)
+    assert ledger["fees_to_date"] == 19_712.53 and ledger["age_days"] == 400
+    table = controller.cli("report", "amortization").stdout
+    assert "gpu-01 sold 2026-04-05 for 200,000.00" in table and "loss 12,388.77" in table
+    # The node is drained (undrain answers for it), and the sale can be undone.
+    assert controller.json("nodes", "undrain", "gpu-01")["drained"] is False
+    cleared = controller.json("hardware", "retire", "gpu-01", "--undo")
+    assert cleared["sold_on"] is None and cleared["sold_for"] is None

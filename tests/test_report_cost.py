@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clusterctl.cost.inventory import SiteSettings
-from clusterctl.cost.model import Machine, cents
+from clusterctl.cost.model import Machine, cents, machine_capacity_cost
 from clusterctl.reports.cost import IDLE, accounted, cost_report
 from clusterctl.reports.inputs import MS_PER_HOUR, Held, Inputs, Period, Priced
 
@@ -117,11 +117,16 @@ def clusters(draw: st.DrawFn) -> Inputs:
     nodes = {}
     for n in range(draw(st.integers(1, 3))):
         bought = B + draw(st.integers(-400, 400)) * 24 * H
+        days_to_sale = draw(st.none() | st.integers(0, 1500))
+        sold = None if days_to_sale is None else bought + days_to_sale * 24 * H
         m = Machine(price=Decimal(draw(st.integers(1000, 500_000))),
                     resale=Decimal(draw(st.integers(0, 100))) / 100,
                     life_months=draw(st.integers(1, 48)), gpus=draw(st.integers(1, 8)),
                     monthly_fees=Decimal(draw(st.integers(0, 3000))),
-                    purchased=datetime.fromtimestamp(bought / 1000, timezone.utc))
+                    purchased=datetime.fromtimestamp(bought / 1000, timezone.utc),
+                    sold=None if sold is None else datetime.fromtimestamp(sold / 1000,
+                                                                          timezone.utc),
+                    sold_for=None if sold is None else Decimal(draw(st.integers(0, 400_000))))
         nodes[f"n{n}"] = Priced(f"n{n}", "A100", m, Decimal("4.10"))
     start = B + draw(st.integers(-500, 1500)) * 24 * H + draw(st.integers(0, H))
     end = start + draw(st.integers(1, 2000)) * H + draw(st.integers(0, H))
@@ -151,4 +156,9 @@ def test_jobs_plus_idle_equal_capacity_plus_energy(inputs: Inputs, by: str,
     assert cents(accounted(report)) == cents(whole)
     assert same(accounted(report), whole)
     assert report.idle.gpu_ms >= 0 and all(r.total_cost >= 0 for r in report.rows)
+    # The same capacity by the cost model's own formula (datetimes, sales included).
+    period = [datetime.fromtimestamp(ms / 1000, timezone.utc)
+              for ms in (inputs.period.start_ms, inputs.period.end_ms)]
+    by_model = sum(machine_capacity_cost(p.machine, *period) for p in inputs.machines.values())
+    assert abs(report.capacity_cost - by_model) < Decimal("0.01")
     assert (IDLE not in {r.key for r in report.rows})

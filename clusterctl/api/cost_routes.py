@@ -7,6 +7,7 @@ nothing written.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -31,6 +32,12 @@ from clusterctl.store import CostStore, HardwareExists, User
 class ImportBody(BaseModel):
     name: str
     text: str
+
+
+class RetireBody(BaseModel):
+    sold_for: str | None = None
+    sold_on: str | None = None
+    undo: bool = False
 
 
 class RateBody(BaseModel):
@@ -62,6 +69,14 @@ def _costs(request: Request) -> CostStore:
     return request.app.state.services.costs  # type: ignore[no-any-return]
 
 
+def _known(costs: CostStore, node: str) -> HardwareSpec:
+    current = costs.machine(parse_node_name(node))
+    if current is None:
+        raise BadInput("NODE", f"{node!r} is not in the inventory (see `clusterctl hardware "
+                       "list`; add it with `clusterctl hardware add`)")
+    return current
+
+
 def rates(costs: CostStore) -> dict[str, CloudRate]:
     return effective_rates(costs.rate_overrides())
 
@@ -91,12 +106,28 @@ def set_hardware(node: str, body: dict[str, Any], request: Request,
                  user: CurrentUser) -> dict[str, Any]:
     costs = _costs(request)
     _require_admin(user, "change the hardware inventory")
-    current = costs.machine(parse_node_name(node))
-    if current is None:
-        raise BadInput("NODE", f"{node!r} is not in the inventory (see `clusterctl hardware "
-                       "list`; add it with `clusterctl hardware add`)")
-    spec = updated_spec(current, body, today())
+    spec = updated_spec(_known(costs, node), body, today())
     costs.put([spec])
+    return hardware_out(spec, rates(costs))
+
+
+@router.post("/v1/hardware/{node}/retire")
+def retire_hardware(node: str, body: RetireBody, request: Request,
+                    user: CurrentUser) -> dict[str, Any]:
+    """Record the sale (ending the machine's costs at it) and drain the node, so that no new
+    job lands on a machine on its way out; ``undo`` clears a sale recorded by mistake."""
+    costs = _costs(request)
+    _require_admin(user, "retire a machine")
+    current = _known(costs, node)
+    if body.undo:
+        spec = replace(current, sold_on=None, sold_for=None)
+    else:
+        sale = {"sold_for": body.sold_for, "sold_on": body.sold_on or today().isoformat()}
+        spec = hardware_spec(current.as_json() | sale, today())
+    costs.put([spec])
+    if spec.sold_on is not None:
+        request.app.state.services.nodes.drain(
+            spec.node, user.name, f"retired: sold on {spec.sold_on}")
     return hardware_out(spec, rates(costs))
 
 

@@ -19,6 +19,8 @@ from clusterctl.cost.inventory import (
     hardware_spec,
     parse_gpu_model,
     parse_inventory_toml,
+    parse_money,
+    parse_past_date,
     parse_rate,
     site_settings,
 )
@@ -56,14 +58,15 @@ def _money(value: str) -> str:
 def _print_machines(rows: list[dict[str, Any]]) -> None:
     table = Table(box=None, pad_edge=False)
     for col in ("NODE", "GPUS", "MODEL", "PRICE", "PURCHASED", "LIFE", "RESALE", "FEES/MO",
-                "CLOUD/GPU-H"):
+                "CLOUD/GPU-H", "SOLD"):
         table.add_column(col, justify="right" if col in ("GPUS", "PRICE", "FEES/MO") else "left")
     for m in rows:
         rate = m["cloud_rate"]
         table.add_row(m["node"], str(m["gpus"]), m["gpu_model"], _money(m["price"]),
                       m["purchased"], f"{m['life_months']}mo", f"{float(m['resale']):.0%}",
                       _money(m["monthly_fees"]),
-                      f"{float(rate):.2f}" if rate else "-")
+                      f"{float(rate):.2f}" if rate else "-",
+                      f"{m['sold_on']} for {_money(m['sold_for'])}" if m.get("sold_on") else "-")
     console.print(table)
 
 
@@ -101,6 +104,48 @@ def set_(node: Annotated[str, typer.Argument(help="A node in the inventory.")],
         print_json(out)
     else:
         _print_machines([out])
+
+
+@app.command("retire")
+@handles_errors
+def retire(
+    node: Annotated[str, typer.Argument(help="A node in the inventory.")],
+    sold_for: Annotated[str | None, typer.Option(
+        "--sold-for", help="What the sale fetched (0 if scrapped).")] = None,
+    sold_on: Annotated[str | None, typer.Option(
+        "--sold-on", help="Sale date, YYYY-MM-DD; default today.")] = None,
+    undo: Annotated[bool, typer.Option("--undo", help="Clear a sale recorded by mistake.")] = False,
+    json_: Json = False,
+) -> None:
+    """Record a machine's sale (admins only): its costs end on that day, the amortization
+    report closes its ledger with the sale's gain or loss, and the node is drained."""
+    parse_node_name(node)
+    if undo and (sold_for is not None or sold_on is not None):
+        raise BadInput("--undo", "takes no --sold-for or --sold-on")
+    if not undo:
+        if sold_for is None:
+            raise BadInput("--sold-for", "is required: what the sale fetched (0 if scrapped)")
+        values = {"sold_for": sold_for, "sold_on": sold_on or _today().isoformat()}
+        _check_sale(values)
+    body = {"undo": True} if undo else {"sold_for": sold_for, "sold_on": sold_on}
+    out = client().json("POST", f"/v1/hardware/{node}/retire", json=body)
+    if json_:
+        print_json(out)
+        return
+    _print_machines([out])
+    if undo:
+        console.print(f"Sale cleared. If {node} should take jobs again: "
+                      f"`clusterctl nodes undrain {node}`.")
+    else:
+        console.print(f"{node} drained; its costs stop on {out['sold_on']}. See `clusterctl "
+                      "report amortization` for the sale against the book value.")
+
+
+def _check_sale(values: dict[str, Any]) -> None:
+    """The sale's own fields, checked before anything is sent (the purchase date, which the
+    sale must not precede, is checked by the controller)."""
+    parse_past_date(values["sold_on"], _today(), "--sold-on")
+    parse_money(values["sold_for"], "--sold-for", positive=False)
 
 
 @app.command("list")

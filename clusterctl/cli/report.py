@@ -186,10 +186,15 @@ def amortization(json_: Json = False, csv_: Csv = False, plot: Plot = None) -> N
     when it pays for itself at the last 30 days' utilization."""
     check_plot(plot)
     data = _fetch("amortization", None, None, None)
+    sales = [f"{m['node']} sold {m['sold_on']} for {m['sold_for']:,.2f}: book value then "
+             f"{m['book_value']:,.2f}, {'gain' if m['sale_gain'] >= 0 else 'loss'} "
+             f"{abs(m['sale_gain']):,.2f}; its ledger closed at the sale."
+             for m in data["machines"] if m.get("sold_on")]
     _emit("amortization", data, amortization_columns(data),
           data["machines"] + [data["total"]], json_, csv_, plot,
           [f"{data['currency']}, as of {data['as_of'][:16]} UTC. Owned cost = price less "
-           "expected resale + fees + energy; net saving = cloud equivalent - owned cost."])
+           "expected resale (the sale price once sold) + fees + energy; net saving = cloud "
+           "equivalent - owned cost.", *sales])
 
 
 # -- waste ------------------------------------------------------------------------------------

@@ -103,6 +103,8 @@ class ControllerCollector(Collector):
             "Amortized capacity cost per hour of a machine, busy or idle (from the hardware "
             "inventory).", labels=["node"])
         for m in sorted(machines, key=lambda m: m.node):
+            if m.sold_on is not None and m.sold_on <= now.date():
+                continue  # sold: no longer a cost of the cluster
             node_cost.add_metric([m.node], rates[m.node] * m.gpus)
         yield node_cost
 

@@ -166,7 +166,8 @@ def waste_json(report: WasteReport, inputs: Inputs) -> dict[str, Any]:
 
 def _ledger(lg: Ledger, trailing_days: int = 30) -> dict[str, Any]:
     note = ("reached" if lg.break_even_reached else
-            "projected" if lg.break_even_ms is not None else "not at this utilization")
+            "projected" if lg.break_even_ms is not None else
+            "not reached (sold)" if lg.sold_ms is not None else "not at this utilization")
     return {"node": lg.key, "gpu_model": lg.gpu_model, "gpus": lg.gpus,
             "price": money(lg.price), "net_price": money(lg.net_price),
             "purchased": ms_iso(lg.purchased_ms)[:10] if lg.purchased_ms else None,
@@ -177,14 +178,18 @@ def _ledger(lg: Ledger, trailing_days: int = 30) -> dict[str, Any]:
             "cloud_equivalent": money(lg.cloud_equivalent), "net_saving": money(lg.net_saving),
             "trailing_utilization": lg.trailing_utilization,
             "break_even": ms_iso(lg.break_even_ms)[:10] if lg.break_even_ms else None,
-            "break_even_status": note}
+            "break_even_status": note,
+            "sold_on": ms_iso(lg.sold_ms)[:10] if lg.sold_ms is not None else None,
+            "sold_for": money(lg.sold_for) if lg.sold_for is not None else None,
+            "book_value": money(lg.book_value),
+            "sale_gain": money(lg.sale_gain) if lg.sale_gain is not None else None}
 
 
 def amortization_json(report: AmortizationReport, inputs: Inputs) -> dict[str, Any]:
     now = report.now_ms
     machines = []
     for lg in report.machines:
-        age_days = (now - lg.purchased_ms) / 86_400_000
+        age_days = ((lg.sold_ms or now) - lg.purchased_ms) / 86_400_000
         machines.append(_ledger(lg) | {"age_days": age_days})
     t = report.total
     return {"report": "amortization", "currency": inputs.prices.currency, "as_of": ms_iso(now),

@@ -43,26 +43,36 @@ class HardwareSpec:
     life_months: int
     resale: Decimal
     monthly_fees: Decimal = Decimal(0)
+    sold_on: date | None = None
+    """Set when the machine is retired: costs stop at the start of that day (UTC)."""
+    sold_for: Decimal | None = None
 
     def machine(self) -> Machine:
-        bought = datetime(self.purchased.year, self.purchased.month, self.purchased.day,
-                          tzinfo=timezone.utc)
         return Machine(price=self.price, resale=self.resale, life_months=self.life_months,
-                       gpus=self.gpus, monthly_fees=self.monthly_fees, purchased=bought)
+                       gpus=self.gpus, monthly_fees=self.monthly_fees,
+                       purchased=_midnight(self.purchased),
+                       sold=_midnight(self.sold_on) if self.sold_on else None,
+                       sold_for=self.sold_for)
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["purchased"] = self.purchased.isoformat()
-        for key in ("price", "resale", "monthly_fees"):
-            out[key] = str(out[key])
+        out["sold_on"] = self.sold_on.isoformat() if self.sold_on else None
+        for key in ("price", "resale", "monthly_fees", "sold_for"):
+            out[key] = None if out[key] is None else str(out[key])
         return out
 
 
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
 FIELDS = ("node", "gpus", "gpu_model", "price", "purchased", "life_months", "resale",
-          "monthly_fees")
+          "monthly_fees", "sold_on", "sold_for")
+OPTIONAL = ("monthly_fees", "sold_on", "sold_for")
 FLAG = {"node": "NODE", "gpus": "--gpus", "gpu_model": "--gpu-model", "price": "--price",
         "purchased": "--purchased", "life_months": "--life", "resale": "--resale",
-        "monthly_fees": "--monthly-fees"}
+        "monthly_fees": "--monthly-fees", "sold_on": "--sold-on", "sold_for": "--sold-for"}
 
 
 def parse_money(text: Any, field: str, *, positive: bool) -> Decimal:
@@ -106,7 +116,7 @@ def parse_life(text: Any, field: str = "--life") -> int:
     return months
 
 
-def parse_purchase_date(text: Any, today: date, field: str = "--purchased") -> date:
+def parse_past_date(text: Any, today: date, field: str = "--purchased") -> date:
     if isinstance(text, datetime):
         value = text.date()
     elif isinstance(text, date):
@@ -137,20 +147,41 @@ def hardware_spec(values: Mapping[str, Any], today: date,
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise BadInput(unknown[0], f"is not a hardware field (allowed: {', '.join(FIELDS)})")
-    missing = [f for f in FIELDS if f != "monthly_fees" and values.get(f) in (None, "")]
+    missing = [f for f in FIELDS if f not in OPTIONAL and values.get(f) in (None, "")]
     if missing:
         raise BadInput(flag[missing[0]], "is required")
+    purchased = parse_past_date(values["purchased"], today, flag["purchased"])
+    sold_on, sold_for = _sale(values, purchased, today, flag)
     return HardwareSpec(
         node=parse_node_name(str(values["node"]), flag["node"]),
         gpus=parse_count(values["gpus"], flag["gpus"], MAX_GPUS),
         gpu_model=parse_gpu_model(values["gpu_model"], flag["gpu_model"]),
         price=parse_money(values["price"], flag["price"], positive=True),
-        purchased=parse_purchase_date(values["purchased"], today, flag["purchased"]),
+        purchased=purchased,
         life_months=parse_life(values["life_months"], flag["life_months"]),
         resale=parse_fraction(values["resale"], flag["resale"]),
         monthly_fees=parse_money(values.get("monthly_fees") or 0, flag["monthly_fees"],
                                  positive=False),
+        sold_on=sold_on,
+        sold_for=sold_for,
     )
+
+
+def _sale(values: Mapping[str, Any], purchased: date, today: date,
+          flag: Mapping[str, str]) -> tuple[date | None, Decimal | None]:
+    """A sale is a date and a price together, on or after the purchase, not in the future."""
+    on, price = values.get("sold_on"), values.get("sold_for")
+    if on in (None, "") and price in (None, ""):
+        return None, None
+    if price in (None, ""):
+        raise BadInput(flag["sold_for"], "is required with a sale date (0 if it was scrapped)")
+    if on in (None, ""):
+        raise BadInput(flag["sold_on"], "is required with a sale price")
+    sold_on = parse_past_date(on, today, flag["sold_on"])
+    if sold_on < purchased:
+        raise BadInput(flag["sold_on"], f"{sold_on.isoformat()} is before the purchase date "
+                       f"{purchased.isoformat()}")
+    return sold_on, parse_money(price, flag["sold_for"], positive=False)
 
 
 def updated_spec(current: HardwareSpec, changes: Mapping[str, Any], today: date) -> HardwareSpec:

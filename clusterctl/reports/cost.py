@@ -65,11 +65,12 @@ class CostReport:
 
 @dataclass
 class NodeArrays:
-    """Per node of the table: when it was bought and its life ends (nodes without an inventory
-    record: never, so they add no capacity cost)."""
+    """Per node of the table: when it was bought, its life ends and it was sold (nodes without
+    an inventory record: bought never, so they add no capacity cost; unsold: sold never)."""
 
     purchased: NDArray[np.int64]
     life_end: NDArray[np.int64]
+    sold: NDArray[np.int64]
 
 
 NEVER = np.int64(2**62)
@@ -78,14 +79,16 @@ NEVER = np.int64(2**62)
 def node_arrays(nodes: list[str], machines: dict[str, Priced]) -> NodeArrays:
     purchased = [machines[n].purchased_ms if n in machines else NEVER for n in nodes]
     life_end = [machines[n].life_end_ms if n in machines else NEVER for n in nodes]
-    return NodeArrays(np.array(purchased, dtype=np.int64), np.array(life_end, dtype=np.int64))
+    sold = [machines[n].until(NEVER) if n in machines else NEVER for n in nodes]
+    return NodeArrays(*(np.array(a, dtype=np.int64) for a in (purchased, life_end, sold)))
 
 
 def split(s: NDArray[np.int64], e: NDArray[np.int64], node: NDArray[np.int64],
           arrays: NodeArrays) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Milliseconds of each row's ``[s, e]`` inside its node's life and after it (none before
-    purchase; nodes without a record: none at all)."""
+    purchase or after the sale; nodes without a record: none at all)."""
     start = np.maximum(s, arrays.purchased[node])
+    e = np.minimum(e, arrays.sold[node])
     life_end = arrays.life_end[node]
     in_life = np.clip(np.minimum(e, life_end) - start, 0, None)
     after = np.clip(e - np.maximum(start, life_end), 0, None)
@@ -102,7 +105,7 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostRe
     if by not in BY:
         raise ValueError(by)
     period, machines, prices, t = inputs.period, inputs.machines, inputs.prices, inputs.table
-    nodes = NodeArrays(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    nodes = NodeArrays(*(np.zeros(0, np.int64) for _ in range(3)))
     if len(t):
         nodes = node_arrays(t.nodes, machines)
     n_nodes = len(t.nodes)

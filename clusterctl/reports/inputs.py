@@ -71,6 +71,16 @@ class Priced:
         return self.purchased_ms + int(self.machine.life_months * HOURS_PER_MONTH * MS_PER_HOUR)
 
     @cached_property
+    def sold_ms(self) -> int | None:
+        """When the machine was sold: no capacity from then on."""
+        sold = self.machine.sold
+        return None if sold is None else int(sold.timestamp() * 1000)
+
+    def until(self, end_ms: int) -> int:
+        """``end_ms``, or the sale if the machine was sold before it."""
+        return end_ms if self.sold_ms is None else min(end_ms, self.sold_ms)
+
+    @cached_property
     def rate_in_life(self) -> Decimal:
         """Per GPU-millisecond, before the life ends: (d + f) / G."""
         m = self.machine

@@ -66,11 +66,13 @@ class UtilReport:
 
 def capacity(inputs: Inputs) -> dict[str, tuple[int, int, int]]:
     """GPUs of each node and when it counts as available in the period: from its purchase date
-    when it has an inventory record, else the GPUs telemetry has seen, over the whole period."""
+    to its sale when it has an inventory record, else the GPUs telemetry has seen, over the whole
+    period."""
     p = inputs.period
     out = {}
     for node, priced in inputs.machines.items():
-        out[node] = (priced.machine.gpus, max(p.start_ms, priced.purchased_ms), p.end_ms)
+        out[node] = (priced.machine.gpus, max(p.start_ms, priced.purchased_ms),
+                     priced.until(p.end_ms))
     for node, gpus in inputs.gpus_seen.items():
         out.setdefault(node, (gpus, p.start_ms, p.end_ms))
     return out

@@ -21,13 +21,15 @@ class HardwareExists(ValueError):
 def _spec(row: Hardware) -> HardwareSpec:
     return HardwareSpec(node=row.node, gpus=row.gpus, gpu_model=row.gpu_model, price=row.price,
                         purchased=row.purchased, life_months=row.life_months,
-                        resale=row.resale, monthly_fees=row.monthly_fees)
+                        resale=row.resale, monthly_fees=row.monthly_fees,
+                        sold_on=row.sold_on, sold_for=row.sold_for)
 
 
 def _row(spec: HardwareSpec) -> Hardware:
     return Hardware(node=spec.node, gpus=spec.gpus, gpu_model=spec.gpu_model, price=spec.price,
                     purchased=spec.purchased, life_months=spec.life_months, resale=spec.resale,
-                    monthly_fees=spec.monthly_fees, updated_at=utcnow())
+                    monthly_fees=spec.monthly_fees, sold_on=spec.sold_on,
+                    sold_for=spec.sold_for, updated_at=utcnow())
 
 
 class CostStore:

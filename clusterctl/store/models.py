@@ -299,6 +299,10 @@ class Hardware(SQLModel, table=True):
     resale: Decimal = _money()
     """Fraction of the price expected back at the end of the life."""
     monthly_fees: Decimal = _money()
+    sold_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
+    """Set when the machine was sold (retired), with ``sold_for``."""
+    sold_for: Decimal | None = Field(default=None, sa_column=Column(DecimalText(),
+                                                                     nullable=True))
     updated_at: datetime = _time(nullable=False)
 
 
