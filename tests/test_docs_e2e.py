@@ -30,13 +30,16 @@ def test_cost_and_report_docs_run_as_written(controller: Controller, tmp_path: P
     (tmp_path / "rack.toml").write_text(blocks(cost_model, "toml")[0])
     report_block = next(b for b in blocks(DOCS / "user-guide.md", "bash")
                         if "clusterctl report" in b)
+    retire_block = next(b for b in blocks(cost_model, "bash") if "hardware retire" in b)
     ran = []
-    for args in commands(blocks(cost_model, "bash")[0]) + commands(report_block):
+    for args in (commands(blocks(cost_model, "bash")[0]) + commands(report_block)
+                 + commands(retire_block)):
         assert args[0] == "clusterctl", args
         r = controller.cli(*args[1:], cwd=tmp_path)
         assert r.returncode == 0, (args, r.stdout[-1000:], r.stderr[-1000:])
         ran.append(args[1:3])
     assert ["hardware", "import"] in ran and ["report", "html"] in ran
+    assert ["hardware", "retire"] in ran
     assert (tmp_path / "amortization.png").stat().st_size > 10_000
     assert "<svg" in (tmp_path / "report.html").read_text()
     machines = controller.json("hardware", "list")

@@ -115,8 +115,8 @@ def amortization_figure(data: dict[str, Any]) -> Figure:
     fig, ax = plt.subplots(figsize=(10, 5), layout="constrained")
     s = data["series"]
     t = _times([p["t"] for p in s])
-    ax.plot(t, [p["owned"] for p in s], color=BLUE, label="owned: price less resale, fees, "
-            "energy (cumulative)")
+    ax.plot(t, [p["owned"] for p in s], color=BLUE, label="owned: price less resale (or the sale "
+            "price), fees, energy (cumulative)")
     ax.plot(t, [p["cloud"] for p in s], color=ORANGE, label="cloud equivalent of the used "
             "GPU-hours (cumulative)")
     total = data["total"]
@@ -135,6 +135,13 @@ def amortization_figure(data: dict[str, Any]) -> Figure:
         y = next((p["owned"] for p in s if p["t"] >= total["break_even"]), 0.0)
         ax.plot(when, [y], marker="*", markersize=14, color=RED, ls="none",
                 label=f"break-even {total['break_even']}")
+    for m in data["machines"]:
+        if m.get("sold_on"):
+            gain = m["sale_gain"]
+            ax.axvline(_times([m["sold_on"]])[0], color=GREY, ls=":",
+                       label=f"{m['node']} sold for {m['sold_for']:,.0f} "
+                             f"({'gain' if gain >= 0 else 'loss'} {abs(gain):,.0f} "
+                             "against book value)")
     _money_axis(ax, data["currency"])
     _date_axis(ax)
     status = total["break_even_status"]
