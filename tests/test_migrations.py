@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import date
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -12,9 +13,10 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from harness import clusterctl_argv
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
-from clusterctl.store import UserStore, make_engine, migrate, revision
+from clusterctl.store import CostStore, UserStore, make_engine, migrate, revision
 from clusterctl.store.db import MIGRATIONS
 
 
@@ -49,6 +51,22 @@ def test_admin_migrate_says_whether_it_changed_anything(db_url: str, tmp_path: P
     assert users.node_for_token(again["token"]) == "gpu-7"
     bad = run("node-token", "gpu 7", "--direct")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "NODE" in bad.stderr
+
+
+def test_an_upgrade_keeps_the_inventory(db_url: str) -> None:
+    """A deploy of this release onto last release's database: the machines stay, unsold."""
+    migrate(db_url, to="0005")
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO hardware (node, gpus, gpu_model, price, purchased, life_months, resale,"
+            " monthly_fees, updated_at) VALUES ('gpu-01', 8, 'A100', '300000', '2025-03-01', 36,"
+            " '0.2', '1500', '2026-11-01 00:00:00')"))
+    migrate(db_url)
+    (machine,) = CostStore(engine).machines()
+    assert (machine.node, machine.price, machine.purchased) == ("gpu-01", 300000,
+                                                                date(2025, 3, 1))
+    assert machine.sold_on is None and machine.sold_for is None
 
 
 def _alembic_config() -> Config:

@@ -53,12 +53,12 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def migrate(url: str) -> None:
-    """Bring the schema to the newest revision; safe to call on every start."""
+def migrate(url: str, to: str = "head") -> None:
+    """Bring the schema to the newest revision (or ``to``); safe to call on every start."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, to)
 
 
 def revision(url: str) -> str | None:
