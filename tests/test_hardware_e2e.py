@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 from harness import Controller
 
 ADD = ["hardware", "add", "gpu-01", "--gpus", "8", "--gpu-model", "A100-80GB",
@@ -79,8 +80,6 @@ def test_bad_input_writes_nothing(controller: Controller, tmp_path: Path) -> Non
     assert controller.json("hardware", "settings")["pue"] == "1.4"
 
     # The controller checks too: a request that skips the CLI is refused the same way.
-    import httpx
-
     token = controller.json("admin", "user", "add", "ops", "--team", "infra", "--admin")["token"]
     r = httpx.post(f"http://127.0.0.1:{controller.port}/v1/hardware",
                    headers={"Authorization": f"Bearer {token}"},
@@ -118,6 +117,8 @@ def test_retire_records_the_sale_and_drains_the_node(controller: Controller) -> 
     assert r.returncode == 1 and "admin" in r.stderr
     assert controller.json("hardware", "list") == before
     assert controller.cli("nodes", "undrain", "gpu-01").returncode == 2  # nothing drained
+    cost_line = 'clusterctl_node_cost_dollars_per_hour{node="gpu-01"}'
+    assert cost_line in _metrics(controller)
 
     out = controller.cli("hardware", "retire", "gpu-01", "--sold-for", "200,000",
                          "--sold-on", "2026-04-05")
@@ -131,7 +132,12 @@ def test_retire_records_the_sale_and_drains_the_node(controller: Controller) -> 
     assert ledger["fees_to_date"] == 19_712.53 and ledger["age_days"] == 400
     table = controller.cli("report", "amortization").stdout
     assert "gpu-01 sold 2026-04-05 for 200,000.00" in table and "loss 12,388.77" in table
+    assert cost_line not in _metrics(controller)  # no longer a cost of the cluster
     # The node is drained (undrain answers for it), and the sale can be undone.
     assert controller.json("nodes", "undrain", "gpu-01")["drained"] is False
     cleared = controller.json("hardware", "retire", "gpu-01", "--undo")
     assert cleared["sold_on"] is None and cleared["sold_for"] is None
+
+
+def _metrics(controller: Controller) -> str:
+    return httpx.get(f"http://127.0.0.1:{controller.port}/metrics", timeout=10).text
