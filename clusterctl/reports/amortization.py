@@ -23,7 +23,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from clusterctl.cost.model import depreciation_per_hour, fixed_per_hour
+from clusterctl.cost.model import depreciation_per_hour, fixed_per_hour, sale_gain
 from clusterctl.reports.inputs import (
     MS_PER_DAY,
     MS_PER_HOUR,
@@ -134,8 +134,7 @@ def _machine(p: Priced, inputs: Inputs, used_by_day: dict[int, int],
     lg.fees = fixed_per_hour(m) * alive_ms / MS_PER_HOUR
     lg.available_ms = m.gpus * alive_ms
     if sold:
-        lg.sold_ms, lg.sold_for = end, m.sold_for
-        lg.sale_gain = (m.sold_for or Decimal(0)) - lg.book_value
+        lg.sold_ms, lg.sold_for, lg.sale_gain = end, m.sold_for, sale_gain(m)
     rate = p.cloud_rate or Decimal(0)
     trailing_from = max(bought, end - TRAILING_MS)
     lg.trailing_available_ms = m.gpus * (end - trailing_from)
