@@ -317,10 +317,13 @@ def test_backfill_never_delays_the_reserved_start(
         now_running.append(run_(j.id, p.node_ids, j.gpus, team=j.team, started=NOW,
                                 limit=j.time_limit_s))
     free = {c.id: c.free_gpus for c in free_after(caps, now_running) if c.schedulable}
-    # GPUs promised to jobs waiting on preemption stay promised
-    promised = [w for w in d.waiting.values() if w.reason is WaitReason.PREEMPTING]
-    if promised:
-        return  # reclaim claims GPUs the reservation walk already excluded; checked above
+    # GPUs promised to jobs waiting on preemption are theirs from now on: free ones at once,
+    # the victims' as they exit (a node may go below zero until then)
+    promised = {w for w, wait in d.waiting.items() if wait.reason is WaitReason.PREEMPTING}
+    assert {p.job_id for p in d.promised} == promised
+    for p in d.promised:
+        for node in p.node_ids:
+            free[node] -= by_id[p.job_id].gpus
     releases = [
         (NOW + cfg.preempt_grace_s if r.terminating
          else max(NOW, r.started_at + (r.time_limit_s or cfg.default_time_limit_s)),

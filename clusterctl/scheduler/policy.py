@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from clusterctl.scheduler import fairshare, preemption
@@ -292,9 +293,13 @@ class _Pass:
             return False  # the same shape found no plan, and nothing has changed since
         found = preemption.plan(job, self.free.free, soon, self._candidates, self.over_quota,
                                 self.victims)
-        if found is None:
+        kept = self.reservation_with(job, found) if found and self.reservation else None
+        if found is None or (self.reservation is not None and kept is None):
             self._no_plan[1].add(shape)
             return False
+        if kept is not None:  # what the reserved job needs is the same or sooner: keep it so
+            self.reservation = kept
+            self.d.reserved = (kept.job_id, kept.start)
         for node in found.node_ids:  # promise the GPUs on these nodes to this job
             from_free = min(self.free.free[node], job.gpus)
             self.free.take(node, from_free)
@@ -308,11 +313,25 @@ class _Pass:
             self.d.preemptions.append(Preemption(
                 victim.id, f"preempted to reclaim team {job.team}'s quota for job {job.id}",
                 job.id))
+        self.d.promised.append(Placement(job.id, found.node_ids))
         self.team_used[job.team] += job.total_gpus  # its quota room is spoken for
         detail = (f"reclaiming {sum(v.total_gpus for v in found.victims)} borrowed GPUs"
                   if found.victims else "GPUs being freed by preemption")
         self.d.waiting[job.id] = Wait(R.PREEMPTING, detail, self.now + self.cfg.preempt_grace_s)
         return True
+
+    def reservation_with(self, job: QueuedJob, found: preemption.Plan) -> Reservation | None:
+        """The reservation again with ``job`` holding GPUs on ``found``'s nodes and its victims
+        exiting, or None if that would start the reserved job later: a job further down the
+        order may reclaim its quota, but not at the expense of the one ahead of it."""
+        res = self.reservation
+        assert res is not None
+        future = self.future_free()
+        for node in found.node_ids:
+            future[node] -= job.gpus
+        victims = self.victims | {v.id for v in found.victims}
+        again = reserve(self.queue.get(res.job_id), future, self.releases(victims), self.now)
+        return again if again is not None and again.start <= res.start else None
 
     def blocked(self, job: QueuedJob, tier: int) -> Wait:
         fits_free = self.fits_free(job.gpus, job.nodes) is not None
@@ -363,11 +382,12 @@ class _Pass:
     def future_free(self) -> dict[str, int]:
         return {n: c - self.claimed_soon[n] for n, c in self.free.free.items()}
 
-    def releases(self) -> list[Release]:
+    def releases(self, victims: AbstractSet[int] | None = None) -> list[Release]:
         now, default = self.now, self.cfg.default_time_limit_s
         exiting = now + self.cfg.preempt_grace_s
+        victims = self.victims if victims is None else victims
         out: list[Release] = [
-            (exiting if r.terminating or r.id in self.victims
+            (exiting if r.terminating or r.id in victims
              else max(now, r.started_at + (r.time_limit_s or default)), r.node_ids, r.gpus)
             for r in self.running
         ]

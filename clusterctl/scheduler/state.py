@@ -174,3 +174,6 @@ class Decision:
     """Why each pending job that did not start waits (every one with ``explain``)."""
     reserved: tuple[int, float] | None = None
     """(job, reserved start) of the first blocked job, which backfill may not delay."""
+    promised: list[Placement] = field(default_factory=list)
+    """Where the GPUs of each job waiting on a preemption (``WaitReason.PREEMPTING``) are
+    promised: held for it from now on, free ones at once and the victims' as they exit."""
