@@ -13,6 +13,7 @@ import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -123,8 +124,7 @@ def _tour(c: Client, root: Path) -> None:
                 console.print(gpu_table(c.nodes()))
                 nodes_shown = True
         time.sleep(0.5)
-    time.sleep(2)  # the agent's next read carries the energy used up to the end
-    rows = [c.job(i) for i in ids]
+    rows = _measured(c, ids)
     console.print("\n[bold]Outcomes[/]")
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "NAME", "GPUS", "STATE", "REASON", "GPUs HELD"):
@@ -158,6 +158,19 @@ def _tour(c: Client, root: Path) -> None:
                       "-" if u["energy_kwh"] is None else f"{u['energy_kwh']:.4f}",
                       percent(u["coverage"]))
     console.print(table)
+
+
+def _measured(c: Client, ids: list[int], timeout_s: float = 20.0) -> list[dict[str, Any]]:
+    """The jobs once the agent's samples cover the whole time each held its GPUs (its next
+    read after a job ends carries the energy used up to the end), or as they are at the
+    timeout: the table then shows the coverage it got."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = [c.job(i) for i in ids]
+        if all(r.get("usage") and r["usage"]["coverage"] >= 0.995 for r in rows
+               if r["allocations"]) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.5)
 
 
 def _reports(c: Client) -> None:
