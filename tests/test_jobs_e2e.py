@@ -32,7 +32,7 @@ import os
 print("devices=" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
 print("order=" + os.environ["CUDA_DEVICE_ORDER"], flush=True)
 print("job=" + os.environ["CLUSTERCTL_JOB_ID"], flush=True)
-print("ray_token_visible=" + str(any(k.startswith("RAY_AUTH") for k in os.environ)), flush=True)
+print("ray_env=" + ",".join(sorted(k for k in os.environ if k.startswith("RAY_"))), flush=True)
 print("custom=" + os.environ.get("CUSTOM", ""), flush=True)
 """
 
@@ -47,7 +47,10 @@ def test_two_gpu_job_sees_exactly_two_devices(controller: Controller, tmp_path: 
     devices = out.split("devices=")[1].splitlines()[0].split(",")
     assert len(devices) == 2 and len(set(devices)) == 2
     assert "order=PCI_BUS_ID" in out and f"job={job_id}" in out
-    assert "ray_token_visible=False" in out and "custom=hello" in out
+    # No Ray variable (auth mode, token path, address) reaches the job's environment. This
+    # shows only that: the job still runs as the account that runs Ray and may read the token
+    # file itself, which is the isolation issue's (#16) to close.
+    assert "\nray_env=\n" in out and "custom=hello" in out
     job = controller.show(job_id)
     assert job["state"] == "SUCCEEDED" and job["exit_code"] == 0
     assert sorted(str(a["gpu_index"]) for a in job["allocations"]) == sorted(devices)
