@@ -154,6 +154,26 @@ class Controller:
     def wait_done(self, job_id: int, timeout: float = 120) -> dict[str, Any]:
         return self.wait_state(job_id, FINAL, timeout)
 
+    def passes(self) -> int:
+        """Scheduler passes the controller has completed (from its /metrics)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        return next(int(s.value) for fam in text_string_to_metric_families(text)
+                    for s in fam.samples if s.name == "clusterctl_scheduler_passes_total")
+
+    def settle(self, passes: int = 2, timeout: float = 30) -> None:
+        """Wait until the scheduler has completed ``passes`` more passes: one that began after
+        this call has seen everything done before it, so "still not started" is then a fact
+        about the scheduler, not about how long we slept."""
+        target = self.passes() + passes
+        deadline = time.monotonic() + timeout
+        while self.passes() < target:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {passes} scheduler passes within {timeout}s\n"
+                                     + self.log_tail())
+            time.sleep(0.05)
+
 
 CLUSTERCTL_AGENT = Path(sys.executable).with_name("clusterctl-agent")
 

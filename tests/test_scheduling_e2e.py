@@ -151,7 +151,7 @@ def test_dependencies_and_arrays(make_controller: Callable[..., Controller],
     assert why == f"after job {first} (RUNNING)"
     assert by_id(c)[after_any]["wait_reason"] == "dependency"
     assert f"dependency: after job {first} (RUNNING)" in c.cli("jobs").stdout
-    time.sleep(1.5)  # GPUs are free, yet neither starts
+    c.settle()  # passes that saw free GPUs, yet neither starts
     assert {by_id(c)[j]["state"] for j in (needs_ok, after_any)} == {"PENDING"}
 
     w.release.touch()
@@ -192,7 +192,7 @@ def test_user_gpu_limit_and_estimated_start(make_controller: Callable[..., Contr
     eventually("three running", lambda: [by_id(c)[j]["state"] for j in mine].count("RUNNING") == 3)
     held = next(j for j in mine if by_id(c)[j]["state"] == "PENDING")
     assert eventually("user-limit", lambda: by_id(c)[held].get("wait_reason")) == "user-limit"
-    time.sleep(1.0)
+    c.settle()
     assert by_id(c)[held]["state"] == "PENDING"  # a GPU is free, yet it is held back
 
     carol = json.loads(c.cli("admin", "user", "add", "carol", "--team", "nlp",
@@ -229,7 +229,7 @@ def test_drained_node_takes_no_new_jobs_and_running_ones_finish(
 
     queued = c.submit(*w.args(nap=0.1), cwd=w.dir)
     assert eventually("a reason", lambda: by_id(c)[queued].get("wait_reason")) == "resources"
-    time.sleep(1.5)  # 3 GPUs free on the only node, yet nothing new lands there
+    c.settle()  # 3 GPUs free on the only node, yet nothing new lands there
     assert by_id(c)[queued]["state"] == "PENDING"
 
     c.kill()  # the drain is in the database: a restarted controller keeps it
@@ -238,7 +238,7 @@ def test_drained_node_takes_no_new_jobs_and_running_ones_finish(
     assert c.show(running)["state"] == "RUNNING"  # re-attached, still running
     w.release.touch()
     assert c.wait_done(running)["state"] == "SUCCEEDED"
-    time.sleep(1.0)
+    c.settle()
     assert c.show(queued)["state"] == "PENDING"
 
     assert c.cli("nodes", "undrain", "node-a").stdout.strip() == "node-a: takes new jobs"
@@ -276,7 +276,7 @@ def test_controller_metrics_show_the_queue_holders_and_their_cost(
     waits = c.submit(*w.args("--team", "b", "--gpus", "2", "--no-preempt"), cwd=w.dir)
     c.cli("nodes", "drain", "node-a")
     url = f"http://127.0.0.1:{c.port}"
-    time.sleep(1.0)
+    time.sleep(1.0)  # so that the oldest wait is at least a second
     m = scrape(url)
     assert m[("clusterctl_jobs", (("state", "RUNNING"), ("team", "a")))] == 1
     assert m[("clusterctl_jobs", (("state", "PENDING"), ("team", "b")))] == 1
@@ -297,6 +297,7 @@ def test_controller_metrics_show_the_queue_holders_and_their_cost(
         4 * rate)
     assert m[("clusterctl_node_gpus", (("node", "node-a"),))] == 4
     assert m[("clusterctl_node_drained", (("node", "node-a"),))] == 1
+    assert m[("clusterctl_scheduler_passes_total", ())] >= 1
     w.release.touch()
     c.cli("nodes", "undrain", "node-a")
     assert c.wait_done(waits)["state"] == "SUCCEEDED"

@@ -152,7 +152,7 @@ def create_app(svc: Services) -> FastAPI:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ControllerCollector(
         svc.jobs, svc.costs, svc.nodes, lambda: svc.scheduler.nodes,
-        svc.scheduler.policy_config.quotas))
+        svc.scheduler.policy_config.quotas, lambda: svc.scheduler.passes))
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from clusterctl.cost.model import capacity_rate
@@ -26,9 +26,10 @@ ACTIVE = (JobState.PENDING, JobState.STARTING, JobState.RUNNING)
 class ControllerCollector(Collector):
     def __init__(self, jobs: JobStore, costs: CostStore, nodes: NodeStore,
                  cluster: Callable[[], Sequence[NodeInfo]], quotas: Mapping[str, float],
+                 passes: Callable[[], int] = lambda: 0,
                  clock: Callable[[], datetime] | None = None) -> None:
         self.jobs, self.costs, self.node_store = jobs, costs, nodes
-        self.cluster, self.quotas = cluster, quotas
+        self.cluster, self.quotas, self.passes = cluster, quotas, passes
         self.clock = clock or (lambda: datetime.now(timezone.utc))
 
     def collect(self) -> Iterator[Metric]:
@@ -38,6 +39,9 @@ class ControllerCollector(Collector):
         cluster = self.cluster()
         yield from self._holders(active, {n.id: n.name for n in cluster}, now)
         yield from self._nodes(cluster)
+        yield CounterMetricFamily("clusterctl_scheduler_passes",
+                                  "Scheduler passes completed since the controller started.",
+                                  value=self.passes())
 
     def _queue(self, pending: list[Job], active: list[Job], now: datetime) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("clusterctl_jobs", "Jobs pending, starting or running "

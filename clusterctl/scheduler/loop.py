@@ -85,6 +85,9 @@ class Scheduler:
         self._drained_source = drained
         self.drained: Collection[str] = frozenset()
         """Names of drained nodes: nothing new starts there (read every pass)."""
+        self.passes = 0
+        """Passes completed since start (``clusterctl_scheduler_passes_total``): a pass that
+        ends after a change has seen it, which is how to know "nothing started" is final."""
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -118,6 +121,7 @@ class Scheduler:
         self.refresh_nodes()
         self.progress()
         self.schedule()
+        self.passes += 1
 
     def refresh_nodes(self) -> None:
         self.nodes = self.executor.nodes()
