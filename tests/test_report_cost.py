@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from clusterctl.cost.inventory import SiteSettings
 from clusterctl.cost.model import Machine, cents, machine_capacity_cost
 from clusterctl.reports.cost import IDLE, accounted, cost_report
-from clusterctl.reports.inputs import MS_PER_HOUR, Held, Inputs, Period, Priced
+from clusterctl.reports.inputs import MS_PER_HOUR, Inputs, Period, Priced
+from clusterctl.reports.table import Held
 
 H = MS_PER_HOUR
 BOUGHT = datetime(2025, 3, 1, tzinfo=timezone.utc)

@@ -9,7 +9,8 @@ import pytest
 from test_report_cost import PRICES, B, H, held, priced
 
 from clusterctl.reports.amortization import amortization_report
-from clusterctl.reports.inputs import MS_PER_DAY, Held, Inputs, Period
+from clusterctl.reports.inputs import MS_PER_DAY, Inputs, Period
+from clusterctl.reports.table import Held
 from clusterctl.reports.utilization import utilization_report
 from clusterctl.reports.waste import waste_report
 

@@ -12,14 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from clusterctl.cost import model
 from clusterctl.cost.inventory import SiteSettings
 from clusterctl.cost.model import HOURS_PER_MONTH, Machine, depreciation_per_hour, fixed_per_hour
-
-if TYPE_CHECKING:
-    from clusterctl.reports.table import HeldTable
+from clusterctl.reports.table import Held, HeldTable
 
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 86_400_000
@@ -30,26 +27,6 @@ MJ_PER_KWH = Decimal(3_600_000_000)
 class Period:
     start_ms: int
     end_ms: int
-
-
-@dataclass(slots=True)
-class Held:
-    """One GPU held by one job attempt, with its usage record (or a live figure while it runs).
-    Usage figures cover the whole allocation; a report over part of it takes its share."""
-
-    job_id: int
-    job_name: str
-    user: str
-    team: str
-    node: str
-    gpu_index: int
-    start_ms: int
-    end_ms: int
-    covered_s: float = 0.0
-    util_avg: float | None = None
-    energy_mj: float | None = None
-    idle_s: float = 0.0
-    longest_idle_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,8 +92,6 @@ class Inputs:
     @property
     def table(self) -> HeldTable:
         if self.held_table is None:
-            from clusterctl.reports.table import HeldTable
-
             self.held_table = HeldTable.of(self.held)
         return self.held_table
 

@@ -14,13 +14,31 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from clusterctl.reports.inputs import Held
-
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
 
 FIELDS = ("job", "node", "gpu", "start", "end", "covered", "util", "energy", "idle", "longest")
 """The columns of a usage record, in the order the store returns them."""
+
+
+@dataclass(slots=True)
+class Held:
+    """One GPU held by one job attempt, with its usage record (or a live figure while it runs).
+    Usage figures cover the whole allocation; a report over part of it takes its share."""
+
+    job_id: int
+    job_name: str
+    user: str
+    team: str
+    node: str
+    gpu_index: int
+    start_ms: int
+    end_ms: int
+    covered_s: float = 0.0
+    util_avg: float | None = None
+    energy_mj: float | None = None
+    idle_s: float = 0.0
+    longest_idle_s: float = 0.0
 
 
 @dataclass
