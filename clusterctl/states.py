@@ -47,6 +47,23 @@ ACTIVE: frozenset[JobState] = frozenset({S.STARTING, S.RUNNING})
 TERMINAL: frozenset[JobState] = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMEOUT})
 """States a job never leaves. LOST is terminal only once no retries remain."""
 
+ENDED: frozenset[JobState] = TERMINAL | {S.LOST}
+"""States a job is seen in once it will not run again: what ``clusterctl wait`` waits for and
+what ``--after`` dependencies end in. A LOST job is seen as LOST only once its retries are used
+up, since the requeue shares the transaction that sets it."""
+
+LIVE: frozenset[JobState] = frozenset({S.PENDING}) | ACTIVE
+"""Queued or holding GPUs (the controller's ``clusterctl_jobs`` metric counts these)."""
+
+LISTED: frozenset[JobState] = LIVE | {S.LOST}
+"""What ``clusterctl jobs`` shows without ``--all``: live jobs, and lost ones, which need a
+look."""
+
+
+def ordered(states: frozenset[JobState]) -> list[JobState]:
+    """The states of a set in lifecycle order (for output that must not change between runs)."""
+    return [s for s in JobState if s in states]
+
 
 class IllegalTransition(RuntimeError):
     """A state change that the transition table does not allow: always a bug."""

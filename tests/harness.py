@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 
 from clusterctl.executor.local_ray import free_port, stop_process
+from clusterctl.states import ENDED
 
 CLUSTERCTL = Path(sys.executable).with_name("clusterctl")
-FINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT", "LOST"}
+FINAL = {s.value for s in ENDED}
 
 
 def clusterctl_argv() -> list[str]:

@@ -20,3 +20,10 @@ def test_lifecycle_paths() -> None:
         check_transition(JobState.PENDING, JobState.RUNNING)
     with pytest.raises(IllegalTransition):
         check_transition(JobState.PENDING, JobState.SUCCEEDED)
+
+
+def test_every_state_is_either_live_or_ended() -> None:
+    from clusterctl.states import ENDED, LISTED, LIVE
+
+    assert LIVE.isdisjoint(ENDED) and LIVE | ENDED == set(JobState)
+    assert LIVE <= LISTED and not LISTED & TERMINAL  # `jobs` hides only what is over for good

@@ -19,10 +19,11 @@ from rich.table import Table
 
 from clusterctl import workdir
 from clusterctl.cli.common import console, gib, handles_errors, percent, watts
-from clusterctl.cli.jobs import FINAL, STATE_STYLE, jobs_table, usage_table
+from clusterctl.cli.jobs import STATE_STYLE, jobs_table, usage_table
 from clusterctl.cli.nodes import gpu_table
 from clusterctl.client import Client
 from clusterctl.settings import Settings
+from clusterctl.states import ENDED, JobState
 
 TRAIN = '''\
 import os, sys, time
@@ -113,11 +114,11 @@ def _tour(c: Client, root: Path) -> None:
     nodes_shown = False
     while True:
         rows = [c.job(i) for i in ids]
-        if all(r["state"] in FINAL for r in rows):
+        if all(JobState(r["state"]) in ENDED for r in rows):
             break
         if time.monotonic() - shown > 4:
             console.print("\n[bold]$ clusterctl jobs[/]")
-            console.print(jobs_table([r for r in rows if r["state"] not in FINAL]))
+            console.print(jobs_table([r for r in rows if JobState(r["state"]) not in ENDED]))
             shown = time.monotonic()
             if not nodes_shown and sum(r["state"] == "RUNNING" for r in rows) >= 3:
                 console.print("\n[bold]$ clusterctl nodes[/]  (live, from the GPU agent)")

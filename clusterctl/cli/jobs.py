@@ -25,9 +25,7 @@ from clusterctl.cli.common import (
 )
 from clusterctl.client import ApiError
 from clusterctl.parsing import format_duration
-from clusterctl.states import TERMINAL, JobState
-
-FINAL = {s.value for s in TERMINAL} | {JobState.LOST.value}
+from clusterctl.states import ENDED, JobState
 
 STATE_STYLE = {
     "PENDING": "yellow", "STARTING": "cyan", "RUNNING": "green", "SUCCEEDED": "bold green",
@@ -265,7 +263,7 @@ def logs(
             out.write(data)
             out.flush()
             continue
-        if not follow or state in FINAL:
+        if not follow or JobState(state) in ENDED:
             if follow:  # the last lines may land between our read and the state change
                 data, offset, _ = c.logs(job_id, offset, rank)
                 out.write(data)
@@ -305,7 +303,7 @@ def wait(
     c = client()
     while True:
         j = c.job(job_id)
-        if j["state"] in FINAL:
+        if JobState(j["state"]) in ENDED:
             break
         time.sleep(0.5)
     if json_:

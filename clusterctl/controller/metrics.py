@@ -17,10 +17,8 @@ from prometheus_client.registry import Collector
 
 from clusterctl.cost.model import capacity_rate
 from clusterctl.executor.types import NodeInfo
-from clusterctl.states import JobState
+from clusterctl.states import LIVE, ordered
 from clusterctl.store import CostStore, Job, JobStore, NodeStore
-
-ACTIVE = (JobState.PENDING, JobState.STARTING, JobState.RUNNING)
 
 
 class ControllerCollector(Collector):
@@ -48,7 +46,7 @@ class ControllerCollector(Collector):
                                  "(clusterctl jobs).", labels=["state", "team"])
         count = Counter((j.state, j.team) for j in [*pending, *active])
         teams = sorted({team for _, team in count} | set(self.quotas))  # zeros, not gaps
-        for state in ACTIVE:
+        for state in ordered(LIVE):
             for team in teams:
                 jobs.add_metric([state.value, team], count[(state.value, team)])
         yield jobs

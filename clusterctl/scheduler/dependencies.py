@@ -10,11 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from clusterctl.states import TERMINAL, JobState
-
-ENDED = TERMINAL | {JobState.LOST}
-"""States a dependency is over in. A LOST job is seen as LOST only once its retries are used
-up: the requeue shares the transaction that sets it."""
+from clusterctl.states import ENDED
 
 
 @dataclass(frozen=True)

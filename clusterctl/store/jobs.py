@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from clusterctl.states import ACTIVE, JobState, check_transition
+from clusterctl.states import ACTIVE, LISTED, JobState, check_transition, ordered
 from clusterctl.store.models import Allocation, Job, JobEvent
 
 S = JobState
@@ -81,7 +81,7 @@ class JobStore:
         if states:
             q = q.where(col(Job.state).in_(list(states)))
         elif not include_finished:
-            q = q.where(col(Job.state).in_([S.PENDING, S.STARTING, S.RUNNING, S.LOST]))
+            q = q.where(col(Job.state).in_(ordered(LISTED)))
         if user:
             q = q.where(Job.user == user)
         q = q.order_by(col(Job.id).desc()).limit(limit)
