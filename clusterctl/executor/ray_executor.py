@@ -22,7 +22,16 @@ from ray.util.placement_group import (
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from clusterctl.executor.runner import JobRunner
-from clusterctl.executor.types import Launch, LaunchSpec, NodeInfo, Progress
+from clusterctl.executor.types import (
+    Launch,
+    LaunchSpec,
+    NodeInfo,
+    Outcome,
+    Phase,
+    Progress,
+    RunnerStatus,
+    Started,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +124,9 @@ class RayExecutor:
                     ),
                 ).remote(self.namespace, spec.job_id, spec.attempt, rank, self.run_root)
             )
-        payload = {
-            "command": spec.command, "env": spec.env, "workdir": spec.workdir,
-            "gpus": spec.gpus, "nodes": spec.nodes, "time_limit_s": spec.time_limit_s,
-            "kill_grace_s": spec.kill_grace_s,
-        }
         rendezvous = actors[0].rendezvous.remote() if len(actors) > 1 else None
         package_ref = ray.put(package) if package is not None else None
-        start_refs = [a.start.remote(payload, rendezvous, package_ref) for a in actors]
+        start_refs = [a.start.remote(spec, rendezvous, package_ref) for a in actors]
         return Launch(spec.job_id, spec.attempt, len(actors), actors, start_refs=start_refs)
 
     def reattach(self, job_id: int, attempt: int, ranks: int) -> Launch | None:
@@ -135,14 +139,16 @@ class RayExecutor:
             except ValueError:
                 return None
         try:
-            statuses = ray.get([a.status.remote() for a in actors], timeout=30)
+            statuses = [RunnerStatus.of(s) for s in
+                        ray.get([a.status.remote() for a in actors], timeout=30)]
         except (RayActorError, GetTimeoutError, RayTaskError):
             return None
         launch = Launch(job_id, attempt, ranks, actors)
-        if all(s["started"] for s in statuses):
-            launch.started = [s["started"] for s in statuses]
+        started = [s.started for s in statuses if s.started is not None]
+        if len(started) == ranks:
+            launch.started = started
             launch.wait_refs = [a.wait.remote() for a in actors]
-        elif any(s["started"] for s in statuses):
+        elif started:
             return None  # half-started gang: not usable
         return launch
 
@@ -155,37 +161,37 @@ class RayExecutor:
         for ref in ready:
             rank = launch.wait_refs.index(ref)
             try:
-                launch.outcomes[rank] = ray.get(ref)
+                launch.outcomes[rank] = Outcome.of(ray.get(ref))
             except (RayActorError, RayTaskError) as e:
-                return Progress("lost", f"rank {rank}: {_error_text(e)}")
+                return Progress(Phase.LOST, f"rank {rank}: {_error_text(e)}")
         if len(launch.outcomes) == launch.ranks:
-            return Progress("done")
-        if any(o["exit_code"] != 0 for o in launch.outcomes.values()) and not launch.terminating:
+            return Progress(Phase.DONE)
+        if any(o.exit_code != 0 for o in launch.outcomes.values()) and not launch.terminating:
             # One rank of a gang failed: the others would hang in their collectives.
             self.terminate(launch, None)
-        return Progress("running")
+        return Progress(Phase.RUNNING)
 
     def _poll_start(self, launch: Launch) -> Progress:
         if launch.start_refs is None:  # reattached before any rank started
-            return Progress("failed", "controller restarted before the job started")
+            return Progress(Phase.FAILED, "controller restarted before the job started")
         ready, _ = ray.wait(launch.start_refs, num_returns=launch.ranks, timeout=0)
         if len(ready) < launch.ranks:
             for ref in ready:  # fail fast if a started rank already reports an error
                 try:
                     ray.get(ref)
                 except RayTaskError as e:
-                    return Progress("failed", _error_text(e))
+                    return Progress(Phase.FAILED, _error_text(e))
                 except RayActorError as e:
-                    return Progress("lost", _error_text(e))
-            return Progress("starting")
+                    return Progress(Phase.LOST, _error_text(e))
+            return Progress(Phase.STARTING)
         try:
-            launch.started = ray.get(launch.start_refs)
+            launch.started = [Started.of(s) for s in ray.get(launch.start_refs)]
         except RayTaskError as e:
-            return Progress("failed", _error_text(e))
+            return Progress(Phase.FAILED, _error_text(e))
         except RayActorError as e:
-            return Progress("lost", _error_text(e))
+            return Progress(Phase.LOST, _error_text(e))
         launch.wait_refs = [a.wait.remote() for a in launch.actors]
-        return Progress("started")
+        return Progress(Phase.STARTED)
 
     def terminate(self, launch: Launch, grace_s: float | None) -> None:
         launch.terminating = True

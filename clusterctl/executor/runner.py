@@ -19,9 +19,10 @@ import threading
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import ray
+
+from clusterctl.executor.types import LaunchSpec, Outcome, Rendezvous, RunnerStatus, Started
 
 # Variables of the Ray worker that the user's job must not inherit (the Ray token among them).
 _STRIPPED_PREFIXES = ("RAY_", "CLUSTERCTL_")
@@ -59,9 +60,9 @@ class JobRunner:
         self._lock = threading.Lock()
         self._started = threading.Event()
         self._done = threading.Event()
-        self._start_info: dict[str, Any] | None = None
+        self._start_info: Started | None = None
         self._start_error: str | None = None
-        self._outcome: dict[str, Any] | None = None
+        self._outcome: Outcome | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._terminating = False
         self._timed_out = False
@@ -69,21 +70,21 @@ class JobRunner:
 
     # -- called by the controller -------------------------------------------------------------
 
-    def rendezvous(self) -> dict[str, Any]:
+    def rendezvous(self) -> Rendezvous:
         """Rank 0's address and a free port on its node, for MASTER_ADDR / MASTER_PORT."""
-        return {"addr": ray.util.get_node_ip_address(), "port": _free_port()}
+        return Rendezvous(ray.util.get_node_ip_address(), _free_port())
 
-    def start(self, spec: dict[str, Any], rendezvous: dict[str, Any] | None,
-              package: bytes | None) -> dict[str, Any]:
+    def start(self, spec: LaunchSpec, rendezvous: Rendezvous | None,
+              package: bytes | None) -> Started:
         """Start the command; idempotent, so a retried call never starts it twice."""
         with self._lock:
             if not self._started.is_set() and self._proc is None and self._start_error is None:
                 cwd = self._prepare_cwd(spec, package)
                 env = self._environment(spec, rendezvous)
-                self._kill_grace_s = float(spec.get("kill_grace_s", 30))
+                self._kill_grace_s = spec.kill_grace_s
                 thread = threading.Thread(
                     target=self._run, name=f"job-{self.job_id}-rank-{self.rank}", daemon=True,
-                    args=(list(spec["command"]), cwd, env, spec.get("time_limit_s")),
+                    args=(list(spec.command), cwd, env, spec.time_limit_s),
                 )
                 thread.start()
         self._started.wait()
@@ -92,14 +93,13 @@ class JobRunner:
         assert self._start_info is not None
         return self._start_info
 
-    def wait(self, timeout: float | None = None) -> dict[str, Any] | None:
+    def wait(self, timeout: float | None = None) -> Outcome | None:
         """Block until the process ends; its outcome (None if ``timeout`` passed first)."""
         self._done.wait(timeout)
         return self._outcome
 
-    def status(self) -> dict[str, Any]:
-        return {"started": self._start_info, "outcome": self._outcome,
-                "start_error": self._start_error}
+    def status(self) -> RunnerStatus:
+        return RunnerStatus(self._start_info, self._outcome, self._start_error)
 
     def terminate(self, grace_s: float | None = None) -> None:
         """SIGTERM to the process group, SIGKILL after the grace period."""
@@ -119,7 +119,7 @@ class JobRunner:
 
     # -- inside the actor ---------------------------------------------------------------------
 
-    def _prepare_cwd(self, spec: dict[str, Any], package: bytes | None) -> str:
+    def _prepare_cwd(self, spec: LaunchSpec, package: bytes | None) -> str:
         if package is not None:
             work = self.dir / "work"
             work.mkdir(exist_ok=True)
@@ -129,29 +129,28 @@ class JobRunner:
             except (zipfile.BadZipFile, OSError) as e:
                 raise RunnerError(f"could not unpack the job's working directory: {e}") from e
             return str(work)
-        workdir = spec.get("workdir")
+        workdir = spec.workdir
         if not workdir:
             return str(self.dir)
         if not os.path.isdir(workdir):
             raise RunnerError(f"working directory {workdir} does not exist on this node")
         return str(workdir)
 
-    def _environment(self, spec: dict[str, Any], rendezvous: dict[str, Any] | None
-                     ) -> dict[str, str]:
+    def _environment(self, spec: LaunchSpec, rendezvous: Rendezvous | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
-        env.update(spec.get("env") or {})
+        env.update(spec.env)
         gpu_ids = self._gpu_ids()
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["CLUSTERCTL_JOB_ID"] = str(self.job_id)
         env["CLUSTERCTL_ATTEMPT"] = str(self.attempt)
         env["CLUSTERCTL_RUNNER_PID"] = str(os.getpid())
-        nodes = int(spec.get("nodes", 1))
+        nodes = spec.nodes
         if nodes > 1 and rendezvous is not None:
-            gpus = int(spec["gpus"])
+            gpus = spec.gpus
             env.update({
-                "MASTER_ADDR": str(rendezvous["addr"]),
-                "MASTER_PORT": str(rendezvous["port"]),
+                "MASTER_ADDR": rendezvous.addr,
+                "MASTER_PORT": str(rendezvous.port),
                 "NODE_RANK": str(self.rank),
                 "NNODES": str(nodes),
                 "WORLD_SIZE": str(nodes * gpus),
@@ -182,11 +181,10 @@ class JobRunner:
             return
         self._proc = proc
         node = ray.get_runtime_context()
-        self._start_info = {
-            "rank": self.rank, "pid": proc.pid, "gpu_ids": self._gpu_ids(),
-            "node_id": node.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
-            "started_at": time.time(),
-        }
+        self._start_info = Started(
+            rank=self.rank, pid=proc.pid, gpu_ids=tuple(self._gpu_ids()),
+            node_id=node.get_node_id(), node_ip=ray.util.get_node_ip_address(),
+            started_at=time.time())
         self._started.set()
         try:
             proc.wait(timeout=time_limit_s)
@@ -197,14 +195,10 @@ class JobRunner:
         _killpg(proc.pid, signal.SIGKILL)  # nothing of a finished job is left behind
         log.close()
         code = proc.returncode
-        self._outcome = {
-            "rank": self.rank,
-            "exit_code": code if code >= 0 else 128 - code,
-            "signal": -code if code < 0 else None,
-            "timed_out": self._timed_out,
-            "terminated": self._terminating,
-            "ended_at": time.time(),
-        }
+        self._outcome = Outcome(
+            rank=self.rank, exit_code=code if code >= 0 else 128 - code,
+            signal=-code if code < 0 else None, timed_out=self._timed_out,
+            terminated=self._terminating, ended_at=time.time())
         self._done.set()
 
     def _signal_group(self, grace_s: float) -> None:

@@ -6,8 +6,15 @@ Nothing here imports Ray, so the scheduler loop and its tests depend on this mod
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import Enum
 from typing import Any, Protocol
+
+
+def _fields(cls: type, value: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``cls`` from a dict: what a runner of the release before typed results
+    (still running across an upgrade) answers with."""
+    return {f.name: value[f.name] for f in fields(cls) if f.name in value}
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,67 @@ class LaunchSpec:
     kill_grace_s: float
 
 
+@dataclass(frozen=True)
+class Rendezvous:
+    """Rank 0's address and a free port on its node (``MASTER_ADDR``, ``MASTER_PORT``)."""
+
+    addr: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Started:
+    """One rank's process, as its runner started it."""
+
+    rank: int
+    pid: int
+    gpu_ids: tuple[str, ...]
+    """The GPUs Ray gave the rank (its ``CUDA_VISIBLE_DEVICES``)."""
+    node_id: str
+    node_ip: str
+    started_at: float
+
+    @classmethod
+    def of(cls, value: Started | dict[str, Any]) -> Started:
+        if isinstance(value, Started):
+            return value
+        return cls(**{**_fields(cls, value), "gpu_ids": tuple(value["gpu_ids"])})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one rank's process ended."""
+
+    rank: int
+    exit_code: int
+    """The process's exit code, or 128 + N for a process killed by signal N (as a shell says)."""
+    signal: int | None
+    timed_out: bool
+    """Killed at its time limit."""
+    terminated: bool
+    """It had been sent SIGTERM (cancel or preemption) before it ended."""
+    ended_at: float
+
+    @classmethod
+    def of(cls, value: Outcome | dict[str, Any]) -> Outcome:
+        return value if isinstance(value, Outcome) else cls(**_fields(cls, value))
+
+
+@dataclass(frozen=True)
+class RunnerStatus:
+    started: Started | None
+    outcome: Outcome | None
+    start_error: str | None
+
+    @classmethod
+    def of(cls, value: RunnerStatus | dict[str, Any]) -> RunnerStatus:
+        if isinstance(value, RunnerStatus):
+            return value
+        started, outcome = value.get("started"), value.get("outcome")
+        return cls(Started.of(started) if started else None,
+                   Outcome.of(outcome) if outcome else None, value.get("start_error"))
+
+
 @dataclass
 class Launch:
     """What the controller holds in memory for one running attempt."""
@@ -43,19 +111,30 @@ class Launch:
     actors: list[Any]
     start_refs: list[Any] | None = None
     wait_refs: list[Any] | None = None
-    started: list[dict[str, Any]] | None = None
-    outcomes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    started: list[Started] | None = None
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
     launched_at: float = field(default_factory=time.monotonic)
     terminating: bool = False
 
 
+class Phase(str, Enum):
+    """Where an attempt stands, as :meth:`Executor.poll` sees it."""
+
+    STARTING = "starting"
+    STARTED = "started"
+    """All ranks have just started (seen once)."""
+    RUNNING = "running"
+    DONE = "done"
+    """All ranks ended; their outcomes are in ``Launch.outcomes``."""
+    FAILED = "failed"
+    """Could not start; ``Progress.error`` says why."""
+    LOST = "lost"
+    """A runner or its node died."""
+
+
 @dataclass(frozen=True)
 class Progress:
-    """What :meth:`RayExecutor.poll` saw. ``kind`` is one of ``starting``, ``running``,
-    ``started`` (all ranks just started), ``done`` (all ranks ended), ``failed`` (could not
-    start; ``error`` says why) or ``lost`` (a runner or its node died)."""
-
-    kind: str
+    kind: Phase
     error: str | None = None
 
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from clusterctl.controller.files import LogStore, PackageStore
-from clusterctl.executor.types import Executor, Launch, LaunchSpec, NodeInfo
+from clusterctl.executor.types import Executor, Launch, LaunchSpec, NodeInfo, Phase
 from clusterctl.scheduler import dependencies, fairshare, policy
 from clusterctl.scheduler.state import (
     Decision,
@@ -205,14 +205,14 @@ class Scheduler:
                 return
             self.executor.terminate(launch, self.policy_config.preempt_grace_s)
         p = self.executor.poll(launch)
-        if p.kind == "starting":
+        if p.kind is Phase.STARTING:
             if self.monotonic() - launch.launched_at > self.start_timeout_s:
                 self.executor.release(job.id, job.attempt, launch.ranks)
                 self.launches.pop(job.id, None)
                 self.jobs.requeue(
                     job, f"GPUs not granted by Ray within {self.start_timeout_s:.0f}s")
             return
-        if p.kind == "started":
+        if p.kind is Phase.STARTED:
             self._mark_running(job, launch)
             if job.cancel_requested:
                 self.executor.terminate(launch, self.kill_grace_s)
@@ -220,49 +220,49 @@ class Scheduler:
                 self.executor.terminate(launch, self.policy_config.preempt_grace_s)
             return
         self._pull_logs(launch)
-        if p.kind == "running":
+        if p.kind is Phase.RUNNING:
             return
-        if p.kind == "failed":
+        if p.kind is Phase.FAILED:
             self._end(job, launch, S.FAILED, p.error or "could not start", None)
-        elif p.kind == "lost":
+        elif p.kind is Phase.LOST:
             if job.preempt_requested:  # its GPUs are gone either way; retries stay unused
                 self._end(job, launch, S.PENDING, job.reason or "preempted", None)
             else:
                 self._end(job, launch, S.LOST, p.error or "runner lost", None)
-        elif p.kind == "done":
+        elif p.kind is Phase.DONE:
             self._pull_logs(launch, drain=True)
             state, reason, code = self._verdict(job, launch)
-            ended = max(o["ended_at"] for o in launch.outcomes.values())
+            ended = max(o.ended_at for o in launch.outcomes.values())
             self._end(job, launch, state, reason, code, ended_at=_at(ended))
 
     def _verdict(self, job: Job, launch: Launch) -> tuple[JobState, str, int | None]:
         outcomes = [launch.outcomes[r] for r in sorted(launch.outcomes)]
-        rank0 = outcomes[0]["exit_code"]
+        rank0 = outcomes[0].exit_code
         if job.cancel_requested:
             return S.CANCELLED, job.reason or "cancelled", rank0
-        if any(o["timed_out"] for o in outcomes):
+        if any(o.timed_out for o in outcomes):
             limit = job.time_limit_s or 0
             return S.TIMEOUT, f"time limit of {limit}s reached", rank0
-        if job.preempt_requested and any(o.get("terminated") for o in outcomes):
+        if job.preempt_requested and any(o.terminated for o in outcomes):
             # Whatever the exit code: a job that checkpoints on SIGTERM and exits 0 is not done.
             return S.PENDING, job.reason or "preempted", None
-        failed = [o for o in outcomes if o["exit_code"] != 0]
+        failed = [o for o in outcomes if o.exit_code != 0]
         if not failed:
             return S.SUCCEEDED, "exit code 0", 0
         first = failed[0]
-        where = f" on rank {first['rank']}" if launch.ranks > 1 else ""
-        return S.FAILED, f"exit code {first['exit_code']}{where}", first["exit_code"]
+        where = f" on rank {first.rank}" if launch.ranks > 1 else ""
+        return S.FAILED, f"exit code {first.exit_code}{where}", first.exit_code
 
     def _mark_running(self, job: Job, launch: Launch) -> None:
         assert job.id is not None and launch.started is not None
         names = {n.id: n.name for n in self.nodes}
         held = [
-            HeldGpu(rank=info["rank"], node=names.get(info["node_id"], info["node_id"][:12]),
-                    node_id=info["node_id"], gpu_index=int(gpu))
+            HeldGpu(rank=info.rank, node=names.get(info.node_id, info.node_id[:12]),
+                    node_id=info.node_id, gpu_index=int(gpu))
             for info in launch.started
-            for gpu in info["gpu_ids"]
+            for gpu in info.gpu_ids
         ]
-        started = min(info["started_at"] for info in launch.started)
+        started = min(info.started_at for info in launch.started)
         self.jobs.mark_running(job.id, job.attempt, held, _at(started))
 
     def _end(self, job: Job, launch: Launch, state: JobState, reason: str,
