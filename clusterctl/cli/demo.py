@@ -55,7 +55,8 @@ JOBS = [  # name, gpus, script and arguments (run with this Python)
 @handles_errors
 def demo() -> None:
     """A self-contained tour: starts everything on 8 simulated GPUs, runs sample jobs, exits."""
-    from clusterctl.controller.local_agent import start_local_agent  # see up(): slow imports
+    from clusterctl.api.server import ApiServer  # see up(): slow imports
+    from clusterctl.controller.local_agent import start_local_agent
     from clusterctl.controller.service import Controller
     from clusterctl.executor.local_ray import free_port, start_local_ray
 
@@ -69,11 +70,12 @@ def demo() -> None:
         ray = start_local_ray(root / "data", num_gpus=8, node_name=socket.gethostname(),
                               gpu_model="simulated", num_cpus=2)
         controller = Controller(settings, ray.address, str(ray.token_file))
+        server = ApiServer(controller)
         agent = None
         try:
             controller.prepare()
             boot = controller.bootstrap_admin(None)
-            controller.serve_in_thread()
+            server.serve_in_thread()
             assert boot.token is not None
             node = socket.gethostname()
             agent = start_local_agent(
@@ -92,7 +94,7 @@ def demo() -> None:
         finally:
             if agent is not None:
                 agent.stop()
-            controller.close()
+            server.stop()
             ray.stop()
 
 

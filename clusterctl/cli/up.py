@@ -45,6 +45,7 @@ def up(
     s = settings_mod.load(db_url=db, ray_address=ray_address, port=port, host=host,
                           data_dir=data_dir, kill_grace_s=grace)
     # Imported here, not at the top: every other command starts 1 s faster without them.
+    from clusterctl.api.server import ApiServer
     from clusterctl.controller.local_agent import start_local_agent
     from clusterctl.controller.service import Controller
     from clusterctl.executor.local_ray import start_local_ray
@@ -67,7 +68,7 @@ def up(
             token = boot.token or s.token
             assert token is not None
             settings_mod.write_client_config(Path(s.config_path), url, token)
-        nodes = controller.scheduler.nodes
+        nodes = controller.cluster()
         gpus = sum(n.gpus for n in nodes)
         err_console.print(
             f"clusterctl controller on {url}: {len(nodes)} node(s), {gpus} GPU(s); "
@@ -83,7 +84,7 @@ def up(
                 port=agent_port, interval=agent_interval)
             err_console.print(f"GPU agent for {node}: /metrics on 127.0.0.1:{agent_port}, "
                               f"log in {Path(s.data_dir) / 'agent' / 'agent.log'}")
-        controller.serve()
+        ApiServer(controller).serve()
     finally:
         if local_agent is not None:
             local_agent.stop()

@@ -1,4 +1,6 @@
-"""The controller: store, scheduler loop, Ray executor and HTTP API, started and stopped as one.
+"""The controller: store, scheduling loop, Ray executor and housekeeping, started and stopped
+as one, and what the HTTP API may ask of them (``interface.ControllerApi``; ``api/server.py``
+serves the app built on it).
 
 Start order matters: migrate the database, connect to Ray and reconcile with what runs there,
 and only then accept requests, so the first answer already reflects the cluster.
@@ -10,24 +12,30 @@ import getpass
 import logging
 import os
 import re
-import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-import uvicorn
+from prometheus_client import CollectorRegistry, generate_latest
 
-from clusterctl.api.app import Services, create_app
 from clusterctl.controller.files import LogStore, PackageStore
-from clusterctl.controller.reports import ReportService
-from clusterctl.controller.telemetry import Housekeeper
+from clusterctl.controller.metrics import ControllerCollector
+from clusterctl.controller.reports import ReportService, build
+from clusterctl.controller.scheduling import Scheduler
+from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage
 from clusterctl.executor.local_ray import ray_env
-from clusterctl.scheduler.loop import Scheduler
-from clusterctl.scheduler.state import PolicyConfig
+from clusterctl.executor.types import NodeInfo
+from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
+from clusterctl.scheduler.state import PolicyConfig, Wait
 from clusterctl.settings import Settings
 from clusterctl.store import (
+    Allocation,
     AllocationUsageStore,
     CostStore,
+    Job,
     JobStore,
     NodeStore,
     ReportStore,
@@ -37,6 +45,7 @@ from clusterctl.store import (
     make_engine,
     migrate,
 )
+from clusterctl.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +64,35 @@ class Bootstrap:
 
 
 class Controller:
+    """Implements ``interface.ControllerApi`` once :meth:`prepare` has run."""
+
+    jobs: JobStore
+    users: UserStore
+    samples: SampleStore
+    costs: CostStore
+    drains: NodeStore
+    logs: LogStore
+    packages: PackageStore
+
     def __init__(self, settings: Settings, ray_address: str,
                  ray_token_file: str | None = None) -> None:
         self.settings = settings
         self.ray_address = ray_address
         self.ray_token_file = ray_token_file
-        self.server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self.max_package_bytes = int(settings.max_package_mb * (1 << 20))
 
     def prepare(self, connect_timeout_s: float = 90) -> None:
-        data = Path(self.settings.data_dir)
+        s = self.settings
+        data = Path(s.data_dir)
         data.mkdir(parents=True, exist_ok=True)
-        migrate(self.settings.db_url)
-        self.engine = make_engine(self.settings.db_url)
+        migrate(s.db_url)
+        self.engine = make_engine(s.db_url)
         self.jobs = JobStore(self.engine)
         self.users = UserStore(self.engine)
         self.samples = SampleStore(self.engine)
         self.costs = CostStore(self.engine)
-        self.node_store = NodeStore(self.engine)
+        self.drains = NodeStore(self.engine)
+        self.logs, self.packages = LogStore(data / "logs"), PackageStore(data / "packages")
         namespace = f"clusterctl-{installation_id(self.engine)}"
         # Ray reads its auth settings when it is imported: set them first, import it after.
         os.environ.update(ray_env(self.ray_token_file, base={}))
@@ -81,29 +101,25 @@ class Controller:
         self.executor = RayExecutor(self.ray_address, namespace)
         self._connect(connect_timeout_s)
         self.scheduler = Scheduler(
-            self.jobs, self.executor, LogStore(data / "logs"), PackageStore(data / "packages"),
-            kill_grace_s=self.settings.kill_grace_s,
+            self.jobs, self.executor, self.logs, self.packages,
+            kill_grace_s=s.kill_grace_s,
             policy_config=PolicyConfig(
-                quotas=dict(self.settings.quotas), user_gpu_limit=self.settings.user_gpu_limit,
-                preempt=self.settings.preempt, preempt_grace_s=self.settings.preempt_grace_s),
-            drained=lambda: set(self.node_store.drained()),
+                quotas=dict(s.quotas), user_gpu_limit=s.user_gpu_limit,
+                preempt=s.preempt, preempt_grace_s=s.preempt_grace_s),
+            drained=lambda: set(self.drains.drained()),
         )
         self.scheduler.start()
         self.housekeeper = Housekeeper(
             self.samples, AllocationUsageStore(self.engine),
-            raw_keep_s=self.settings.sample_retention_s,
-            minute_keep_s=self.settings.minute_rollup_retention_s,
-            idle_threshold=self.settings.waste_threshold)
+            raw_keep_s=s.sample_retention_s, minute_keep_s=s.minute_rollup_retention_s,
+            idle_threshold=s.waste_threshold)
         self.housekeeper.start()
-        self.app = create_app(Services(
-            jobs=self.jobs, users=self.users, scheduler=self.scheduler,
-            logs=self.scheduler.logs, packages=self.scheduler.packages,
-            max_package_bytes=int(self.settings.max_package_mb * (1 << 20)),
-            samples=self.samples, costs=self.costs, nodes=self.node_store,
-            reports=ReportService(ReportStore(self.engine), self.costs, self.samples,
-                                  self.settings.waste_threshold),
-            raw_retention_s=self.settings.sample_retention_s,
-        ))
+        self.reports = ReportService(ReportStore(self.engine), self.costs, self.samples,
+                                     s.waste_threshold)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(ControllerCollector(
+            self.jobs, self.costs, self.drains, self.cluster,
+            self.scheduler.policy_config.quotas, lambda: self.scheduler.passes))
 
     def _connect(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -134,36 +150,47 @@ class Controller:
             token = rotated
         return Bootstrap(name, token)
 
-    def _server(self) -> uvicorn.Server:
-        config = uvicorn.Config(self.app, host=self.settings.host, port=self.settings.port,
-                                log_level="warning", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        return self.server
-
-    def serve(self) -> None:
-        """Serve in the foreground until SIGINT/SIGTERM, then stop the scheduler."""
-        try:
-            self._server().run()
-        finally:
-            self.close()
-
-    def serve_in_thread(self) -> None:
-        server = self._server()
-        self._thread = threading.Thread(target=server.run, name="api", daemon=True)
-        self._thread.start()
-        while not server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError(f"the API could not listen on port {self.settings.port}")
-            time.sleep(0.05)
-
     def close(self) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        """Stop what :meth:`prepare` started (the API stops serving first)."""
         if hasattr(self, "housekeeper"):
             self.housekeeper.stop()
         if hasattr(self, "scheduler"):
             self.scheduler.stop()
         if hasattr(self, "executor"):
             self.executor.shutdown()
+
+    # -- what the API may ask (interface.ControllerApi) ---------------------------------------
+
+    def cluster(self) -> Sequence[NodeInfo]:
+        return self.scheduler.nodes
+
+    def free_gpus(self, active: list[Job]) -> dict[str, int]:
+        return {c.id: c.free_gpus for c in self.scheduler.capacity(active)}
+
+    def waiting(self) -> Mapping[int, Wait]:
+        return self.scheduler.waiting
+
+    def why_never(self, gpus: int, nodes: int) -> str | None:
+        return self.scheduler.why_never(gpus, nodes)
+
+    def wake(self) -> None:
+        self.scheduler.wake.set()
+
+    def idle_jobs(self, job_ids: Iterable[int]) -> set[int]:
+        return self.reports.store.idle_jobs(list(job_ids), DEFAULT_MIN_IDLE_S)
+
+    def job_usage(self, allocations: Sequence[Allocation]
+                  ) -> tuple[Usage, list[GpuUsage]] | None:
+        now = time.time()
+        return job_usage(allocations, self.samples, now, now - self.settings.sample_retention_s)
+
+    def job_cost(self, job_id: int, now_ms: int) -> dict[str, Any] | None:
+        return self.reports.job_cost(job_id, now_ms)
+
+    def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
+               loaded: bool, min_idle_s: float, now: datetime) -> dict[str, Any]:
+        return build(self.reports, kind, start, end, by=by, loaded=loaded,
+                     min_idle_s=min_idle_s, now=now)
+
+    def metrics(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,4 +1,4 @@
-"""HTTP routes for the cost basis: hardware inventory, site settings, cloud rates.
+"""The cost basis: hardware inventory (add, set, import, retire), site settings, cloud rates.
 
 Everyone may read them (reports show them); only admins write. Every write is checked whole by
 ``cost/inventory.py`` before the store is touched, so bad input answers 422 with one line and
@@ -11,10 +11,11 @@ from dataclasses import replace
 from datetime import date, datetime, timezone
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from clusterctl.api.auth import CurrentUser
+from clusterctl.api.deps import Controller
 from clusterctl.cost.inventory import (
     HardwareSpec,
     hardware_spec,
@@ -65,10 +66,6 @@ def hardware_out(spec: HardwareSpec, table: dict[str, CloudRate]) -> dict[str, A
 router = APIRouter()
 
 
-def _costs(request: Request) -> CostStore:
-    return request.app.state.services.costs  # type: ignore[no-any-return]
-
-
 def _known(costs: CostStore, node: str) -> HardwareSpec:
     current = costs.machine(parse_node_name(node))
     if current is None:
@@ -82,15 +79,15 @@ def rates(costs: CostStore) -> dict[str, CloudRate]:
 
 
 @router.get("/v1/hardware")
-def list_hardware(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
-    costs = _costs(request)
+def list_hardware(user: CurrentUser, ctl: Controller) -> list[dict[str, Any]]:
+    costs = ctl.costs
     table = rates(costs)
     return [hardware_out(m, table) for m in costs.machines()]
 
 
 @router.post("/v1/hardware", status_code=201)
-def add_hardware(body: dict[str, Any], request: Request, user: CurrentUser) -> dict[str, Any]:
-    costs = _costs(request)
+def add_hardware(body: dict[str, Any], user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+    costs = ctl.costs
     _require_admin(user, "change the hardware inventory")
     spec = hardware_spec(body, today())
     try:
@@ -102,9 +99,9 @@ def add_hardware(body: dict[str, Any], request: Request, user: CurrentUser) -> d
 
 
 @router.patch("/v1/hardware/{node}")
-def set_hardware(node: str, body: dict[str, Any], request: Request,
-                 user: CurrentUser) -> dict[str, Any]:
-    costs = _costs(request)
+def set_hardware(node: str, body: dict[str, Any], user: CurrentUser,
+                 ctl: Controller) -> dict[str, Any]:
+    costs = ctl.costs
     _require_admin(user, "change the hardware inventory")
     spec = updated_spec(_known(costs, node), body, today())
     costs.put([spec])
@@ -112,11 +109,11 @@ def set_hardware(node: str, body: dict[str, Any], request: Request,
 
 
 @router.post("/v1/hardware/{node}/retire")
-def retire_hardware(node: str, body: RetireBody, request: Request,
-                    user: CurrentUser) -> dict[str, Any]:
+def retire_hardware(node: str, body: RetireBody, user: CurrentUser,
+                    ctl: Controller) -> dict[str, Any]:
     """Record the sale (ending the machine's costs at it) and drain the node, so that no new
     job lands on a machine on its way out; ``undo`` clears a sale recorded by mistake."""
-    costs = _costs(request)
+    costs = ctl.costs
     _require_admin(user, "retire a machine")
     current = _known(costs, node)
     if body.undo:
@@ -126,14 +123,14 @@ def retire_hardware(node: str, body: RetireBody, request: Request,
         spec = hardware_spec(current.as_json() | sale, today())
     costs.put([spec])
     if spec.sold_on is not None:
-        request.app.state.services.nodes.drain(
+        ctl.drains.drain(
             spec.node, user.name, f"retired: sold on {spec.sold_on}")
     return hardware_out(spec, rates(costs))
 
 
 @router.post("/v1/hardware/import")
-def import_hardware(body: ImportBody, request: Request, user: CurrentUser) -> dict[str, Any]:
-    costs = _costs(request)
+def import_hardware(body: ImportBody, user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+    costs = ctl.costs
     _require_admin(user, "change the hardware inventory")
     specs = parse_inventory_toml(body.text, body.name, today())
     added, updated = costs.put(specs)
@@ -142,8 +139,8 @@ def import_hardware(body: ImportBody, request: Request, user: CurrentUser) -> di
 
 
 @router.get("/v1/cost/settings")
-def get_settings(request: Request, user: CurrentUser) -> dict[str, Any]:
-    costs = _costs(request)
+def get_settings(user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+    costs = ctl.costs
     overrides = costs.rate_overrides()
     return costs.site().as_json() | {"rates": [
         {"gpu_model": r.gpu_model, "per_gpu_hour": str(r.per_gpu_hour), "source": r.source,
@@ -152,8 +149,8 @@ def get_settings(request: Request, user: CurrentUser) -> dict[str, Any]:
 
 
 @router.patch("/v1/cost/settings")
-def set_settings(body: dict[str, Any], request: Request, user: CurrentUser) -> dict[str, Any]:
-    costs = _costs(request)
+def set_settings(body: dict[str, Any], user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+    costs = ctl.costs
     _require_admin(user, "change the site's cost settings")
     unknown = sorted(set(body) - {"tariff_per_kwh", "pue", "currency"})
     if unknown:
@@ -165,8 +162,8 @@ def set_settings(body: dict[str, Any], request: Request, user: CurrentUser) -> d
 
 
 @router.put("/v1/cost/rates/{gpu_model}")
-def set_rate(gpu_model: str, body: RateBody, request: Request, user: CurrentUser) -> dict[str, Any]:
-    costs = _costs(request)
+def set_rate(gpu_model: str, body: RateBody, user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+    costs = ctl.costs
     _require_admin(user, "change the cloud rates")
     model = parse_gpu_model(gpu_model, "MODEL")
     rate = parse_rate(body.per_gpu_hour)

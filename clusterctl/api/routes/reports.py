@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from clusterctl.api.auth import CurrentUser
-from clusterctl.controller.reports import ReportService, build
+from clusterctl.api.deps import Controller
 from clusterctl.parsing import BadInput, parse_duration, parse_period
 from clusterctl.reports import cost, utilization
 
@@ -18,8 +18,9 @@ KINDS = {"utilization": utilization.BY, "cost": cost.BY, "amortization": (), "wa
 
 
 @router.get("/v1/reports/{kind}")
-def report(kind: str, request: Request, user: CurrentUser, since: str | None = None,
-           from_: str | None = None, to: str | None = None, by: str | None = None,
+def report(kind: str, request: Request, user: CurrentUser, ctl: Controller,
+           since: str | None = None, from_: str | None = None, to: str | None = None,
+           by: str | None = None,
            loaded: bool = False, min_idle: str = "30m") -> dict[str, Any]:
     if kind not in KINDS:
         raise BadInput("REPORT", f"{kind!r} is not one of {', '.join(KINDS)}")
@@ -28,6 +29,5 @@ def report(kind: str, request: Request, user: CurrentUser, since: str | None = N
         raise BadInput("--by", f"{by!r} is not one of {allowed}")
     now = datetime.now(timezone.utc)
     start, end = parse_period(since, from_ or request.query_params.get("from"), to, now)
-    service: ReportService = request.app.state.services.reports
-    return build(service, kind, start, end, by=by, loaded=loaded,
-                 min_idle_s=parse_duration(min_idle, "--min-idle"), now=now)
+    return ctl.report(kind, start, end, by=by, loaded=loaded,
+                      min_idle_s=parse_duration(min_idle, "--min-idle"), now=now)

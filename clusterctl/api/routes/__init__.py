@@ -1,0 +1,1 @@
+"""One ``APIRouter`` per noun; ``api/app.py`` assembles them."""

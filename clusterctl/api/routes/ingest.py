@@ -1,0 +1,38 @@
+"""The agents' samples (``POST /v1/agent/samples``), with a node token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from clusterctl.api.auth import CurrentNode
+from clusterctl.api.deps import Controller
+from clusterctl.api.schemas import HolderOut, IngestOut, SampleBatch
+from clusterctl.controller.interface import ControllerApi
+
+router = APIRouter()
+
+
+@router.post("/v1/agent/samples", response_model=IngestOut)
+async def ingest(request: Request, node: CurrentNode, ctl: Controller) -> IngestOut:
+    """An agent's batch: stored once however often it is sent. The body is validated straight
+    from its JSON bytes (pydantic's fast path; batches hold thousands of rows), off the event
+    loop like the write."""
+    return await run_in_threadpool(_store_batch, ctl, await request.body(), node)
+
+
+def _store_batch(ctl: ControllerApi, raw: bytes, node: str) -> IngestOut:
+    try:
+        body = SampleBatch.model_validate_json(raw)
+    except ValidationError as e:
+        raise RequestValidationError(
+            [{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
+    if body.node != node:
+        raise HTTPException(403, f"this token ships samples for node {node}, not {body.node}")
+    stored = ctl.samples.ingest(node, [s.model_dump() for s in body.samples])
+    active = {j.id: j for j in ctl.jobs.active()}
+    held = [HolderOut(gpu_index=a.gpu_index, job_id=a.job_id, user=active[a.job_id].user)
+            for a in ctl.jobs.allocations(open_only=True, node=node) if a.job_id in active]
+    return IngestOut(inserted=stored.inserted, duplicates=stored.duplicates, allocations=held)

@@ -1,0 +1,197 @@
+"""Jobs: upload a working directory, submit, list, show, cancel."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+
+from clusterctl import parsing
+from clusterctl.api.auth import CurrentUser
+from clusterctl.api.deps import Controller, load_job
+from clusterctl.api.schemas import (
+    AllocationOut,
+    CancelOut,
+    CostOut,
+    GpuUsageOut,
+    HistoryEntry,
+    JobDetail,
+    JobOut,
+    JobSubmit,
+    PackageOut,
+    SubmitOut,
+    UsageOut,
+)
+from clusterctl.controller.interface import ControllerApi
+from clusterctl.parsing import BadInput
+from clusterctl.scheduler.state import Wait
+from clusterctl.states import JobState
+from clusterctl.store import Allocation, Job, NewJob
+from clusterctl.usage import Usage
+
+router = APIRouter()
+
+
+def node_names(ctl: ControllerApi) -> dict[str, str]:
+    return {n.id: n.name for n in ctl.cluster()}
+
+
+def job_out(job: Job, node_names: dict[str, str], idle_gpus: bool = False,
+            wait: Wait | None = None) -> JobOut:
+    assert job.id is not None
+    if job.state != JobState.PENDING:
+        wait = None
+    estimate = wait.estimated_start if wait is not None else None
+    return JobOut(
+        id=job.id, name=job.name, user=job.user, team=job.team, state=job.state,
+        reason=job.reason, command=job.command, gpus=job.gpus, nodes=job.nodes,
+        priority=job.priority, time_limit_s=job.time_limit_s, retries=job.retries,
+        requeues=job.requeues, attempt=job.attempt, exit_code=job.exit_code,
+        cancel_requested=job.cancel_requested, workdir=job.workdir,
+        node_names=[node_names.get(n, n[:12]) for n in job.placement or []],
+        submitted_at=job.submitted_at, started_at=job.started_at, ended_at=job.ended_at,
+        idle_gpus=idle_gpus, no_preempt=job.no_preempt, preemptions=job.preemptions,
+        after=job.after, array_id=job.array_id, array_index=job.array_index,
+        array_limit=job.array_limit,
+        wait_reason=str(wait.reason) if wait else None, wait_detail=wait.detail if wait else None,
+        estimated_start=datetime.fromtimestamp(estimate, timezone.utc) if estimate else None,
+    )
+
+
+@router.post("/v1/packages", response_model=PackageOut)
+async def upload_package(request: Request, user: CurrentUser, ctl: Controller) -> PackageOut:
+    data = bytearray()
+    async for chunk in request.stream():
+        data.extend(chunk)
+        if len(data) > ctl.max_package_bytes:
+            raise BadInput("working directory", f"is larger than the controller's limit "
+                           f"of {ctl.max_package_bytes // (1 << 20)} MiB")
+    sha = ctl.packages.put(bytes(data))
+    return PackageOut(sha256=sha, size=len(data))
+
+
+@router.post("/v1/jobs", response_model=SubmitOut, status_code=201)
+def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
+    command = parsing.parse_command(body.command)
+    gpus = parsing.parse_gpus(body.gpus)
+    nodes = parsing.parse_nodes(body.nodes)
+    priority = parsing.parse_priority(body.priority)
+    retries = parsing.parse_retries(body.retries)
+    limit = None
+    if body.time_limit not in (None, ""):
+        limit = parsing.parse_duration(str(body.time_limit))
+    env = parsing.parse_env([f"{k}={v}" for k, v in body.env.items()])
+    team = parsing.parse_name(body.team, "--team") if body.team else user.team
+    name = parsing.parse_name(body.name, "--name") if body.name else default_name(command)
+    if body.package and not ctl.packages.exists(body.package):
+        raise BadInput("package", "is not an uploaded package id")
+    if body.workdir and not body.workdir.startswith("/"):
+        raise BadInput("--workdir", f"{body.workdir!r} must be an absolute path")
+    after = parsing.parse_after(
+        [body.after] if isinstance(body.after, str) else list(body.after or []))
+    known = ctl.jobs.states(d["job"] for d in after)
+    missing = [d["job"] for d in after if d["job"] not in known]
+    if missing:
+        raise BadInput("--after", f"job {missing[0]} does not exist")
+    indices, array_limit = parsing.parse_array(body.array) if body.array else (None, None)
+    never = ctl.why_never(gpus, nodes)
+    if never:
+        field = "--gpus" if "per node" in never else "--nodes"
+        raise BadInput(field, never)
+    jobs = ctl.jobs.submit_all(NewJob(
+        name=name, user=user.name, team=team, command=command, gpus=gpus, nodes=nodes,
+        priority=priority, time_limit_s=limit, retries=retries, env=env,
+        workdir=body.workdir, package=body.package, no_preempt=body.no_preempt,
+        after=after or None, array_indices=indices, array_limit=array_limit,
+    ))
+    ctl.wake()
+    first = job_out(jobs[0], node_names(ctl))
+    return SubmitOut(**first.model_dump(),
+                     array_job_ids=[j.id for j in jobs if j.id is not None]
+                     if indices is not None else None)
+
+
+@router.get("/v1/jobs", response_model=list[JobOut])
+def list_jobs(user: CurrentUser, ctl: Controller, all: bool = False, owner: str | None = None,
+              state: str | None = None, limit: int = 1000) -> list[JobOut]:
+    states = None
+    if state:
+        states = [s.strip().upper() for s in state.split(",")]
+        bad = [s for s in states if s not in JobState.__members__]
+        if bad:
+            raise BadInput("--state", f"{bad[0]!r} is not one of "
+                           + ", ".join(JobState.__members__))
+    if not 1 <= limit <= 100_000:
+        raise BadInput("limit", "must be from 1 to 100000")
+    rows = ctl.jobs.search(include_finished=all, user=owner, states=states, limit=limit)
+    names = node_names(ctl)
+    idle = ctl.idle_jobs(j.id for j in rows if j.id is not None)
+    waiting = ctl.waiting()
+    return [job_out(j, names, j.id in idle, waiting.get(j.id or 0)) for j in rows]
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobDetail)
+def show(job_id: str, user: CurrentUser, ctl: Controller) -> JobDetail:
+    job = load_job(ctl, job_id)
+    assert job.id is not None
+    base = job_out(job, node_names(ctl), bool(ctl.idle_jobs([job.id])),
+                   ctl.waiting().get(job.id))
+    allocations = ctl.jobs.allocations(job.id)
+    cost = ctl.job_cost(job.id, int(time.time() * 1000))
+    return JobDetail(
+        **base.model_dump(), env=job.env,
+        history=[HistoryEntry(state=h.state, at=h.at, reason=h.reason, attempt=h.attempt)
+                 for h in ctl.jobs.history(job.id)],
+        allocations=[AllocationOut(**a.model_dump(exclude={"id", "job_id"}))
+                     for a in allocations],
+        usage=usage_out(ctl, job, allocations),
+        cost=CostOut(**cost) if cost else None,
+    )
+
+
+def _figures(u: Usage) -> dict[str, Any]:
+    return {"avg_utilization": u.avg_utilization, "peak_memory_bytes": u.peak_memory_bytes,
+            "avg_power_watts": u.avg_power_watts, "energy_kwh": u.energy_kwh,
+            "coverage": u.coverage, "energy_coverage": u.energy_coverage}
+
+
+def usage_out(ctl: ControllerApi, job: Job, allocations: list[Allocation]) -> UsageOut | None:
+    found = ctl.job_usage(allocations)
+    if found is None:
+        return None
+    total, per_gpu = found
+    figures = _figures(total)
+    if total.avg_power_watts is not None:
+        figures["avg_power_watts"] = total.avg_power_watts * job.gpus * job.nodes
+    return UsageOut(
+        **figures, gpu_hours=total.window_s / 3600,
+        gpus=[GpuUsageOut(**_figures(g.usage), attempt=g.allocation.attempt,
+                          rank=g.allocation.rank, node=g.allocation.node,
+                          gpu_index=g.allocation.gpu_index, gpu_uuid=g.allocation.gpu_uuid)
+              for g in per_gpu],
+    )
+
+
+@router.post("/v1/jobs/{job_id}/cancel", response_model=CancelOut)
+def cancel(job_id: str, user: CurrentUser, ctl: Controller) -> CancelOut:
+    job = load_job(ctl, job_id)
+    assert job.id is not None
+    outcome, after = ctl.jobs.request_cancel(job.id, user.name, user.is_admin)
+    if outcome == "forbidden":
+        raise HTTPException(403, f"job {job.id} belongs to {job.user}; only they or an "
+                            "admin can cancel it")
+    if outcome == "ended":
+        raise HTTPException(409, f"job {job.id} already ended ({job.state})")
+    ctl.wake()
+    final = after or job
+    return CancelOut(id=job.id, outcome=outcome, state=final.state)
+
+
+def default_name(command: list[str]) -> str:
+    base = command[0].rsplit("/", 1)[-1]
+    if base.startswith("python") and len(command) > 1:
+        base = command[1].rsplit("/", 1)[-1]
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in base).strip("-.")
+    return (cleaned or "job")[:64]

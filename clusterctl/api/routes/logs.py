@@ -1,0 +1,28 @@
+"""A job's output, as kept by the controller (``clusterctl logs``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from clusterctl.api.auth import CurrentUser
+from clusterctl.api.deps import Controller, load_job
+from clusterctl.parsing import BadInput
+
+router = APIRouter()
+LOG_CHUNK = 1 << 20
+
+
+@router.get("/v1/jobs/{job_id}/logs")
+def logs(job_id: str, user: CurrentUser, ctl: Controller, offset: int = 0, rank: int = 0,
+         attempt: int | None = None) -> Response:
+    job = load_job(ctl, job_id)
+    assert job.id is not None
+    if rank < 0 or rank >= max(job.nodes, 1):
+        raise BadInput("--rank", f"must be from 0 to {job.nodes - 1}")
+    att = attempt if attempt is not None else max(job.attempt, 1)
+    data = ctl.logs.read(job.id, att, rank, max(0, offset), LOG_CHUNK)
+    return Response(content=data, media_type="application/octet-stream", headers={
+        "X-Next-Offset": str(max(0, offset) + len(data)),
+        "X-Job-State": job.state,
+        "X-Attempt": str(att),
+    })

@@ -1,0 +1,48 @@
+"""Serving the API: uvicorn in the foreground (``clusterctl up``) or in a thread (the demo).
+
+The controller is prepared before the server listens and closed after it stops, so the first
+answer already reflects the cluster and no request reaches a stopped scheduler.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import uvicorn
+
+from clusterctl.api.app import create_app
+from clusterctl.controller.service import Controller
+
+
+class ApiServer:
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        s = controller.settings
+        self.port = s.port
+        config = uvicorn.Config(create_app(controller), host=s.host, port=s.port,
+                                log_level="warning", access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    def serve(self) -> None:
+        """Serve in the foreground until SIGINT/SIGTERM, then close the controller."""
+        try:
+            self.server.run()
+        finally:
+            self.controller.close()
+
+    def serve_in_thread(self) -> None:
+        self._thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+        self._thread.start()
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the API could not listen on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop serving, then close the controller."""
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.controller.close()

@@ -1,0 +1,229 @@
+"""The attempts that hold GPUs: launched through the executor, watched until they end, settled
+in the store, and found again after a controller restart.
+
+Every pass of the scheduler loop calls :meth:`Attempts.progress`; the executor's calls are
+non-blocking or bounded, and no database transaction is open while they run. The end state is
+what the runners report (:meth:`Attempts.verdict`), stored with a guard on state and attempt,
+so a job that moved meanwhile (cancelled, another controller) is not overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+
+from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.executor.types import Executor, Launch, LaunchSpec, NodeInfo, Phase
+from clusterctl.states import ACTIVE, JobState
+from clusterctl.store import HeldGpu, Job, JobStore
+
+log = logging.getLogger(__name__)
+S = JobState
+
+
+def at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+class Attempts:
+    def __init__(
+        self,
+        jobs: JobStore,
+        executor: Executor,
+        logs: LogStore,
+        packages: PackageStore,
+        *,
+        kill_grace_s: float = 30.0,
+        preempt_grace_s: float = 30.0,
+        start_timeout_s: float = 120.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.jobs = jobs
+        self.executor = executor
+        self.logs = logs
+        self.packages = packages
+        self.kill_grace_s = kill_grace_s
+        self.preempt_grace_s = preempt_grace_s
+        self.start_timeout_s = start_timeout_s
+        self.monotonic = monotonic
+        self.launches: dict[int, Launch] = {}
+        """The attempts this controller launched or re-attached to, by job id."""
+        self.nodes: Sequence[NodeInfo] = ()
+        """The cluster as of the pass (names for the allocation records)."""
+
+    # -- restart ------------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """After a (re)start: re-attach to running attempts, settle the rest, remove orphans."""
+        active = self.jobs.active()
+        for job in active:
+            assert job.id is not None
+            ranks = len(job.placement or [])
+            launch = self.executor.reattach(job.id, job.attempt, ranks) if ranks else None
+            if launch is not None and launch.started is not None:
+                # A job being preempted or cancelled is signalled again by the next pass.
+                self.launches[job.id] = launch
+                if job.state == S.STARTING:
+                    self._mark_running(job, launch)
+                log.info("re-attached to job %s attempt %s", job.id, job.attempt)
+                continue
+            self.executor.release(job.id, job.attempt, ranks)
+            if job.preempt_requested:
+                self.jobs.preempted(job, "preempted (ended while the controller was down)")
+            elif job.state == S.STARTING:
+                self.jobs.requeue(job, "controller restarted before the job started")
+            else:
+                self.jobs.finish(job, S.LOST, "runner gone while the controller was down")
+        keep = {(j.id, j.attempt) for j in active}
+        ranks_of: dict[tuple[int, int], int] = {}
+        for jid, att, rank in self.executor.runner_names():
+            ranks_of[(jid, att)] = max(ranks_of.get((jid, att), 0), rank + 1)
+        for (jid, att), ranks in ranks_of.items():
+            if (jid, att) not in keep:
+                log.info("removing orphan runners of job %s attempt %s", jid, att)
+                self.executor.release(jid, att, ranks)
+
+    # -- running jobs -------------------------------------------------------------------------
+
+    def progress(self) -> None:
+        for job in self.jobs.active():
+            assert job.id is not None
+            launch = self.launches.get(job.id)
+            if launch is None or launch.attempt != job.attempt:
+                continue  # another controller's, or settled by reconcile on its next start
+            try:
+                self._progress_one(job, launch)
+            except Exception:
+                log.exception("progress of job %s failed", job.id)
+
+    def _progress_one(self, job: Job, launch: Launch) -> None:
+        assert job.id is not None
+        if job.cancel_requested and not launch.terminating:
+            if launch.started is None:
+                self._end(job, launch, S.CANCELLED, job.reason or "cancelled", None)
+                return
+            self.executor.terminate(launch, self.kill_grace_s)
+        elif job.preempt_requested and not launch.terminating:
+            if launch.started is None:  # nothing to checkpoint: give the GPUs back now
+                self._end(job, launch, S.PENDING, job.reason or "preempted", None)
+                return
+            self.executor.terminate(launch, self.preempt_grace_s)
+        p = self.executor.poll(launch)
+        if p.kind is Phase.STARTING:
+            if self.monotonic() - launch.launched_at > self.start_timeout_s:
+                self.executor.release(job.id, job.attempt, launch.ranks)
+                self.launches.pop(job.id, None)
+                self.jobs.requeue(
+                    job, f"GPUs not granted by Ray within {self.start_timeout_s:.0f}s")
+            return
+        if p.kind is Phase.STARTED:
+            self._mark_running(job, launch)
+            if job.cancel_requested:
+                self.executor.terminate(launch, self.kill_grace_s)
+            elif job.preempt_requested:
+                self.executor.terminate(launch, self.preempt_grace_s)
+            return
+        self._pull_logs(launch)
+        if p.kind is Phase.RUNNING:
+            return
+        if p.kind is Phase.FAILED:
+            self._end(job, launch, S.FAILED, p.error or "could not start", None)
+        elif p.kind is Phase.LOST:
+            if job.preempt_requested:  # its GPUs are gone either way; retries stay unused
+                self._end(job, launch, S.PENDING, job.reason or "preempted", None)
+            else:
+                self._end(job, launch, S.LOST, p.error or "runner lost", None)
+        elif p.kind is Phase.DONE:
+            self._pull_logs(launch, drain=True)
+            state, reason, code = self.verdict(job, launch)
+            ended = max(o.ended_at for o in launch.outcomes.values())
+            self._end(job, launch, state, reason, code, ended_at=at(ended))
+
+    def verdict(self, job: Job, launch: Launch) -> tuple[JobState, str, int | None]:
+        outcomes = [launch.outcomes[r] for r in sorted(launch.outcomes)]
+        rank0 = outcomes[0].exit_code
+        if job.cancel_requested:
+            return S.CANCELLED, job.reason or "cancelled", rank0
+        if any(o.timed_out for o in outcomes):
+            limit = job.time_limit_s or 0
+            return S.TIMEOUT, f"time limit of {limit}s reached", rank0
+        if job.preempt_requested and any(o.terminated for o in outcomes):
+            # Whatever the exit code: a job that checkpoints on SIGTERM and exits 0 is not done.
+            return S.PENDING, job.reason or "preempted", None
+        failed = [o for o in outcomes if o.exit_code != 0]
+        if not failed:
+            return S.SUCCEEDED, "exit code 0", 0
+        first = failed[0]
+        where = f" on rank {first.rank}" if launch.ranks > 1 else ""
+        return S.FAILED, f"exit code {first.exit_code}{where}", first.exit_code
+
+    def _mark_running(self, job: Job, launch: Launch) -> None:
+        assert job.id is not None and launch.started is not None
+        names = {n.id: n.name for n in self.nodes}
+        held = [
+            HeldGpu(rank=info.rank, node=names.get(info.node_id, info.node_id[:12]),
+                    node_id=info.node_id, gpu_index=int(gpu))
+            for info in launch.started
+            for gpu in info.gpu_ids
+        ]
+        started = min(info.started_at for info in launch.started)
+        self.jobs.mark_running(job.id, job.attempt, held, at(started))
+
+    def _end(self, job: Job, launch: Launch, state: JobState, reason: str,
+             exit_code: int | None, ended_at: datetime | None = None) -> None:
+        assert job.id is not None
+        fresh = self.jobs.get(job.id) or job  # the state may have moved since the pass began
+        if JobState(fresh.state) in ACTIVE and fresh.attempt == job.attempt:
+            if state is S.PENDING:
+                self.jobs.preempted(fresh, reason, ended_at=ended_at)
+            else:
+                self.jobs.finish(fresh, state, reason, exit_code=exit_code, ended_at=ended_at)
+        self.executor.release(job.id, job.attempt, launch.ranks)
+        self.launches.pop(job.id, None)
+
+    def _pull_logs(self, launch: Launch, drain: bool = False) -> None:
+        for rank in range(launch.ranks):
+            while True:
+                offset = self.logs.size(launch.job_id, launch.attempt, rank)
+                data = self.executor.read_log(launch, rank, offset)
+                if data:
+                    self.logs.append(launch.job_id, launch.attempt, rank, data)
+                if not drain or not data:
+                    break
+
+    # -- launching and signalling -------------------------------------------------------------
+
+    def launch(self, job: Job, node_ids: tuple[str, ...]) -> None:
+        """STARTING with a new attempt, then the runners; a job cancelled meanwhile is left."""
+        assert job.id is not None
+        attempt = self.jobs.start(job, node_ids)
+        if attempt is None:
+            return  # cancelled meanwhile
+        env = {**job.env,
+               "CLUSTERCTL_PREEMPT_GRACE": f"{self.preempt_grace_s:g}"}
+        if job.array_index is not None:
+            env["CLUSTERCTL_ARRAY_INDEX"] = str(job.array_index)
+            env["CLUSTERCTL_ARRAY_JOB_ID"] = str(job.array_id)
+        spec = LaunchSpec(
+            job_id=job.id, attempt=attempt, command=list(job.command), gpus=job.gpus,
+            nodes=job.nodes, env=env, workdir=job.workdir,
+            time_limit_s=job.time_limit_s, kill_grace_s=self.kill_grace_s,
+        )
+        try:
+            package = self.packages.get(job.package) if job.package else None
+            self.launches[job.id] = self.executor.launch(spec, list(node_ids), package)
+        except Exception as e:
+            log.exception("launch of job %s failed", job.id)
+            self.executor.release(job.id, attempt, len(node_ids))
+            started = self.jobs.get(job.id)
+            if started is not None:
+                self.jobs.finish(started, S.FAILED, f"launch failed: {e}")
+
+    def terminate(self, job_id: int, grace_s: float) -> None:
+        """SIGTERM an attempt that has started (SIGKILL after ``grace_s``); one that has not is
+        ended by the next :meth:`progress`, which sees the job's cancel or preempt flag."""
+        launch = self.launches.get(job_id)
+        if launch is not None and launch.started is not None and not launch.terminating:
+            self.executor.terminate(launch, grace_s)

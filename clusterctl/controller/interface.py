@@ -1,0 +1,81 @@
+"""What the HTTP API may ask of the controller: the one door from ``api/`` into it.
+
+Routes see this protocol, never the scheduler loop, the executor or the report internals, so
+that the loop can change without touching a route and a route cannot call Ray by accident
+(the API must stay responsive while the cluster is slow or away). The stores are part of it:
+routes read and write jobs, users and the inventory through them, with their guarded updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.controller.telemetry import GpuUsage
+from clusterctl.executor.types import NodeInfo
+from clusterctl.scheduler.state import Wait
+from clusterctl.store import Allocation, CostStore, Job, JobStore, NodeStore, SampleStore, UserStore
+from clusterctl.usage import Usage
+
+
+class ControllerApi(Protocol):
+    @property
+    def jobs(self) -> JobStore: ...
+    @property
+    def users(self) -> UserStore: ...
+    @property
+    def samples(self) -> SampleStore: ...
+    @property
+    def costs(self) -> CostStore: ...
+    @property
+    def drains(self) -> NodeStore: ...
+    @property
+    def logs(self) -> LogStore: ...
+    @property
+    def packages(self) -> PackageStore: ...
+    @property
+    def max_package_bytes(self) -> int: ...
+
+    def cluster(self) -> Sequence[NodeInfo]:
+        """The nodes as of the scheduler's last pass."""
+        ...
+
+    def free_gpus(self, active: list[Job]) -> dict[str, int]:
+        """Free GPUs per node id, given the jobs that hold GPUs."""
+        ...
+
+    def waiting(self) -> Mapping[int, Wait]:
+        """Why each pending job waits, as of the scheduler's last pass."""
+        ...
+
+    def why_never(self, gpus: int, nodes: int) -> str | None:
+        """Why a request can never fit this cluster (refused at submit), or None."""
+        ...
+
+    def wake(self) -> None:
+        """Ask for a scheduler pass now (a job was submitted, cancelled, a node drained)."""
+        ...
+
+    def idle_jobs(self, job_ids: Iterable[int]) -> set[int]:
+        """The jobs among these with a GPU that sat idle for the waste report's minimum."""
+        ...
+
+    def job_usage(self, allocations: Sequence[Allocation]
+                  ) -> tuple[Usage, list[GpuUsage]] | None:
+        """A job's measured usage over its allocations, in total and per GPU."""
+        ...
+
+    def job_cost(self, job_id: int, now_ms: int) -> dict[str, Any] | None:
+        """A job's cost so far, as ``show`` prints it."""
+        ...
+
+    def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
+               loaded: bool, min_idle_s: float, now: datetime) -> dict[str, Any]:
+        """A report as JSON (the CLI draws tables, CSV and plots from it)."""
+        ...
+
+    def metrics(self) -> bytes:
+        """The controller's Prometheus exposition (text format)."""
+        ...
