@@ -25,5 +25,5 @@ def test_lifecycle_paths() -> None:
 def test_every_state_is_either_live_or_ended() -> None:
     from clusterctl.states import ENDED, LISTED, LIVE
 
-    assert LIVE.isdisjoint(ENDED) and LIVE | ENDED == set(JobState)
+    assert LIVE.isdisjoint(ENDED) and set(JobState) == LIVE | ENDED
     assert LIVE <= LISTED and not LISTED & TERMINAL  # `jobs` hides only what is over for good
