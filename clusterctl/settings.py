@@ -1,20 +1,33 @@
 """Settings: command-line flags, then ``CLUSTERCTL_*`` environment variables, then the config
 file (``~/.config/clusterctl/config.toml``, or the file ``CLUSTERCTL_CONFIG`` names).
 
-Resolved once per command into a frozen value, so nothing reads the environment at import time.
+pydantic-settings does the layering and the types; :func:`load` resolves them once per command
+into a frozen value, so nothing reads the environment at import time. ``Settings(...)`` alone
+is those values and the defaults, nothing else (the demo's isolated installation).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import platformdirs
+import tomli_w
+from pydantic import ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from clusterctl.parsing import BadInput, parse_quotas
 
@@ -24,10 +37,16 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_PORT = 8765
+PREFIX = "CLUSTERCTL_"
+
+_WORLD: ContextVar[tuple[Mapping[str, str], Path] | None] = ContextVar("settings_world",
+                                                                        default=None)
+"""The environment and config file :func:`load` layers under the flags; None outside it."""
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+
     url: str = f"http://127.0.0.1:{DEFAULT_PORT}"
     """Where the CLI finds the controller."""
     token: str | None = None
@@ -45,7 +64,7 @@ class Settings:
     """How long 1-minute rollups are kept; hourly rollups are kept for good."""
     waste_threshold: float = 0.10
     """A held GPU under this utilization counts as idle (waste report, flags in `jobs`)."""
-    quotas: dict[str, float] = field(default_factory=dict)
+    quotas: Annotated[dict[str, float], NoDecode] = {}
     """Guaranteed GPUs per team (``vision=32,nlp=16`` or a ``[quotas]`` table); teams without
     one share what is left equally."""
     user_gpu_limit: int | None = None
@@ -56,15 +75,75 @@ class Settings:
     """Between SIGTERM and SIGKILL for a preempted job (it sees ``CLUSTERCTL_PREEMPT_GRACE``)."""
     config_path: str = ""
 
-    def with_overrides(self, **values: Any) -> Settings:
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        world = _WORLD.get()
+        if world is None:
+            return (init_settings,)
+        env, path = world
+        return (init_settings, _Environment(settings_cls, env),
+                TomlConfigSettingsSource(settings_cls, toml_file=path))
+
+    @field_validator("quotas", mode="before")
+    @classmethod
+    def _quotas(cls, value: Any) -> dict[str, float]:
+        pairs = ([f"{k}={v}" for k, v in value.items()] if isinstance(value, dict)
+                 else [p for p in str(value).replace(" ", "").split(",") if p])
+        try:
+            return parse_quotas(pairs)
+        except BadInput as e:
+            raise ValueError(e.message) from None
+
+    @field_validator("user_gpu_limit", mode="before")
+    @classmethod
+    def _user_gpu_limit(cls, value: Any) -> int | None:
+        if value in (None, "", 0, "0", "none"):
+            return None
+        if isinstance(value, bool) or not str(value).isdigit():
+            raise ValueError(f"{value!r} must be a whole number of GPUs (0: no limit)")
+        return int(value)
+
+    @field_validator("preempt", mode="before")
+    @classmethod
+    def _preempt(cls, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError(f"{value!r} must be true or false")
+        return text in ("1", "true", "yes", "on")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        """Where the data lives unless set, and the URL a local CLI uses for a ``--port``."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        data_dir = data.get("data_dir") or platformdirs.user_data_dir("clusterctl")
+        data["data_dir"] = str(data_dir)
+        if not data.get("db_url"):
+            data["db_url"] = f"sqlite:///{Path(data_dir) / 'clusterctl.db'}"
+        if "url" not in data and ("port" in data or "host" in data):
+            data["url"] = api_url(data.get("host", "127.0.0.1"), data.get("port", DEFAULT_PORT))
+        return data
 
 
-_INT = {"port"}
-_FLOAT = {"kill_grace_s", "max_package_mb", "sample_retention_s", "minute_rollup_retention_s",
-          "waste_threshold", "preempt_grace_s"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+class _Environment(EnvSettingsSource):
+    """``CLUSTERCTL_*`` variables from the mapping :func:`load` was given (``os.environ``
+    unless a caller injects another), as pydantic-settings' dotenv source reads its file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty,
+                              self.env_parse_none_str)
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:
@@ -73,62 +152,40 @@ def default_config_path(env: Mapping[str, str]) -> Path:
     return Path(platformdirs.user_config_dir("clusterctl")) / "config.toml"
 
 
-def _coerce(key: str, value: Any) -> Any:
+@contextmanager
+def _layered(env: Mapping[str, str], path: Path) -> Iterator[None]:
+    token = _WORLD.set((env, path))
     try:
-        if key in _INT:
-            return int(value)
-        if key in _FLOAT:
-            return float(value)
-    except ValueError:
-        kind = "a whole number" if key in _INT else "a number"
-        raise BadInput(key, f"{value!r} is not {kind}") from None
-    if key == "quotas":
-        return _quotas(value)
-    if key == "user_gpu_limit":
-        if value in (None, "", 0, "0", "none"):
-            return None
-        if isinstance(value, bool) or not str(value).isdigit():
-            raise BadInput(key, f"{value!r} must be a whole number of GPUs (0: no limit)")
-        return int(value)
-    if key == "preempt":
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() not in _TRUE | _FALSE:
-            raise BadInput(key, f"{value!r} must be true or false")
-        return str(value).lower() in _TRUE
-    return str(value)
-
-
-def _quotas(value: Any) -> dict[str, float]:
-    pairs = ([f"{k}={v}" for k, v in value.items()] if isinstance(value, dict)
-             else [p for p in str(value).replace(" ", "").split(",") if p])
-    try:
-        return parse_quotas(pairs)
-    except BadInput as e:
-        raise BadInput("quotas", e.message) from None
+        yield
+    finally:
+        _WORLD.reset(token)
 
 
 def load(env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+    """The settings of this command: ``flags`` (None: not given) over the environment over the
+    config file. A bad value is a :class:`BadInput` naming the setting."""
     env = os.environ if env is None else env
-    config_path = default_config_path(env)
-    values: dict[str, Any] = {}
-    if config_path.exists():
-        with open(config_path, "rb") as f:
-            values.update(tomllib.load(f))
-    known = {f.name for f in fields(Settings)}
-    for name in known:
-        if f"CLUSTERCTL_{name.upper()}" in env:
-            values[name] = env[f"CLUSTERCTL_{name.upper()}"]
-    values.update({k: v for k, v in flags.items() if v is not None})
-    values = {k: _coerce(k, v) for k, v in values.items() if k in known}
-    values["config_path"] = str(config_path)
-    data_dir = values.get("data_dir") or platformdirs.user_data_dir("clusterctl")
-    values["data_dir"] = str(data_dir)
-    if not values.get("db_url"):
-        values["db_url"] = f"sqlite:///{Path(data_dir) / 'clusterctl.db'}"
-    if "url" not in values and ("port" in values or "host" in values):
-        values["url"] = api_url(values.get("host", "127.0.0.1"), values.get("port", DEFAULT_PORT))
-    return Settings(**values)
+    path = default_config_path(env)
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        with _layered(env, path):
+            return Settings(**given, config_path=str(path))
+    except ValidationError as e:
+        raise _bad_input(e) from None
+    except tomllib.TOMLDecodeError as e:
+        raise BadInput(str(path), f"is not valid TOML: {e}") from None
+
+
+def _bad_input(e: ValidationError) -> BadInput:
+    """The first problem as one line naming the setting, in the words the CLI always used."""
+    first = e.errors()[0]
+    key = str(first["loc"][0]) if first["loc"] else "settings"
+    value, kind = first.get("input"), first["type"]
+    if kind.startswith("int"):
+        return BadInput(key, f"{value!r} is not a whole number")
+    if kind.startswith("float"):
+        return BadInput(key, f"{value!r} is not a number")
+    return BadInput(key, str(first["msg"]).removeprefix("Value error, "))
 
 
 def api_url(host: str, port: int) -> str:
@@ -139,25 +196,14 @@ def api_url(host: str, port: int) -> str:
 
 def write_client_config(path: Path, url: str, token: str) -> None:
     """The CLI's config file: the controller URL and the user's token, readable by its owner
-    only (mode 0600, set before the token is written)."""
+    only (mode 0600, set before the token is written); other settings in it are kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
     existing: dict[str, Any] = {}
     if path.exists():
         with open(path, "rb") as f:
             existing = tomllib.load(f)
     existing.update({"url": url, "token": token})
-    body = "".join(f"{k} = {_toml_value(v)}\n" for k, v in existing.items())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(body)
-
-
-def _toml_value(v: Any) -> str:
-    """Strings, numbers, booleans and flat tables (``quotas``), which is all settings hold."""
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}"
-                               for k, x in v.items()) + "}"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return json.dumps(v)
+    with os.fdopen(fd, "wb") as f:
+        tomli_w.dump(existing, f)

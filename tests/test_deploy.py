@@ -257,6 +257,9 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         else:
             raise AssertionError("no samples from the agent:\n"
                                  + (logs / "agent.log").read_text()[-3000:])
+        # The head has the plots extra (matplotlib), so an admin there can draw charts.
+        chart = cli("report", "utilization", "--plot", str(work / "util.png"))
+        assert chart.returncode == 0 and (work / "util.png").stat().st_size > 0, chart.stderr
     finally:
         for p in reversed(procs):
             stop_process(p, 30)

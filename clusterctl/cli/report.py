@@ -8,6 +8,7 @@ import csv
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -44,6 +45,21 @@ def check_plot(path: Path | None) -> None:
         raise BadInput("--plot", f"{str(path)!r} must end in .png or .html")
     if path is not None and not path.parent.is_dir():
         raise BadInput("--plot", f"{str(path.parent)!r} is not a directory")
+    if path is not None:
+        plots()  # before any work: a missing extra is said at once
+
+
+def plots() -> ModuleType:
+    """``reports.plots``, which needs matplotlib: an optional extra, so that a GPU node's agent
+    does not pull it in. Without it, a one-line error says what to install."""
+    try:
+        from clusterctl.reports import plots
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] != "matplotlib":
+            raise
+        raise BadInput("--plot", "charts need matplotlib: pip install 'clusterctl[plots]'"
+                       ) from None
+    return plots
 
 
 def _fetch(kind: str, since: str | None, from_: str | None, to: str | None,
@@ -67,9 +83,7 @@ def rich_table(cols: Columns) -> Table:
 def _emit(kind: str, data: dict[str, Any], cols: Columns, rows_for_csv: list[dict[str, Any]],
           json_: bool, csv_: bool, plot: Path | None, footer: Sequence[str] = ()) -> None:
     if plot is not None:
-        from clusterctl.reports import plots  # matplotlib only when a chart is asked for
-
-        plots.write(kind, data, plot, cols)
+        plots().write(kind, data, plot, cols)
     if json_:
         print_json(data)
     elif csv_:
@@ -246,17 +260,16 @@ def html_(file: Annotated[Path, typer.Argument(help="The page to write, e.g. rep
     if file.suffix.lower() != ".html":
         raise BadInput("FILE", f"{str(file)!r} must end in .html")
     check_plot(file)
-    from clusterctl.reports import plots
-
+    charts = plots()
     sections = []
     for heading, kind, params, columns in SECTIONS:
         data = _fetch(kind, *((None, None, None) if kind == "amortization" else
                               (since, from_, to)), **params)
-        chart = plots.svg(plots.FIGURES[kind](data)) if heading != "Utilization by node" \
+        chart = charts.svg(charts.FIGURES[kind](data)) if heading != "Utilization by node" \
             else ""
         cols, rows = columns(data)
         if len(rows) > 60:  # the biggest rows, then the idle and total rows
             rows = [*rows[:50], ["..."] * len(cols), *rows[-2:]]
-        sections.append((heading, chart, plots.table_html(cols, rows)))
-    file.write_text(plots.page("clusterctl cluster report", sections))
+        sections.append((heading, chart, charts.table_html(cols, rows)))
+    file.write_text(charts.page("clusterctl cluster report", sections))
     console.print(f"report written to {file}")

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from clusterctl.cli.common import console, handles_errors, print_json
-from clusterctl.cli.report import check_plot
+from clusterctl.cli.report import check_plot, plots
 from clusterctl.parsing import BadInput, parse_cluster, parse_overestimate, parse_quotas
 from clusterctl.scheduler.fairshare import resolve_quotas
 from clusterctl.scheduler.state import PolicyConfig
@@ -66,9 +66,7 @@ def simulate(
         results.append(metrics.figures(name, out, quotas))
         waits[name] = metrics.waits(out)
     if plot is not None:
-        from clusterctl.reports import plots  # matplotlib only when a chart is asked for
-
-        plots.write_simulation(waits, results, plot)
+        plots().write_simulation(waits, results, plot)
     if json_:
         print_json([asdict(f) | {"skipped": tr.skipped} for f in results])
         return
