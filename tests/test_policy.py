@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from clusterctl.scheduler import fairshare
 from clusterctl.scheduler.pending import PendingQueue
-from clusterctl.scheduler.policy import fits_ever, schedule
+from clusterctl.scheduler.placement import fits_ever
+from clusterctl.scheduler.policy import schedule
 from clusterctl.scheduler.reservation import reserve
 from clusterctl.scheduler.state import (
     Blocking,

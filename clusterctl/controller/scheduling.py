@@ -18,7 +18,7 @@ from dataclasses import replace
 from clusterctl.controller.attempts import Attempts, at
 from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.executor.types import Executor, NodeInfo
-from clusterctl.scheduler import dependencies, fairshare, policy
+from clusterctl.scheduler import dependencies, fairshare, placement, policy
 from clusterctl.scheduler.state import (
     Decision,
     NodeCapacity,
@@ -141,7 +141,7 @@ class Scheduler:
     def why_never(self, gpus: int, nodes: int) -> str | None:
         """Why a request can never fit this cluster (for refusal at submit), or None. A
         drained node counts: draining is for maintenance, and it comes back."""
-        return policy.fits_ever(gpus, nodes, self.capacity(active=[], with_drained=True))
+        return placement.fits_ever(gpus, nodes, self.capacity(active=[], with_drained=True))
 
     # -- pending jobs -------------------------------------------------------------------------
 
@@ -162,9 +162,9 @@ class Scheduler:
         decision = self.decide(pending, active, capacity, now)
         self.waiting = {**decision.waiting, **held_back}
         self.preempt(decision.preemptions, active)
-        for placement in decision.starts:
-            self._reclaiming.discard(placement.job_id)
-            self.attempts.launch(by_id[placement.job_id], placement.node_ids)
+        for start in decision.starts:
+            self._reclaiming.discard(start.job_id)
+            self.attempts.launch(by_id[start.job_id], start.node_ids)
 
     def ready(self, pending: list[Job]) -> tuple[list[Job], dict[int, Wait]]:
         """The pending jobs whose dependencies are met, and why the others wait. A job whose

@@ -10,9 +10,11 @@ treatment with equal shares among the team's users.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-from clusterctl.scheduler.state import Usage
+from clusterctl.scheduler.pending import PendingQueue
+from clusterctl.scheduler.state import QueuedJob, Usage
 
 
 def decayed(value: float, dt: float, half_life_s: float) -> float:
@@ -97,3 +99,26 @@ def usage_from_intervals(
         team[t] = team.get(t, 0.0) + value
         user[(t, u)] = user.get((t, u), 0.0) + value
     return Usage(team, user)
+
+
+def within_quota(queue: PendingQueue, quotas: Mapping[str, float], used: Mapping[str, float],
+                 key: Callable[[QueuedJob], Any], held_back: Callable[[QueuedJob], bool]
+                 ) -> set[int]:
+    """The policy's tier 0: per team, its jobs in the policy's order (``key``) while they fit
+    its unused quota. A job larger than the whole quota is passed over (it can only ever
+    borrow); the first that does not fit what is left ends the team's tier 0, so its large
+    jobs are not starved by its own small ones."""
+    ids: set[int] = set()
+    for team in queue.teams():
+        quota = quotas.get(team, 0.0)
+        room = quota - used.get(team, 0)
+        if room < 1:
+            continue
+        for job in queue.team_order(team, key):
+            if job.total_gpus > quota or held_back(job):
+                continue
+            if job.total_gpus > room:
+                break
+            ids.add(job.id)
+            room -= job.total_gpus
+    return ids

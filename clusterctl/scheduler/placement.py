@@ -9,7 +9,9 @@ on 125 nodes makes thousands of these calls.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+
+from clusterctl.scheduler.state import NodeCapacity
 
 
 class FreeMap:
@@ -72,3 +74,20 @@ def best_fit(free: Mapping[str, int], gpus: int, nodes: int = 1) -> tuple[str, .
     if len(candidates) < nodes:
         return None
     return tuple(node for _, node in candidates[:nodes])
+
+
+def fits_ever(gpus: int, nodes: int, capacity: Sequence[NodeCapacity]) -> str | None:
+    """Why a request can never run on this cluster (None if it can), for refusal at submit."""
+    usable = [n for n in capacity if n.total_gpus > 0]
+    if not usable:
+        return None  # the cluster has not reported yet; do not refuse what may fit later
+    largest = max(n.total_gpus for n in usable)
+    if gpus > largest:
+        return f"{gpus} GPUs per node is more than any node has (the largest has {largest})"
+    big_enough = sum(1 for n in usable if n.total_gpus >= gpus)
+    if nodes > big_enough:
+        return (
+            f"{nodes} nodes with {gpus} GPUs each is more than the cluster has "
+            f"({big_enough} such nodes)"
+        )
+    return None

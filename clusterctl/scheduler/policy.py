@@ -25,9 +25,8 @@ will not need. Placement is best fit on the fewest nodes, all or nothing (``plac
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any
 
 from clusterctl.scheduler import fairshare, preemption
 from clusterctl.scheduler.pending import LENGTH_CLASSES_S, PendingQueue, length_class
@@ -49,23 +48,6 @@ from clusterctl.scheduler.state import (
 
 R = WaitReason
 STARVED, TIER0, TIER1 = 0, 1, 2
-
-
-def fits_ever(gpus: int, nodes: int, capacity: Sequence[NodeCapacity]) -> str | None:
-    """Why a request can never run on this cluster (None if it can), for refusal at submit."""
-    usable = [n for n in capacity if n.total_gpus > 0]
-    if not usable:
-        return None  # the cluster has not reported yet; do not refuse what may fit later
-    largest = max(n.total_gpus for n in usable)
-    if gpus > largest:
-        return f"{gpus} GPUs per node is more than any node has (the largest has {largest})"
-    big_enough = sum(1 for n in usable if n.total_gpus >= gpus)
-    if nodes > big_enough:
-        return (
-            f"{nodes} nodes with {gpus} GPUs each is more than the cluster has "
-            f"({big_enough} such nodes)"
-        )
-    return None
 
 
 class _Pass:
@@ -147,7 +129,8 @@ class _Pass:
                 age = 1.0
             return (-job.priority, -(share + w_age * age + short), job.submitted_at, job.id)
 
-        tier0 = self.tier0(key)
+        tier0 = fairshare.within_quota(self.queue, cfg.quotas, self.team_used, key,
+                                       lambda job: self.held_back(job) is not None)
         done: set[int] = set()
         reclaiming = [j for j in map(self.queue.get, tier0) if j.reclaiming]
         for job in sorted(reclaiming, key=key):
@@ -164,26 +147,6 @@ class _Pass:
         for job in self.queue.merged(key):
             if job.id not in tier0 and job.id not in done:
                 yield job, TIER1
-
-    def tier0(self, key: Callable[[QueuedJob], Any]) -> set[int]:
-        """Per team, its jobs in the policy's order while they fit its unused quota. A job
-        larger than the whole quota is passed over (it can only ever borrow); the first that
-        does not fit what is left ends the team's tier 0, so its large jobs are not starved by
-        its own small ones."""
-        ids: set[int] = set()
-        for team in self.queue.teams():
-            quota = self.cfg.quotas.get(team, 0.0)
-            room = quota - self.team_used[team]
-            if room < 1:
-                continue
-            for job in self.queue.team_order(team, key):
-                if job.total_gpus > quota or self.held_back(job) is not None:
-                    continue
-                if job.total_gpus > room:
-                    break
-                ids.add(job.id)
-                room -= job.total_gpus
-        return ids
 
     # -- the pass -----------------------------------------------------------------------------
 
@@ -418,23 +381,11 @@ def schedule(
 
 def _idle(queue: PendingQueue, running: Sequence[RunningJob], nodes: Sequence[NodeCapacity],
           config: PolicyConfig) -> bool:
-    """Nothing can start (no free GPU) and nothing can be reclaimed (no team with pending jobs
-    has a GPU of quota left, or no running job could be preempted: none is a preemptible
-    borrower, counted as ``by_node`` counts them): the common case of a busy cluster, decided
-    without the pass."""
+    """Nothing can start (no free GPU) and nothing can be reclaimed: the common case of a busy
+    cluster, decided without the pass."""
     if not queue or any(n.free_gpus > 0 for n in nodes if n.schedulable):
         return not queue
     if not (config.fair_share and config.preempt):
         return True
-    used: dict[str, float] = {}
-    kept: dict[str, float] = {}  # less what is already being reclaimed, as _Pass.over_quota
-    for r in running:
-        total = r.gpus * len(r.node_ids)
-        used[r.team] = used.get(r.team, 0) + total
-        if not r.terminating:
-            kept[r.team] = kept.get(r.team, 0) + total
-    quotas = config.quotas
-    if all(quotas.get(t, 0.0) - used.get(t, 0) < 1 for t in queue.teams()):
-        return True
-    over = {t: k - quotas.get(t, 0.0) for t, k in kept.items()}
-    return not any(preemption.candidate(r, over, config.starve_after_s) for r in running)
+    return not preemption.reclaim_possible(queue.teams(), running, config.quotas,
+                                           config.starve_after_s)

@@ -9,7 +9,7 @@ lost); the job's nodes are those where the fewest GPUs must be preempted.
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Collection, Container, Mapping, Sequence
 from dataclasses import dataclass
 
 from clusterctl.scheduler.state import QueuedJob, RunningJob
@@ -87,3 +87,21 @@ def plan(
     if any(gpus > over_quota[team] for team, gpus in spent_all.items()):
         return None  # each node was checked alone; together they would take too much
     return Plan(tuple(node for *_, node, _ in chosen), tuple(victims_all.values()))
+
+
+def reclaim_possible(teams: Collection[str], running: Sequence[RunningJob],
+                     quotas: Mapping[str, float], starve_after_s: float | None) -> bool:
+    """Could a pass reclaim anything for jobs of these ``teams``: one of them has a GPU of its
+    quota left, and some running job could be preempted (a preemptible borrower, counted as
+    :func:`by_node` counts them)."""
+    used: dict[str, float] = {}
+    kept: dict[str, float] = {}  # less what is already being reclaimed, as the pass counts it
+    for r in running:
+        total = r.gpus * len(r.node_ids)
+        used[r.team] = used.get(r.team, 0) + total
+        if not r.terminating:
+            kept[r.team] = kept.get(r.team, 0) + total
+    if all(quotas.get(t, 0.0) - used.get(t, 0) < 1 for t in teams):
+        return False
+    over = {t: k - quotas.get(t, 0.0) for t, k in kept.items()}
+    return any(candidate(r, over, starve_after_s) for r in running)
