@@ -16,7 +16,6 @@ from collections.abc import Callable, Collection
 from dataclasses import replace
 
 from clusterctl.controller.attempts import Attempts, at
-from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.executor.types import Executor, NodeInfo
 from clusterctl.scheduler import dependencies, fairshare, placement, policy
 from clusterctl.scheduler.state import (
@@ -42,11 +41,8 @@ class Scheduler:
         self,
         jobs: JobStore,
         executor: Executor,
-        logs: LogStore,
-        packages: PackageStore,
+        attempts: Attempts,
         *,
-        kill_grace_s: float = 30.0,
-        start_timeout_s: float = 120.0,
         interval_s: float = 0.5,
         min_gap_s: float = 0.1,
         monotonic: Callable[[], float] = time.monotonic,
@@ -62,9 +58,8 @@ class Scheduler:
         self.clock = clock
         self.policy_config = policy_config or PolicyConfig()
         """Quotas here are the configured ones; teams without one share the rest each pass."""
-        self.attempts = Attempts(jobs, executor, logs, packages, kill_grace_s=kill_grace_s,
-                                 preempt_grace_s=self.policy_config.preempt_grace_s,
-                                 start_timeout_s=start_timeout_s, monotonic=monotonic)
+        self.attempts = attempts
+        """What the passes start; it signals preempted jobs with the policy's grace."""
         self.usage_refresh_s = 60.0
         """Fair share reads the allocation records this often (usage moves over days)."""
         self._usage: tuple[float, Usage] | None = None

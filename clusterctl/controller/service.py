@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.controller.metrics import ControllerCollector
 from clusterctl.controller.reports import ReportService, build
@@ -100,9 +101,10 @@ class Controller:
 
         self.executor = RayExecutor(self.ray_address, namespace)
         self._connect(connect_timeout_s)
+        attempts = Attempts(self.jobs, self.executor, self.logs, self.packages,
+                            kill_grace_s=s.kill_grace_s, preempt_grace_s=s.preempt_grace_s)
         self.scheduler = Scheduler(
-            self.jobs, self.executor, self.logs, self.packages,
-            kill_grace_s=s.kill_grace_s,
+            self.jobs, self.executor, attempts,
             policy_config=PolicyConfig(
                 quotas=dict(s.quotas), user_gpu_limit=s.user_gpu_limit,
                 preempt=s.preempt, preempt_grace_s=s.preempt_grace_s),
