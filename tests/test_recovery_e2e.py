@@ -3,6 +3,7 @@ a runner process killed under its job."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -17,9 +18,13 @@ PY = sys.executable
 
 ONCE = """
 import os, time
+def parent(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+runner = parent(os.getppid())  # the job's parent is the launch shim; the runner is above it
 with open(os.environ["MARKER"], "a") as f:
     f.write(f"start attempt={os.environ['CLUSTERCTL_ATTEMPT']} pid={os.getpid()} "
-            f"runner={os.getppid()}\\n")
+            f"runner={runner}\\n")
 print("started", flush=True)
 if os.environ["CLUSTERCTL_ATTEMPT"] == "1":
     time.sleep(float(os.environ.get("NAP", "8")))
@@ -85,6 +90,60 @@ def test_killed_runner_makes_the_job_lost_and_it_is_requeued_once(
     assert not os.path.exists(f"/proc/{job_pid}"), "the lost attempt's process was left behind"
     assert {a["attempt"] for a in job["allocations"]} == {1, 2}
     assert all(a["ended_at"] for a in job["allocations"])
+
+
+# Attempt 1 leaves a daemon that escapes into its own session (as a data loader or a
+# `nohup` would) and records it; attempt 2 says whether that daemon still lives as it starts.
+ESCAPE = """
+import os, subprocess, sys, time
+def parent(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+out = os.environ["OUT"]
+if os.environ["CLUSTERCTL_ATTEMPT"] == "1":
+    d = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                         start_new_session=True)
+    shim = os.getppid()  # python <- (sh -c, unless it exec'd) <- the launch shim
+    while b"clusterctl.executor.launch" not in open(f"/proc/{shim}/cmdline", "rb").read():
+        shim = parent(shim)
+    with open(out, "a") as f:
+        f.write(f"daemon={d.pid} runner={parent(shim)}\\n")
+    time.sleep(300)
+else:
+    daemon = int(open(out).read().split("daemon=")[1].split()[0])
+    with open(out, "a") as f:
+        f.write(f"retry daemon_alive={alive(daemon)}\\n")
+"""
+
+
+def test_no_process_of_a_lost_attempt_outlives_it(controller: Controller,
+                                                   tmp_path: Path) -> None:
+    """Issue #17's case: the runner's Ray worker is SIGKILLed while the job's grandchild (in a
+    session of its own) runs on 2 GPUs; the retry lands on the same GPUs, and finds it dead."""
+    wd = tmp_path / "w"
+    wd.mkdir()
+    (wd / "escape.py").write_text(ESCAPE)
+    out = tmp_path / "out"
+    job_id = controller.submit("--gpus", "2", "--retries", "1", "--env", f"OUT={out}", "--",
+                               "sh", "-c", f"{PY} escape.py", cwd=wd)
+    first = _lines(out, 1)[0]
+    daemon = int(first.split("daemon=")[1].split()[0])
+    os.kill(int(first.split("runner=")[1].split()[0]), signal.SIGKILL)
+    try:
+        job = controller.wait_done(job_id, timeout=120)
+        assert job["state"] == "SUCCEEDED" and job["attempt"] == 2, job
+        retry = _lines(out, 2)[1]
+        assert "daemon_alive=False" in retry, (first, retry)
+    finally:  # a failed run leaves no daemon behind (checked by its command line)
+        with contextlib.suppress(OSError):
+            if b"sleep(300)" in Path(f"/proc/{daemon}/cmdline").read_bytes():
+                os.kill(daemon, signal.SIGKILL)
 
 
 def test_lost_job_without_retries_stays_lost(controller: Controller, tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import ray
 
+from clusterctl.executor import cgroups
+from clusterctl.executor.launch import KILL_TREE
 from clusterctl.executor.types import LaunchSpec, Outcome, Rendezvous, RunnerStatus, Started
 
 # Variables of the Ray worker that the user's job must not inherit (the Ray token among them).
@@ -56,6 +58,8 @@ class JobRunner:
         self.dir = root / namespace / f"job-{job_id}-a{attempt}-r{rank}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / "output.log"
+        self.cgroup: Path | None = None
+        """This rank's cgroup, where the node allows one (see ``cgroups.py``)."""
         self.log_path.touch()
         self._lock = threading.Lock()
         self._started = threading.Event()
@@ -80,6 +84,7 @@ class JobRunner:
         with self._lock:
             if not self._started.is_set() and self._proc is None and self._start_error is None:
                 cwd = self._prepare_cwd(spec, package)
+                self.cgroup = self._make_cgroup()
                 env = self._environment(spec, rendezvous)
                 self._kill_grace_s = spec.kill_grace_s
                 thread = threading.Thread(
@@ -112,9 +117,9 @@ class JobRunner:
             return f.read(max_bytes)
 
     def cleanup(self) -> None:
-        """Remove the run directory once the controller has the log; the last call made."""
-        if self._proc is not None and self._proc.poll() is None:
-            _killpg(self._proc.pid, signal.SIGKILL)
+        """End whatever is left of the job and remove the run directory once the controller
+        has the log; the last call made."""
+        self._end_everything()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- inside the actor ---------------------------------------------------------------------
@@ -145,6 +150,8 @@ class JobRunner:
         env["CLUSTERCTL_JOB_ID"] = str(self.job_id)
         env["CLUSTERCTL_ATTEMPT"] = str(self.attempt)
         env["CLUSTERCTL_RUNNER_PID"] = str(os.getpid())
+        if self.cgroup is not None:
+            env["CLUSTERCTL_CGROUP"] = str(self.cgroup)
         nodes = spec.nodes
         if nodes > 1 and rendezvous is not None:
             gpus = spec.gpus
@@ -192,7 +199,7 @@ class JobRunner:
             self._timed_out = True
             self._signal_group(self._kill_grace_s)
             proc.wait()
-        _killpg(proc.pid, signal.SIGKILL)  # nothing of a finished job is left behind
+        self._end_everything()  # nothing of a finished job is left behind
         log.close()
         code = proc.returncode
         self._outcome = Outcome(
@@ -211,6 +218,31 @@ class JobRunner:
             try:
                 proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
-                _killpg(proc.pid, signal.SIGKILL)
+                self._end_everything()
 
         threading.Thread(target=_escalate, daemon=True).start()
+
+    def _make_cgroup(self) -> Path | None:
+        """This rank's cgroup, once nothing of an earlier attempt of the job is left on this
+        node (a runner killed before it could clean up leaves its cgroup behind)."""
+        root = cgroups.job_root()
+        if root is None:
+            return None
+        for old in cgroups.earlier_attempts(root, self.job_id, self.attempt):
+            if not cgroups.kill(old):
+                raise RunnerError(f"processes of an earlier attempt ({old.name}) would not end")
+        return cgroups.create(root, self.job_id, self.attempt, self.rank)
+
+    def _end_everything(self) -> None:
+        """SIGKILL every process of the job: the shim ends its whole tree (double forks and
+        daemons included), the process group and the cgroup are the backstops."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(proc.pid, KILL_TREE)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        if proc is not None:
+            _killpg(proc.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            cgroups.kill(self.cgroup)

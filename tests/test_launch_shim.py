@@ -1,0 +1,156 @@
+"""The launch shim and the job cgroups, with real processes: no process of a job outlives its
+runner, however the runner dies and whatever the job did to escape (a double fork into a new
+session), and a finished job leaves nothing running."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clusterctl.executor import cgroups
+
+SHIM = [sys.executable, "-m", "clusterctl.executor.launch"]
+
+# A job that leaves a daemon behind: it double-forks into a new session (out of the process
+# group the runner signals), writes its pid and sleeps.
+def escaping_job(pidfile: Path, then: str = "sleep 300") -> list[str]:
+    return ["sh", "-c", f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 300' & {then}"]
+
+
+# A stand-in for the runner: starts the shim as the runner does (its own session, the runner's
+# pid for the PDEATHSIG check), prints the shim's pid, and waits to be killed.
+FAKE_RUNNER = textwrap.dedent("""
+    import os, subprocess, sys, time
+    env = {**os.environ, "CLUSTERCTL_RUNNER_PID": str(os.getpid())}
+    p = subprocess.Popen([sys.executable, "-m", "clusterctl.executor.launch", *sys.argv[1:]],
+                         env=env, start_new_session=True)
+    print(p.pid, flush=True)
+    p.wait()
+    time.sleep(300)
+""")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(check, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def daemon_pid(pidfile: Path) -> int:
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip()), "no daemon"
+    return int(pidfile.read_text())
+
+
+@pytest.fixture
+def cgroup() -> Iterator[Path]:
+    root = cgroups.job_root()
+    if root is None:
+        pytest.skip("no writable cgroup v2 hierarchy here")
+    path = root / f"test-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    yield path
+    cgroups.kill(path)
+    with contextlib.suppress(OSError):
+        root.rmdir()  # gone once no job's cgroup is in it
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(tmp_path: Path) -> Iterator[None]:
+    """Whatever a failing test leaves running is killed: the daemons it started, by pid."""
+    yield
+    for pidfile in tmp_path.glob("*.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(pidfile.read_text())
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"):  # still ours
+                os.kill(pid, signal.SIGKILL)
+
+
+RUNNERS: list[subprocess.Popen[str]] = []
+
+
+def start_runner(job: list[str], env: dict[str, str] | None = None
+                 ) -> tuple[subprocess.Popen[str], int]:
+    runner = subprocess.Popen([sys.executable, "-c", FAKE_RUNNER, *job], text=True,
+                              stdout=subprocess.PIPE, env={**os.environ, **(env or {})})
+    RUNNERS.append(runner)
+    assert runner.stdout is not None
+    return runner, int(runner.stdout.readline())
+
+
+@pytest.fixture(autouse=True)
+def no_runner_left() -> Iterator[None]:
+    yield
+    while RUNNERS:
+        r = RUNNERS.pop()
+        r.kill()
+        r.wait()
+
+
+def test_a_killed_runner_takes_every_process_of_the_job_with_it(tmp_path: Path) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    runner, shim = start_runner(escaping_job(pidfile))
+    daemon = daemon_pid(pidfile)
+    assert os.getsid(daemon) != os.getsid(shim)  # it did leave the job's session
+    runner.kill()  # SIGKILL, as when the Ray worker is killed
+    runner.wait()
+    assert wait_for(lambda: not alive(daemon) and not alive(shim), 5), "a job process lived on"
+
+
+def test_a_finished_job_leaves_nothing_running_and_keeps_its_exit_code(tmp_path: Path) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    r = subprocess.run([*SHIM, *escaping_job(pidfile, then="sleep 0.3; exit 3")], timeout=30)
+    assert r.returncode == 3
+    assert not alive(daemon_pid(pidfile))
+
+
+def test_a_job_killed_by_a_signal_is_reported_so(tmp_path: Path) -> None:
+    r = subprocess.run([*SHIM, "sh", "-c", "kill -TERM $$"], timeout=30)
+    assert r.returncode == -signal.SIGTERM
+    missing = subprocess.run([*SHIM, "no-such-command-xyz"], capture_output=True, text=True,
+                             timeout=30)
+    assert missing.returncode == 127 and "command not found" in missing.stderr
+
+
+def test_the_cgroup_ends_a_job_whose_shim_was_killed(tmp_path: Path, cgroup: Path) -> None:
+    """The backstop: with the shim itself SIGKILLed (nothing left to walk the tree), the
+    rank's cgroup still holds every process, and killing it ends them."""
+    pidfile = tmp_path / "daemon.pid"
+    runner, shim = start_runner(escaping_job(pidfile), {"CLUSTERCTL_CGROUP": str(cgroup)})
+    daemon = daemon_pid(pidfile)
+    members = (cgroup / "cgroup.procs").read_text().split()
+    assert str(shim) in members and str(daemon) in members
+    os.kill(shim, signal.SIGKILL)
+    time.sleep(0.3)
+    assert alive(daemon)  # escaped the shim's end: only the cgroup has it now
+    assert cgroups.kill(cgroup)
+    assert not alive(daemon) and not cgroup.exists()
+    runner.kill()
+    runner.wait()
+
+
+def test_earlier_attempts_are_found_by_job(tmp_path: Path) -> None:
+    for n in ("job-7-a1-r0", "job-7-a2-r1", "job-7-a3-r0", "job-17-a1-r0", "other"):
+        (tmp_path / n).mkdir()
+    assert [p.name for p in cgroups.earlier_attempts(tmp_path, 7, 3)] == [
+        "job-7-a1-r0", "job-7-a2-r1"]
