@@ -154,3 +154,23 @@ def test_earlier_attempts_are_found_by_job(tmp_path: Path) -> None:
         (tmp_path / n).mkdir()
     assert [p.name for p in cgroups.earlier_attempts(tmp_path, 7, 3)] == [
         "job-7-a1-r0", "job-7-a2-r1"]
+
+
+def test_installations_sharing_a_node_keep_their_jobs_apart() -> None:
+    """Job ids restart at 1 in every installation: a retry of job 1 in one must not end job 1
+    of another that runs on the same node (each installation has its own cgroup folder)."""
+    tag = uuid.uuid4().hex[:8]
+    a, b = cgroups.job_root(f"test-a-{tag}"), cgroups.job_root(f"test-b-{tag}")
+    if a is None or b is None:
+        pytest.skip("no writable cgroup v2 hierarchy here")
+    try:
+        first = cgroups.create(a, 1, 1, 0)
+        assert first is not None and first.parent != b
+        assert cgroups.earlier_attempts(b, 1, 2) == []
+        assert cgroups.earlier_attempts(a, 1, 2) == [first]
+    finally:
+        for root in (a, b):
+            for child in root.iterdir():
+                if child.is_dir():
+                    cgroups.kill(child)
+            root.rmdir()

@@ -2,12 +2,12 @@
 ``cgroup.kill`` kills all of a cgroup's processes at once, forks in flight included, and no
 process can leave the cgroup on its own (a double fork or ``setsid`` stays inside).
 
-The jobs' cgroups sit under ``clusterctl-jobs`` below the runner's own cgroup, on the cgroup v2
-hierarchy (``/sys/fs/cgroup`` on current Debian/Ubuntu; ``/sys/fs/cgroup/unified`` on hybrid
-hosts). No controller is enabled: only the kill and the membership are used, so the parent's
-processes may stay where they are. Where the hierarchy is missing or not writable (``up`` as an
-ordinary user), :func:`job_root` is None and the launch shim's subreaper does the same work
-from ``/proc`` (see ``launch.py``).
+The jobs' cgroups sit under ``clusterctl-jobs/<installation>`` below the runner's own cgroup,
+on the cgroup v2 hierarchy (``/sys/fs/cgroup`` on current Debian/Ubuntu,
+``/sys/fs/cgroup/unified`` on hybrid hosts). No controller is enabled: only the kill and the
+membership are used, so the parent's processes may stay where they are. Where the hierarchy
+is missing or not writable (``up`` as an ordinary user), :func:`job_root` is None and the
+launch shim's subreaper does the same work from ``/proc`` (see ``launch.py``).
 """
 
 from __future__ import annotations
@@ -46,16 +46,20 @@ def own_cgroup(proc_cgroup: str = "/proc/self/cgroup") -> str | None:
     return None
 
 
-def job_root(mount: Path | None = None, own: str | None = None) -> Path | None:
-    """The directory the jobs' cgroups go in, created if need be; None where there is no
-    writable cgroup v2 hierarchy."""
+def job_root(installation: str | None = None, mount: Path | None = None,
+             own: str | None = None) -> Path | None:
+    """The directory the jobs' cgroups go in (one per installation, named by its Ray
+    namespace: job ids of two installations sharing a node must not meet), created if need
+    be; None where there is no writable cgroup v2 hierarchy."""
     mount = mount if mount is not None else v2_mount()
     own = own if own is not None else own_cgroup()
     if mount is None or own is None:
         return None
     root = mount / own.lstrip("/") / ROOT_NAME
+    if installation:
+        root = root / installation
     try:
-        root.mkdir(exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
     return root if (root / "cgroup.procs").exists() and os.access(root, os.W_OK) else None

@@ -54,6 +54,7 @@ class JobRunner:
     def __init__(self, namespace: str, job_id: int, attempt: int, rank: int,
                  run_root: str | None = None) -> None:
         self.job_id, self.attempt, self.rank = job_id, attempt, rank
+        self.namespace = namespace
         root = Path(run_root) if run_root else default_run_root()
         self.dir = root / namespace / f"job-{job_id}-a{attempt}-r{rank}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +108,12 @@ class JobRunner:
         return RunnerStatus(self._start_info, self._outcome, self._start_error)
 
     def terminate(self, grace_s: float | None = None) -> None:
-        """SIGTERM to the process group, SIGKILL after the grace period."""
+        """SIGTERM to the process group, SIGKILL after the grace period. A command that has
+        already exited is not marked terminated: it ended on its own, and its outcome says so
+        (a cancel racing the job's own end does not turn its exit 0 into CANCELLED)."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
         self._terminating = True
         self._signal_group(self._kill_grace_s if grace_s is None else grace_s)
 
@@ -225,7 +231,7 @@ class JobRunner:
     def _make_cgroup(self) -> Path | None:
         """This rank's cgroup, once nothing of an earlier attempt of the job is left on this
         node (a runner killed before it could clean up leaves its cgroup behind)."""
-        root = cgroups.job_root()
+        root = cgroups.job_root(self.namespace)
         if root is None:
             return None
         for old in cgroups.earlier_attempts(root, self.job_id, self.attempt):
