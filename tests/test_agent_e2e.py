@@ -139,7 +139,7 @@ def test_batch_sent_twice_and_bad_batches(controller: Controller) -> None:
     assert httpx.post(url, json={**batch, "node": "node-b"}, headers=auth).status_code == 403
     assert httpx.post(url, json=batch, headers={"Authorization": "Bearer nope"}
                       ).status_code == 401
-    user_token = controller.env.get("CLUSTERCTL_TOKEN") or _config_token(controller)
+    user_token = controller.env.get("CLUSTERCTL_TOKEN") or controller.token()
     assert httpx.post(url, json=batch, headers={"Authorization": f"Bearer {user_token}"}
                       ).status_code == 401  # a user token is not a node token
     bad = sample_batch("node-a", reads=2, seq0=50)
@@ -156,10 +156,3 @@ def test_node_token_needs_an_admin_and_a_host_name(controller: Controller) -> No
     created = controller.json("admin", "user", "add", "eve", "--team", "t")
     r = controller.cli("admin", "node-token", "node-a", token=created["token"])
     assert r.returncode == 1 and "admin" in r.stderr
-
-
-def _config_token(controller: Controller) -> str:
-    for line in (controller.root / "config.toml").read_text().splitlines():
-        if line.startswith("token"):
-            return line.split("=", 1)[1].strip().strip('"')
-    raise AssertionError("no token in the config")

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -140,11 +141,42 @@ def test_cancel_pending_and_running_jobs(controller: Controller, tmp_path: Path)
     assert controller.show(pending)["state"] == "CANCELLED"
     assert controller.cli("cancel", str(running)).returncode == 0
     job = controller.wait_done(running, timeout=60)  # SIGTERM is ignored: SIGKILL after 2s
-    assert job["state"] == "CANCELLED"
+    assert job["state"] == "CANCELLED", (job["reason"], job["history"])
     assert not _alive(pid)
     assert "ignoring SIGTERM" in controller.cli("logs", str(running)).stdout
     again = controller.cli("cancel", str(running))
     assert again.returncode == 1 and "already ended" in again.stderr
+
+
+def test_a_cancel_racing_the_jobs_own_end_keeps_its_outcome(controller: Controller,
+                                                              tmp_path: Path) -> None:
+    """Jobs cancelled the moment their process has exited by itself, before the controller has
+    collected them: they succeeded, so they stay SUCCEEDED and `wait` says 0 (#17)."""
+    pidfiles = [tmp_path / f"{i}.pid" for i in range(6)]
+    jobs = [controller.submit("--", PY, "-c",
+                              f"import os; open({str(p)!r}, 'w').write(str(os.getpid()))")
+            for p in pidfiles]
+
+    def cancel_once_exited(job_id: int, pidfile: Path) -> None:
+        deadline = time.monotonic() + 90
+        while not (pidfile.exists() and pidfile.read_text()):
+            assert time.monotonic() < deadline, f"job {job_id} never ran"
+            time.sleep(0.005)
+        pid = int(pidfile.read_text())
+        while os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.002)
+        controller.api("POST", f"/v1/jobs/{job_id}/cancel")  # 200, or 409 if already collected
+
+    threads = [threading.Thread(target=cancel_once_exited, args=jp)
+               for jp in zip(jobs, pidfiles, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for job_id in jobs:
+        done = controller.wait_done(job_id)
+        assert done["state"] == "SUCCEEDED", (done["reason"], done["exit_code"], done["history"])
+        assert controller.cli("wait", str(job_id)).returncode == 0
 
 
 def test_time_limit_ends_as_timeout(controller: Controller, tmp_path: Path) -> None:

@@ -27,6 +27,27 @@ def at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, timezone.utc)
 
 
+def verdict(job: Job, launch: Launch) -> tuple[JobState, str, int | None]:
+    """How an attempt whose ranks all ended ends: its state, reason and exit code."""
+    outcomes = [launch.outcomes[r] for r in sorted(launch.outcomes)]
+    rank0 = outcomes[0].exit_code
+    if job.cancel_requested and any(o.terminated for o in outcomes):
+        # Signalled before it ended. One that ended first keeps its own outcome below.
+        return S.CANCELLED, job.reason or "cancelled", rank0
+    if any(o.timed_out for o in outcomes):
+        limit = job.time_limit_s or 0
+        return S.TIMEOUT, f"time limit of {limit}s reached", rank0
+    if job.preempt_requested and any(o.terminated for o in outcomes):
+        # Whatever the exit code: a job that checkpoints on SIGTERM and exits 0 is not done.
+        return S.PENDING, job.reason or "preempted", None
+    failed = [o for o in outcomes if o.exit_code != 0]
+    if not failed:
+        return S.SUCCEEDED, "exit code 0", 0
+    first = failed[0]
+    where = f" on rank {first.rank}" if launch.ranks > 1 else ""
+    return S.FAILED, f"exit code {first.exit_code}{where}", first.exit_code
+
+
 class Attempts:
     def __init__(
         self,
@@ -100,30 +121,25 @@ class Attempts:
 
     def _progress_one(self, job: Job, launch: Launch) -> None:
         assert job.id is not None
-        if job.cancel_requested and not launch.terminating:
-            if launch.started is None:
-                self._end(job, launch, S.CANCELLED, job.reason or "cancelled", None)
-                return
-            self.executor.terminate(launch, self.kill_grace_s)
-        elif job.preempt_requested and not launch.terminating:
-            if launch.started is None:  # nothing to checkpoint: give the GPUs back now
-                self._end(job, launch, S.PENDING, job.reason or "preempted", None)
-                return
-            self.executor.terminate(launch, self.preempt_grace_s)
+        asked = job.cancel_requested or job.preempt_requested
+        if asked and launch.started is not None:
+            self._signal(job, launch)
         p = self.executor.poll(launch)
         if p.kind is Phase.STARTING:
-            if self.monotonic() - launch.launched_at > self.start_timeout_s:
+            if asked:  # nothing has started: nothing to checkpoint, give the GPUs back now
+                self._end(job, launch, S.CANCELLED if job.cancel_requested else S.PENDING,
+                          job.reason or ("cancelled" if job.cancel_requested else "preempted"),
+                          None)
+            elif self.monotonic() - launch.launched_at > self.start_timeout_s:
                 self.executor.release(job.id, job.attempt, launch.ranks)
                 self.launches.pop(job.id, None)
                 self.jobs.requeue(
                     job, f"GPUs not granted by Ray within {self.start_timeout_s:.0f}s")
             return
-        if p.kind is Phase.STARTED:
+        if p.kind is Phase.STARTED:  # it may have ended already: the signal then finds nothing
             self._mark_running(job, launch)
-            if job.cancel_requested:
-                self.executor.terminate(launch, self.kill_grace_s)
-            elif job.preempt_requested:
-                self.executor.terminate(launch, self.preempt_grace_s)
+            if asked:
+                self._signal(job, launch)
             return
         self._pull_logs(launch)
         if p.kind is Phase.RUNNING:
@@ -137,27 +153,16 @@ class Attempts:
                 self._end(job, launch, S.LOST, p.error or "runner lost", None)
         elif p.kind is Phase.DONE:
             self._pull_logs(launch, drain=True)
-            state, reason, code = self.verdict(job, launch)
+            state, reason, code = verdict(job, launch)
             ended = max(o.ended_at for o in launch.outcomes.values())
             self._end(job, launch, state, reason, code, ended_at=at(ended))
 
-    def verdict(self, job: Job, launch: Launch) -> tuple[JobState, str, int | None]:
-        outcomes = [launch.outcomes[r] for r in sorted(launch.outcomes)]
-        rank0 = outcomes[0].exit_code
-        if job.cancel_requested:
-            return S.CANCELLED, job.reason or "cancelled", rank0
-        if any(o.timed_out for o in outcomes):
-            limit = job.time_limit_s or 0
-            return S.TIMEOUT, f"time limit of {limit}s reached", rank0
-        if job.preempt_requested and any(o.terminated for o in outcomes):
-            # Whatever the exit code: a job that checkpoints on SIGTERM and exits 0 is not done.
-            return S.PENDING, job.reason or "preempted", None
-        failed = [o for o in outcomes if o.exit_code != 0]
-        if not failed:
-            return S.SUCCEEDED, "exit code 0", 0
-        first = failed[0]
-        where = f" on rank {first.rank}" if launch.ranks > 1 else ""
-        return S.FAILED, f"exit code {first.exit_code}{where}", first.exit_code
+    def _signal(self, job: Job, launch: Launch) -> None:
+        """SIGTERM a started attempt that was cancelled (kill grace) or is being preempted (the
+        preemption grace), once."""
+        if not launch.terminating:
+            self.executor.terminate(
+                launch, self.kill_grace_s if job.cancel_requested else self.preempt_grace_s)
 
     def _mark_running(self, job: Job, launch: Launch) -> None:
         assert job.id is not None and launch.started is not None
