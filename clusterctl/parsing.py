@@ -13,6 +13,11 @@ from datetime import datetime, timedelta, timezone
 MAX_GPUS_PER_NODE = 1024
 MAX_NODES = 4096
 MAX_TIME_LIMIT_S = 365 * 86400
+MAX_JOB_ID = 2**31 - 1
+"""Job ids are the database's 32-bit integer keys (SQLite and PostgreSQL alike)."""
+
+
+MAX_MESSAGE = 300
 
 
 @dataclass
@@ -20,13 +25,21 @@ class BadInput(ValueError):
     field: str
     message: str
 
+    def __post_init__(self) -> None:
+        # Messages quote what was typed: a 50 MB value still makes a one-line answer.
+        if len(self.message) > MAX_MESSAGE:
+            half = MAX_MESSAGE // 2
+            self.message = f"{self.message[:half]}…{self.message[-half:]}"
+
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_UNIT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
-_CLOCK_RE = re.compile(r"^\s*(?:(\d+)-)?(\d+):(\d{1,2})(?::(\d{1,2}))?\s*$")
+# Bounded digit counts: a number past them is longer than any limit, and 400 nines would
+# overflow the arithmetic.
+_UNIT_RE = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,9})?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_CLOCK_RE = re.compile(r"^\s*(?:(\d{1,6})-)?(\d{1,9}):(\d{1,2})(?::(\d{1,2}))?\s*$")
 
 DURATION_HELP = "a positive duration such as 90m, 2h, 1d, 45s or 1:30:00"
 
@@ -124,7 +137,12 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
             raise BadInput("--env", f"{key!r} is not a variable name (letters, digits, _)")
         if key in RESERVED_ENV:
             raise BadInput("--env", f"{key} is set by clusterctl and cannot be overridden")
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_ENV_VALUE_BYTES:
+            raise BadInput("--env", f"{key}'s value is longer than "
+                           f"{MAX_ENV_VALUE_BYTES // 1024} KiB")
         env[key] = value
+    if len(env) > MAX_ENV_VARS:
+        raise BadInput("--env", f"sets {len(env)} variables; at most {MAX_ENV_VARS} are allowed")
     return env
 
 
@@ -132,7 +150,7 @@ def parse_job_id(text: str | int) -> int:
     """Job ids are positive integers; anything else (``1 OR 1=1``, ``../x``, ``''``) is refused
     before it reaches a URL or a query."""
     raw = str(text).strip()
-    if not re.fullmatch(r"\d{1,18}", raw) or int(raw) < 1:
+    if not re.fullmatch(r"\d{1,10}", raw) or not 1 <= int(raw) <= MAX_JOB_ID:
         raise BadInput("JOB", f"{text!r} is not a job id (a positive whole number)")
     return int(raw)
 
@@ -159,9 +177,23 @@ def parse_node_name(text: str, field: str = "NODE") -> str:
     return text
 
 
+MAX_ARGS = 4096
+MAX_ARG_BYTES = 128 * 1024
+"""Linux's limit on one argument (MAX_ARG_STRLEN)."""
+MAX_COMMAND_BYTES = 256 * 1024
+MAX_ENV_VARS = 256
+MAX_ENV_VALUE_BYTES = 32 * 1024
+
+
 def parse_command(args: list[str]) -> list[str]:
     if not args or not args[0].strip():
         raise BadInput("COMMAND", "is empty: give the command after '--'")
+    if len(args) > MAX_ARGS:
+        raise BadInput("COMMAND", f"has {len(args)} arguments; at most {MAX_ARGS} are allowed")
+    sizes = [len(a.encode("utf-8", "surrogatepass")) for a in args]
+    if max(sizes) > MAX_ARG_BYTES or sum(sizes) > MAX_COMMAND_BYTES:
+        raise BadInput("COMMAND", f"is too long: at most {MAX_ARG_BYTES // 1024} KiB an "
+                       f"argument and {MAX_COMMAND_BYTES // 1024} KiB in all")
     return list(args)
 
 
@@ -227,6 +259,8 @@ def parse_overestimate(value: str) -> tuple[float, float]:
 
 
 MAX_ARRAY_TASKS = 10_000
+MAX_ARRAY_INDEX = 4_000_000
+"""Slurm's largest MaxArraySize less one."""
 _ARRAY_ITEM_RE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
 ARRAY_HELP = "indices such as 0-31, 0-31%4 (at most 4 at once), 0-30:2 or 1,5,9"
 
@@ -245,12 +279,14 @@ def parse_array(text: str) -> tuple[list[int], int | None]:
         step = int(m.group(3)) if m.group(3) is not None else 1
         if last < first or step < 1:
             raise BadInput("--array", f"{item.strip()!r} must be A-B with A ≤ B and a step ≥ 1")
+        if last > MAX_ARRAY_INDEX:
+            raise BadInput("--array", f"indices go up to {MAX_ARRAY_INDEX}")
         if (last - first) // step + 1 + len(indices) > MAX_ARRAY_TASKS:
             raise BadInput("--array", f"{text!r} has more than {MAX_ARRAY_TASKS} tasks")
         indices.update(range(first, last + 1, step))
     limit = None
     if pct:
-        if not limit_text.isdigit() or int(limit_text) < 1:
+        if not re.fullmatch(r"\d{1,6}", limit_text) or int(limit_text) < 1:
             raise BadInput("--array", f"%{limit_text} must be a whole number of tasks ≥ 1")
         limit = int(limit_text)
     return sorted(indices), limit
@@ -263,7 +299,8 @@ def parse_after(values: list[str]) -> list[dict[str, int | bool]]:
     for value in values:
         for item in str(value).split(","):
             job, colon, cond = item.strip().partition(":")
-            if not job.isdigit() or int(job) < 1 or (colon and cond.lower() != "ok"):
+            if not re.fullmatch(r"\d{1,10}", job) or not 1 <= int(job) <= MAX_JOB_ID or (
+                    colon and cond.lower() != "ok"):
                 raise BadInput("--after", f"{item.strip()!r} must be JOB or JOB:ok, "
                                "such as 12:ok")
             out[int(job)] = out.get(int(job), False) or bool(colon)

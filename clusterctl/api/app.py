@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from clusterctl.api.guard import EdgeGuard
 from clusterctl.api.routes import hardware, ingest, jobs, logs, metrics, nodes, reports, users
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
@@ -35,6 +36,7 @@ def create_app(controller: ControllerApi) -> FastAPI:
     app.state.services = controller
     app.add_exception_handler(BadInput, _bad_input)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_middleware(EdgeGuard)
     for module in ROUTERS:
         app.include_router(module.router)
     return app

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 class LogStore:
@@ -50,6 +50,11 @@ class PackageStore:
         if not _SHA_RE.match(sha):
             raise ValueError("package id must be a sha256 hex digest")
         return self.root / f"{sha}.zip"
+
+    @staticmethod
+    def valid(sha: str) -> bool:
+        """A sha256 hex digest: nothing else is ever a path here (``../../etc/passwd``)."""
+        return bool(_SHA_RE.match(sha))
 
     def exists(self, sha: str) -> bool:
         return self.path(sha).exists()

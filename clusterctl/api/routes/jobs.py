@@ -85,7 +85,8 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
     env = parsing.parse_env([f"{k}={v}" for k, v in body.env.items()])
     team = parsing.parse_name(body.team, "--team") if body.team else user.team
     name = parsing.parse_name(body.name, "--name") if body.name else default_name(command)
-    if body.package and not ctl.packages.exists(body.package):
+    if body.package and not (ctl.packages.valid(body.package)
+                             and ctl.packages.exists(body.package)):
         raise BadInput("package", "is not an uploaded package id")
     if body.workdir and not body.workdir.startswith("/"):
         raise BadInput("--workdir", f"{body.workdir!r} must be an absolute path")
