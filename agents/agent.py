@@ -90,6 +90,7 @@ class Agent:
             samples_shipped=self.shipper.shipped if self.shipper else 0,
             samples_spooled=self.spool.pending() if self.spool else 0,
             samples_dropped=self.spool.dropped() if self.spool else 0,
+            samples_refused=self.shipper.refused if self.shipper else 0,
             read_errors=self.read_errors,
             last_ship=self.shipper.last_ship if self.shipper else None,
         )

@@ -34,6 +34,7 @@ class ExportView:
     samples_shipped: int = 0
     samples_spooled: int = 0
     samples_dropped: int = 0
+    samples_refused: int = 0
     read_errors: int = 0
     last_ship: float | None = None
 
@@ -116,6 +117,9 @@ class GpuCollector(Collector):
                       "Samples the controller confirmed it stored.", v.samples_shipped)
         yield counter("clusterctl_agent_samples_dropped",
                       "Samples dropped because the spool was full.", v.samples_dropped)
+        yield counter("clusterctl_agent_samples_refused",
+                      "Samples the controller refused for good (a time stamp outside its "
+                      "clock window: check this node's clock).", v.samples_refused)
         yield counter("clusterctl_agent_read_errors", "GPU reads that failed.", v.read_errors)
         yield GaugeMetricFamily("clusterctl_agent_samples_spooled",
                                 "Samples waiting in the local spool to be shipped.",

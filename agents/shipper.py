@@ -49,6 +49,8 @@ class Shipper:
         self.clock = clock
         self.max_backoff_s = max_backoff_s
         self.shipped = 0
+        self.refused = 0
+        """Samples the controller refused (stamped outside its clock window)."""
         self.last_ship: float | None = None
         self.kick = threading.Event()
         self.stopped = threading.Event()
@@ -61,12 +63,21 @@ class Shipper:
             if not rows:
                 break
             r = self.http.post("/v1/agent/samples", json={"node": self.node, "samples": rows})
+            if r.status_code == 422:  # refused for good (e.g. this node's clock is wrong):
+                # sending it again would only hold back every sample behind it
+                log.error("the controller refused %d samples and they are dropped: %s",
+                          len(rows), r.text[:300])
+                self.spool.ack(upto)
+                self.refused += len(rows)
+                continue
             r.raise_for_status()
             self.spool.ack(upto)
+            answer = r.json()
             sent += len(rows)
-            self.shipped += len(rows)
+            self.shipped += answer.get("inserted", 0) + answer.get("duplicates", 0)
+            self.refused += answer.get("refused", 0)
             self.last_ship = self.clock()
-            self.on_allocations(r.json().get("allocations", []))
+            self.on_allocations(answer.get("allocations", []))
         return sent
 
     def run(self, every_s: float) -> None:

@@ -99,7 +99,8 @@ class SimulatedReader:
                  uuid=f"GPU-{base:08x}-5151-4d00-8000-{i:012x}",
                  profile=(profiles or {}).get(i, PROFILES["normal"]),
                  rng=random.Random((seed if seed is not None else base) * 1009 + i),
-                 energy_mj=float(random.Random(base + i).randint(10**8, 10**9)),
+                 energy_mj=0.0,  # as after a driver load: a restarted agent's GPUs count
+                 # from zero, which the sample logic reads as a reset (never a spike)
                  last_reset=self.started)
             for i in range(count)
         ]

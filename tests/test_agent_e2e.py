@@ -131,7 +131,8 @@ def test_batch_sent_twice_and_bad_batches(controller: Controller) -> None:
     token = node_token(controller)
     url = f"http://127.0.0.1:{controller.port}/v1/agent/samples"
     auth = {"Authorization": f"Bearer {token}"}
-    batch = {"node": "node-a", "samples": sample_batch("node-a", reads=5)}
+    now = time.time()
+    batch = {"node": "node-a", "samples": sample_batch("node-a", reads=5, t0=now - 60)}
     first = httpx.post(url, json=batch, headers=auth).json()
     again = httpx.post(url, json=batch, headers=auth).json()
     assert (first["inserted"], first["duplicates"]) == (10, 0)
@@ -142,12 +143,29 @@ def test_batch_sent_twice_and_bad_batches(controller: Controller) -> None:
     user_token = controller.env.get("CLUSTERCTL_TOKEN") or controller.token()
     assert httpx.post(url, json=batch, headers={"Authorization": f"Bearer {user_token}"}
                       ).status_code == 401  # a user token is not a node token
-    bad = sample_batch("node-a", reads=2, seq0=50)
+    bad = sample_batch("node-a", reads=2, seq0=50, t0=now - 30)
     bad[1]["utilization"] = 1.7
     r = httpx.post(url, json={"node": "node-a", "samples": bad}, headers=auth)
     assert r.status_code == 422 and "utilization" in r.json()["detail"]
     assert httpx.post(url, json={"node": "node-a", "samples": bad[:1]},
                       headers=auth).json()["inserted"] == 1  # nothing of the bad batch stayed
+    # A node whose clock is wrong: its samples from the future (or older than the raw
+    # retention) are refused and counted; the others of the batch are stored.
+    future = sample_batch("node-a", gpus=1, reads=1, seq0=90, t0=99999999999.0)
+    good = sample_batch("node-a", gpus=1, reads=1, seq0=91, t0=now - 10)
+    mixed = httpx.post(url, json={"node": "node-a", "samples": future + good}, headers=auth)
+    assert mixed.status_code == 200, mixed.text
+    assert (mixed.json()["inserted"], mixed.json()["refused"]) == (1, 1)
+    only_future = httpx.post(url, json={"node": "node-a", "samples": future}, headers=auth)
+    assert only_future.status_code == 422 and only_future.json()["field"] == "samples"
+    too_old = sample_batch("node-a", gpus=1, reads=1, seq0=92, t0=now - 30 * 86400)
+    assert httpx.post(url, json={"node": "node-a", "samples": too_old},
+                      headers=auth).status_code == 422
+    gpu0 = next(g for g in controller.json("nodes")[0]["gpu_jobs"] if g["index"] == 0)
+    assert utc(gpu0["sampled_at"]).timestamp() < time.time() + 1  # the live view is not pinned
+    metrics = httpx.get(f"http://127.0.0.1:{controller.port}/metrics", timeout=5).text
+    assert 'clusterctl_samples_refused_total{reason="future"} 2.0' in metrics
+    assert 'clusterctl_samples_refused_total{reason="too_old"} 1.0' in metrics
 
 
 def test_node_token_needs_an_admin_and_a_host_name(controller: Controller) -> None:

@@ -169,3 +169,23 @@ def test_parse_profiles() -> None:
     assert parse_profiles(None) == {}
     with pytest.raises(ValueError, match="INDEX=PROFILE"):
         parse_profiles("1=broken")
+
+
+def test_a_restarted_simulated_agent_books_no_spike_of_energy() -> None:
+    """#17: the simulated counter began at its seed again after a restart, and the reset logic
+    booked that seed (about 0.22 kWh) as one sample's energy. It counts from zero now."""
+    from agents.samples import sample_rows
+
+    clock = Clock()
+    first = SimulatedReader(2, busy=lambda: {0, 1}, clock=clock, seed=3)
+    last: dict = {}  # type: ignore[type-arg]
+    for seq in range(4):
+        rows, last = sample_rows(first.read(), seq, "boot", 5.0, last)
+        clock.t += 5
+    clock.t += 20  # the agent is down for 20 s, then a new one starts on the same node
+    second = SimulatedReader(2, busy=lambda: {0, 1}, clock=clock, seed=3)
+    for seq in range(4, 7):
+        rows, last = sample_rows(second.read(), seq, "boot", 5.0, last)
+        for r in rows:  # at most full power over the span, never a counter's worth
+            assert r["energy_mj"] is None or r["energy_mj"] <= 1000 * 1000 * r["span_s"]
+        clock.t += 5

@@ -176,6 +176,8 @@ class HolderOut(BaseModel):
 class IngestOut(BaseModel):
     inserted: int
     duplicates: int
+    refused: int = 0
+    """Samples stamped outside the controller's clock window, not stored."""
     allocations: list[HolderOut]
     """Which of the node's GPUs hold a job now, for the agent's metric labels."""
 

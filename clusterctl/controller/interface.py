@@ -9,6 +9,7 @@ routes read and write jobs, users and the inventory through them, with their gua
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -18,6 +19,13 @@ from clusterctl.executor.types import NodeInfo
 from clusterctl.scheduler.state import Wait
 from clusterctl.store import Allocation, CostStore, Job, JobStore, NodeStore, SampleStore, UserStore
 from clusterctl.usage import Usage
+
+
+@dataclass(frozen=True)
+class Ingest:
+    inserted: int
+    duplicates: int
+    refused: int
 
 
 class ControllerApi(Protocol):
@@ -74,6 +82,11 @@ class ControllerApi(Protocol):
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
                loaded: bool, min_idle_s: float, now: datetime) -> dict[str, Any]:
         """A report as JSON (the CLI draws tables, CSV and plots from it)."""
+        ...
+
+    def ingest(self, node: str, rows: list[dict[str, Any]]) -> Ingest:
+        """Store an agent's samples, less those stamped outside the controller's clock
+        window (counted in ``clusterctl_samples_refused_total``)."""
         ...
 
     def metrics(self) -> bytes:

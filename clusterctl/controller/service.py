@@ -19,14 +19,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.controller.interface import Ingest
 from clusterctl.controller.metrics import ControllerCollector
 from clusterctl.controller.reports import ReportService, build
 from clusterctl.controller.scheduling import Scheduler
-from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage
+from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage, within_clock
 from clusterctl.executor.local_ray import ray_env
 from clusterctl.executor.types import NodeInfo
 from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
@@ -122,6 +123,10 @@ class Controller:
         self.registry.register(ControllerCollector(
             self.jobs, self.costs, self.drains, self.cluster,
             self.scheduler.policy_config.quotas, lambda: self.scheduler.passes))
+        self.refused = Counter("clusterctl_samples_refused",
+                               "Agent samples refused for a time stamp outside the controller's "
+                               "clock window (future: beyond its clock skew; too_old: past the "
+                               "raw retention).", ["reason"], registry=self.registry)
 
     def _connect(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -193,6 +198,14 @@ class Controller:
                loaded: bool, min_idle_s: float, now: datetime) -> dict[str, Any]:
         return build(self.reports, kind, start, end, by=by, loaded=loaded,
                      min_idle_s=min_idle_s, now=now)
+
+    def ingest(self, node: str, rows: list[dict[str, Any]]) -> Ingest:
+        kept, refused = within_clock(rows, time.time(), self.settings.sample_retention_s)
+        for reason, n in refused.items():
+            if n:
+                self.refused.labels(reason).inc(n)
+        stored = self.samples.ingest(node, kept)
+        return Ingest(stored.inserted, stored.duplicates, len(rows) - len(kept))
 
     def metrics(self) -> bytes:
         return generate_latest(self.registry)

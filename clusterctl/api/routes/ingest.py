@@ -11,6 +11,7 @@ from clusterctl.api.auth import CurrentNode
 from clusterctl.api.deps import Controller
 from clusterctl.api.schemas import HolderOut, IngestOut, SampleBatch
 from clusterctl.controller.interface import ControllerApi
+from clusterctl.parsing import BadInput
 
 router = APIRouter()
 
@@ -31,8 +32,12 @@ def _store_batch(ctl: ControllerApi, raw: bytes, node: str) -> IngestOut:
             [{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
     if body.node != node:
         raise HTTPException(403, f"this token ships samples for node {node}, not {body.node}")
-    stored = ctl.samples.ingest(node, [s.model_dump() for s in body.samples])
+    stored = ctl.ingest(node, [s.model_dump() for s in body.samples])
+    if body.samples and stored.refused == len(body.samples):
+        raise BadInput("samples", f"all {stored.refused} are stamped outside the controller's "
+                       "clock window (is this node's clock right?)")
     active = {j.id: j for j in ctl.jobs.active()}
     held = [HolderOut(gpu_index=a.gpu_index, job_id=a.job_id, user=active[a.job_id].user)
             for a in ctl.jobs.allocations(open_only=True, node=node) if a.job_id in active]
-    return IngestOut(inserted=stored.inserted, duplicates=stored.duplicates, allocations=held)
+    return IngestOut(inserted=stored.inserted, duplicates=stored.duplicates,
+                     refused=stored.refused, allocations=held)
