@@ -1,11 +1,21 @@
 """The HTTP client the CLI uses. It turns every failure into :class:`ApiError` with the exit
-code the CLI should use: 2 for bad input, 1 for everything else."""
+code the CLI should use: 2 for bad input, 1 for everything else. While the controller answers
+503 (its database is down), it waits and tries again, with backoff, saying what it waits for."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
 
 
 class ApiError(Exception):
@@ -15,16 +25,41 @@ class ApiError(Exception):
         self.status = status
 
 
+def _unavailable(e: BaseException) -> bool:
+    return isinstance(e, ApiError) and e.status == 503
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 class Client:
-    def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, token: str | None, timeout: float = 30.0,
+                 wait_for_s: float = 120.0,
+                 say: Callable[[str], None] = _to_stderr) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.wait_for_s = wait_for_s
+        """How long to keep trying while the controller answers 503."""
+        self.say = say
 
     def close(self) -> None:
         self.http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        def waiting(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            pause = state.next_action.sleep if state.next_action else 0
+            self.say(f"waiting for the controller: {error}; trying again in {pause:.0f}s")
+
+        retrying = Retrying(retry=retry_if_exception(_unavailable),
+                            stop=stop_after_delay(self.wait_for_s),
+                            wait=wait_exponential(multiplier=1, min=1, max=10),
+                            before_sleep=waiting, reraise=True)
+        return retrying(self._request_once, method, path, **kwargs)
+
+    def _request_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as e:

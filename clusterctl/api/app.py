@@ -12,6 +12,7 @@ from clusterctl.api.guard import EdgeGuard
 from clusterctl.api.routes import hardware, ingest, jobs, logs, metrics, nodes, reports, users
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
+from clusterctl.store import UNAVAILABLE
 
 ROUTERS = (jobs, logs, nodes, users, ingest, hardware, reports, metrics)
 
@@ -31,11 +32,24 @@ async def _invalid(_: Request, exc: Exception) -> JSONResponse:
                                  "field": where})
 
 
+RETRY_AFTER_S = 5
+
+
+async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+    """The database is down or unreachable: nothing was written (the transaction did not
+    commit), so the client may simply try again; the CLI does, with backoff."""
+    return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)},
+                        content={"detail": "database unavailable; try again shortly",
+                                 "field": None})
+
+
 def create_app(controller: ControllerApi) -> FastAPI:
     app = FastAPI(title="clusterctl", version="0.1.0")
     app.state.services = controller
     app.add_exception_handler(BadInput, _bad_input)
     app.add_exception_handler(RequestValidationError, _invalid)
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_down)
     app.add_middleware(EdgeGuard)
     for module in ROUTERS:
         app.include_router(module.router)

@@ -89,6 +89,10 @@ class ControllerApi(Protocol):
         window (counted in ``clusterctl_samples_refused_total``)."""
         ...
 
+    def health(self) -> dict[str, str]:
+        """What keeps the controller from serving (``{"database": why}``); empty when none."""
+        ...
+
     def metrics(self) -> bytes:
         """The controller's Prometheus exposition (text format)."""
         ...

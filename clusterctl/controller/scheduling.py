@@ -30,7 +30,7 @@ from clusterctl.scheduler.state import (
     WaitReason,
 )
 from clusterctl.states import JobState
-from clusterctl.store import Job, JobStore
+from clusterctl.store import UNAVAILABLE, Job, JobStore
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -78,6 +78,8 @@ class Scheduler:
         self.passes = 0
         """Passes completed since start (``clusterctl_scheduler_passes_total``): a pass that
         ends after a change has seen it, which is how to know "nothing started" is final."""
+        self.database_down = False
+        self.database_retry_s = 5.0
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,7 +102,16 @@ class Scheduler:
         while not self._stop.is_set():
             try:
                 self.step()
-            except Exception:  # keep scheduling through a transient Ray or database error
+                if self.database_down:
+                    log.warning("the database is back; scheduling again")
+                    self.database_down = False
+            except UNAVAILABLE as e:  # hold off, and say so once, until it answers again
+                if not self.database_down:
+                    log.warning("database unavailable (%s); the scheduler holds off", e)
+                self.database_down = True
+                self._stop.wait(self.database_retry_s)
+                continue
+            except Exception:  # keep scheduling through a transient Ray error
                 log.exception("scheduler pass failed")
             # A burst of submissions wakes us many times: one pass per min_gap_s serves them all.
             self._stop.wait(self.min_gap_s)

@@ -46,6 +46,7 @@ from clusterctl.store import (
     installation_id,
     make_engine,
     migrate,
+    ping,
 )
 from clusterctl.usage import Usage
 
@@ -206,6 +207,10 @@ class Controller:
                 self.refused.labels(reason).inc(n)
         stored = self.samples.ingest(node, kept)
         return Ingest(stored.inserted, stored.duplicates, len(rows) - len(kept))
+
+    def health(self) -> dict[str, str]:
+        down = ping(self.engine)
+        return {"database": f"unavailable: {down}"} if down else {}
 
     def metrics(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,7 +1,7 @@
 """The database door: the only package that imports sqlmodel/sqlalchemy."""
 
 from clusterctl.store.allocation_usage import AllocationUsageStore
-from clusterctl.store.db import make_engine, migrate, normalize_url, revision
+from clusterctl.store.db import UNAVAILABLE, make_engine, migrate, normalize_url, ping, revision
 from clusterctl.store.inventory import CostStore, HardwareExists
 from clusterctl.store.jobs import HeldGpu, JobStore, NewJob, utcnow
 from clusterctl.store.models import Allocation, GpuDevice, Job, JobEvent, User
@@ -11,6 +11,7 @@ from clusterctl.store.samples import Ingested, SampleStore
 from clusterctl.store.users import UserExists, UserStore, installation_id
 
 __all__ = [
+    "UNAVAILABLE",
     "Allocation",
     "AllocationUsageStore",
     "CostStore",
@@ -32,6 +33,7 @@ __all__ = [
     "make_engine",
     "migrate",
     "normalize_url",
+    "ping",
     "revision",
     "utcnow",
 ]

@@ -12,10 +12,27 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlmodel import create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+"""What the database raises while it is down or unreachable (refused connections, a dropped
+server, a full pool, SQLite's lock wait running out): a moment to wait, not a bug. The API
+answers 503 for them, and the scheduler loop holds off."""
+
+
+def ping(engine: Engine) -> str | None:
+    """None when the database answers a trivial query, else why it does not."""
+    try:
+        with engine.connect() as c:
+            c.execute(text("SELECT 1"))
+    except UNAVAILABLE as e:
+        return str(getattr(e, "orig", e) or e).strip().splitlines()[0][:200]
+    return None
 
 
 def normalize_url(url: str) -> str:

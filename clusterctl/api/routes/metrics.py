@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from clusterctl.api.deps import Controller
@@ -11,8 +12,13 @@ router = APIRouter()
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+def healthz(ctl: Controller) -> JSONResponse:
+    """200 when the controller can serve; 503 with the reason (the database) when it cannot."""
+    problems = ctl.health()
+    if problems:
+        return JSONResponse(status_code=503, content={"status": "unavailable", **problems},
+                            headers={"Retry-After": "5"})
+    return JSONResponse(content={"status": "ok"})
 
 
 @router.get("/metrics")
