@@ -4,6 +4,7 @@ a GPU-less head and two workers with 2 simulated GPUs each."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,3 +67,45 @@ def test_two_node_job_starts_every_rank_on_its_own_node(
         assert too_big.returncode == 2 and "--nodes" in too_big.stderr
     finally:
         ctl.stop()
+
+
+NAP = """
+import os, time
+print("attempt", os.environ["CLUSTERCTL_ATTEMPT"], flush=True)
+time.sleep(float(os.environ.get("NAP", "600")) if os.environ["CLUSTERCTL_ATTEMPT"] == "1" else 1)
+"""
+
+
+def test_a_retry_does_not_land_on_the_node_that_just_died(tmp_path: Path) -> None:
+    """#17: a worker node dies under a job with retries; Ray still lists it for a while, yet the
+    retry starts at once on the node that is left (it sat STARTING on the dead one for 120 s)."""
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "num_gpus": 0, "labels": {"clusterctl-node": "head"}})
+    workers = {name: c.add_node(num_cpus=1, num_gpus=2, labels={
+        "clusterctl-node": name, "clusterctl-gpu-model": "simulated"})
+        for name in ("gpu-1", "gpu-2")}
+    ctl = Controller(tmp_path / "ctl", c.address, RAY_TOKEN)
+    try:
+        ctl.start()
+        wd = tmp_path / "w"
+        wd.mkdir()
+        (wd / "nap.py").write_text(NAP)
+        job_id = ctl.submit("--gpus", "2", "--retries", "1", "--", PY, "nap.py", cwd=wd)
+        first = ctl.wait_state(job_id, {"RUNNING"})
+        dead = first["node_names"][0]
+        c.remove_node(workers[dead], allow_graceful=False)  # as a machine that loses power
+        lost_at = time.monotonic()
+        deadline = time.monotonic() + 90
+        while (job := ctl.show(job_id))["state"] not in ("SUCCEEDED", "FAILED", "LOST"):
+            assert time.monotonic() < deadline, [(h["state"], h["reason"][:60])
+                                                 for h in job["history"]]
+            time.sleep(0.5)
+        assert job["state"] == "SUCCEEDED", (job["reason"], job["history"])
+        assert time.monotonic() - lost_at < 60, "the retry waited on the dead node"
+        second = [a for a in job["allocations"] if a["attempt"] == 2]
+        assert second and all(a["node"] != dead for a in second)
+    finally:
+        ctl.stop()
+        c.shutdown()

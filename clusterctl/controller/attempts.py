@@ -73,6 +73,8 @@ class Attempts:
         """The attempts this controller launched or re-attached to, by job id."""
         self.nodes: Sequence[NodeInfo] = ()
         """The cluster as of the pass (names for the allocation records)."""
+        self.suspects: dict[str, float] = {}
+        self.suspect_hold_s = 60.0
 
     # -- restart ------------------------------------------------------------------------------
 
@@ -131,6 +133,7 @@ class Attempts:
                           job.reason or ("cancelled" if job.cancel_requested else "preempted"),
                           None)
             elif self.monotonic() - launch.launched_at > self.start_timeout_s:
+                self.suspect(job.placement or [])  # try the next attempt elsewhere
                 self.executor.release(job.id, job.attempt, launch.ranks)
                 self.launches.pop(job.id, None)
                 self.jobs.requeue(
@@ -147,6 +150,8 @@ class Attempts:
         if p.kind is Phase.FAILED:
             self._end(job, launch, S.FAILED, p.error or "could not start", None)
         elif p.kind is Phase.LOST:
+            if p.node_suspect:
+                self.suspect(job.placement or [])
             if job.preempt_requested:  # its GPUs are gone either way; retries stay unused
                 self._end(job, launch, S.PENDING, job.reason or "preempted", None)
             else:
@@ -197,6 +202,25 @@ class Attempts:
                     self.logs.append(launch.job_id, launch.attempt, rank, data)
                 if not drain or not data:
                     break
+
+    # -- nodes not to trust yet ----------------------------------------------------------------
+
+    def suspect(self, node_ids: Sequence[str]) -> None:
+        """Place nothing on these nodes for ``suspect_hold_s``: a node whose runner stopped
+        answering may be dead while Ray still lists it (Ray takes its heartbeat timeout to
+        notice), and a retry placed there would sit STARTING until the start timeout."""
+        for node_id in node_ids:
+            if node_id not in self.suspects:
+                log.warning("node %s stopped answering; no new job goes there for %.0fs",
+                            node_id[:12], self.suspect_hold_s)
+            self.suspects[node_id] = self.monotonic()
+
+    def suspected(self) -> set[str]:
+        now = self.monotonic()
+        for node_id, since in list(self.suspects.items()):
+            if now - since >= self.suspect_hold_s:
+                del self.suspects[node_id]
+        return set(self.suspects)
 
     # -- launching and signalling -------------------------------------------------------------
 

@@ -138,9 +138,11 @@ class Scheduler:
             for node_id in job.placement or []:
                 held[node_id] += job.gpus
         drained = () if with_drained else self.drained
+        suspects = set() if with_drained else self.attempts.suspected()
         return [
             NodeCapacity(n.id, n.gpus, max(0, n.gpus - held[n.id]),
-                         schedulable=n.alive and n.gpus > 0 and n.name not in drained)
+                         schedulable=n.alive and n.gpus > 0 and n.name not in drained
+                         and n.id not in suspects)
             for n in self.nodes
         ]
 

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 from ray.util.placement_group import (
     PlacementGroup,
     get_placement_group,
@@ -48,6 +48,15 @@ def pg_name(job_id: int, attempt: int) -> str:
 
 def actor_name(job_id: int, attempt: int, rank: int) -> str:
     return f"job-{job_id}-a{attempt}-r{rank}"
+
+
+def _lost(err: BaseException, prefix: str = "") -> Progress:
+    """A runner that is gone. Unreachable (the connection to its node broke) or dead with its
+    node: the node is suspect, unlike a runner process that died on a live node."""
+    text = _error_text(err)
+    suspect = isinstance(err, ActorUnavailableError) or "node has died" in str(err) \
+        or "node died" in str(err)
+    return Progress(Phase.LOST, prefix + text, node_suspect=suspect)
 
 
 def _error_text(err: BaseException) -> str:
@@ -163,7 +172,7 @@ class RayExecutor:
             try:
                 launch.outcomes[rank] = Outcome.of(ray.get(ref))
             except (RayActorError, RayTaskError) as e:
-                return Progress(Phase.LOST, f"rank {rank}: {_error_text(e)}")
+                return _lost(e, f"rank {rank}: ")
         if len(launch.outcomes) == launch.ranks:
             return Progress(Phase.DONE)
         if any(o.exit_code != 0 for o in launch.outcomes.values()) and not launch.terminating:
@@ -182,14 +191,14 @@ class RayExecutor:
                 except RayTaskError as e:
                     return Progress(Phase.FAILED, _error_text(e))
                 except RayActorError as e:
-                    return Progress(Phase.LOST, _error_text(e))
+                    return _lost(e)
             return Progress(Phase.STARTING)
         try:
             launch.started = [Started.of(s) for s in ray.get(launch.start_refs)]
         except RayTaskError as e:
             return Progress(Phase.FAILED, _error_text(e))
         except RayActorError as e:
-            return Progress(Phase.LOST, _error_text(e))
+            return _lost(e)
         launch.wait_refs = [a.wait.remote() for a in launch.actors]
         return Progress(Phase.STARTED)
 

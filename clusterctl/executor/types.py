@@ -136,6 +136,9 @@ class Phase(str, Enum):
 class Progress:
     kind: Phase
     error: str | None = None
+    node_suspect: bool = False
+    """With LOST: the runner's node stopped answering (it may be dead while Ray still lists it
+    alive), so no new attempt should be placed there for a while."""
 
 
 class Executor(Protocol):
