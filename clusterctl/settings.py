@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     """How long raw GPU samples are kept (rollups keep the figures after that)."""
     minute_rollup_retention_s: float = 90 * 86400.0
     """How long 1-minute rollups are kept; hourly rollups are kept for good."""
+    log_retention_s: float = 90 * 86400.0
+    """How long a job's log is kept after it ended."""
+    package_retention_s: float = 7 * 86400.0
+    """How long a shipped working directory is kept once no job that may still run uses it."""
     waste_threshold: float = 0.10
     """A held GPU under this utilization counts as idle (waste report, flags in `jobs`)."""
     quotas: Annotated[dict[str, float], NoDecode] = {}

@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from clusterctl.controller.attempts import Attempts
-from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.controller.files import LogStore, PackageStore, expire_files
 from clusterctl.controller.interface import Ingest
 from clusterctl.controller.metrics import ControllerCollector
 from clusterctl.controller.reports import ReportService, build
@@ -116,7 +116,10 @@ class Controller:
         self.housekeeper = Housekeeper(
             self.samples, AllocationUsageStore(self.engine),
             raw_keep_s=s.sample_retention_s, minute_keep_s=s.minute_rollup_retention_s,
-            idle_threshold=s.waste_threshold)
+            idle_threshold=s.waste_threshold,
+            also=[lambda now: expire_files(self.jobs, self.logs, self.packages, now=now,
+                                           log_keep_s=s.log_retention_s,
+                                           package_keep_s=s.package_retention_s)])
         self.housekeeper.start()
         self.reports = ReportService(ReportStore(self.engine), self.costs, self.samples,
                                      s.waste_threshold)

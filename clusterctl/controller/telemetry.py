@@ -77,7 +77,8 @@ class Housekeeper:
     def __init__(self, samples: SampleStore, records: AllocationUsageStore, *,
                  raw_keep_s: float, minute_keep_s: float, idle_threshold: float,
                  grace_s: float = 120.0, every_s: float = 60.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 also: Sequence[Callable[[float], object]] = ()) -> None:
         self.samples = samples
         self.records = records
         self.idle_threshold = idle_threshold
@@ -86,6 +87,8 @@ class Housekeeper:
         self.minute_keep_s = minute_keep_s
         self.every_s = every_s
         self.clock = clock
+        self.also = also
+        """Further housekeeping run each pass with the time (the controller's file expiry)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -94,6 +97,8 @@ class Housekeeper:
         self.summarize()
         now = self.clock()
         self.samples.expire(now - self.raw_keep_s, now - self.minute_keep_s)
+        for step in self.also:
+            step(now)
 
     def summarize(self, limit: int = 500) -> int:
         """Write the records of up to ``limit`` ended allocations; returns how many."""

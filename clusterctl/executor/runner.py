@@ -84,8 +84,9 @@ class JobRunner:
         """Start the command; idempotent, so a retried call never starts it twice."""
         with self._lock:
             if not self._started.is_set() and self._proc is None and self._start_error is None:
+                self.cgroup = self._make_cgroup()  # first: ends what is left of them
+                self._remove_earlier_run_dirs()
                 cwd = self._prepare_cwd(spec, package)
-                self.cgroup = self._make_cgroup()
                 env = self._environment(spec, rendezvous)
                 self._kill_grace_s = spec.kill_grace_s
                 thread = threading.Thread(
@@ -238,6 +239,11 @@ class JobRunner:
             if not cgroups.kill(old):
                 raise RunnerError(f"processes of an earlier attempt ({old.name}) would not end")
         return cgroups.create(root, self.job_id, self.attempt, self.rank)
+
+    def _remove_earlier_run_dirs(self) -> None:
+        """What runners lost before they could clean up left here for this job."""
+        for old in cgroups.earlier_attempts(self.dir.parent, self.job_id, self.attempt):
+            shutil.rmtree(old, ignore_errors=True)
 
     def _end_everything(self) -> None:
         """SIGKILL every process of the job: the shim ends its whole tree (double forks and

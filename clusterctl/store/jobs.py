@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from clusterctl.states import ACTIVE, LISTED, JobState, check_transition, ordered
+from clusterctl.states import ACTIVE, ENDED, LISTED, JobState, check_transition, ordered
 from clusterctl.store.models import Allocation, Job, JobEvent
 
 S = JobState
@@ -95,6 +95,23 @@ class JobStore:
     def active(self) -> list[Job]:
         with self.session() as s:
             return list(s.exec(select(Job).where(col(Job.state).in_(list(ACTIVE)))).all())
+
+    def ended_before(self, job_ids: Iterable[int], cutoff: datetime) -> set[int]:
+        """Which of these jobs ended for good before ``cutoff`` (their files may go)."""
+        ids = list(job_ids)
+        if not ids:
+            return set()
+        q = select(Job.id).where(col(Job.id).in_(ids), col(Job.state).in_(ordered(ENDED)),
+                                 col(Job.ended_at) < cutoff)
+        with self.session() as s:
+            return {i for i in s.exec(q).all() if i is not None}
+
+    def packages_in_use(self) -> set[str]:
+        """Packages of the jobs that may still run (pending, running, lost awaiting a look)."""
+        q = select(Job.package).where(col(Job.state).in_(ordered(LISTED)),
+                                      col(Job.package).is_not(None))
+        with self.session() as s:
+            return {p for p in s.exec(q).all() if p}
 
     def history(self, job_id: int) -> list[JobEvent]:
         q = select(JobEvent).where(JobEvent.job_id == job_id).order_by(col(JobEvent.id))
