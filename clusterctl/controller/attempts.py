@@ -75,6 +75,7 @@ class Attempts:
         """The cluster as of the pass (names for the allocation records)."""
         self.suspects: dict[str, float] = {}
         self.suspect_hold_s = 60.0
+        self.max_start_tries = 3
 
     # -- restart ------------------------------------------------------------------------------
 
@@ -133,11 +134,7 @@ class Attempts:
                           job.reason or ("cancelled" if job.cancel_requested else "preempted"),
                           None)
             elif self.monotonic() - launch.launched_at > self.start_timeout_s:
-                self.suspect(job.placement or [])  # try the next attempt elsewhere
-                self.executor.release(job.id, job.attempt, launch.ranks)
-                self.launches.pop(job.id, None)
-                self.jobs.requeue(
-                    job, f"GPUs not granted by Ray within {self.start_timeout_s:.0f}s")
+                self._not_granted(job, launch)
             return
         if p.kind is Phase.STARTED:  # it may have ended already: the signal then finds nothing
             self._mark_running(job, launch)
@@ -202,6 +199,22 @@ class Attempts:
                     self.logs.append(launch.job_id, launch.attempt, rank, data)
                 if not drain or not data:
                     break
+
+    def _not_granted(self, job: Job, launch: Launch) -> None:
+        """Ray did not grant the attempt's GPUs in time: try again elsewhere, a few times, then
+        say why the job cannot start (the cycle STARTING → PENDING must not go on for ever,
+        holding GPUs in Ray's books each time)."""
+        assert job.id is not None
+        self.suspect(job.placement or [])  # the next attempt goes elsewhere if it can
+        self.executor.release(job.id, job.attempt, launch.ranks)
+        self.launches.pop(job.id, None)
+        reason = f"GPUs not granted by Ray within {self.start_timeout_s:.0f}s"
+        tries = 1 + sum(1 for h in self.jobs.history(job.id)
+                        if h.state == S.PENDING and (h.reason or "").startswith(reason))
+        if tries >= self.max_start_tries:
+            self.jobs.finish(job, S.FAILED, f"could not start: {reason}, {tries} times")
+        else:
+            self.jobs.requeue(job, f"{reason} (try {tries} of {self.max_start_tries})")
 
     # -- nodes not to trust yet ----------------------------------------------------------------
 

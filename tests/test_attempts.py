@@ -1,0 +1,76 @@
+"""The attempts' bookkeeping, driven through the Executor protocol by a cluster that never
+grants the GPUs it reports (a stand-in for Ray at the protocol, with the real store): the
+STARTING → PENDING cycle is bounded, and each try avoids the node that failed it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from factories import new_job
+
+from clusterctl.controller.attempts import Attempts
+from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.executor.types import Launch, LaunchSpec, NodeInfo, Phase, Progress
+from clusterctl.states import JobState
+from clusterctl.store import JobStore, make_engine, migrate
+
+
+class NeverGranted:
+    """Placement groups that stay pending: every poll says STARTING."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.released: list[tuple[int, int]] = []
+
+    def nodes(self) -> list[NodeInfo]:
+        return [NodeInfo("n1", "node-1", "127.0.0.1", 4, None, True)]
+
+    def launch(self, spec: LaunchSpec, node_ids: list[str], package: bytes | None) -> Launch:
+        return Launch(spec.job_id, spec.attempt, len(node_ids), actors=[],
+                      launched_at=self.clock[0])
+
+    def reattach(self, job_id: int, attempt: int, ranks: int) -> Launch | None:
+        return None
+
+    def poll(self, launch: Launch) -> Progress:
+        return Progress(Phase.STARTING)
+
+    def terminate(self, launch: Launch, grace_s: float | None) -> None:
+        pass
+
+    def read_log(self, launch: Launch, rank: int, offset: int) -> bytes | None:
+        return None
+
+    def release(self, job_id: int, attempt: int, ranks: int) -> None:
+        self.released.append((job_id, attempt))
+
+    def runner_names(self) -> list[tuple[int, int, int]]:
+        return []
+
+
+def test_a_job_whose_gpus_are_never_granted_fails_after_three_tries(
+        db_url: str, tmp_path: Path) -> None:
+    migrate(db_url)
+    jobs = JobStore(make_engine(db_url))
+    clock = [0.0]
+    executor = NeverGranted(clock)
+    attempts = Attempts(jobs, executor, LogStore(tmp_path / "l"), PackageStore(tmp_path / "p"),
+                        start_timeout_s=120, monotonic=lambda: clock[0])
+    job = jobs.submit(new_job(gpus=2))
+    assert job.id is not None
+    for attempt in (1, 2, 3):
+        pending = jobs.get(job.id)
+        assert pending is not None and pending.state == JobState.PENDING
+        attempts.launch(pending, ("n1",))
+        clock[0] += 60
+        attempts.progress()  # within the timeout: still starting
+        assert jobs.get(job.id).state == JobState.STARTING  # type: ignore[union-attr]
+        clock[0] += 61
+        attempts.progress()
+        assert "n1" in attempts.suspected()  # the next try goes elsewhere if it can
+        assert executor.released[-1] == (job.id, attempt)
+    done = jobs.get(job.id)
+    assert done is not None and done.state == JobState.FAILED
+    assert done.reason == "could not start: GPUs not granted by Ray within 120s, 3 times"
+    reasons = [h.reason for h in jobs.history(job.id) if h.state == JobState.PENDING]
+    assert reasons[1:] == [f"GPUs not granted by Ray within 120s (try {n} of 3)" for n in (1, 2)]
