@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     one share what is left equally."""
     user_gpu_limit: int | None = None
     """Most GPUs one user's running jobs may hold (unset or 0: no limit)."""
+    user_max_priority: int = 0
+    """The highest ``--priority`` a user who is not an admin may give (lowering is free)."""
     preempt: bool = True
     """Reclaim borrowed GPUs by preemption for a team under its quota."""
     preempt_grace_s: float = 30.0

@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from harness import Controller, clusterctl_argv
 
@@ -246,6 +247,27 @@ def test_tokens_and_ownership(controller: Controller, tmp_path: Path) -> None:
     assert controller.show(job_id)["state"] in ("PENDING", "STARTING", "RUNNING")
     not_admin = controller.cli("admin", "user", "add", "dave", "--team", "x", token=carol)
     assert not_admin.returncode == 1 and "admin" in not_admin.stderr
+    # Others see bob's job in the queue, not what it runs, its details or its log (#16).
+    seen = {j["id"]: j for j in json.loads(controller.cli("jobs", "--json", token=carol).stdout)}
+    assert seen[job_id]["user"] == "bob" and seen[job_id]["command"] == []
+    for args in (["show", str(job_id)], ["logs", str(job_id)]):
+        r = controller.cli(*args, token=carol)
+        assert r.returncode == 1 and "belongs to bob" in r.stderr, (args, r.stderr)
+    assert controller.show(job_id)["command"][0] == PY  # bob's and the admins' to see
+    mine = json.loads(controller.cli("show", str(job_id), "--json", token=bob["token"]).stdout)
+    assert mine["command"][0] == PY
+    # Another team's quota and cost, or a priority above the users' limit, need an admin.
+    before = len(controller.json("jobs", "--all"))
+    r = controller.cli("submit", "--team", "vision", "--", "true", token=carol)
+    assert r.returncode == 2 and r.stderr.startswith("error: --team:"), r.stderr
+    r = controller.cli("submit", "--priority", "1000", "--", "true", token=carol)
+    assert r.returncode == 2 and r.stderr.startswith("error: --priority:"), r.stderr
+    assert len(controller.json("jobs", "--all")) == before  # nothing written
+    lower = controller.cli("submit", "--priority", "-5", "--", "true", token=carol)
+    assert lower.returncode == 0, lower.stderr
+    boosted = controller.cli("submit", "--priority", "1000", "--team", "vision", "--", "true")
+    assert boosted.returncode == 0, boosted.stderr  # an admin may
+    assert httpx.get(f"http://127.0.0.1:{controller.port}/openapi.json").status_code == 404
     assert controller.cli("cancel", str(job_id), token=bob["token"]).returncode == 0
     assert controller.wait_done(job_id)["state"] == "CANCELLED"
 

@@ -44,7 +44,9 @@ async def _database_down(_: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(controller: ControllerApi) -> FastAPI:
-    app = FastAPI(title="clusterctl", version="0.1.0")
+    # No /docs, /redoc or /openapi.json: the API's shape is not for anyone without a token.
+    app = FastAPI(title="clusterctl", version="0.1.0", docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.state.services = controller
     app.add_exception_handler(BadInput, _bad_input)
     app.add_exception_handler(RequestValidationError, _invalid)

@@ -45,6 +45,10 @@ class ControllerApi(Protocol):
     def packages(self) -> PackageStore: ...
     @property
     def max_package_bytes(self) -> int: ...
+    @property
+    def user_max_priority(self) -> int:
+        """The highest priority a user who is not an admin may give."""
+        ...
 
     def cluster(self) -> Sequence[NodeInfo]:
         """The nodes as of the scheduler's last pass."""

@@ -83,6 +83,7 @@ class Controller:
         self.ray_address = ray_address
         self.ray_token_file = ray_token_file
         self.max_package_bytes = int(settings.max_package_mb * (1 << 20))
+        self.user_max_priority = settings.user_max_priority
 
     def prepare(self, connect_timeout_s: float = 90) -> None:
         s = self.settings

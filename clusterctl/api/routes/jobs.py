@@ -28,10 +28,21 @@ from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
 from clusterctl.scheduler.state import Wait
 from clusterctl.states import JobState
-from clusterctl.store import Allocation, Job, NewJob
+from clusterctl.store import Allocation, Job, NewJob, User
 from clusterctl.usage import Usage
 
 router = APIRouter()
+
+
+def may_see(user: User, job: Job) -> bool:
+    """A job's command, environment and log are its owner's and the admins' to see."""
+    return user.is_admin or job.user == user.name
+
+
+def require_owner(user: User, job: Job, what: str) -> None:
+    if not may_see(user, job):
+        raise HTTPException(403, f"job {job.id} belongs to {job.user}; only they or an admin "
+                            f"can see its {what}")
 
 
 def node_names(ctl: ControllerApi) -> dict[str, str]:
@@ -84,6 +95,11 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
         limit = parsing.parse_duration(str(body.time_limit))
     env = parsing.parse_env([f"{k}={v}" for k, v in body.env.items()])
     team = parsing.parse_name(body.team, "--team") if body.team else user.team
+    if team != user.team and not user.is_admin:  # another team's quota and cost
+        raise BadInput("--team", f"you may submit to team {user.team} only (admins to any)")
+    if priority > ctl.user_max_priority and not user.is_admin:
+        raise BadInput("--priority", f"above {ctl.user_max_priority} needs an admin "
+                       "(the user_max_priority setting)")
     name = parsing.parse_name(body.name, "--name") if body.name else default_name(command)
     if body.package and not (ctl.packages.valid(body.package)
                              and ctl.packages.exists(body.package)):
@@ -130,13 +146,18 @@ def list_jobs(user: CurrentUser, ctl: Controller, all: bool = False, owner: str 
     names = node_names(ctl)
     idle = ctl.idle_jobs(j.id for j in rows if j.id is not None)
     waiting = ctl.waiting()
-    return [job_out(j, names, j.id in idle, waiting.get(j.id or 0)) for j in rows]
+    out = [job_out(j, names, j.id in idle, waiting.get(j.id or 0)) for j in rows]
+    for job, row in zip(rows, out, strict=True):
+        if not may_see(user, job):  # others see it in the queue, not what it runs
+            row.command, row.workdir = [], None
+    return out
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobDetail)
 def show(job_id: str, user: CurrentUser, ctl: Controller) -> JobDetail:
     job = load_job(ctl, job_id)
     assert job.id is not None
+    require_owner(user, job, "details")
     base = job_out(job, node_names(ctl), bool(ctl.idle_jobs([job.id])),
                    ctl.waiting().get(job.id))
     allocations = ctl.jobs.allocations(job.id)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 
 from clusterctl.api.auth import CurrentUser
 from clusterctl.api.deps import Controller, load_job
+from clusterctl.api.routes.jobs import require_owner
 from clusterctl.parsing import BadInput
 
 router = APIRouter()
@@ -17,6 +18,7 @@ def logs(job_id: str, user: CurrentUser, ctl: Controller, offset: int = 0, rank:
          attempt: int | None = None) -> Response:
     job = load_job(ctl, job_id)
     assert job.id is not None
+    require_owner(user, job, "log")
     if rank < 0 or rank >= max(job.nodes, 1):
         raise BadInput("--rank", f"must be from 0 to {job.nodes - 1}")
     att = attempt if attempt is not None else max(job.attempt, 1)
