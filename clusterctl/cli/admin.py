@@ -34,6 +34,36 @@ def add(
         print(created["token"])
 
 
+@users.command("token")
+@handles_errors
+def token(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    rotate: Annotated[bool, typer.Option("--rotate", help="Issue a new token; the old one "
+                                         "stops working at once.")] = False,
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rotate a user's token (tokens are stored hashed, so a lost one cannot be shown again)."""
+    parsing.parse_name(name, "NAME")
+    if not rotate:
+        raise parsing.BadInput("--rotate", "is required: a token can only be replaced, never "
+                               "shown again")
+    issued = client().json("POST", f"/v1/users/{name}/token")
+    if json_:
+        print_json(issued)
+    else:
+        print(issued["token"])
+
+
+@handles_errors
+def whoami(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Who the CLI's token says you are: user, team, admin or not."""
+    me = client().whoami()
+    if json_:
+        print_json(me)
+    else:
+        print(f"{me['name']} (team {me['team']}{', admin' if me['is_admin'] else ''})")
+
+
 @users.command("list")
 @handles_errors
 def list_(json_: Annotated[bool, typer.Option("--json")] = False) -> None:

@@ -32,6 +32,20 @@ def add_user(body: UserCreate, user: CurrentUser, ctl: Controller) -> UserCreate
                        token=token)
 
 
+@router.post("/v1/users/{name}/token", response_model=UserCreated)
+def rotate_token(name: str, user: CurrentUser, ctl: Controller) -> UserCreated:
+    """A new token for a user; the old one stops working at once (admins only)."""
+    if not user.is_admin:
+        raise HTTPException(403, "only an admin can rotate tokens")
+    who = parsing.parse_name(name, "NAME")
+    target = ctl.users.by_name(who)
+    token = ctl.users.rotate(who)
+    if target is None or token is None:
+        raise HTTPException(404, f"no such user: {who}")
+    return UserCreated(name=target.name, team=target.team, is_admin=target.is_admin,
+                       token=token)
+
+
 @router.get("/v1/users", response_model=list[UserOut])
 def list_users(user: CurrentUser, ctl: Controller) -> list[UserOut]:
     return [UserOut(name=u.name, team=u.team, is_admin=u.is_admin) for u in ctl.users.all()]
