@@ -6,12 +6,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from harness import Controller
+from harness import Controller, clusterctl_argv
+
+from clusterctl.executor.local_ray import LocalRay
 
 pytestmark = pytest.mark.ray
 PY = sys.executable
@@ -153,3 +156,33 @@ def test_lost_job_without_retries_stays_lost(controller: Controller, tmp_path: P
     job = controller.wait_done(job_id, timeout=60)
     assert job["state"] == "LOST"
     assert controller.cli("wait", str(job_id)).returncode == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres",
+                                                            marks=pytest.mark.postgres)])
+def test_a_second_controller_on_the_same_database_refuses_to_start(
+        backend: str, ray_head: LocalRay, tmp_path: Path) -> None:
+    """Two controllers on one database would both launch the same jobs (#16): the second
+    stops before it starts anything, naming the host and process of the first."""
+    from conftest import PG_URL, _pg_database
+
+    if backend == "postgres" and not PG_URL:
+        pytest.skip("CLUSTERCTL_TEST_PG_URL is not set")
+    databases = _pg_database(PG_URL) if backend == "postgres" else None
+    db = next(databases) if databases else f"sqlite:///{tmp_path / 'shared.db'}"
+    first = Controller(tmp_path / "first", ray_head.address, ray_head.token_file, db_url=db)
+    second = Controller(tmp_path / "second", ray_head.address, ray_head.token_file, db_url=db)
+    try:
+        first.start()
+        refused = subprocess.run([*clusterctl_argv(), *second.up_args], env=second.env,
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1, refused.stderr
+        assert "another controller uses" in refused.stderr and " pid " in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        first.kill()  # a crashed controller leaves nothing to clean up: the next one starts
+        second.start()
+    finally:
+        first.stop()
+        second.stop()
+        if databases:
+            databases.close()

@@ -11,7 +11,7 @@ import typer
 
 from clusterctl import parsing
 from clusterctl import settings as settings_mod
-from clusterctl.cli.common import err_console, handles_errors
+from clusterctl.cli.common import err_console, fail, handles_errors
 
 
 @handles_errors
@@ -49,6 +49,12 @@ def up(
     from clusterctl.controller.local_agent import start_local_agent
     from clusterctl.controller.service import Controller
     from clusterctl.executor.local_ray import start_local_ray
+    from clusterctl.store import LeaseHeld, acquire_lease
+
+    try:  # before Ray: a second `up` on the same database starts nothing
+        lease = acquire_lease(s.db_url)
+    except LeaseHeld as e:
+        raise fail(f"{e}; stop it first (one controller per database)", 1) from None
 
     local = None
     if s.ray_address:
@@ -58,7 +64,7 @@ def up(
                                 node_name=socket.gethostname(),
                                 gpu_model="simulated" if simulate_gpus else None)
         address, token_file = local.address, str(local.token_file)
-    controller = Controller(s, address, token_file)
+    controller = Controller(s, address, token_file, lease=lease)
     local_agent = None
     try:
         controller.prepare()

@@ -39,10 +39,12 @@ from clusterctl.store import (
     CostStore,
     Job,
     JobStore,
+    Lease,
     NodeStore,
     ReportStore,
     SampleStore,
     UserStore,
+    acquire_lease,
     installation_id,
     make_engine,
     migrate,
@@ -78,8 +80,10 @@ class Controller:
     packages: PackageStore
 
     def __init__(self, settings: Settings, ray_address: str,
-                 ray_token_file: str | None = None) -> None:
+                 ray_token_file: str | None = None, lease: Lease | None = None) -> None:
         self.settings = settings
+        self.lease = lease
+        """This controller's hold on the database (one controller per database)."""
         self.ray_address = ray_address
         self.ray_token_file = ray_token_file
         self.max_package_bytes = int(settings.max_package_mb * (1 << 20))
@@ -89,6 +93,8 @@ class Controller:
         s = self.settings
         data = Path(s.data_dir)
         data.mkdir(parents=True, exist_ok=True)
+        if self.lease is None:  # a second controller stops here, saying whose the first is
+            self.lease = acquire_lease(s.db_url)
         migrate(s.db_url)
         self.engine = make_engine(s.db_url)
         self.jobs = JobStore(self.engine)
@@ -170,6 +176,9 @@ class Controller:
             self.scheduler.stop()
         if hasattr(self, "executor"):
             self.executor.shutdown()
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
 
     # -- what the API may ask (interface.ControllerApi) ---------------------------------------
 

@@ -4,6 +4,8 @@ from clusterctl.store.allocation_usage import AllocationUsageStore
 from clusterctl.store.db import UNAVAILABLE, make_engine, migrate, normalize_url, ping, revision
 from clusterctl.store.inventory import CostStore, HardwareExists
 from clusterctl.store.jobs import HeldGpu, JobStore, NewJob, utcnow
+from clusterctl.store.lease import Lease, LeaseHeld
+from clusterctl.store.lease import acquire as acquire_lease
 from clusterctl.store.models import Allocation, GpuDevice, Job, JobEvent, User
 from clusterctl.store.nodes import NodeStore
 from clusterctl.store.report_data import ReportStore
@@ -22,6 +24,8 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobStore",
+    "Lease",
+    "LeaseHeld",
     "NewJob",
     "NodeStore",
     "ReportStore",
@@ -29,6 +33,7 @@ __all__ = [
     "User",
     "UserExists",
     "UserStore",
+    "acquire_lease",
     "installation_id",
     "make_engine",
     "migrate",
