@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -43,6 +44,7 @@ class Client:
         self.wait_for_s = wait_for_s
         """How long to keep trying while the controller answers 503."""
         self.say = say
+        self._warned = False
 
     def close(self) -> None:
         self.http.close()
@@ -66,6 +68,7 @@ class Client:
             raise ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
                            "is `clusterctl up` running?") from e
         if response.status_code < 400:
+            self._warn_expiry(response.headers.get("X-Token-Expires"))
             return response
         try:
             detail = response.json().get("detail", response.text)
@@ -76,6 +79,16 @@ class Client:
                            "your config file", 1, 401)
         code = 2 if response.status_code in (400, 422) else 1
         raise ApiError(str(detail), code, response.status_code)
+
+    def _warn_expiry(self, expires: str | None) -> None:
+        """Once per command, a week ahead: a token that stops working surprises no one."""
+        if not expires or self._warned:
+            return
+        left = datetime.fromisoformat(expires) - datetime.now(timezone.utc)
+        if left < timedelta(days=7):
+            self._warned = True
+            self.say(f"warning: your token expires in {left.days} day(s), on "
+                     f"{expires[:16].replace('T', ' ')} UTC; ask an admin for a new one")
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
@@ -117,9 +130,6 @@ class Client:
 
     def undrain(self, node: str) -> dict[str, Any]:
         return self.json("POST", f"/v1/nodes/{node}/undrain")
-
-    def add_user(self, name: str, team: str, admin: bool) -> dict[str, Any]:
-        return self.json("POST", "/v1/users", json={"name": name, "team": team, "admin": admin})
 
     def node_token(self, node: str) -> dict[str, Any]:
         return self.json("POST", f"/v1/nodes/{node}/token")

@@ -58,7 +58,7 @@ HARDWARE = {"node": "fz-node", "gpus": 8, "gpu_model": "A100", "price": "1000",
 # (method, path with {} for the fuzzed path parameter or None, a valid body or None)
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/jobs", SUBMIT),
-    ("POST", "/v1/users", {"name": "fz-user", "team": "t", "admin": False}),
+    ("POST", "/v1/users", {"name": "fz-user", "team": "t", "admin": False, "expires": "1d"}),
     ("POST", "/v1/hardware", HARDWARE),
     ("PATCH", "/v1/hardware/{}", {"price": "2000"}),
     ("POST", "/v1/hardware/{}/retire", {"sold_for": "10", "sold_on": "2025-06-01"}),
@@ -75,12 +75,15 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/jobs", None),
     ("GET", "/v1/nodes", None),
     ("POST", "/v1/packages", None),
+    ("DELETE", "/v1/users/{}", None),
+    ("POST", "/v1/users/{}/token", None),
+    ("GET", "/v1/audit", None),
 ]
 # URL parts: hostile, but short enough for a URL (a 70,000-character one is the client's error)
 url_texts = st.text(st.characters(codec=None, categories=None), max_size=40) | st.sampled_from(
     [h for h in HOSTILE if isinstance(h, str) and len(h) < 2000])
 QUERY_KEYS = ["all", "owner", "state", "limit", "offset", "rank", "attempt", "since", "from",
-              "to", "by", "loaded", "min_idle"]
+              "to", "by", "loaded", "min_idle", "expires", "cancel_running"]
 queries = st.dictionaries(st.sampled_from(QUERY_KEYS), url_texts | st.integers().map(str),
                           max_size=3)
 

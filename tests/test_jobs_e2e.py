@@ -290,3 +290,43 @@ def test_nodes_shows_gpus_and_holders(controller: Controller, tmp_path: Path) ->
     assert node["free_gpus"] == 1
     assert sum(1 for g in node["gpu_jobs"] if g["job_id"] == job_id) == 3
     assert "node-a" in controller.cli("nodes").stdout
+
+
+def test_removed_users_expired_tokens_and_the_audit_trail(controller: Controller,
+                                                          tmp_path: Path) -> None:
+    """#16: a removed user is refused at once, their queued jobs cancelled and running ones
+    left to finish (or cancelled with --cancel-running); a token past its expiry is refused,
+    and one close to it is warned about; every admin action is in `admin audit`."""
+    bob = controller.json("admin", "user", "add", "bob", "--team", "nlp")["token"]
+    runs = controller.submit("--gpus", "4", "--", PY, "-c", "import time; time.sleep(60)")
+    controller.wait_state(runs, {"RUNNING"})
+    mine = [int(controller.cli("submit", "--gpus", "4", "--", PY, "-c",
+                               "import time; time.sleep(60)", token=bob).stdout)
+            for _ in range(2)]
+    controller.cli("cancel", str(runs))
+    controller.wait_state(mine[0], {"RUNNING"})  # the first runs, the second waits
+    removed = controller.json("admin", "user", "remove", "bob")
+    assert removed["cancelled"] == [mine[1]] and removed["running"] == [mine[0]]
+    refused = controller.cli("jobs", token=bob)
+    assert refused.returncode == 1 and "not authorized" in refused.stderr
+    assert controller.show(mine[1])["state"] == "CANCELLED"
+    assert controller.show(mine[0])["state"] == "RUNNING"  # it finishes, or an admin cancels
+    assert "bob" not in [u["name"] for u in controller.json("admin", "user", "list")]
+
+    short = controller.json("admin", "user", "add", "erin", "--team", "nlp",
+                            "--expires", "2s")["token"]
+    soon = controller.json("admin", "user", "add", "finn", "--team", "nlp",
+                           "--expires", "3d")["token"]
+    warned = controller.cli("whoami", token=soon)
+    assert warned.returncode == 0 and "your token expires in 2 day(s)" in warned.stderr
+    time.sleep(2.5)  # the expiry is wall-clock time by definition
+    expired = controller.cli("whoami", token=short)
+    assert expired.returncode == 1 and "token expired on" in expired.stderr
+    assert controller.cli("cancel", str(mine[0])).returncode == 0
+
+    trail = controller.json("admin", "audit")
+    actions = [(e["action"], e["target"]) for e in trail]
+    assert ("user.add", "bob") in actions and ("user.remove", "bob") in actions
+    assert ("user.add", "erin") in actions and ("user.add", "finn") in actions
+    assert all(e["actor"] == controller.show(runs)["user"] for e in trail)
+    assert controller.cli("admin", "audit", token=soon).returncode == 1  # admins only

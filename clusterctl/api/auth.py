@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from clusterctl.store import User
@@ -13,15 +14,23 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def current_user(
-    request: Request,
+    request: Request, response: Response,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    """The user whose token the request carries; 401 without a valid one."""
+    """The user whose token the request carries; 401 without a valid one (unknown, of a
+    removed user, or expired). A token that expires says when in ``X-Token-Expires``, so the
+    CLI can warn ahead."""
     if creds is None or not creds.credentials:
         raise HTTPException(401, "missing token", headers={"WWW-Authenticate": "Bearer"})
     user = request.app.state.services.users.by_token(creds.credentials)
     if user is None:
         raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+    if user.expires_at is not None:
+        if user.expires_at <= datetime.now(timezone.utc):
+            raise HTTPException(401, f"token expired on {user.expires_at:%Y-%m-%d %H:%M} UTC; "
+                                "an admin can issue a new one (admin user token NAME --rotate)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        response.headers["X-Token-Expires"] = user.expires_at.isoformat()
     return user
 
 

@@ -234,12 +234,31 @@ class UserCreate(BaseModel):
     name: str
     team: str
     admin: bool = False
+    expires: str | None = None
+    """How long the token works (``90d``); none: until rotated or the user is removed."""
 
 
 class UserOut(BaseModel):
     name: str
     team: str
     is_admin: bool
+    expires_at: datetime | None = None
+
+
+class UserRemoved(BaseModel):
+    name: str
+    cancelled: list[int]
+    """Queued jobs of the user, cancelled at once (and running ones with cancel_running)."""
+    running: list[int]
+    """Running jobs of the user, left to finish."""
+
+
+class AuditOut(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: str | None
 
 
 class UserCreated(UserOut):

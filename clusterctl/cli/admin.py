@@ -9,7 +9,7 @@ from rich.table import Table
 
 from clusterctl import parsing
 from clusterctl import settings as settings_mod
-from clusterctl.cli.common import client, console, handles_errors, print_json
+from clusterctl.cli.common import client, console, handles_errors, local_time, print_json
 
 app = typer.Typer(help="Administration.", no_args_is_help=True)
 users = typer.Typer(help="Users and tokens.", no_args_is_help=True)
@@ -22,12 +22,17 @@ def add(
     name: Annotated[str, typer.Argument(help="User name.")],
     team: Annotated[str, typer.Option(help="The user's team.")],
     admin: Annotated[bool, typer.Option("--admin", help="May cancel any job, add users.")] = False,
+    expires: Annotated[str | None, typer.Option(
+        help="The token stops working after this long (90d); default: never.")] = None,
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Add a user and print their token (shown once, stored hashed)."""
     parsing.parse_name(name, "NAME")
     parsing.parse_name(team, "--team")
-    created = client().add_user(name, team, admin)
+    if expires:
+        parsing.parse_duration(expires, "--expires")
+    created = client().json("POST", "/v1/users", json={"name": name, "team": team,
+                                                       "admin": admin, "expires": expires})
     if json_:
         print_json(created)
     else:
@@ -40,6 +45,8 @@ def token(
     name: Annotated[str, typer.Argument(help="User name.")],
     rotate: Annotated[bool, typer.Option("--rotate", help="Issue a new token; the old one "
                                          "stops working at once.")] = False,
+    expires: Annotated[str | None, typer.Option(
+        help="The new token stops working after this long; default: never.")] = None,
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Rotate a user's token (tokens are stored hashed, so a lost one cannot be shown again)."""
@@ -47,7 +54,10 @@ def token(
     if not rotate:
         raise parsing.BadInput("--rotate", "is required: a token can only be replaced, never "
                                "shown again")
-    issued = client().json("POST", f"/v1/users/{name}/token")
+    if expires:
+        parsing.parse_duration(expires, "--expires")
+    issued = client().json("POST", f"/v1/users/{name}/token",
+                           params={"expires": expires} if expires else None)
     if json_:
         print_json(issued)
     else:
@@ -62,6 +72,48 @@ def whoami(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
         print_json(me)
     else:
         print(f"{me['name']} (team {me['team']}{', admin' if me['is_admin'] else ''})")
+
+
+@users.command("remove")
+@handles_errors
+def remove(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    cancel_running: Annotated[bool, typer.Option(
+        "--cancel-running", help="Cancel their running jobs too (default: they finish).")
+    ] = False,
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Remove a user: their token is refused at once and their queued jobs are cancelled."""
+    parsing.parse_name(name, "NAME")
+    out = client().json("DELETE", f"/v1/users/{name}",
+                        params={"cancel_running": cancel_running})
+    if json_:
+        print_json(out)
+        return
+    print(f"{out['name']}: removed; cancelled {len(out['cancelled'])} job(s)"
+          + (f"; still running: {' '.join(map(str, out['running']))}" if out["running"]
+             else ""))
+
+
+@app.command("audit")
+@handles_errors
+def audit(
+    since: Annotated[str, typer.Option(help="How far back (30d).")] = "30d",
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Admin actions: users and tokens, drains, the cost basis, priority overrides."""
+    parsing.parse_duration(since, "--since")
+    rows = client().json("GET", "/v1/audit", params={"since": since})
+    if json_:
+        print_json(rows)
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("AT", "WHO", "ACTION", "TARGET", "DETAIL"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(local_time(r["at"]), r["actor"], r["action"], r["target"],
+                      r["detail"] or "")
+    console.print(table)
 
 
 @users.command("list")

@@ -17,7 +17,16 @@ from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.controller.telemetry import GpuUsage
 from clusterctl.executor.types import NodeInfo
 from clusterctl.scheduler.state import Wait
-from clusterctl.store import Allocation, CostStore, Job, JobStore, NodeStore, SampleStore, UserStore
+from clusterctl.store import (
+    Allocation,
+    AuditStore,
+    CostStore,
+    Job,
+    JobStore,
+    NodeStore,
+    SampleStore,
+    UserStore,
+)
 from clusterctl.usage import Usage
 
 
@@ -39,6 +48,8 @@ class ControllerApi(Protocol):
     def costs(self) -> CostStore: ...
     @property
     def drains(self) -> NodeStore: ...
+    @property
+    def audit(self) -> AuditStore: ...
     @property
     def logs(self) -> LogStore: ...
     @property

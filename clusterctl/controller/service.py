@@ -36,6 +36,7 @@ from clusterctl.settings import Settings
 from clusterctl.store import (
     Allocation,
     AllocationUsageStore,
+    AuditStore,
     CostStore,
     Job,
     JobStore,
@@ -76,6 +77,7 @@ class Controller:
     samples: SampleStore
     costs: CostStore
     drains: NodeStore
+    audit: AuditStore
     logs: LogStore
     packages: PackageStore
 
@@ -102,6 +104,7 @@ class Controller:
         self.samples = SampleStore(self.engine)
         self.costs = CostStore(self.engine)
         self.drains = NodeStore(self.engine)
+        self.audit = AuditStore(self.engine)
         self.logs, self.packages = LogStore(data / "logs"), PackageStore(data / "packages")
         namespace = f"clusterctl-{installation_id(self.engine)}"
         # Ray reads its auth settings when it is imported: set them first, import it after.

@@ -1,6 +1,7 @@
 """The database door: the only package that imports sqlmodel/sqlalchemy."""
 
 from clusterctl.store.allocation_usage import AllocationUsageStore
+from clusterctl.store.audit import AuditStore
 from clusterctl.store.db import UNAVAILABLE, make_engine, migrate, normalize_url, ping, revision
 from clusterctl.store.inventory import CostStore, HardwareExists
 from clusterctl.store.jobs import HeldGpu, JobStore, NewJob, utcnow
@@ -16,6 +17,7 @@ __all__ = [
     "UNAVAILABLE",
     "Allocation",
     "AllocationUsageStore",
+    "AuditStore",
     "CostStore",
     "GpuDevice",
     "HardwareExists",

@@ -54,6 +54,23 @@ class User(SQLModel, table=True):
     is_admin: bool = False
     token_hash: str = Field(unique=True, max_length=64)
     created_at: datetime = _time(nullable=False)
+    expires_at: datetime | None = _time()
+    """When the token stops working (None: never)."""
+    removed_at: datetime | None = _time()
+    """Set by ``admin user remove``: the row stays, for the jobs and the audit trail."""
+
+
+class AuditEvent(SQLModel, table=True):
+    """An admin action (users and tokens, drains, the cost basis, priority overrides)."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _time(nullable=False, index=True)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    target: str = Field(max_length=255)
+    detail: str | None = Field(default=None, max_length=1000)
 
 
 class Job(SQLModel, table=True):

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from clusterctl.store.jobs import utcnow
 from clusterctl.store.models import Meta, NodeToken, User
@@ -34,14 +35,19 @@ class UserStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def add(self, name: str, team: str, is_admin: bool = False) -> tuple[User, str]:
-        """Create a user; returns it with its token, which is never stored or shown again."""
+    def add(self, name: str, team: str, is_admin: bool = False,
+            expires_at: datetime | None = None) -> tuple[User, str]:
+        """Create a user (or bring back a removed one); returns it with its token, which is
+        never stored or shown again."""
         token = new_token()
-        user = User(name=name, team=team, is_admin=is_admin, token_hash=hash_token(token),
-                    created_at=utcnow())
         with Session(self.engine, expire_on_commit=False) as s:
-            if s.exec(select(User).where(User.name == name)).first() is not None:
+            user = s.exec(select(User).where(User.name == name)).first()
+            if user is not None and user.removed_at is None:
                 raise UserExists(name)
+            if user is None:
+                user = User(name=name, team=team, created_at=utcnow(), token_hash="")
+            user.team, user.is_admin, user.expires_at = team, is_admin, expires_at
+            user.token_hash, user.removed_at = hash_token(token), None
             s.add(user)
             try:
                 s.commit()
@@ -49,29 +55,49 @@ class UserStore:
                 raise UserExists(name) from e
         return user, token
 
-    def rotate(self, name: str) -> str | None:
-        """Give an existing user a new token (the old one stops working)."""
+    def rotate(self, name: str, expires_at: datetime | None = None) -> str | None:
+        """Give an existing user a new token (the old one stops working at once)."""
         token = new_token()
         with Session(self.engine) as s:
-            user = s.exec(select(User).where(User.name == name)).first()
+            user = s.exec(select(User).where(User.name == name,
+                                             col(User.removed_at).is_(None))).first()
             if user is None:
                 return None
-            user.token_hash = hash_token(token)
+            user.token_hash, user.expires_at = hash_token(token), expires_at
             s.add(user)
             s.commit()
         return token
 
+    def remove(self, name: str) -> bool:
+        """Refuse the user's requests from now on (the row stays for jobs and the audit trail).
+        False if there is no such user."""
+        with Session(self.engine) as s:
+            user = s.exec(select(User).where(User.name == name,
+                                             col(User.removed_at).is_(None))).first()
+            if user is None:
+                return False
+            user.removed_at = utcnow()
+            user.token_hash = hash_token(new_token())  # nothing anyone holds matches it
+            s.add(user)
+            s.commit()
+        return True
+
     def by_token(self, token: str) -> User | None:
+        """The user a token belongs to, unless removed (an expired one is returned: the
+        caller says it expired)."""
         with Session(self.engine, expire_on_commit=False) as s:
-            return s.exec(select(User).where(User.token_hash == hash_token(token))).first()
+            return s.exec(select(User).where(User.token_hash == hash_token(token),
+                                             col(User.removed_at).is_(None))).first()
 
     def by_name(self, name: str) -> User | None:
         with Session(self.engine, expire_on_commit=False) as s:
-            return s.exec(select(User).where(User.name == name)).first()
+            return s.exec(select(User).where(User.name == name,
+                                             col(User.removed_at).is_(None))).first()
 
     def all(self) -> list[User]:
         with Session(self.engine, expire_on_commit=False) as s:
-            return list(s.exec(select(User).order_by(User.name)).all())
+            return list(s.exec(select(User).where(col(User.removed_at).is_(None))
+                               .order_by(User.name)).all())
 
     # -- node tokens: what an agent ships samples with ----------------------------------------
 

@@ -95,6 +95,7 @@ def add_hardware(body: dict[str, Any], user: CurrentUser, ctl: Controller) -> di
     except HardwareExists:
         raise BadInput("NODE", f"{spec.node!r} is already in the inventory; change it with "
                        "`clusterctl hardware set`") from None
+    ctl.audit.record(user.name, "hardware.add", spec.node, f"price {spec.price}")
     return hardware_out(spec, rates(costs))
 
 
@@ -105,6 +106,7 @@ def set_hardware(node: str, body: dict[str, Any], user: CurrentUser,
     _require_admin(user, "change the hardware inventory")
     spec = updated_spec(_known(costs, node), body, today())
     costs.put([spec])
+    ctl.audit.record(user.name, "hardware.set", spec.node, ", ".join(sorted(body))[:200])
     return hardware_out(spec, rates(costs))
 
 
@@ -122,6 +124,8 @@ def retire_hardware(node: str, body: RetireBody, user: CurrentUser,
         sale = {"sold_for": body.sold_for, "sold_on": body.sold_on or today().isoformat()}
         spec = hardware_spec(current.as_json() | sale, today())
     costs.put([spec])
+    ctl.audit.record(user.name, "hardware.retire", spec.node,
+                     "sale undone" if body.undo else f"sold {spec.sold_on} for {spec.sold_for}")
     if spec.sold_on is not None:
         ctl.drains.drain(
             spec.node, user.name, f"retired: sold on {spec.sold_on}")
@@ -134,6 +138,8 @@ def import_hardware(body: ImportBody, user: CurrentUser, ctl: Controller) -> dic
     _require_admin(user, "change the hardware inventory")
     specs = parse_inventory_toml(body.text, body.name, today())
     added, updated = costs.put(specs)
+    ctl.audit.record(user.name, "hardware.import", body.name[:255],
+                     f"{added} added, {updated} updated")
     return {"added": added, "updated": updated,
             "machines": [hardware_out(s, rates(costs)) for s in specs]}
 
@@ -158,6 +164,7 @@ def set_settings(body: dict[str, Any], user: CurrentUser, ctl: Controller) -> di
                        "currency)")
     updated = site_settings(body, costs.site())
     costs.set_site(updated)
+    ctl.audit.record(user.name, "cost.settings", "site", ", ".join(sorted(body))[:200])
     return updated.as_json()
 
 
@@ -171,4 +178,5 @@ def set_rate(gpu_model: str, body: RateBody, user: CurrentUser, ctl: Controller)
     if not 1 <= len(source) <= 300:
         raise BadInput("--source", "must say where the rate comes from (1-300 characters)")
     costs.set_rate(CloudRate(model, rate, source))
+    ctl.audit.record(user.name, "cost.rate", model, f"{rate} per GPU-hour")
     return {"gpu_model": model, "per_gpu_hour": str(rate), "source": source}

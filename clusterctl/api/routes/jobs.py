@@ -123,6 +123,9 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
         workdir=body.workdir, package=body.package, no_preempt=body.no_preempt,
         after=after or None, array_indices=indices, array_limit=array_limit,
     ))
+    if user.is_admin and (team != user.team or priority > ctl.user_max_priority):
+        ctl.audit.record(user.name, "job.override", str(jobs[0].id),
+                         f"team {team}, priority {priority}")
     ctl.wake()
     first = job_out(jobs[0], node_names(ctl))
     return SubmitOut(**first.model_dump(),

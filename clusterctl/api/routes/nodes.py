@@ -77,6 +77,7 @@ def drain(node: str, body: DrainIn, user: CurrentUser, ctl: Controller) -> Drain
     name = _drain_target(ctl, node, user)
     reason = body.reason.strip()[:200] if body.reason else None
     ctl.drains.drain(name, user.name, reason)
+    ctl.audit.record(user.name, "node.drain", name, reason)
     ctl.wake()
     return DrainOut(node=name, drained=True, running_jobs=_running_on(ctl, name))
 
@@ -85,5 +86,6 @@ def drain(node: str, body: DrainIn, user: CurrentUser, ctl: Controller) -> Drain
 def undrain(node: str, user: CurrentUser, ctl: Controller) -> DrainOut:
     name = _drain_target(ctl, node, user)
     ctl.drains.undrain(name)
+    ctl.audit.record(user.name, "node.undrain", name)
     ctl.wake()
     return DrainOut(node=name, drained=False, running_jobs=_running_on(ctl, name))

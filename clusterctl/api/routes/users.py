@@ -1,59 +1,128 @@
-"""Users and tokens: who am I, add and list users (admins), node tokens for agents (admins)."""
+"""Users and tokens: who am I, add, remove and list users, rotate tokens, node tokens for
+agents, and the audit trail of admin actions (all but whoami: admins only)."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
 
 from fastapi import APIRouter, HTTPException
 
 from clusterctl import parsing
 from clusterctl.api.auth import CurrentUser
 from clusterctl.api.deps import Controller
-from clusterctl.api.schemas import NodeTokenOut, UserCreate, UserCreated, UserOut
-from clusterctl.store import UserExists
+from clusterctl.api.schemas import (
+    AuditOut,
+    NodeTokenOut,
+    UserCreate,
+    UserCreated,
+    UserOut,
+    UserRemoved,
+)
+from clusterctl.parsing import BadInput
+from clusterctl.states import JobState
+from clusterctl.store import User, UserExists
 
 router = APIRouter()
 
 
+def require_admin(user: User, what: str) -> None:
+    if not user.is_admin:
+        raise HTTPException(403, f"only an admin can {what}")
+
+
+def expiry(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.now(timezone.utc) + timedelta(seconds=parsing.parse_duration(text,
+                                                                               "--expires"))
+
+
+def user_out(u: User) -> UserOut:
+    return UserOut(name=u.name, team=u.team, is_admin=u.is_admin, expires_at=u.expires_at)
+
+
 @router.get("/v1/whoami", response_model=UserOut)
 def whoami(user: CurrentUser) -> UserOut:
-    return UserOut(name=user.name, team=user.team, is_admin=user.is_admin)
+    return user_out(user)
 
 
 @router.post("/v1/users", response_model=UserCreated, status_code=201)
 def add_user(body: UserCreate, user: CurrentUser, ctl: Controller) -> UserCreated:
-    if not user.is_admin:
-        raise HTTPException(403, "only an admin can add users")
+    require_admin(user, "add users")
     name = parsing.parse_name(body.name, "NAME")
     team = parsing.parse_name(body.team, "--team")
+    expires_at = expiry(body.expires)
     try:
-        created, token = ctl.users.add(name, team, body.admin)
+        created, token = ctl.users.add(name, team, body.admin, expires_at)
     except UserExists:
         raise HTTPException(409, f"user {name} already exists") from None
-    return UserCreated(name=created.name, team=created.team, is_admin=created.is_admin,
-                       token=token)
+    ctl.audit.record(user.name, "user.add", name,
+                     f"team {team}" + (", admin" if body.admin else "")
+                     + (f", expires {expires_at:%Y-%m-%d}" if expires_at else ""))
+    return UserCreated(**user_out(created).model_dump(), token=token)
+
+
+@router.delete("/v1/users/{name}", response_model=UserRemoved)
+def remove_user(name: str, user: CurrentUser, ctl: Controller,
+                cancel_running: bool = False) -> UserRemoved:
+    """Refuse the user's requests at once; cancel their queued jobs (and running ones with
+    ``cancel_running``); running jobs otherwise finish."""
+    require_admin(user, "remove users")
+    who = parsing.parse_name(name, "NAME")
+    if who == user.name:
+        raise BadInput("NAME", "you cannot remove yourself")
+    if not ctl.users.remove(who):
+        raise HTTPException(404, f"no such user: {who}")
+    cancelled, running = [], []
+    for job in ctl.jobs.search(user=who, states=[s.value for s in
+                                                (JobState.PENDING, JobState.STARTING,
+                                                 JobState.RUNNING)], limit=100_000):
+        assert job.id is not None
+        if job.state == JobState.PENDING or cancel_running:
+            ctl.jobs.request_cancel(job.id, user.name, True)
+            cancelled.append(job.id)
+        else:
+            running.append(job.id)
+    ctl.wake()
+    ctl.audit.record(user.name, "user.remove", who,
+                     f"cancelled {len(cancelled)} job(s), {len(running)} left running")
+    return UserRemoved(name=who, cancelled=cancelled, running=running)
 
 
 @router.post("/v1/users/{name}/token", response_model=UserCreated)
-def rotate_token(name: str, user: CurrentUser, ctl: Controller) -> UserCreated:
+def rotate_token(name: str, user: CurrentUser, ctl: Controller,
+                 expires: str | None = None) -> UserCreated:
     """A new token for a user; the old one stops working at once (admins only)."""
-    if not user.is_admin:
-        raise HTTPException(403, "only an admin can rotate tokens")
+    require_admin(user, "rotate tokens")
     who = parsing.parse_name(name, "NAME")
+    expires_at = expiry(expires)
+    token = ctl.users.rotate(who, expires_at)
     target = ctl.users.by_name(who)
-    token = ctl.users.rotate(who)
     if target is None or token is None:
         raise HTTPException(404, f"no such user: {who}")
-    return UserCreated(name=target.name, team=target.team, is_admin=target.is_admin,
-                       token=token)
+    ctl.audit.record(user.name, "user.token", who,
+                     f"rotated, expires {expires_at:%Y-%m-%d}" if expires_at else "rotated")
+    return UserCreated(**user_out(target).model_dump(), token=token)
 
 
 @router.get("/v1/users", response_model=list[UserOut])
 def list_users(user: CurrentUser, ctl: Controller) -> list[UserOut]:
-    return [UserOut(name=u.name, team=u.team, is_admin=u.is_admin) for u in ctl.users.all()]
+    return [user_out(u) for u in ctl.users.all()]
 
 
 @router.post("/v1/nodes/{node}/token", response_model=NodeTokenOut, status_code=201)
 def node_token(node: str, user: CurrentUser, ctl: Controller) -> NodeTokenOut:
-    if not user.is_admin:
-        raise HTTPException(403, "only an admin can issue node tokens")
+    require_admin(user, "issue node tokens")
     name = parsing.parse_node_name(node)
-    return NodeTokenOut(node=name, token=ctl.users.issue_node_token(name))
+    token = ctl.users.issue_node_token(name)
+    ctl.audit.record(user.name, "node.token", name)
+    return NodeTokenOut(node=name, token=token)
+
+
+@router.get("/v1/audit", response_model=list[AuditOut])
+def audit(user: CurrentUser, ctl: Controller, since: str = "30d") -> list[AuditOut]:
+    require_admin(user, "read the audit trail")
+    start = datetime.now(timezone.utc) - timedelta(seconds=parsing.parse_duration(since,
+                                                                                "--since"))
+    return [AuditOut(at=e.at, actor=e.actor, action=e.action, target=e.target,
+                     detail=e.detail) for e in ctl.audit.since(start)]
