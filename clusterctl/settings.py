@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     ray_token_file: str | None = None
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    metrics_host: str = "127.0.0.1"
+    """Where the controller's Prometheus /metrics listens: its own listener, for the cluster
+    network, apart from the API people use (the deployment binds it to the private address)."""
+    metrics_port: int = DEFAULT_PORT + 1
     kill_grace_s: float = 30.0
     max_package_mb: float = 100.0
     sample_retention_s: float = 14 * 86400.0

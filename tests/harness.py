@@ -58,12 +58,14 @@ class Controller:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.metrics_port = free_port()
         self.data_dir = root / "data"
         self.db_url = db_url or f"sqlite:///{root / 'clusterctl.db'}"
         self.env = {
             **os.environ,
             "CLUSTERCTL_CONFIG": str(root / "config.toml"),
             "CLUSTERCTL_RAY_TOKEN_FILE": str(ray_token_file),
+            "CLUSTERCTL_METRICS_PORT": str(self.metrics_port),
             "PYTHONUNBUFFERED": "1",
         }
         for key in ("CLUSTERCTL_TOKEN", "CLUSTERCTL_URL", "RAY_ADDRESS"):
@@ -155,6 +157,11 @@ class Controller:
     def wait_done(self, job_id: int, timeout: float = 120) -> dict[str, Any]:
         return self.wait_state(job_id, FINAL, timeout)
 
+    @property
+    def metrics_url(self) -> str:
+        """The controller's Prometheus listener (its own port, not the API's)."""
+        return f"http://127.0.0.1:{self.metrics_port}"
+
     def token(self) -> str:
         """The admin token `up` wrote to this installation's CLI config."""
         for line in (self.root / "config.toml").read_text().splitlines():
@@ -171,7 +178,7 @@ class Controller:
         """Scheduler passes the controller has completed (from its /metrics)."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        text = httpx.get(f"{self.metrics_url}/metrics", timeout=5).text
         return next(int(s.value) for fam in text_string_to_metric_families(text)
                     for s in fam.samples if s.name == "clusterctl_scheduler_passes_total")
 

@@ -163,7 +163,7 @@ def test_batch_sent_twice_and_bad_batches(controller: Controller) -> None:
                       headers=auth).status_code == 422
     gpu0 = next(g for g in controller.json("nodes")[0]["gpu_jobs"] if g["index"] == 0)
     assert utc(gpu0["sampled_at"]).timestamp() < time.time() + 1  # the live view is not pinned
-    metrics = httpx.get(f"http://127.0.0.1:{controller.port}/metrics", timeout=5).text
+    metrics = httpx.get(f"{controller.metrics_url}/metrics", timeout=5).text
     assert 'clusterctl_samples_refused_total{reason="future"} 2.0' in metrics
     assert 'clusterctl_samples_refused_total{reason="too_old"} 1.0' in metrics
 

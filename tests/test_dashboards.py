@@ -114,7 +114,7 @@ def live_metrics(controller: Controller, tmp_path: Path) -> dict[str, set[str]]:
             if "job" in seen.get("clusterctl_gpu_utilization_ratio", set()):
                 break
             time.sleep(1)
-        for name, labels in scrape(f"http://127.0.0.1:{controller.port}").items():
+        for name, labels in scrape(controller.metrics_url).items():
             seen.setdefault(name, set()).update(labels)
     finally:
         agent.stop()

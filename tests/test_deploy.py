@@ -158,7 +158,8 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         pytest.skip("applying the playbook to this machine needs root and apt")
     db = "clusterctl_deploy_test"
     pg_admin(pg, f"DROP DATABASE IF EXISTS {db}")
-    ports = {name: free_port() for name in ("api", "ray", "agent", "metrics", "client")}
+    ports = {name: free_port() for name in ("api", "ray", "agent", "metrics", "client",
+                                            "controller_metrics")}
     host: dict[str, Any] = {
         "ansible_connection": "local",
         "ansible_python_interpreter": "/usr/bin/python3",
@@ -173,6 +174,7 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         "common_config_dir": str(base / "etc"),
         "common_wheel_dir": str(tmp_path / "wheels"),
         "common_api_port": ports["api"],
+        "common_controller_metrics_port": ports["controller_metrics"],
         "common_ray_port": ports["ray"],
         "common_agent_port": ports["agent"],
         "common_ray_metrics_port": ports["metrics"],
@@ -205,7 +207,7 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
     assert jobs["clusterctl-agent"]["static_configs"][0]["targets"] == [
         f"127.0.0.1:{ports['agent']}"]
     assert jobs["clusterctl-controller"]["static_configs"][0]["targets"] == [
-        f"127.0.0.1:{ports['api']}"]
+        f"127.0.0.1:{ports['controller_metrics']}"]
     assert sorted(p.name for p in (base / "grafana-dashboards").iterdir()) == sorted(
         p.name for p in (ANSIBLE / "roles/monitoring/files/dashboards").iterdir())
 
@@ -225,7 +227,8 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         # Every target Prometheus is told to scrape answers: the controller, the agent, Ray.
         wait_http(f"http://127.0.0.1:{ports['metrics']}/metrics", "Ray's metrics",
                   logs / "ray.log")
-        assert "clusterctl_jobs" in httpx.get(f"{api}/metrics", timeout=5).text
+        metrics = f"http://127.0.0.1:{ports['controller_metrics']}/metrics"
+        assert "clusterctl_jobs" in httpx.get(metrics, timeout=5).text
 
         # The admin token `up` wrote for the service account, as an admin would use it.
         config = base / "home" / ".config" / "clusterctl" / "config.toml"

@@ -140,4 +140,4 @@ def test_retire_records_the_sale_and_drains_the_node(controller: Controller) -> 
 
 
 def _metrics(controller: Controller) -> str:
-    return httpx.get(f"http://127.0.0.1:{controller.port}/metrics", timeout=10).text
+    return httpx.get(f"{controller.metrics_url}/metrics", timeout=10).text

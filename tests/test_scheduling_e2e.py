@@ -275,7 +275,7 @@ def test_controller_metrics_show_the_queue_holders_and_their_cost(
     c.wait_state(held, {"RUNNING"})
     waits = c.submit(*w.args("--team", "b", "--gpus", "2", "--no-preempt"), cwd=w.dir)
     c.cli("nodes", "drain", "node-a")
-    url = f"http://127.0.0.1:{c.port}"
+    url = c.metrics_url
     time.sleep(1.0)  # so that the oldest wait is at least a second
     m = scrape(url)
     assert m[("clusterctl_jobs", (("state", "RUNNING"), ("team", "a")))] == 1
@@ -284,8 +284,11 @@ def test_controller_metrics_show_the_queue_holders_and_their_cost(
     assert m[("clusterctl_queue_pending_gpus", (("team", "b"),))] == 2
     assert m[("clusterctl_queue_oldest_wait_seconds", (("team", "b"),))] >= 1.0
     user = c.show(held)["user"]
-    assert m[("clusterctl_job_gpus", (("job_id", str(held)), ("name", "big"), ("node", "node-a"),
+    # ids, users and teams only: a job's name is its owner's to see, and /metrics has no token
+    assert m[("clusterctl_job_gpus", (("job_id", str(held)), ("node", "node-a"),
                                       ("team", "a"), ("user", user)))] == 3
+    assert "big" not in httpx.get(f"{url}/metrics", timeout=5).text
+    assert httpx.get(f"http://127.0.0.1:{c.port}/metrics", timeout=5).status_code == 404
     assert m[("clusterctl_team_gpus", (("team", "a"),))] == 3
     assert m[("clusterctl_team_gpus", (("team", "b"),))] == 0
     assert m[("clusterctl_team_quota_gpus", (("team", "b"),))] == 2

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from clusterctl.api.app import create_app
 from clusterctl.controller.service import Controller
@@ -24,15 +26,26 @@ class ApiServer:
                                 log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+        self._metrics: Any = None
+
+    def _serve_metrics(self) -> None:
+        """The controller's /metrics on a listener of its own (Prometheus' port, for the
+        cluster network), not on the API port people use."""
+        s = self.controller.settings
+        self._metrics, _ = start_http_server(s.metrics_port, s.metrics_host,
+                                             registry=self.controller.registry)
 
     def serve(self) -> None:
         """Serve in the foreground until SIGINT/SIGTERM, then close the controller."""
         try:
+            self._serve_metrics()
             self.server.run()
         finally:
+            self._stop_metrics()
             self.controller.close()
 
     def serve_in_thread(self) -> None:
+        self._serve_metrics()
         self._thread = threading.Thread(target=self.server.run, name="api", daemon=True)
         self._thread.start()
         while not self.server.started:
@@ -45,4 +58,11 @@ class ApiServer:
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._stop_metrics()
         self.controller.close()
+
+    def _stop_metrics(self) -> None:
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
+            self._metrics = None

@@ -107,7 +107,3 @@ class ControllerApi(Protocol):
     def health(self) -> dict[str, str]:
         """What keeps the controller from serving (``{"database": why}``); empty when none."""
         ...
-
-    def metrics(self) -> bytes:
-        """The controller's Prometheus exposition (text format)."""
-        ...

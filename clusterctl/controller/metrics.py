@@ -70,7 +70,8 @@ class ControllerCollector(Collector):
                  now: datetime) -> Iterator[Metric]:
         per_job = GaugeMetricFamily(
             "clusterctl_job_gpus", "GPUs a starting or running job holds on each node.",
-            labels=["job_id", "name", "user", "team", "node"])
+            labels=["job_id", "user", "team", "node"])  # ids only: a job's name and command
+        # are its owner's to see, and /metrics has no token
         team_gpus: Counter[str] = Counter()
         team_cost: dict[str, float] = {}
         machines = self.costs.machines()
@@ -78,7 +79,7 @@ class ControllerCollector(Collector):
         for j in active:
             for node_id in j.placement or []:
                 node = names.get(node_id, node_id[:12])
-                per_job.add_metric([str(j.id), j.name, j.user, j.team, node], j.gpus)
+                per_job.add_metric([str(j.id), j.user, j.team, node], j.gpus)
                 team_gpus[j.team] += j.gpus
                 team_cost[j.team] = team_cost.get(j.team, 0.0) + j.gpus * rates.get(node, 0.0)
         yield per_job

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter
 
 from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.files import LogStore, PackageStore, expire_files
@@ -227,6 +227,3 @@ class Controller:
     def health(self) -> dict[str, str]:
         down = ping(self.engine)
         return {"database": f"unavailable: {down}"} if down else {}
-
-    def metrics(self) -> bytes:
-        return generate_latest(self.registry)

@@ -1,10 +1,10 @@
-"""``/healthz`` and the controller's Prometheus ``/metrics``."""
+"""``/healthz``: whether the controller can serve. (Its Prometheus ``/metrics`` has a listener
+of its own, for the cluster network: ``api/server.py``.)"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from clusterctl.api.deps import Controller
 
@@ -19,9 +19,3 @@ def healthz(ctl: Controller) -> JSONResponse:
         return JSONResponse(status_code=503, content={"status": "unavailable", **problems},
                             headers={"Retry-After": "5"})
     return JSONResponse(content={"status": "ok"})
-
-
-@router.get("/metrics")
-def metrics(ctl: Controller) -> Response:
-    """For Prometheus, unauthenticated like the agents' (serve it on the private network)."""
-    return Response(ctl.metrics(), media_type=CONTENT_TYPE_LATEST)
