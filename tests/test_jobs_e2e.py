@@ -267,16 +267,25 @@ def test_tokens_and_ownership(controller: Controller, tmp_path: Path) -> None:
     assert lower.returncode == 0, lower.stderr
     boosted = controller.cli("submit", "--priority", "1000", "--team", "vision", "--", "true")
     assert boosted.returncode == 0, boosted.stderr  # an admin may
+    # A user of several teams submits to any of them (the first is the default).
+    set_ = controller.cli("admin", "user", "set", "carol", "--team", "nlp", "--team", "vision")
+    assert set_.stdout.strip() == "carol: teams nlp, vision", set_.stderr
+    both = controller.cli("submit", "--team", "vision", "--json", "--", "true", token=carol)
+    assert both.returncode == 0 and json.loads(both.stdout)["team"] == "vision", both.stderr
+    assert json.loads(controller.cli("submit", "--json", "--", "true",
+                                     token=carol).stdout)["team"] == "nlp"
+    dana = controller.json("admin", "user", "add", "dana", "--team", "a", "--team", "b")
+    assert dana["teams"] == ["a", "b"] and dana["team"] == "a"
     assert httpx.get(f"http://127.0.0.1:{controller.port}/openapi.json").status_code == 404
     # whoami, and a token rotated by an admin: the old one stops working at once
-    assert controller.cli("whoami", token=carol).stdout.strip() == "carol (team nlp)"
+    assert controller.cli("whoami", token=carol).stdout.strip() == "carol (teams nlp, vision)"
     assert controller.cli("admin", "user", "token", "carol", "--rotate",
                           token=carol).returncode == 1  # not an admin
     no_flag = controller.cli("admin", "user", "token", "carol")
     assert no_flag.returncode == 2 and "--rotate" in no_flag.stderr
     fresh = controller.cli("admin", "user", "token", "carol", "--rotate").stdout.strip()
     assert controller.cli("whoami", token=carol).returncode == 1
-    assert controller.cli("whoami", token=fresh).stdout.strip() == "carol (team nlp)"
+    assert controller.cli("whoami", token=fresh).stdout.strip() == "carol (teams nlp, vision)"
     assert controller.cli("cancel", str(job_id), token=bob["token"]).returncode == 0
     assert controller.wait_done(job_id)["state"] == "CANCELLED"
 

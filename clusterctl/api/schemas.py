@@ -233,6 +233,9 @@ class DrainOut(BaseModel):
 class UserCreate(BaseModel):
     name: str
     team: str
+    """The user's default team."""
+    other_teams: list[str] = Field(default_factory=list, max_length=64)
+    """Teams they may also submit to."""
     admin: bool = False
     expires: str | None = None
     """How long the token works (``90d``); none: until rotated or the user is removed."""
@@ -241,8 +244,14 @@ class UserCreate(BaseModel):
 class UserOut(BaseModel):
     name: str
     team: str
+    teams: list[str]
     is_admin: bool
     expires_at: datetime | None = None
+
+
+class UserTeams(BaseModel):
+    teams: list[str] = Field(min_length=1, max_length=64)
+    """The first is the user's default."""
 
 
 class UserRemoved(BaseModel):

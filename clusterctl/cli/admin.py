@@ -20,7 +20,8 @@ app.add_typer(users, name="user")
 @handles_errors
 def add(
     name: Annotated[str, typer.Argument(help="User name.")],
-    team: Annotated[str, typer.Option(help="The user's team.")],
+    team: Annotated[list[str], typer.Option(
+        help="The user's team; repeat for more (the first is their default).")],
     admin: Annotated[bool, typer.Option("--admin", help="May cancel any job, add users.")] = False,
     expires: Annotated[str | None, typer.Option(
         help="The token stops working after this long (90d); default: never.")] = None,
@@ -28,11 +29,13 @@ def add(
 ) -> None:
     """Add a user and print their token (shown once, stored hashed)."""
     parsing.parse_name(name, "NAME")
-    parsing.parse_name(team, "--team")
+    for t in team:
+        parsing.parse_name(t, "--team")
     if expires:
         parsing.parse_duration(expires, "--expires")
-    created = client().json("POST", "/v1/users", json={"name": name, "team": team,
-                                                       "admin": admin, "expires": expires})
+    created = client().json("POST", "/v1/users", json={
+        "name": name, "team": team[0], "other_teams": team[1:], "admin": admin,
+        "expires": expires})
     if json_:
         print_json(created)
     else:
@@ -71,7 +74,28 @@ def whoami(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
     if json_:
         print_json(me)
     else:
-        print(f"{me['name']} (team {me['team']}{', admin' if me['is_admin'] else ''})")
+        teams = ", ".join(me["teams"])
+        print(f"{me['name']} (team{'s' if len(me['teams']) > 1 else ''} {teams}"
+              f"{', admin' if me['is_admin'] else ''})")
+
+
+@users.command("set")
+@handles_errors
+def set_(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    team: Annotated[list[str], typer.Option(
+        help="The user's teams, all of them (the first is their default).")],
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Change which teams a user may submit to."""
+    parsing.parse_name(name, "NAME")
+    for t in team:
+        parsing.parse_name(t, "--team")
+    out = client().json("PATCH", f"/v1/users/{name}", json={"teams": team})
+    if json_:
+        print_json(out)
+    else:
+        print(f"{out['name']}: teams {', '.join(out['teams'])}")
 
 
 @users.command("remove")
@@ -125,10 +149,11 @@ def list_(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
         print_json(rows)
         return
     table = Table(box=None, pad_edge=False)
-    for col in ("NAME", "TEAM", "ADMIN"):
+    for col in ("NAME", "TEAMS", "ADMIN", "EXPIRES"):
         table.add_column(col)
     for u in rows:
-        table.add_row(u["name"], u["team"], "yes" if u["is_admin"] else "")
+        table.add_row(u["name"], ", ".join(u["teams"]), "yes" if u["is_admin"] else "",
+                      local_time(u["expires_at"]) if u["expires_at"] else "")
     console.print(table)
 
 

@@ -58,6 +58,12 @@ class User(SQLModel, table=True):
     """When the token stops working (None: never)."""
     removed_at: datetime | None = _time()
     """Set by ``admin user remove``: the row stays, for the jobs and the audit trail."""
+    other_teams: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """Teams the user may submit to besides ``team`` (their default)."""
+
+    @property
+    def teams(self) -> list[str]:
+        return [self.team, *(t for t in self.other_teams or [] if t != self.team)]
 
 
 class AuditEvent(SQLModel, table=True):

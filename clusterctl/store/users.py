@@ -36,7 +36,8 @@ class UserStore:
         self.engine = engine
 
     def add(self, name: str, team: str, is_admin: bool = False,
-            expires_at: datetime | None = None) -> tuple[User, str]:
+            expires_at: datetime | None = None,
+            other_teams: list[str] | None = None) -> tuple[User, str]:
         """Create a user (or bring back a removed one); returns it with its token, which is
         never stored or shown again."""
         token = new_token()
@@ -47,6 +48,7 @@ class UserStore:
             if user is None:
                 user = User(name=name, team=team, created_at=utcnow(), token_hash="")
             user.team, user.is_admin, user.expires_at = team, is_admin, expires_at
+            user.other_teams = [t for t in other_teams or [] if t != team] or None
             user.token_hash, user.removed_at = hash_token(token), None
             s.add(user)
             try:
@@ -67,6 +69,18 @@ class UserStore:
             s.add(user)
             s.commit()
         return token
+
+    def set_teams(self, name: str, teams: list[str]) -> User | None:
+        """The user's teams, the first their default; None if there is no such user."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            user = s.exec(select(User).where(User.name == name,
+                                             col(User.removed_at).is_(None))).first()
+            if user is None:
+                return None
+            user.team, user.other_teams = teams[0], teams[1:] or None
+            s.add(user)
+            s.commit()
+            return user
 
     def remove(self, name: str) -> bool:
         """Refuse the user's requests from now on (the row stays for jobs and the audit trail).

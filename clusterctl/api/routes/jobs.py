@@ -95,8 +95,9 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
         limit = parsing.parse_duration(str(body.time_limit))
     env = parsing.parse_env([f"{k}={v}" for k, v in body.env.items()])
     team = parsing.parse_name(body.team, "--team") if body.team else user.team
-    if team != user.team and not user.is_admin:  # another team's quota and cost
-        raise BadInput("--team", f"you may submit to team {user.team} only (admins to any)")
+    if team not in user.teams and not user.is_admin:  # another team's quota and cost
+        raise BadInput("--team", f"you may submit to {', '.join(user.teams)} only "
+                       "(admins to any team)")
     if priority > ctl.user_max_priority and not user.is_admin:
         raise BadInput("--priority", f"above {ctl.user_max_priority} needs an admin "
                        "(the user_max_priority setting)")
@@ -123,7 +124,7 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
         workdir=body.workdir, package=body.package, no_preempt=body.no_preempt,
         after=after or None, array_indices=indices, array_limit=array_limit,
     ))
-    if user.is_admin and (team != user.team or priority > ctl.user_max_priority):
+    if user.is_admin and (team not in user.teams or priority > ctl.user_max_priority):
         ctl.audit.record(user.name, "job.override", str(jobs[0].id),
                          f"team {team}, priority {priority}")
     ctl.wake()

@@ -17,6 +17,7 @@ from clusterctl.api.schemas import (
     UserCreated,
     UserOut,
     UserRemoved,
+    UserTeams,
 )
 from clusterctl.parsing import BadInput
 from clusterctl.states import JobState
@@ -38,7 +39,17 @@ def expiry(text: str | None) -> datetime | None:
 
 
 def user_out(u: User) -> UserOut:
-    return UserOut(name=u.name, team=u.team, is_admin=u.is_admin, expires_at=u.expires_at)
+    return UserOut(name=u.name, team=u.team, teams=u.teams, is_admin=u.is_admin,
+                   expires_at=u.expires_at)
+
+
+def parse_teams(teams: list[str]) -> list[str]:
+    out: list[str] = []
+    for t in teams:
+        name = parsing.parse_name(t, "--team")
+        if name not in out:
+            out.append(name)
+    return out
 
 
 @router.get("/v1/whoami", response_model=UserOut)
@@ -50,16 +61,29 @@ def whoami(user: CurrentUser) -> UserOut:
 def add_user(body: UserCreate, user: CurrentUser, ctl: Controller) -> UserCreated:
     require_admin(user, "add users")
     name = parsing.parse_name(body.name, "NAME")
-    team = parsing.parse_name(body.team, "--team")
+    team, *others = parse_teams([body.team, *body.other_teams])
     expires_at = expiry(body.expires)
     try:
-        created, token = ctl.users.add(name, team, body.admin, expires_at)
+        created, token = ctl.users.add(name, team, body.admin, expires_at, others)
     except UserExists:
         raise HTTPException(409, f"user {name} already exists") from None
     ctl.audit.record(user.name, "user.add", name,
-                     f"team {team}" + (", admin" if body.admin else "")
+                     f"teams {', '.join(created.teams)}" + (", admin" if body.admin else "")
                      + (f", expires {expires_at:%Y-%m-%d}" if expires_at else ""))
     return UserCreated(**user_out(created).model_dump(), token=token)
+
+
+@router.patch("/v1/users/{name}", response_model=UserOut)
+def set_user(name: str, body: UserTeams, user: CurrentUser, ctl: Controller) -> UserOut:
+    """A user's teams (the first their default): which quotas and costs they may use."""
+    require_admin(user, "change users")
+    who = parsing.parse_name(name, "NAME")
+    teams = parse_teams(body.teams)
+    changed = ctl.users.set_teams(who, teams)
+    if changed is None:
+        raise HTTPException(404, f"no such user: {who}")
+    ctl.audit.record(user.name, "user.teams", who, ", ".join(teams))
+    return user_out(changed)
 
 
 @router.delete("/v1/users/{name}", response_model=UserRemoved)

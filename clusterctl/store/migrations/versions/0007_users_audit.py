@@ -1,4 +1,4 @@
-"""token expiry, user removal, audit trail
+"""token expiry, user removal, several teams per user, audit trail
 
 Revision ID: 0007
 Revises: 0006
@@ -24,6 +24,7 @@ def upgrade() -> None:
                                    nullable=True))
         batch.add_column(sa.Column("removed_at", clusterctl.store.models.UTCDateTime(),
                                    nullable=True))
+        batch.add_column(sa.Column("other_teams", sa.JSON(), nullable=True))
     op.create_table(
         "audit_event",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -41,5 +42,6 @@ def downgrade() -> None:
     op.drop_index("ix_audit_event_at", table_name="audit_event")
     op.drop_table("audit_event")
     with op.batch_alter_table("user") as batch:
+        batch.drop_column("other_teams")
         batch.drop_column("removed_at")
         batch.drop_column("expires_at")
