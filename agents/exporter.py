@@ -81,6 +81,11 @@ class GpuCollector(Collector):
                                "0 when it failed (GPU is lost).", labels=GPU_LABELS)
         families = {name: GaugeMetricFamily(name, help_, labels=GPU_LABELS)
                     for name, help_, _ in GAUGES}
+        stray = GaugeMetricFamily(
+            "clusterctl_gpu_stray_processes",
+            "Compute processes on a GPU that no running job holds (nvidia-smi "
+            "--query-compute-apps, less the job the controller says holds the GPU).",
+            labels=GPU_LABELS)
         energy = CounterMetricFamily(
             "clusterctl_gpu_energy_joules",
             "Energy since the driver loaded (nvidia-smi has no field; NVML "
@@ -95,11 +100,13 @@ class GpuCollector(Collector):
                     families[name].add_metric(labels, float(value))
             if g.energy_mj is not None:
                 energy.add_metric(labels, g.energy_mj / 1000.0)
+            stray.add_metric(labels, 0 if g.index in v.holders else len(g.processes))
         for e in snap.errors if snap else ():
             up.add_metric(self._labels(v, e.index, e.uuid or "", ""), 0)
         yield up
         yield from families.values()
         yield energy
+        yield stray
 
     @staticmethod
     def _labels(v: ExportView, index: int, uuid: str, model: str) -> list[str]:

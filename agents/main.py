@@ -100,7 +100,8 @@ def run(
 
     reader: GpuReader
     if simulate_gpus is not None:
-        reader = SimulatedReader(simulate_gpus, node=node_name, profiles=profiles, busy=busy)
+        reader = SimulatedReader(simulate_gpus, node=node_name, profiles=profiles, busy=busy,
+                                 proc=Path("/proc"))
     else:
         from agents.nvml import NvmlReader
 

@@ -9,13 +9,15 @@ supported, a GPU lost mid-run, an energy counter that resets (driver reload) and
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from agents.reader import GpuError, GpuSample, Snapshot
+from agents.reader import GpuError, GpuProcess, GpuSample, Snapshot
 
 GIB = 1 << 30
 
@@ -70,6 +72,33 @@ class _Gpu:
     lost: bool = field(default=False)
 
 
+def job_processes(proc: Path, node: str) -> dict[int, list[GpuProcess]]:
+    """The processes of clusterctl jobs on each simulated GPU, as NVML lists the processes on
+    a real one: found in ``/proc`` by the ``CLUSTERCTL_JOB_ID`` and ``CUDA_VISIBLE_DEVICES``
+    every job process inherits (and ``CLUSTERCTL_NODE``, where several simulated nodes share a
+    machine). A job that left a process behind shows up here, as it would on a real GPU."""
+    found: dict[int, list[GpuProcess]] = {}
+    try:
+        pids = [p for p in os.listdir(proc) if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            raw = (proc / pid / "environ").read_bytes()
+        except OSError:
+            continue  # gone, or not ours to read
+        if b"CLUSTERCTL_JOB_ID=" not in raw or b"CUDA_VISIBLE_DEVICES=" not in raw:
+            continue
+        env = dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0")
+                   if "=" in item)
+        if env.get("CLUSTERCTL_NODE", node) != node:
+            continue
+        for gpu in env.get("CUDA_VISIBLE_DEVICES", "").split(","):
+            if gpu.strip().isdigit():
+                found.setdefault(int(gpu), []).append(GpuProcess(int(pid), None))
+    return found
+
+
 class SimulatedReader:
     def __init__(
         self,
@@ -84,7 +113,11 @@ class SimulatedReader:
         busy: Callable[[], set[int]] = set,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        proc: Path | None = None,
     ) -> None:
+        self.node = node
+        self.proc = proc
+        """Where the job processes on these GPUs are found (None: none, in unit tests)."""
         self.model = model
         self.memory_bytes = memory_bytes
         self.idle_watts = idle_watts
@@ -114,6 +147,7 @@ class SimulatedReader:
         dt = 0.0 if self.last_read is None else max(0.0, now - self.last_read)
         self.last_read = now
         busy = self.busy()
+        on_gpu = job_processes(self.proc, self.node) if self.proc is not None else {}
         gpus: list[GpuSample] = []
         errors: list[GpuError] = []
         for g in self.gpus:
@@ -123,7 +157,8 @@ class SimulatedReader:
             if g.lost:
                 errors.append(GpuError(g.index, g.uuid, "GPU is lost"))
                 continue
-            gpus.append(self._step(g, g.index in busy, now, dt))
+            gpus.append(replace(self._step(g, g.index in busy, now, dt),
+                                processes=tuple(on_gpu.get(g.index, ()))))
         return Snapshot(at=now, gpus=tuple(gpus), errors=tuple(errors))
 
     def _step(self, g: _Gpu, busy: bool, now: float, dt: float) -> GpuSample:

@@ -122,7 +122,7 @@ def parse_priority(text: str | int) -> int:
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ENV = frozenset(
     {"CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CLUSTERCTL_JOB_ID", "MASTER_ADDR",
-     "MASTER_PORT", "NODE_RANK", "NNODES", "WORLD_SIZE"}
+     "MASTER_PORT", "NODE_RANK", "NNODES", "WORLD_SIZE", "CLUSTERCTL_NODE"}
 )
 
 

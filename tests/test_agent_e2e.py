@@ -3,6 +3,9 @@ a controller started with `clusterctl up` on a real Ray head, and the usage it a
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -174,3 +177,27 @@ def test_node_token_needs_an_admin_and_a_host_name(controller: Controller) -> No
     created = controller.json("admin", "user", "add", "eve", "--team", "t")
     r = controller.cli("admin", "node-token", "node-a", token=created["token"])
     assert r.returncode == 1 and "admin" in r.stderr
+
+
+def test_a_process_on_a_gpu_no_job_holds_is_reported(controller: Controller, agent: Agent,
+                                                     tmp_path: Path) -> None:
+    """#17: a process of a job left on a GPU (here: one started by hand with a job's
+    environment, as a leftover would have it) shows in `nodes` and as the agent's metric."""
+    leftover = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"],
+        env={**os.environ, "CLUSTERCTL_JOB_ID": "999", "CUDA_VISIBLE_DEVICES": "3",
+             "CLUSTERCTL_NODE": "node-a"})
+    try:
+        def gpu3() -> dict:  # type: ignore[type-arg]
+            return next(g for g in controller.json("nodes")[0]["gpu_jobs"] if g["index"] == 3)
+
+        wait_for(lambda: gpu3()["stray_processes"] == 1, what="the stray process in nodes")
+        assert "1 stray process" in controller.cli("nodes").stdout
+        scrape = httpx.get(f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
+        strays = {s.labels["gpu"]: s.value for fam in text_string_to_metric_families(scrape)
+                  if fam.name == "clusterctl_gpu_stray_processes" for s in fam.samples}
+        assert strays["3"] == 1 and strays["0"] == 0
+    finally:
+        leftover.kill()
+        leftover.wait()
+    wait_for(lambda: gpu3()["stray_processes"] == 0, what="the stray process gone")

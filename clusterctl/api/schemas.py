@@ -201,6 +201,10 @@ class GpuOut(BaseModel):
     sampled_at: datetime | None = None
     """When the agent read these values; None when no agent has reported this GPU."""
     error: str | None = None
+    processes: int | None = None
+    """Compute processes on the GPU at the agent's last read."""
+    stray_processes: int = 0
+    """Processes on a GPU that no running job holds: left behind by something, worth a look."""
 
 
 class NodeOut(BaseModel):

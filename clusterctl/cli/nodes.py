@@ -61,9 +61,13 @@ def gpu_table(rows: list[dict[str, Any]], now: datetime | None = None) -> Table:
                        else f"{g['temperature_celsius']:.0f}C"] if live else ["-"] * 4
             if g.get("error"):
                 figures = [f"[red]{g['error']}[/]", "-", "-", "-"]
+            stray = g.get("stray_processes") or 0
+            holder = str(g["job_id"]) if g["job_id"] else (
+                f"[red]{stray} stray process{'es' if stray > 1 else ''}[/]" if stray and live
+                else "-")
             table.add_row(
                 name, str(g["index"]), g.get("model") or n["gpu_model"] or "-",
-                str(g["job_id"]) if g["job_id"] else "-", g["user"] or "-", *figures,
+                holder, g["user"] or "-", *figures,
                 "no agent" if seen is None else f"{seen:.0f}s ago")
             name = ""
     return table

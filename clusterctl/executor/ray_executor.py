@@ -23,6 +23,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from clusterctl.executor.runner import JobRunner
 from clusterctl.executor.types import (
+    NODE_LABEL,
     Launch,
     LaunchSpec,
     NodeInfo,
@@ -35,7 +36,6 @@ from clusterctl.executor.types import (
 
 log = logging.getLogger(__name__)
 
-NODE_LABEL = "clusterctl-node"
 GPU_MODEL_LABEL = "clusterctl-gpu-model"
 RUNNER_MAX_CONCURRENCY = 8
 

@@ -19,12 +19,20 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import ray
 
 from clusterctl.executor import cgroups
 from clusterctl.executor.launch import KILL_TREE
-from clusterctl.executor.types import LaunchSpec, Outcome, Rendezvous, RunnerStatus, Started
+from clusterctl.executor.types import (
+    NODE_LABEL,
+    LaunchSpec,
+    Outcome,
+    Rendezvous,
+    RunnerStatus,
+    Started,
+)
 
 # Variables of the Ray worker that the user's job must not inherit (the Ray token among them).
 _STRIPPED_PREFIXES = ("RAY_", "CLUSTERCTL_")
@@ -157,6 +165,9 @@ class JobRunner:
         env["CLUSTERCTL_JOB_ID"] = str(self.job_id)
         env["CLUSTERCTL_ATTEMPT"] = str(self.attempt)
         env["CLUSTERCTL_RUNNER_PID"] = str(os.getpid())
+        node: Any = ray.get_runtime_context().get_node_labels().get(NODE_LABEL)
+        if node:  # which node's GPUs these are (an agent lists the processes on its own)
+            env["CLUSTERCTL_NODE"] = node if isinstance(node, str) else str(node[0])
         if self.cgroup is not None:
             env["CLUSTERCTL_CGROUP"] = str(self.cgroup)
         nodes = spec.nodes

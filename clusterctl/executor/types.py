@@ -10,6 +10,9 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, Protocol
 
+NODE_LABEL = "clusterctl-node"
+"""The Ray node label that names a node as clusterctl and its agent know it."""
+
 
 def _fields(cls: type, value: dict[str, Any]) -> dict[str, Any]:
     """The fields of ``cls`` from a dict: what a runner of the release before typed results

@@ -251,6 +251,9 @@ class GpuDevice(SQLModel, table=True):
     power_w: float | None = None
     temperature_c: float | None = None
     error: str | None = Field(default=None, max_length=200)
+    processes: int | None = None
+    """Compute processes on the GPU at the latest read (a process on a GPU no job holds is a
+    leftover worth a look)."""
 
 
 class GpuRollup(SQLModel, table=True):

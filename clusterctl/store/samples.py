@@ -71,6 +71,7 @@ class SampleStore:
                     "utilization": v["utilization"], "memory_used": v["memory_used"],
                     "memory_total": v["memory_total"], "power_w": v["power_w"],
                     "temperature_c": v["temperature_c"], "error": v["error"],
+                    "processes": r.get("processes"),
                 }
         with self.engine.begin() as c:
             if self.engine.dialect.name == "postgresql":
@@ -129,7 +130,7 @@ class SampleStore:
         ins = _insert(self.engine, self.d)
         newer = ins.excluded.last_ms >= self.d.c.last_ms
         keep = ("gpu_uuid", "last_ms", "utilization", "memory_used", "memory_total", "power_w",
-                "temperature_c", "error")
+                "temperature_c", "error", "processes")
         set_: dict[str, Any] = {k: case((newer, ins.excluded[k]), else_=self.d.c[k])
                                 for k in keep}
         set_["model"] = func.coalesce(ins.excluded.model, self.d.c.model)

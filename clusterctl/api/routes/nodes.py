@@ -44,7 +44,8 @@ def nodes(user: CurrentUser, ctl: Controller) -> list[NodeOut]:
                 utilization=d.utilization, memory_used_bytes=d.memory_used,
                 memory_total_bytes=d.memory_total, power_watts=d.power_w,
                 temperature_celsius=d.temperature_c, sampled_at=_ms_time(d.last_ms),
-                error=d.error))
+                error=d.error, processes=d.processes,
+                stray_processes=(d.processes or 0) if job_id is None else 0))
         drain = drains.get(n.name)
         out.append(NodeOut(id=n.id, name=n.name, address=n.address, gpus=n.gpus,
                            gpu_model=n.gpu_model, free_gpus=free.get(n.id, 0),

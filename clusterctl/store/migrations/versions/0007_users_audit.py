@@ -1,4 +1,4 @@
-"""token expiry, user removal, several teams per user, audit trail
+"""token expiry, user removal, several teams per user, audit trail, GPU processes
 
 Revision ID: 0007
 Revises: 0006
@@ -25,6 +25,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("removed_at", clusterctl.store.models.UTCDateTime(),
                                    nullable=True))
         batch.add_column(sa.Column("other_teams", sa.JSON(), nullable=True))
+    with op.batch_alter_table("gpu_device") as batch:
+        batch.add_column(sa.Column("processes", sa.Integer(), nullable=True))
     op.create_table(
         "audit_event",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -41,6 +43,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_audit_event_at", table_name="audit_event")
     op.drop_table("audit_event")
+    with op.batch_alter_table("gpu_device") as batch:
+        batch.drop_column("processes")
     with op.batch_alter_table("user") as batch:
         batch.drop_column("other_teams")
         batch.drop_column("removed_at")
