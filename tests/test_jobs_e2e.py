@@ -64,6 +64,11 @@ def test_two_gpu_job_sees_exactly_two_devices(controller: Controller, tmp_path: 
                 "allocations"):
         assert key in job
     assert datetime.fromisoformat(job["started_at"]).tzinfo is not None
+    # The controller's files are its own: no more 0644 database or logs (#16).
+    db = Path(controller.db_url.removeprefix("sqlite:///"))
+    logs = list((controller.data_dir / "logs").rglob("*.log"))
+    assert logs and all(p.stat().st_mode & 0o777 == 0o600 for p in [db, *logs])
+    assert controller.data_dir.stat().st_mode & 0o777 == 0o700
 
 
 def test_failing_and_missing_commands_fail_with_their_exit_codes(

@@ -3,6 +3,7 @@ foreground until Ctrl-C."""
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -51,6 +52,7 @@ def up(
     from clusterctl.executor.local_ray import start_local_ray
     from clusterctl.store import LeaseHeld, acquire_lease
 
+    os.umask(0o077)  # the database, logs and Ray's session files are this account's alone
     try:  # before Ray: a second `up` on the same database starts nothing
         lease = acquire_lease(s.db_url)
     except LeaseHeld as e:

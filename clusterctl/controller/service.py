@@ -62,6 +62,23 @@ def local_user_name() -> str:
     return cleaned[:64]
 
 
+def private(data: Path, db_url: str) -> None:
+    """The controller's files are its own: the database holds job environments and token
+    hashes, the data directory logs and packages. New files are made 0600 (umask 077, for
+    this process and the Ray head it starts), and what an older version left readable is
+    closed (0700 directories, 0600 files)."""
+    os.umask(0o077)
+    data.chmod(0o700)
+    for sub in ("logs", "packages"):
+        if (data / sub).is_dir():
+            (data / sub).chmod(0o700)
+    if db_url.startswith("sqlite:///"):
+        db = Path(db_url.removeprefix("sqlite:///"))
+        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            if path.exists():
+                path.chmod(0o600)
+
+
 @dataclass
 class Bootstrap:
     user: str
@@ -95,6 +112,7 @@ class Controller:
         s = self.settings
         data = Path(s.data_dir)
         data.mkdir(parents=True, exist_ok=True)
+        private(data, s.db_url)
         if self.lease is None:  # a second controller stops here, saying whose the first is
             self.lease = acquire_lease(s.db_url)
         migrate(s.db_url)
