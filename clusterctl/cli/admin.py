@@ -16,6 +16,11 @@ users = typer.Typer(help="Users and tokens.", no_args_is_help=True)
 app.add_typer(users, name="user")
 
 
+def _check_teams(teams: list[str]) -> None:
+    for t in teams:
+        parsing.parse_name(t, "--team")
+
+
 @users.command("add")
 @handles_errors
 def add(
@@ -29,8 +34,7 @@ def add(
 ) -> None:
     """Add a user and print their token (shown once, stored hashed)."""
     parsing.parse_name(name, "NAME")
-    for t in team:
-        parsing.parse_name(t, "--team")
+    _check_teams(team)
     if expires:
         parsing.parse_duration(expires, "--expires")
     created = client().json("POST", "/v1/users", json={
@@ -89,8 +93,7 @@ def set_(
 ) -> None:
     """Change which teams a user may submit to."""
     parsing.parse_name(name, "NAME")
-    for t in team:
-        parsing.parse_name(t, "--team")
+    _check_teams(team)
     out = client().json("PATCH", f"/v1/users/{name}", json={"teams": team})
     if json_:
         print_json(out)

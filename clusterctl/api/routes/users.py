@@ -20,7 +20,7 @@ from clusterctl.api.schemas import (
     UserTeams,
 )
 from clusterctl.parsing import BadInput
-from clusterctl.states import JobState
+from clusterctl.states import LIVE, JobState, ordered
 from clusterctl.store import User, UserExists
 
 router = APIRouter()
@@ -98,9 +98,7 @@ def remove_user(name: str, user: CurrentUser, ctl: Controller,
     if not ctl.users.remove(who):
         raise HTTPException(404, f"no such user: {who}")
     cancelled, running = [], []
-    for job in ctl.jobs.search(user=who, states=[s.value for s in
-                                                (JobState.PENDING, JobState.STARTING,
-                                                 JobState.RUNNING)], limit=100_000):
+    for job in ctl.jobs.search(user=who, states=ordered(LIVE), limit=100_000):
         assert job.id is not None
         if job.state == JobState.PENDING or cancel_running:
             ctl.jobs.request_cancel(job.id, user.name, True)
