@@ -166,6 +166,17 @@ def parse_name(text: str, field: str) -> str:
     return text
 
 
+_UNIX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,30}\$?$")
+
+
+def parse_unix_user(text: str, field: str) -> str:
+    """A Unix account name as ``useradd`` accepts it by default (a job runs as that account)."""
+    if not _UNIX_USER_RE.match(text):
+        raise BadInput(field, f"{text!r} must be a Unix account name: 1-32 lower-case letters, "
+                       "digits, '_' or '-', starting with a letter or '_'")
+    return text
+
+
 _NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 

@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-from clusterctl.parsing import BadInput, parse_quotas
+from clusterctl.parsing import BadInput, parse_quotas, parse_unix_user
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     """Reclaim borrowed GPUs by preemption for a team under its quota."""
     preempt_grace_s: float = 30.0
     """Between SIGTERM and SIGKILL for a preempted job (it sees ``CLUSTERCTL_PREEMPT_GRACE``)."""
+    run_as_submitter: bool = True
+    """Each job runs as the Unix account of its submitter (``admin user add --unix-user``; the
+    user's own name by default) on nodes whose runner may switch accounts (Ray run by root, or
+    with CAP_SETUID and CAP_SETGID). false: every job runs as the account that runs Ray (one
+    person's machine; what ``up`` started by an ordinary user does anyway)."""
+    job_account: str = ""
+    """The account for jobs whose submitter has no Unix account on the node (one unprivileged
+    account for everyone; never root or the account that runs Ray). Empty: such a job fails at
+    start, saying so."""
     config_path: str = ""
 
     @classmethod
@@ -117,9 +126,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} must be a whole number of GPUs (0: no limit)")
         return int(value)
 
-    @field_validator("preempt", mode="before")
+    @field_validator("job_account", mode="before")
     @classmethod
-    def _preempt(cls, value: Any) -> bool:
+    def _job_account(cls, value: Any) -> str:
+        if value in (None, ""):
+            return ""
+        try:
+            return parse_unix_user(str(value), "job_account")
+        except BadInput as e:
+            raise ValueError(e.message) from None
+
+    @field_validator("preempt", "run_as_submitter", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> bool:
         if isinstance(value, bool):
             return value
         text = str(value).lower()

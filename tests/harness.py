@@ -54,7 +54,8 @@ class Controller:
     """One installation: its own database, data directory, config file and API port."""
 
     def __init__(self, root: Path, ray_address: str, ray_token_file: Path,
-                 db_url: str | None = None, kill_grace: str = "2s") -> None:
+                 db_url: str | None = None, kill_grace: str = "2s",
+                 run_as_submitter: bool = False) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -67,6 +68,9 @@ class Controller:
             "CLUSTERCTL_RAY_TOKEN_FILE": str(ray_token_file),
             "CLUSTERCTL_METRICS_PORT": str(self.metrics_port),
             "PYTHONUNBUFFERED": "1",
+            # Most tests' jobs write into the test's own (root-only) directories as the account
+            # that runs Ray; tests/test_job_accounts_e2e.py runs them as their submitters.
+            "CLUSTERCTL_RUN_AS_SUBMITTER": "true" if run_as_submitter else "false",
         }
         for key in ("CLUSTERCTL_TOKEN", "CLUSTERCTL_URL", "RAY_ADDRESS"):
             self.env.pop(key, None)

@@ -243,6 +243,8 @@ class UserCreate(BaseModel):
     admin: bool = False
     expires: str | None = None
     """How long the token works (``90d``); none: until rotated or the user is removed."""
+    unix_user: str | None = None
+    """The Unix account their jobs run as (default: the account of the same name)."""
 
 
 class UserOut(BaseModel):
@@ -251,11 +253,15 @@ class UserOut(BaseModel):
     teams: list[str]
     is_admin: bool
     expires_at: datetime | None = None
+    unix_user: str
+    """The Unix account their jobs run as."""
 
 
-class UserTeams(BaseModel):
-    teams: list[str] = Field(min_length=1, max_length=64)
-    """The first is the user's default."""
+class UserChange(BaseModel):
+    teams: list[str] | None = Field(default=None, min_length=1, max_length=64)
+    """The first is the user's default; none: unchanged."""
+    unix_user: str | None = None
+    """The Unix account their jobs run as; none: unchanged."""
 
 
 class UserRemoved(BaseModel):

@@ -30,6 +30,8 @@ def add(
     admin: Annotated[bool, typer.Option("--admin", help="May cancel any job, add users.")] = False,
     expires: Annotated[str | None, typer.Option(
         help="The token stops working after this long (90d); default: never.")] = None,
+    unix_user: Annotated[str | None, typer.Option(
+        help="The Unix account their jobs run as (default: the account named NAME).")] = None,
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Add a user and print their token (shown once, stored hashed)."""
@@ -37,9 +39,11 @@ def add(
     _check_teams(team)
     if expires:
         parsing.parse_duration(expires, "--expires")
+    if unix_user is not None:
+        parsing.parse_unix_user(unix_user, "--unix-user")
     created = client().json("POST", "/v1/users", json={
         "name": name, "team": team[0], "other_teams": team[1:], "admin": admin,
-        "expires": expires})
+        "expires": expires, "unix_user": unix_user})
     if json_:
         print_json(created)
     else:
@@ -87,18 +91,26 @@ def whoami(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
 @handles_errors
 def set_(
     name: Annotated[str, typer.Argument(help="User name.")],
-    team: Annotated[list[str], typer.Option(
-        help="The user's teams, all of them (the first is their default).")],
+    team: Annotated[list[str] | None, typer.Option(
+        help="The user's teams, all of them (the first is their default).")] = None,
+    unix_user: Annotated[str | None, typer.Option(
+        help="The Unix account their jobs run as.")] = None,
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Change which teams a user may submit to."""
+    """Change which teams a user may submit to, or the Unix account their jobs run as."""
     parsing.parse_name(name, "NAME")
-    _check_teams(team)
-    out = client().json("PATCH", f"/v1/users/{name}", json={"teams": team})
+    if not team and unix_user is None:
+        raise parsing.BadInput("--team", "give --team or --unix-user (what to change)")
+    _check_teams(team or [])
+    if unix_user is not None:
+        parsing.parse_unix_user(unix_user, "--unix-user")
+    out = client().json("PATCH", f"/v1/users/{name}",
+                        json={"teams": team or None, "unix_user": unix_user})
     if json_:
         print_json(out)
     else:
-        print(f"{out['name']}: teams {', '.join(out['teams'])}")
+        print(f"{out['name']}: teams {', '.join(out['teams'])}; jobs run as Unix account "
+              f"{out['unix_user']}")
 
 
 @users.command("remove")
@@ -152,11 +164,11 @@ def list_(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
         print_json(rows)
         return
     table = Table(box=None, pad_edge=False)
-    for col in ("NAME", "TEAMS", "ADMIN", "EXPIRES"):
+    for col in ("NAME", "TEAMS", "ADMIN", "UNIX ACCOUNT", "EXPIRES"):
         table.add_column(col)
     for u in rows:
         table.add_row(u["name"], ", ".join(u["teams"]), "yes" if u["is_admin"] else "",
-                      local_time(u["expires_at"]) if u["expires_at"] else "")
+                      u["unix_user"], local_time(u["expires_at"]) if u["expires_at"] else "")
     console.print(table)
 
 

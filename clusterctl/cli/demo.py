@@ -66,7 +66,8 @@ def demo() -> None:
                       "controller and SQLite in a temporary directory…")
         settings = Settings(data_dir=str(root / "data"),
                             db_url=f"sqlite:///{root / 'data' / 'clusterctl.db'}",
-                            port=free_port(), metrics_port=free_port(), kill_grace_s=5)
+                            port=free_port(), metrics_port=free_port(), kill_grace_s=5,
+                            run_as_submitter=False)  # one person's machine: theirs
         ray = start_local_ray(root / "data", num_gpus=8, node_name=socket.gethostname(),
                               gpu_model="simulated", num_cpus=2)
         controller = Controller(settings, ray.address, str(ray.token_file))

@@ -3,6 +3,7 @@ foreground until Ctrl-C."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 from pathlib import Path
@@ -13,6 +14,17 @@ import typer
 from clusterctl import parsing
 from clusterctl import settings as settings_mod
 from clusterctl.cli.common import err_console, fail, handles_errors
+
+
+def _who_runs_jobs(s: settings_mod.Settings) -> str:
+    if not s.run_as_submitter:
+        me = getpass.getuser()
+        return (f"jobs run as {me}, the account that runs Ray" if s.ray_address else
+                f"jobs run as {me}: `up` started by an ordinary account runs every job as it")
+    fallback = (f"; without one, as {s.job_account}" if s.job_account else
+                "; a user without one there cannot start jobs")
+    return ("jobs run as their submitter's Unix account on each node (`admin user add "
+            f"--unix-user` maps another){fallback}")
 
 
 @handles_errors
@@ -58,6 +70,9 @@ def up(
     except LeaseHeld as e:
         raise fail(f"{e}; stop it first (one controller per database)", 1) from None
 
+    if s.ray_address is None and os.geteuid() != 0:
+        # One person's machine: Ray runs as this account and cannot switch to another.
+        s = s.model_copy(update={"run_as_submitter": False})
     local = None
     if s.ray_address:
         address, token_file = s.ray_address, s.ray_token_file
@@ -81,6 +96,7 @@ def up(
         err_console.print(
             f"clusterctl controller on {url}: {len(nodes)} node(s), {gpus} GPU(s); "
             f"admin user {boot.user} (token in {s.config_path}). Ctrl-C stops.")
+        err_console.print(_who_runs_jobs(s))
         if gpus == 0:
             err_console.print("no GPUs found: on a machine without an NVIDIA driver, use "
                               "--simulate-gpus N")

@@ -59,6 +59,8 @@ class Attempts:
         kill_grace_s: float = 30.0,
         preempt_grace_s: float = 30.0,
         start_timeout_s: float = 120.0,
+        account_of: Callable[[str], str | None] = lambda user: None,
+        fallback_account: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.jobs = jobs
@@ -68,6 +70,9 @@ class Attempts:
         self.kill_grace_s = kill_grace_s
         self.preempt_grace_s = preempt_grace_s
         self.start_timeout_s = start_timeout_s
+        self.account_of = account_of
+        """The Unix account a user's jobs run as (None: the account that runs Ray)."""
+        self.fallback_account = fallback_account
         self.monotonic = monotonic
         self.launches: dict[int, Launch] = {}
         """The attempts this controller launched or re-attached to, by job id."""
@@ -252,6 +257,7 @@ class Attempts:
             job_id=job.id, attempt=attempt, command=list(job.command), gpus=job.gpus,
             nodes=job.nodes, env=env, workdir=job.workdir,
             time_limit_s=job.time_limit_s, kill_grace_s=self.kill_grace_s,
+            account=self.account_of(job.user), fallback_account=self.fallback_account,
         )
         try:
             package = self.packages.get(job.package) if job.package else None

@@ -108,6 +108,14 @@ class Controller:
         self.max_package_bytes = int(settings.max_package_mb * (1 << 20))
         self.user_max_priority = settings.user_max_priority
 
+    def account_of(self, user: str) -> str | None:
+        """The Unix account ``user``'s jobs run as; None where every job runs as the account
+        that runs Ray (``run_as_submitter = false``)."""
+        if not self.settings.run_as_submitter:
+            return None
+        found = self.users.by_name(user)
+        return found.account if found is not None else user
+
     def prepare(self, connect_timeout_s: float = 90) -> None:
         s = self.settings
         data = Path(s.data_dir)
@@ -132,7 +140,9 @@ class Controller:
         self.executor = RayExecutor(self.ray_address, namespace)
         self._connect(connect_timeout_s)
         attempts = Attempts(self.jobs, self.executor, self.logs, self.packages,
-                            kill_grace_s=s.kill_grace_s, preempt_grace_s=s.preempt_grace_s)
+                            kill_grace_s=s.kill_grace_s, preempt_grace_s=s.preempt_grace_s,
+                            account_of=self.account_of,
+                            fallback_account=s.job_account or None)
         self.scheduler = Scheduler(
             self.jobs, self.executor, attempts,
             policy_config=PolicyConfig(

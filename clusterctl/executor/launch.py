@@ -13,6 +13,15 @@ its runner.
 - When the command itself exits, what it left running is killed too: a finished job leaves
   nothing behind. The shim exits with the command's status (or dies of the same signal).
 
+- The command runs as the job's account (``CLUSTERCTL_ACCOUNT``, when the runner switches
+  accounts): the shim's child sets the account's groups, gid and uid, sets no_new_privs and
+  clears ambient capabilities, then execs. The shim itself keeps the runner's account, so the
+  job can neither signal it nor read its ``/proc``; it holds no descriptor but the job's
+  stdio (Python's descriptors are close-on-exec).
+- A shipped working directory (``CLUSTERCTL_UNPACK``, a zip only the runner's account can
+  read) is opened before the switch and unpacked after it: the files are the job's own, and
+  no entry of the archive can write where the job's account could not.
+
 SIGTERM, SIGINT and SIGHUP reach the job's process group from the runner; the shim ignores
 them (it ends when the command ends). A missing command becomes exit code 127 with a message
 in the job's log, as a shell does. Deliberately imports nothing heavy: it runs once per start.
@@ -26,20 +35,22 @@ import os
 import signal
 import sys
 import time
+import zipfile
 from types import FrameType
+
+from clusterctl.executor.accounts import Account
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 KILL_TREE = signal.SIGUSR2
 """What the runner (or its death, through PDEATHSIG) sends the shim to end the whole job."""
 
 
 def _prctl(option: int, value: int) -> bool:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(option, value, 0, 0, 0) == 0)
-    except (OSError, AttributeError):  # not Linux: the runner's own cleanup is all there is
-        return False
+    """False where there is no prctl (not Linux): the runner's own cleanup is all there is."""
+    return _prctl_args(option, value)
 
 
 def children_of(pid: int) -> list[int]:
@@ -93,6 +104,61 @@ def _join(cgroup: str) -> None:
               flush=True)
 
 
+def _prctl_args(option: int, *args: int) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        padded = (*args, 0, 0, 0, 0)[:4]
+        return bool(libc.prctl(option, *padded) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _cannot_start(message: str, code: int = 126) -> None:
+    print(f"clusterctl: {message}", file=sys.stderr, flush=True)
+    os._exit(code)
+
+
+def _become(account: Account) -> None:
+    """The job's account, for good: no way back to the runner's rights."""
+    try:
+        os.setgroups(list(account.groups))
+        os.setresgid(account.gid, account.gid, account.gid)
+        os.setresuid(account.uid, account.uid, account.uid)
+    except OSError as e:
+        _cannot_start(f"could not switch to the job's account {account.name}: {e}")
+    if not _prctl_args(PR_SET_NO_NEW_PRIVS, 1):
+        _cannot_start("could not set no_new_privs for the job")
+    _prctl_args(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)  # none on kernels before 4.3
+    if os.getuid() != account.uid or os.geteuid() != account.uid:  # pragma: no cover
+        _cannot_start(f"still not running as {account.name}")
+    try:  # the directory the runner chose, now with the job's own rights
+        os.chdir(os.getcwd())
+    except OSError as e:
+        _cannot_start(f"{account.name} cannot enter the working directory: {e}")
+
+
+def _unpack(archive: zipfile.ZipFile) -> None:
+    try:
+        with archive:
+            archive.extractall(os.getcwd())
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        _cannot_start(f"could not unpack the job's working directory: {e}")
+
+
+def _child(argv: list[str], account: Account | None, package: str | None) -> None:
+    archive = None
+    if package:
+        try:  # opened with the runner's rights: the job's account cannot read the file
+            archive = zipfile.ZipFile(package)
+        except (zipfile.BadZipFile, OSError) as e:
+            _cannot_start(f"could not unpack the job's working directory: {e}")
+    if account is not None:
+        _become(account)
+    if archive is not None:
+        _unpack(archive)
+    _exec(argv)
+
+
 def _exec(argv: list[str]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, KILL_TREE):
         signal.signal(sig, signal.SIG_DFL)
@@ -113,6 +179,9 @@ def _exec(argv: list[str]) -> None:
 def main(argv: list[str]) -> None:
     expected_parent = int(os.environ.pop("CLUSTERCTL_RUNNER_PID", "0") or 0)
     cgroup = os.environ.pop("CLUSTERCTL_CGROUP", "") or None
+    account_text = os.environ.pop("CLUSTERCTL_ACCOUNT", "")
+    account = Account.decode(account_text) if account_text else None
+    package = os.environ.pop("CLUSTERCTL_UNPACK", "") or None
     me = os.getpid()
 
     def end_all(_sig: int, _frame: FrameType | None) -> None:
@@ -133,7 +202,7 @@ def main(argv: list[str]) -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     child = os.fork()
     if child == 0:
-        _exec(argv)
+        _child(argv, account, package)
     while True:
         try:
             pid, status = os.waitpid(-1, 0)

@@ -17,13 +17,13 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from clusterctl.executor import cgroups
+from clusterctl.executor import accounts, cgroups
+from clusterctl.executor.accounts import Account, AccountError
 from clusterctl.executor.launch import KILL_TREE
 from clusterctl.executor.types import (
     NODE_LABEL,
@@ -38,9 +38,25 @@ from clusterctl.executor.types import (
 _STRIPPED_PREFIXES = ("RAY_", "CLUSTERCTL_")
 
 
+SYSTEM_RUN_ROOT = Path("/var/spool/clusterctl")
+"""Where a runner that switches accounts keeps run directories (as slurmd keeps its own in
+``/var/spool/slurmd``): a job's account must be able to pass through to its working
+directory, which it cannot under root's or the service account's home."""
+
+
 def default_run_root() -> Path:
+    if accounts.can_switch():
+        return SYSTEM_RUN_ROOT
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "clusterctl" / "runs"
+
+
+def _make_dirs(path: Path, mode: int) -> None:
+    """``mkdir -p`` with ``mode`` for each directory it makes, whatever the umask."""
+    for d in reversed([path, *path.parents]):
+        if not d.exists():
+            d.mkdir(mode=mode, exist_ok=True)
+            d.chmod(mode)
 
 
 def _free_port() -> int:
@@ -63,13 +79,15 @@ class JobRunner:
                  run_root: str | None = None) -> None:
         self.job_id, self.attempt, self.rank = job_id, attempt, rank
         self.namespace = namespace
-        root = Path(run_root) if run_root else default_run_root()
-        self.dir = root / namespace / f"job-{job_id}-a{attempt}-r{rank}"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.root = Path(run_root) if run_root else default_run_root()
+        self.dir = self.root / namespace / f"job-{job_id}-a{attempt}-r{rank}"
+        _make_dirs(self.dir, 0o711 if accounts.can_switch() else 0o700)
         self.log_path = self.dir / "output.log"
+        """Written by the runner from the job's output pipe, never by the job: a job cannot
+        rewrite its own log, nor anyone else's."""
         self.cgroup: Path | None = None
         """This rank's cgroup, where the node allows one (see ``cgroups.py``)."""
-        self.log_path.touch()
+        os.close(os.open(self.log_path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._lock = threading.Lock()
         self._started = threading.Event()
         self._done = threading.Event()
@@ -80,6 +98,7 @@ class JobRunner:
         self._terminating = False
         self._timed_out = False
         self._kill_grace_s = 30.0
+        self._package: Path | None = None
 
     # -- called by the controller -------------------------------------------------------------
 
@@ -92,10 +111,15 @@ class JobRunner:
         """Start the command; idempotent, so a retried call never starts it twice."""
         with self._lock:
             if not self._started.is_set() and self._proc is None and self._start_error is None:
+                try:
+                    account = accounts.resolve(spec.account, spec.fallback_account,
+                                               self._node_name() or socket.gethostname())
+                except AccountError as e:
+                    raise RunnerError(str(e)) from None
                 self.cgroup = self._make_cgroup()  # first: ends what is left of them
                 self._remove_earlier_run_dirs()
-                cwd = self._prepare_cwd(spec, package)
-                env = self._environment(spec, rendezvous)
+                cwd = self._prepare_cwd(spec, package, account)
+                env = self._environment(spec, rendezvous, account)
                 self._kill_grace_s = spec.kill_grace_s
                 thread = threading.Thread(
                     target=self._run, name=f"job-{self.job_id}-rank-{self.rank}", daemon=True,
@@ -139,25 +163,55 @@ class JobRunner:
 
     # -- inside the actor ---------------------------------------------------------------------
 
-    def _prepare_cwd(self, spec: LaunchSpec, package: bytes | None) -> str:
+    def _prepare_cwd(self, spec: LaunchSpec, package: bytes | None,
+                     account: Account | None) -> str:
+        """The job's working directory: its own shipped directory (unpacked by the launch
+        shim, as the job's account), the directory it named on the node, or an empty one of
+        its own. Where the job runs as another account, the run directory is passable but not
+        readable (0711) and only ``work`` is the job's."""
+        if account is not None:
+            self._passable()
+        if spec.workdir and package is None:
+            if not os.path.isdir(spec.workdir):
+                raise RunnerError(f"working directory {spec.workdir} does not exist on this node")
+            return str(spec.workdir)
+        work = self.dir / "work"
+        work.mkdir(mode=0o700, exist_ok=True)
+        if account is not None:
+            os.chown(work, account.uid, account.gid)
         if package is not None:
-            work = self.dir / "work"
-            work.mkdir(exist_ok=True)
-            try:
-                with zipfile.ZipFile(io.BytesIO(package)) as z:
-                    z.extractall(work)
-            except (zipfile.BadZipFile, OSError) as e:
-                raise RunnerError(f"could not unpack the job's working directory: {e}") from e
-            return str(work)
-        workdir = spec.workdir
-        if not workdir:
-            return str(self.dir)
-        if not os.path.isdir(workdir):
-            raise RunnerError(f"working directory {workdir} does not exist on this node")
-        return str(workdir)
+            archive = self.dir / "package.zip"
+            fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(package)
+            self._package = archive
+        return str(work)
 
-    def _environment(self, spec: LaunchSpec, rendezvous: Rendezvous | None) -> dict[str, str]:
+    def _passable(self) -> None:
+        """From the run root down to this rank's directory, a job's account may pass (not
+        list); above the root, it must already be able to."""
+        for d in (self.root, self.dir.parent, self.dir):
+            d.chmod(0o711)
+        for above in self.root.parents:
+            if above.stat().st_mode & 0o001 == 0:
+                raise RunnerError(f"{above} is not passable by other accounts, so a job's "
+                                  f"account cannot reach its working directory under "
+                                  f"{self.root}")
+
+    def _node_name(self) -> str | None:
+        node: Any = ray.get_runtime_context().get_node_labels().get(NODE_LABEL)
+        if not node:
+            return None
+        return node if isinstance(node, str) else str(node[0])
+
+    def _environment(self, spec: LaunchSpec, rendezvous: Rendezvous | None,
+                     account: Account | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
+        if account is not None:  # the account's own, not the runner's
+            env = {k: v for k, v in env.items() if not k.startswith("XDG_")}
+            env.update(HOME=account.home, USER=account.name, LOGNAME=account.name,
+                       SHELL=account.shell)
+            env["CLUSTERCTL_ACCOUNT"] = account.encode()
         env.update(spec.env)
         gpu_ids = self._gpu_ids()
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
@@ -165,11 +219,13 @@ class JobRunner:
         env["CLUSTERCTL_JOB_ID"] = str(self.job_id)
         env["CLUSTERCTL_ATTEMPT"] = str(self.attempt)
         env["CLUSTERCTL_RUNNER_PID"] = str(os.getpid())
-        node: Any = ray.get_runtime_context().get_node_labels().get(NODE_LABEL)
+        node = self._node_name()
         if node:  # which node's GPUs these are (an agent lists the processes on its own)
-            env["CLUSTERCTL_NODE"] = node if isinstance(node, str) else str(node[0])
+            env["CLUSTERCTL_NODE"] = node
         if self.cgroup is not None:
             env["CLUSTERCTL_CGROUP"] = str(self.cgroup)
+        if self._package is not None:
+            env["CLUSTERCTL_UNPACK"] = str(self._package)
         nodes = spec.nodes
         if nodes > 1 and rendezvous is not None:
             gpus = spec.gpus
@@ -191,20 +247,22 @@ class JobRunner:
              time_limit_s: float | None) -> None:
         # This thread forks the child and lives exactly as long as it: PR_SET_PDEATHSIG fires
         # when the forking *thread* exits, so the fork must not happen on a pooled thread.
-        log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 (closed below)
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "clusterctl.executor.launch", *argv],
-                cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
         except OSError as e:
-            log.close()
             self._start_error = f"could not start the command: {e}"
             self._started.set()
             self._done.set()
             return
         self._proc = proc
+        assert proc.stdout is not None
+        copier = threading.Thread(target=self._copy_output, args=(proc.stdout,),
+                                  name=f"job-{self.job_id}-rank-{self.rank}-log", daemon=True)
+        copier.start()
         node = ray.get_runtime_context()
         self._start_info = Started(
             rank=self.rank, pid=proc.pid, gpu_ids=tuple(self._gpu_ids()),
@@ -218,13 +276,19 @@ class JobRunner:
             self._signal_group(self._kill_grace_s)
             proc.wait()
         self._end_everything()  # nothing of a finished job is left behind
-        log.close()
+        copier.join(timeout=10)  # the pipe ends with the last process of the job
         code = proc.returncode
         self._outcome = Outcome(
             rank=self.rank, exit_code=code if code >= 0 else 128 - code,
             signal=-code if code < 0 else None, timed_out=self._timed_out,
             terminated=self._terminating, ended_at=time.time())
         self._done.set()
+
+    def _copy_output(self, pipe: io.BufferedReader) -> None:
+        with pipe, open(self.log_path, "ab", buffering=0) as log:
+            fd = pipe.fileno()
+            while chunk := os.read(fd, 1 << 16):
+                log.write(chunk)
 
     def _signal_group(self, grace_s: float) -> None:
         proc = self._proc

@@ -41,6 +41,10 @@ class LaunchSpec:
     workdir: str | None
     time_limit_s: int | None
     kill_grace_s: float
+    account: str | None = None
+    """The Unix account the job runs as (None: the account that runs Ray)."""
+    fallback_account: str | None = None
+    """The site's ``job_account``, for a submitter without an account on the node."""
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,17 @@ class User(SQLModel, table=True):
     """Set by ``admin user remove``: the row stays, for the jobs and the audit trail."""
     other_teams: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     """Teams the user may submit to besides ``team`` (their default)."""
+    unix_user: str | None = Field(default=None, max_length=32)
+    """The Unix account the user's jobs run as (None: the account of the same name)."""
 
     @property
     def teams(self) -> list[str]:
         return [self.team, *(t for t in self.other_teams or [] if t != self.team)]
+
+    @property
+    def account(self) -> str:
+        """The Unix account this user's jobs run as."""
+        return self.unix_user or self.name
 
 
 class AuditEvent(SQLModel, table=True):

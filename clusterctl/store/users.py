@@ -37,7 +37,8 @@ class UserStore:
 
     def add(self, name: str, team: str, is_admin: bool = False,
             expires_at: datetime | None = None,
-            other_teams: list[str] | None = None) -> tuple[User, str]:
+            other_teams: list[str] | None = None,
+            unix_user: str | None = None) -> tuple[User, str]:
         """Create a user (or bring back a removed one); returns it with its token, which is
         never stored or shown again."""
         token = new_token()
@@ -49,6 +50,7 @@ class UserStore:
                 user = User(name=name, team=team, created_at=utcnow(), token_hash="")
             user.team, user.is_admin, user.expires_at = team, is_admin, expires_at
             user.other_teams = [t for t in other_teams or [] if t != team] or None
+            user.unix_user = unix_user if unix_user != name else None
             user.token_hash, user.removed_at = hash_token(token), None
             s.add(user)
             try:
@@ -70,14 +72,19 @@ class UserStore:
             s.commit()
         return token
 
-    def set_teams(self, name: str, teams: list[str]) -> User | None:
-        """The user's teams, the first their default; None if there is no such user."""
+    def change(self, name: str, teams: list[str] | None = None,
+               unix_user: str | None = None) -> User | None:
+        """The user's teams (the first their default) and Unix account, where given; None if
+        there is no such user."""
         with Session(self.engine, expire_on_commit=False) as s:
             user = s.exec(select(User).where(User.name == name,
                                              col(User.removed_at).is_(None))).first()
             if user is None:
                 return None
-            user.team, user.other_teams = teams[0], teams[1:] or None
+            if teams:
+                user.team, user.other_teams = teams[0], teams[1:] or None
+            if unix_user is not None:
+                user.unix_user = unix_user if unix_user != name else None
             s.add(user)
             s.commit()
             return user

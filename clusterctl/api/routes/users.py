@@ -13,11 +13,11 @@ from clusterctl.api.deps import Controller
 from clusterctl.api.schemas import (
     AuditOut,
     NodeTokenOut,
+    UserChange,
     UserCreate,
     UserCreated,
     UserOut,
     UserRemoved,
-    UserTeams,
 )
 from clusterctl.parsing import BadInput
 from clusterctl.states import LIVE, JobState, ordered
@@ -40,7 +40,7 @@ def expiry(text: str | None) -> datetime | None:
 
 def user_out(u: User) -> UserOut:
     return UserOut(name=u.name, team=u.team, teams=u.teams, is_admin=u.is_admin,
-                   expires_at=u.expires_at)
+                   expires_at=u.expires_at, unix_user=u.account)
 
 
 def parse_teams(teams: list[str]) -> list[str]:
@@ -63,26 +63,36 @@ def add_user(body: UserCreate, user: CurrentUser, ctl: Controller) -> UserCreate
     name = parsing.parse_name(body.name, "NAME")
     team, *others = parse_teams([body.team, *body.other_teams])
     expires_at = expiry(body.expires)
+    unix_user = parsing.parse_unix_user(body.unix_user, "--unix-user") if body.unix_user else None
     try:
-        created, token = ctl.users.add(name, team, body.admin, expires_at, others)
+        created, token = ctl.users.add(name, team, body.admin, expires_at, others, unix_user)
     except UserExists:
         raise HTTPException(409, f"user {name} already exists") from None
     ctl.audit.record(user.name, "user.add", name,
                      f"teams {', '.join(created.teams)}" + (", admin" if body.admin else "")
-                     + (f", expires {expires_at:%Y-%m-%d}" if expires_at else ""))
+                     + (f", expires {expires_at:%Y-%m-%d}" if expires_at else "")
+                     + (f", Unix account {unix_user}" if unix_user else ""))
     return UserCreated(**user_out(created).model_dump(), token=token)
 
 
 @router.patch("/v1/users/{name}", response_model=UserOut)
-def set_user(name: str, body: UserTeams, user: CurrentUser, ctl: Controller) -> UserOut:
-    """A user's teams (the first their default): which quotas and costs they may use."""
+def set_user(name: str, body: UserChange, user: CurrentUser, ctl: Controller) -> UserOut:
+    """A user's teams (the first their default: which quotas and costs they may use) and the
+    Unix account their jobs run as."""
     require_admin(user, "change users")
     who = parsing.parse_name(name, "NAME")
-    teams = parse_teams(body.teams)
-    changed = ctl.users.set_teams(who, teams)
+    if body.teams is None and body.unix_user is None:
+        raise BadInput("--team", "give --team or --unix-user (what to change)")
+    teams = parse_teams(body.teams) if body.teams is not None else None
+    unix_user = (parsing.parse_unix_user(body.unix_user, "--unix-user")
+                 if body.unix_user is not None else None)
+    changed = ctl.users.change(who, teams, unix_user)
     if changed is None:
         raise HTTPException(404, f"no such user: {who}")
-    ctl.audit.record(user.name, "user.teams", who, ", ".join(teams))
+    if teams is not None:
+        ctl.audit.record(user.name, "user.teams", who, ", ".join(teams))
+    if unix_user is not None:
+        ctl.audit.record(user.name, "user.unix_user", who, unix_user)
     return user_out(changed)
 
 
