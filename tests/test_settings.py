@@ -25,9 +25,18 @@ def test_scheduling_settings_from_file_then_environment(tmp_path: Path) -> None:
     assert (s.user_gpu_limit, s.preempt, s.preempt_grace_s) == (None, True, 5.0)
 
 
+def test_job_accounts_default_to_the_submitters_own() -> None:
+    s = settings.load({"CLUSTERCTL_CONFIG": "/nonexistent/config.toml"})
+    assert (s.run_as_submitter, s.job_account) == (True, "")
+    s = settings.load({"CLUSTERCTL_CONFIG": "/nonexistent/config.toml",
+                       "CLUSTERCTL_RUN_AS_SUBMITTER": "off", "CLUSTERCTL_JOB_ACCOUNT": "jobs"})
+    assert (s.run_as_submitter, s.job_account) == (False, "jobs")
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("QUOTAS", "vision"), ("QUOTAS", "vision=-1"), ("USER_GPU_LIMIT", "many"),
     ("PREEMPT", "maybe"), ("PREEMPT_GRACE_S", "soon"), ("PORT", "http"),
+    ("RUN_AS_SUBMITTER", "perhaps"), ("JOB_ACCOUNT", "Bad Name"), ("JOB_ACCOUNT", "x;rm"),
 ])
 def test_bad_settings_name_the_setting(tmp_path: Path, name: str, value: str) -> None:
     env = {"CLUSTERCTL_CONFIG": str(tmp_path / "none.toml"), f"CLUSTERCTL_{name}": value}

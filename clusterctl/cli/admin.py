@@ -109,8 +109,8 @@ def set_(
     if json_:
         print_json(out)
     else:
-        print(f"{out['name']}: teams {', '.join(out['teams'])}; jobs run as Unix account "
-              f"{out['unix_user']}")
+        print(f"{out['name']}: teams {', '.join(out['teams'])}"
+              + (f"; jobs run as Unix account {out['unix_user']}" if unix_user else ""))
 
 
 @users.command("remove")
