@@ -70,15 +70,19 @@ class Unit:
     user: str
     env: dict[str, str]
     argv: list[str]
+    caps: list[str]
+    """AmbientCapabilities=, as systemd grants them to the unit's account."""
 
 
 def read_unit(path: Path) -> Unit:
     """What systemd would run: User=, Environment=, EnvironmentFile= and ExecStart=."""
-    user, env, argv = "root", {}, []
+    user, env, argv, caps = "root", {}, [], []
     for line in path.read_text().splitlines():
         key, _, value = line.partition("=")
         if key == "User":
             user = value
+        elif key == "AmbientCapabilities":
+            caps = value.split()
         elif key == "Environment":
             k, _, v = value.partition("=")
             env[k] = v
@@ -89,16 +93,20 @@ def read_unit(path: Path) -> Unit:
                     env[k] = shlex.split(v)[0] if v else ""
         elif key == "ExecStart":
             argv = shlex.split(value)
-    return Unit(user, env, argv)
+    return Unit(user, env, argv, caps)
 
 
 def start_unit(unit: Unit, log: Path) -> subprocess.Popen[bytes]:
-    account = pwd.getpwnam(unit.user)
+    """As systemd would: the account, its groups and the ambient capabilities (setpriv does
+    what systemd does for AmbientCapabilities=)."""
+    caps = ",".join("+" + c.removeprefix("CAP_").lower() for c in unit.caps)
+    argv = ["setpriv", f"--reuid={unit.user}", f"--regid={unit.user}", "--init-groups",
+            *([f"--inh-caps={caps}", f"--ambient-caps={caps}"] if caps else []),
+            "--", *unit.argv]
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **unit.env}
     with open(log, "ab") as out:
-        return subprocess.Popen(unit.argv, env=env, user=account.pw_uid, group=account.pw_gid,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd="/")
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd="/")
 
 
 def wait_http(url: str, what: str, log: Path, timeout: float = 120) -> None:
@@ -158,6 +166,7 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         pytest.skip("applying the playbook to this machine needs root and apt")
     db = "clusterctl_deploy_test"
     pg_admin(pg, f"DROP DATABASE IF EXISTS {db}")
+
     ports = {name: free_port() for name in ("api", "ray", "agent", "metrics", "client",
                                             "controller_metrics")}
     host: dict[str, Any] = {
@@ -214,6 +223,8 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
     logs = tmp_path / "logs"
     logs.mkdir()
     procs: list[subprocess.Popen[bytes]] = []
+    person = f"ccdeploy{os.getpid() % 10000}"
+    subprocess.run(["useradd", "--no-create-home", person], check=True)
     head = read_unit(units / "clusterctl-ray-head.service")
     try:
         procs.append(start_unit(head, logs / "ray.log"))
@@ -236,19 +247,28 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         work = tmp_path / "work"
         work.mkdir()
         (work / "job.py").write_text(
-            "import os\nprint('gpus', os.environ['CUDA_VISIBLE_DEVICES'])\n")
+            "import os, pwd\nprint('gpus', os.environ['CUDA_VISIBLE_DEVICES'])\n"
+            "print('user', pwd.getpwuid(os.getuid()).pw_name)\n"
+            "print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n")
         work.chmod(0o755)
 
-        def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([tool("clusterctl"), *args], env=env, cwd=work,
+        def cli(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([tool("clusterctl"), *args], cwd=work,
+                                  env={**env, "CLUSTERCTL_TOKEN": token} if token else env,
                                   capture_output=True, text=True, timeout=120)
 
-        sub = cli("submit", "--gpus", "1", "--team", "ml", "--json", "--", "python3", "job.py")
+        # A person with a Unix account on the node: their job runs as them, without the
+        # capabilities the Ray service holds.
+        added = cli("admin", "user", "add", person, "--team", "ml")
+        assert added.returncode == 0, added.stderr
+        sub = cli("submit", "--gpus", "1", "--json", "--", "python3", "job.py",
+                  token=added.stdout.strip())
         assert sub.returncode == 0, sub.stderr + (logs / "controller.log").read_text()[-3000:]
         job = json.loads(sub.stdout)["id"]
         waited = cli("wait", str(job))
-        assert waited.returncode == 0, waited.stdout + waited.stderr
-        assert "gpus " in cli("logs", str(job)).stdout
+        out = cli("logs", str(job)).stdout
+        assert waited.returncode == 0, waited.stdout + waited.stderr + out
+        assert "gpus " in out and f"user {person}\n0000000000000000" in out, out
         nodes = json.loads(cli("nodes", "--json").stdout)
         assert [n["name"] for n in nodes] == ["deploy-node"]
         deadline = time.monotonic() + 60  # the agent ships its samples with its node token
@@ -266,6 +286,7 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
     finally:
         for p in reversed(procs):
             stop_process(p, 30)
+        subprocess.run(["userdel", person], check=False)
 
     second = playbook(inventory, tmp_path / "second.log")
     counts = recap(second)

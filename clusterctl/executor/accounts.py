@@ -108,5 +108,9 @@ def resolve(account: str | None, fallback: str | None, node: str = "this node"
             f"no Unix account {account} on {node} (create it, map the user to one with "
             "`admin user set NAME --unix-user ACCOUNT`, or set job_account)")
     if found.uid == os.geteuid():
-        return None
+        if found.uid != 0:  # a service account with the right to switch: its secrets
+            raise AccountError(f"jobs never run as {runner}, the account that runs Ray on "
+                               f"{node} (it can read the cluster's secrets); map the user to "
+                               "another account")
+        return None  # root's own jobs, on a node where Ray runs as root
     return found
