@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -55,6 +56,9 @@ def run(
         envvar=ENV + "TOKEN_FILE", help="File holding this node's token (or set "
         "CLUSTERCTL_AGENT_TOKEN)."
     )] = None,
+    ca_file: Annotated[Path | None, typer.Option(
+        envvar=ENV + "CA_FILE", help="The cluster's CA, to verify an https controller "
+        "(default: the system's CAs).")] = None,
     spool: Annotated[Path | None, typer.Option(
         envvar=ENV + "SPOOL", help="Spool file (default: in the user data directory).")] = None,
     spool_max_age: Annotated[str, typer.Option(
@@ -86,6 +90,12 @@ def run(
         except ValueError as e:
             raise BadInput("--simulate-profile", str(e)) from None
         token = _token(token_file) if controller else None
+        verify: ssl.SSLContext | bool = True
+        if ca_file is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as e:
+                raise BadInput("--ca-file", f"cannot read {ca_file}: {e}") from None
         if controller and not token:
             raise BadInput("--token-file", "a node token is needed to ship samples: give "
                            "--token-file or set CLUSTERCTL_AGENT_TOKEN "
@@ -114,7 +124,7 @@ def run(
     if controller:
         spool_path = spool or Path(platformdirs.user_data_dir("clusterctl")) / "agent-spool.db"
         store = Spool(spool_path, max_rows=max_age_s // interval_s * 8)
-        http = httpx.Client(base_url=controller.rstrip("/"), timeout=30,
+        http = httpx.Client(base_url=controller.rstrip("/"), timeout=30, verify=verify,
                             headers={"Authorization": f"Bearer {token}"})
         shipper = Shipper(store, http, node_name)
     agent = Agent(reader, node_name, interval_s=interval_s, boot_id=read_boot_id(),

@@ -4,6 +4,7 @@ code the CLI should use: 2 for bad input, 1 for everything else. While the contr
 
 from __future__ import annotations
 
+import ssl
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -30,6 +31,17 @@ def _unavailable(e: BaseException) -> bool:
     return isinstance(e, ApiError) and e.status == 503
 
 
+def verifier(ca_file: str | None) -> ssl.SSLContext | bool:
+    """Verify the controller's certificate against ``ca_file`` (the cluster's own CA), else
+    the system's CAs."""
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise ApiError(f"ca_file: cannot read the CA file {ca_file}: {e}", 2) from None
+
+
 def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -37,10 +49,11 @@ def _to_stderr(message: str) -> None:
 class Client:
     def __init__(self, url: str, token: str | None, timeout: float = 30.0,
                  wait_for_s: float = 120.0,
-                 say: Callable[[str], None] = _to_stderr) -> None:
+                 say: Callable[[str], None] = _to_stderr, ca_file: str | None = None) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
+                                 verify=verifier(ca_file))
         self.wait_for_s = wait_for_s
         """How long to keep trying while the controller answers 503."""
         self.say = say
@@ -65,6 +78,10 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as e:
+            if "CERTIFICATE_VERIFY_FAILED" in str(e):
+                raise ApiError(f"the controller at {self.url} has a certificate this machine "
+                               "does not trust: set ca_file to the cluster's CA (in your "
+                               "config file or CLUSTERCTL_CA_FILE)") from e
             raise ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
                            "is `clusterctl up` running?") from e
         if response.status_code < 400:

@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     """Reclaim borrowed GPUs by preemption for a team under its quota."""
     preempt_grace_s: float = 30.0
     """Between SIGTERM and SIGKILL for a preempted job (it sees ``CLUSTERCTL_PREEMPT_GRACE``)."""
+    tls_cert: str = ""
+    """The controller's certificate (PEM, with its chain); with ``tls_key``, the API is HTTPS."""
+    tls_key: str = ""
+    ca_file: str = ""
+    """The CA the CLI (and agents) verify the controller's certificate against (empty: the
+    system's CAs)."""
+    allow_plain_http: bool = False
+    """Serve plain HTTP on an address other than loopback (tokens cross the network in clear
+    text): for a private network an admin vouches for."""
     run_as_submitter: bool = True
     """Each job runs as the Unix account of its submitter (``admin user add --unix-user``; the
     user's own name by default) on nodes whose runner may switch accounts (Ray run by root, or
@@ -136,7 +145,7 @@ class Settings(BaseSettings):
         except BadInput as e:
             raise ValueError(e.message) from None
 
-    @field_validator("preempt", "run_as_submitter", mode="before")
+    @field_validator("preempt", "run_as_submitter", "allow_plain_http", mode="before")
     @classmethod
     def _flag(cls, value: Any) -> bool:
         if isinstance(value, bool):
@@ -158,7 +167,8 @@ class Settings(BaseSettings):
         if not data.get("db_url"):
             data["db_url"] = f"sqlite:///{Path(data_dir) / 'clusterctl.db'}"
         if "url" not in data and ("port" in data or "host" in data):
-            data["url"] = api_url(data.get("host", "127.0.0.1"), data.get("port", DEFAULT_PORT))
+            data["url"] = api_url(data.get("host", "127.0.0.1"), data.get("port", DEFAULT_PORT),
+                                  bool(data.get("tls_cert")))
         return data
 
 
@@ -217,13 +227,31 @@ def _bad_input(e: ValidationError) -> BadInput:
     return BadInput(key, str(first["msg"]).removeprefix("Value error, "))
 
 
-def api_url(host: str, port: int) -> str:
+def api_url(host: str, port: int, tls: bool = False) -> str:
     """The URL a local client uses to reach a controller listening on ``host:port``."""
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
-def write_client_config(path: Path, url: str, token: str) -> None:
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_transport(s: Settings) -> None:
+    """TLS needs both files, readable; plain HTTP stays on loopback unless an admin allows
+    it. A :class:`BadInput` naming the flag otherwise."""
+    if bool(s.tls_cert) != bool(s.tls_key):
+        missing = "--tls-key" if s.tls_cert else "--tls-cert"
+        raise BadInput(missing, "--tls-cert and --tls-key go together")
+    for flag, path in (("--tls-cert", s.tls_cert), ("--tls-key", s.tls_key)):
+        if path and not os.access(path, os.R_OK):
+            raise BadInput(flag, f"{path} is not a readable file")
+    if not s.tls_cert and s.host not in LOOPBACK and not s.allow_plain_http:
+        raise BadInput("--host", f"plain HTTP on {s.host} would send tokens in clear text: "
+                       "give --tls-cert and --tls-key, or set allow_plain_http = true")
+
+
+def write_client_config(path: Path, url: str, token: str, ca_file: str | None = None
+                        ) -> None:
     """The CLI's config file: the controller URL and the user's token, readable by its owner
     only (mode 0600, set before the token is written); other settings in it are kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -232,6 +260,8 @@ def write_client_config(path: Path, url: str, token: str) -> None:
         with open(path, "rb") as f:
             existing = tomllib.load(f)
     existing.update({"url": url, "token": token})
+    if ca_file:
+        existing["ca_file"] = ca_file
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "wb") as f:

@@ -31,7 +31,8 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 
 def start_serving(argv: list[str], env: dict[str, str], log_path: Path, url: str,
-                  timeout: float, ready: Any = lambda: True) -> subprocess.Popen[bytes]:
+                  timeout: float, ready: Any = lambda: True,
+                  verify: Any = True) -> subprocess.Popen[bytes]:
     """Start a server process logging to ``log_path``; return once ``url`` answers and
     ``ready()`` holds, or raise with the log's tail."""
     log = open(log_path, "ab")  # noqa: SIM115 (owned by the child)
@@ -42,7 +43,7 @@ def start_serving(argv: list[str], env: dict[str, str], log_path: Path, url: str
         if proc.poll() is not None:
             raise RuntimeError(f"{argv[0]} exited:\n" + log_tail(log_path))
         try:
-            if httpx.get(url, timeout=1).is_success and ready():
+            if httpx.get(url, timeout=1, verify=verify).is_success and ready():
                 return proc
         except httpx.TransportError:
             pass
@@ -78,14 +79,17 @@ class Controller:
                         "--data-dir", str(self.data_dir), "--db", self.db_url,
                         "--kill-grace", kill_grace]
         self.proc: subprocess.Popen[bytes] | None = None
+        self.scheme = "http"
+        self.verify: Any = True
+        """How the API is reached (a TLS test serves https, trusted through its own CA)."""
 
     def start(self, timeout: float = 90) -> None:
         for attempt in range(3):
             try:
                 self.proc = start_serving(
                     clusterctl_argv() + self.up_args, self.env, self.root / "controller.log",
-                    f"http://127.0.0.1:{self.port}/healthz", timeout,
-                    ready=lambda: (self.root / "config.toml").exists())
+                    f"{self.scheme}://127.0.0.1:{self.port}/healthz", timeout,
+                    ready=lambda: (self.root / "config.toml").exists(), verify=self.verify)
                 return
             except RuntimeError as e:
                 # free_port() cannot reserve the port: a process Ray spawned meanwhile may

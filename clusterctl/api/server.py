@@ -23,7 +23,8 @@ class ApiServer:
         s = controller.settings
         self.port = s.port
         config = uvicorn.Config(create_app(controller), host=s.host, port=s.port,
-                                log_level="warning", access_log=False, lifespan="off")
+                                log_level="warning", access_log=False, lifespan="off",
+                                ssl_certfile=s.tls_cert or None, ssl_keyfile=s.tls_key or None)
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self._metrics: Any = None

@@ -47,7 +47,7 @@ def handles_errors(fn: F) -> F:
 
 def client() -> Client:
     s = settings_mod.load()
-    return Client(s.url, s.token)
+    return Client(s.url, s.token, ca_file=s.ca_file or None)
 
 
 def print_json(value: Any) -> None:

@@ -47,6 +47,9 @@ def up(
         "starts Ray itself; with --ray-address each node runs its own).")] = None,
     agent_port: Annotated[int, typer.Option(help="The local agent's /metrics port.")] = 9400,
     agent_interval: Annotated[str, typer.Option(help="The local agent's read interval.")] = "5s",
+    tls_cert: Annotated[str | None, typer.Option(
+        help="Serve HTTPS with this certificate (PEM, with its chain).")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="The certificate's private key.")] = None,
 ) -> None:
     """Start Ray, the controller and an admin user for you; Ctrl-C stops what it started."""
     if simulate_gpus is not None and not 0 <= simulate_gpus <= parsing.MAX_GPUS_PER_NODE:
@@ -56,7 +59,9 @@ def up(
     if not 0 < agent_port < 65536:
         raise parsing.BadInput("--agent-port", "must be from 1 to 65535")
     s = settings_mod.load(db_url=db, ray_address=ray_address, port=port, host=host,
-                          data_dir=data_dir, kill_grace_s=grace)
+                          data_dir=data_dir, kill_grace_s=grace, tls_cert=tls_cert,
+                          tls_key=tls_key)
+    settings_mod.check_transport(s)
     # Imported here, not at the top: every other command starts 1 s faster without them.
     from clusterctl.api.server import ApiServer
     from clusterctl.controller.local_agent import start_local_agent
@@ -86,11 +91,14 @@ def up(
     try:
         controller.prepare()
         boot = controller.bootstrap_admin(s.token)
-        url = settings_mod.api_url(s.host, s.port)
-        if boot.token or url != s.url:
+        url = settings_mod.api_url(s.host, s.port, bool(s.tls_cert))
+        # This machine's CLI and agent trust the cluster's CA, or else the certificate itself
+        # (a self-signed one, or a file that holds its chain up to the CA).
+        ca_file = s.ca_file or (s.tls_cert or None)
+        if boot.token or url != s.url or (ca_file and ca_file != s.ca_file):
             token = boot.token or s.token
             assert token is not None
-            settings_mod.write_client_config(Path(s.config_path), url, token)
+            settings_mod.write_client_config(Path(s.config_path), url, token, ca_file)
         nodes = controller.cluster()
         gpus = sum(n.gpus for n in nodes)
         err_console.print(
@@ -105,7 +113,7 @@ def up(
             local_agent = start_local_agent(
                 Path(s.data_dir), controller_url=url, node=node,
                 token=controller.users.issue_node_token(node), simulate_gpus=simulate_gpus,
-                port=agent_port, interval=agent_interval)
+                port=agent_port, interval=agent_interval, ca_file=ca_file)
             err_console.print(f"GPU agent for {node}: /metrics on 127.0.0.1:{agent_port}, "
                               f"log in {Path(s.data_dir) / 'agent' / 'agent.log'}")
         ApiServer(controller).serve()

@@ -28,13 +28,16 @@ class LocalAgent:
 
 
 def start_local_agent(data_dir: Path, *, controller_url: str, token: str, node: str,
-                      simulate_gpus: int | None, port: int, interval: str = "5s") -> LocalAgent:
+                      simulate_gpus: int | None, port: int, interval: str = "5s",
+                      ca_file: str | None = None) -> LocalAgent:
     agent_dir = data_dir / "agent"
     agent_dir.mkdir(parents=True, exist_ok=True)
     cmd = [*agent_command(), "--node", node, "--controller", controller_url,
            "--port", str(port), "--interval", interval, "--spool", str(agent_dir / "spool.db")]
     if simulate_gpus is not None:
         cmd += ["--simulate-gpus", str(simulate_gpus)]
+    if ca_file:
+        cmd += ["--ca-file", ca_file]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERCTL_AGENT_")}
     env["CLUSTERCTL_AGENT_TOKEN"] = token
     log = open(agent_dir / "agent.log", "ab")  # noqa: SIM115 (owned by the child)

@@ -18,6 +18,8 @@ its runner.
   clears ambient capabilities, then execs. The shim itself keeps the runner's account, so the
   job can neither signal it nor read its ``/proc``; it holds no descriptor but the job's
   stdio (Python's descriptors are close-on-exec).
+- The job's working directory (``CLUSTERCTL_WORKDIR``) is entered after the switch, with the
+  job's rights: it is the job's own, closed to the runner's account.
 - A shipped working directory (``CLUSTERCTL_UNPACK``, a zip only the runner's account can
   read) is opened before the switch and unpacked after it: the files are the job's own, and
   no entry of the archive can write where the job's account could not.
@@ -131,10 +133,6 @@ def _become(account: Account) -> None:
     _prctl_args(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)  # none on kernels before 4.3
     if os.getuid() != account.uid or os.geteuid() != account.uid:  # pragma: no cover
         _cannot_start(f"still not running as {account.name}")
-    try:  # the directory the runner chose, now with the job's own rights
-        os.chdir(os.getcwd())
-    except OSError as e:
-        _cannot_start(f"{account.name} cannot enter the working directory: {e}")
 
 
 def _unpack(archive: zipfile.ZipFile) -> None:
@@ -145,7 +143,8 @@ def _unpack(archive: zipfile.ZipFile) -> None:
         _cannot_start(f"could not unpack the job's working directory: {e}")
 
 
-def _child(argv: list[str], account: Account | None, package: str | None) -> None:
+def _child(argv: list[str], account: Account | None, package: str | None,
+           workdir: str | None) -> None:
     archive = None
     if package:
         try:  # opened with the runner's rights: the job's account cannot read the file
@@ -154,6 +153,11 @@ def _child(argv: list[str], account: Account | None, package: str | None) -> Non
             _cannot_start(f"could not unpack the job's working directory: {e}")
     if account is not None:
         _become(account)
+    if workdir:  # entered with the job's own rights (0700 and the job's: not the runner's)
+        try:
+            os.chdir(workdir)
+        except OSError as e:
+            _cannot_start(f"cannot enter the working directory {workdir}: {e}")
     if archive is not None:
         _unpack(archive)
     _exec(argv)
@@ -182,6 +186,7 @@ def main(argv: list[str]) -> None:
     account_text = os.environ.pop("CLUSTERCTL_ACCOUNT", "")
     account = Account.decode(account_text) if account_text else None
     package = os.environ.pop("CLUSTERCTL_UNPACK", "") or None
+    workdir = os.environ.pop("CLUSTERCTL_WORKDIR", "") or None
     me = os.getpid()
 
     def end_all(_sig: int, _frame: FrameType | None) -> None:
@@ -202,7 +207,7 @@ def main(argv: list[str]) -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     child = os.fork()
     if child == 0:
-        _child(argv, account, package)
+        _child(argv, account, package, workdir)
     while True:
         try:
             pid, status = os.waitpid(-1, 0)

@@ -120,10 +120,11 @@ class JobRunner:
                 self._remove_earlier_run_dirs()
                 cwd = self._prepare_cwd(spec, package, account)
                 env = self._environment(spec, rendezvous, account)
+                env["CLUSTERCTL_WORKDIR"] = cwd  # the shim enters it as the job's account
                 self._kill_grace_s = spec.kill_grace_s
                 thread = threading.Thread(
                     target=self._run, name=f"job-{self.job_id}-rank-{self.rank}", daemon=True,
-                    args=(list(spec.command), cwd, env, spec.time_limit_s),
+                    args=(list(spec.command), env, spec.time_limit_s),
                 )
                 thread.start()
         self._started.wait()
@@ -243,14 +244,13 @@ class JobRunner:
         ids = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
         return [str(i) for i in ids]
 
-    def _run(self, argv: list[str], cwd: str, env: dict[str, str],
-             time_limit_s: float | None) -> None:
+    def _run(self, argv: list[str], env: dict[str, str], time_limit_s: float | None) -> None:
         # This thread forks the child and lives exactly as long as it: PR_SET_PDEATHSIG fires
         # when the forking *thread* exits, so the fork must not happen on a pooled thread.
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "clusterctl.executor.launch", *argv],
-                cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
         except OSError as e:
