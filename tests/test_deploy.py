@@ -109,11 +109,12 @@ def start_unit(unit: Unit, log: Path) -> subprocess.Popen[bytes]:
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd="/")
 
 
-def wait_http(url: str, what: str, log: Path, timeout: float = 120) -> None:
+def wait_http(url: str, what: str, log: Path, timeout: float = 120,
+              verify: str | bool = True) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -206,10 +207,18 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
 
     units = Path("/etc/systemd/system")
     etc = base / "etc"
-    for name, mode in (("ray-token", 0o600), ("node-token", 0o600), ("controller.env", 0o640)):
+    # Every secret on the machine, its mode and owner: none is the job accounts' to read.
+    for name, mode, owner in (("ray-token", 0o600, "clusterctl"),
+                              ("node-token", 0o600, "clusterctl"),
+                              ("controller.env", 0o640, "root"),
+                              ("ca.key", 0o600, "root"),
+                              ("controller.key", 0o600, "clusterctl"),
+                              ("ca.pem", 0o644, "root")):
         st = (etc / name).stat()
-        assert st.st_mode & 0o777 == mode, name
-    assert pwd.getpwuid((etc / "ray-token").stat().st_uid).pw_name == "clusterctl"
+        assert (st.st_mode & 0o777, pwd.getpwuid(st.st_uid).pw_name) == (mode, owner), name
+    assert etc.stat().st_mode & 0o007 == 0  # /etc/clusterctl: root and the service group
+    for unit in ("clusterctl-ray-head.service", "clusterctl-controller.service"):
+        assert Path(f"/etc/systemd/system/{unit}").stat().st_mode & 0o022 == 0
     assert "deploy-test-password" not in first  # no_log keeps it out of the output
     prom = yaml.safe_load(Path("/etc/prometheus/prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
@@ -230,8 +239,9 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         procs.append(start_unit(head, logs / "ray.log"))
         controller = read_unit(units / "clusterctl-controller.service")
         procs.append(start_unit(controller, logs / "controller.log"))
-        api = f"http://127.0.0.1:{ports['api']}"
-        wait_http(f"{api}/healthz", "the controller", logs / "controller.log", timeout=180)
+        api = f"https://127.0.0.1:{ports['api']}"  # TLS, with the CA the playbook made
+        wait_http(f"{api}/healthz", "the controller", logs / "controller.log", timeout=180,
+                  verify=str(etc / "ca.pem"))
         agent = read_unit(units / "clusterctl-agent.service")
         procs.append(start_unit(agent, logs / "agent.log"))
         wait_http(f"http://127.0.0.1:{ports['agent']}/metrics", "the agent", logs / "agent.log")
