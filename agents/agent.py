@@ -53,6 +53,8 @@ class Agent:
         self.holders: dict[int, Holder] = {}
         self.samples_read = 0
         self.read_errors = 0
+        self.xids: dict[tuple[int, int], int] = {}
+        """XID events seen since the agent started, by (GPU index, XID)."""
         self._last_reads = spool.last_reads() if spool else {}
         self._seq = spool.next_seq() if spool else 1
         self._stop = threading.Event()
@@ -67,6 +69,9 @@ class Agent:
         self.latest = snap
         self.samples_read += len(snap.gpus)
         self.read_errors += len(snap.errors)
+        for x in snap.xids:
+            self.xids[(x.index, x.xid)] = self.xids.get((x.index, x.xid), 0) + 1
+            log.error("XID %d on GPU %d of %s", x.xid, x.index, self.node)
         if self.spool is not None:
             rows, self._last_reads = sample_rows(snap, self._seq, self.boot_id, self.interval_s,
                                                  self._last_reads)
@@ -91,7 +96,7 @@ class Agent:
             samples_spooled=self.spool.pending() if self.spool else 0,
             samples_dropped=self.spool.dropped() if self.spool else 0,
             samples_refused=self.shipper.refused if self.shipper else 0,
-            read_errors=self.read_errors,
+            read_errors=self.read_errors, xids=dict(self.xids),
             last_ship=self.shipper.last_ship if self.shipper else None,
         )
 

@@ -36,6 +36,8 @@ class ExportView:
     samples_dropped: int = 0
     samples_refused: int = 0
     read_errors: int = 0
+    xids: dict[tuple[int, int], int] = field(default_factory=dict)
+    """XID events since the agent started, by (GPU index, XID)."""
     last_ship: float | None = None
 
 
@@ -59,6 +61,13 @@ GAUGES: list[tuple[str, str, Callable[[GpuSample], float | None]]] = [
      lambda g: g.throttle_reasons),
     ("clusterctl_gpu_processes", "Compute processes on the GPU (nvidia-smi --query-compute-apps).",
      lambda g: len(g.processes)),
+    ("clusterctl_gpu_ecc_errors_uncorrected",
+     "Uncorrected ECC errors since the driver loaded (nvidia-smi "
+     "ecc.errors.uncorrected.volatile.total).", lambda g: g.ecc_uncorrected),
+    ("clusterctl_gpu_memory_retirements",
+     "Rows remapped (Ampere and newer) or pages retired after uncorrectable memory errors "
+     "(nvidia-smi remapped_rows.uncorrectable / retired_pages.double_bit.count).",
+     lambda g: g.retired_pages),
 ]
 
 
@@ -103,10 +112,19 @@ class GpuCollector(Collector):
             stray.add_metric(labels, 0 if g.index in v.holders else len(g.processes))
         for e in snap.errors if snap else ():
             up.add_metric(self._labels(v, e.index, e.uuid or "", ""), 0)
+        xid = CounterMetricFamily(
+            "clusterctl_gpu_xid_errors",
+            "XID error events the driver raised since the agent started (the kernel log's "
+            "NVRM: Xid lines).", labels=[*GPU_LABELS, "xid"])
+        names = {g.index: (g.uuid, g.model) for g in gpus}
+        for (index, code), count in sorted(v.xids.items()):
+            uuid, model = names.get(index, ("", ""))
+            xid.add_metric([*self._labels(v, index, uuid, model), str(code)], count)
         yield up
         yield from families.values()
         yield energy
         yield stray
+        yield xid
 
     @staticmethod
     def _labels(v: ExportView, index: int, uuid: str, model: str) -> list[str]:

@@ -41,6 +41,12 @@ class GpuSample:
     throttle_reasons: int | None
     """Bit mask of ``nvmlClocksEventReason*`` (nvidia-smi ``clocks_event_reasons.active``)."""
     processes: tuple[GpuProcess, ...] = ()
+    ecc_uncorrected: int | None = None
+    """Uncorrected (double-bit) ECC errors since the driver loaded (nvidia-smi
+    ``ecc.errors.uncorrected.volatile.total``); None without ECC."""
+    retired_pages: int | None = None
+    """Pages retired after double-bit errors (before Ampere) or rows remapped after
+    uncorrectable ones (Ampere and newer)."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +59,22 @@ class GpuError:
 
 
 @dataclass(frozen=True)
+class Xid:
+    """An XID error event the driver raised for a GPU (NVML's event set, not a device read:
+    it arrives even from a GPU that has just fallen off the bus)."""
+
+    index: int
+    xid: int
+
+
+@dataclass(frozen=True)
 class Snapshot:
     at: float
     """Wall-clock time of the read, seconds since the epoch."""
     gpus: tuple[GpuSample, ...] = ()
     errors: tuple[GpuError, ...] = field(default_factory=tuple)
+    xids: tuple[Xid, ...] = ()
+    """XID events since the previous read."""
 
 
 class NoGpuBackend(RuntimeError):

@@ -46,6 +46,9 @@ def sample_rows(snapshot: Snapshot, seq: int, boot_id: str, interval_s: float,
     """The rows for one read (all its GPUs share ``seq``) and the updated last reads."""
     rows: list[dict[str, Any]] = []
     updated = dict(last)
+    xids: dict[int, list[int]] = {}
+    for x in snapshot.xids:
+        xids.setdefault(x.index, []).append(x.xid)
     for g in snapshot.gpus:
         energy, span = energy_since(last.get(g.uuid), boot_id, snapshot.at, g.energy_mj,
                                     g.power_watts, max_power_gap_s=3 * interval_s)
@@ -59,6 +62,8 @@ def sample_rows(snapshot: Snapshot, seq: int, boot_id: str, interval_s: float,
             "span_s": span, "temperature_c": g.temperature_celsius,
             "sm_clock_mhz": g.sm_clock_mhz, "throttle": g.throttle_reasons,
             "processes": len(g.processes), "error": None,
+            "xids": xids.pop(g.index, []), "ecc_uncorrected": g.ecc_uncorrected,
+            "retired_pages": g.retired_pages,
         })
     for e in snapshot.errors:
         if e.uuid is None:
@@ -67,6 +72,7 @@ def sample_rows(snapshot: Snapshot, seq: int, boot_id: str, interval_s: float,
             "gpu_index": e.index, "gpu_uuid": e.uuid, "model": None, "boot_id": boot_id,
             "seq": seq,
             "t": snapshot.at, "interval_s": interval_s, "error": e.error[:200],
+            "xids": xids.pop(e.index, []),
         })
     return rows, updated
 

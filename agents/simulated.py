@@ -4,7 +4,9 @@ It implements :class:`agents.reader.GpuReader` with believable numbers: a GPU th
 computes (high utilization, most of its memory, power near its limit, a warm die) and the others
 idle. Which GPUs hold a job comes from the ``busy`` callable, which the agent feeds from the
 controller's allocation records. Profiles reproduce what real drivers do to us: power not
-supported, a GPU lost mid-run, an energy counter that resets (driver reload) and none at all.
+supported, a GPU lost mid-run, an energy counter that resets (driver reload) and none at all,
+and the faults that make a node unfit for jobs: XID 79 (the GPU falls off the bus) and a
+double-bit ECC error (XID 48).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from agents.reader import GpuError, GpuProcess, GpuSample, Snapshot
+from agents.reader import GpuError, GpuProcess, GpuSample, Snapshot, Xid
 
 GIB = 1 << 30
 
@@ -31,6 +33,11 @@ class Profile:
     """The GPU falls off the bus this long after the reader starts."""
     energy_reset_every_s: float | None = None
     """The energy counter restarts from zero this often, as after a driver reload."""
+    xid: int | None = None
+    """An XID error the driver raises once, ``xid_after_s`` after the reader starts."""
+    xid_after_s: float = 3.0
+    ecc_error: bool = False
+    """With the XID: an uncorrected ECC error counted and its page retired (XID 48)."""
 
 
 PROFILES: dict[str, Profile] = {
@@ -39,6 +46,8 @@ PROFILES: dict[str, Profile] = {
     "no-energy": Profile(energy_counter=False),
     "energy-reset": Profile(energy_reset_every_s=30.0),
     "lost": Profile(lost_after_s=30.0),
+    "xid-79": Profile(xid=79, lost_after_s=3.0),
+    "ecc-dbe": Profile(xid=48, ecc_error=True),
 }
 
 
@@ -70,6 +79,8 @@ class _Gpu:
     power: float = 0.0
     was_busy: bool = False
     lost: bool = field(default=False)
+    xid_raised: bool = False
+    ecc_errors: int = 0
 
 
 def job_processes(proc: Path, node: str) -> dict[int, list[GpuProcess]]:
@@ -150,8 +161,13 @@ class SimulatedReader:
         on_gpu = job_processes(self.proc, self.node) if self.proc is not None else {}
         gpus: list[GpuSample] = []
         errors: list[GpuError] = []
+        xids: list[Xid] = []
         for g in self.gpus:
             p = g.profile
+            if p.xid is not None and not g.xid_raised and now - self.started >= p.xid_after_s:
+                g.xid_raised = True
+                xids.append(Xid(g.index, p.xid))
+                g.ecc_errors += 1 if p.ecc_error else 0
             if p.lost_after_s is not None and now - self.started >= p.lost_after_s:
                 g.lost = True
             if g.lost:
@@ -159,7 +175,7 @@ class SimulatedReader:
                 continue
             gpus.append(replace(self._step(g, g.index in busy, now, dt),
                                 processes=tuple(on_gpu.get(g.index, ()))))
-        return Snapshot(at=now, gpus=tuple(gpus), errors=tuple(errors))
+        return Snapshot(at=now, gpus=tuple(gpus), errors=tuple(errors), xids=tuple(xids))
 
     def _step(self, g: _Gpu, busy: bool, now: float, dt: float) -> GpuSample:
         rng, p = g.rng, g.profile
@@ -197,4 +213,6 @@ class SimulatedReader:
             sm_clock_mhz=1410 if busy else 210,
             throttle_reasons=0 if busy else 1,  # GpuIdle
             processes=(),
+            ecc_uncorrected=g.ecc_errors,
+            retired_pages=g.ecc_errors,
         )

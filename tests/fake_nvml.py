@@ -25,6 +25,11 @@ class FakeGpu:
     reasons: int = 0
     processes: list[tuple[int, int | None]] = field(default_factory=lambda: [(4242, 39 << 30)])
     lost: bool = False
+    ecc_uncorrected: int | None = 0
+    """None: ECC off (NOT_SUPPORTED, as on a GeForce card)."""
+    remapped_rows: tuple[int, int, int, int] | None = (0, 0, 0, 0)
+    """None: no row remapping (before Ampere): retired pages instead."""
+    retired_pages: int = 0
 
 
 class FakeNvml:
@@ -36,8 +41,11 @@ class FakeNvml:
         self.missing = set(missing)
         self.no_library = no_library
         self.calls: dict[str, int] = {}
+        self.events: list[tuple[int, int]] = []
+        """(GPU index, XID) the 'driver' raises; the reader drains them from its event set."""
+        self.registered: set[int] = set()
         for name in dir(pynvml):
-            if name.startswith(("NVMLError", "NVML_")):
+            if name.startswith(("NVMLError", "NVML_", "nvmlEventType")):
                 setattr(self, name, getattr(pynvml, name))
 
     def _call(self, name: str) -> None:
@@ -105,3 +113,48 @@ class FakeNvml:
     def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[Any]:
         self._call("nvmlDeviceGetComputeRunningProcesses")
         return [SimpleNamespace(pid=p, usedGpuMemory=m) for p, m in self._gpu(h).processes]
+
+    def nvmlDeviceGetTotalEccErrors(self, h: int, kind: int, counter: int) -> int:
+        assert (kind, counter) == (pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+                                   pynvml.NVML_VOLATILE_ECC)
+        g = self._gpu(h)
+        if g.ecc_uncorrected is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return g.ecc_uncorrected
+
+    def nvmlDeviceGetRemappedRows(self, h: int) -> tuple[int, int, int, int]:
+        g = self._gpu(h)
+        if g.remapped_rows is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return g.remapped_rows
+
+    def nvmlDeviceGetRetiredPages(self, h: int, cause: int) -> list[int]:
+        return [0x1000 * i for i in range(self._gpu(h).retired_pages)]
+
+    # -- XID events: an event set the reader drains without waiting -------------------------
+
+    def nvmlEventSetCreate(self) -> str:
+        return "event-set"
+
+    def nvmlEventSetFree(self, events: str) -> None:
+        pass
+
+    def nvmlDeviceGetSupportedEventTypes(self, h: int) -> int:
+        self._gpu(h)
+        return int(pynvml.nvmlEventTypeXidCriticalError | pynvml.nvmlEventTypeSingleBitEccError)
+
+    def nvmlDeviceRegisterEvents(self, h: int, types: int, events: str) -> None:
+        assert types == pynvml.nvmlEventTypeXidCriticalError and events == "event-set"
+        self.registered.add(h)
+
+    def nvmlEventSetWait_v2(self, events: str, timeout_ms: int) -> Any:
+        assert timeout_ms == 0  # a read never waits for events
+        while self.events:
+            index, xid = self.events.pop(0)
+            if index in self.registered:
+                return SimpleNamespace(device=index, eventType=pynvml.nvmlEventTypeXidCriticalError,
+                                       eventData=xid)
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_TIMEOUT)
+
+    def nvmlDeviceGetIndex(self, h: int) -> int:
+        return h

@@ -48,6 +48,29 @@ def test_unsupported_field_is_none_and_lost_gpu_is_an_error_record() -> None:
     assert [(e.index, e.error) for e in snap.errors] == [(1, "GPU is lost")]
 
 
+def test_xid_events_reach_the_read_even_from_a_gpu_that_fell_off_the_bus() -> None:
+    fake = FakeNvml([FakeGpu("GPU-a"), FakeGpu("GPU-b")])
+    reader = NvmlReader(fake, clock=Clock())  # type: ignore[arg-type]
+    assert [x for x in reader.read().xids] == []
+    assert fake.registered == {0, 1}
+    fake.events += [(1, 79), (0, 13)]
+    fake.gpus[1].lost = True  # XID 79: the GPU has fallen off the bus
+    snap = reader.read()
+    assert [(x.index, x.xid) for x in snap.xids] == [(1, 79), (0, 13)]
+    assert [e.index for e in snap.errors] == [1]
+    assert reader.read().xids == ()  # each event once
+
+
+def test_ecc_errors_and_retired_memory_as_nvidia_smi_shows_them() -> None:
+    fake = FakeNvml([FakeGpu("GPU-a", ecc_uncorrected=2, remapped_rows=(5, 1, 0, 0)),
+                     FakeGpu("GPU-b", remapped_rows=None, retired_pages=3),
+                     FakeGpu("GPU-c", ecc_uncorrected=None, remapped_rows=None)])
+    a, b, c = NvmlReader(fake, clock=Clock()).read().gpus  # type: ignore[arg-type]
+    assert (a.ecc_uncorrected, a.retired_pages) == (2, 1)  # uncorrectable rows remapped
+    assert (b.ecc_uncorrected, b.retired_pages) == (0, 3)  # pages retired (before Ampere)
+    assert c.ecc_uncorrected is None  # no ECC (GeForce)
+
+
 def test_gpu_lost_after_first_read_keeps_its_uuid() -> None:
     fake = FakeNvml([FakeGpu("GPU-a"), FakeGpu("GPU-b")])
     reader = NvmlReader(fake, clock=Clock())  # type: ignore[arg-type]
@@ -160,6 +183,15 @@ def test_simulated_profiles(name: str) -> None:
     elif name == "energy-reset":
         counters = [g.energy_mj for g in odd if g is not None]
         assert any(b < a for a, b in itertools.pairwise(counters))
+    elif name in ("xid-79", "ecc-dbe"):  # one XID event, as the driver raises it, 3 s in
+        events = [(x.index, x.xid) for s in seen for x in s.xids]
+        assert events == [(1, 79 if name == "xid-79" else 48)]
+        if name == "xid-79":  # then the GPU is gone
+            assert odd[0] is not None and odd[-1] is None
+        else:  # it still answers, with the error counted and its memory retired
+            assert odd[-1] is not None and (odd[-1].ecc_uncorrected, odd[-1].retired_pages) \
+                == (1, 1)
+            assert normal[-1].ecc_uncorrected == 0
     else:
         assert all(g is not None and g.energy_mj is not None for g in odd)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -160,6 +160,11 @@ class SampleIn(BaseModel):
     throttle: int | None = None
     processes: int | None = Field(default=None, ge=0)
     error: str | None = Field(default=None, max_length=200)
+    xids: list[Annotated[int, Field(ge=0, le=1_000_000)]] = Field(default_factory=list,
+                                                                  max_length=1024)
+    """XID error events the driver raised for this GPU since the previous read."""
+    ecc_uncorrected: int | None = Field(default=None, ge=0, le=2**62)
+    retired_pages: int | None = Field(default=None, ge=0, le=2**62)
 
 
 class SampleBatch(BaseModel):

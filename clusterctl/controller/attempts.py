@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 
 from clusterctl.controller.files import LogStore, PackageStore
@@ -81,6 +81,9 @@ class Attempts:
         self.suspects: dict[str, float] = {}
         self.suspect_hold_s = 60.0
         self.max_start_tries = 3
+        self.condemned: dict[int, str] = {}
+        """Jobs being ended because a node of theirs has a GPU fault, with the reason: they
+        end LOST (requeued within their retries), whatever their exit code."""
 
     # -- restart ------------------------------------------------------------------------------
 
@@ -127,8 +130,27 @@ class Attempts:
             except Exception:
                 log.exception("progress of job %s failed", job.id)
 
+    def lose_on(self, failing: Mapping[str, str]) -> None:
+        """End the attempts placed on nodes drained for a GPU fault (``failing``: node name →
+        reason); each is signalled once and ends LOST at its next progress."""
+        names = {n.id: n.name for n in self.nodes}
+        for job in self.jobs.active():
+            assert job.id is not None
+            launch = self.launches.get(job.id)
+            bad = [names[n] for n in job.placement or [] if names.get(n) in failing]
+            if launch is None or not bad or job.id in self.condemned:
+                continue
+            self.condemned[job.id] = f"node {bad[0]} out of service: {failing[bad[0]]}"
+            log.warning("ending job %s: %s", job.id, self.condemned[job.id])
+            if launch.started is not None and not launch.terminating:
+                self.executor.terminate(launch, self.kill_grace_s)
+
     def _progress_one(self, job: Job, launch: Launch) -> None:
         assert job.id is not None
+        condemned = self.condemned.get(job.id)
+        if condemned is not None:
+            self._progress_condemned(job, launch, condemned)
+            return
         asked = job.cancel_requested or job.preempt_requested
         if asked and launch.started is not None:
             self._signal(job, launch)
@@ -164,6 +186,27 @@ class Attempts:
             ended = max(o.ended_at for o in launch.outcomes.values())
             self._end(job, launch, state, reason, code, ended_at=at(ended))
 
+    def _progress_condemned(self, job: Job, launch: Launch, reason: str) -> None:
+        p = self.executor.poll(launch)
+        if p.kind is Phase.STARTED:
+            self._mark_running(job, launch)
+            if not launch.terminating:
+                self.executor.terminate(launch, self.kill_grace_s)
+            return
+        if p.kind is Phase.RUNNING:
+            self._pull_logs(launch)
+            return
+        ended = None
+        if p.kind is Phase.DONE:
+            self._pull_logs(launch, drain=True)
+            ended = at(max(o.ended_at for o in launch.outcomes.values()))
+            if not any(o.terminated for o in launch.outcomes.values()):
+                state, own, code = verdict(job, launch)  # it ended on its own first
+                self._end(job, launch, state, own, code, ended_at=ended)
+                return
+        # Not started, lost with its node, or ended by our signal: LOST, within its retries.
+        self._end(job, launch, S.LOST, reason, None, ended_at=ended)
+
     def _signal(self, job: Job, launch: Launch) -> None:
         """SIGTERM a started attempt that was cancelled (kill grace) or is being preempted (the
         preemption grace), once."""
@@ -194,6 +237,7 @@ class Attempts:
                 self.jobs.finish(fresh, state, reason, exit_code=exit_code, ended_at=ended_at)
         self.executor.release(job.id, job.attempt, launch.ranks)
         self.launches.pop(job.id, None)
+        self.condemned.pop(job.id, None)
 
     def _pull_logs(self, launch: Launch, drain: bool = False) -> None:
         for rank in range(launch.ranks):

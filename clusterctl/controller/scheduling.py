@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 from clusterctl.controller.attempts import Attempts, at
@@ -49,6 +49,7 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         policy_config: PolicyConfig | None = None,
         drained: Callable[[], Collection[str]] = frozenset,
+        failing: Callable[[], Mapping[str, str]] = dict,
     ) -> None:
         self.jobs = jobs
         self.executor = executor
@@ -73,6 +74,8 @@ class Scheduler:
         """Why each pending job waits, as of the last pass (shown by ``clusterctl jobs``)."""
         self.nodes: list[NodeInfo] = []
         self._drained_source = drained
+        self._failing_source = failing
+        """Nodes drained for a GPU fault, with the reason: their jobs are ended each pass."""
         self.drained: Collection[str] = frozenset()
         """Names of drained nodes: nothing new starts there (read every pass)."""
         self.passes = 0
@@ -120,6 +123,9 @@ class Scheduler:
 
     def step(self) -> None:
         self.refresh_nodes()
+        failing = self._failing_source()
+        if failing:
+            self.attempts.lose_on(failing)
         self.attempts.progress()
         self.schedule()
         self.passes += 1

@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
+from clusterctl import gpu_health
 from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.files import LogStore, PackageStore, expire_files
 from clusterctl.controller.interface import Ingest
@@ -149,6 +150,7 @@ class Controller:
                 quotas=dict(s.quotas), user_gpu_limit=s.user_gpu_limit,
                 preempt=s.preempt, preempt_grace_s=s.preempt_grace_s),
             drained=lambda: set(self.drains.drained()),
+            failing=self.failing_nodes,
         )
         self.scheduler.start()
         self.housekeeper = Housekeeper(
@@ -169,6 +171,9 @@ class Controller:
                                "Agent samples refused for a time stamp outside the controller's "
                                "clock window (future: beyond its clock skew; too_old: past the "
                                "raw retention).", ["reason"], registry=self.registry)
+        self.health_drains = Counter("clusterctl_node_health_drains",
+                                     "Nodes drained by the controller for a GPU fault (a fatal "
+                                     "XID, a lost GPU).", ["node"], registry=self.registry)
 
     def _connect(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -250,7 +255,30 @@ class Controller:
             if n:
                 self.refused.labels(reason).inc(n)
         stored = self.samples.ingest(node, kept)
+        fresh = [r for r in kept if (r["gpu_uuid"], r["boot_id"], r["seq"]) in stored.new]
+        fault = gpu_health.fatal(fresh)  # once: a replayed batch is not a new fault
+        if fault is not None:
+            self.drain_for_health(node, fault)
         return Ingest(stored.inserted, stored.duplicates, len(rows) - len(kept))
+
+    def drain_for_health(self, node: str, reason: str) -> None:
+        """Take a node with a faulty GPU out of service: nothing starts there, its jobs end
+        LOST (and are requeued within their retries) at the scheduler's next pass, and only an
+        admin's undrain brings it back."""
+        current = self.drains.drained().get(node)
+        if current is not None and current.by == gpu_health.ACTOR:
+            return  # already out for a fault; the first reason stands
+        self.drains.drain(node, gpu_health.ACTOR, reason)
+        self.audit.record(gpu_health.ACTOR, "node.drain", node, reason)
+        self.health_drains.labels(node).inc()
+        log.error("node %s drained: %s; its jobs end and are requeued within their retries, "
+                  "`clusterctl nodes undrain %s` once it is repaired", node, reason, node)
+        self.wake()
+
+    def failing_nodes(self) -> dict[str, str]:
+        """Nodes drained for a GPU fault, with the reason: their jobs are ended."""
+        return {n: d.reason or "GPU fault" for n, d in self.drains.drained().items()
+                if d.by == gpu_health.ACTOR}
 
     def health(self) -> dict[str, str]:
         down = ping(self.engine)

@@ -38,6 +38,9 @@ ENERGY_LOOKAHEAD_MS = 15 * MINUTE_MS
 class Ingested:
     inserted: int
     duplicates: int
+    new: frozenset[tuple[str, str, int]] = frozenset()
+    """(GPU UUID, boot id, seq) of the rows stored by this call: what a replayed batch adds
+    nothing to (the controller acts on a GPU fault once, however often it is shipped)."""
 
 
 def _insert(engine: Engine, table: Any) -> Any:
@@ -79,19 +82,20 @@ class SampleStore:
             else:  # one multi-row INSERT per 1,000 rows (SQLAlchemy's insertmanyvalues)
                 stmt = sqlite.insert(self.t).on_conflict_do_nothing(
                     index_elements=["node", "gpu_uuid", "boot_id", "seq"]
-                ).returning(self.t.c.ts_ms)
-                stored = [row[0] for row in c.execute(stmt, values)]
+                ).returning(self.t.c.ts_ms, self.t.c.gpu_uuid, self.t.c.boot_id, self.t.c.seq)
+                stored = [tuple(row) for row in c.execute(stmt, values)]
             if stored:
-                self._mark_dirty(c, node, min(stored))
+                self._mark_dirty(c, node, min(int(r[0]) for r in stored))
             self._upsert_devices(c, list(latest.values()))
             uuids = {d["gpu_index"]: d["gpu_uuid"] for d in latest.values()}
             c.execute(update(Allocation).where(  # the physical GPU each open allocation holds
                 col(Allocation.node) == node, col(Allocation.gpu_index).in_(list(uuids)),
                 col(Allocation.gpu_uuid).is_(None),
             ).values(gpu_uuid=case(uuids, value=col(Allocation.gpu_index))))
-        return Ingested(len(stored), len(values) - len(stored))
+        return Ingested(len(stored), len(values) - len(stored),
+                        frozenset((str(u), str(b), int(q)) for _, u, b, q in stored))
 
-    def _copy_in(self, c: Any, values: list[dict[str, Any]]) -> list[int]:
+    def _copy_in(self, c: Any, values: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         """PostgreSQL: COPY the batch into a temporary table and insert from there. A multi-row
         INSERT of thousands of rows spends most of its time in the driver's parsing of the
         statement's placeholders; COPY sends rows as data."""
@@ -105,8 +109,9 @@ class SampleStore:
                 for v in values:
                     copy.write_row([v[k] for k in cols])
             cur.execute(f"INSERT INTO gpu_sample ({names}) SELECT {names} FROM gpu_sample_in "
-                        "ON CONFLICT (node, gpu_uuid, boot_id, seq) DO NOTHING RETURNING ts_ms")
-            stored = [int(r[0]) for r in cur.fetchall()]
+                        "ON CONFLICT (node, gpu_uuid, boot_id, seq) DO NOTHING "
+                        "RETURNING ts_ms, gpu_uuid, boot_id, seq")
+            stored = [tuple(r) for r in cur.fetchall()]
             cur.execute("TRUNCATE gpu_sample_in")  # also for the next batch in this transaction
             return stored
         finally:
