@@ -61,7 +61,11 @@ GAUGES: list[tuple[str, str, Callable[[GpuSample], float | None]]] = [
      lambda g: g.throttle_reasons),
     ("clusterctl_gpu_processes", "Compute processes on the GPU (nvidia-smi --query-compute-apps).",
      lambda g: len(g.processes)),
-    ("clusterctl_gpu_ecc_errors_uncorrected",
+]
+
+# Counts the driver keeps (they only grow until it reloads), published as counters.
+COUNTERS: list[tuple[str, str, Callable[[GpuSample], float | None]]] = [
+    ("clusterctl_gpu_uncorrected_ecc_errors",
      "Uncorrected ECC errors since the driver loaded (nvidia-smi "
      "ecc.errors.uncorrected.volatile.total).", lambda g: g.ecc_uncorrected),
     ("clusterctl_gpu_memory_retirements",
@@ -88,8 +92,10 @@ class GpuCollector(Collector):
         gpus = snap.gpus if snap else ()
         up = GaugeMetricFamily("clusterctl_gpu_up", "1 when the GPU answered the last read, "
                                "0 when it failed (GPU is lost).", labels=GPU_LABELS)
-        families = {name: GaugeMetricFamily(name, help_, labels=GPU_LABELS)
-                    for name, help_, _ in GAUGES}
+        families: dict[str, Metric] = {
+            name: GaugeMetricFamily(name, help_, labels=GPU_LABELS) for name, help_, _ in GAUGES}
+        families.update({name: CounterMetricFamily(name, help_, labels=GPU_LABELS)
+                         for name, help_, _ in COUNTERS})
         stray = GaugeMetricFamily(
             "clusterctl_gpu_stray_processes",
             "Compute processes on a GPU that no running job holds (nvidia-smi "
@@ -103,10 +109,10 @@ class GpuCollector(Collector):
         for g in gpus:
             labels = self._labels(v, g.index, g.uuid, g.model)
             up.add_metric(labels, 1)
-            for name, _, get in GAUGES:
+            for name, _, get in (*GAUGES, *COUNTERS):
                 value = get(g)
                 if value is not None:
-                    families[name].add_metric(labels, float(value))
+                    families[name].add_metric(labels, float(value))  # type: ignore[attr-defined]
             if g.energy_mj is not None:
                 energy.add_metric(labels, g.energy_mj / 1000.0)
             stray.add_metric(labels, 0 if g.index in v.holders else len(g.processes))

@@ -160,7 +160,8 @@ def test_metrics_over_real_http(tmp_path: Path) -> None:
         if fam.name.startswith("clusterctl_gpu_"):
             assert fam.type in ("gauge", "counter")
             assert fam.name.endswith(("_ratio", "_bytes", "_watts", "_joules", "_celsius",
-                                      "_hertz", "_reasons", "_processes", "_up"))
+                                      "_hertz", "_reasons", "_processes", "_up", "_errors",
+                                      "_retirements"))
 
 
 @pytest.mark.parametrize("proc_has_boot_id", [True, False])

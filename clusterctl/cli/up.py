@@ -13,6 +13,7 @@ import typer
 
 from clusterctl import parsing
 from clusterctl import settings as settings_mod
+from clusterctl.cli import up_state
 from clusterctl.cli.common import err_console, fail, handles_errors
 
 
@@ -78,14 +79,23 @@ def up(
     if s.ray_address is None and os.geteuid() != 0:
         # One person's machine: Ray runs as this account and cannot switch to another.
         s = s.model_copy(update={"run_as_submitter": False})
+    data = Path(s.data_dir)
     local = None
+    ray_options = None if s.ray_address else {"num_gpus": simulate_gpus,
+                                              "node": socket.gethostname()}
+    # A crashed `up` (we hold the lease: it is gone) may have left its Ray head and agent.
+    local = up_state.take_over(data, ray_options, err_console.print)
     if s.ray_address:
         address, token_file = s.ray_address, s.ray_token_file
     else:
-        local = start_local_ray(Path(s.data_dir), num_gpus=simulate_gpus,
-                                node_name=socket.gethostname(),
-                                gpu_model="simulated" if simulate_gpus else None)
+        if local is None:
+            local = start_local_ray(data, num_gpus=simulate_gpus,
+                                    node_name=socket.gethostname(),
+                                    gpu_model="simulated" if simulate_gpus else None)
         address, token_file = local.address, str(local.token_file)
+    ray_state = (up_state.RayState(local.pid, local.address, str(local.token_file),
+                                   ray_options or {}) if local is not None else None)
+    up_state.write(data, up_state.UpState(os.getpid(), ray_state))
     controller = Controller(s, address, token_file, lease=lease)
     local_agent = None
     try:
@@ -116,10 +126,13 @@ def up(
                 port=agent_port, interval=agent_interval, ca_file=ca_file)
             err_console.print(f"GPU agent for {node}: /metrics on 127.0.0.1:{agent_port}, "
                               f"log in {Path(s.data_dir) / 'agent' / 'agent.log'}")
+            up_state.write(data, up_state.UpState(os.getpid(), ray_state,
+                                                  local_agent.process.pid))
         ApiServer(controller).serve()
-    finally:
+    finally:  # an orderly end (a crash never gets here): nothing is left to take over
         if local_agent is not None:
             local_agent.stop()
         controller.close()
         if local is not None:
             local.stop()
+        up_state.remove(data)

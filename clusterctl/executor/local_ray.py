@@ -8,6 +8,7 @@ Ray and the controller.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -63,14 +64,70 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
             process.wait()
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def command_line(pid: int) -> list[str]:
+    """A process's argv from ``/proc`` (empty if it is gone or not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def stop_pid(pid: int, timeout: float) -> None:
+    """SIGTERM a process that is not our child (one a crashed ``up`` left), SIGKILL its
+    process group if it has not exited within ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while process_alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)  # it leads its own session (start_new_session)
+
+
 @dataclass
 class LocalRay:
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
+    """None for a head adopted from a crashed ``up`` (not our child)."""
     address: str
     token_file: Path
+    adopted_pid: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process is not None else int(self.adopted_pid or 0)
 
     def stop(self, timeout: float = 60) -> None:
-        stop_process(self.process, timeout)
+        if self.process is not None:
+            stop_process(self.process, timeout)
+        elif self.adopted_pid:
+            stop_pid(self.adopted_pid, timeout)
+
+
+def adopt_local_ray(pid: int, address: str, token_file: Path) -> LocalRay | None:
+    """The Ray head a crashed ``up`` started, if it still runs and answers: the jobs on it
+    keep running and a new controller re-attaches to them."""
+    argv = command_line(pid)
+    if not any(a.endswith("ray") for a in argv[:2]) or "--head" not in argv:
+        return None
+    port = int(address.rsplit(":", 1)[1])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        if s.connect_ex(("127.0.0.1", port)) != 0:
+            return None
+    return LocalRay(None, address, token_file, adopted_pid=pid)
 
 
 class PortTaken(RuntimeError):
@@ -128,7 +185,7 @@ def _wait_for_port(local: LocalRay, port: int, log_path: Path, offset: int,
     """Ray's driver gives up on a head that is not listening yet, so wait for its GCS port."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if local.process.poll() is not None:
+        if local.process is not None and local.process.poll() is not None:
             text = log_path.read_bytes()[offset:].decode(errors="replace")
             tail = text.strip().splitlines()[-5:]
             if "Failed to bind" in text or "address already in use" in text:
