@@ -80,7 +80,7 @@ def up(
         # One person's machine: Ray runs as this account and cannot switch to another.
         s = s.model_copy(update={"run_as_submitter": False})
     data = Path(s.data_dir)
-    local = None
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
     ray_options = None if s.ray_address else {"num_gpus": simulate_gpus,
                                               "node": socket.gethostname()}
     # A crashed `up` (we hold the lease: it is gone) may have left its Ray head and agent.
