@@ -79,6 +79,8 @@ class Controller:
                         "--data-dir", str(self.data_dir), "--db", self.db_url,
                         "--kill-grace", kill_grace]
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cwd = root
+        """Where CLI calls run unless told (a submit ships it as the job's directory)."""
         self.scheme = "http"
         self.verify: Any = True
         """How the API is reached (a TLS test serves https, trusted through its own CA)."""
@@ -108,18 +110,23 @@ class Controller:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
+    def end_live_jobs(self, timeout: float = 30) -> None:
+        """Cancel every job not yet ended and wait for them: a clean slate for the next test
+        on a controller that tests of one module share."""
+        def live() -> list[dict[str, Any]]:
+            return [j for j in self.json("jobs", "--all") if j["state"] not in FINAL]
+
+        for job in live():
+            self.cli("cancel", str(job["id"]))
+        deadline = time.monotonic() + timeout
+        while live() and time.monotonic() < deadline:
+            time.sleep(0.3)
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
-            def live() -> list[dict[str, Any]]:
-                return [j for j in self.json("jobs") if j["state"] not in FINAL]
-
-            for job in live():
-                self.cli("cancel", str(job["id"]))
-            deadline = time.monotonic() + 30
-            while live() and time.monotonic() < deadline:
-                time.sleep(0.3)
+            self.end_live_jobs()
         finally:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -135,7 +142,7 @@ class Controller:
         env = dict(self.env)
         if token is not None:
             env["CLUSTERCTL_TOKEN"] = token
-        return subprocess.run(clusterctl_argv() + list(args), env=env, cwd=cwd or self.root,
+        return subprocess.run(clusterctl_argv() + list(args), env=env, cwd=cwd or self.cwd,
                               capture_output=True, text=True, timeout=timeout)
 
     def json(self, *args: str, **kwargs: Any) -> Any:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -17,8 +18,29 @@ import httpx
 import pytest
 from harness import Controller, clusterctl_argv
 
+from clusterctl.executor.local_ray import LocalRay
+
 pytestmark = pytest.mark.ray
 PY = sys.executable
+
+
+@pytest.fixture(scope="module")
+def shared_controller(ray_head: LocalRay,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
+    """One controller for the module: its tests need no installation of their own."""
+    root = tmp_path_factory.mktemp("jobs")
+    c = Controller(root / "ctl", ray_head.address, ray_head.token_file)
+    c.cwd = root / "empty"  # not the data directory, which grows with every test
+    c.cwd.mkdir()
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def controller(shared_controller: Controller) -> Iterator[Controller]:
+    yield shared_controller
+    shared_controller.end_live_jobs()  # each test starts on an idle cluster
 
 
 def workdir(tmp_path: Path, **scripts: str) -> Path:
@@ -311,7 +333,7 @@ def test_removed_users_expired_tokens_and_the_audit_trail(controller: Controller
     """#16: a removed user is refused at once, their queued jobs cancelled and running ones
     left to finish (or cancelled with --cancel-running); a token past its expiry is refused,
     and one close to it is warned about; every admin action is in `admin audit`."""
-    bob = controller.json("admin", "user", "add", "bob", "--team", "nlp")["token"]
+    bob = controller.json("admin", "user", "add", "bert", "--team", "nlp")["token"]
     runs = controller.submit("--gpus", "4", "--", PY, "-c", "import time; time.sleep(60)")
     controller.wait_state(runs, {"RUNNING"})
     mine = [int(controller.cli("submit", "--gpus", "4", "--", PY, "-c",
@@ -319,13 +341,13 @@ def test_removed_users_expired_tokens_and_the_audit_trail(controller: Controller
             for _ in range(2)]
     controller.cli("cancel", str(runs))
     controller.wait_state(mine[0], {"RUNNING"})  # the first runs, the second waits
-    removed = controller.json("admin", "user", "remove", "bob")
+    removed = controller.json("admin", "user", "remove", "bert")
     assert removed["cancelled"] == [mine[1]] and removed["running"] == [mine[0]]
     refused = controller.cli("jobs", token=bob)
     assert refused.returncode == 1 and "not authorized" in refused.stderr
     assert controller.show(mine[1])["state"] == "CANCELLED"
     assert controller.show(mine[0])["state"] == "RUNNING"  # it finishes, or an admin cancels
-    assert "bob" not in [u["name"] for u in controller.json("admin", "user", "list")]
+    assert "bert" not in [u["name"] for u in controller.json("admin", "user", "list")]
 
     short = controller.json("admin", "user", "add", "erin", "--team", "nlp",
                             "--expires", "2s")["token"]
@@ -340,7 +362,7 @@ def test_removed_users_expired_tokens_and_the_audit_trail(controller: Controller
 
     trail = controller.json("admin", "audit")
     actions = [(e["action"], e["target"]) for e in trail]
-    assert ("user.add", "bob") in actions and ("user.remove", "bob") in actions
+    assert ("user.add", "bert") in actions and ("user.remove", "bert") in actions
     assert ("user.add", "erin") in actions and ("user.add", "finn") in actions
     assert all(e["actor"] == controller.show(runs)["user"] for e in trail)
     assert controller.cli("admin", "audit", token=soon).returncode == 1  # admins only
