@@ -1,0 +1,100 @@
+"""GPU types as people write them and as drivers report them (pure; issue #18's groundwork).
+
+A type someone asks for (``H100``, ``a100-80gb``, ``4090``) matches a model a node reports
+(``NVIDIA H100 80GB HBM3``, ``NVIDIA A100-SXM4-80GB``, ``NVIDIA GeForce RTX 4090``) when each
+of its words appears in the model's words in order, case aside; a word may stand for a longer
+one that only adds letters (``H100`` for ``H100NVL``), never digits (``H10`` is not ``H100``).
+That is how Slurm's typed GRES, SkyPilot's accelerator names and people's shorthand line up
+with what NVML says, without a table of every model to keep current.
+"""
+
+from __future__ import annotations
+
+import re
+
+from clusterctl.parsing import BadInput, parse_count
+
+_WORDS = re.compile(r"[a-z0-9.]+")
+_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+GIB = 1 << 30
+
+
+def words(model: str) -> list[str]:
+    return _WORDS.findall(model.lower())
+
+
+def _word_matches(wanted: str, have: str) -> bool:
+    if have == wanted:
+        return True
+    return have.startswith(wanted) and not have[len(wanted)].isdigit()
+
+
+def matches(wanted: str, model: str) -> bool:
+    """Whether the type someone asked for names this model."""
+    want, have = words(wanted), words(model)
+    if not want:
+        return False
+    i = 0
+    for w in have:
+        if i < len(want) and _word_matches(want[i], w):
+            i += 1
+    return i == len(want)
+
+
+def parse_type(text: str, field: str = "--gpu-type") -> str:
+    text = text.strip()
+    if not _TYPE_RE.match(text) or not words(text):
+        raise BadInput(field, f"{text!r} is not a GPU type (letters, digits, '-', '_', '.': "
+                       "H100, A100-80GB, 4090)")
+    return text
+
+
+def parse_gpu_request(text: str | int, max_gpus: int = 1024) -> tuple[str | None, int]:
+    """``--gpus [TYPE:]N``: the type asked for (None: any) and the count per node."""
+    raw = str(text).strip()
+    kind, sep, count = raw.rpartition(":")
+    if not sep:
+        return None, parse_count(raw, "--gpus", max_gpus)
+    return parse_type(kind, "--gpus"), parse_count(count, "--gpus", max_gpus)
+
+
+def parse_gpu_types(text: str) -> list[str]:
+    """``--gpu-type A100,H100``: any of them, in order of preference."""
+    out: list[str] = []
+    for part in text.split(","):
+        kind = parse_type(part)
+        if kind.lower() not in (o.lower() for o in out):
+            out.append(kind)
+    if not out:
+        raise BadInput("--gpu-type", "name at least one GPU type")
+    return out
+
+
+_MEM_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(g|gb|gib|m|mb|mib|t|tb|tib)?$", re.I)
+_MEM_UNITS = {"g": GIB, "m": 1 << 20, "t": 1 << 40}
+
+
+def parse_gpu_mem(text: str) -> int:
+    """``--gpu-mem 40G``: at least this much memory per GPU, in bytes (G, GB and GiB all mean
+    GiB here, as nvidia-smi's MiB-based figures do)."""
+    m = _MEM_RE.match(text.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise BadInput("--gpu-mem", f"{text!r} is not a memory size (40G, 24GiB, 80000M)")
+    unit = (m.group(2) or "g")[0].lower()
+    value = int(float(m.group(1)) * _MEM_UNITS[unit])
+    if value > 1 << 50:
+        raise BadInput("--gpu-mem", f"{text!r} is more memory than any GPU has")
+    return value
+
+
+def parse_fleet(text: str, field: str = "--cluster") -> list[tuple[int, int, str | None]]:
+    """``2x8:H100,4x8:A100,4x4:RTX-4090`` (or a plain ``16x8``): (nodes, GPUs per node, type
+    or None) for each group of identical machines."""
+    out: list[tuple[int, int, str | None]] = []
+    for part in text.split(","):
+        shape, sep, kind = part.strip().partition(":")
+        m = re.fullmatch(r"(\d+)x(\d+)", shape.strip().lower())
+        if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+            raise BadInput(field, f"{part.strip()!r} is not NODESxGPUS[:TYPE] (2x8:H100)")
+        out.append((int(m.group(1)), int(m.group(2)), parse_type(kind, field) if sep else None))
+    return out
