@@ -205,22 +205,31 @@ class Chaos:
 
     def run(self, duration_s: float, fault_every_s: tuple[float, float] = (6, 12),
             max_live: int = 12) -> Report:
+        """Jobs and faults for ``duration_s``, and on until every kind of fault has happened at
+        least once (a slow machine recovers slowly; up to 180 s more)."""
         kinds = [k for k in KINDS if k != "database" or self.cut_db]
         plan: list[str] = []
+        every_kind = threading.Event()
 
         def faults() -> None:
-            while not self._stop.wait(self.rng.uniform(*fault_every_s)):
+            while True:
+                if self._stop.wait(self.rng.uniform(*fault_every_s)) and every_kind.is_set():
+                    return
                 if not plan:
                     plan.extend(self.rng.sample(kinds, len(kinds)))  # each kind in turn
                 self._fault(plan.pop())
+                if {k for _, k in self.report.events} >= set(kinds):
+                    every_kind.set()
 
         chaos = threading.Thread(target=faults, name="chaos", daemon=True)
         chaos.start()
         deadline = time.monotonic() + duration_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline or (
+                not every_kind.is_set() and time.monotonic() < deadline + 180):
             if self._live() < max_live:
                 self._submit_one()
             time.sleep(0.5)
+        every_kind.set()
         self._stop.set()
         chaos.join(timeout=300)
         return self.report
