@@ -79,6 +79,8 @@ class Chaos:
         self.root = root
         self.seed = seed if seed is not None else random.randrange(1 << 30)
         self.rng = random.Random(self.seed)
+        self.job_rng = random.Random(self.seed + 1)
+        """The job stream's own (it runs on another thread than the faults)."""
         self.report = Report(self.seed)
         self.direct_db_url = direct_db_url
         self.cut_db, self.restore_db = cut_db, restore_db
@@ -130,7 +132,7 @@ class Chaos:
     # -- the stream of jobs ---------------------------------------------------------------------
 
     def _submit_one(self) -> None:
-        rng = self.rng
+        rng = self.job_rng
         body = {
             "gpus": rng.choice([1, 1, 2, 2, 3, 4]),
             "command": [sys.executable, "job.py", f"{rng.uniform(0.5, 5):.1f}",
@@ -206,32 +208,37 @@ class Chaos:
     def run(self, duration_s: float, fault_every_s: tuple[float, float] = (6, 12),
             max_live: int = 12) -> Report:
         """Jobs and faults for ``duration_s``, and on until every kind of fault has happened at
-        least once (a slow machine recovers slowly; up to 180 s more)."""
+        least once (a slow machine recovers slowly; up to 180 s more). Faults run on this
+        thread (Ray's ``Cluster.add_node`` must), submissions on another; an error of the
+        harness itself is a violation, never a silent stop."""
         kinds = [k for k in KINDS if k != "database" or self.cut_db]
         plan: list[str] = []
-        every_kind = threading.Event()
 
-        def faults() -> None:
+        def submit() -> None:
+            try:
+                while not self._stop.is_set():
+                    if self._live() < max_live:
+                        self._submit_one()
+                    self._stop.wait(0.5)
+            except Exception as e:  # reported: the run fails
+                self.report.violations.append(f"the job stream failed: {e!r}")
+
+        stream = threading.Thread(target=submit, name="chaos-jobs", daemon=True)
+        stream.start()
+        deadline = time.monotonic() + duration_s
+        try:
             while True:
-                if self._stop.wait(self.rng.uniform(*fault_every_s)) and every_kind.is_set():
-                    return
+                every_kind = {k for _, k in self.report.events} >= set(kinds)
+                now = time.monotonic()
+                if now >= deadline + 180 or (now >= deadline and every_kind):
+                    break
+                time.sleep(self.rng.uniform(*fault_every_s))
                 if not plan:
                     plan.extend(self.rng.sample(kinds, len(kinds)))  # each kind in turn
                 self._fault(plan.pop())
-                if {k for _, k in self.report.events} >= set(kinds):
-                    every_kind.set()
-
-        chaos = threading.Thread(target=faults, name="chaos", daemon=True)
-        chaos.start()
-        deadline = time.monotonic() + duration_s
-        while time.monotonic() < deadline or (
-                not every_kind.is_set() and time.monotonic() < deadline + 180):
-            if self._live() < max_live:
-                self._submit_one()
-            time.sleep(0.5)
-        every_kind.set()
-        self._stop.set()
-        chaos.join(timeout=300)
+        finally:
+            self._stop.set()
+            stream.join(timeout=60)
         return self.report
 
     # -- the invariants -------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def test_chaos_leaves_every_invariant_standing(
     print(f"chaos seed {chaos.seed} (CHAOS_SEED={chaos.seed} replays it)")
     try:
         chaos.start()
-        chaos.run(float(os.environ.get("CHAOS_SECONDS", "60")), fault_every_s=(3, 6))
+        chaos.run(float(os.environ.get("CHAOS_SECONDS", "40")), fault_every_s=(2, 4))
         report = chaos.check(chaos.settle())
     finally:
         chaos.stop()
