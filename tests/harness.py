@@ -172,6 +172,12 @@ class Controller:
     def wait_done(self, job_id: int, timeout: float = 120) -> dict[str, Any]:
         return self.wait_state(job_id, FINAL, timeout)
 
+    def node_token(self, node: str = "node-a") -> str:
+        """A new agent token for ``node`` (``admin node-token``)."""
+        r = self.cli("admin", "node-token", node)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
     @property
     def metrics_url(self) -> str:
         """The controller's Prometheus listener (its own port, not the API's)."""

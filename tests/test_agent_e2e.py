@@ -21,16 +21,10 @@ from sqlalchemy import create_engine, text
 pytestmark = pytest.mark.ray
 
 
-def node_token(controller: Controller, node: str = "node-a") -> str:
-    r = controller.cli("admin", "node-token", node)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
-
-
 @pytest.fixture
 def agent(controller: Controller, tmp_path: Path) -> Iterator[Agent]:
     a = Agent(tmp_path / "agent", "node-a", f"http://127.0.0.1:{controller.port}",
-              node_token(controller))
+              controller.node_token())
     a.start()
     yield a
     a.stop()
@@ -131,7 +125,7 @@ def test_samples_survive_controller_outage_and_agent_restart(controller: Control
 
 
 def test_batch_sent_twice_and_bad_batches(controller: Controller) -> None:
-    token = node_token(controller)
+    token = controller.node_token()
     url = f"http://127.0.0.1:{controller.port}/v1/agent/samples"
     auth = {"Authorization": f"Bearer {token}"}
     now = time.time()

@@ -17,12 +17,6 @@ from harness import Agent, Controller
 pytestmark = pytest.mark.ray
 
 
-def node_token(controller: Controller, node: str = "node-a") -> str:
-    r = controller.cli("admin", "node-token", node)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
-
-
 def until(get: Any, ok: Any, timeout: float = 60, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -39,7 +33,7 @@ def test_a_double_bit_ecc_error_drains_the_node_and_requeues_its_job(
                             cwd=tmp_path)
     controller.wait_state(job, {"RUNNING"})
     agent = Agent(tmp_path / "agent", "node-a", f"http://127.0.0.1:{controller.port}",
-                  node_token(controller), extra=("--simulate-profile", "1=ecc-dbe"))
+                  controller.node_token(), extra=("--simulate-profile", "1=ecc-dbe"))
     agent.start()
     try:
         requeued = until(lambda: controller.show(job),
@@ -76,7 +70,7 @@ def test_a_double_bit_ecc_error_drains_the_node_and_requeues_its_job(
 
 def test_a_fault_shipped_twice_is_one_drain(controller: Controller) -> None:
     url = f"http://127.0.0.1:{controller.port}/v1/agent/samples"
-    auth = {"Authorization": f"Bearer {node_token(controller)}"}
+    auth = {"Authorization": f"Bearer {controller.node_token()}"}
     samples = sample_batch("node-a", gpus=1, reads=1, t0=time.time() - 5)
     samples[0]["xids"] = [79]
     batch = {"node": "node-a", "samples": samples}

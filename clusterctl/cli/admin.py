@@ -21,6 +21,13 @@ def _check_teams(teams: list[str]) -> None:
         parsing.parse_name(t, "--team")
 
 
+def _check_account(teams: list[str], unix_user: str | None) -> None:
+    """What ``users add`` and ``users set`` check before asking: team names, the account."""
+    _check_teams(teams)
+    if unix_user is not None:
+        parsing.parse_unix_user(unix_user, "--unix-user")
+
+
 @users.command("add")
 @handles_errors
 def add(
@@ -36,11 +43,9 @@ def add(
 ) -> None:
     """Add a user and print their token (shown once, stored hashed)."""
     parsing.parse_name(name, "NAME")
-    _check_teams(team)
+    _check_account(team, unix_user)
     if expires:
         parsing.parse_duration(expires, "--expires")
-    if unix_user is not None:
-        parsing.parse_unix_user(unix_user, "--unix-user")
     created = client().json("POST", "/v1/users", json={
         "name": name, "team": team[0], "other_teams": team[1:], "admin": admin,
         "expires": expires, "unix_user": unix_user})
@@ -101,9 +106,7 @@ def set_(
     parsing.parse_name(name, "NAME")
     if not team and unix_user is None:
         raise parsing.BadInput("--team", "give --team or --unix-user (what to change)")
-    _check_teams(team or [])
-    if unix_user is not None:
-        parsing.parse_unix_user(unix_user, "--unix-user")
+    _check_account(team or [], unix_user)
     out = client().json("PATCH", f"/v1/users/{name}",
                         json={"teams": team or None, "unix_user": unix_user})
     if json_:

@@ -119,8 +119,9 @@ class Attempts:
 
     # -- running jobs -------------------------------------------------------------------------
 
-    def progress(self) -> None:
-        for job in self.jobs.active():
+    def progress(self, active: list[Job] | None = None) -> None:
+        """Move each running attempt on; ``active`` is the pass's read of the active jobs."""
+        for job in self.jobs.active() if active is None else active:
             assert job.id is not None
             launch = self.launches.get(job.id)
             if launch is None or launch.attempt != job.attempt:
@@ -130,11 +131,11 @@ class Attempts:
             except Exception:
                 log.exception("progress of job %s failed", job.id)
 
-    def lose_on(self, failing: Mapping[str, str]) -> None:
+    def lose_on(self, failing: Mapping[str, str], active: list[Job]) -> None:
         """End the attempts placed on nodes drained for a GPU fault (``failing``: node name →
         reason); each is signalled once and ends LOST at its next progress."""
         names = {n.id: n.name for n in self.nodes}
-        for job in self.jobs.active():
+        for job in active:
             assert job.id is not None
             launch = self.launches.get(job.id)
             bad = [names[n] for n in job.placement or [] if names.get(n) in failing]

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from clusterctl.controller.attempts import Attempts, at
 from clusterctl.executor.types import Executor, NodeInfo
@@ -36,6 +36,15 @@ log = logging.getLogger(__name__)
 S = JobState
 
 
+@dataclass(frozen=True)
+class OutOfService:
+    """The drained nodes by name, and those of them drained for a GPU fault with the reason
+    (read together, once a pass)."""
+
+    drained: Collection[str]
+    failing: Mapping[str, str]
+
+
 class Scheduler:
     def __init__(
         self,
@@ -48,8 +57,7 @@ class Scheduler:
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
         policy_config: PolicyConfig | None = None,
-        drained: Callable[[], Collection[str]] = frozenset,
-        failing: Callable[[], Mapping[str, str]] = dict,
+        out_of_service: Callable[[], OutOfService] = lambda: OutOfService(frozenset(), {}),
     ) -> None:
         self.jobs = jobs
         self.executor = executor
@@ -73,11 +81,11 @@ class Scheduler:
         self.waiting: dict[int, Wait] = {}
         """Why each pending job waits, as of the last pass (shown by ``clusterctl jobs``)."""
         self.nodes: list[NodeInfo] = []
-        self._drained_source = drained
-        self._failing_source = failing
-        """Nodes drained for a GPU fault, with the reason: their jobs are ended each pass."""
+        self._out_of_service = out_of_service
         self.drained: Collection[str] = frozenset()
         """Names of drained nodes: nothing new starts there (read every pass)."""
+        self.failing: Mapping[str, str] = {}
+        """Nodes drained for a GPU fault, with the reason: their jobs are ended each pass."""
         self.passes = 0
         """Passes completed since start (``clusterctl_scheduler_passes_total``): a pass that
         ends after a change has seen it, which is how to know "nothing started" is final."""
@@ -123,17 +131,18 @@ class Scheduler:
 
     def step(self) -> None:
         self.refresh_nodes()
-        failing = self._failing_source()
-        if failing:
-            self.attempts.lose_on(failing)
-        self.attempts.progress()
+        active = self.jobs.active()
+        if self.failing:
+            self.attempts.lose_on(self.failing, active)
+        self.attempts.progress(active)
         self.schedule()
         self.passes += 1
 
     def refresh_nodes(self) -> None:
         self.nodes = self.executor.nodes()
         self.attempts.nodes = self.nodes
-        self.drained = self._drained_source()
+        out = self._out_of_service()
+        self.drained, self.failing = out.drained, out.failing
 
     # -- capacity -----------------------------------------------------------------------------
 

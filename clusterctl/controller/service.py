@@ -27,7 +27,7 @@ from clusterctl.controller.files import LogStore, PackageStore, expire_files
 from clusterctl.controller.interface import Ingest
 from clusterctl.controller.metrics import ControllerCollector
 from clusterctl.controller.reports import ReportService, build
-from clusterctl.controller.scheduling import Scheduler
+from clusterctl.controller.scheduling import OutOfService, Scheduler
 from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage, within_clock
 from clusterctl.executor.local_ray import ray_env
 from clusterctl.executor.types import NodeInfo
@@ -149,8 +149,7 @@ class Controller:
             policy_config=PolicyConfig(
                 quotas=dict(s.quotas), user_gpu_limit=s.user_gpu_limit,
                 preempt=s.preempt, preempt_grace_s=s.preempt_grace_s),
-            drained=lambda: set(self.drains.drained()),
-            failing=self.failing_nodes,
+            out_of_service=self.out_of_service,
         )
         self.scheduler.start()
         self.housekeeper = Housekeeper(
@@ -275,10 +274,11 @@ class Controller:
                   "`clusterctl nodes undrain %s` once it is repaired", node, reason, node)
         self.wake()
 
-    def failing_nodes(self) -> dict[str, str]:
-        """Nodes drained for a GPU fault, with the reason: their jobs are ended."""
-        return {n: d.reason or "GPU fault" for n, d in self.drains.drained().items()
-                if d.by == gpu_health.ACTOR}
+    def out_of_service(self) -> OutOfService:
+        """Drained nodes, and those drained for a GPU fault (their jobs are ended)."""
+        drained = self.drains.drained()
+        return OutOfService(set(drained), {n: d.reason or "GPU fault" for n, d in drained.items()
+                                           if d.by == gpu_health.ACTOR})
 
     def health(self) -> dict[str, str]:
         down = ping(self.engine)

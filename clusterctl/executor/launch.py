@@ -50,11 +50,6 @@ KILL_TREE = signal.SIGUSR2
 """What the runner (or its death, through PDEATHSIG) sends the shim to end the whole job."""
 
 
-def _prctl(option: int, value: int) -> bool:
-    """False where there is no prctl (not Linux): the runner's own cleanup is all there is."""
-    return _prctl_args(option, value)
-
-
 def children_of(pid: int) -> list[int]:
     """Direct children, from ``/proc`` (every thread's list, as ``ps`` reads them)."""
     kids: list[int] = []
@@ -106,7 +101,8 @@ def _join(cgroup: str) -> None:
               flush=True)
 
 
-def _prctl_args(option: int, *args: int) -> bool:
+def _prctl(option: int, *args: int) -> bool:
+    """False where there is no prctl (not Linux): the runner's own cleanup is all there is."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         padded = (*args, 0, 0, 0, 0)[:4]
@@ -128,9 +124,9 @@ def _become(account: Account) -> None:
         os.setresuid(account.uid, account.uid, account.uid)
     except OSError as e:
         _cannot_start(f"could not switch to the job's account {account.name}: {e}")
-    if not _prctl_args(PR_SET_NO_NEW_PRIVS, 1):
+    if not _prctl(PR_SET_NO_NEW_PRIVS, 1):
         _cannot_start("could not set no_new_privs for the job")
-    _prctl_args(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)  # none on kernels before 4.3
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)  # none on kernels before 4.3
     if os.getuid() != account.uid or os.geteuid() != account.uid:  # pragma: no cover
         _cannot_start(f"still not running as {account.name}")
 
