@@ -58,6 +58,7 @@ class Client:
         """How long to keep trying while the controller answers 503."""
         self.say = say
         self._warned = False
+        self._warned_degraded = False
 
     def close(self) -> None:
         self.http.close()
@@ -84,6 +85,7 @@ class Client:
                                "config file or CLUSTERCTL_CA_FILE)") from e
             raise ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
                            "is `clusterctl up` running?") from e
+        self._warn_degraded(response.headers.get("X-Clusterctl-Warning"))
         if response.status_code < 400:
             self._warn_expiry(response.headers.get("X-Token-Expires"))
             return response
@@ -96,6 +98,12 @@ class Client:
                            "your config file", 1, 401)
         code = 2 if response.status_code in (400, 422) else 1
         raise ApiError(str(detail), code, response.status_code)
+
+    def _warn_degraded(self, text: str | None) -> None:
+        """Once per command: the controller serves, but something it depends on is away."""
+        if text and not self._warned_degraded:
+            self._warned_degraded = True
+            self.say(f"warning: {text}")
 
     def _warn_expiry(self, expires: str | None) -> None:
         """Once per command, a week ahead: a token that stops working surprises no one."""

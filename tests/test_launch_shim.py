@@ -174,3 +174,34 @@ def test_installations_sharing_a_node_keep_their_jobs_apart() -> None:
                 if child.is_dir():
                     cgroups.kill(child)
             root.rmdir()
+
+
+def test_a_job_whose_shim_died_is_an_orphan_the_next_runner_ends(tmp_path: Path) -> None:
+    """The shim SIGKILLed with its runner's process group (the Ray head gone with the job's
+    runner): the job's own process dies with the shim, and what it left running is found as
+    an orphan cgroup, which the next runner on the node kills before it starts anything."""
+    root = cgroups.job_root(f"test-orphans-{uuid.uuid4().hex[:8]}")
+    if root is None:
+        pytest.skip("no writable cgroup v2 hierarchy here")
+    path = cgroups.create(root, 5, 1, 0)
+    assert path is not None
+    pidfile = tmp_path / "daemon.pid"
+    try:
+        runner, shim = start_runner(escaping_job(pidfile), {"CLUSTERCTL_CGROUP": str(path)})
+        daemon = daemon_pid(pidfile)
+        top = [int(p) for p in (path / "cgroup.procs").read_text().split()
+               if int(p) not in (shim, daemon) and Path(f"/proc/{p}/cmdline").read_bytes()
+               .startswith(b"sh\0-c\0setsid")]
+        assert top, "the job's own process is in its cgroup"
+        assert cgroups.orphans(root) == []  # its shim lives: not an orphan
+        os.kill(shim, signal.SIGKILL)
+        assert wait_for(lambda: not any(alive(p) for p in top), 5), "the job outlived its shim"
+        assert alive(daemon)
+        assert cgroups.orphans(root) == [path]
+        assert cgroups.kill(path) and not alive(daemon)
+        runner.kill()
+        runner.wait()
+    finally:
+        cgroups.kill(path)
+        with contextlib.suppress(OSError):
+            root.rmdir()

@@ -4,9 +4,11 @@ never call Ray, so the API stays responsive while the cluster is slow or away.""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from clusterctl.api.guard import EdgeGuard
 from clusterctl.api.routes import hardware, health, ingest, jobs, logs, nodes, reports, users
@@ -43,6 +45,9 @@ async def _database_down(_: Request, exc: Exception) -> JSONResponse:
                                  "field": None})
 
 
+WARNING_HEADER = "X-Clusterctl-Warning"
+
+
 def create_app(controller: ControllerApi) -> FastAPI:
     # No /docs, /redoc or /openapi.json: the API's shape is not for anyone without a token.
     app = FastAPI(title="clusterctl", version="0.1.0", docs_url=None, redoc_url=None,
@@ -53,6 +58,19 @@ def create_app(controller: ControllerApi) -> FastAPI:
     for unavailable in UNAVAILABLE:
         app.add_exception_handler(unavailable, _database_down)
     app.add_middleware(EdgeGuard)
+
+    @app.middleware("http")
+    async def _warn(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                    ) -> Response:
+        """Every answer carries what is degraded (Ray away), so no one acts on stale states
+        without knowing."""
+        response = await call_next(request)
+        notes = controller.degraded()
+        if notes:
+            text = "; ".join(notes.values())
+            response.headers[WARNING_HEADER] = text.encode("ascii", "replace").decode()
+        return response
+
     for module in ROUTERS:
         app.include_router(module.router)
     return app

@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 
 from clusterctl.controller.files import LogStore, PackageStore
-from clusterctl.executor.types import Executor, Launch, LaunchSpec, NodeInfo, Phase
+from clusterctl.executor.types import (
+    Executor,
+    Launch,
+    LaunchSpec,
+    NodeInfo,
+    Phase,
+    RayUnavailable,
+)
 from clusterctl.states import ACTIVE, JobState
 from clusterctl.store import HeldGpu, Job, JobStore
 
@@ -62,6 +69,7 @@ class Attempts:
         account_of: Callable[[str], str | None] = lambda user: None,
         fallback_account: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.jobs = jobs
         self.executor = executor
@@ -74,6 +82,7 @@ class Attempts:
         """The Unix account a user's jobs run as (None: the account that runs Ray)."""
         self.fallback_account = fallback_account
         self.monotonic = monotonic
+        self.clock = clock
         self.launches: dict[int, Launch] = {}
         """The attempts this controller launched or re-attached to, by job id."""
         self.nodes: Sequence[NodeInfo] = ()
@@ -108,7 +117,12 @@ class Attempts:
                 self.jobs.requeue(job, "controller restarted before the job started")
             else:
                 self.jobs.finish(job, S.LOST, "runner gone while the controller was down")
-        keep = {(j.id, j.attempt) for j in active}
+        self.sweep(active)
+
+    def sweep(self, active: list[Job] | None = None) -> None:
+        """Remove the runners of attempts that are not active (a launch cut short by a lost
+        Ray driver, a controller that died between its records and Ray's)."""
+        keep = {(j.id, j.attempt) for j in (self.jobs.active() if active is None else active)}
         ranks_of: dict[tuple[int, int], int] = {}
         for jid, att, rank in self.executor.runner_names():
             ranks_of[(jid, att)] = max(ranks_of.get((jid, att), 0), rank + 1)
@@ -128,6 +142,8 @@ class Attempts:
                 continue  # another controller's, or settled by reconcile on its next start
             try:
                 self._progress_one(job, launch)
+            except RayUnavailable:
+                raise  # the pass stops; the loop reconnects
             except Exception:
                 log.exception("progress of job %s failed", job.id)
 
@@ -156,6 +172,7 @@ class Attempts:
         if asked and launch.started is not None:
             self._signal(job, launch)
         p = self.executor.poll(launch)
+        self._seen(launch, p.kind)
         if p.kind is Phase.STARTING:
             if asked:  # nothing has started: nothing to checkpoint, give the GPUs back now
                 self._end(job, launch, S.CANCELLED if job.cancel_requested else S.PENDING,
@@ -177,18 +194,28 @@ class Attempts:
         elif p.kind is Phase.LOST:
             if p.node_suspect:
                 self.suspect(job.placement or [])
-            if job.preempt_requested:  # its GPUs are gone either way; retries stay unused
-                self._end(job, launch, S.PENDING, job.reason or "preempted", None)
+            last_seen = at(launch.seen_at) if launch.seen_at is not None else None
+            if job.state == S.STARTING and launch.started is None and not p.node_suspect:
+                self._not_started(job, launch, p.error or "runner lost before it started")
+            elif job.preempt_requested:  # its GPUs are gone either way; retries stay unused
+                self._end(job, launch, S.PENDING, job.reason or "preempted", None,
+                          ended_at=last_seen)
             else:
-                self._end(job, launch, S.LOST, p.error or "runner lost", None)
+                self._end(job, launch, S.LOST, p.error or "runner lost", None,
+                          ended_at=last_seen)
         elif p.kind is Phase.DONE:
             self._pull_logs(launch, drain=True)
             state, reason, code = verdict(job, launch)
             ended = max(o.ended_at for o in launch.outcomes.values())
             self._end(job, launch, state, reason, code, ended_at=at(ended))
 
+    def _seen(self, launch: Launch, phase: Phase) -> None:
+        if phase in (Phase.STARTED, Phase.RUNNING):
+            launch.seen_at = self.clock()
+
     def _progress_condemned(self, job: Job, launch: Launch, reason: str) -> None:
         p = self.executor.poll(launch)
+        self._seen(launch, p.kind)
         if p.kind is Phase.STARTED:
             self._mark_running(job, launch)
             if not launch.terminating:
@@ -236,9 +263,9 @@ class Attempts:
                 self.jobs.preempted(fresh, reason, ended_at=ended_at)
             else:
                 self.jobs.finish(fresh, state, reason, exit_code=exit_code, ended_at=ended_at)
-        self.executor.release(job.id, job.attempt, launch.ranks)
         self.launches.pop(job.id, None)
         self.condemned.pop(job.id, None)
+        self.executor.release(job.id, job.attempt, launch.ranks)  # else swept on reconnection
 
     def _pull_logs(self, launch: Launch, drain: bool = False) -> None:
         for rank in range(launch.ranks):
@@ -254,11 +281,16 @@ class Attempts:
         """Ray did not grant the attempt's GPUs in time: try again elsewhere, a few times, then
         say why the job cannot start (the cycle STARTING → PENDING must not go on for ever,
         holding GPUs in Ray's books each time)."""
-        assert job.id is not None
         self.suspect(job.placement or [])  # the next attempt goes elsewhere if it can
-        self.executor.release(job.id, job.attempt, launch.ranks)
+        self._not_started(job, launch, f"GPUs not granted by Ray within "
+                                       f"{self.start_timeout_s:.0f}s")
+
+    def _not_started(self, job: Job, launch: Launch, reason: str) -> None:
+        """Back to the queue an attempt that never ran, without using a retry; a job whose
+        attempts keep failing to start for the same reason fails, saying so."""
+        assert job.id is not None
         self.launches.pop(job.id, None)
-        reason = f"GPUs not granted by Ray within {self.start_timeout_s:.0f}s"
+        self.executor.release(job.id, job.attempt, launch.ranks)
         tries = 1 + sum(1 for h in self.jobs.history(job.id)
                         if h.state == S.PENDING and (h.reason or "").startswith(reason))
         if tries >= self.max_start_tries:
@@ -307,6 +339,11 @@ class Attempts:
         try:
             package = self.packages.get(job.package) if job.package else None
             self.launches[job.id] = self.executor.launch(spec, list(node_ids), package)
+        except RayUnavailable:
+            started = self.jobs.get(job.id)
+            if started is not None:  # nothing ran: back to the queue (swept on reconnection)
+                self.jobs.requeue(started, "Ray unavailable at launch")
+            raise
         except Exception as e:
             log.exception("launch of job %s failed", job.id)
             self.executor.release(job.id, attempt, len(node_ids))

@@ -105,5 +105,11 @@ class ControllerApi(Protocol):
         ...
 
     def health(self) -> dict[str, str]:
-        """What keeps the controller from serving (``{"database": why}``); empty when none."""
+        """What keeps the controller from serving (``{"database": why}``, ``{"ray": why}``);
+        empty when none."""
+        ...
+
+    def degraded(self) -> dict[str, str]:
+        """What the API still serves through but every user should know (``{"ray": why}``):
+        sent on each answer as a warning the CLI prints."""
         ...

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 
 from clusterctl.controller.attempts import Attempts, at
-from clusterctl.executor.types import Executor, NodeInfo
+from clusterctl.executor.types import Executor, NodeInfo, RayUnavailable
 from clusterctl.scheduler import dependencies, fairshare, placement, policy
 from clusterctl.scheduler.state import (
     Decision,
@@ -91,6 +91,11 @@ class Scheduler:
         ends after a change has seen it, which is how to know "nothing started" is final."""
         self.database_down = False
         self.database_retry_s = 5.0
+        self.ray_down: str | None = None
+        """Why Ray does not answer, while it does not: nothing starts or ends meanwhile, and
+        the API says so (``/healthz``, a warning on every answer)."""
+        self.ray_down_since: float | None = None
+        self.ray_retry_s = 2.0
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -116,6 +121,16 @@ class Scheduler:
                 if self.database_down:
                     log.warning("the database is back; scheduling again")
                     self.database_down = False
+                if self.ray_down is not None:
+                    self._ray_back()
+            except RayUnavailable as e:
+                if self.ray_down is None:
+                    self.ray_down_since = self.clock()
+                    log.error("Ray unavailable (%s): jobs stay as last seen and new ones "
+                              "queue until it answers", e)
+                self.ray_down = str(e)
+                self._stop.wait(self.ray_retry_s)
+                continue
             except UNAVAILABLE as e:  # hold off, and say so once, until it answers again
                 if not self.database_down:
                     log.warning("database unavailable (%s); the scheduler holds off", e)
@@ -128,6 +143,14 @@ class Scheduler:
             self._stop.wait(self.min_gap_s)
             self.wake.wait(max(0.0, self.interval_s - self.min_gap_s))
             self.wake.clear()
+
+    def _ray_back(self) -> None:
+        """Ray answers again: runners that lived through it were found by name; what a launch
+        cut short left behind is removed."""
+        down = self.clock() - (self.ray_down_since or self.clock())
+        log.warning("Ray is back after %.0fs; scheduling again", down)
+        self.ray_down = self.ray_down_since = None
+        self.attempts.sweep()
 
     def step(self) -> None:
         self.refresh_nodes()

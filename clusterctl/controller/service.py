@@ -15,11 +15,11 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from clusterctl import gpu_health
 from clusterctl.controller.attempts import Attempts
@@ -30,6 +30,7 @@ from clusterctl.controller.reports import ReportService, build
 from clusterctl.controller.scheduling import OutOfService, Scheduler
 from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage, within_clock
 from clusterctl.executor.local_ray import ray_env
+from clusterctl.executor.ray_driver import RayDriver
 from clusterctl.executor.types import NodeInfo
 from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
 from clusterctl.scheduler.state import PolicyConfig, Wait
@@ -134,11 +135,9 @@ class Controller:
         self.audit = AuditStore(self.engine)
         self.logs, self.packages = LogStore(data / "logs"), PackageStore(data / "packages")
         namespace = f"clusterctl-{installation_id(self.engine)}"
-        # Ray reads its auth settings when it is imported: set them first, import it after.
+        # The Ray driver process reads its auth settings from the environment it inherits.
         os.environ.update(ray_env(self.ray_token_file, base={}))
-        from clusterctl.executor.ray_executor import RayExecutor
-
-        self.executor = RayExecutor(self.ray_address, namespace)
+        self.executor = RayDriver(self.ray_address, namespace)
         self._connect(connect_timeout_s)
         attempts = Attempts(self.jobs, self.executor, self.logs, self.packages,
                             kill_grace_s=s.kill_grace_s, preempt_grace_s=s.preempt_grace_s,
@@ -170,6 +169,9 @@ class Controller:
                                "Agent samples refused for a time stamp outside the controller's "
                                "clock window (future: beyond its clock skew; too_old: past the "
                                "raw retention).", ["reason"], registry=self.registry)
+        Gauge("clusterctl_ray_up", "1 while the Ray head answers the controller, 0 while it "
+              "does not (jobs then show their last known state).",
+              registry=self.registry).set_function(lambda: self.scheduler.ray_down is None)
         self.health_drains = Counter("clusterctl_node_health_drains",
                                      "Nodes drained by the controller for a GPU fault (a fatal "
                                      "XID, a lost GPU).", ["node"], registry=self.registry)
@@ -281,5 +283,16 @@ class Controller:
                                            if d.by == gpu_health.ACTOR})
 
     def health(self) -> dict[str, str]:
+        problems = self.degraded()
         down = ping(self.engine)
-        return {"database": f"unavailable: {down}"} if down else {}
+        if down:
+            problems["database"] = f"unavailable: {down}"
+        return problems
+
+    def degraded(self) -> dict[str, str]:
+        ray_down, since = self.scheduler.ray_down, self.scheduler.ray_down_since
+        if ray_down is None:
+            return {}
+        when = datetime.fromtimestamp(since or time.time(), timezone.utc)
+        return {"ray": f"Ray unavailable since {when:%Y-%m-%d %H:%M:%S} UTC ({ray_down}); jobs "
+                       "show their last known state and new ones wait in the queue"}

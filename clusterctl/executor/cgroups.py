@@ -116,6 +116,36 @@ def _kill_members(path: Path) -> None:
                 os.kill(int(pid), 9)
 
 
+SHIM_MODULE = "clusterctl.executor.launch"
+
+
+def orphans(root: Path) -> list[Path]:
+    """Job cgroups whose launch shim is gone while processes of the job live on (the shim was
+    killed with the runner's process group, the Ray head went down with it): nobody is left to
+    end them, so the next runner on the node does. The shim joins its cgroup before the job
+    starts, so a populated cgroup without it has lost it."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            if not _NAME.match(entry.name) or not populated(entry):
+                continue
+            try:
+                pids = (entry / "cgroup.procs").read_text().split()
+            except OSError:
+                continue
+            if not any(SHIM_MODULE in _cmdline(pid) for pid in pids):
+                found.append(entry)
+    return sorted(found)
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace")
+    except OSError:
+        return ""
+
+
 def earlier_attempts(root: Path, job_id: int, attempt: int) -> list[Path]:
     """The cgroups left by earlier attempts of a job on this node (a runner that was killed
     before it could clean up): a new attempt starts only once they are empty."""

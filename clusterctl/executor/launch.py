@@ -101,7 +101,7 @@ def _join(cgroup: str) -> None:
               flush=True)
 
 
-def _prctl(option: int, *args: int) -> bool:
+def prctl(option: int, *args: int) -> bool:
     """False where there is no prctl (not Linux): the runner's own cleanup is all there is."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -124,9 +124,9 @@ def _become(account: Account) -> None:
         os.setresuid(account.uid, account.uid, account.uid)
     except OSError as e:
         _cannot_start(f"could not switch to the job's account {account.name}: {e}")
-    if not _prctl(PR_SET_NO_NEW_PRIVS, 1):
+    if not prctl(PR_SET_NO_NEW_PRIVS, 1):
         _cannot_start("could not set no_new_privs for the job")
-    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)  # none on kernels before 4.3
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)  # none on kernels before 4.3
     if os.getuid() != account.uid or os.geteuid() != account.uid:  # pragma: no cover
         _cannot_start(f"still not running as {account.name}")
 
@@ -149,6 +149,12 @@ def _child(argv: list[str], account: Account | None, package: str | None,
             _cannot_start(f"could not unpack the job's working directory: {e}")
     if account is not None:
         _become(account)
+    # Armed after the switch of account (which clears it): a shim killed outright (SIGKILL,
+    # with the runner's whole process group) takes the job's own process with it.
+    shim = os.getppid()
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != shim:
+        os._exit(137)
     if workdir:  # entered with the job's own rights (0700 and the job's: not the runner's)
         try:
             os.chdir(workdir)
@@ -192,7 +198,7 @@ def main(argv: list[str]) -> None:
     signal.signal(KILL_TREE, end_all)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # meant for the job's processes, not for the shim
-    _prctl(PR_SET_PDEATHSIG, KILL_TREE)
+    prctl(PR_SET_PDEATHSIG, KILL_TREE)
     if expected_parent and os.getppid() != expected_parent:
         os._exit(137)  # the runner died before PDEATHSIG was armed
     if not argv:
@@ -200,7 +206,7 @@ def main(argv: list[str]) -> None:
         os._exit(2)
     if cgroup:
         _join(cgroup)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     child = os.fork()
     if child == 0:
         _child(argv, account, package, workdir)

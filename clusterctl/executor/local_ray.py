@@ -141,12 +141,14 @@ def start_local_ray(
     node_name: str,
     gpu_model: str | None = None,
     num_cpus: int | None = None,
+    port: int | None = None,
 ) -> LocalRay:
     """Start a Ray head on this machine; ``num_gpus`` None lets Ray detect GPUs through NVML.
 
     Its ports are picked free just before ``ray start`` binds them, and Ray's own processes
     pick random ports meanwhile, so a port can be taken in between ("Failed to bind"): then it
-    starts again on fresh ports, up to three times."""
+    starts again on fresh ports, up to three times. ``port`` starts it on that GCS port (a
+    head that comes back where its nodes and controller look for it)."""
     ray_dir = data_dir / "ray"
     token_file = ensure_token(ray_dir / "auth_token")
     labels = {"clusterctl-node": node_name}
@@ -160,8 +162,8 @@ def start_local_ray(
         options += ["--num-cpus", str(num_cpus)]
     log_path = ray_dir / "ray-start.log"
     for attempt in range(3):
-        port = free_port()
-        cmd = [*ray_command(), "start", "--head", "--block", "--port", str(port),
+        gcs_port = port or free_port()
+        cmd = [*ray_command(), "start", "--head", "--block", "--port", str(gcs_port),
                "--ray-client-server-port", str(free_port()),
                "--dashboard-port", str(free_port()), *options]
         log = open(log_path, "ab")  # noqa: SIM115 (owned by the child)
@@ -170,9 +172,9 @@ def start_local_ray(
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
         log.close()
-        local = LocalRay(proc, f"127.0.0.1:{port}", token_file)
+        local = LocalRay(proc, f"127.0.0.1:{gcs_port}", token_file)
         try:
-            _wait_for_port(local, port, log_path, offset)
+            _wait_for_port(local, gcs_port, log_path, offset)
             return local
         except PortTaken:
             if attempt == 2:

@@ -249,7 +249,7 @@ class JobRunner:
         # when the forking *thread* exits, so the fork must not happen on a pooled thread.
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "clusterctl.executor.launch", *argv],
+                [sys.executable, "-m", cgroups.SHIM_MODULE, *argv],
                 cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
@@ -306,13 +306,16 @@ class JobRunner:
 
     def _make_cgroup(self) -> Path | None:
         """This rank's cgroup, once nothing of an earlier attempt of the job is left on this
-        node (a runner killed before it could clean up leaves its cgroup behind)."""
+        node (a runner killed before it could clean up leaves its cgroup behind), nor of any
+        job that lost its shim."""
         root = cgroups.job_root(self.namespace)
         if root is None:
             return None
         for old in cgroups.earlier_attempts(root, self.job_id, self.attempt):
             if not cgroups.kill(old):
                 raise RunnerError(f"processes of an earlier attempt ({old.name}) would not end")
+        for orphan in cgroups.orphans(root):  # another job's, its shim gone: end it now
+            cgroups.kill(orphan)
         return cgroups.create(root, self.job_id, self.attempt, self.rank)
 
     def _remove_earlier_run_dirs(self) -> None:

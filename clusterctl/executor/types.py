@@ -122,6 +122,9 @@ class Launch:
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     launched_at: float = field(default_factory=time.monotonic)
     terminating: bool = False
+    seen_at: float | None = None
+    """When a poll last found it alive (epoch seconds): a runner lost with the Ray head, which
+    is noticed only when the head answers again, ended then, not at the reconnection."""
 
 
 class Phase(str, Enum):
@@ -146,6 +149,11 @@ class Progress:
     node_suspect: bool = False
     """With LOST: the runner's node stopped answering (it may be dead while Ray still lists it
     alive), so no new attempt should be placed there for a while."""
+
+
+class RayUnavailable(RuntimeError):
+    """The Ray head did not answer within a call's deadline (or the driver died): the state of
+    the cluster is unknown until a call succeeds again."""
 
 
 class Executor(Protocol):
