@@ -32,9 +32,10 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 def start_serving(argv: list[str], env: dict[str, str], log_path: Path, url: str,
                   timeout: float, ready: Any = lambda: True,
-                  verify: Any = True) -> subprocess.Popen[bytes]:
-    """Start a server process logging to ``log_path``; return once ``url`` answers and
-    ``ready()`` holds, or raise with the log's tail."""
+                  verify: Any = True, healthy: bool = True) -> subprocess.Popen[bytes]:
+    """Start a server process logging to ``log_path``; return once ``url`` answers (with a
+    2xx unless not ``healthy``: any answer) and ``ready()`` holds, or raise with the log's
+    tail."""
     log = open(log_path, "ab")  # noqa: SIM115 (owned by the child)
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
@@ -43,7 +44,8 @@ def start_serving(argv: list[str], env: dict[str, str], log_path: Path, url: str
         if proc.poll() is not None:
             raise RuntimeError(f"{argv[0]} exited:\n" + log_tail(log_path))
         try:
-            if httpx.get(url, timeout=1, verify=verify).is_success and ready():
+            answer = httpx.get(url, timeout=1, verify=verify)
+            if (answer.is_success or not healthy) and ready():
                 return proc
         except httpx.TransportError:
             pass
@@ -85,13 +87,15 @@ class Controller:
         self.verify: Any = True
         """How the API is reached (a TLS test serves https, trusted through its own CA)."""
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 90, healthy: bool = True) -> None:
+        """Start ``up``; return once /healthz answers (200 unless not ``healthy``)."""
         for attempt in range(3):
             try:
                 self.proc = start_serving(
                     clusterctl_argv() + self.up_args, self.env, self.root / "controller.log",
                     f"{self.scheme}://127.0.0.1:{self.port}/healthz", timeout,
-                    ready=lambda: (self.root / "config.toml").exists(), verify=self.verify)
+                    ready=lambda: (self.root / "config.toml").exists(), verify=self.verify,
+                    healthy=healthy)
                 return
             except RuntimeError as e:
                 # free_port() cannot reserve the port: a process Ray spawned meanwhile may

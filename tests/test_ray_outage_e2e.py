@@ -2,7 +2,9 @@
 serving and says Ray is away (``/healthz`` 503 naming it, a warning on every CLI answer, the
 ``clusterctl_ray_up`` metric), queues what is submitted meanwhile, reconnects when the head
 comes back on its address, and settles the attempt lost with the head at the time it was last
-seen alive, not at the reconnection; the job's retry and the queued job then run."""
+seen alive, not at the reconnection; the job's retry and the queued job then run. A controller
+that starts while the head is down serves likewise, and settles its jobs once the head is
+back."""
 
 from __future__ import annotations
 
@@ -113,6 +115,19 @@ def test_a_ray_head_outage_is_reported_survived_and_settled_when_last_seen(
                                                     timeout=10).text
         log = c.log_tail()
         assert "Ray unavailable" in log and "Ray is back" in log, log
+
+        # The controller crashes, the head dies, the controller starts again: it serves.
+        c.kill()
+        kill_head(head)
+        c.start(healthy=False)
+        health = httpx.get(f"http://127.0.0.1:{c.port}/healthz", timeout=10)
+        assert health.status_code == 503 and "Ray unavailable" in health.json()["ray"]
+        assert c.show(job)["state"] == "RUNNING"  # as last seen, until Ray says otherwise
+        head = start_local_ray(tmp_path / "ray", num_gpus=3, node_name="node-o",
+                               gpu_model="simulated", num_cpus=2, port=port)
+        ended = c.wait_done(job, timeout=120)  # its second and last attempt went with the head
+        assert (ended["state"], ended["attempt"]) == ("LOST", 2), ended
+        assert httpx.get(f"http://127.0.0.1:{c.port}/healthz", timeout=10).status_code == 200
     finally:
         c.stop()
         head.stop()

@@ -7,6 +7,8 @@ shipping, one agent port, one set of GPUs."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -65,3 +67,41 @@ def test_up_after_a_crash_takes_over_its_ray_head_and_replaces_its_agent(
     while process_alive(head_pid) and time.monotonic() < deadline:
         time.sleep(0.3)
     assert not process_alive(head_pid)
+
+
+def test_up_starts_its_ray_head_again_and_the_job_lost_with_it_is_retried(
+        tmp_path: Path) -> None:
+    """The embedded Ray head dies under `up` (#17, item 3): `up` starts it again on its
+    port, the controller (serving all along) reconnects, and the job lost with the head runs
+    again as its retry."""
+    c = Controller(tmp_path / "ctl", "unused", tmp_path / "unused-token")
+    c.up_args = ["up", "--simulate-gpus", "2", "--port", str(c.port), "--data-dir",
+                 str(c.data_dir), "--kill-grace", "2s", "--no-agent"]
+    c.start(timeout=180)
+    new_pid = None
+    try:
+        work = tmp_path / "work"
+        work.mkdir()
+        job = c.submit("--gpus", "2", "--retries", "1", "--", "sleep", "6000.5151", cwd=work)
+        c.wait_state(job, {"RUNNING"})
+        head_pid = json.loads((c.data_dir / "up-state.json").read_text())["ray"]["pid"]
+        os.killpg(head_pid, signal.SIGKILL)  # the head and every Ray process of its session
+        deadline = time.monotonic() + 180
+        while True:
+            detail = c.show(job)
+            if detail["attempt"] == 2 and detail["state"] == "RUNNING":
+                break
+            assert time.monotonic() < deadline, (detail, c.log_tail())
+            time.sleep(1)
+        assert [h["state"] for h in detail["history"]].count("LOST") == 1, detail
+        log = c.log_tail()
+        assert f"the Ray head (pid {head_pid}) is gone" in log and "Ray head is back" in log
+        new_pid = json.loads((c.data_dir / "up-state.json").read_text())["ray"]["pid"]
+        assert new_pid != head_pid and process_alive(new_pid)
+    finally:
+        c.stop()
+    assert new_pid is not None
+    deadline = time.monotonic() + 30
+    while process_alive(new_pid) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not process_alive(new_pid)  # the orderly stop ends the head it started again

@@ -6,6 +6,7 @@ answer already reflects the cluster and no request reaches a stopped scheduler.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from typing import Any
@@ -37,7 +38,12 @@ class ApiServer:
                                              registry=self.controller.registry)
 
     def serve(self) -> None:
-        """Serve in the foreground until SIGINT/SIGTERM, then close the controller."""
+        """Serve in the foreground until SIGINT/SIGTERM, then close the controller.
+
+        uvicorn raises the signal it caught again once it has stopped; SIGTERM's default
+        action would end the process there, before anything is closed (and before ``up``
+        stops the Ray head and agent it started), so it becomes an orderly exit instead."""
+        signal.signal(signal.SIGTERM, _exit_in_order)
         try:
             self._serve_metrics()
             self.server.run()
@@ -67,3 +73,8 @@ class ApiServer:
             self._metrics.shutdown()
             self._metrics.server_close()
             self._metrics = None
+
+
+def _exit_in_order(signum: int, frame: Any) -> None:
+    """SIGTERM is how systemd and people stop a service: exit 0 through every ``finally``."""
+    raise SystemExit(0)

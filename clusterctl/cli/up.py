@@ -6,8 +6,9 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +16,22 @@ from clusterctl import parsing
 from clusterctl import settings as settings_mod
 from clusterctl.cli import up_state
 from clusterctl.cli.common import err_console, fail, handles_errors
+from clusterctl.executor.local_ray import HeadKeeper, LocalRay, start_local_ray
+
+
+def _keep_head(local: LocalRay, data: Path, options: dict[str, Any],
+               simulate_gpus: int | None, agent_pid: Callable[[], int | None]) -> HeadKeeper:
+    """Start our Ray head again where it was if it dies, and note the new one in the state
+    file (a crash of ``up`` after that takes over the new head)."""
+    def start(port: int) -> LocalRay:
+        return start_local_ray(data, num_gpus=simulate_gpus, node_name=socket.gethostname(),
+                               gpu_model="simulated" if simulate_gpus else None, port=port)
+
+    def noted(new: LocalRay) -> None:
+        state = up_state.RayState(new.pid, new.address, str(new.token_file), options)
+        up_state.write(data, up_state.UpState(os.getpid(), state, agent_pid()))
+
+    return HeadKeeper(local, start, noted, err_console.print)
 
 
 def _who_runs_jobs(s: settings_mod.Settings) -> str:
@@ -67,7 +84,6 @@ def up(
     from clusterctl.api.server import ApiServer
     from clusterctl.controller.local_agent import start_local_agent
     from clusterctl.controller.service import Controller
-    from clusterctl.executor.local_ray import start_local_ray
     from clusterctl.store import LeaseHeld, acquire_lease
 
     os.umask(0o077)  # the database, logs and Ray's session files are this account's alone
@@ -98,8 +114,11 @@ def up(
     up_state.write(data, up_state.UpState(os.getpid(), ray_state))
     controller = Controller(s, address, token_file, lease=lease)
     local_agent = None
+    keeper = None
     try:
-        controller.prepare()
+        # A head we just started is given time to come up; one we join answers now or is
+        # an outage, served through like any other.
+        controller.prepare(connect_timeout_s=90 if local is not None else 15)
         boot = controller.bootstrap_admin(s.token)
         url = settings_mod.api_url(s.host, s.port, bool(s.tls_cert))
         # This machine's CLI and agent trust the cluster's CA, or else the certificate itself
@@ -115,7 +134,9 @@ def up(
             f"clusterctl controller on {url}: {len(nodes)} node(s), {gpus} GPU(s); "
             f"admin user {boot.user} (token in {s.config_path}). Ctrl-C stops.")
         err_console.print(_who_runs_jobs(s))
-        if gpus == 0:
+        for problem in controller.degraded().values():
+            err_console.print(f"warning: {problem}", markup=False)
+        if gpus == 0 and not controller.degraded():
             err_console.print("no GPUs found: on a machine without an NVIDIA driver, use "
                               "--simulate-gpus N")
         if agent if agent is not None else (local is not None and gpus > 0):
@@ -128,8 +149,13 @@ def up(
                               f"log in {Path(s.data_dir) / 'agent' / 'agent.log'}")
             up_state.write(data, up_state.UpState(os.getpid(), ray_state,
                                                   local_agent.process.pid))
+        if local is not None:
+            keeper = _keep_head(local, data, ray_options or {}, simulate_gpus,
+                                lambda: local_agent.process.pid if local_agent else None)
         ApiServer(controller).serve()
     finally:  # an orderly end (a crash never gets here): nothing is left to take over
+        if keeper is not None:
+            local = keeper.stop()
         if local_agent is not None:
             local_agent.stop()
         controller.close()

@@ -96,6 +96,9 @@ class Scheduler:
         the API says so (``/healthz``, a warning on every answer)."""
         self.ray_down_since: float | None = None
         self.ray_retry_s = 2.0
+        self._reconciled = False
+        """Whether the active jobs of the database were matched with Ray's runners since
+        start: nothing moves or starts before (Ray may not answer when we start)."""
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -103,8 +106,11 @@ class Scheduler:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.refresh_nodes()
-        self.attempts.reconcile()
+        try:
+            self.refresh_nodes()
+            self._reconcile_once()
+        except RayUnavailable as e:  # serve anyway; the loop reconciles once Ray answers
+            self._ray_unavailable(e)
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self._thread.start()
 
@@ -124,11 +130,7 @@ class Scheduler:
                 if self.ray_down is not None:
                     self._ray_back()
             except RayUnavailable as e:
-                if self.ray_down is None:
-                    self.ray_down_since = self.clock()
-                    log.error("Ray unavailable (%s): jobs stay as last seen and new ones "
-                              "queue until it answers", e)
-                self.ray_down = str(e)
+                self._ray_unavailable(e)
                 self._stop.wait(self.ray_retry_s)
                 continue
             except UNAVAILABLE as e:  # hold off, and say so once, until it answers again
@@ -144,6 +146,13 @@ class Scheduler:
             self.wake.wait(max(0.0, self.interval_s - self.min_gap_s))
             self.wake.clear()
 
+    def _ray_unavailable(self, e: RayUnavailable) -> None:
+        if self.ray_down is None:
+            self.ray_down_since = self.clock()
+            log.error("Ray unavailable (%s): jobs stay as last seen and new ones queue until "
+                      "it answers", e)
+        self.ray_down = str(e)
+
     def _ray_back(self) -> None:
         """Ray answers again: runners that lived through it were found by name; what a launch
         cut short left behind is removed."""
@@ -152,8 +161,14 @@ class Scheduler:
         self.ray_down = self.ray_down_since = None
         self.attempts.sweep()
 
+    def _reconcile_once(self) -> None:
+        if not self._reconciled:
+            self.attempts.reconcile()
+            self._reconciled = True
+
     def step(self) -> None:
         self.refresh_nodes()
+        self._reconcile_once()
         active = self.jobs.active()
         if self.failing:
             self.attempts.lose_on(self.failing, active)

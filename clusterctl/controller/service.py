@@ -177,17 +177,22 @@ class Controller:
                                      "XID, a lost GPU).", ["node"], registry=self.registry)
 
     def _connect(self, timeout_s: float) -> None:
+        """Wait for Ray to answer with its nodes. One that does not within ``timeout_s`` is an
+        outage like any other: the controller serves, says so, and schedules once it answers
+        (under systemd, exiting instead would only start it again into the same outage)."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 self.executor.connect()
                 if self.executor.nodes():
                     return
+                why = "it reports no nodes"
             except Exception as e:  # Ray not up yet
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"cannot connect to Ray at {self.ray_address}: {e}") from e
+                why = str(e)
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Ray at {self.ray_address} reports no nodes")
+                log.error("Ray at %s did not answer within %.0fs (%s); serving meanwhile",
+                          self.ray_address, timeout_s, why)
+                return
             time.sleep(0.5)
 
     def bootstrap_admin(self, existing_token: str | None) -> Bootstrap:

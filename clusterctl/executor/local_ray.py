@@ -17,7 +17,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,3 +202,51 @@ def _wait_for_port(local: LocalRay, port: int, log_path: Path, offset: int,
         time.sleep(0.2)
     local.stop()
     raise RuntimeError(f"ray start did not listen on port {port} within {timeout_s:.0f}s")
+
+
+class HeadKeeper:
+    """Starts ``up``'s own Ray head again, on the same port, when it dies (killed, crashed,
+    out of memory): the controller, which keeps serving through the outage, reconnects by
+    itself, and the jobs lost with the head are requeued within their retries. A head that
+    will not start is tried again every ``retry_s``, saying why."""
+
+    def __init__(self, local: LocalRay, start: Callable[[int], LocalRay],
+                 on_restart: Callable[[LocalRay], None], say: Callable[[str], None],
+                 check_s: float = 1.0, retry_s: float = 10.0) -> None:
+        self.local = local
+        self._start, self._on_restart, self._say = start, on_restart, say
+        self.check_s, self.retry_s = check_s, retry_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ray-head-keeper", daemon=True)
+        self._thread.start()
+
+    def _alive(self) -> bool:
+        process = self.local.process
+        return process.poll() is None if process is not None else process_alive(self.local.pid)
+
+    def _run(self) -> None:
+        port = int(self.local.address.rsplit(":", 1)[1])
+        while not self._stop.wait(self.check_s):
+            if self._alive():
+                continue
+            self._say(f"the Ray head (pid {self.local.pid}) is gone; starting it again on "
+                      f"port {port}")
+            if self.local.process is None:  # adopted: its other processes may still hold ports
+                stop_pid(self.local.pid, 10)
+            while not self._stop.is_set():
+                try:
+                    self.local = self._start(port)
+                except (RuntimeError, OSError) as e:
+                    self._say(f"the Ray head did not start again ({e}); trying again in "
+                              f"{self.retry_s:.0f}s")
+                    self._stop.wait(self.retry_s)
+                    continue
+                self._on_restart(self.local)
+                self._say(f"the Ray head is back (pid {self.local.pid})")
+                break
+
+    def stop(self) -> LocalRay:
+        """Stop watching (before an orderly stop of the head); the head as it now is."""
+        self._stop.set()
+        self._thread.join(timeout=150)
+        return self.local

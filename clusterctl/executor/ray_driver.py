@@ -181,7 +181,7 @@ class RayDriver:
 
     def reattach(self, job_id: int, attempt: int, ranks: int) -> Launch | None:
         found, started = self._call("reattach", job_id, attempt, ranks,
-                                    timeout=self.call_timeout_s * 2)
+                                    timeout=self.call_timeout_s * 3)
         if not found:
             return None
         return Launch(job_id, attempt, ranks, [], started=started)

@@ -36,6 +36,10 @@ from clusterctl.executor.types import (
 
 log = logging.getLogger(__name__)
 
+RUNNER_ANSWER_S = 10.0
+"""How long a runner has to answer (status, log, cleanup) before it counts as unreachable. Far
+above a live runner's milliseconds, and below the driver's deadline on the call that asks."""
+
 GPU_MODEL_LABEL = "clusterctl-gpu-model"
 RUNNER_MAX_CONCURRENCY = 8
 
@@ -149,7 +153,7 @@ class RayExecutor:
                 return None
         try:
             statuses = [RunnerStatus.of(s) for s in
-                        ray.get([a.status.remote() for a in actors], timeout=30)]
+                        ray.get([a.status.remote() for a in actors], timeout=RUNNER_ANSWER_S)]
         except (RayActorError, GetTimeoutError, RayTaskError):
             return None
         launch = Launch(job_id, attempt, ranks, actors)
@@ -210,19 +214,22 @@ class RayExecutor:
     def read_log(self, launch: Launch, rank: int, offset: int) -> bytes | None:
         """New output of a rank from ``offset``; None if the runner is unreachable."""
         try:
-            return ray.get(launch.actors[rank].read_log.remote(offset), timeout=10)
+            return ray.get(launch.actors[rank].read_log.remote(offset),
+                           timeout=RUNNER_ANSWER_S)
         except (RayActorError, GetTimeoutError, RayTaskError):
             return None
 
     def release(self, job_id: int, attempt: int, ranks: int) -> None:
         """Remove the runners and the placement group of an attempt; safe to repeat."""
+        actors = []
         for rank in range(ranks):
-            try:
-                actor = ray.get_actor(actor_name(job_id, attempt, rank), namespace=self.namespace)
-            except ValueError:
-                continue
-            with contextlib.suppress(RayActorError, GetTimeoutError, RayTaskError):
-                ray.get(actor.cleanup.remote(), timeout=10)
+            with contextlib.suppress(ValueError):
+                actors.append(ray.get_actor(actor_name(job_id, attempt, rank),
+                                            namespace=self.namespace))
+        if actors:  # all at once, one wait; a rank that failed or is gone counts as done
+            ray.wait([a.cleanup.remote() for a in actors], num_returns=len(actors),
+                     timeout=RUNNER_ANSWER_S)
+        for actor in actors:
             ray.kill(actor, no_restart=True)
         self._remove_pg(job_id, attempt)
 
