@@ -81,10 +81,9 @@ def parse_gpu_mem(text: str) -> int:
     if not m or float(m.group(1)) <= 0:
         raise BadInput("--gpu-mem", f"{text!r} is not a memory size (40G, 24GiB, 80000M)")
     unit = (m.group(2) or "g")[0].lower()
-    value = int(float(m.group(1)) * _MEM_UNITS[unit])
-    if value > 1 << 50:
+    if len(m.group(1)) > 16 or float(m.group(1)) * _MEM_UNITS[unit] > 1 << 50:
         raise BadInput("--gpu-mem", f"{text!r} is more memory than any GPU has")
-    return value
+    return int(float(m.group(1)) * _MEM_UNITS[unit])
 
 
 def parse_fleet(text: str, field: str = "--cluster") -> list[tuple[int, int, str | None]]:
@@ -98,3 +97,43 @@ def parse_fleet(text: str, field: str = "--cluster") -> list[tuple[int, int, str
             raise BadInput(field, f"{part.strip()!r} is not NODESxGPUS[:TYPE] (2x8:H100)")
         out.append((int(m.group(1)), int(m.group(2)), parse_type(kind, field) if sep else None))
     return out
+
+
+def parse_gpu_ask(gpus: str | int, gpu_type: str | list[str] | None = None,
+                  gpu_mem: str | int | None = None, max_gpus: int = 1024
+                  ) -> tuple[int, list[str] | None, int | None]:
+    """What a submission asks of its GPUs: (GPUs per node, types in order of preference or
+    None for any, least memory per GPU in bytes or None). ``--gpus H100:8`` and
+    ``--gpu-type`` both name types; together they must agree."""
+    kind, count = parse_gpu_request(gpus, max_gpus)
+    types: list[str] | None = None
+    if gpu_type not in (None, "", []):
+        text = ",".join(gpu_type) if isinstance(gpu_type, list) else str(gpu_type)
+        types = parse_gpu_types(text)
+    if kind is not None:
+        if types is not None and [t.lower() for t in types] != [kind.lower()]:
+            raise BadInput("--gpus", f"names type {kind} and --gpu-type {','.join(types)}; "
+                           "give the type in one of them")
+        types = [kind]
+    mem = None
+    if gpu_mem not in (None, ""):
+        mem = parse_gpu_mem(str(gpu_mem))
+    return count, types, mem
+
+
+def describe_ask(types: list[str] | None, mem: int | None) -> str:
+    """``H100 or A100, 40 GiB+``: what a job asked of its GPUs, for ``jobs`` and ``show``."""
+    parts = [" or ".join(types)] if types else []
+    if mem is not None:
+        parts.append(f"{mem / GIB:g} GiB+")
+    return ", ".join(parts)
+
+
+_NAME_MEM = re.compile(r"(\d+)\s*gb\b", re.I)
+
+
+def memory_in_name(model: str | None) -> int | None:
+    """The memory a model's name states (``NVIDIA A100-SXM4-80GB``: 80 GiB), for nodes whose
+    agent has not reported yet; None where the name says nothing (``GeForce RTX 4090``)."""
+    m = _NAME_MEM.search(model or "")
+    return int(m.group(1)) * GIB if m else None

@@ -50,7 +50,8 @@ def bodies(base: dict[str, Any]) -> st.SearchStrategy[bytes]:
 
 SUBMIT = {"command": ["true"], "gpus": 1, "nodes": 1, "name": "fz", "priority": 0,
           "time_limit": "1m", "retries": 0, "env": {"A": "b"}, "after": None, "array": None,
-          "workdir": None, "package": None, "team": None, "no_preempt": False}
+          "workdir": None, "package": None, "team": None, "no_preempt": False,
+          "gpu_type": None, "gpu_mem": None}
 HARDWARE = {"node": "fz-node", "gpus": 8, "gpu_model": "A100", "price": "1000",
             "purchased": "2025-01-01", "life_months": "36", "resale": "0.2",
             "monthly_fees": "10"}

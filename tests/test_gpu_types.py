@@ -49,8 +49,21 @@ def test_requests_memory_and_fleets_parse_with_one_line_errors() -> None:
                         (lambda: gpu_types.parse_gpu_types(","), "--gpu-type"),
                         (lambda: gpu_types.parse_gpu_mem("lots"), "--gpu-mem"),
                         (lambda: gpu_types.parse_gpu_mem("0G"), "--gpu-mem"),
+                        (lambda: gpu_types.parse_gpu_mem("9" * 400), "--gpu-mem"),
+                        (lambda: gpu_types.parse_gpu_ask("H100:2", "A100"), "--gpus"),
                         (lambda: gpu_types.parse_fleet("2x0:H100"), "--cluster"),
                         (lambda: gpu_types.parse_fleet("two:H100"), "--cluster")):
         with pytest.raises(BadInput) as e:
             call()
         assert e.value.field == field
+
+
+def test_a_submission_asks_for_a_count_types_and_memory() -> None:
+    assert gpu_types.parse_gpu_ask("2") == (2, None, None)
+    assert gpu_types.parse_gpu_ask("H100:8") == (8, ["H100"], None)
+    assert gpu_types.parse_gpu_ask(1, ["A100", "H100"], 40) == (1, ["A100", "H100"], 40 << 30)
+    assert gpu_types.parse_gpu_ask("h100:2", "H100") == (2, ["h100"], None)  # they agree
+    assert gpu_types.describe_ask(["H100", "A100"], 40 << 30) == "H100 or A100, 40 GiB+"
+    assert gpu_types.memory_in_name("NVIDIA A100-SXM4-80GB") == 80 << 30
+    assert gpu_types.memory_in_name("NVIDIA H100 80GB HBM3") == 80 << 30
+    assert gpu_types.memory_in_name("NVIDIA GeForce RTX 4090") is None

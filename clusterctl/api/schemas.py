@@ -11,6 +11,11 @@ from pydantic import BaseModel, Field
 class JobSubmit(BaseModel):
     command: list[str]
     gpus: Any = 1
+    """GPUs per node: ``2``, or ``H100:2`` for two of that type."""
+    gpu_type: str | list[str] | None = None
+    """Any of these types, in order of preference (``A100,H100`` or a list)."""
+    gpu_mem: str | int | None = None
+    """At least this much memory per GPU: ``40G``, or a number of GiB."""
     nodes: Any = 1
     name: str | None = None
     team: str | None = None
@@ -59,6 +64,8 @@ class JobOut(BaseModel):
     nodes: int
     priority: int
     time_limit_s: int | None
+    gpu_types: list[str] | None = None
+    gpu_mem_bytes: int | None = None
     retries: int
     requeues: int
     attempt: int

@@ -24,6 +24,7 @@ from clusterctl.cli.common import (
     watts,
 )
 from clusterctl.client import ApiError
+from clusterctl.gpu_types import describe_ask, parse_gpu_ask
 from clusterctl.parsing import format_duration
 from clusterctl.states import ENDED, JobState
 
@@ -34,13 +35,23 @@ STATE_STYLE = {
 
 
 def _gpus(job: dict[str, Any]) -> str:
-    return str(job["gpus"]) if job["nodes"] == 1 else f"{job['nodes']}x{job['gpus']}"
+    """``2``, ``2x8``, ``8 H100``, ``1 (40 GiB+)``: the GPUs asked for, with their type."""
+    count = str(job["gpus"]) if job["nodes"] == 1 else f"{job['nodes']}x{job['gpus']}"
+    asked = describe_ask(job.get("gpu_types"), job.get("gpu_mem_bytes"))
+    if not asked:
+        return count
+    return f"{count} {asked}" if job.get("gpu_types") else f"{count} ({asked})"
 
 
 @handles_errors
 def submit(
     command: Annotated[list[str] | None, typer.Argument(help="The command, after '--'.")] = None,
-    gpus: Annotated[str, typer.Option(help="GPUs per node.")] = "1",
+    gpus: Annotated[str, typer.Option(
+        help="GPUs per node: 2, or H100:2 for two of that type.")] = "1",
+    gpu_type: Annotated[str | None, typer.Option(
+        help="Any of these GPU types, in order of preference: A100,H100.")] = None,
+    gpu_mem: Annotated[str | None, typer.Option(
+        help="At least this much memory per GPU: 40G.")] = None,
     nodes: Annotated[str, typer.Option(help="Nodes (torchrun-style variables are set).")] = "1",
     name: Annotated[str | None, typer.Option(help="Job name.")] = None,
     team: Annotated[str | None, typer.Option(help="Team (default: yours).")] = None,
@@ -69,12 +80,17 @@ def submit(
     """Queue a job; prints its id once it is stored (one id per line for an array)."""
     body: dict[str, Any] = {
         "command": parsing.parse_command(command or []),
-        "gpus": parsing.parse_gpus(gpus),
         "nodes": parsing.parse_nodes(nodes),
         "priority": parsing.parse_priority(priority),
         "retries": parsing.parse_retries(retries),
         "env": parsing.parse_env(env or []),
     }
+    count, types, mem = parse_gpu_ask(gpus, gpu_type, gpu_mem, parsing.MAX_GPUS_PER_NODE)
+    body["gpus"] = count
+    if types:
+        body["gpu_type"] = types
+    if mem is not None:
+        body["gpu_mem"] = gpu_mem
     if time_limit is not None:
         body["time_limit"] = parsing.parse_duration(time_limit)
     if name is not None:

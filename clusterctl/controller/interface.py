@@ -73,9 +73,8 @@ class ControllerApi(Protocol):
         """Why each pending job waits, as of the scheduler's last pass."""
         ...
 
-    def why_never(self, gpus: int, nodes: int) -> str | None:
-        """Why a request can never fit this cluster (refused at submit), or None."""
-        ...
+    def why_never(self, gpus: int, nodes: int, gpu_types: list[str] | None = None,
+                  gpu_mem: int | None = None) -> tuple[str, str] | None: ...
 
     def wake(self) -> None:
         """Ask for a scheduler pass now (a job was submitted, cancelled, a node drained)."""

@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 
 from clusterctl.controller.attempts import Attempts, at
 from clusterctl.executor.types import Executor, NodeInfo, RayUnavailable
-from clusterctl.scheduler import dependencies, fairshare, placement, policy
+from clusterctl.gpu_types import memory_in_name
+from clusterctl.scheduler import dependencies, fairshare, gpu_groups, policy
 from clusterctl.scheduler.state import (
     Decision,
     NodeCapacity,
@@ -58,6 +59,7 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         policy_config: PolicyConfig | None = None,
         out_of_service: Callable[[], OutOfService] = lambda: OutOfService(frozenset(), {}),
+        gpu_facts: Callable[[], Mapping[str, tuple[str | None, int | None]]] = dict,
     ) -> None:
         self.jobs = jobs
         self.executor = executor
@@ -82,6 +84,11 @@ class Scheduler:
         """Why each pending job waits, as of the last pass (shown by ``clusterctl jobs``)."""
         self.nodes: list[NodeInfo] = []
         self._out_of_service = out_of_service
+        self._read_gpu_facts = gpu_facts
+        self._gpu_facts: Mapping[str, tuple[str | None, int | None]] = {}
+        """Node name → (GPU model, memory per GPU) as its agent last reported them: NVML's
+        words, over Ray's short ``accelerator_type``. Read as often as usage."""
+        self._gpu_facts_at = -1e18
         self.drained: Collection[str] = frozenset()
         """Names of drained nodes: nothing new starts there (read every pass)."""
         self.failing: Mapping[str, str] = {}
@@ -178,6 +185,9 @@ class Scheduler:
 
     def refresh_nodes(self) -> None:
         self.nodes = self.executor.nodes()
+        if self.monotonic() - self._gpu_facts_at >= self.usage_refresh_s:
+            self._gpu_facts_at = self.monotonic()
+            self._gpu_facts = self._read_gpu_facts()
         self.attempts.nodes = self.nodes
         out = self._out_of_service()
         self.drained, self.failing = out.drained, out.failing
@@ -195,14 +205,19 @@ class Scheduler:
         return [
             NodeCapacity(n.id, n.gpus, max(0, n.gpus - held[n.id]),
                          schedulable=n.alive and n.gpus > 0 and n.name not in drained
-                         and n.id not in suspects)
+                         and n.id not in suspects,
+                         gpu_model=self._gpu_facts.get(n.name, (None, None))[0] or n.gpu_model,
+                         gpu_mem=self._gpu_facts.get(n.name, (None, None))[1]
+                         or memory_in_name(n.gpu_model))
             for n in self.nodes
         ]
 
-    def why_never(self, gpus: int, nodes: int) -> str | None:
-        """Why a request can never fit this cluster (for refusal at submit), or None. A
-        drained node counts: draining is for maintenance, and it comes back."""
-        return placement.fits_ever(gpus, nodes, self.capacity(active=[], with_drained=True))
+    def why_never(self, gpus: int, nodes: int, gpu_types: list[str] | None = None,
+                  gpu_mem: int | None = None) -> tuple[str, str] | None:
+        """Why a request can never fit this cluster (for refusal at submit) as (field, why),
+        or None. A drained node counts: draining is for maintenance, and it comes back."""
+        return gpu_groups.why_never(gpus, nodes, (tuple(gpu_types or ()), gpu_mem),
+                                    self.capacity(active=[], with_drained=True))
 
     # -- pending jobs -------------------------------------------------------------------------
 
@@ -278,7 +293,8 @@ class Scheduler:
             QueuedJob(j.id, j.priority, j.submitted_at.timestamp(), j.gpus, j.nodes, j.team,
                       j.user, j.time_limit_s, preemptible=not j.no_preempt,
                       array_id=j.array_id, array_limit=j.array_limit,
-                      reclaiming=j.id in self._reclaiming)
+                      reclaiming=j.id in self._reclaiming,
+                      gpu_types=tuple(j.gpu_types or ()), gpu_mem=j.gpu_mem)
             for j in pending if j.id is not None
         ]
         running = [

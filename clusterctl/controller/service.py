@@ -148,7 +148,7 @@ class Controller:
             policy_config=PolicyConfig(
                 quotas=dict(s.quotas), user_gpu_limit=s.user_gpu_limit,
                 preempt=s.preempt, preempt_grace_s=s.preempt_grace_s),
-            out_of_service=self.out_of_service,
+            out_of_service=self.out_of_service, gpu_facts=self.gpu_facts,
         )
         self.scheduler.start()
         self.housekeeper = Housekeeper(
@@ -224,6 +224,16 @@ class Controller:
 
     # -- what the API may ask (interface.ControllerApi) ---------------------------------------
 
+    def gpu_facts(self) -> dict[str, tuple[str | None, int | None]]:
+        """Node name → (GPU model, least memory per GPU) as its agent last read them."""
+        facts: dict[str, tuple[str | None, int | None]] = {}
+        for d in self.samples.devices():
+            model, mem = facts.get(d.node, (None, None))
+            if d.memory_total:
+                mem = d.memory_total if mem is None else min(mem, d.memory_total)
+            facts[d.node] = (model or d.model, mem)
+        return facts
+
     def cluster(self) -> Sequence[NodeInfo]:
         return self.scheduler.nodes
 
@@ -233,8 +243,9 @@ class Controller:
     def waiting(self) -> Mapping[int, Wait]:
         return self.scheduler.waiting
 
-    def why_never(self, gpus: int, nodes: int) -> str | None:
-        return self.scheduler.why_never(gpus, nodes)
+    def why_never(self, gpus: int, nodes: int, gpu_types: list[str] | None = None,
+                  gpu_mem: int | None = None) -> tuple[str, str] | None:
+        return self.scheduler.why_never(gpus, nodes, gpu_types, gpu_mem)
 
     def wake(self) -> None:
         self.scheduler.wake.set()

@@ -10,6 +10,7 @@ on 125 nodes makes thousands of these calls.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 
 from clusterctl.scheduler.state import NodeCapacity
 
@@ -28,7 +29,9 @@ class FreeMap:
                 self._buckets.setdefault(count, {})[node] = None
                 self.total += count
 
-    def best_fit(self, gpus: int, nodes: int = 1) -> tuple[str, ...] | None:
+    def best_fit(self, gpus: int, nodes: int = 1, among: AbstractSet[str] | None = None
+                 ) -> tuple[str, ...] | None:
+        """Best fit on the nodes ``among`` (None: every node)."""
         if gpus * nodes > self.total:
             return None
         chosen: list[str] = []
@@ -36,18 +39,21 @@ class FreeMap:
             if level < gpus:
                 continue
             for node in self._buckets[level]:
+                if among is not None and node not in among:
+                    continue
                 chosen.append(node)
                 if len(chosen) == nodes:
                     return tuple(chosen)
         return None
 
     def best_fit_within(
-        self, gpus: int, nodes: int, cap: Mapping[str, int]
+        self, gpus: int, nodes: int, cap: Mapping[str, int],
+        among: AbstractSet[str] | None = None,
     ) -> tuple[str, ...] | None:
         """Best fit using on each node at most ``cap[node]`` of its free GPUs (nodes not in
-        ``cap``: none)."""
-        return best_fit({node: min(c, self.free.get(node, 0)) for node, c in cap.items()},
-                        gpus, nodes)
+        ``cap``: none), on the nodes ``among`` (None: every node)."""
+        return best_fit({node: min(c, self.free.get(node, 0)) for node, c in cap.items()
+                         if among is None or node in among}, gpus, nodes)
 
     def take(self, node: str, gpus: int) -> None:
         self._move(node, self.free[node] - gpus)

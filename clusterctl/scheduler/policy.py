@@ -28,7 +28,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 
+from clusterctl.gpu_types import GIB
 from clusterctl.scheduler import fairshare, preemption
+from clusterctl.scheduler.gpu_groups import Fleet
 from clusterctl.scheduler.pending import LENGTH_CLASSES_S, PendingQueue, length_class
 from clusterctl.scheduler.placement import FreeMap
 from clusterctl.scheduler.reservation import Release, Reservation, reserve
@@ -47,6 +49,8 @@ from clusterctl.scheduler.state import (
 )
 
 R = WaitReason
+Shape = tuple[int, int, frozenset[str] | None]
+"""(GPUs per node, nodes, the nodes tried: None for all)."""
 STARVED, TIER0, TIER1 = 0, 1, 2
 
 
@@ -57,6 +61,9 @@ class _Pass:
         self.queue, self.running, self.now, self.cfg = queue, running, now, config
         self.usage = usage
         self.free = FreeMap({n.id: n.free_gpus for n in nodes if n.schedulable})
+        self.fleet = Fleet(n for n in nodes if n.schedulable)
+        """Nodes by GPU model: each job's GPUs come from one group it accepts."""
+        self.total_of = {n.id: n.total_gpus for n in nodes}
         schedulable = self.free.free
         self.soon: Counter[str] = Counter()
         team_used: dict[str, float] = {}
@@ -88,11 +95,12 @@ class _Pass:
         self.started: list[tuple[QueuedJob, tuple[str, ...]]] = []
         self.reservation: Reservation | None = None
         self.d = Decision()
-        self._no_plan: tuple[tuple[int, int, int], set[tuple[int, int]]] = ((-1, 0, 0), set())
-        self._misses: tuple[int, list[tuple[int, int]], list[tuple[int, int]]] = (-1, [], [])
+        self._no_plan: tuple[tuple[int, int, int], set[Shape]] = ((-1, 0, 0), set())
+        self._misses: tuple[int, list[Shape], list[Shape]] = (-1, [], [])
         """(free map version, shapes that did not fit the free GPUs, shapes that did not fit
         beside the reservation): a larger shape cannot fit either until something changes, so
-        the long tail of a busy queue is passed over without a placement search each."""
+        the long tail of a busy queue is passed over without a placement search each. A shape
+        holds the nodes it was tried on (None: all; a miss on all is a miss on any group)."""
 
     # -- order --------------------------------------------------------------------------------
 
@@ -177,7 +185,7 @@ class _Pass:
                 self.d.waiting[job.id] = Wait(R.RESOURCES, self.short_of(job))
                 break
             if cfg.blocking is Blocking.RESERVE and self.reservation is None:
-                self.reservation = reserve(job, self.future_free(), self.releases(), self.now)
+                self.reservation = self.reserve_for(job, self.future_free())
                 at = self.reservation.start if self.reservation is not None else None
                 if at is not None:
                     self.d.reserved = (job.id, at)
@@ -198,36 +206,38 @@ class _Pass:
             return Wait(R.ARRAY_LIMIT, f"{job.array_limit} tasks of the array run at once")
         return None
 
-    def _missed(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    def _missed(self) -> tuple[list[Shape], list[Shape]]:
         if self._misses[0] != self.free.version:
             self._misses = (self.free.version, [], [])
         return self._misses[1], self._misses[2]
 
-    def fits_free(self, gpus: int, nodes: int) -> tuple[str, ...] | None:
+    @staticmethod
+    def _known_miss(missed: list[Shape], gpus: int, nodes: int,
+                    among: frozenset[str] | None) -> bool:
+        return any(gpus >= g and nodes >= n and (on is None or on is among)
+                   for g, n, on in missed)
+
+    def fits_free(self, gpus: int, nodes: int, among: frozenset[str] | None = None
+                  ) -> tuple[str, ...] | None:
         missed = self._missed()[0]
-        if any(gpus >= g and nodes >= n for g, n in missed):
+        if self._known_miss(missed, gpus, nodes, among):
             return None
-        chosen = self.free.best_fit(gpus, nodes)
+        chosen = self.free.best_fit(gpus, nodes, among)
         if chosen is None:
-            missed.append((gpus, nodes))
+            missed.append((gpus, nodes, among))
         return chosen
 
+    def groups(self, job: QueuedJob) -> list[frozenset[str] | None]:
+        """The node sets to try for ``job``, in order (``[None]``: every node)."""
+        choices = self.fleet.choices(job, self.queue)
+        return [None] if choices is None else [g.nodes for g in choices]
+
     def try_start(self, job: QueuedJob) -> bool:
-        res = self.reservation
-        if res is None:
-            chosen = self.fits_free(job.gpus, job.nodes)
-        else:
-            beside = self._missed()[1]
-            chosen = None
-            if not any(job.gpus >= g and job.nodes >= n for g, n in beside):
-                chosen = self.free.best_fit_within(job.gpus, job.nodes, res.extra)
-                if chosen is None:
-                    beside.append((job.gpus, job.nodes))
+        chosen = None
+        for among in self.groups(job):
+            chosen = self._fit(job, among)
             if chosen is not None:
-                for node in chosen:
-                    res.extra[node] -= job.gpus
-            elif self.now + self.limit(job) <= res.start:
-                chosen = self.fits_free(job.gpus, job.nodes)
+                break
         if chosen is None:
             return False
         for node in chosen:
@@ -240,6 +250,43 @@ class _Pass:
         self.d.starts.append(Placement(job.id, chosen))
         return True
 
+    def _fit(self, job: QueuedJob, among: frozenset[str] | None) -> tuple[str, ...] | None:
+        """Where ``job`` may start now on the nodes ``among``: on the free GPUs, and once a
+        job holds the reservation, only on GPUs it will not need or if it ends before."""
+        res = self.reservation
+        if res is None:
+            return self.fits_free(job.gpus, job.nodes, among)
+        beside = self._missed()[1]
+        chosen = None
+        if not self._known_miss(beside, job.gpus, job.nodes, among):
+            chosen = self.free.best_fit_within(job.gpus, job.nodes, res.extra, among)
+            if chosen is None:
+                beside.append((job.gpus, job.nodes, among))
+        if chosen is not None:
+            for node in chosen:
+                res.extra[node] -= job.gpus
+        elif self.now + self.limit(job) <= res.start:
+            chosen = self.fits_free(job.gpus, job.nodes, among)
+        return chosen
+
+    def reserve_for(self, job: QueuedJob, future: dict[str, int],
+                    victims: AbstractSet[int] | None = None) -> Reservation | None:
+        """The reservation of ``job``: the earliest start over the groups it accepts (a
+        shadow time per GPU model); GPUs of other groups are all extra to it."""
+        releases = self.releases(victims)
+        best: tuple[Reservation, frozenset[str] | None] | None = None
+        for among in self.groups(job):
+            on = future if among is None else {n: f for n, f in future.items() if n in among}
+            found = reserve(job, on, releases, self.now)
+            if found is not None and (best is None or found.start < best[0].start):
+                best = (found, among)
+        if best is None:
+            return None
+        found, among = best
+        if among is not None:
+            found.extra.update((n, f) for n, f in future.items() if n not in among and f > 0)
+        return found
+
     def try_reclaim(self, job: QueuedJob) -> bool:
         soon = {n: c - self.claimed_soon[n] for n, c in self.soon.items()
                 if c > self.claimed_soon[n]}
@@ -251,14 +298,22 @@ class _Pass:
         state = (self.free.version, len(self.d.preemptions), len(self.d.waiting))
         if self._no_plan[0] != state:
             self._no_plan = (state, set())
-        shape = (job.gpus, job.nodes)
-        if shape in self._no_plan[1]:
-            return False  # the same shape found no plan, and nothing has changed since
-        found = preemption.plan(job, self.free.free, soon, self._candidates, self.over_quota,
-                                self.victims)
-        kept = self.reservation_with(job, found) if found and self.reservation else None
-        if found is None or (self.reservation is not None and kept is None):
-            self._no_plan[1].add(shape)
+        found, kept = None, None
+        for among in self.groups(job):  # only GPUs of a model the job accepts are reclaimed
+            shape = (job.gpus, job.nodes, among)
+            if shape in self._no_plan[1]:
+                continue  # the same shape found no plan, and nothing has changed since
+            free = self.free.free if among is None else {
+                n: c for n, c in self.free.free.items() if n in among}
+            found = preemption.plan(job, free, soon, self._candidates, self.over_quota,
+                                    self.victims)
+            kept = self.reservation_with(job, found) if found and self.reservation else None
+            if found is None or (self.reservation is not None and kept is None):
+                self._no_plan[1].add(shape)
+                found = None
+                continue
+            break
+        if found is None:
             return False
         if kept is not None:  # what the reserved job needs is the same or sooner: keep it so
             self.reservation = kept
@@ -293,11 +348,12 @@ class _Pass:
         for node in found.node_ids:
             future[node] -= job.gpus
         victims = self.victims | {v.id for v in found.victims}
-        again = reserve(self.queue.get(res.job_id), future, self.releases(victims), self.now)
+        again = self.reserve_for(self.queue.get(res.job_id), future, victims)
         return again if again is not None and again.start <= res.start else None
 
     def blocked(self, job: QueuedJob, tier: int) -> Wait:
-        fits_free = self.fits_free(job.gpus, job.nodes) is not None
+        fits_free = any(self.fits_free(job.gpus, job.nodes, among) is not None
+                        for among in self.groups(job))
         if fits_free and self.reservation is not None:
             return Wait(R.PRIORITY, f"would delay job {self.reservation.job_id}, next in line")
         if self.cfg.fair_share and tier == TIER1:
@@ -311,7 +367,16 @@ class _Pass:
 
     def short_of(self, job: QueuedJob) -> str:
         shape = f"{job.nodes}x{job.gpus}" if job.nodes > 1 else f"{job.gpus}"
-        return f"needs {shape} GPUs; {self.free.total} free"
+        groups = self.groups(job)
+        if groups == [None]:
+            return f"needs {shape} GPUs; {self.free.total} free"
+        kind = " or ".join(job.gpu_types) if job.gpu_types else "GPUs of one model"
+        if job.gpu_mem is not None:
+            kind += f" with {job.gpu_mem / GIB:g} GiB"
+        nodes = {n for g in groups if g is not None for n in g}
+        free = sum(self.free.free.get(n, 0) for n in nodes)
+        return (f"needs {shape} {kind}; {free} of {sum(self.total_of[n] for n in nodes)} "
+                "free")
 
     def explain_rest(self) -> None:
         """Reasons for the jobs the pass did not reach: one shared value per team, since the

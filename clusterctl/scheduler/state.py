@@ -29,6 +29,10 @@ class QueuedJob:
     reclaiming: bool = False
     """Borrowed GPUs were preempted for it (the caller remembers ``Decision.preemptions``'
     ``for_job`` until it starts): it goes first, so that nothing else takes them."""
+    gpu_types: tuple[str, ...] = ()
+    """Any of these GPU types, in order of preference (``gpu_types.matches``); empty: any."""
+    gpu_mem: int | None = None
+    """At least this much memory per GPU, in bytes."""
 
     @property
     def total_gpus(self) -> int:
@@ -66,6 +70,10 @@ class NodeCapacity:
     free_gpus: int
     schedulable: bool = True
     """False for a node that is drained, dead or has no GPUs."""
+    gpu_model: str | None = None
+    """As the driver reports it (``NVIDIA H100 80GB HBM3``); None: not known."""
+    gpu_mem: int | None = None
+    """Memory per GPU, in bytes; None: not known (a job that asks for memory skips it)."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ class NewJob:
     time_limit_s: int | None = None
     retries: int = 0
     env: dict[str, str] | None = None
+    gpu_types: list[str] | None = None
+    gpu_mem: int | None = None
     workdir: str | None = None
     package: str | None = None
     no_preempt: bool = False
@@ -150,7 +152,9 @@ class JobStore:
                     name=new.name, user=new.user, team=new.team, command=list(new.command),
                     env=dict(new.env or {}), workdir=new.workdir, package=new.package,
                     gpus=new.gpus, nodes=new.nodes, priority=new.priority,
-                    time_limit_s=new.time_limit_s, retries=new.retries, state=S.PENDING,
+                    gpu_types=list(new.gpu_types) if new.gpu_types else None,
+                    gpu_mem=new.gpu_mem, time_limit_s=new.time_limit_s, retries=new.retries,
+                    state=S.PENDING,
                     submitted_at=now, no_preempt=new.no_preempt, after=new.after,
                     array_index=index, array_limit=new.array_limit if index is not None else None,
                     array_id=jobs[0].id if jobs else None,

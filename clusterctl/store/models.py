@@ -101,6 +101,11 @@ class Job(SQLModel, table=True):
     """sha256 of the shipped working directory (a zip kept in the controller's data dir)."""
     gpus: int
     """GPUs per node."""
+    gpu_types: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """Any of these GPU types, in order of preference (``--gpus H100:8``, ``--gpu-type``);
+    None: any type."""
+    gpu_mem: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
+    """At least this much memory per GPU, in bytes (``--gpu-mem``)."""
     nodes: int = 1
     priority: int = 0
     time_limit_s: int | None = None

@@ -25,6 +25,7 @@ from clusterctl.api.schemas import (
     UsageOut,
 )
 from clusterctl.controller.interface import ControllerApi
+from clusterctl.gpu_types import parse_gpu_ask
 from clusterctl.parsing import BadInput
 from clusterctl.scheduler.state import Wait
 from clusterctl.states import JobState
@@ -58,7 +59,8 @@ def job_out(job: Job, node_names: dict[str, str], idle_gpus: bool = False,
     return JobOut(
         id=job.id, name=job.name, user=job.user, team=job.team, state=job.state,
         reason=job.reason, command=job.command, gpus=job.gpus, nodes=job.nodes,
-        priority=job.priority, time_limit_s=job.time_limit_s, retries=job.retries,
+        gpu_types=job.gpu_types, gpu_mem_bytes=job.gpu_mem, priority=job.priority,
+        time_limit_s=job.time_limit_s, retries=job.retries,
         requeues=job.requeues, attempt=job.attempt, exit_code=job.exit_code,
         cancel_requested=job.cancel_requested, workdir=job.workdir,
         node_names=[node_names.get(n, n[:12]) for n in job.placement or []],
@@ -86,7 +88,8 @@ async def upload_package(request: Request, user: CurrentUser, ctl: Controller) -
 @router.post("/v1/jobs", response_model=SubmitOut, status_code=201)
 def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
     command = parsing.parse_command(body.command)
-    gpus = parsing.parse_gpus(body.gpus)
+    gpus, gpu_types, gpu_mem = parse_gpu_ask(body.gpus, body.gpu_type, body.gpu_mem,
+                                             parsing.MAX_GPUS_PER_NODE)
     nodes = parsing.parse_nodes(body.nodes)
     priority = parsing.parse_priority(body.priority)
     retries = parsing.parse_retries(body.retries)
@@ -114,12 +117,12 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
     if missing:
         raise BadInput("--after", f"job {missing[0]} does not exist")
     indices, array_limit = parsing.parse_array(body.array) if body.array else (None, None)
-    never = ctl.why_never(gpus, nodes)
+    never = ctl.why_never(gpus, nodes, gpu_types, gpu_mem)
     if never:
-        field = "--gpus" if "per node" in never else "--nodes"
-        raise BadInput(field, never)
+        raise BadInput(*never)
     jobs = ctl.jobs.submit_all(NewJob(
         name=name, user=user.name, team=team, command=command, gpus=gpus, nodes=nodes,
+        gpu_types=gpu_types, gpu_mem=gpu_mem,
         priority=priority, time_limit_s=limit, retries=retries, env=env,
         workdir=body.workdir, package=body.package, no_preempt=body.no_preempt,
         after=after or None, array_indices=indices, array_limit=array_limit,

@@ -1,0 +1,145 @@
+"""Which nodes a job may use on a mixed fleet: nodes grouped by GPU model, and for each job the
+groups it accepts in the order to try them. A job's GPUs are all of one group, so a gang never
+mixes models (its ranks would run at the slowest card's pace, and NCCL across models is slow).
+
+Typed jobs try their types in the order asked. An untyped job tries first the group whose GPUs
+the queue's typed jobs want least, so the scarce H100s stay free for the jobs that can only use
+them. On a fleet of one model, a job that asks for nothing the fleet lacks gets ``None`` (every
+node): the common case costs the pass nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from clusterctl.gpu_types import GIB, matches
+from clusterctl.scheduler.placement import fits_ever
+from clusterctl.scheduler.state import NodeCapacity, QueuedJob
+
+
+@dataclass(frozen=True)
+class Group:
+    model: str | None
+    """The model as a node reports it (the first node's spelling); None: not reported."""
+    nodes: frozenset[str]
+    gpu_mem: int | None
+    """The least memory per GPU among its nodes (None if any node's is unknown)."""
+
+    @property
+    def label(self) -> str:
+        return self.model or "GPUs of unknown model"
+
+
+Ask = tuple[tuple[str, ...], int | None]
+"""What a job asks of its GPUs: (types, memory); jobs asking the same share one answer."""
+
+
+def ask_of(job: QueuedJob) -> Ask:
+    return job.gpu_types, job.gpu_mem
+
+
+def accepts(group: Group, ask: Ask) -> bool:
+    types, mem = ask
+    if mem is not None and (group.gpu_mem is None or group.gpu_mem < mem):
+        return False
+    return not types or (group.model is not None and any(matches(t, group.model)
+                                                         for t in types))
+
+
+class Fleet:
+    """The groups of one pass's nodes, with the answers it has given cached by ask."""
+
+    def __init__(self, nodes: Iterable[NodeCapacity]) -> None:
+        members: dict[str, list[NodeCapacity]] = {}
+        for n in nodes:
+            members.setdefault((n.gpu_model or "").strip().lower(), []).append(n)
+        self.groups = [
+            Group(ns[0].gpu_model or None, frozenset(n.id for n in ns),
+                  None if any(n.gpu_mem is None for n in ns) else min(
+                      n.gpu_mem for n in ns if n.gpu_mem is not None))
+            for _, ns in sorted(members.items())
+        ]
+        self._accepted: dict[Ask, list[Group]] = {}
+        self._demand: dict[str | None, int] | None = None
+
+    def accepted(self, ask: Ask) -> list[Group]:
+        """The groups that meet ``ask``, in the order of its types (then by model)."""
+        found = self._accepted.get(ask)
+        if found is None:
+            types, mem = ask
+            if not types:
+                found = [g for g in self.groups if accepts(g, ((), mem))]
+            else:
+                found = []
+                for t in types:
+                    found += [g for g in self.groups if g not in found
+                              and accepts(g, ((t,), mem))]
+            self._accepted[ask] = found
+        return found
+
+    def choices(self, job: QueuedJob, queue: Sequence[QueuedJob] | Iterable[QueuedJob] = ()
+                ) -> list[Group] | None:
+        """The groups to try for ``job``, in order; None: every node, no group to keep to."""
+        ask = ask_of(job)
+        found = self.accepted(ask)
+        if len(self.groups) <= 1 and found == self.groups:
+            return None
+        if ask[0] or len(found) <= 1:
+            return found
+        demand = self.demand(queue)
+        return sorted(found, key=lambda g: demand.get(g.model, 0))  # stable: by model after
+
+    def demand(self, queue: Iterable[QueuedJob]) -> dict[str | None, int]:
+        """GPUs the queue's typed jobs could take from each group (read once per pass)."""
+        if self._demand is None:
+            self._demand = {}
+            for job in queue:
+                if job.gpu_types or job.gpu_mem is not None:
+                    for g in self.accepted(ask_of(job)):
+                        self._demand[g.model] = self._demand.get(g.model, 0) + job.total_gpus
+        return self._demand
+
+
+def inventory(capacity: Sequence[NodeCapacity]) -> str:
+    """What the fleet holds, for refusals: ``H100-80GB (2 per node, 1 node), ...``."""
+    parts = []
+    for g in Fleet(capacity).groups:
+        sizes = sorted({n.total_gpus for n in capacity if n.id in g.nodes})
+        per = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+        count = len(g.nodes)
+        parts.append(f"{g.label} ({per} per node, {count} node{'s' if count > 1 else ''})")
+    return ", ".join(parts)
+
+
+def why_never(gpus: int, nodes: int, ask: Ask, capacity: Sequence[NodeCapacity]
+              ) -> tuple[str, str] | None:
+    """Why a request can never run on this fleet, as (the field at fault, why), or None. A
+    fleet that has not reported yet refuses nothing."""
+    usable = [n for n in capacity if n.total_gpus > 0]
+    if not usable:
+        return None
+    fleet = Fleet(usable)
+    types, mem = ask
+    groups = fleet.accepted(ask)
+    here = f"here: {inventory(usable)}"
+    if not groups:
+        if types and not fleet.accepted((types, None)):
+            return "--gpu-type", f"no node has {' or '.join(types)} GPUs; {here}"
+        assert mem is not None
+        return "--gpu-mem", (f"no {' or '.join(types) + ' ' if types else ''}GPU has "
+                             f"{mem / GIB:g} GiB of memory or more; {here}")
+    if len(fleet.groups) == 1:  # one model: the plain words of before
+        never = fits_ever(gpus, nodes, usable)
+        return None if never is None else ("--gpus" if "per node" in never else "--nodes",
+                                           never)
+    if any(fits_ever(gpus, nodes, [n for n in usable if n.id in g.nodes]) is None
+           for g in groups):
+        return None
+    kind = f"{' or '.join(types)} " if types else ""
+    if nodes == 1:
+        return "--gpus", f"no node has {gpus} {kind}GPUs; {here}"
+    field = "--nodes" if any(fits_ever(gpus, 1, [n for n in usable if n.id in g.nodes]) is None
+                             for g in groups) else "--gpus"
+    return field, (f"no {nodes} nodes have {gpus} {kind}GPUs each (a job's GPUs are all of "
+                   f"one model); {here}")
