@@ -21,7 +21,7 @@ TEAMS = ["6214e9", "6c71a0", "11cb48", "103959"]
 
 
 def run(nodes: int, plot_dir: Path | None) -> None:
-    tr = trace.load(TRACE, nodes=nodes, gpus_per_node=8, teams=TEAMS)
+    tr = trace.load(TRACE, fleet=trace.uniform(nodes, 8), teams=TEAMS)
     quotas = resolve_quotas({}, tr.teams, nodes * 8)
     print(f"\n{len(tr.jobs)} jobs on {nodes} x 8 GPUs ({tr.skipped} skipped), quotas "
           f"{nodes * 2:g} GPUs each\n")
@@ -31,8 +31,8 @@ def run(nodes: int, plot_dir: Path | None) -> None:
     waits, results = {}, []
     for name in baselines.POLICIES:
         t0 = time.perf_counter()
-        out = engine.replay(tr.jobs, nodes, 8, baselines.config(name, PolicyConfig(
-            quotas=quotas)))
+        out = engine.replay(tr.jobs, trace.uniform(nodes, 8),
+                            baselines.config(name, PolicyConfig(quotas=quotas)))
         elapsed = time.perf_counter() - t0
         f = metrics.figures(name, out, quotas)
         results.append(f)

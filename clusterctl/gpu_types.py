@@ -92,9 +92,10 @@ def parse_fleet(text: str, field: str = "--cluster") -> list[tuple[int, int, str
     out: list[tuple[int, int, str | None]] = []
     for part in text.split(","):
         shape, sep, kind = part.strip().partition(":")
-        m = re.fullmatch(r"(\d+)x(\d+)", shape.strip().lower())
-        if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-            raise BadInput(field, f"{part.strip()!r} is not NODESxGPUS[:TYPE] (2x8:H100)")
+        m = re.fullmatch(r"(\d{1,6})x(\d{1,5})", shape.strip().lower())
+        if not m or not 1 <= int(m.group(1)) <= 100_000 or not 1 <= int(m.group(2)) <= 1024:
+            raise BadInput(field, f"{part.strip()!r} is not NODESxGPUS[:TYPE] (2x8:H100; up to "
+                           "100000 nodes of 1024 GPUs)")
         out.append((int(m.group(1)), int(m.group(2)), parse_type(kind, field) if sep else None))
     return out
 

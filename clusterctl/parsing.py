@@ -233,14 +233,6 @@ def parse_period(since: str | None, from_: str | None, to: str | None,
     return start, end
 
 
-def parse_cluster(value: str) -> tuple[int, int]:
-    """``16x8``: (nodes, GPUs per node), for the simulator."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
-    if not m or int(m[1]) < 1 or int(m[2]) < 1:
-        raise BadInput("--cluster", f"{value!r} must be NODESxGPUS, such as 16x8")
-    return int(m[1]), int(m[2])
-
-
 def parse_quotas(values: list[str]) -> dict[str, float]:
     """``TEAM=GPUS`` pairs."""
     out: dict[str, float] = {}

@@ -31,7 +31,7 @@ def quota_case(flood: list[int], claims: list[int]) -> list[engine.JobRecord]:
     jobs = [tj(i + 1, 0.0, 100_000.0, g, "b") for i, g in enumerate(flood)]
     jobs += [tj(100 + i, 1000.0, 500.0, g, "a") for i, g in enumerate(wanted)]
     cfg = PolicyConfig(quotas={"a": 8, "b": 8}, preempt_grace_s=GRACE)
-    out = engine.replay(jobs, 2, 8, cfg)
+    out = engine.replay(jobs, trace.uniform(2, 8), cfg)
     assert all(r.end is not None for r in out.records)  # preempted jobs come back and finish
     return [r for r in out.records if r.job.team == "a"]
 
@@ -74,10 +74,10 @@ def stream_with_big_job(hours: float) -> list[TraceJob]:
 def test_a_whole_cluster_job_is_not_starved_by_a_steady_stream() -> None:
     jobs = stream_with_big_job(48)
     base = PolicyConfig(quotas={"big": 8, "s": 8}, starve_after_s=4 * 3600.0)
-    greedy = engine.replay(jobs, 2, 8, baselines.config("greedy", base))
+    greedy = engine.replay(jobs, trace.uniform(2, 8), baselines.config("greedy", base))
     big = next(r for r in greedy.records if r.job.team == "big")
     assert big.first_start is None or big.first_start > 47 * 3600  # what plain Ray would do
-    out = engine.replay(jobs, 2, 8, base)
+    out = engine.replay(jobs, trace.uniform(2, 8), base)
     big = next(r for r in out.records if r.job.team == "big")
     assert big.first_start is not None
     # starved after 4 h, then it waits at most for the running jobs' limits (20 min)
@@ -90,7 +90,7 @@ def test_figures_of_a_hand_made_replay() -> None:
     # back, so the waits are 0 and 1 h, the makespan 2 h, and the node busy throughout
     jobs = [tj(1, 0.0, 3600.0, 8, "a"), tj(2, 0.0, 3600.0, 8, "b")]
     cfg = baselines.config("fifo", PolicyConfig(quotas={"a": 4, "b": 4}))
-    out = engine.replay(jobs, 1, 8, cfg)
+    out = engine.replay(jobs, trace.uniform(1, 8), cfg)
     f = metrics.figures("fifo", out, {"a": 4, "b": 4})
     assert (f.avg_wait_s, f.p50_wait_s, f.makespan_s) == (1800.0, 1800.0, 7200.0)
     assert f.avg_jct_s == 5400.0 and f.utilization == 1.0
@@ -110,17 +110,17 @@ def test_jain_index() -> None:
 def test_trace_loading(tmp_path: Path) -> None:
     f = tmp_path / "t.csv"
     f.write_text("submit_s,duration_s,num_gpus,vc\n0,100,16,x\n5,50,1,y\n9,10,64,x\n3,7,4,z\n")
-    t = trace.load(f, nodes=4, gpus_per_node=8, teams=["x", "y"])
+    t = trace.load(f, fleet=trace.uniform(4, 8), teams=["x", "y"])
     assert [(j.gpus, j.nodes, j.team) for j in t.jobs] == [(8, 2, "x"), (1, 1, "y")]
     assert t.skipped == 1  # 64 GPUs on a 32-GPU cluster
     assert all(j.duration_s <= j.time_limit_s <= 3 * j.duration_s + 60 for j in t.jobs)
     assert trace.gang_shape(12, 8) == (6, 2)
     f.write_text("submit_s,duration_s,num_gpus,team\n0,abc,1,x\n")
     with pytest.raises(trace.TraceError, match="line 2: duration_s"):
-        trace.load(f, nodes=1, gpus_per_node=8)
+        trace.load(f, fleet=trace.uniform(1, 8))
     f.write_text("submit_s,num_gpus\n")
     with pytest.raises(trace.TraceError, match="missing column"):
-        trace.load(f, nodes=1, gpus_per_node=8)
+        trace.load(f, fleet=trace.uniform(1, 8))
 
 
 def test_policies_on_a_trace_prefix() -> None:
@@ -131,13 +131,14 @@ def test_policies_on_a_trace_prefix() -> None:
     if not philly.exists():
         pytest.skip("../shared/traces/philly.csv is not beside the checkout")
     teams = ["6214e9", "6c71a0", "11cb48", "103959"]
-    t = trace.load(philly, nodes=16, gpus_per_node=8, teams=teams)
+    t = trace.load(philly, fleet=trace.uniform(16, 8), teams=teams)
     jobs = t.jobs[:8000]
     quotas = {team: 32.0 for team in teams}
     figs = {}
     for name in ("fifo", "backfill", "default"):
         cfg = baselines.config(name, PolicyConfig(quotas=quotas))
-        figs[name] = metrics.figures(name, engine.replay(jobs, 16, 8, cfg), quotas)
+        figs[name] = metrics.figures(name, engine.replay(jobs, trace.uniform(16, 8), cfg),
+                                     quotas)
     assert figs["default"].avg_wait_s < figs["backfill"].avg_wait_s < figs["fifo"].avg_wait_s
     assert all(f.unfinished == 0 for f in figs.values())
     assert figs["default"].jain >= 0.9

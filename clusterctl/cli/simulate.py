@@ -11,7 +11,8 @@ from rich.table import Table
 
 from clusterctl.cli.common import console, handles_errors, print_json
 from clusterctl.cli.report import check_plot, plots
-from clusterctl.parsing import BadInput, parse_cluster, parse_overestimate, parse_quotas
+from clusterctl.gpu_types import parse_fleet
+from clusterctl.parsing import BadInput, parse_overestimate, parse_quotas
 from clusterctl.scheduler.fairshare import resolve_quotas
 from clusterctl.scheduler.state import PolicyConfig
 from clusterctl.simulate import baselines, engine, metrics, trace
@@ -24,8 +25,10 @@ def _h(seconds: float) -> str:
 @handles_errors
 def simulate(
     trace_file: Annotated[Path, typer.Option("--trace", help="CSV: submit_s, duration_s, "
-                                             "num_gpus, team (or vc); time_limit_s optional")],
-    cluster: Annotated[str, typer.Option(help="NODESxGPUS per node")] = "16x8",
+                                             "num_gpus, team (or vc); time_limit_s and "
+                                             "gpu_type optional")],
+    cluster: Annotated[str, typer.Option(
+        help="NODESxGPUS per node, or a mixed fleet: 2x8:H100,4x8:A100")] = "16x8",
     policy: Annotated[str, typer.Option(help="Comma-separated: " + ", ".join(
         baselines.POLICIES))] = ",".join(baselines.POLICIES),
     teams: Annotated[str | None, typer.Option(help="Only these teams (comma-separated)")] = None,
@@ -40,7 +43,7 @@ def simulate(
         "--plot", help="Wait-time CDFs: FILE.png, or FILE.html with the table")] = None,
 ) -> None:
     """Replay a trace in simulated time through the live policy and the baselines."""
-    nodes, per_node = parse_cluster(cluster)
+    fleet = parse_fleet(cluster)
     names = [p.strip() for p in policy.split(",") if p.strip()]
     unknown = [p for p in names if p not in baselines.POLICIES]
     if unknown or not names:
@@ -51,18 +54,17 @@ def simulate(
     limits = parse_overestimate(overestimate)
     wanted = [t.strip() for t in teams.split(",") if t.strip()] if teams else None
     try:
-        tr = trace.load(trace_file, nodes=nodes, gpus_per_node=per_node, teams=wanted,
-                        overestimate=limits, seed=seed)
+        tr = trace.load(trace_file, fleet=fleet, teams=wanted, overestimate=limits, seed=seed)
     except trace.TraceError as e:
         raise BadInput("--trace", str(e)) from None
     if not tr.jobs:
         raise BadInput("--trace", f"{trace_file} has no jobs for this cluster and these teams")
-    quotas = resolve_quotas(explicit, tr.teams, nodes * per_node)
+    quotas = resolve_quotas(explicit, tr.teams, sum(n * g for n, g, _ in fleet))
     base = PolicyConfig(quotas=quotas)
     results: list[metrics.Figures] = []
     waits: dict[str, Any] = {}
     for name in names:
-        out = engine.replay(tr.jobs, nodes, per_node, baselines.config(name, base))
+        out = engine.replay(tr.jobs, fleet, baselines.config(name, base))
         results.append(metrics.figures(name, out, quotas))
         waits[name] = metrics.waits(out)
     if plot is not None:
@@ -70,15 +72,15 @@ def simulate(
     if json_:
         print_json([asdict(f) | {"skipped": tr.skipped} for f in results])
         return
-    _print(results, tr, nodes, per_node)
+    _print(results, tr, cluster)
     if plot is not None:
         console.print(f"chart written to {plot}")
 
 
-def _print(results: list[metrics.Figures], tr: trace.Trace, nodes: int, per_node: int) -> None:
-    console.print(f"{len(tr.jobs)} jobs of {len(tr.teams)} teams on {nodes} nodes x {per_node} "
-                  f"GPUs" + (f"; {tr.skipped} larger than the cluster skipped" if tr.skipped
-                             else ""))
+def _print(results: list[metrics.Figures], tr: trace.Trace, cluster: str) -> None:
+    console.print(f"{len(tr.jobs)} jobs of {len(tr.teams)} teams on {cluster}"
+                  + (f"; {tr.skipped} no node of the fleet can hold skipped" if tr.skipped
+                     else ""), markup=False)
     t = Table("policy", "avg wait", "p50", "p95", "p99", "avg JCT", "bounded slowdown",
               "makespan", "GPU util", "Jain", "preemptions")
     for f in results:
@@ -95,3 +97,12 @@ def _print(results: list[metrics.Figures], tr: trace.Trace, nodes: int, per_node
                       f"{results[-1].teams[i].gpu_share:.0%}",
                       *[f"{f.teams[i].satisfaction:.0%}" for f in results])
     console.print(teams)
+    if results[0].types:
+        types = Table("GPU type", "jobs", "GPUs", *[f"{f.policy}: avg wait / p95 / util"
+                                                    for f in results],
+                      caption="any: jobs that named no type; util: of that model's GPUs")
+        for i, row in enumerate(results[0].types):
+            types.add_row(row.gpu_type, str(row.jobs), str(row.gpus or "-"), *[
+                f"{_h(f.types[i].avg_wait_s)} / {_h(f.types[i].p95_wait_s)} / "
+                + (f"{f.types[i].utilization:.0%}" if row.gpus else "-") for f in results])
+        console.print(types)

@@ -60,8 +60,10 @@ class Fleet:
                       n.gpu_mem for n in ns if n.gpu_mem is not None))
             for _, ns in sorted(members.items())
         ]
+        self.mixed = len(self.groups) > 1
         self._accepted: dict[Ask, list[Group]] = {}
         self._demand: dict[str | None, int] | None = None
+        self._choices: dict[Ask, list[Group] | None] = {}
 
     def accepted(self, ask: Ask) -> list[Group]:
         """The groups that meet ``ask``, in the order of its types (then by model)."""
@@ -78,26 +80,33 @@ class Fleet:
             self._accepted[ask] = found
         return found
 
-    def choices(self, job: QueuedJob, queue: Sequence[QueuedJob] | Iterable[QueuedJob] = ()
-                ) -> list[Group] | None:
-        """The groups to try for ``job``, in order; None: every node, no group to keep to."""
+    def choices(self, job: QueuedJob, queue: Iterable[QueuedJob] = ()) -> list[Group] | None:
+        """The groups to try for ``job``, in order; None: every node, no group to keep to.
+        ``queue`` is read once per fleet, for the demand of typed jobs (fixed for a pass)."""
         ask = ask_of(job)
-        found = self.accepted(ask)
+        if ask in self._choices:
+            return self._choices[ask]
+        found: list[Group] | None = self.accepted(ask)
         if len(self.groups) <= 1 and found == self.groups:
-            return None
-        if ask[0] or len(found) <= 1:
-            return found
-        demand = self.demand(queue)
-        return sorted(found, key=lambda g: demand.get(g.model, 0))  # stable: by model after
+            found = None
+        elif not ask[0] and found is not None and len(found) > 1:
+            demand = self.demand(queue)
+            found = sorted(found, key=lambda g: demand.get(g.model, 0))  # stable: by model
+        self._choices[ask] = found
+        return found
 
     def demand(self, queue: Iterable[QueuedJob]) -> dict[str | None, int]:
-        """GPUs the queue's typed jobs could take from each group (read once per pass)."""
+        """GPUs the queue's typed jobs could take from each group (read once per fleet)."""
         if self._demand is None:
-            self._demand = {}
+            by_ask: dict[Ask, int] = {}
             for job in queue:
                 if job.gpu_types or job.gpu_mem is not None:
-                    for g in self.accepted(ask_of(job)):
-                        self._demand[g.model] = self._demand.get(g.model, 0) + job.total_gpus
+                    ask = (job.gpu_types, job.gpu_mem)
+                    by_ask[ask] = by_ask.get(ask, 0) + job.gpus * job.nodes
+            self._demand = {}
+            for ask, gpus in by_ask.items():
+                for g in self.accepted(ask):
+                    self._demand[g.model] = self._demand.get(g.model, 0) + gpus
         return self._demand
 
 

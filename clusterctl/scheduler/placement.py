@@ -52,8 +52,21 @@ class FreeMap:
     ) -> tuple[str, ...] | None:
         """Best fit using on each node at most ``cap[node]`` of its free GPUs (nodes not in
         ``cap``: none), on the nodes ``among`` (None: every node)."""
-        return best_fit({node: min(c, self.free.get(node, 0)) for node, c in cap.items()
-                         if among is None or node in among}, gpus, nodes)
+        free = self.free
+        candidates = []
+        for node in cap if among is None else among:  # one pass, no dict: called per job
+            c = cap.get(node)
+            if c is None:
+                continue
+            f = free.get(node, 0)
+            if (c if c < f else f) >= gpus:
+                candidates.append((c if c < f else f, node))
+        if len(candidates) < nodes:
+            return None
+        if nodes == 1:
+            return (min(candidates)[1],)
+        candidates.sort()
+        return tuple(node for _, node in candidates[:nodes])
 
     def take(self, node: str, gpus: int) -> None:
         self._move(node, self.free[node] - gpus)

@@ -49,6 +49,7 @@ from clusterctl.scheduler.state import (
 )
 
 R = WaitReason
+_EVERY_NODE: list[frozenset[str] | None] = [None]
 Shape = tuple[int, int, frozenset[str] | None]
 """(GPUs per node, nodes, the nodes tried: None for all)."""
 STARVED, TIER0, TIER1 = 0, 1, 2
@@ -229,8 +230,10 @@ class _Pass:
 
     def groups(self, job: QueuedJob) -> list[frozenset[str] | None]:
         """The node sets to try for ``job``, in order (``[None]``: every node)."""
+        if not self.fleet.mixed and not job.gpu_types and job.gpu_mem is None:
+            return _EVERY_NODE  # one model, nothing asked: the common case, at no cost
         choices = self.fleet.choices(job, self.queue)
-        return [None] if choices is None else [g.nodes for g in choices]
+        return _EVERY_NODE if choices is None else [g.nodes for g in choices]
 
     def try_start(self, job: QueuedJob) -> bool:
         chosen = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from clusterctl.scheduler import fairshare
@@ -22,7 +23,7 @@ from clusterctl.scheduler.state import (
     RunningJob,
     Usage,
 )
-from clusterctl.simulate.trace import TraceJob
+from clusterctl.simulate.trace import FleetGroup, TraceJob
 
 END, EXIT, ARRIVE = 0, 1, 2
 
@@ -50,12 +51,23 @@ class Outcome:
     held_gpu_s: dict[str, float] = field(default_factory=dict)
     passes: int = 0
     preemptions: int = 0
+    busy_by_model: dict[str, float] = field(default_factory=dict)
+    """GPU-seconds held on each GPU model of the fleet ("" for machines of no model)."""
+    gpus_by_model: dict[str, int] = field(default_factory=dict)
 
 
-def replay(jobs: list[TraceJob], nodes: int, gpus_per_node: int,
-           config: PolicyConfig) -> Outcome:
-    node_ids = [f"n{i:03d}" for i in range(nodes)]
-    free = dict.fromkeys(node_ids, gpus_per_node)
+def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConfig) -> Outcome:
+    machines: list[tuple[str, int, str | None]] = []
+    for nodes, gpus, model in fleet:
+        machines += [(f"n{len(machines) + i:03d}", gpus, model) for i in range(nodes)]
+    node_ids = [m[0] for m in machines]
+    size = {m[0]: m[1] for m in machines}
+    model_of = {m[0]: m[2] or "" for m in machines}
+    free = dict(size)
+    busy_by_model: dict[str, float] = dict.fromkeys(model_of.values(), 0.0)
+    gpus_by_model: Counter[str] = Counter()
+    for _, gpus, model in machines:
+        gpus_by_model[model or ""] += gpus
     records = {j.id: JobRecord(j) for j in jobs}
     events: list[tuple[float, int, int, int]] = [(j.submit_s, ARRIVE, j.id, 0) for j in jobs]
     heapq.heapify(events)
@@ -112,18 +124,21 @@ def replay(jobs: list[TraceJob], nodes: int, gpus_per_node: int,
                 r = running.pop(job_id)
                 release(r)
                 busy += r.total_gpus * (t - r.started_at)
+                busy_by_model[model_of[r.node_ids[0]]] += r.total_gpus * (t - r.started_at)
                 demand[job.team] -= job.total_gpus
                 rec.end = t
             else:  # EXIT: a preempted job leaves its GPUs and queues again
                 r = running.pop(job_id)
                 release(r)
                 busy += r.total_gpus * (t - r.started_at)
+                busy_by_model[model_of[r.node_ids[0]]] += r.total_gpus * (t - r.started_at)
                 work_left[job_id] -= min(work_left[job_id], t - r.started_at)
                 attempt[job_id] += 1
                 queue.add(_queued(job))
         if not queue:
             continue
-        caps = [NodeCapacity(n, gpus_per_node, free[n]) for n in node_ids]
+        caps = [NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
+                for n in node_ids]
         usage = Usage(dict(usage_team), dict(usage_user))
         decision = schedule(queue, list(running.values()), caps, now=t, config=config,
                             usage=usage)
@@ -151,11 +166,13 @@ def replay(jobs: list[TraceJob], nodes: int, gpus_per_node: int,
             heapq.heappush(events, (t + config.preempt_grace_s, EXIT, pre.job_id,
                                     attempt[pre.job_id]))
     last = max((r.end for r in records.values() if r.end is not None), default=first)
-    return Outcome(list(records.values()), nodes * gpus_per_node, busy, first, last,
-                   dict(owed), dict(given), dict(held_s), passes, preemptions)
+    return Outcome(list(records.values()), sum(size.values()), busy, first, last,
+                   dict(owed), dict(given), dict(held_s), passes, preemptions,
+                   dict(busy_by_model), dict(gpus_by_model))
 
 
 def _queued(job: TraceJob) -> QueuedJob:
     """A trace job as the queue holds it; a preempted one comes back with its submit time."""
     return QueuedJob(job.id, 0, job.submit_s, job.gpus, job.nodes, job.team, job.user,
-                     job.time_limit_s)
+                     job.time_limit_s,
+                     gpu_types=(job.gpu_type,) if job.gpu_type is not None else ())

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clusterctl.simulate.engine import Outcome
+from clusterctl.gpu_types import matches
+from clusterctl.simulate.engine import JobRecord, Outcome
 
 BOUND_S = 10.0
 
@@ -30,6 +31,21 @@ class TeamFigures:
     satisfaction: float
     avg_wait_s: float
     jobs: int
+
+
+@dataclass(frozen=True)
+class TypeFigures:
+    """One GPU model of a mixed fleet: the jobs that asked for it (a type that names it, such
+    as ``4090`` for ``RTX-4090``) and how they waited, and how busy its GPUs were. ``any``:
+    the jobs that named no type; a type that names several models has a row of its own."""
+
+    gpu_type: str
+    jobs: int
+    avg_wait_s: float
+    p95_wait_s: float
+    gpus: int
+    """GPUs of this model in the fleet (0 for ``any``, or a type asked that names a family)."""
+    utilization: float
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,8 @@ class Figures:
     jain: float
     preemptions: int
     teams: list[TeamFigures]
+    types: list[TypeFigures]
+    """Per GPU type, on a fleet of more than one model (empty otherwise)."""
 
 
 def jain(values: list[float]) -> float:
@@ -94,7 +112,41 @@ def figures(policy: str, out: Outcome, quotas: dict[str, float]) -> Figures:
         utilization=out.busy_gpu_s / (out.gpus * makespan) if makespan > 0 else 0.0,
         jain=jain([t.satisfaction for t in per_team]),
         preemptions=out.preemptions, teams=per_team,
+        types=_per_type(done, wait, out, makespan),
     )
+
+
+def _per_type(done: list[JobRecord], wait: np.ndarray, out: Outcome,
+              makespan: float) -> list[TypeFigures]:
+    models = [m for m in sorted(out.gpus_by_model) if m]
+    if len(out.gpus_by_model) <= 1 and not any(r.job.gpu_type for r in out.records):
+        return []
+    resolved: dict[str | None, str] = {None: "any"}
+
+    def row_of(asked: str | None) -> str:
+        """The fleet's model a type names, where it names one (``4090``: ``RTX-4090``)."""
+        if asked not in resolved:
+            named = [m for m in models if matches(asked or "", m)]
+            resolved[asked] = named[0] if len(named) == 1 else asked or "any"
+        return resolved[asked]
+
+    by_type: dict[str, list[float]] = {}
+    for r, w in zip(done, wait, strict=True):
+        by_type.setdefault(row_of(r.job.gpu_type), []).append(float(w))
+    counts: dict[str, int] = {}
+    for r in out.records:
+        counts[row_of(r.job.gpu_type)] = counts.get(row_of(r.job.gpu_type), 0) + 1
+    names = models + sorted(t for t in counts if t not in models and t != "any") + ["any"]
+    rows = []
+    for name in names:
+        waits = by_type.get(name, [])
+        gpus = out.gpus_by_model.get(name, 0)
+        rows.append(TypeFigures(
+            name, counts.get(name, 0), float(np.mean(waits)) if waits else 0.0,
+            float(np.percentile(waits, 95)) if waits else 0.0, gpus,
+            out.busy_by_model.get(name, 0.0) / (gpus * makespan)
+            if gpus and makespan > 0 else 0.0))
+    return rows
 
 
 def waits(out: Outcome) -> np.ndarray:

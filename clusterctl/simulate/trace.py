@@ -1,10 +1,12 @@
 """Reading a job trace: CSV with ``submit_s``, ``duration_s``, ``num_gpus`` and ``team`` (or
-``vc``), and turning each row into a job the cluster can run.
+``vc``), and optionally ``gpu_type`` (empty: any type), and turning each row into a job the
+fleet can run.
 
 A request larger than one node becomes a gang of whole equal parts (16 GPUs on 8-GPU nodes: 2
-nodes x 8). Traces rarely carry time limits, and backfill needs them: where there is no
-``time_limit_s`` column the limit is the duration times a factor drawn uniformly from
-``overestimate`` (seeded), since users ask for more time than their jobs take.
+nodes x 8), on the largest nodes of a model it accepts (a gang is one model). Traces rarely
+carry time limits, and backfill needs them: where there is no ``time_limit_s`` column the limit
+is the duration times a factor drawn uniformly from ``overestimate`` (seeded), since users ask
+for more time than their jobs take.
 """
 
 from __future__ import annotations
@@ -12,9 +14,20 @@ from __future__ import annotations
 import csv
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from clusterctl.gpu_types import matches, parse_type
+from clusterctl.parsing import BadInput
+
+FleetGroup = tuple[int, int, str | None]
+"""(nodes, GPUs per node, GPU type or None) of identical machines (``gpu_types.parse_fleet``)."""
+
+
+def uniform(nodes: int, gpus_per_node: int) -> list[FleetGroup]:
+    """A fleet of one kind of machine, of no particular model."""
+    return [(nodes, gpus_per_node, None)]
 
 
 class TraceError(ValueError):
@@ -32,6 +45,8 @@ class TraceJob:
     team: str
     user: str
     time_limit_s: float
+    gpu_type: str | None = None
+    """The GPU type it asked for; None: any."""
 
     @property
     def total_gpus(self) -> int:
@@ -57,6 +72,23 @@ def gang_shape(num_gpus: int, gpus_per_node: int) -> tuple[int, int] | None:
     return None  # pragma: no cover - nodes = num_gpus always divides
 
 
+def shape_on(num_gpus: int, gpu_type: str | None, fleet: Sequence[FleetGroup]
+             ) -> tuple[int, int] | None:
+    """(GPUs per node, nodes) of a request on this fleet: on the largest nodes of one model it
+    accepts where the gang fits; None if no model holds it."""
+    sizes: dict[tuple[str | None, int], int] = {}  # (model, GPUs per node) -> nodes
+    for nodes, gpus, model in fleet:
+        if gpu_type is None or (model is not None and matches(gpu_type, model)):
+            key = ((model or "").lower() or None, gpus)
+            sizes[key] = sizes.get(key, 0) + nodes
+    for (model, per_node), _ in sorted(sizes.items(), key=lambda kv: -kv[0][1]):
+        shape = gang_shape(num_gpus, per_node)
+        if shape is not None and shape[1] <= sum(
+                n for (m, g), n in sizes.items() if m == model and g >= shape[0]):
+            return shape
+    return None
+
+
 def _field(row: dict[str, str], name: str, line: int, *, minimum: float) -> float:
     raw = row.get(name)
     try:
@@ -71,8 +103,7 @@ def _field(row: dict[str, str], name: str, line: int, *, minimum: float) -> floa
 def load(
     path: Path,
     *,
-    nodes: int,
-    gpus_per_node: int,
+    fleet: Sequence[FleetGroup],
     teams: Iterable[str] | None = None,
     overestimate: tuple[float, float] = (1.0, 3.0),
     seed: int = 0,
@@ -103,14 +134,25 @@ def load(
             duration = _field(row, "duration_s", line, minimum=0)
             num_gpus = int(_field(row, "num_gpus", line, minimum=1))
             factor = rng.uniform(*overestimate)  # drawn for every row: limits do not depend on
-            shape = gang_shape(num_gpus, gpus_per_node)  # which rows are skipped
-            if shape is None or shape[1] > nodes:
+            gpu_type = _gpu_type(row, line)  # which rows are skipped
+            shape = shape_on(num_gpus, gpu_type, fleet)
+            if shape is None:
                 skipped += 1
                 continue
             limit = (_field(row, "time_limit_s", line, minimum=1) if has_limit
                      else max(60.0, math.ceil(duration * factor / 60) * 60))
             seen_teams.setdefault(team, None)
             jobs.append(TraceJob(len(jobs) + 1, submit, duration, shape[0], shape[1], team,
-                                 row.get("user") or "", limit))
+                                 row.get("user") or "", limit, gpu_type))
     jobs.sort(key=lambda j: (j.submit_s, j.id))
     return Trace(jobs, skipped, list(seen_teams))
+
+
+def _gpu_type(row: dict[str, str], line: int) -> str | None:
+    raw = (row.get("gpu_type") or "").strip()
+    if not raw:
+        return None
+    try:
+        return parse_type(raw, "gpu_type")
+    except BadInput as e:
+        raise TraceError(f"line {line}: {e}") from None
