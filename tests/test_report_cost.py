@@ -128,7 +128,8 @@ def clusters(draw: st.DrawFn) -> Inputs:
                     sold=None if sold is None else datetime.fromtimestamp(sold / 1000,
                                                                           timezone.utc),
                     sold_for=None if sold is None else Decimal(draw(st.integers(0, 400_000))))
-        nodes[f"n{n}"] = Priced(f"n{n}", "A100", m, Decimal("4.10"))
+        nodes[f"n{n}"] = Priced(f"n{n}", draw(st.sampled_from(["A100", "H100"])), m,
+                                Decimal("4.10"))
     start = B + draw(st.integers(-500, 1500)) * 24 * H + draw(st.integers(0, H))
     end = start + draw(st.integers(1, 2000)) * H + draw(st.integers(0, H))
     held_list = []
@@ -149,7 +150,8 @@ def clusters(draw: st.DrawFn) -> Inputs:
 
 
 @settings(max_examples=150, deadline=None)
-@given(clusters(), st.sampled_from(["job", "user", "team", "month"]), st.booleans())
+@given(clusters(), st.sampled_from(["job", "user", "team", "gpu-type", "month"]),
+       st.booleans())
 def test_jobs_plus_idle_equal_capacity_plus_energy(inputs: Inputs, by: str,
                                                    loaded: bool) -> None:
     report = cost_report(inputs, by, loaded)

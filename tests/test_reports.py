@@ -41,6 +41,35 @@ def test_utilization_shares_and_partial_coverage() -> None:
     assert series[-1][1] == 0 and series[-1][2] is None
 
 
+def test_utilization_and_cost_by_gpu_type() -> None:
+    """Rows per GPU model: the inventory's for priced machines, the agent's words for the
+    others; each model's available GPU-hours are its own machines'."""
+    from dataclasses import replace
+
+    from clusterctl.reports.cost import cost_report
+
+    start = B + 10 * D
+    h100 = replace(priced("h-01", gpus=8), gpu_model="H100-80GB")
+    jobs = [held(1, 0, start, start + 10 * H, node="gpu-01"),
+            held(2, 0, start, start + 5 * H, node="h-01"),
+            held(3, 1, start, start + 5 * H, node="h-01"),
+            held(4, 0, start, start + 4 * H, node="box")]
+    inputs = Inputs(Period(start, start + 20 * H), start + 20 * H, jobs,
+                    {"gpu-01": priced(), "h-01": h100}, PRICES, gpus_seen={"box": 2},
+                    models_seen={"box": "NVIDIA GeForce RTX 4090"})
+    util = {r.key: r for r in utilization_report(inputs, "gpu-type").rows}
+    assert set(util) == {"A100", "H100-80GB", "NVIDIA GeForce RTX 4090"}
+    assert util["H100-80GB"].held_ms == 10 * H
+    assert utilization_report(inputs, "gpu-type").allocated_share(util["A100"]) == \
+        pytest.approx(10 / 160)
+    assert util["NVIDIA GeForce RTX 4090"].available_ms == 2 * 20 * H
+    by_type = {r.key: r for r in cost_report(inputs, "gpu-type").rows}
+    by_job = {r.key: r for r in cost_report(inputs, "job").rows}
+    assert by_type["H100-80GB"].total_cost == by_job["2"].total_cost + by_job["3"].total_cost
+    assert by_type["A100"].total_cost == by_job["1"].total_cost
+    assert by_type["NVIDIA GeForce RTX 4090"].capacity_cost == 0  # not in the inventory
+
+
 def test_utilization_without_inventory_uses_the_gpus_seen() -> None:
     jobs = [held(1, 0, B, B + D, node="box")]
     inputs = Inputs(Period(B, B + 2 * D), B + 2 * D, jobs, {}, PRICES, gpus_seen={"box": 4})

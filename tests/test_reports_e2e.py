@@ -56,6 +56,14 @@ def test_reports_in_every_form(controller: Controller, tmp_path: Path) -> None:
 
     util = controller.json("report", "utilization", "--since", "1h", "--by", "job")
     assert util["rows"][0]["key"] == str(job) and util["rows"][0]["gpu_hours"] > 0
+    by_type = controller.json("report", "cost", "--since", "1h", "--by", "gpu-type")
+    assert [r["key"] for r in by_type["rows"] if r["kind"] != "idle"] == ["A100"]
+    assert by_type["rows"][0]["total_cost"] == rows[str(job)]["total_cost"]
+    util_type = controller.json("report", "utilization", "--since", "1h", "--by", "gpu-type")
+    assert [r["key"] for r in util_type["rows"]] == ["A100"]
+    png = tmp_path / "by-type.png"
+    assert controller.cli("report", "utilization", "--since", "1h", "--by", "gpu-type",
+                          "--plot", str(png)).returncode == 0
     assert controller.json("report", "waste", "--since", "1h")["rows"] == []
     amort = controller.json("report", "amortization")
     assert amort["machines"][0]["node"] == "node-a"

@@ -119,7 +119,8 @@ def utilization_columns(data: dict[str, Any]) -> Columns:
 @app.command()
 @handles_errors
 def utilization(since: Since = None, from_: From = None, to: To = None,
-                by: Annotated[str, typer.Option(help="node|gpu|user|team|job|day")] = "node",
+                by: Annotated[str, typer.Option(
+                    help="node|gpu|gpu-type|user|team|job|day")] = "node",
                 json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
     """Allocated share, busy share, sample coverage and idle GPU-hours."""
     check_plot(plot)
@@ -158,7 +159,7 @@ def cost_columns(data: dict[str, Any]) -> Columns:
 @app.command()
 @handles_errors
 def cost(since: Since = None, from_: From = None, to: To = None,
-         by: Annotated[str, typer.Option(help="job|user|team|month")] = "job",
+         by: Annotated[str, typer.Option(help="job|user|team|gpu-type|month")] = "job",
          loaded: Annotated[bool, typer.Option(
              "--loaded", help="Spread the idle capacity cost over the rows by GPU-hours.")] = False,
          json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:

@@ -64,7 +64,8 @@ class ReportService:
             prices=site,
             node_energy_mj=self.store.node_energy(start_ms, end_ms, energy_bucket_ms)
             if energy_bucket_ms else {},
-            gpus_seen=self.store.gpus_seen(), waste_threshold=self.waste_threshold)
+            gpus_seen=self.store.gpus_seen(), models_seen=self.store.models_seen(),
+            waste_threshold=self.waste_threshold)
 
     def held(self, start_ms: int, end_ms: int, now_ms: int, job_id: int | None = None,
              labels: bool = True, fields: Sequence[str] = FIELDS) -> HeldTable:

@@ -20,12 +20,13 @@ from clusterctl.reports.inputs import (
     Inputs,
     Priced,
     energy_cost,
+    model_keys,
     month_start,
     months,
     ms_iso,
 )
 
-BY = ("job", "user", "team", "month")
+BY = ("job", "user", "team", "gpu-type", "month")
 IDLE = "(idle)"
 
 
@@ -116,6 +117,8 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostRe
         uniq, first, key = np.unique(keys_of, return_index=True, return_inverse=True)
         labels = ([str(int(j)) for j in uniq] if by == "job" else
                   [(t.users if by == "user" else t.teams)[int(i)] for i in uniq])
+    elif by == "gpu-type":
+        key, labels = model_keys(inputs)
     rows: dict[str, CostRow] = {}
     node_life = np.zeros(n_nodes)
     node_after = np.zeros(n_nodes)

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cached_property
 
+import numpy as np
+
 from clusterctl.cost import model
 from clusterctl.cost.inventory import SiteSettings
 from clusterctl.cost.model import HOURS_PER_MONTH, Machine, depreciation_per_hour, fixed_per_hour
@@ -85,9 +87,18 @@ class Inputs:
     start of the bucket it was summed into: hours, days, or the whole period."""
     gpus_seen: dict[str, int] = field(default_factory=dict)
     """GPUs per node from telemetry, for nodes with no inventory record."""
+    models_seen: dict[str, str] = field(default_factory=dict)
+    """GPU model per node from telemetry (NVML's words), for ``--by gpu-type``."""
     waste_threshold: float = 0.10
     held_table: HeldTable | None = None
     """The same allocations as columns; built from ``held`` when not given."""
+
+    def model_of(self, node: str) -> str:
+        """A node's GPU model: the inventory's, else what its agent reads, else unknown."""
+        priced = self.machines.get(node)
+        if priced is not None:
+            return priced.gpu_model
+        return self.models_seen.get(node) or "unknown"
 
     @property
     def table(self) -> HeldTable:
@@ -128,3 +139,11 @@ def months(start_ms: int, end_ms: int) -> Iterator[tuple[int, int]]:
         nxt = next_month(m)
         yield max(m, start_ms), min(nxt, end_ms)
         m = nxt
+
+
+def model_keys(inputs: Inputs) -> tuple[np.ndarray, list[str]]:
+    """For each GPU held, the index of its node's GPU model in the names returned."""
+    t = inputs.table
+    names = sorted({inputs.model_of(n) for n in t.nodes})
+    of_node = np.array([names.index(inputs.model_of(n)) for n in t.nodes], dtype=np.int64)
+    return of_node[t.node], names

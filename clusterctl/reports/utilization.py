@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clusterctl.reports.inputs import MS_PER_DAY, MS_PER_HOUR, Inputs, ms_iso
+from clusterctl.reports.inputs import MS_PER_DAY, MS_PER_HOUR, Inputs, model_keys, ms_iso
 from clusterctl.reports.table import spread
 
-BY = ("node", "gpu", "user", "team", "job", "day")
+BY = ("node", "gpu", "gpu-type", "user", "team", "job", "day")
 
 
 @dataclass
@@ -127,6 +127,11 @@ def utilization_report(inputs: Inputs, by: str = "node") -> UtilReport:
     elif by == "gpu":
         rows = {f"{n}/{i}": UtilRow(f"{n}/{i}", available_ms=max(0, e_ - s_))
                 for n, (g, s_, e_) in cap.items() for i in range(g)}
+    elif by == "gpu-type":
+        for n, (g, s_, e_) in cap.items():
+            model = inputs.model_of(n)
+            kind = rows.setdefault(model, UtilRow(model, available_ms=0))
+            kind.available_ms = (kind.available_ms or 0) + g * max(0, e_ - s_)
     if by != "day" and len(t):
         if by == "node":
             keys, names = t.node, t.nodes
@@ -138,6 +143,8 @@ def utilization_report(inputs: Inputs, by: str = "node") -> UtilReport:
         elif by == "job":
             uniq, first, keys = np.unique(t.job, return_index=True, return_inverse=True)
             names = [str(int(j)) for j in uniq]
+        elif by == "gpu-type":
+            keys, names = model_keys(inputs)
         else:
             keys, names = (t.user, t.users) if by == "user" else (t.team, t.teams)
         sums = [np.bincount(keys, weights=x, minlength=len(names))

@@ -10,7 +10,7 @@ node): the common case costs the pass nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from clusterctl.gpu_types import GIB, matches
@@ -80,9 +80,11 @@ class Fleet:
             self._accepted[ask] = found
         return found
 
-    def choices(self, job: QueuedJob, queue: Iterable[QueuedJob] = ()) -> list[Group] | None:
+    def choices(self, job: QueuedJob, asked: Mapping[Ask, int] | None = None
+                ) -> list[Group] | None:
         """The groups to try for ``job``, in order; None: every node, no group to keep to.
-        ``queue`` is read once per fleet, for the demand of typed jobs (fixed for a pass)."""
+        ``asked``: GPUs the queue's typed jobs want, per ask (``PendingQueue.asked``), read
+        once per fleet (fixed for a pass)."""
         ask = ask_of(job)
         if ask in self._choices:
             return self._choices[ask]
@@ -90,21 +92,16 @@ class Fleet:
         if len(self.groups) <= 1 and found == self.groups:
             found = None
         elif not ask[0] and found is not None and len(found) > 1:
-            demand = self.demand(queue)
+            demand = self.demand(asked or {})
             found = sorted(found, key=lambda g: demand.get(g.model, 0))  # stable: by model
         self._choices[ask] = found
         return found
 
-    def demand(self, queue: Iterable[QueuedJob]) -> dict[str | None, int]:
+    def demand(self, asked: Mapping[Ask, int]) -> dict[str | None, int]:
         """GPUs the queue's typed jobs could take from each group (read once per fleet)."""
         if self._demand is None:
-            by_ask: dict[Ask, int] = {}
-            for job in queue:
-                if job.gpu_types or job.gpu_mem is not None:
-                    ask = (job.gpu_types, job.gpu_mem)
-                    by_ask[ask] = by_ask.get(ask, 0) + job.gpus * job.nodes
             self._demand = {}
-            for ask, gpus in by_ask.items():
+            for ask, gpus in asked.items():
                 for g in self.accepted(ask):
                     self._demand[g.model] = self._demand.get(g.model, 0) + gpus
         return self._demand

@@ -46,6 +46,9 @@ class PendingQueue:
         self._groups: dict[Group, list[tuple[Key, QueuedJob]]] = {}
         self._teams: dict[str, list[Group]] = {}
         self._by_submit: list[tuple[float, int]] = []
+        self.asked: dict[tuple[tuple[str, ...], int | None], int] = {}
+        """GPUs wanted by the typed jobs, per (types, memory) they ask: what a mixed fleet's
+        untyped jobs leave alone (kept as jobs come and go, so a pass never scans the queue)."""
         groups = self._groups
         by_submit = self._by_submit
         classes: dict[float | None, int] = {}
@@ -64,6 +67,8 @@ class PendingQueue:
                 self._teams.setdefault(job.team, []).append(g)
             entries.append(((-job.priority, job.submitted_at, job.id), job))
             by_submit.append((job.submitted_at, job.id))
+            if job.gpu_types or job.gpu_mem is not None:
+                self._ask(job, 1)
         for entries in groups.values():
             entries.sort(key=_first)
         by_submit.sort()
@@ -93,6 +98,16 @@ class PendingQueue:
         self._jobs[job.id] = job
         bisect.insort(self._group(job), (static_key(job), job), key=_first)
         bisect.insort(self._by_submit, (job.submitted_at, job.id))
+        if job.gpu_types or job.gpu_mem is not None:
+            self._ask(job, 1)
+
+    def _ask(self, job: QueuedJob, sign: int) -> None:
+        ask = (job.gpu_types, job.gpu_mem)
+        left = self.asked.get(ask, 0) + sign * job.gpus * job.nodes
+        if left:
+            self.asked[ask] = left
+        else:
+            self.asked.pop(ask, None)
 
     def remove(self, job_id: int) -> QueuedJob:
         job = self._jobs.pop(job_id)
@@ -101,6 +116,8 @@ class PendingQueue:
         del entries[bisect.bisect_left(entries, key, key=_first)]
         pair = (job.submitted_at, job.id)
         del self._by_submit[bisect.bisect_left(self._by_submit, pair)]
+        if job.gpu_types or job.gpu_mem is not None:
+            self._ask(job, -1)
         return job
 
     def teams(self) -> list[str]:

@@ -232,7 +232,7 @@ class _Pass:
         """The node sets to try for ``job``, in order (``[None]``: every node)."""
         if not self.fleet.mixed and not job.gpu_types and job.gpu_mem is None:
             return _EVERY_NODE  # one model, nothing asked: the common case, at no cost
-        choices = self.fleet.choices(job, self.queue)
+        choices = self.fleet.choices(job, self.queue.asked)
         return _EVERY_NODE if choices is None else [g.nodes for g in choices]
 
     def try_start(self, job: QueuedJob) -> bool:

@@ -97,6 +97,12 @@ class ReportStore:
             return {n: int(k) for n, k in c.execute(
                 select(d.c.node, func.count()).group_by(d.c.node))}
 
+    def models_seen(self) -> dict[str, str]:
+        d = GpuDevice.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as c:
+            return {n: m for n, m in c.execute(
+                select(d.c.node, func.min(d.c.model)).group_by(d.c.node)) if m}
+
     def idle_jobs(self, job_ids: list[int], min_idle_s: float) -> set[int]:
         """Jobs among ``job_ids`` with a GPU idle for ``min_idle_s`` or longer, from the usage
         records (allocations that have ended)."""
