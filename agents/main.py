@@ -29,6 +29,7 @@ from agents.reader import GpuReader, NoGpuBackend
 from agents.shipper import Shipper
 from agents.simulated import SimulatedReader, parse_profiles
 from agents.spool import Spool
+from clusterctl.gpu_types import memory_in_name
 from clusterctl.parsing import BadInput, parse_duration
 
 log = logging.getLogger("clusterctl-agent")
@@ -67,6 +68,9 @@ def run(
     simulate_gpus: Annotated[int | None, typer.Option(
         envvar=ENV + "SIMULATE_GPUS", help="Simulate N GPUs (for machines without a driver).")
     ] = None,
+    simulate_model: Annotated[str, typer.Option(
+        envvar=ENV + "SIMULATE_MODEL", help="The model the simulated GPUs report (its memory "
+        "from the name, e.g. H100-80GB or RTX-4090).")] = "A100-80GB (sim)",
     simulate_profile: Annotated[str | None, typer.Option(
         envvar=ENV + "SIMULATE_PROFILE",
         help="Awkward GPUs to simulate, e.g. '2=no-power,3=lost' (no-power, no-energy, "
@@ -111,7 +115,8 @@ def run(
     reader: GpuReader
     if simulate_gpus is not None:
         reader = SimulatedReader(simulate_gpus, node=node_name, profiles=profiles, busy=busy,
-                                 proc=Path("/proc"))
+                                 proc=Path("/proc"), model=simulate_model,
+                                 memory_bytes=memory_in_name(simulate_model) or 80 << 30)
     else:
         from agents.nvml import NvmlReader
 

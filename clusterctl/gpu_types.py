@@ -131,10 +131,19 @@ def describe_ask(types: list[str] | None, mem: int | None) -> str:
 
 
 _NAME_MEM = re.compile(r"(\d+)\s*gb\b", re.I)
+_KNOWN_MEM_GIB = {"4090": 24, "3090": 24, "L40S": 48, "L40": 48, "L4": 24, "A10": 24,
+                  "A6000": 48, "T4": 16}
+"""Cards whose names do not say their memory, as NVML names them."""
 
 
 def memory_in_name(model: str | None) -> int | None:
-    """The memory a model's name states (``NVIDIA A100-SXM4-80GB``: 80 GiB), for nodes whose
-    agent has not reported yet; None where the name says nothing (``GeForce RTX 4090``)."""
+    """The memory a model's name states (``NVIDIA A100-SXM4-80GB``: 80 GiB) or that a card
+    of that name has (``GeForce RTX 4090``: 24 GiB), for nodes whose agent has not reported
+    yet; None where neither says (an A100 without its size)."""
     m = _NAME_MEM.search(model or "")
-    return int(m.group(1)) * GIB if m else None
+    if m:
+        return int(m.group(1)) * GIB
+    for name, gib in _KNOWN_MEM_GIB.items():
+        if model and matches(name, model):
+            return gib * GIB
+    return None

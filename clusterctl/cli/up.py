@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +18,13 @@ from clusterctl import parsing
 from clusterctl import settings as settings_mod
 from clusterctl.cli import up_state
 from clusterctl.cli.common import err_console, fail, handles_errors
-from clusterctl.executor.local_ray import HeadKeeper, LocalRay, start_local_ray
+from clusterctl.executor.local_ray import (
+    HeadKeeper,
+    LocalRay,
+    start_local_ray,
+    start_local_worker,
+)
+from clusterctl.gpu_types import parse_fleet
 
 
 def _keep_head(local: LocalRay, data: Path, options: dict[str, Any],
@@ -34,6 +42,32 @@ def _keep_head(local: LocalRay, data: Path, options: dict[str, Any],
     return HeadKeeper(local, start, noted, err_console.print)
 
 
+SimNode = tuple[str, int, str | None]
+"""(node name, GPUs, model) of a simulated machine."""
+
+
+def _simulated_fleet(value: str | None, host: str) -> list[SimNode]:
+    """``--simulate-gpus``: ``8`` is this machine with 8 GPUs (of the agent's default model);
+    ``1x2:H100-80GB,1x2:RTX-4090`` one Ray node per machine, named after its model."""
+    if value is None:
+        return []
+    if value.strip().isdigit():
+        count = int(value)
+        if not 0 <= count <= parsing.MAX_GPUS_PER_NODE:
+            raise parsing.BadInput("--simulate-gpus", "must be from 0 to 1024")
+        return [(host, count, None)]
+    groups = parse_fleet(value, "--simulate-gpus")
+    if sum(n for n, _, _ in groups) > 8:
+        raise parsing.BadInput("--simulate-gpus", "at most 8 simulated machines on one "
+                               "machine (each is a Ray node)")
+    out: list[SimNode] = []
+    for nodes, gpus, model in groups:
+        slug = re.sub(r"[^a-z0-9]+", "-", (model or "gpu").lower()).strip("-")
+        taken = sum(1 for name, _, _ in out if name.startswith(f"{host}-{slug}-"))
+        out += [(f"{host}-{slug}-{taken + i}", gpus, model) for i in range(nodes)]
+    return out
+
+
 def _who_runs_jobs(s: settings_mod.Settings) -> str:
     if not s.run_as_submitter:
         me = getpass.getuser()
@@ -47,9 +81,9 @@ def _who_runs_jobs(s: settings_mod.Settings) -> str:
 
 @handles_errors
 def up(
-    simulate_gpus: Annotated[
-        int | None, typer.Option(help="Pretend this machine has N GPUs (no driver needed).")
-    ] = None,
+    simulate_gpus: Annotated[str | None, typer.Option(
+        help="Pretend this machine has N GPUs (no driver needed), or is a mixed fleet: "
+        "1x2:H100-80GB,1x2:RTX-4090 starts a Ray node and an agent per machine.")] = None,
     db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite).")] = None,
     ray_address: Annotated[
         str | None, typer.Option(help="Join this Ray cluster instead of starting one.")
@@ -70,8 +104,8 @@ def up(
     tls_key: Annotated[str | None, typer.Option(help="The certificate's private key.")] = None,
 ) -> None:
     """Start Ray, the controller and an admin user for you; Ctrl-C stops what it started."""
-    if simulate_gpus is not None and not 0 <= simulate_gpus <= parsing.MAX_GPUS_PER_NODE:
-        raise parsing.BadInput("--simulate-gpus", "must be from 0 to 1024")
+    fleet = _simulated_fleet(simulate_gpus, socket.gethostname())
+    head_gpus = fleet[0][1] if fleet else None
     grace = parsing.parse_duration(kill_grace, "--kill-grace") if kill_grace else None
     parsing.parse_duration(agent_interval, "--agent-interval")
     if not 0 < agent_port < 65536:
@@ -97,28 +131,43 @@ def up(
         s = s.model_copy(update={"run_as_submitter": False})
     data = Path(s.data_dir)
     data.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ray_options = None if s.ray_address else {"num_gpus": simulate_gpus,
-                                              "node": socket.gethostname()}
+    ray_options = None if s.ray_address else {
+        "num_gpus": head_gpus if len(fleet) <= 1 else simulate_gpus,
+        "node": socket.gethostname()}
     # A crashed `up` (we hold the lease: it is gone) may have left its Ray head and agent.
     local = up_state.take_over(data, ray_options, err_console.print)
     if s.ray_address:
         address, token_file = s.ray_address, s.ray_token_file
     else:
         if local is None:
-            local = start_local_ray(data, num_gpus=simulate_gpus,
-                                    node_name=socket.gethostname(),
-                                    gpu_model="simulated" if simulate_gpus else None)
+            head_name, _, head_model = fleet[0] if fleet else (socket.gethostname(), 0, None)
+            local = start_local_ray(data, num_gpus=head_gpus, node_name=head_name,
+                                    gpu_model=head_model or ("simulated" if head_gpus
+                                                             else None))
         address, token_file = local.address, str(local.token_file)
     ray_state = (up_state.RayState(local.pid, local.address, str(local.token_file),
                                    ray_options or {}) if local is not None else None)
     up_state.write(data, up_state.UpState(os.getpid(), ray_state))
+    workers: list[LocalRay] = []
+    if local is not None:
+        for name, gpus, model in fleet[1:]:
+            workers.append(start_local_worker(data, local, num_gpus=gpus, node_name=name,
+                                              gpu_model=model, num_cpus=2))
+        if workers:
+            up_state.write(data, up_state.UpState(os.getpid(), ray_state,
+                                                  workers=tuple(w.pid for w in workers)))
     controller = Controller(s, address, token_file, lease=lease)
     local_agent = None
+    agents = []
     keeper = None
     try:
         # A head we just started is given time to come up; one we join answers now or is
         # an outage, served through like any other.
         controller.prepare(connect_timeout_s=90 if local is not None else 15)
+        if workers:  # every simulated machine has joined before we say what there is
+            deadline = time.monotonic() + 90
+            while len(controller.cluster()) < len(fleet) and time.monotonic() < deadline:
+                time.sleep(0.5)
         boot = controller.bootstrap_admin(s.token)
         url = settings_mod.api_url(s.host, s.port, bool(s.tls_cert))
         # This machine's CLI and agent trust the cluster's CA, or else the certificate itself
@@ -140,25 +189,35 @@ def up(
             err_console.print("no GPUs found: on a machine without an NVIDIA driver, use "
                               "--simulate-gpus N")
         if agent if agent is not None else (local is not None and gpus > 0):
-            node = socket.gethostname()
+            node = fleet[0][0] if fleet else socket.gethostname()
             local_agent = start_local_agent(
                 Path(s.data_dir), controller_url=url, node=node,
-                token=controller.users.issue_node_token(node), simulate_gpus=simulate_gpus,
-                port=agent_port, interval=agent_interval, ca_file=ca_file)
+                token=controller.users.issue_node_token(node), simulate_gpus=head_gpus,
+                port=agent_port, interval=agent_interval, ca_file=ca_file,
+                simulate_model=fleet[0][2] if fleet else None)
             err_console.print(f"GPU agent for {node}: /metrics on 127.0.0.1:{agent_port}, "
                               f"log in {Path(s.data_dir) / 'agent' / 'agent.log'}")
-            up_state.write(data, up_state.UpState(os.getpid(), ray_state,
-                                                  local_agent.process.pid))
-        if local is not None:
-            keeper = _keep_head(local, data, ray_options or {}, simulate_gpus,
+            for i, (name, gpus, model) in enumerate(fleet[1:], start=1):
+                agents.append(start_local_agent(
+                    Path(s.data_dir), controller_url=url, node=name,
+                    token=controller.users.issue_node_token(name), simulate_gpus=gpus,
+                    port=agent_port + i, interval=agent_interval, ca_file=ca_file,
+                    simulate_model=model, directory=f"agent-{name}"))
+            up_state.write(data, up_state.UpState(
+                os.getpid(), ray_state, local_agent.process.pid,
+                tuple(w.pid for w in workers), tuple(a.process.pid for a in agents)))
+        if local is not None and not workers:
+            keeper = _keep_head(local, data, ray_options or {}, head_gpus,
                                 lambda: local_agent.process.pid if local_agent else None)
         ApiServer(controller).serve()
     finally:  # an orderly end (a crash never gets here): nothing is left to take over
         if keeper is not None:
             local = keeper.stop()
-        if local_agent is not None:
-            local_agent.stop()
+        for a in [*agents, *([local_agent] if local_agent is not None else [])]:
+            a.stop()
         controller.close()
+        for w in workers:
+            w.stop()
         if local is not None:
             local.stop()
         up_state.remove(data)

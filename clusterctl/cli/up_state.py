@@ -36,13 +36,19 @@ class UpState:
     pid: int
     ray: RayState | None = None
     agent_pid: int | None = None
+    workers: tuple[int, ...] = ()
+    """Ray worker nodes of a simulated fleet (``--simulate-gpus 1x2:H100,...``)."""
+    agents: tuple[int, ...] = ()
+    """The fleet's other agents (one per worker node)."""
 
 
 def read(data_dir: Path) -> UpState | None:
     try:
         raw = json.loads((data_dir / NAME).read_text())
         ray = RayState(**raw["ray"]) if raw.get("ray") else None
-        return UpState(int(raw["pid"]), ray, raw.get("agent_pid"))
+        return UpState(int(raw["pid"]), ray, raw.get("agent_pid"),
+                       tuple(int(p) for p in raw.get("workers") or ()),
+                       tuple(int(p) for p in raw.get("agents") or ()))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -72,10 +78,17 @@ def take_over(data_dir: Path, ray_options: dict[str, Any] | None,
     if state.agent_pid and any("agent" in a for a in command_line(state.agent_pid)[:3]):
         say(f"stopping the GPU agent a crashed `up` left running (pid {state.agent_pid})")
         stop_pid(state.agent_pid, 20)
+    for pid in state.agents:
+        if any("agent" in a for a in command_line(pid)[:3]):
+            stop_pid(pid, 20)
+    for pid in state.workers:  # a simulated fleet is started anew, whole
+        if any(a.endswith("ray") for a in command_line(pid)[:2]):
+            say(f"stopping a Ray worker node a crashed `up` left running (pid {pid})")
+            stop_pid(pid, 30)
     adopted = None
     if state.ray is not None:
         head = adopt_local_ray(state.ray.pid, state.ray.address, Path(state.ray.token_file))
-        if head is not None and ray_options == state.ray.options:
+        if head is not None and ray_options == state.ray.options and not state.workers:
             say(f"re-attaching to the Ray head a crashed `up` left running (pid "
                 f"{state.ray.pid}, {state.ray.address}): its jobs run on")
             adopted = head

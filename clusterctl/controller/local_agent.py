@@ -29,13 +29,16 @@ class LocalAgent:
 
 def start_local_agent(data_dir: Path, *, controller_url: str, token: str, node: str,
                       simulate_gpus: int | None, port: int, interval: str = "5s",
-                      ca_file: str | None = None) -> LocalAgent:
-    agent_dir = data_dir / "agent"
+                      ca_file: str | None = None, simulate_model: str | None = None,
+                      directory: str = "agent") -> LocalAgent:
+    agent_dir = data_dir / directory
     agent_dir.mkdir(parents=True, exist_ok=True)
     cmd = [*agent_command(), "--node", node, "--controller", controller_url,
            "--port", str(port), "--interval", interval, "--spool", str(agent_dir / "spool.db")]
     if simulate_gpus is not None:
         cmd += ["--simulate-gpus", str(simulate_gpus)]
+    if simulate_model is not None:
+        cmd += ["--simulate-model", simulate_model]
     if ca_file:
         cmd += ["--ca-file", ca_file]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERCTL_AGENT_")}

@@ -184,6 +184,26 @@ def start_local_ray(
     raise AssertionError("unreachable")
 
 
+def start_local_worker(data_dir: Path, head: LocalRay, *, num_gpus: int, node_name: str,
+                       gpu_model: str | None = None, num_cpus: int | None = None) -> LocalRay:
+    """Start a Ray worker node on this machine, joined to ``head`` (a simulated fleet of
+    several nodes on one machine: ``up --simulate-gpus 1x2:H100-80GB,1x2:RTX-4090``)."""
+    ray_dir = data_dir / "ray"
+    labels = {"clusterctl-node": node_name}
+    if gpu_model:
+        labels["clusterctl-gpu-model"] = gpu_model
+    cmd = [*ray_command(), "start", "--address", head.address, "--block",
+           "--disable-usage-stats", "--labels", json.dumps(labels), "--num-gpus", str(num_gpus)]
+    if num_cpus is not None:
+        cmd += ["--num-cpus", str(num_cpus)]
+    log = open(ray_dir / f"ray-worker-{node_name}.log", "ab")  # noqa: SIM115 (the child's)
+    proc = subprocess.Popen(cmd, env=ray_env(head.token_file), stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    log.close()
+    return LocalRay(proc, head.address, head.token_file)
+
+
 def _wait_for_port(local: LocalRay, port: int, log_path: Path, offset: int,
                    timeout_s: float = 120) -> None:
     """Ray's driver gives up on a head that is not listening yet, so wait for its GCS port."""
