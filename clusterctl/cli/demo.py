@@ -1,4 +1,5 @@
-"""``clusterctl demo``: a self-contained tour on 8 simulated GPUs, in a temporary directory.
+"""``clusterctl demo``: a self-contained tour on a simulated mixed fleet (a machine of 4 A100s
+and a workstation of 4 RTX 4090s, two Ray nodes on this machine), in a temporary directory.
 
 It uses the same parts as a real installation (a Ray head, the controller, HTTP, SQLite, the
 shipped working directory) and touches nothing of the user's own configuration.
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from clusterctl import workdir
 from clusterctl.cli.common import console, gib, handles_errors, percent, watts
-from clusterctl.cli.jobs import STATE_STYLE, jobs_table, usage_table
+from clusterctl.cli.jobs import STATE_STYLE, gpus_asked, jobs_table, usage_table
 from clusterctl.cli.nodes import gpu_table
 from clusterctl.client import Client
 from clusterctl.settings import Settings
@@ -43,59 +44,73 @@ print("error: dataset not found", file=sys.stderr, flush=True)
 sys.exit(3)
 '''
 
-JOBS = [  # name, gpus, script and arguments (run with this Python)
-    ("train-1gpu", 1, ["train.py", "6"]),
-    ("train-2gpu", 2, ["train.py", "8"]),
-    ("train-4gpu", 4, ["train.py", "5"]),
-    ("broken-data", 1, ["fail.py"]),
-    ("waits-for-gpus", 4, ["train.py", "3"]),
+JOBS = [  # name, --gpus, script and arguments (run with this Python)
+    ("train-a100", "A100:2", ["train.py", "8"]),
+    ("train-any", "2", ["train.py", "6"]),
+    ("eval-4090", "4090:1", ["train.py", "5"]),
+    ("broken-data", "1", ["fail.py"]),
+    ("waits-for-a100", "A100:4", ["train.py", "3"]),
+]
+FLEET = [  # node suffix, GPUs, model, price, monthly fees
+    ("a100-0", 4, "A100-80GB", "150000", "750"),
+    ("rtx-4090-0", 4, "RTX-4090", "14000", "150"),
 ]
 
 
 @handles_errors
 def demo() -> None:
-    """A self-contained tour: starts everything on 8 simulated GPUs, runs sample jobs, exits."""
+    """A self-contained tour: starts a simulated mixed fleet, runs sample jobs, exits."""
     from clusterctl.api.server import ApiServer  # see up(): slow imports
     from clusterctl.controller.local_agent import start_local_agent
     from clusterctl.controller.service import Controller
-    from clusterctl.executor.local_ray import free_port, start_local_ray
+    from clusterctl.executor.local_ray import free_port, start_local_ray, start_local_worker
 
     with tempfile.TemporaryDirectory(prefix="clusterctl-demo-") as tmp:
         root = Path(tmp)
-        console.print("[bold]clusterctl demo[/]: starting Ray with 8 simulated GPUs, the "
-                      "controller and SQLite in a temporary directory…")
+        console.print("[bold]clusterctl demo[/]: starting Ray on a simulated mixed fleet (4 "
+                      "A100s and 4 RTX 4090s), the controller and SQLite in a temporary "
+                      "directory…")
         settings = Settings(data_dir=str(root / "data"),
                             db_url=f"sqlite:///{root / 'data' / 'clusterctl.db'}",
                             port=free_port(), metrics_port=free_port(), kill_grace_s=5,
                             run_as_submitter=False)  # one person's machine: theirs
-        ray = start_local_ray(root / "data", num_gpus=8, node_name=socket.gethostname(),
-                              gpu_model="simulated", num_cpus=2)
+        host = socket.gethostname()
+        names = [f"{host}-{suffix}" for suffix, *_ in FLEET]
+        ray = start_local_ray(root / "data", num_gpus=FLEET[0][1], node_name=names[0],
+                              gpu_model=FLEET[0][2], num_cpus=2)
+        worker = start_local_worker(root / "data", ray, num_gpus=FLEET[1][1],
+                                    node_name=names[1], gpu_model=FLEET[1][2], num_cpus=2)
         controller = Controller(settings, ray.address, str(ray.token_file))
         server = ApiServer(controller)
-        agent = None
+        agents = []
         try:
             controller.prepare()
+            deadline = time.monotonic() + 60
+            while len(controller.cluster()) < len(FLEET) and time.monotonic() < deadline:
+                time.sleep(0.3)  # the worker node joins
             boot = controller.bootstrap_admin(None)
             server.serve_in_thread()
             assert boot.token is not None
-            node = socket.gethostname()
-            agent = start_local_agent(
-                root / "data", controller_url=f"http://127.0.0.1:{settings.port}",
-                token=controller.users.issue_node_token(node), node=node, simulate_gpus=8,
-                port=free_port(), interval="1s")
             client = Client(f"http://127.0.0.1:{settings.port}", boot.token)
             bought = (datetime.now(timezone.utc) - timedelta(days=365)).date().isoformat()
-            client.json("POST", "/v1/hardware", json={
-                "node": node, "gpus": 8, "gpu_model": "A100-80GB", "price": "300000",
-                "purchased": bought, "life_months": "36", "resale": "0.2",
-                "monthly_fees": "1500"})
+            for node, (_, gpus, model, price, fees) in zip(names, FLEET, strict=True):
+                agents.append(start_local_agent(
+                    root / "data", controller_url=f"http://127.0.0.1:{settings.port}",
+                    token=controller.users.issue_node_token(node), node=node,
+                    simulate_gpus=gpus, simulate_model=model, port=free_port(),
+                    interval="1s", directory=f"agent-{node}"))
+                client.json("POST", "/v1/hardware", json={
+                    "node": node, "gpus": gpus, "gpu_model": model, "price": price,
+                    "purchased": bought, "life_months": "36", "resale": "0.2",
+                    "monthly_fees": fees})
             _tour(client, root)
             controller.housekeeper.run_once()  # roll the samples up now, not in a minute
             _reports(client)
         finally:
-            if agent is not None:
+            for agent in agents:
                 agent.stop()
             server.stop()
+            worker.stop()
             ray.stop()
 
 
@@ -113,6 +128,10 @@ def _tour(c: Client, root: Path) -> None:
         ids.append(job["id"])
         console.print(f"  $ clusterctl submit --gpus {gpus} --name {name} -- "
                       f"python {' '.join(script)}   → job {job['id']}")
+    deadline = time.monotonic() + 15  # the first table shows where each went, or why it waits
+    while time.monotonic() < deadline and not all(
+            r["state"] != "PENDING" or r.get("wait_reason") for r in map(c.job, ids)):
+        time.sleep(0.3)
     shown = 0.0
     nodes_shown = False
     while True:
@@ -123,7 +142,7 @@ def _tour(c: Client, root: Path) -> None:
             console.print("\n[bold]$ clusterctl jobs[/]")
             console.print(jobs_table([r for r in rows if JobState(r["state"]) not in ENDED]))
             shown = time.monotonic()
-            if not nodes_shown and sum(r["state"] == "RUNNING" for r in rows) >= 3:
+            if not nodes_shown and sum(r["state"] == "RUNNING" for r in rows) >= 2:
                 console.print("\n[bold]$ clusterctl nodes[/]  (live, from the GPU agent)")
                 console.print(gpu_table(c.nodes()))
                 nodes_shown = True
@@ -135,7 +154,7 @@ def _tour(c: Client, root: Path) -> None:
         table.add_column(col)
     for r in rows:
         held = ",".join(f"{a['node']}:{a['gpu_index']}" for a in r["allocations"])
-        table.add_row(str(r["id"]), r["name"], str(r["gpus"]),
+        table.add_row(str(r["id"]), r["name"], gpus_asked(r),
                       f"[{STATE_STYLE[r['state']]}]{r['state']}[/]", r["reason"] or "", held)
     console.print(table)
     for r in rows:
@@ -157,7 +176,7 @@ def _tour(c: Client, root: Path) -> None:
         u = r.get("usage")
         if not u:
             continue
-        table.add_row(str(r["id"]), r["name"], str(r["gpus"]), percent(u["avg_utilization"]),
+        table.add_row(str(r["id"]), r["name"], gpus_asked(r), percent(u["avg_utilization"]),
                       gib(u["peak_memory_bytes"]), watts(u["avg_power_watts"]),
                       "-" if u["energy_kwh"] is None else f"{u['energy_kwh']:.4f}",
                       percent(u["coverage"]))
@@ -184,12 +203,15 @@ def _reports(c: Client) -> None:
         ("report utilization --since 1h --by job", "utilization", {"by": "job"},
          report.utilization_columns),
         ("report cost --since 1h --by job", "cost", {"by": "job"}, report.cost_columns),
+        ("report cost --since 1h --by gpu-type", "cost", {"by": "gpu-type"},
+         report.cost_columns),
         ("report amortization", "amortization", {}, report.amortization_columns),
     ):
         data = c.json("GET", f"/v1/reports/{kind}",
                       params={"since": "1h", **params} if kind != "amortization" else {})
         console.print(f"\n[bold]$ clusterctl {title}[/]")
         console.print(report.rich_table(columns(data)))
-    console.print("\nThe demo machine is priced as an 8x A100-80GB bought a year ago for "
-                  "$300,000 (`clusterctl hardware list`); with a minute of use it is far from "
-                  "paying for itself. Try `clusterctl report html report.html` on your cluster.")
+    console.print("\nThe demo machines are priced as a 4x A100-80GB bought a year ago for "
+                  "$150,000 and a 4x RTX 4090 workstation for $14,000 (`clusterctl hardware "
+                  "list`); with a minute of use they are far from paying for themselves. Try "
+                  "`clusterctl report html report.html` on your cluster.")

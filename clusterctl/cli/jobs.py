@@ -34,7 +34,7 @@ STATE_STYLE = {
 }
 
 
-def _gpus(job: dict[str, Any]) -> str:
+def gpus_asked(job: dict[str, Any]) -> str:
     """``2``, ``2x8``, ``8 H100``, ``1 (40 GiB+)``: the GPUs asked for, with their type."""
     count = str(job["gpus"]) if job["nodes"] == 1 else f"{job['nodes']}x{job['gpus']}"
     asked = describe_ask(job.get("gpu_types"), job.get("gpu_mem_bytes"))
@@ -133,7 +133,7 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
         table.add_row(
             str(j["id"]), _name(j), j["user"], j["team"],
             f"[{STATE_STYLE.get(j['state'], '')}]{j['state']}[/]"
-            + (" [yellow](idle GPUs)[/]" if j.get("idle_gpus") else ""), _gpus(j),
+            + (" [yellow](idle GPUs)[/]" if j.get("idle_gpus") else ""), gpus_asked(j),
             ",".join(j["node_names"]) or why_waiting(j), format_duration(waited),
             format_duration(ran),
         )
@@ -190,7 +190,8 @@ def show(
                   + (f"  ({j['reason']})" if j["reason"] else ""))
     limit = format_duration(j["time_limit_s"]) if j["time_limit_s"] else "none"
     console.print(f"  user {j['user']}  team {j['team']}  priority {j['priority']}  "
-                  f"gpus {_gpus(j)}  time limit {limit}  retries {j['requeues']}/{j['retries']}")
+                  f"gpus {gpus_asked(j)}  time limit {limit}  "
+                  f"retries {j['requeues']}/{j['retries']}")
     extras = []
     if j.get("array_index") is not None:
         extras.append(f"array {j['array_id']} index {j['array_index']}"
