@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install clusterctl into .venv and run the demo (SQLite, local Ray, 8 simulated GPUs).
+# Install clusterctl into .venv and run the demo (SQLite, local Ray, a simulated mixed fleet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv

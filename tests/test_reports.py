@@ -128,3 +128,24 @@ def test_amortization_break_even() -> None:
     assert done.machines[0].break_even_reached
     assert abs(done.machines[0].break_even_ms - expected) <= D  # type: ignore[operator]
     assert done.total.break_even_reached and len(done.total.series) == 400
+
+
+def test_amortization_groups_machines_by_model() -> None:
+    """Two A100 boxes and an H100 box: a ledger per model beside the total (one model: none)."""
+    from dataclasses import replace
+
+    now = B + 100 * D
+    a1, a2 = priced("a-1"), priced("a-2")
+    h = replace(priced("h-1", gpus=4), gpu_model="H100")
+    busy = [held(1, 0, B, now, node="a-1"), held(2, 0, B, now, node="h-1")]
+    report = amortization_report(Inputs(Period(B, now), now, busy,
+                                        {"a-1": a1, "a-2": a2, "h-1": h}, PRICES))
+    models = {m.key: m for m in report.models}
+    assert set(models) == {"all A100", "all H100"}
+    assert models["all A100"].gpus == 16 and models["all H100"].gpus == 4
+    assert models["all A100"].price == 2 * a1.machine.price
+    assert models["all A100"].used_gpu_hours == pytest.approx(2400)
+    assert models["all A100"].owned_cost + models["all H100"].owned_cost == \
+        report.total.owned_cost
+    single = amortization_report(Inputs(Period(B, now), now, busy[:1], {"a-1": a1}, PRICES))
+    assert single.models == []

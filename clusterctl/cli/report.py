@@ -191,7 +191,7 @@ def amortization_columns(data: dict[str, Any]) -> Columns:
                 percent(m["utilization"]), _num(m["cloud_equivalent"], 0),
                 _num(m["net_saving"], 0), percent(m["trailing_utilization"]), status]
 
-    return cols, [row(m) for m in data["machines"]] + [row(data["total"])]
+    return cols, [row(m) for m in [*data["machines"], *data.get("models", []), data["total"]]]
 
 
 @app.command()

@@ -194,7 +194,8 @@ def amortization_json(report: AmortizationReport, inputs: Inputs) -> dict[str, A
         machines.append(_ledger(lg) | {"age_days": age_days})
     t = report.total
     return {"report": "amortization", "currency": inputs.prices.currency, "as_of": ms_iso(now),
-            "machines": machines, "total": _ledger(t),
+            "machines": machines, "models": [_ledger(m) for m in report.models],
+            "total": _ledger(t),
             "series": [{"t": ms_iso(d)[:10], "owned": money(o), "cloud": money(c)}
                        for d, o, c in t.series],
             "projection": {"day_owned": money(t.day_owned), "day_cloud": money(t.day_cloud)}}

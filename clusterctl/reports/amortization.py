@@ -99,6 +99,9 @@ class AmortizationReport:
     machines: list[Ledger]
     total: Ledger
     now_ms: int
+    models: list[Ledger] = field(default_factory=list)
+    """One ledger per GPU model, where the fleet has more than one: does owning the H100s
+    pay, and the 4090s?"""
 
 
 def _project(ledger: Ledger, now_ms: int) -> None:
@@ -194,11 +197,16 @@ def amortization_report(inputs: Inputs) -> AmortizationReport:
             energy[node][hour // MS_PER_DAY * MS_PER_DAY] += mj
     machines = [_machine(p, inputs, used[node], energy[node])
                 for node, p in sorted(inputs.machines.items())]
-    return AmortizationReport(machines, _total(machines, now), now)
+    by_model: dict[str, list[Ledger]] = defaultdict(list)
+    for m in machines:
+        by_model[m.gpu_model].append(m)
+    models = [_total(ms, now, key=f"all {model}") for model, ms in sorted(by_model.items())]
+    return AmortizationReport(machines, _total(machines, now), now,
+                              models if len(models) > 1 else [])
 
 
-def _total(machines: list[Ledger], now: int) -> Ledger:
-    t = Ledger("total", gpu_model=", ".join(sorted({m.gpu_model for m in machines})))
+def _total(machines: list[Ledger], now: int, key: str = "total") -> Ledger:
+    t = Ledger(key, gpu_model=", ".join(sorted({m.gpu_model for m in machines})))
     if not machines:
         return t
     t.purchased_ms = min(m.purchased_ms for m in machines)
