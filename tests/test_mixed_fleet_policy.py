@@ -181,3 +181,13 @@ def test_one_model_fleets_take_the_plain_path() -> None:
     queue = [job(1, 8), job(2, 4, nodes=2)]
     assert where(schedule(queue, [], plain, now=NOW)) == where(schedule(queue, [], typed,
                                                                          now=NOW))
+
+
+def test_where_no_typed_job_wants_either_an_untyped_job_takes_the_cheaper_gpu_hour() -> None:
+    # The A100 box is the newer, dearer one here (models sort A100 first: the price decides).
+    dear = replace(node("a", A100), gpu_hour_cost=3.5)
+    cheap = replace(node("h", H100), gpu_hour_cost=1.2)
+    assert where(schedule([job(1, 2)], [], [dear, cheap], now=NOW)) == {1: ("h",)}
+    # ... unless the queue's typed jobs want the cheaper one more
+    queue = [job(1, 2), job(2, 2, types=("H100",))]
+    assert where(schedule(queue, [], [dear, cheap], now=NOW)) == {1: ("a",), 2: ("h",)}

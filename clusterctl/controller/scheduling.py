@@ -60,6 +60,7 @@ class Scheduler:
         policy_config: PolicyConfig | None = None,
         out_of_service: Callable[[], OutOfService] = lambda: OutOfService(frozenset(), {}),
         gpu_facts: Callable[[], Mapping[str, tuple[str | None, int | None]]] = dict,
+        gpu_hour_costs: Callable[[], Mapping[str, float]] = dict,
     ) -> None:
         self.jobs = jobs
         self.executor = executor
@@ -89,6 +90,9 @@ class Scheduler:
         """Node name → (GPU model, memory per GPU) as its agent last reported them: NVML's
         words, over Ray's short ``accelerator_type``. Read as often as usage."""
         self._gpu_facts_at = -1e18
+        self._read_gpu_hour_costs = gpu_hour_costs
+        self._gpu_hour_costs: Mapping[str, float] = {}
+        """Node name → what a GPU-hour of it costs (the inventory's capacity rate)."""
         self.drained: Collection[str] = frozenset()
         """Names of drained nodes: nothing new starts there (read every pass)."""
         self.failing: Mapping[str, str] = {}
@@ -188,6 +192,7 @@ class Scheduler:
         if self.monotonic() - self._gpu_facts_at >= self.usage_refresh_s:
             self._gpu_facts_at = self.monotonic()
             self._gpu_facts = self._read_gpu_facts()
+            self._gpu_hour_costs = self._read_gpu_hour_costs()
         self.attempts.nodes = self.nodes
         out = self._out_of_service()
         self.drained, self.failing = out.drained, out.failing
@@ -208,7 +213,8 @@ class Scheduler:
                          and n.id not in suspects,
                          gpu_model=self._gpu_facts.get(n.name, (None, None))[0] or n.gpu_model,
                          gpu_mem=self._gpu_facts.get(n.name, (None, None))[1]
-                         or memory_in_name(n.gpu_model))
+                         or memory_in_name(n.gpu_model),
+                         gpu_hour_cost=self._gpu_hour_costs.get(n.name))
             for n in self.nodes
         ]
 

@@ -29,6 +29,7 @@ from clusterctl.controller.metrics import ControllerCollector
 from clusterctl.controller.reports import ReportService, build
 from clusterctl.controller.scheduling import OutOfService, Scheduler
 from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage, within_clock
+from clusterctl.cost.model import capacity_rate
 from clusterctl.executor.local_ray import ray_env
 from clusterctl.executor.ray_driver import RayDriver
 from clusterctl.executor.types import NodeInfo
@@ -149,6 +150,7 @@ class Controller:
                 quotas=dict(s.quotas), user_gpu_limit=s.user_gpu_limit,
                 preempt=s.preempt, preempt_grace_s=s.preempt_grace_s),
             out_of_service=self.out_of_service, gpu_facts=self.gpu_facts,
+            gpu_hour_costs=self.gpu_hour_costs,
         )
         self.scheduler.start()
         self.housekeeper = Housekeeper(
@@ -233,6 +235,12 @@ class Controller:
                 mem = d.memory_total if mem is None else min(mem, d.memory_total)
             facts[d.node] = (model or d.model, mem)
         return facts
+
+    def gpu_hour_costs(self) -> dict[str, float]:
+        """Node name → what one of its GPU-hours costs now, from the inventory."""
+        now = datetime.now(timezone.utc)
+        return {spec.node: float(capacity_rate(spec.machine(), now))
+                for spec in self.costs.machines()}
 
     def cluster(self) -> Sequence[NodeInfo]:
         return self.scheduler.nodes

@@ -4,8 +4,9 @@ mixes models (its ranks would run at the slowest card's pace, and NCCL across mo
 
 Typed jobs try their types in the order asked. An untyped job tries first the group whose GPUs
 the queue's typed jobs want least, so the scarce H100s stay free for the jobs that can only use
-them. On a fleet of one model, a job that asks for nothing the fleet lacks gets ``None`` (every
-node): the common case costs the pass nothing.
+them; where they want both alike, the group of the cheaper GPU-hour. On a fleet of one model,
+a job that asks for nothing the fleet lacks gets ``None`` (every node): the common case costs
+the pass nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class Group:
     nodes: frozenset[str]
     gpu_mem: int | None
     """The least memory per GPU among its nodes (None if any node's is unknown)."""
+    gpu_hour_cost: float = float("inf")
+    """The cheapest GPU-hour among its nodes (unpriced: last)."""
 
     @property
     def label(self) -> str:
@@ -57,7 +60,9 @@ class Fleet:
         self.groups = [
             Group(ns[0].gpu_model or None, frozenset(n.id for n in ns),
                   None if any(n.gpu_mem is None for n in ns) else min(
-                      n.gpu_mem for n in ns if n.gpu_mem is not None))
+                      n.gpu_mem for n in ns if n.gpu_mem is not None),
+                  min((n.gpu_hour_cost for n in ns if n.gpu_hour_cost is not None),
+                      default=float("inf")))
             for _, ns in sorted(members.items())
         ]
         self.mixed = len(self.groups) > 1
@@ -93,7 +98,7 @@ class Fleet:
             found = None
         elif not ask[0] and found is not None and len(found) > 1:
             demand = self.demand(asked or {})
-            found = sorted(found, key=lambda g: demand.get(g.model, 0))  # stable: by model
+            found = sorted(found, key=lambda g: (demand.get(g.model, 0), g.gpu_hour_cost))
         self._choices[ask] = found
         return found
 

@@ -74,6 +74,8 @@ class NodeCapacity:
     """As the driver reports it (``NVIDIA H100 80GB HBM3``); None: not known."""
     gpu_mem: int | None = None
     """Memory per GPU, in bytes; None: not known (a job that asks for memory skips it)."""
+    gpu_hour_cost: float | None = None
+    """What one of its GPU-hours costs (the inventory's capacity rate); None: not priced."""
 
 
 @dataclass(frozen=True)
