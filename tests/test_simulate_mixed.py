@@ -92,12 +92,15 @@ def test_simulate_command_on_a_mixed_fleet(tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-m", "clusterctl", "simulate", "--trace",
                                str(f), *args], capture_output=True, text=True, timeout=120)
 
-    out = cli("--cluster", "1x2:H100,1x2:RTX-4090", "--json")
+    out = cli("--cluster", "1x2:H100,1x2:RTX-4090", "--json", "--plot",
+              str(tmp_path / "mixed.png"))
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert [t["gpu_type"] for t in data[0]["types"]] == ["H100", "RTX-4090", "any"]
     table = cli("--cluster", "1x2:H100,1x2:RTX-4090", "--policy", "fifo,default")
     assert table.returncode == 0 and "GPU type" in table.stdout and "RTX-4090" in table.stdout
     assert data[0]["types"][1]["jobs"] == 10  # the jobs that asked for "4090"
+    png = (tmp_path / "mixed.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     bad = cli("--cluster", "2x8:")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --cluster:")

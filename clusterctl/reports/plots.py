@@ -225,11 +225,17 @@ def save(fig: Figure, path: Path, title: str, heading: str,
         plt.close(fig)
 
 
-def simulation_figure(waits: dict[str, Any]) -> Figure:
-    """Wait-time CDF per policy, on a log time axis (waits span seconds to weeks)."""
+def simulation_figure(waits: dict[str, Any], results: Sequence[Any] = ()) -> Figure:
+    """Wait-time CDF per policy, on a log time axis (waits span seconds to weeks); on a mixed
+    fleet, beside it the average wait per GPU type and policy."""
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
+    types = results[0].types if results and results[0].types else []
+    if types:
+        fig, (ax, bars) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained",
+                                       gridspec_kw={"width_ratios": [3, 2]})
+    else:
+        fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
     for name, values in waits.items():
         w = np.sort(np.maximum(np.asarray(values, dtype=float), 1.0)) / 3600
         q = np.linspace(0, 1, min(len(w), 2000))
@@ -241,6 +247,17 @@ def simulation_figure(waits: dict[str, Any]) -> Figure:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(title="policy")
     ax.set_title("Wait-time CDF by policy")
+    if types:
+        width = 0.8 / len(results)
+        x = np.arange(len(types))
+        for i, f in enumerate(results):
+            bars.bar(x + i * width - 0.4 + width / 2,
+                     [max(t.avg_wait_s, 1.0) / 3600 for t in f.types], width, label=f.policy)
+        bars.set_xticks(x, [f"{t.gpu_type}\n({t.jobs} jobs)" for t in types])
+        bars.set_ylabel("average wait (hours, log scale; under 1 s drawn at 1 s)")
+        bars.set_yscale("log")
+        bars.grid(True, axis="y", which="both", alpha=0.3)
+        bars.set_title("Average wait by GPU type asked (policies as on the left)")
     return fig
 
 
@@ -251,4 +268,5 @@ def write_simulation(waits: dict[str, Any], results: Sequence[Any], path: Path) 
         f.avg_wait_s, f.p50_wait_s, f.p95_wait_s, f.p99_wait_s, f.avg_jct_s)),
         f"{f.bounded_slowdown:.1f}", f"{f.utilization:.1%}", f"{f.jain:.3f}"]
         for f in results]
-    save(simulation_figure(waits), path, "clusterctl simulate", "Policies", (cols, rows))
+    save(simulation_figure(waits, results), path, "clusterctl simulate", "Policies",
+         (cols, rows))
