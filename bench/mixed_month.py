@@ -22,13 +22,12 @@ import argparse
 import csv
 import math
 import random
-import time
 from pathlib import Path
 
 from clusterctl.gpu_types import parse_fleet
 from clusterctl.scheduler.fairshare import resolve_quotas
-from clusterctl.scheduler.state import PolicyConfig
-from clusterctl.simulate import baselines, engine, metrics, trace
+from clusterctl.simulate import trace
+from clusterctl.simulate.compare import compare
 
 FLEET = "1x8:H100-80GB,3x8:A100-80GB,2x4:RTX-4090"
 DAY = 86400.0
@@ -106,18 +105,15 @@ def main() -> None:
     print("\n| policy | avg wait | p50 | p95 | p99 | GPU util | Jain | preemptions | replay |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     results, waits = [], {}
-    for name in baselines.POLICIES:
-        t0 = time.perf_counter()
-        out = engine.replay(tr.jobs, fleet, baselines.config(name, PolicyConfig(quotas=quotas)))
-        elapsed = time.perf_counter() - t0
-        fig = metrics.figures(name, out, quotas)
+    for run in compare(tr.jobs, fleet, quotas):
+        fig, name = run.figures, run.figures.policy
         results.append(fig)
-        waits[name] = metrics.waits(out)
+        waits[name] = run.waits
         h = 3600
         print(f"| {name} | {fig.avg_wait_s / h:.2f} h | {fig.p50_wait_s / h:.2f} h | "
               f"{fig.p95_wait_s / h:.1f} h | {fig.p99_wait_s / h:.1f} h | "
               f"{fig.utilization:.1%} | {fig.jain:.3f} | {fig.preemptions:,} | "
-              f"{elapsed:.1f} s |", flush=True)
+              f"{run.seconds:.1f} s |", flush=True)
     print("\nper GPU type: avg wait / p95 / utilization of that model")
     for i, row in enumerate(results[0].types):
         print(f"  {row.gpu_type} ({row.jobs} jobs, {row.gpus or '-'} GPUs): " + "; ".join(

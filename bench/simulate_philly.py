@@ -9,12 +9,11 @@ Times each replay (goal: under 60 s) and prints the results table of docs/benchm
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from clusterctl.scheduler.fairshare import resolve_quotas
-from clusterctl.scheduler.state import PolicyConfig
-from clusterctl.simulate import baselines, engine, metrics, trace
+from clusterctl.simulate import baselines, trace
+from clusterctl.simulate.compare import compare
 
 TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "philly.csv"
 TEAMS = ["6214e9", "6c71a0", "11cb48", "103959"]
@@ -29,14 +28,10 @@ def run(nodes: int, plot_dir: Path | None) -> None:
           "| GPU util | Jain | preemptions | replay time |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     waits, results = {}, []
-    for name in baselines.POLICIES:
-        t0 = time.perf_counter()
-        out = engine.replay(tr.jobs, trace.uniform(nodes, 8),
-                            baselines.config(name, PolicyConfig(quotas=quotas)))
-        elapsed = time.perf_counter() - t0
-        f = metrics.figures(name, out, quotas)
+    for run in compare(tr.jobs, trace.uniform(nodes, 8), quotas):
+        f, name, elapsed = run.figures, run.figures.policy, run.seconds
         results.append(f)
-        waits[name] = metrics.waits(out)
+        waits[name] = run.waits
         h = 3600
         print(f"| {name} | {f.avg_wait_s / h:.1f} h | {f.p50_wait_s / h:.1f} h | "
               f"{f.p95_wait_s / h:.1f} h | {f.p99_wait_s / h:.1f} h | {f.avg_jct_s / h:.1f} h | "

@@ -14,8 +14,8 @@ from clusterctl.cli.report import check_plot, plots
 from clusterctl.gpu_types import parse_fleet
 from clusterctl.parsing import BadInput, parse_overestimate, parse_quotas
 from clusterctl.scheduler.fairshare import resolve_quotas
-from clusterctl.scheduler.state import PolicyConfig
-from clusterctl.simulate import baselines, engine, metrics, trace
+from clusterctl.simulate import baselines, metrics, trace
+from clusterctl.simulate.compare import compare
 
 
 def _h(seconds: float) -> str:
@@ -60,13 +60,11 @@ def simulate(
     if not tr.jobs:
         raise BadInput("--trace", f"{trace_file} has no jobs for this cluster and these teams")
     quotas = resolve_quotas(explicit, tr.teams, sum(n * g for n, g, _ in fleet))
-    base = PolicyConfig(quotas=quotas)
     results: list[metrics.Figures] = []
     waits: dict[str, Any] = {}
-    for name in names:
-        out = engine.replay(tr.jobs, fleet, baselines.config(name, base))
-        results.append(metrics.figures(name, out, quotas))
-        waits[name] = metrics.waits(out)
+    for run in compare(tr.jobs, fleet, quotas, names):
+        results.append(run.figures)
+        waits[run.figures.policy] = run.waits
     if plot is not None:
         plots().write_simulation(waits, results, plot)
     if json_:

@@ -1,0 +1,32 @@
+"""Policies side by side: one replay of the same jobs per policy, with its figures, its waits
+(for the CDF plot) and how long the replay took (the benchmarks' figure)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from clusterctl.scheduler.state import PolicyConfig
+from clusterctl.simulate import baselines, engine, metrics
+from clusterctl.simulate.trace import FleetGroup, TraceJob
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    figures: metrics.Figures
+    waits: np.ndarray
+    seconds: float
+
+
+def compare(jobs: list[TraceJob], fleet: Sequence[FleetGroup], quotas: dict[str, float],
+            names: Iterable[str] = baselines.POLICIES) -> Iterable[PolicyRun]:
+    """Each named policy in turn, with ``quotas`` (yielded as each replay ends)."""
+    base = PolicyConfig(quotas=quotas)
+    for name in names:
+        t0 = time.perf_counter()
+        out = engine.replay(jobs, fleet, baselines.config(name, base))
+        seconds = time.perf_counter() - t0
+        yield PolicyRun(metrics.figures(name, out, quotas), metrics.waits(out), seconds)
