@@ -98,6 +98,12 @@ def test_a_retry_does_not_land_on_the_node_that_just_died(tmp_path: Path) -> Non
         c.remove_node(workers[dead], allow_graceful=False)  # as a machine that loses power
         lost_at = time.monotonic()
         deadline = time.monotonic() + 90
+        while not any(h["state"] == "LOST" for h in ctl.show(job_id)["history"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        # Until Ray drops it, `nodes` says the dead node is not answering (nothing lands there).
+        listed = {n["name"]: n for n in ctl.json("nodes")}
+        assert dead not in listed or listed[dead]["suspect"], listed[dead]
         while (job := ctl.show(job_id))["state"] not in ("SUCCEEDED", "FAILED", "LOST"):
             assert time.monotonic() < deadline, [(h["state"], h["reason"][:60])
                                                  for h in job["history"]]

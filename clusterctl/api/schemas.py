@@ -233,6 +233,9 @@ class NodeOut(BaseModel):
     drain_reason: str | None = None
     drained_by: str | None = None
     drained_at: datetime | None = None
+    suspect: bool = False
+    """A runner here just stopped answering: nothing new lands here for a minute, until Ray
+    says whether the node lives (it takes its heartbeat timeout to mark one dead)."""
 
 
 class DrainIn(BaseModel):

@@ -49,7 +49,8 @@ def gpu_table(rows: list[dict[str, Any]], now: datetime | None = None) -> Table:
                                                          "TEMP") else "left")
     for n in rows:
         name = n["name"] + ("" if n["alive"] else " (down)") + (
-            " [yellow](drained)[/]" if n.get("drained") else "")
+            " [yellow](drained)[/]" if n.get("drained") else "") + (
+            " [yellow](not answering)[/]" if n.get("suspect") else "")
         for g in n["gpu_jobs"] or [None]:
             if g is None:
                 table.add_row(name, "-", n["gpu_model"] or "-", *["-"] * 7)

@@ -304,18 +304,19 @@ class Attempts:
         """Place nothing on these nodes for ``suspect_hold_s``: a node whose runner stopped
         answering may be dead while Ray still lists it (Ray takes its heartbeat timeout to
         notice), and a retry placed there would sit STARTING until the start timeout."""
+        now = self.monotonic()
         for node_id in node_ids:
-            if node_id not in self.suspects:
+            if node_id not in self.suspected():
                 log.warning("node %s stopped answering; no new job goes there for %.0fs",
                             node_id[:12], self.suspect_hold_s)
-            self.suspects[node_id] = self.monotonic()
+        # Read from the API's threads too: rebuilt whole, never changed in place.
+        kept = {n: t for n, t in self.suspects.items() if now - t < self.suspect_hold_s}
+        self.suspects = kept | dict.fromkeys(node_ids, now)
 
     def suspected(self) -> set[str]:
+        """Nodes held back now (read-only: the API's ``nodes`` asks from its own thread)."""
         now = self.monotonic()
-        for node_id, since in list(self.suspects.items()):
-            if now - since >= self.suspect_hold_s:
-                del self.suspects[node_id]
-        return set(self.suspects)
+        return {n for n, since in list(self.suspects.items()) if now - since < self.suspect_hold_s}
 
     # -- launching and signalling -------------------------------------------------------------
 

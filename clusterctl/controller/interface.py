@@ -65,6 +65,11 @@ class ControllerApi(Protocol):
         """The nodes as of the scheduler's last pass."""
         ...
 
+    def suspect_nodes(self) -> set[str]:
+        """Ids of the nodes whose runners just stopped answering: nothing new lands there
+        until Ray says whether they live."""
+        ...
+
     def free_gpus(self, active: list[Job]) -> dict[str, int]:
         """Free GPUs per node id, given the jobs that hold GPUs."""
         ...

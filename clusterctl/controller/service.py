@@ -245,6 +245,9 @@ class Controller:
     def cluster(self) -> Sequence[NodeInfo]:
         return self.scheduler.nodes
 
+    def suspect_nodes(self) -> set[str]:
+        return self.scheduler.attempts.suspected()
+
     def free_gpus(self, active: list[Job]) -> dict[str, int]:
         return {c.id: c.free_gpus for c in self.scheduler.capacity(active)}
 

@@ -32,6 +32,7 @@ def nodes(user: CurrentUser, ctl: Controller) -> list[NodeOut]:
     free = ctl.free_gpus(list(active.values()))
     live = {(d.node, d.gpu_index): d for d in ctl.samples.devices()}
     drains = ctl.drains.drained()
+    suspects = ctl.suspect_nodes()
     by_node: dict[str, list[GpuOut]] = defaultdict(list)
     out = []
     for n in ctl.cluster():
@@ -52,7 +53,8 @@ def nodes(user: CurrentUser, ctl: Controller) -> list[NodeOut]:
                            alive=n.alive, gpu_jobs=by_node[n.id], drained=drain is not None,
                            drain_reason=drain.reason if drain else None,
                            drained_by=drain.by if drain else None,
-                           drained_at=drain.at if drain else None))
+                           drained_at=drain.at if drain else None,
+                           suspect=n.id in suspects))
     return out
 
 
