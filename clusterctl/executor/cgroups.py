@@ -146,6 +146,13 @@ def _cmdline(pid: str) -> str:
         return ""
 
 
+def attempt_dirs(root: Path) -> list[Path]:
+    """Every ``job-N-aA-rR`` entry under ``root`` (cgroups, or runners' run directories)."""
+    with contextlib.suppress(OSError):
+        return sorted(e for e in root.iterdir() if _NAME.match(e.name))
+    return []
+
+
 def earlier_attempts(root: Path, job_id: int, attempt: int) -> list[Path]:
     """The cgroups left by earlier attempts of a job on this node (a runner that was killed
     before it could clean up): a new attempt starts only once they are empty."""

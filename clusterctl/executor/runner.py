@@ -74,6 +74,32 @@ class RunnerError(RuntimeError):
     """A job that could not be started (bad working directory, unpacking failed…)."""
 
 
+RUNNER_FILE = "runner"
+"""In each run directory: the runner's process (pid and start time), to tell a live runner's
+directory from one whose runner is gone."""
+
+
+def process_identity(pid: int) -> str | None:
+    """``PID STARTTIME`` from ``/proc``: a pid reused by a later process does not match."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"  # field 22, counted from after comm
+
+
+def runner_gone(run_dir: Path) -> bool:
+    """The runner that made ``run_dir`` is no longer running (a directory without the record,
+    from before it existed, counts as live: it is left alone)."""
+    try:
+        recorded = (run_dir / RUNNER_FILE).read_text().strip()
+    except OSError:
+        return False
+    if not recorded.split()[0].isdigit():
+        return False
+    return process_identity(int(recorded.split()[0])) != recorded
+
+
 class JobRunner:
     def __init__(self, namespace: str, job_id: int, attempt: int, rank: int,
                  run_root: str | None = None) -> None:
@@ -88,6 +114,7 @@ class JobRunner:
         self.cgroup: Path | None = None
         """This rank's cgroup, where the node allows one (see ``cgroups.py``)."""
         os.close(os.open(self.log_path, os.O_WRONLY | os.O_CREAT, 0o600))
+        (self.dir / RUNNER_FILE).write_text(process_identity(os.getpid()) or "")
         self._lock = threading.Lock()
         self._started = threading.Event()
         self._done = threading.Event()
@@ -319,9 +346,15 @@ class JobRunner:
         return cgroups.create(root, self.job_id, self.attempt, self.rank)
 
     def _remove_earlier_run_dirs(self) -> None:
-        """What runners lost before they could clean up left here for this job."""
+        """What runners lost before they could clean up left here: this job's earlier
+        attempts, and any job's whose runner is gone (lost with the Ray head, or with a node
+        that came back): nobody can read those logs any more, and the job may never run on
+        this node again."""
         for old in cgroups.earlier_attempts(self.dir.parent, self.job_id, self.attempt):
             shutil.rmtree(old, ignore_errors=True)
+        for other in cgroups.attempt_dirs(self.dir.parent):
+            if other != self.dir and runner_gone(other):
+                shutil.rmtree(other, ignore_errors=True)
 
     def _end_everything(self) -> None:
         """SIGKILL every process of the job: the shim ends its whole tree (double forks and
