@@ -50,6 +50,8 @@ def test_up_simulates_a_mixed_fleet_and_stops_all_of_it(tmp_path: Path) -> None:
                 break
             assert time.monotonic() < deadline, models
             time.sleep(0.5)
+        title = c.cli("nodes").stdout.splitlines()[0]
+        assert "4 GPU(s), 4 free: 2 H100-80GB (2 free), 2 RTX-4090 (2 free)" in title, title
         memory = {name: {g["memory_total_bytes"] for g in n["gpu_jobs"]}
                   for name, n in nodes.items()}
         assert memory == {f"{host}-h100-80gb-0": {80 << 30}, f"{host}-rtx-4090-0": {24 << 30}}

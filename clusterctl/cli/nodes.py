@@ -37,12 +37,31 @@ def nodes(
     console.print(gpu_table(rows))
 
 
+def _model(node: dict[str, Any]) -> str:
+    """A node's GPU model as its agent reads it, else as Ray labels it."""
+    read = [g.get("model") for g in node["gpu_jobs"] if g.get("model")]
+    return read[0] if read else node["gpu_model"] or "unknown"
+
+
+def _by_model(rows: list[dict[str, Any]]) -> str:
+    """``: 4 A100-80GB (2 free), 4 RTX-4090 (1 free)`` on a fleet of several models."""
+    models: dict[str, list[int]] = {}
+    for n in rows:
+        if n["gpus"]:
+            tally = models.setdefault(_model(n), [0, 0])
+            tally[0] += n["gpus"]
+            tally[1] += n["free_gpus"]
+    if len(models) < 2:
+        return ""
+    return ": " + ", ".join(f"{t} {m} ({f} free)" for m, (t, f) in sorted(models.items()))
+
+
 def gpu_table(rows: list[dict[str, Any]], now: datetime | None = None) -> Table:
     now = now or datetime.now(timezone.utc)
     total = sum(n["gpus"] for n in rows)
     free = sum(n["free_gpus"] for n in rows)
-    table = Table(box=None, pad_edge=False,
-                  title=f"{len(rows)} node(s), {total} GPU(s), {free} free", title_justify="left")
+    table = Table(box=None, pad_edge=False, title=f"{len(rows)} node(s), {total} GPU(s), "
+                  f"{free} free" + _by_model(rows), title_justify="left")
     for col in ("NODE", "GPU", "MODEL", "JOB", "USER", "UTIL", "MEM GiB", "POWER", "TEMP",
                 "SEEN"):
         table.add_column(col, justify="right" if col in ("GPU", "UTIL", "MEM GiB", "POWER",
