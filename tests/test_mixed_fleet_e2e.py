@@ -63,7 +63,7 @@ def test_typed_any_of_and_untyped_jobs_land_on_the_gpus_they_accept(
         assert job["gpu_types"] == ["h100"]
         shown = ctl.cli("show", str(waiting)).stdout
         assert "gpus 1 h100" in shown, shown
-        # Only the H100s have 40 GiB (80GB in their name; the 4090's is unknown): it waits.
+        # Only the H100s have 40 GiB (80GB in their name; a 4090 has 24): it waits for them.
         assert ctl.show(big_mem)["state"] == "PENDING"
 
         before = len(ctl.json("jobs", "--all"))
