@@ -29,7 +29,7 @@ from agents.reader import GpuReader, NoGpuBackend
 from agents.shipper import Shipper
 from agents.simulated import SimulatedReader, parse_profiles
 from agents.spool import Spool
-from clusterctl.gpu_types import memory_in_name
+from clusterctl.gpu_types import model_memory
 from clusterctl.parsing import BadInput, parse_duration
 
 log = logging.getLogger("clusterctl-agent")
@@ -116,7 +116,7 @@ def run(
     if simulate_gpus is not None:
         reader = SimulatedReader(simulate_gpus, node=node_name, profiles=profiles, busy=busy,
                                  proc=Path("/proc"), model=simulate_model,
-                                 memory_bytes=memory_in_name(simulate_model) or 80 << 30)
+                                 memory_bytes=model_memory(simulate_model) or 80 << 30)
     else:
         from agents.nvml import NvmlReader
 

@@ -136,7 +136,7 @@ _KNOWN_MEM_GIB = {"4090": 24, "3090": 24, "L40S": 48, "L40": 48, "L4": 24, "A10"
 """Cards whose names do not say their memory, as NVML names them."""
 
 
-def memory_in_name(model: str | None) -> int | None:
+def model_memory(model: str | None) -> int | None:
     """The memory a model's name states (``NVIDIA A100-SXM4-80GB``: 80 GiB) or that a card
     of that name has (``GeForce RTX 4090``: 24 GiB), for nodes whose agent has not reported
     yet; None where neither says (an A100 without its size)."""

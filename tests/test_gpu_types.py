@@ -64,8 +64,8 @@ def test_a_submission_asks_for_a_count_types_and_memory() -> None:
     assert gpu_types.parse_gpu_ask(1, ["A100", "H100"], 40) == (1, ["A100", "H100"], 40 << 30)
     assert gpu_types.parse_gpu_ask("h100:2", "H100") == (2, ["h100"], None)  # they agree
     assert gpu_types.describe_ask(["H100", "A100"], 40 << 30) == "H100 or A100, 40 GiB+"
-    assert gpu_types.memory_in_name("NVIDIA A100-SXM4-80GB") == 80 << 30
-    assert gpu_types.memory_in_name("NVIDIA H100 80GB HBM3") == 80 << 30
-    assert gpu_types.memory_in_name("NVIDIA GeForce RTX 4090") == 24 << 30  # a known card
-    assert gpu_types.memory_in_name("NVIDIA L40S") == 48 << 30
-    assert gpu_types.memory_in_name("NVIDIA A100-PCIE") is None  # 40 or 80: it does not say
+    assert gpu_types.model_memory("NVIDIA A100-SXM4-80GB") == 80 << 30
+    assert gpu_types.model_memory("NVIDIA H100 80GB HBM3") == 80 << 30
+    assert gpu_types.model_memory("NVIDIA GeForce RTX 4090") == 24 << 30  # a known card
+    assert gpu_types.model_memory("NVIDIA L40S") == 48 << 30
+    assert gpu_types.model_memory("NVIDIA A100-PCIE") is None  # 40 or 80: it does not say

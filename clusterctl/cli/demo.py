@@ -85,9 +85,7 @@ def demo() -> None:
         agents = []
         try:
             controller.prepare()
-            deadline = time.monotonic() + 60
-            while len(controller.cluster()) < len(FLEET) and time.monotonic() < deadline:
-                time.sleep(0.3)  # the worker node joins
+            controller.wait_for_nodes(len(FLEET), 60)
             boot = controller.bootstrap_admin(None)
             server.serve_in_thread()
             assert boot.token is not None

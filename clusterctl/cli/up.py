@@ -7,7 +7,6 @@ import getpass
 import os
 import re
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -165,9 +164,7 @@ def up(
         # an outage, served through like any other.
         controller.prepare(connect_timeout_s=90 if local is not None else 15)
         if workers:  # every simulated machine has joined before we say what there is
-            deadline = time.monotonic() + 90
-            while len(controller.cluster()) < len(fleet) and time.monotonic() < deadline:
-                time.sleep(0.5)
+            controller.wait_for_nodes(len(fleet), 90)
         boot = controller.bootstrap_admin(s.token)
         url = settings_mod.api_url(s.host, s.port, bool(s.tls_cert))
         # This machine's CLI and agent trust the cluster's CA, or else the certificate itself

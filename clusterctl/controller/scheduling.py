@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from clusterctl.controller.attempts import Attempts, at
 from clusterctl.executor.types import Executor, NodeInfo, RayUnavailable
-from clusterctl.gpu_types import memory_in_name
+from clusterctl.gpu_types import model_memory
 from clusterctl.scheduler import dependencies, fairshare, gpu_groups, policy
 from clusterctl.scheduler.state import (
     Decision,
@@ -207,16 +207,16 @@ class Scheduler:
                 held[node_id] += job.gpus
         drained = () if with_drained else self.drained
         suspects = set() if with_drained else self.attempts.suspected()
-        return [
-            NodeCapacity(n.id, n.gpus, max(0, n.gpus - held[n.id]),
-                         schedulable=n.alive and n.gpus > 0 and n.name not in drained
-                         and n.id not in suspects,
-                         gpu_model=self._gpu_facts.get(n.name, (None, None))[0] or n.gpu_model,
-                         gpu_mem=self._gpu_facts.get(n.name, (None, None))[1]
-                         or memory_in_name(n.gpu_model),
-                         gpu_hour_cost=self._gpu_hour_costs.get(n.name))
-            for n in self.nodes
-        ]
+        out = []
+        for n in self.nodes:
+            model, mem = self._gpu_facts.get(n.name, (None, None))
+            out.append(NodeCapacity(
+                n.id, n.gpus, max(0, n.gpus - held[n.id]),
+                schedulable=n.alive and n.gpus > 0 and n.name not in drained
+                and n.id not in suspects,
+                gpu_model=model or n.gpu_model, gpu_mem=mem or model_memory(n.gpu_model),
+                gpu_hour_cost=self._gpu_hour_costs.get(n.name)))
+        return out
 
     def why_never(self, gpus: int, nodes: int, gpu_types: list[str] | None = None,
                   gpu_mem: int | None = None) -> tuple[str, str] | None:

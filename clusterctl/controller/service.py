@@ -242,6 +242,13 @@ class Controller:
         return {spec.node: float(capacity_rate(spec.machine(), now))
                 for spec in self.costs.machines()}
 
+    def wait_for_nodes(self, count: int, timeout_s: float) -> None:
+        """Until the scheduler sees ``count`` nodes (Ray workers just started join in a few
+        seconds), or the time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.cluster()) < count and time.monotonic() < deadline:
+            time.sleep(0.3)
+
     def cluster(self) -> Sequence[NodeInfo]:
         return self.scheduler.nodes
 

@@ -95,9 +95,8 @@ def runner_gone(run_dir: Path) -> bool:
         recorded = (run_dir / RUNNER_FILE).read_text().strip()
     except OSError:
         return False
-    if not recorded.split()[0].isdigit():
-        return False
-    return process_identity(int(recorded.split()[0])) != recorded
+    pid = recorded.split(" ", 1)[0]
+    return pid.isdigit() and process_identity(int(pid)) != recorded
 
 
 class JobRunner:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from clusterctl.gpu_types import GIB, matches
 from clusterctl.scheduler.placement import fits_ever
-from clusterctl.scheduler.state import NodeCapacity, QueuedJob
+from clusterctl.scheduler.state import Ask, NodeCapacity, QueuedJob
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,6 @@ class Group:
     @property
     def label(self) -> str:
         return self.model or "GPUs of unknown model"
-
-
-Ask = tuple[tuple[str, ...], int | None]
-"""What a job asks of its GPUs: (types, memory); jobs asking the same share one answer."""
 
 
 def ask_of(job: QueuedJob) -> Ask:
@@ -112,11 +108,15 @@ class Fleet:
         return self._demand
 
 
-def inventory(capacity: Sequence[NodeCapacity]) -> str:
+def _members(group: Group, capacity: Sequence[NodeCapacity]) -> list[NodeCapacity]:
+    return [n for n in capacity if n.id in group.nodes]
+
+
+def inventory(fleet: Fleet, capacity: Sequence[NodeCapacity]) -> str:
     """What the fleet holds, for refusals: ``H100-80GB (2 per node, 1 node), ...``."""
     parts = []
-    for g in Fleet(capacity).groups:
-        sizes = sorted({n.total_gpus for n in capacity if n.id in g.nodes})
+    for g in fleet.groups:
+        sizes = sorted({n.total_gpus for n in _members(g, capacity)})
         per = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
         count = len(g.nodes)
         parts.append(f"{g.label} ({per} per node, {count} node{'s' if count > 1 else ''})")
@@ -133,7 +133,7 @@ def why_never(gpus: int, nodes: int, ask: Ask, capacity: Sequence[NodeCapacity]
     fleet = Fleet(usable)
     types, mem = ask
     groups = fleet.accepted(ask)
-    here = f"here: {inventory(usable)}"
+    here = f"here: {inventory(fleet, usable)}"
     if not groups:
         if types and not fleet.accepted((types, None)):
             return "--gpu-type", f"no node has {' or '.join(types)} GPUs; {here}"
@@ -144,13 +144,12 @@ def why_never(gpus: int, nodes: int, ask: Ask, capacity: Sequence[NodeCapacity]
         never = fits_ever(gpus, nodes, usable)
         return None if never is None else ("--gpus" if "per node" in never else "--nodes",
                                            never)
-    if any(fits_ever(gpus, nodes, [n for n in usable if n.id in g.nodes]) is None
-           for g in groups):
+    members = [_members(g, usable) for g in groups]
+    if any(fits_ever(gpus, nodes, m) is None for m in members):
         return None
     kind = f"{' or '.join(types)} " if types else ""
     if nodes == 1:
         return "--gpus", f"no node has {gpus} {kind}GPUs; {here}"
-    field = "--nodes" if any(fits_ever(gpus, 1, [n for n in usable if n.id in g.nodes]) is None
-                             for g in groups) else "--gpus"
+    field = "--nodes" if any(fits_ever(gpus, 1, m) is None for m in members) else "--gpus"
     return field, (f"no {nodes} nodes have {gpus} {kind}GPUs each (a job's GPUs are all of "
                    f"one model); {here}")

@@ -15,7 +15,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from clusterctl.scheduler.state import QueuedJob
+from clusterctl.scheduler.state import Ask, QueuedJob
 
 Key = tuple[int, float, int]
 Group = tuple[str, str, int]
@@ -46,7 +46,7 @@ class PendingQueue:
         self._groups: dict[Group, list[tuple[Key, QueuedJob]]] = {}
         self._teams: dict[str, list[Group]] = {}
         self._by_submit: list[tuple[float, int]] = []
-        self.asked: dict[tuple[tuple[str, ...], int | None], int] = {}
+        self.asked: dict[Ask, int] = {}
         """GPUs wanted by the typed jobs, per (types, memory) they ask: what a mixed fleet's
         untyped jobs leave alone (kept as jobs come and go, so a pass never scans the queue)."""
         groups = self._groups
@@ -102,7 +102,7 @@ class PendingQueue:
             self._ask(job, 1)
 
     def _ask(self, job: QueuedJob, sign: int) -> None:
-        ask = (job.gpu_types, job.gpu_mem)
+        ask: Ask = (job.gpu_types, job.gpu_mem)
         left = self.asked.get(ask, 0) + sign * job.gpus * job.nodes
         if left:
             self.asked[ask] = left

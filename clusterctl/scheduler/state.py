@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+Ask = tuple[tuple[str, ...], int | None]
+"""What a job asks of its GPUs: (types, least memory per GPU); jobs asking the same share
+one answer of a pass."""
+
 
 @dataclass(frozen=True)
 class QueuedJob:
