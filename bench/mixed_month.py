@@ -25,7 +25,7 @@ import random
 from pathlib import Path
 
 from clusterctl.gpu_types import parse_fleet
-from clusterctl.scheduler.fairshare import resolve_quotas
+from clusterctl.scheduler.quotas import resolve_quotas
 from clusterctl.simulate import trace
 from clusterctl.simulate.compare import compare
 

@@ -18,9 +18,9 @@ import statistics
 import time
 from dataclasses import replace
 
-from clusterctl.scheduler.fairshare import resolve_quotas
 from clusterctl.scheduler.pending import PendingQueue
 from clusterctl.scheduler.policy import schedule
+from clusterctl.scheduler.quotas import resolve_quotas
 from clusterctl.scheduler.state import NodeCapacity, PolicyConfig, QueuedJob, RunningJob, Usage
 
 NOW = 1_800_000_000.0

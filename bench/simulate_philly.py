@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clusterctl.scheduler.fairshare import resolve_quotas
+from clusterctl.scheduler.quotas import resolve_quotas
 from clusterctl.simulate import baselines, trace
 from clusterctl.simulate.compare import compare
 

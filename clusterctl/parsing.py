@@ -233,21 +233,6 @@ def parse_period(since: str | None, from_: str | None, to: str | None,
     return start, end
 
 
-def parse_quotas(values: list[str]) -> dict[str, float]:
-    """``TEAM=GPUS`` pairs."""
-    out: dict[str, float] = {}
-    for v in values:
-        team, _, n = v.partition("=")
-        try:
-            gpus = float(n)
-        except ValueError:
-            gpus = -1.0
-        if not team or gpus < 0:
-            raise BadInput("--quota", f"{v!r} must be TEAM=GPUS, such as vision=32")
-        out[team] = gpus
-    return out
-
-
 def parse_overestimate(value: str) -> tuple[float, float]:
     """``LOW-HIGH`` (or one factor): the range a trace job's time limit over its duration is
     drawn from."""

@@ -29,7 +29,8 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-from clusterctl.parsing import BadInput, parse_quotas, parse_unix_user
+from clusterctl.parsing import BadInput, parse_unix_user
+from clusterctl.scheduler.quotas import TypeQuotas, as_pairs, parse_quotas, totals
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,9 +73,14 @@ class Settings(BaseSettings):
     """How long a shipped working directory is kept once no job that may still run uses it."""
     waste_threshold: float = 0.10
     """A held GPU under this utilization counts as idle (waste report, flags in `jobs`)."""
-    quotas: Annotated[dict[str, float], NoDecode] = {}
-    """Guaranteed GPUs per team (``vision=32,nlp=16`` or a ``[quotas]`` table); teams without
-    one share what is left equally."""
+    quotas: Annotated[dict[str, float | dict[str, float]], NoDecode] = {}
+    """Guaranteed GPUs per team, over all types or per type (``vision=H100:8+A100:16,nlp=24``,
+    or a ``[quotas]`` table with ``nlp = 24`` and ``[quotas.vision] H100 = 8``); teams
+    without one share what is left equally."""
+    fair_share_by_rate: bool = False
+    """Fair share counts a GPU-hour at its node's capacity rate from the hardware inventory,
+    relative to the fleet's mean: on a mixed fleet an H100-hour weighs more than a 4090-hour.
+    Off: every GPU-hour alike."""
     user_gpu_limit: int | None = None
     """Most GPUs one user's running jobs may hold (unset or 0: no limit)."""
     user_max_priority: int = 0
@@ -118,13 +124,25 @@ class Settings(BaseSettings):
 
     @field_validator("quotas", mode="before")
     @classmethod
-    def _quotas(cls, value: Any) -> dict[str, float]:
-        pairs = ([f"{k}={v}" for k, v in value.items()] if isinstance(value, dict)
+    def _quotas(cls, value: Any) -> dict[str, float | dict[str, float]]:
+        pairs = (as_pairs(value) if isinstance(value, dict)
                  else [p for p in str(value).replace(" ", "").split(",") if p])
         try:
-            return parse_quotas(pairs)
+            bare, typed = parse_quotas(pairs)
         except BadInput as e:
             raise ValueError(e.message) from None
+        return {**bare, **typed}
+
+    @property
+    def type_quotas(self) -> TypeQuotas:
+        """The teams whose quota is per GPU type."""
+        return {t: dict(q) for t, q in self.quotas.items() if isinstance(q, dict)}
+
+    @property
+    def team_quotas(self) -> dict[str, float]:
+        """Each team's quota over all types (a typed team's: the sum of its types')."""
+        bare = {t: q for t, q in self.quotas.items() if not isinstance(q, dict)}
+        return totals(bare, self.type_quotas)
 
     @field_validator("user_gpu_limit", mode="before")
     @classmethod
@@ -145,7 +163,8 @@ class Settings(BaseSettings):
         except BadInput as e:
             raise ValueError(e.message) from None
 
-    @field_validator("preempt", "run_as_submitter", "allow_plain_http", mode="before")
+    @field_validator("preempt", "run_as_submitter", "allow_plain_http", "fair_share_by_rate",
+                     mode="before")
     @classmethod
     def _flag(cls, value: Any) -> bool:
         if isinstance(value, bool):

@@ -337,9 +337,9 @@ def test_backfill_never_delays_the_reserved_start(
 
 def test_usage_from_allocation_intervals_decays_by_half_life() -> None:
     half = 7 * 86400.0
-    rows = [("a", "ann", NOW - 2 * half - 3600, NOW - 2 * half),  # 1 GPU-hour, two half-lives ago
-            ("a", "al", NOW - 3600, None),  # open: counts up to now, nearly undecayed
-            ("b", "bo", NOW - 3600, NOW)]
+    rows = [("a", "ann", "n1", NOW - 2 * half - 3600, NOW - 2 * half),  # two half-lives ago
+            ("a", "al", "n1", NOW - 3600, None),  # open: counts up to now, nearly undecayed
+            ("b", "bo", "n2", NOW - 3600, NOW)]
     u = fairshare.usage_from_intervals(rows, NOW, half)
     assert u.user[("a", "ann")] == pytest.approx(3600 / 4, rel=1e-2)  # just over 2 half-lives
     assert u.user[("a", "al")] == pytest.approx(u.team["b"])

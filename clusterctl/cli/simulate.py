@@ -9,11 +9,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from clusterctl.cli.common import console, handles_errors, print_json
+from clusterctl.cli.common import console, err_console, handles_errors, print_json
 from clusterctl.cli.report import check_plot, plots
 from clusterctl.gpu_types import parse_fleet
-from clusterctl.parsing import BadInput, parse_overestimate, parse_quotas
-from clusterctl.scheduler.fairshare import resolve_quotas
+from clusterctl.parsing import BadInput, parse_overestimate
+from clusterctl.scheduler.quotas import parse_quotas, resolve_quotas, totals, unknown_types
 from clusterctl.simulate import baselines, metrics, trace
 from clusterctl.simulate.compare import compare
 
@@ -33,7 +33,8 @@ def simulate(
         baselines.POLICIES))] = ",".join(baselines.POLICIES),
     teams: Annotated[str | None, typer.Option(help="Only these teams (comma-separated)")] = None,
     quota: Annotated[list[str] | None, typer.Option(
-        help="TEAM=GPUS, repeatable; other teams share the rest equally")] = None,
+        help="TEAM=GPUS or TEAM=TYPE:GPUS+TYPE:GPUS (vision=H100:8+A100:16), repeatable; "
+             "other teams share the rest equally")] = None,
     overestimate: Annotated[str, typer.Option(
         help="Time limit = duration x a factor drawn from LOW-HIGH (traces without limits)")]
         = "1-3",
@@ -50,7 +51,7 @@ def simulate(
         raise BadInput("--policy", f"{','.join(unknown) or policy!r} is not one of "
                                    f"{', '.join(baselines.POLICIES)}")
     check_plot(plot)
-    explicit = parse_quotas(quota or [])
+    bare, typed = parse_quotas(quota or [])
     limits = parse_overestimate(overestimate)
     wanted = [t.strip() for t in teams.split(",") if t.strip()] if teams else None
     try:
@@ -59,10 +60,12 @@ def simulate(
         raise BadInput("--trace", str(e)) from None
     if not tr.jobs:
         raise BadInput("--trace", f"{trace_file} has no jobs for this cluster and these teams")
-    quotas = resolve_quotas(explicit, tr.teams, sum(n * g for n, g, _ in fleet))
+    for missing in unknown_types(typed, (model for _, _, model in fleet)):
+        err_console.print(f"warning: --quota {missing}: no node of --cluster has that type")
+    quotas = resolve_quotas(totals(bare, typed), tr.teams, sum(n * g for n, g, _ in fleet))
     results: list[metrics.Figures] = []
     waits: dict[str, Any] = {}
-    for run in compare(tr.jobs, fleet, quotas, names):
+    for run in compare(tr.jobs, fleet, quotas, names, typed):
         results.append(run.figures)
         waits[run.figures.policy] = run.waits
     if plot is not None:

@@ -19,6 +19,7 @@ from clusterctl.controller.attempts import Attempts, at
 from clusterctl.executor.types import Executor, NodeInfo, RayUnavailable
 from clusterctl.gpu_types import model_memory
 from clusterctl.scheduler import dependencies, fairshare, gpu_groups, policy
+from clusterctl.scheduler.quotas import resolve_quotas, unknown_types
 from clusterctl.scheduler.state import (
     Decision,
     NodeCapacity,
@@ -61,6 +62,7 @@ class Scheduler:
         out_of_service: Callable[[], OutOfService] = lambda: OutOfService(frozenset(), {}),
         gpu_facts: Callable[[], Mapping[str, tuple[str | None, int | None]]] = dict,
         gpu_hour_costs: Callable[[], Mapping[str, float]] = dict,
+        fair_share_by_rate: bool = False,
     ) -> None:
         self.jobs = jobs
         self.executor = executor
@@ -76,6 +78,7 @@ class Scheduler:
         """Fair share reads the allocation records this often (usage moves over days)."""
         self._usage: tuple[float, Usage] | None = None
         self._reclaiming: set[int] = set()
+        self._warned_types: set[str] = set()
         """Pending jobs for which borrowed GPUs were preempted: they go first (see
         ``QueuedJob.reclaiming``). In memory only: after a restart the next pass plans anew."""
         self.busy_pass_interval_s = 2.0
@@ -93,6 +96,8 @@ class Scheduler:
         self._read_gpu_hour_costs = gpu_hour_costs
         self._gpu_hour_costs: Mapping[str, float] = {}
         """Node name → what a GPU-hour of it costs (the inventory's capacity rate)."""
+        self.fair_share_by_rate = fair_share_by_rate
+        """Fair share weighs each GPU-hour by its node's rate (``fairshare.rate_weights``)."""
         self.drained: Collection[str] = frozenset()
         """Names of drained nodes: nothing new starts there (read every pass)."""
         self.failing: Mapping[str, str] = {}
@@ -287,11 +292,25 @@ class Scheduler:
             return self._usage[1]
         half_life = self.policy_config.half_life_s
         rows = self.jobs.usage_intervals(at(now - 4 * half_life))  # older use weighs < 1/16
+        weights = (fairshare.rate_weights(self._gpu_hour_costs) if self.fair_share_by_rate
+                   else None)
         usage = fairshare.usage_from_intervals(
-            ((t, u, a.timestamp(), b.timestamp() if b else None) for t, u, a, b in rows),
-            now, half_life)
+            ((t, u, n, a.timestamp(), b.timestamp() if b else None) for t, u, n, a, b in rows),
+            now, half_life, weights)
         self._usage = (now, usage)
         return usage
+
+    def warn_unknown_types(self, capacity: list[NodeCapacity]) -> None:
+        """A typed quota no node's model matches is a warning once (the machines may be on
+        their way), not an error: the quota simply cannot be used yet."""
+        typed = self.policy_config.type_quotas
+        if not typed or not capacity:
+            return
+        for missing in unknown_types(typed, (c.gpu_model for c in capacity)):
+            if missing not in self._warned_types:
+                self._warned_types.add(missing)
+                log.warning("quota %s: no node reports GPUs of that type; it guarantees "
+                            "nothing until one does", missing)
 
     def decide(self, pending: list[Job], active: list[Job], capacity: list[NodeCapacity],
                now: float) -> Decision:
@@ -312,9 +331,10 @@ class Scheduler:
             for j in active if j.id is not None and j.placement
         ]
         cfg = self.policy_config
+        self.warn_unknown_types(capacity)
         teams = {j.team for j in pending} | {j.team for j in active}
         total = sum(c.total_gpus for c in capacity if c.schedulable)
-        quotas = fairshare.resolve_quotas(cfg.quotas, teams, total)
+        quotas = resolve_quotas(cfg.quotas, teams, total)
         usage = self.usage(now) if cfg.fair_share else None
         return policy.schedule(queued, running, capacity, now=now, usage=usage,
                                config=replace(cfg, quotas=quotas), explain=True)

@@ -147,10 +147,11 @@ class Controller:
         self.scheduler = Scheduler(
             self.jobs, self.executor, attempts,
             policy_config=PolicyConfig(
-                quotas=dict(s.quotas), user_gpu_limit=s.user_gpu_limit,
+                quotas=s.team_quotas, type_quotas=s.type_quotas,
+                user_gpu_limit=s.user_gpu_limit,
                 preempt=s.preempt, preempt_grace_s=s.preempt_grace_s),
             out_of_service=self.out_of_service, gpu_facts=self.gpu_facts,
-            gpu_hour_costs=self.gpu_hour_costs,
+            gpu_hour_costs=self.gpu_hour_costs, fair_share_by_rate=s.fair_share_by_rate,
         )
         self.scheduler.start()
         self.housekeeper = Housekeeper(

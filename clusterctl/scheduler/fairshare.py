@@ -1,4 +1,4 @@
-"""Fair share from decayed recent usage, and team quotas.
+"""Fair share from decayed recent usage.
 
 Usage decays with a half-life, as in Slurm's multifactor priority: GPU-seconds used ``a``
 seconds ago count ``2^(-a/h)``. A team's factor is Slurm's classic ``2^(-U/S)``: U its share of
@@ -10,11 +10,9 @@ treatment with equal shares among the team's users.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
 
-from clusterctl.scheduler.pending import PendingQueue
-from clusterctl.scheduler.state import QueuedJob, Usage
+from clusterctl.scheduler.state import Usage
 
 
 def decayed(value: float, dt: float, half_life_s: float) -> float:
@@ -71,54 +69,30 @@ def user_factors(
     return out
 
 
-def resolve_quotas(
-    explicit: Mapping[str, float], teams: Iterable[str], total_gpus: float
-) -> dict[str, float]:
-    """Every team's quota: the configured ones as given, and the GPUs they leave shared equally
-    among the teams without one. A team's guaranteed share is this quota; beyond it a team
-    borrows idle GPUs."""
-    quotas = {t: float(q) for t, q in explicit.items()}
-    rest = sorted(set(teams) - set(quotas))
-    if rest:
-        left = max(0.0, total_gpus - sum(quotas.values()))
-        for team in rest:
-            quotas[team] = left / len(rest)
-    return quotas
+def rate_weights(gpu_hour_costs: Mapping[str, float]) -> dict[str, float]:
+    """Each priced node's GPU-hour cost over the mean of them all: what one of its GPU-hours
+    counts for in fair share when usage is weighed by rate (an H100-hour for more than a
+    4090-hour). A node not priced counts 1."""
+    priced = {n: c for n, c in gpu_hour_costs.items() if c > 0}
+    if not priced:
+        return {}
+    mean = sum(priced.values()) / len(priced)
+    return {n: c / mean for n, c in priced.items()}
 
 
 def usage_from_intervals(
-    intervals: Iterable[tuple[str, str, float, float | None]], now: float, half_life_s: float
+    intervals: Iterable[tuple[str, str, str, float, float | None]], now: float,
+    half_life_s: float, weights: Mapping[str, float] | None = None,
 ) -> Usage:
-    """Decayed GPU-seconds per team and per (team, user) from (team, user, start, end) rows of
-    one GPU each, an open row (``end`` None) counting up to ``now``."""
+    """Decayed GPU-seconds per team and per (team, user) from (team, user, node, start, end)
+    rows of one GPU each, an open row (``end`` None) counting up to ``now``; with ``weights``
+    (by node, :func:`rate_weights`) each GPU-second counts its node's weight."""
     team: dict[str, float] = {}
     user: dict[tuple[str, str], float] = {}
-    for t, u, start, end in intervals:
-        value = interval_usage(1.0, start, now if end is None else min(end, now), now,
+    for t, u, node, start, end in intervals:
+        weight = weights.get(node, 1.0) if weights else 1.0
+        value = interval_usage(weight, start, now if end is None else min(end, now), now,
                                half_life_s)
         team[t] = team.get(t, 0.0) + value
         user[(t, u)] = user.get((t, u), 0.0) + value
     return Usage(team, user)
-
-
-def within_quota(queue: PendingQueue, quotas: Mapping[str, float], used: Mapping[str, float],
-                 key: Callable[[QueuedJob], Any], held_back: Callable[[QueuedJob], bool]
-                 ) -> set[int]:
-    """The policy's tier 0: per team, its jobs in the policy's order (``key``) while they fit
-    its unused quota. A job larger than the whole quota is passed over (it can only ever
-    borrow); the first that does not fit what is left ends the team's tier 0, so its large
-    jobs are not starved by its own small ones."""
-    ids: set[int] = set()
-    for team in queue.teams():
-        quota = quotas.get(team, 0.0)
-        room = quota - used.get(team, 0)
-        if room < 1:
-            continue
-        for job in queue.team_order(team, key):
-            if job.total_gpus > quota or held_back(job):
-                continue
-            if job.total_gpus > room:
-                break
-            ids.add(job.id)
-            room -= job.total_gpus
-    return ids

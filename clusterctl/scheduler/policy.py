@@ -10,7 +10,9 @@ The order (with ``fair_share``):
    the queue keeps its order even when a long overload makes many jobs that old;
 2. tier 0, each team's jobs that fit in its unused quota (taken in the order below): the
    guaranteed share. Such a job that does not fit the free GPUs reclaims borrowed
-   ones by preemption;
+   ones by preemption. A team whose quota is per GPU type (``quotas.py``) has each job of
+   tier 0 run within one of its types: first on GPUs of that type, reclaimed if need be, and
+   only then, if it may borrow, on idle GPUs of another type;
 3. tier 1, jobs that would borrow idle GPUs beyond their team's quota.
 
 Within a tier: priority (higher first), then a Slurm-like multifactor score (the team's and the
@@ -28,11 +30,12 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 
-from clusterctl.gpu_types import GIB
+from clusterctl.gpu_types import GIB, matches
 from clusterctl.scheduler import fairshare, preemption
-from clusterctl.scheduler.gpu_groups import Fleet
+from clusterctl.scheduler.gpu_groups import Fleet, Group, ask_of
 from clusterctl.scheduler.pending import LENGTH_CLASSES_S, PendingQueue, length_class
 from clusterctl.scheduler.placement import FreeMap
+from clusterctl.scheduler.quotas import Pool, pool_type, within_quota
 from clusterctl.scheduler.reservation import Release, Reservation, reserve
 from clusterctl.scheduler.state import (
     Blocking,
@@ -65,31 +68,45 @@ class _Pass:
         self.fleet = Fleet(n for n in nodes if n.schedulable)
         """Nodes by GPU model: each job's GPUs come from one group it accepts."""
         self.total_of = {n.id: n.total_gpus for n in nodes}
+        self.model_of = {n.id: n.gpu_model for n in nodes}
+        self.typed = config.type_quotas
+        self._pool_types: dict[tuple[str, str | None], str] = {}
+        self._kinds: dict[tuple[str, tuple[str, ...], int | None], list[str]] = {}
+        self._within: dict[tuple[tuple[str, ...], int | None, str], list[frozenset[str] | None]]
+        self._within = {}
+        self.only: dict[int, str] = {}
+        """Tier-0 jobs of typed teams: the quota type they run within (``groups`` keeps them
+        to its GPUs)."""
         schedulable = self.free.free
         self.soon: Counter[str] = Counter()
         team_used: dict[str, float] = {}
+        pool_used: dict[Pool, float] = {}
         user_used: dict[tuple[str, str], int] = {}
         arrays: dict[int, int] = {}
-        reclaiming: dict[str, float] = {}
+        reclaiming: dict[Pool, float] = {}
+        self.pool_of: dict[int, Pool] = {}
         for r in running:
             total = r.gpus * len(r.node_ids)
             team_used[r.team] = team_used.get(r.team, 0) + total
+            pool = self.pool_of[r.id] = self.pool(r.team, r.node_ids)
+            pool_used[pool] = pool_used.get(pool, 0) + total
             key = (r.team, r.user)
             user_used[key] = user_used.get(key, 0) + total
             if r.array_id is not None:
                 arrays[r.array_id] = arrays.get(r.array_id, 0) + 1
             if r.terminating:
-                reclaiming[r.team] = reclaiming.get(r.team, 0) + total
+                reclaiming[pool] = reclaiming.get(pool, 0) + total
                 for node in r.node_ids:
                     if node in schedulable:
                         self.soon[node] += r.gpus
         self.team_used: Counter[str] = Counter(team_used)
+        self.pool_used: Counter[Pool] = Counter(pool_used)
         self.user_used: Counter[tuple[str, str]] = Counter(user_used)
         self.array_running: Counter[int] = Counter(arrays)
         self.claimed_soon: Counter[str] = Counter()
-        self.over_quota = {
-            team: used - config.quotas.get(team, 0.0) - reclaiming.get(team, 0.0)
-            for team, used in team_used.items()
+        self.over_quota: dict[Pool, float] = {
+            pool: used - self.quota_of(pool) - reclaiming.get(pool, 0.0)
+            for pool, used in pool_used.items()
         }
         self._candidates: dict[str, list[RunningJob]] | None = None
         self.victims: set[int] = set()
@@ -102,6 +119,43 @@ class _Pass:
         beside the reservation): a larger shape cannot fit either until something changes, so
         the long tail of a busy queue is passed over without a placement search each. A shape
         holds the nodes it was tried on (None: all; a miss on all is a miss on any group)."""
+
+    # -- quota pools --------------------------------------------------------------------------
+
+    def pool(self, team: str, node_ids: Sequence[str]) -> Pool:
+        """The pool GPUs on these nodes count against for ``team`` (``quotas.py``)."""
+        kinds = self.typed.get(team)
+        if not kinds:
+            return team, None
+        model = self.model_of.get(node_ids[0]) if node_ids else None
+        found = self._pool_types.get((team, model))
+        if found is None:
+            found = self._pool_types[(team, model)] = pool_type(list(kinds), model)
+        return team, found
+
+    def quota_of(self, pool: Pool) -> float:
+        team, kind = pool
+        if kind is None:
+            return self.cfg.quotas.get(team, 0.0)
+        return self.typed.get(team, {}).get(kind, 0.0)
+
+    def quota_kinds(self, job: QueuedJob) -> list[str]:
+        """The quota types of ``job``'s team it could run on, in the order it tries groups."""
+        ask = ask_of(job)
+        key = (job.team, *ask)
+        found = self._kinds.get(key)
+        if found is None:
+            found = []
+            for g in self._accepted_groups(job):
+                for kind in self.typed[job.team]:
+                    if kind not in found and g.model and matches(kind, g.model):
+                        found.append(kind)
+            self._kinds[key] = found
+        return found
+
+    def _accepted_groups(self, job: QueuedJob) -> list[Group]:
+        choices = self.fleet.choices(job, self.queue.asked)
+        return self.fleet.accepted(ask_of(job)) if choices is None else choices
 
     # -- order --------------------------------------------------------------------------------
 
@@ -138,8 +192,10 @@ class _Pass:
                 age = 1.0
             return (-job.priority, -(share + w_age * age + short), job.submitted_at, job.id)
 
-        tier0 = fairshare.within_quota(self.queue, cfg.quotas, self.team_used, key,
-                                       lambda job: self.held_back(job) is not None)
+        tier0 = within_quota(self.queue, cfg.quotas, self.pool_used, key,
+                             lambda job: self.held_back(job) is not None, self.typed,
+                             self.quota_kinds)
+        self.only = {i: kind for i, kind in tier0.items() if kind is not None}
         done: set[int] = set()
         reclaiming = [j for j in map(self.queue.get, tier0) if j.reclaiming]
         for job in sorted(reclaiming, key=key):
@@ -182,6 +238,9 @@ class _Pass:
                 continue
             if tier == TIER0 and cfg.preempt and self.try_reclaim(job):
                 continue
+            if self.only.pop(job.id, None) is not None and job.preemptible \
+                    and self.try_start(job):
+                continue  # its type is full: it borrows idle GPUs of another
             if cfg.blocking is Blocking.STRICT:
                 self.d.waiting[job.id] = Wait(R.RESOURCES, self.short_of(job))
                 break
@@ -230,6 +289,15 @@ class _Pass:
 
     def groups(self, job: QueuedJob) -> list[frozenset[str] | None]:
         """The node sets to try for ``job``, in order (``[None]``: every node)."""
+        kind = self.only.get(job.id) if self.only else None
+        if kind is not None:
+            key = (*ask_of(job), kind)
+            found = self._within.get(key)
+            if found is None:
+                found = self._within[key] = [
+                    g.nodes for g in self._accepted_groups(job)
+                    if g.model and matches(kind, g.model)]
+            return found
         if not self.fleet.mixed and not job.gpu_types and job.gpu_mem is None:
             return _EVERY_NODE  # one model, nothing asked: the common case, at no cost
         choices = self.fleet.choices(job, self.queue.asked)
@@ -255,6 +323,7 @@ class _Pass:
         for node in chosen:
             self.free.take(node, job.gpus)
         self.team_used[job.team] += job.total_gpus
+        self.pool_used[self.pool(job.team, chosen)] += job.total_gpus
         self.user_used[(job.team, job.user)] += job.total_gpus
         if job.array_id is not None:
             self.array_running[job.array_id] += 1
@@ -307,7 +376,7 @@ class _Pass:
             return False
         if self._candidates is None:
             self._candidates = preemption.by_node(self.running, self.over_quota,
-                                                  self.cfg.starve_after_s)
+                                                  self.cfg.starve_after_s, self.pool_of)
         state = (self.free.version, len(self.d.preemptions), len(self.d.waiting))
         if self._no_plan[0] != state:
             self._no_plan = (state, set())
@@ -319,7 +388,7 @@ class _Pass:
             free = self.free.free if among is None else {
                 n: c for n, c in self.free.free.items() if n in among}
             found = preemption.plan(job, free, soon, self._candidates, self.over_quota,
-                                    self.victims)
+                                    self.victims, self.pool_of)
             kept = self.reservation_with(job, found) if found and self.reservation else None
             if found is None or (self.reservation is not None and kept is None):
                 self._no_plan[1].add(shape)
@@ -337,7 +406,7 @@ class _Pass:
             self.claimed_soon[node] += job.gpus - from_free
         for victim in found.victims:
             self.victims.add(victim.id)
-            self.over_quota[victim.team] -= victim.total_gpus
+            self.over_quota[self.pool_of[victim.id]] -= victim.total_gpus
             for node in victim.node_ids:
                 if node in self.free.free:
                     self.soon[node] += victim.gpus
@@ -346,6 +415,7 @@ class _Pass:
                 job.id))
         self.d.promised.append(Placement(job.id, found.node_ids))
         self.team_used[job.team] += job.total_gpus  # its quota room is spoken for
+        self.pool_used[self.pool(job.team, found.node_ids)] += job.total_gpus
         detail = (f"reclaiming {sum(v.total_gpus for v in found.victims)} borrowed GPUs"
                   if found.victims else "GPUs being freed by preemption")
         self.d.waiting[job.id] = Wait(R.PREEMPTING, detail, self.now + self.cfg.preempt_grace_s)
@@ -374,6 +444,12 @@ class _Pass:
         return Wait(R.RESOURCES, self.short_of(job))
 
     def quota_wait(self, job: QueuedJob) -> Wait:
+        kinds = self.typed.get(job.team)
+        if kinds:
+            held = ", ".join(f"{self.pool_used[(job.team, k)]:g} of {q:g} {k}"
+                             for k, q in kinds.items())
+            return Wait(R.QUOTA, f"team {job.team} holds {held} of its quota; no idle GPUs "
+                                 "to borrow")
         quota = self.cfg.quotas.get(job.team, 0.0)
         return Wait(R.QUOTA, f"team {job.team} holds {self.team_used[job.team]} GPUs of its "
                              f"{quota:g}-GPU quota; no idle GPUs to borrow")
@@ -465,5 +541,7 @@ def _idle(queue: PendingQueue, running: Sequence[RunningJob], nodes: Sequence[No
         return not queue
     if not (config.fair_share and config.preempt):
         return True
+    if config.type_quotas:
+        return False  # quotas per type: who borrows is per type, which the pass works out
     return not preemption.reclaim_possible(queue.teams(), running, config.quotas,
                                            config.starve_after_s)

@@ -9,8 +9,9 @@ lost); the job's nodes are those where the fewest GPUs must be preempted.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container, Mapping, Sequence
+from collections.abc import Collection, Container, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from clusterctl.scheduler.state import QueuedJob, RunningJob
 
@@ -21,27 +22,33 @@ class Plan:
     victims: tuple[RunningJob, ...]
 
 
-def by_node(running: Sequence[RunningJob], over_quota: Mapping[str, float],
-            starve_after_s: float | None = None) -> dict[str, list[RunningJob]]:
+def by_node(running: Sequence[RunningJob], over_quota: Mapping[Any, float],
+            starve_after_s: float | None = None, pools: Mapping[int, Hashable] | None = None
+            ) -> dict[str, list[RunningJob]]:
     """The preemption candidates on each node, newest first (built once per pass). A job that
     started only after ``starve_after_s`` of waiting is not one: preempted, it would starve
-    again, over and over."""
+    again, over and over. ``over_quota`` is keyed by each job's quota pool (``pools``: by job
+    id; without it, its team)."""
     on_node: dict[str, list[RunningJob]] = {}
     for r in sorted(running, key=lambda r: (-r.started_at, -r.id)):
-        if candidate(r, over_quota, starve_after_s):
+        if candidate(r, over_quota, starve_after_s, _pool(r, pools)):
             for node in set(r.node_ids):
                 on_node.setdefault(node, []).append(r)
     return on_node
 
 
-def candidate(r: RunningJob, over_quota: Mapping[str, float],
-              starve_after_s: float | None) -> bool:
-    """May ``r`` be preempted at all: preemptible, not already ending, its team above its
-    quota, and not a job that only started after starving."""
+def _pool(r: RunningJob, pools: Mapping[int, Hashable] | None) -> Hashable:
+    return r.team if pools is None else pools[r.id]
+
+
+def candidate(r: RunningJob, over_quota: Mapping[Any, float],
+              starve_after_s: float | None, pool: Hashable | None = None) -> bool:
+    """May ``r`` be preempted at all: preemptible, not already ending, its pool (its team
+    unless given) above its quota, and not a job that only started after starving."""
     starved = (starve_after_s is not None and r.submitted_at is not None
                and r.started_at - r.submitted_at >= starve_after_s)
     return r.preemptible and not r.terminating and not starved \
-        and over_quota.get(r.team, 0.0) > 0
+        and over_quota.get(r.team if pool is None else pool, 0.0) > 0
 
 
 def plan(
@@ -49,26 +56,29 @@ def plan(
     free: Mapping[str, int],
     soon: Mapping[str, int],
     on_node: Mapping[str, Sequence[RunningJob]],
-    over_quota: Mapping[str, float],
+    over_quota: Mapping[Any, float],
     taken: Container[int] = (),
+    pools: Mapping[int, Hashable] | None = None,
 ) -> Plan | None:
     """Nodes for ``job`` and the jobs to preempt there, or None if reclaiming cannot make room.
 
     ``soon`` holds GPUs already being freed (terminating jobs) and not promised to anyone;
     ``on_node`` the candidates (``by_node``), less ``taken`` (chosen earlier in the pass);
     ``over_quota`` how many GPUs each team holds beyond its quota, less what is already being
-    reclaimed from it. An empty ``victims`` means the GPUs coming free suffice."""
+    reclaimed from it (keyed as :func:`by_node` says). An empty ``victims`` means the GPUs
+    coming free suffice."""
     options: list[tuple[int, int, str, list[RunningJob]]] = []
     for node, count in free.items():
         have = count + soon.get(node, 0)
         need = job.gpus - have
         victims: list[RunningJob] = []
-        spent: dict[str, float] = {}
+        spent: dict[Hashable, float] = {}
         for r in on_node.get(node, ()) if need > 0 else ():
-            if r.id in taken or over_quota[r.team] - spent.get(r.team, 0.0) < r.total_gpus:
+            pool = _pool(r, pools)
+            if r.id in taken or over_quota[pool] - spent.get(pool, 0.0) < r.total_gpus:
                 continue
             victims.append(r)
-            spent[r.team] = spent.get(r.team, 0.0) + r.total_gpus
+            spent[pool] = spent.get(pool, 0.0) + r.total_gpus
             need -= r.gpus
             if need <= 0:
                 break
@@ -81,10 +91,11 @@ def plan(
     victims_all: dict[int, RunningJob] = {}
     for *_, victims in chosen:
         victims_all.update((v.id, v) for v in victims)
-    spent_all: dict[str, float] = {}
+    spent_all: dict[Hashable, float] = {}
     for v in victims_all.values():
-        spent_all[v.team] = spent_all.get(v.team, 0.0) + v.total_gpus
-    if any(gpus > over_quota[team] for team, gpus in spent_all.items()):
+        pool = _pool(v, pools)
+        spent_all[pool] = spent_all.get(pool, 0.0) + v.total_gpus
+    if any(gpus > over_quota[pool] for pool, gpus in spent_all.items()):
         return None  # each node was checked alone; together they would take too much
     return Plan(tuple(node for *_, node, _ in chosen), tuple(victims_all.values()))
 

@@ -116,7 +116,11 @@ class PolicyConfig:
     preempt: bool = True
     """Reclaim borrowed GPUs by preemption for a team under its quota."""
     quotas: dict[str, float] = field(default_factory=dict)
-    """Guaranteed GPUs per team (resolved: every team that has jobs has an entry)."""
+    """Guaranteed GPUs per team over all types (resolved: every team that has jobs has an
+    entry; a team with ``type_quotas`` has their sum)."""
+    type_quotas: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Guaranteed GPUs per team and GPU type, for the teams whose quota is per type
+    (``quotas.py``): borrowing beyond them and reclaiming them happen within a type."""
     half_life_s: float = 7 * 86400.0
     """Decay of recent usage for fair share (Slurm's ``PriorityDecayHalfLife`` default)."""
     max_age_s: float = 7 * 86400.0

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Engine, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from clusterctl.states import ACTIVE, ENDED, LISTED, JobState, check_transition, ordered
@@ -178,14 +179,16 @@ class JobStore:
             rows = s.exec(select(Job.id, Job.state).where(col(Job.id).in_(ids))).all()
         return {int(i): st for i, st in rows if i is not None}
 
-    def usage_intervals(self, since: datetime) -> list[tuple[str, str, datetime, datetime | None]]:
-        """(team, user, start, end or None) of every GPU held since ``since``: the input of fair
-        share (one row per GPU)."""
-        q = (select(Job.team, Job.user, Allocation.started_at, Allocation.ended_at)
+    def usage_intervals(self, since: datetime
+                        ) -> list[tuple[str, str, str, datetime, datetime | None]]:
+        """(team, user, node, start, end or None) of every GPU held since ``since``: the input
+        of fair share (one row per GPU)."""
+        q = (sa_select(col(Job.team), col(Job.user), col(Allocation.node),
+                       col(Allocation.started_at), col(Allocation.ended_at))
              .join(Job, col(Job.id) == col(Allocation.job_id))
              .where((col(Allocation.ended_at).is_(None)) | (col(Allocation.ended_at) > since)))
         with self.session() as s:
-            return [(t, u, a, b) for t, u, a, b in s.exec(q).all()]
+            return [(t, u, n, a, b) for t, u, n, a, b in s.execute(q).all()]
 
     def _transition(
         self,
