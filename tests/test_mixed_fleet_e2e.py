@@ -1,7 +1,8 @@
 """A mixed fleet on a real Ray cluster (#18): a GPU-less head, a node of 2 H100s and one of 2
 RTX 4090s (ray.cluster_utils.Cluster, models as node labels). Typed, any-of, memory-bound and
 untyped jobs land on the GPUs they accept; a request the fleet can never hold is refused at
-submit with exit 2, naming what exists, and nothing is stored."""
+submit with exit 2, naming what exists, and nothing is stored; a quota per type reclaims GPUs
+of its type."""
 
 from __future__ import annotations
 
@@ -87,4 +88,36 @@ def test_typed_any_of_and_untyped_jobs_land_on_the_gpus_they_accept(
             assert ctl.wait_done(job_id)["state"] == "SUCCEEDED"
             assert nodes_of(ctl, job_id) == {"h100-1"}
     finally:
+        ctl.stop()
+
+
+def test_a_quota_per_type_reclaims_its_type(fleet: tuple[str, Path], tmp_path: Path) -> None:
+    """vision is guaranteed 2 H100 (and 4 B200 the fleet lacks: a warning); nlp borrows both
+    nodes. vision's untyped job reclaims the H100s, not the newer job on the 4090s that a
+    quota over all types would take."""
+    address, token = fleet
+    ctl = Controller(tmp_path / "ctl", address, token)
+    ctl.env.update({"CLUSTERCTL_QUOTAS": "vision=H100:2+B200:4,nlp=0",
+                    "CLUSTERCTL_PREEMPT_GRACE_S": "3"})
+    ctl.start()
+    work = tmp_path / "w"
+    work.mkdir()
+    borrowers: list[int] = []
+    try:
+        for kind in ("H100", "4090"):
+            borrowers.append(ctl.submit("--team", "nlp", "--gpus", f"{kind}:2", "--", "sleep",
+                                        "300", cwd=work))
+            ctl.wait_state(borrowers[-1], {"RUNNING"})
+        on_h100, on_rtx = borrowers
+        claim = ctl.submit("--team", "vision", "--gpus", "2", "--", "true", cwd=work)
+        assert ctl.wait_done(claim, timeout=90)["state"] == "SUCCEEDED"
+        assert nodes_of(ctl, claim) == {"h100-1"}
+        assert ctl.show(on_h100)["preemptions"] == 1
+        rtx = ctl.show(on_rtx)
+        assert rtx["state"] == "RUNNING" and rtx["preemptions"] == 0
+        log = (tmp_path / "ctl" / "controller.log").read_text()
+        assert "quota vision: B200: no node reports GPUs of that type" in log, log[-3000:]
+    finally:
+        for job_id in borrowers:
+            ctl.cli("cancel", str(job_id))
         ctl.stop()
