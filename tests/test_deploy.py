@@ -191,7 +191,7 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         "head_ray_client_port": ports["client"],
         "head_db_name": db,
         "head_db_password": "deploy-test-password",
-        "head_quotas": {"ml": 2},
+        "head_quotas": {"ml": 2, "cv": {"H100": 1, "A100": 2}},
         "monitoring_grafana_dir": str(base / "grafana"),
         "monitoring_dashboards_dir": str(base / "grafana-dashboards"),
     }
@@ -220,6 +220,7 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
     for unit in ("clusterctl-ray-head.service", "clusterctl-controller.service"):
         assert Path(f"/etc/systemd/system/{unit}").stat().st_mode & 0o022 == 0
     assert "deploy-test-password" not in first  # no_log keeps it out of the output
+    assert "CLUSTERCTL_QUOTAS='ml=2,cv=H100:1+A100:2'" in (etc / "controller.env").read_text()
     prom = yaml.safe_load(Path("/etc/prometheus/prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     assert jobs["clusterctl-agent"]["static_configs"][0]["targets"] == [

@@ -104,3 +104,11 @@ def test_simulate_command_on_a_mixed_fleet(tmp_path: Path) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     bad = cli("--cluster", "2x8:")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --cluster:")
+    typed = cli("--cluster", "1x2:H100,1x2:RTX-4090", "--policy", "default", "--json",
+                "--quota", "a=H100:2", "--quota", "b=B200:2")
+    assert typed.returncode == 0, typed.stderr
+    assert "warning: --quota b: B200: no node of --cluster has that type" in typed.stderr
+    assert {t["team"]: t["quota"] for t in json.loads(typed.stdout)[0]["teams"]} == {
+        "a": 2.0, "b": 2.0}
+    bad = cli("--cluster", "1x2:H100", "--quota", "a=H100:lots")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --quota:")
