@@ -1,22 +1,30 @@
-"""Zipping the submitter's working directory for shipment with the job.
+"""Zipping the submitter's working directory for shipment with the job, and unpacking it.
 
 Honours the directory's ``.gitignore`` (and never ships ``.git``), and stops as soon as the
-size passes the limit instead of reading a whole home directory first.
+size passes the limit instead of reading a whole home directory first. File modes travel (a
+``./run.sh`` stays executable), and so do symbolic links that point inside the directory (as
+links, the way ``git`` and ``tar`` keep them); a link that points outside ships what it points
+to, as a copy, since the target does not exist on the node.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
 import zipfile
 from pathlib import Path
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from clusterctl.parsing import BadInput
 
+if TYPE_CHECKING:
+    import pathspec
+
 
 def _spec(root: Path) -> pathspec.PathSpec:
+    import pathspec  # here: the launch shim imports this module for unpack alone
+
     lines = [".git/"]
     ignore = root / ".gitignore"
     if ignore.exists():
@@ -35,10 +43,17 @@ def pack(root: Path, max_bytes: int) -> bytes:
             dirnames[:] = sorted(
                 d for d in dirnames if not spec.match_file(f"{(rel_dir / d).as_posix()}/")
             )
+            for name in [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+                dirnames.remove(name)  # never walked into: kept as a link, if it stays inside
+                _add_link(z, root, Path(dirpath) / name, (rel_dir / name).as_posix())
             for name in sorted(filenames):
                 rel = (rel_dir / name).as_posix()
                 path = Path(dirpath) / name
-                if spec.match_file(rel) or not path.is_file():
+                if spec.match_file(rel):
+                    continue
+                if path.is_symlink() and _add_link(z, root, path, rel):
+                    continue
+                if not path.is_file():
                     continue
                 total += path.stat().st_size
                 if total > max_bytes:
@@ -53,3 +68,62 @@ def pack(root: Path, max_bytes: int) -> bytes:
                 with open(path, "rb") as f:
                     z.writestr(info, f.read())
     return buf.getvalue()
+
+
+def _link_target(root: Path, path: Path) -> str | None:
+    """The relative target of the link at ``path`` if it resolves inside ``root``."""
+    try:
+        resolved = path.resolve()
+        resolved.relative_to(root)
+    except (OSError, RuntimeError, ValueError):
+        return None  # a loop, or outside the directory
+    return os.path.relpath(resolved, path.parent)
+
+
+def _add_link(z: zipfile.ZipFile, root: Path, path: Path, rel: str) -> bool:
+    target = _link_target(root, path)
+    if target is None:
+        return False
+    info = zipfile.ZipInfo(rel)
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    z.writestr(info, target)
+    return True
+
+
+def unpack(archive: zipfile.ZipFile, dest: str) -> None:
+    """Extract into ``dest`` with the files' modes (setuid and the like dropped), and the
+    links, made last so that no file is written through one. A link that leads out of
+    ``dest``, by its words or once every link is resolved, is refused (``ValueError``) and none
+    is left: :func:`pack` never makes one."""
+    links = []
+    for info in archive.infolist():
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            links.append(info)
+            continue
+        path = archive.extract(info, dest)
+        if not info.is_dir() and mode & 0o777:
+            os.chmod(path, mode & 0o777)
+    made: list[str] = []
+    root = os.path.realpath(dest)
+    try:
+        for info in links:
+            name = os.path.normpath(info.filename)
+            target = archive.read(info).decode()
+            if os.path.isabs(name) or name == ".." or name.startswith("../") \
+                    or os.path.isabs(target):
+                raise ValueError(f"the link {info.filename} -> {target} leads out of the "
+                                 "directory")
+            path = os.path.join(dest, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.symlink(target, path)
+            made.append(path)
+        for path in made:
+            real = os.path.realpath(path)
+            if real != root and not real.startswith(root + os.sep):
+                raise ValueError(f"the link {os.path.relpath(path, dest)} -> "
+                                 f"{os.readlink(path)} leads out of the directory")
+    except ValueError:
+        for path in made:
+            os.unlink(path)
+        raise

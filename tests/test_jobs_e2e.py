@@ -105,6 +105,49 @@ def test_failing_and_missing_commands_fail_with_their_exit_codes(
     assert "command not found: no-such-command-xyz" in controller.cli("logs", str(missing)).stdout
 
 
+def test_a_batch_script_with_directives_runs_with_its_run_bits_and_links(
+        controller: Controller, tmp_path: Path) -> None:
+    """#19 item 1: ``submit run.sh ARGS`` as sbatch would: its #CLUSTERCTL lines give flags
+    (the command line wins), the shipped directory keeps run bits and inner links."""
+    wd = tmp_path / "project"
+    (wd / "lib").mkdir(parents=True)
+    tool = wd / "lib" / "tool.sh"
+    tool.write_text("#!/bin/sh\necho tool \"$1\"\n")
+    tool.chmod(0o755)
+    os.symlink("lib/tool.sh", wd / "tool")
+    run = wd / "run.sh"
+    run.write_text("#!/bin/sh\n#CLUSTERCTL --gpus 2 --name from-script\n"
+                   "# an ordinary comment\n#CLUSTERCTL --time-limit 10m  # ten minutes\n"
+                   "set -e\n#CLUSTERCTL --gpus 3\n"  # past the leading block: a comment
+                   "./tool \"$1\"\necho gpus=$CUDA_VISIBLE_DEVICES\n")
+    run.chmod(0o755)
+    job_id = controller.submit("--name", "from-cli", "run.sh", "hello", cwd=wd)
+    r = controller.cli("wait", str(job_id))
+    assert r.returncode == 0, controller.cli("logs", str(job_id)).stdout
+    job = controller.show(job_id)
+    assert (job["name"], job["gpus"], job["time_limit_s"]) == ("from-cli", 2, 600)
+    assert job["command"] == ["./run.sh", "hello"]
+    out = controller.cli("logs", str(job_id)).stdout
+    assert "tool hello" in out and len(out.split("gpus=")[1].split()[0].split(",")) == 2
+
+    plain = wd / "plain.sh"  # no run bit: run through its #! line, as sbatch would
+    plain.write_text(f"#!{PY}\nprint('python ran it')\n")
+    job_id = controller.submit("plain.sh", cwd=wd)
+    assert controller.cli("wait", str(job_id)).returncode == 0
+    assert "python ran it" in controller.cli("logs", str(job_id)).stdout
+
+    before = len(controller.json("jobs", "--all"))
+    bad = wd / "bad.sh"
+    bad.write_text("#!/bin/sh\n#CLUSTERCTL --gpuz 2\ntrue\n")
+    r = controller.cli("submit", "bad.sh", cwd=wd)
+    assert r.returncode == 2 and r.stderr.startswith("error: #CLUSTERCTL: bad.sh: "), r.stderr
+    assert "--gpuz" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    bad.write_text("#!/bin/sh\n#CLUSTERCTL --gpus 0\ntrue\n")
+    r = controller.cli("submit", "bad.sh", cwd=wd)
+    assert r.returncode == 2 and r.stderr.startswith("error: --gpus:"), r.stderr
+    assert len(controller.json("jobs", "--all")) == before  # nothing stored
+
+
 def test_jobs_run_one_at_a_time_in_priority_then_submit_order(
         controller: Controller, tmp_path: Path) -> None:
     wd = workdir(tmp_path, nap="import time, sys; time.sleep(float(sys.argv[1]))",

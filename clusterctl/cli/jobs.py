@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from clusterctl import parsing, workdir
+from clusterctl import batch_script, parsing, workdir
 from clusterctl import settings as settings_mod
 from clusterctl.cli.common import (
     client,
@@ -25,7 +25,7 @@ from clusterctl.cli.common import (
 )
 from clusterctl.client import ApiError
 from clusterctl.gpu_types import describe_ask, parse_gpu_ask
-from clusterctl.parsing import format_duration
+from clusterctl.parsing import BadInput, format_duration
 from clusterctl.states import ENDED, JobState
 
 STATE_STYLE = {
@@ -45,7 +45,9 @@ def gpus_asked(job: dict[str, Any]) -> str:
 
 @handles_errors
 def submit(
-    command: Annotated[list[str] | None, typer.Argument(help="The command, after '--'.")] = None,
+    ctx: typer.Context,
+    command: Annotated[list[str] | None, typer.Argument(
+        help="The command, after '--'; or a script (its #CLUSTERCTL lines give flags).")] = None,
     gpus: Annotated[str, typer.Option(
         help="GPUs per node: 2, or H100:2 for two of that type.")] = "1",
     gpu_type: Annotated[str | None, typer.Option(
@@ -77,38 +79,73 @@ def submit(
                      "running at once.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the new job as JSON.")] = False,
 ) -> None:
-    """Queue a job; prints its id once it is stored (one id per line for an array)."""
+    """Queue a job; prints its id once it is stored (one id per line for an array).
+
+    A script's leading comment lines may give flags, as sbatch's #SBATCH lines do:
+    '#CLUSTERCTL --gpus 2 --time-limit 2h'. Flags on the command line win."""
+    p = dict(ctx.params)
+    script = batch_script.read_head(command[0]) if command else None
+    if command and script is not None:
+        p.update(_directive_flags(ctx, command[0], batch_script.directives(script[0])))
+        p["command"] = batch_script.command_for(command, *script)
+    _submit(p)
+
+
+def _directive_flags(ctx: typer.Context, script: str, tokens: list[str]) -> dict[str, Any]:
+    """The flags a script's directives give that the command line does not."""
+    if not tokens:
+        return {}
+    try:
+        parsed = ctx.command.make_context(ctx.info_name or "submit", list(tokens),
+                                          parent=ctx.parent)
+    except typer.exceptions.TyperException as e:  # typer's own click's usage errors
+        why = e.format_message() if hasattr(e, "format_message") else str(e)
+        raise BadInput(batch_script.FIELD, f"{script}: {why}") from None
+    if parsed.params.get("command"):
+        raise BadInput(batch_script.FIELD, f"{script}: gives flags only (the command is the "
+                       f"script), not {' '.join(parsed.params['command'])!r}")
+    def given(c: Any, name: str) -> bool:
+        source = c.get_parameter_source(name)  # typer's vendored click's enum: by name
+        return source is not None and source.name == "COMMANDLINE"
+
+    return {name: value for name, value in parsed.params.items()
+            if given(parsed, name) and not given(ctx, name)}
+
+
+def _submit(p: dict[str, Any]) -> None:
     body: dict[str, Any] = {
-        "command": parsing.parse_command(command or []),
-        "nodes": parsing.parse_nodes(nodes),
-        "priority": parsing.parse_priority(priority),
-        "retries": parsing.parse_retries(retries),
-        "env": parsing.parse_env(env or []),
+        "command": parsing.parse_command(p["command"] or []),
+        "nodes": parsing.parse_nodes(p["nodes"]),
+        "priority": parsing.parse_priority(p["priority"]),
+        "retries": parsing.parse_retries(p["retries"]),
+        "env": parsing.parse_env(p["env"] or []),
     }
-    count, types, mem = parse_gpu_ask(gpus, gpu_type, gpu_mem, parsing.MAX_GPUS_PER_NODE)
+    gpu_mem = p["gpu_mem"]
+    count, types, mem = parse_gpu_ask(p["gpus"], p["gpu_type"], gpu_mem,
+                                      parsing.MAX_GPUS_PER_NODE)
     body["gpus"] = count
     if types:
         body["gpu_type"] = types
     if mem is not None:
         body["gpu_mem"] = gpu_mem
-    if time_limit is not None:
-        body["time_limit"] = parsing.parse_duration(time_limit)
-    if name is not None:
-        body["name"] = parsing.parse_name(name, "--name")
-    if team is not None:
-        body["team"] = parsing.parse_name(team, "--team")
-    if no_preempt:
+    if p["time_limit"] is not None:
+        body["time_limit"] = parsing.parse_duration(p["time_limit"])
+    if p["name"] is not None:
+        body["name"] = parsing.parse_name(p["name"], "--name")
+    if p["team"] is not None:
+        body["team"] = parsing.parse_name(p["team"], "--team")
+    if p["no_preempt"]:
         body["no_preempt"] = True
-    if after:
-        parsing.parse_after(after)
-        body["after"] = list(after)
-    if array is not None:
-        parsing.parse_array(array)
-        body["array"] = array
+    if p["after"]:
+        parsing.parse_after(p["after"])
+        body["after"] = list(p["after"])
+    if p["array"] is not None:
+        parsing.parse_array(p["array"])
+        body["array"] = p["array"]
     settings = settings_mod.load()
     c = client()
-    if workdir_ is not None:
-        path = Path(workdir_).expanduser()
+    if p["workdir_"] is not None:
+        path = Path(p["workdir_"]).expanduser()
         if not path.is_absolute():
             path = path.resolve()
         body["workdir"] = str(path)
@@ -116,7 +153,7 @@ def submit(
         data = workdir.pack(Path.cwd(), int(settings.max_package_mb * (1 << 20)))
         body["package"] = c.upload_package(data)
     job = c.submit(body)
-    if json_:
+    if p["json_"]:
         print_json(job)
     else:
         print("\n".join(str(i) for i in job.get("array_job_ids") or [job["id"]]))

@@ -41,6 +41,7 @@ import zipfile
 from types import FrameType
 
 from clusterctl.executor.accounts import Account
+from clusterctl.workdir import unpack
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -134,7 +135,7 @@ def _become(account: Account) -> None:
 def _unpack(archive: zipfile.ZipFile) -> None:
     try:
         with archive:
-            archive.extractall(os.getcwd())
+            unpack(archive, os.getcwd())
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         _cannot_start(f"could not unpack the job's working directory: {e}")
 
