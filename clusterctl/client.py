@@ -21,10 +21,13 @@ from tenacity import (
 
 
 class ApiError(Exception):
-    def __init__(self, message: str, exit_code: int = 1, status: int | None = None) -> None:
+    def __init__(self, message: str, exit_code: int = 1, status: int | None = None,
+                 unreachable: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         self.status = status
+        self.unreachable = unreachable
+        """No answer at all (refused, reset, timed out): trying again later may work."""
 
 
 def _unavailable(e: BaseException) -> bool:
@@ -84,7 +87,7 @@ class Client:
                                "does not trust: set ca_file to the cluster's CA (in your "
                                "config file or CLUSTERCTL_CA_FILE)") from e
             raise ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
-                           "is `clusterctl up` running?") from e
+                           "is `clusterctl up` running?", unreachable=True) from e
         self._warn_degraded(response.headers.get("X-Clusterctl-Warning"))
         if response.status_code < 400:
             self._warn_expiry(response.headers.get("X-Token-Expires"))
@@ -128,13 +131,22 @@ class Client:
                          headers={"Content-Type": "application/zip"})["sha256"]
 
     def jobs(self, *, all: bool = False, user: str | None = None,
-             state: str | None = None) -> list[dict[str, Any]]:
+             state: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        return self.jobs_page(all=all, user=user, state=state, **filters)[0]
+
+    def jobs_page(self, *, all: bool = False, user: str | None = None,
+                  state: str | None = None, **filters: Any) -> tuple[list[dict[str, Any]], int]:
+        """The jobs that match (``team``, ``name``, ``since``, ``array``, ``limit``,
+        ``before``) and how many match in all."""
         params: dict[str, Any] = {"all": all}
         if user:
             params["owner"] = user
         if state:
             params["state"] = state
-        return self.json("GET", "/v1/jobs", params=params)
+        params.update({k: v for k, v in filters.items() if v is not None})
+        r = self.request("GET", "/v1/jobs", params=params)
+        rows = r.json()
+        return rows, int(r.headers.get("X-Total-Count", len(rows)))
 
     def job(self, job_id: int) -> dict[str, Any]:
         return self.json("GET", f"/v1/jobs/{job_id}")

@@ -155,6 +155,28 @@ def parse_job_id(text: str | int) -> int:
     return int(raw)
 
 
+MAX_RANGE = 10_000
+
+
+def parse_job_ids(texts: list[str]) -> list[int]:
+    """``12 14 20-25``: ids and ranges, in the order given, each once."""
+    out: dict[int, None] = {}
+    for text in texts:
+        for part in str(text).split(","):
+            lo, sep, hi = part.strip().partition("-")
+            if not sep:
+                out[parse_job_id(lo)] = None
+                continue
+            a, b = parse_job_id(lo), parse_job_id(hi)
+            if b < a or b - a >= MAX_RANGE:
+                raise BadInput("JOB", f"{part!r} must be FIRST-LAST with FIRST ≤ LAST, at most "
+                               f"{MAX_RANGE} jobs")
+            out.update(dict.fromkeys(range(a, b + 1)))
+    if not out:
+        raise BadInput("JOB", "give at least one job id")
+    return list(out)
+
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 

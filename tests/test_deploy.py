@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from clusterctl.executor.local_ray import free_port, stop_process
+from clusterctl.scheduler.quotas import parse_quotas
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSIBLE = ROOT / "ansible"
@@ -220,7 +221,9 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
     for unit in ("clusterctl-ray-head.service", "clusterctl-controller.service"):
         assert Path(f"/etc/systemd/system/{unit}").stat().st_mode & 0o022 == 0
     assert "deploy-test-password" not in first  # no_log keeps it out of the output
-    assert "CLUSTERCTL_QUOTAS='ml=2,cv=H100:1+A100:2'" in (etc / "controller.env").read_text()
+    env_file = (etc / "controller.env").read_text()
+    quotas = env_file.split("CLUSTERCTL_QUOTAS='")[1].split("'")[0]
+    assert parse_quotas(quotas.split(",")) == ({"ml": 2.0}, {"cv": {"H100": 1.0, "A100": 2.0}})
     prom = yaml.safe_load(Path("/etc/prometheus/prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     assert jobs["clusterctl-agent"]["static_configs"][0]["targets"] == [

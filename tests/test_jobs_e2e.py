@@ -148,6 +148,49 @@ def test_a_batch_script_with_directives_runs_with_its_run_bits_and_links(
     assert len(controller.json("jobs", "--all")) == before  # nothing stored
 
 
+def test_listing_filters_and_pages_cancel_ranges_and_arrays_and_wait_timeout(
+        controller: Controller) -> None:
+    """#19 item 7: `jobs` filters, never cuts short silently, and the API pages; `cancel`
+    takes ranges and whole arrays; `wait --timeout` exits 3, and 1 only for a job that did
+    not succeed."""
+    sweep = [controller.submit("--name", f"sweep-{i}", "--", "sleep", "300") for i in range(5)]
+    other = controller.submit("--name", "other", "--", "sleep", "300")
+    r = controller.cli("jobs", "--name", "sweep-*", "--limit", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [j["id"] for j in json.loads(r.stdout)] == sweep[-2:]  # the newest, oldest first
+    assert "2 of 5 jobs shown" in r.stderr and "--limit 5" in r.stderr
+    page = controller.api("GET", f"/v1/jobs?name=sweep-*&limit=2&before={sweep[-2]}")
+    assert [j["id"] for j in page.json()] == sweep[1:3] and page.headers["X-Total-Count"] == "5"
+    mine = controller.json("jobs", "--team", controller.show(other)["team"], "--since", "1h")
+    assert {sweep[0], other} <= {j["id"] for j in mine}
+    assert controller.json("jobs", "--team", "nobody-here") == []
+    r = controller.cli("jobs", "--name", "sweep-*")
+    assert r.returncode == 0 and "shown" not in r.stderr  # all of them: nothing to say
+    for bad, field in ((["--limit", "0"], "--limit"), (["--since", "soon"], "--since"),
+                       (["--team", "a b"], "--team")):
+        r = controller.cli("jobs", *bad)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: {field}:"), (bad, r.stderr)
+
+    r = controller.cli("wait", str(other), "--timeout", "1s")
+    assert r.returncode == 3 and "timed out after 1s" in r.stderr, r.stderr
+    assert controller.cli("wait", "999999", "--timeout", "1s").returncode == 2
+
+    r = controller.cli("cancel", f"{sweep[0]}-{sweep[2]}", str(sweep[4]), "--json")
+    assert r.returncode == 0, r.stderr
+    assert [d["id"] for d in json.loads(r.stdout)] == [*sweep[:3], sweep[4]]
+    for job_id in [*sweep[:3], sweep[4]]:
+        assert controller.wait_done(job_id)["state"] == "CANCELLED"
+    assert controller.show(sweep[3])["state"] in ("PENDING", "RUNNING")
+    tasks = [int(i) for i in controller.cli("submit", "--array", "0-3", "--", "sleep",
+                                            "300").stdout.split()]
+    r = controller.cli("cancel", "--array", str(tasks[0]))
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 4, r.stdout + r.stderr
+    assert all(controller.wait_done(t)["state"] == "CANCELLED" for t in tasks)
+    r = controller.cli("wait", str(tasks[0]))
+    assert r.returncode == 1 and "CANCELLED" in r.stdout
+    assert controller.cli("cancel", "9-3").returncode == 2
+
+
 def test_jobs_run_one_at_a_time_in_priority_then_submit_order(
         controller: Controller, tmp_path: Path) -> None:
     wd = workdir(tmp_path, nap="import time, sys; time.sleep(float(sys.argv[1]))",

@@ -188,7 +188,9 @@ def test_user_gpu_limit_and_estimated_start(make_controller: Callable[..., Contr
                                             tmp_path: Path) -> None:
     c = make_controller(user_gpu_limit="3", preempt="false")
     w = Work(tmp_path)
-    mine = [c.submit(*w.args(), cwd=w.dir) for _ in range(4)]
+    # The first has a time limit; the others run until released.
+    mine = [c.submit(*w.args("--time-limit", "2h"), cwd=w.dir)]
+    mine += [c.submit(*w.args(), cwd=w.dir) for _ in range(3)]
     eventually("three running", lambda: [by_id(c)[j]["state"] for j in mine].count("RUNNING") == 3)
     held = next(j for j in mine if by_id(c)[j]["state"] == "PENDING")
     assert eventually("user-limit", lambda: by_id(c)[held].get("wait_reason")) == "user-limit"
@@ -202,15 +204,22 @@ def test_user_gpu_limit_and_estimated_start(make_controller: Callable[..., Contr
     big = int(r.stdout)
     job = eventually("resources", lambda: (j := by_id(c)[big]).get("estimated_start") and j)
     assert job["wait_reason"] == "resources"
-    # Running jobs have no time limit: backfill counts them as the 24h default.
+    # The free GPU and the one the 2h job gives back by its limit: in about two hours.
     wait_h = (datetime.fromisoformat(job["estimated_start"])
               - datetime.fromisoformat(job["submitted_at"])).total_seconds() / 3600
-    assert 23.5 < wait_h < 24.5
+    assert 1.5 < wait_h < 2.5
     table = c.cli("jobs").stdout
     assert "user-limit" in table and "resources" in table and "starts by" in table
     assert "waiting: resources" in c.cli("show", str(big)).stdout
+    # A job that must wait for jobs without a time limit gets no made-up date.
+    assert c.cli("cancel", str(big)).returncode == 0
+    r = c.cli("submit", *w.args("--gpus", "3", "--time-limit", "1h"), token=carol, cwd=w.dir)
+    whole = int(r.stdout)
+    job = eventually("unknown", lambda: "start unknown" in (
+        (j := by_id(c)[whole]).get("wait_detail") or "") and j)
+    assert job["estimated_start"] is None and "starts by" not in c.cli("jobs").stdout
     w.release.touch()
-    for j in [*mine, big]:
+    for j in [*mine, whole]:
         assert c.wait_done(j)["state"] == "SUCCEEDED"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,8 @@ from clusterctl import settings as settings_mod
 from clusterctl.cli.common import (
     client,
     console,
+    err_console,
+    fail,
     gib,
     handles_errors,
     local_time,
@@ -197,19 +200,40 @@ def jobs(
     all_: Annotated[bool, typer.Option("--all", help="Include finished jobs.")] = False,
     user: Annotated[str | None, typer.Option(help="Only this user's jobs.")] = None,
     state: Annotated[str | None, typer.Option(help="Only these states (comma-separated).")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team's jobs.")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Only jobs of this name (* matches any text: 'sweep-*').")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only jobs submitted in this last while: 2h, 7d.")] = None,
+    limit: Annotated[str, typer.Option(help="Show the newest N jobs that match.")] = "1000",
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """The queue: pending and running jobs (with --all, finished ones too)."""
+    """The queue: pending and running jobs (with --all, finished ones too). Never cut short
+    silently: when more jobs match than are shown, it says how many."""
     if state:
         for s in state.split(","):
             if s.strip().upper() not in JobState.__members__:
                 raise parsing.BadInput("--state", f"{s!r} is not one of "
                                        + ", ".join(JobState.__members__))
-    rows = client().jobs(all=all_, user=user, state=state)
+    if team is not None:
+        parsing.parse_name(team, "--team")
+    if name is not None and not name.strip():
+        raise parsing.BadInput("--name", "is empty")
+    count = parsing.parse_count(limit, "--limit", 100_000)
+    after = None
+    if since is not None:
+        after = (datetime.now(timezone.utc)
+                 - timedelta(seconds=parsing.parse_duration(since, "--since"))).isoformat()
+    rows, total = client().jobs_page(all=all_, user=user, state=state, team=team, name=name,
+                                     since=after, limit=count)
     if json_:
         print_json(rows)
-        return
-    console.print(jobs_table(rows))
+    else:
+        console.print(jobs_table(rows))
+    if total > len(rows):
+        err_console.print(f"{len(rows)} of {total} jobs shown (the newest); "
+                          f"--limit {total} shows them all, or narrow with --state, --user, "
+                          "--team, --name or --since")
 
 
 @handles_errors
@@ -327,11 +351,26 @@ def logs(
 
 
 @handles_errors
-def cancel(jobs_: Annotated[list[str], typer.Argument(metavar="JOB...", help="Job ids.")]) -> None:
+def cancel(
+    jobs_: Annotated[list[str] | None, typer.Argument(
+        metavar="JOB...", help="Job ids and ranges: 12 14 20-25.")] = None,
+    array: Annotated[str | None, typer.Option(
+        help="Every task of this array (its id: the first task's job id).")] = None,
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Cancel jobs: queued ones at once, running ones by SIGTERM, then SIGKILL after a grace."""
-    ids = [parsing.parse_job_id(j) for j in jobs_]
+    if not jobs_ and array is None:
+        raise parsing.BadInput("JOB", "give job ids, ranges (12-20) or --array ID")
+    ids = parsing.parse_job_ids(jobs_) if jobs_ else []
     c = client()
+    if array is not None:
+        array_id = parsing.parse_job_id(array)
+        tasks = c.jobs(array=array_id, limit=100_000)
+        if not tasks:
+            raise ApiError(f"--array: no live task of array {array_id}")
+        ids += [t["id"] for t in tasks if t["id"] not in ids]
     failed = False
+    done = []
     for job_id in ids:
         try:
             r = c.cancel(job_id)
@@ -339,10 +378,14 @@ def cancel(jobs_: Annotated[list[str], typer.Argument(metavar="JOB...", help="Jo
             if e.exit_code == 2:
                 raise
             print(f"{job_id}: {e}", file=sys.stderr)
+            done.append({"id": job_id, "outcome": "error", "error": str(e)})
             failed = True
             continue
-        verb = "cancelled" if r["outcome"] == "cancelled" else "stopping"
-        print(f"{job_id}: {verb}")
+        done.append({"id": job_id, "outcome": r["outcome"]})
+        if not json_:
+            print(f"{job_id}: {'cancelled' if r['outcome'] == 'cancelled' else 'stopping'}")
+    if json_:
+        print_json(done)
     if failed:
         raise typer.Exit(1)
 
@@ -350,16 +393,44 @@ def cancel(jobs_: Annotated[list[str], typer.Argument(metavar="JOB...", help="Jo
 @handles_errors
 def wait(
     job: Annotated[str, typer.Argument(help="Job id.")],
+    timeout: Annotated[str | None, typer.Option(
+        help="Give up after this long (90s, 2h): exit 3.")] = None,
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Wait for a job to end; exit 0 if it SUCCEEDED, 1 otherwise."""
+    """Wait for a job to end. Exit 0 if it SUCCEEDED, 1 if it ended otherwise, 3 if the
+    time ran out (a controller that does not answer is retried until then)."""
     job_id = parsing.parse_job_id(job)
+    limit = parsing.parse_duration(timeout, "--timeout") if timeout is not None else None
     c = client()
+    c.wait_for_s = 0  # this loop retries, within --timeout
+    deadline = None if limit is None else time.monotonic() + limit
+    pause, said = 1.0, False
     while True:
-        j = c.job(job_id)
+        try:
+            j = c.job(job_id)
+        except ApiError as e:
+            if e.status == 404:
+                raise parsing.BadInput("JOB", str(e)) from None
+            if not (e.unreachable or e.status == 503):
+                raise
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise fail(f"timed out after {format_duration(limit)}: {e}", 3) from None
+            if not said:
+                err_console.print(f"{e}; trying again until "
+                                  + ("the job ends" if deadline is None else "--timeout"),
+                                  markup=False, soft_wrap=True)
+                said = True
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, 10.0)
+            continue
+        pause = 1.0
         if JobState(j["state"]) in ENDED:
             break
-        time.sleep(0.5)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise fail(f"timed out after {format_duration(limit)}: job {job_id} is still "
+                       f"{j['state']}", 3)
+        time.sleep(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic())))
     if json_:
         print_json(j)
     else:

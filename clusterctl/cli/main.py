@@ -14,6 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help renders as written: no emoji for "JOB:ok:", no [markup]
 )
 app.command()(up)
 app.command()(demo)

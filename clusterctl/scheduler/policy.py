@@ -247,9 +247,13 @@ class _Pass:
             if cfg.blocking is Blocking.RESERVE and self.reservation is None:
                 self.reservation = self.reserve_for(job, self.future_free())
                 at = self.reservation.start if self.reservation is not None else None
+                detail = self.short_of(job)
                 if at is not None:
                     self.d.reserved = (job.id, at)
-                self.d.waiting[job.id] = Wait(R.RESOURCES, self.short_of(job), at)
+                    if not self.estimate_known(at):
+                        detail += "; start unknown (jobs ahead of it have no time limit)"
+                        at = None
+                self.d.waiting[job.id] = Wait(R.RESOURCES, detail, at)
                 continue
             if explain:  # the simulator does not ask why, and this is most of a busy pass
                 self.d.waiting[job.id] = self.blocked(job, tier)
@@ -492,6 +496,18 @@ class _Pass:
                 waiting[job.id] = behind
 
     # -- reservation inputs -------------------------------------------------------------------
+
+    def estimate_known(self, at: float) -> bool:
+        """Whether a reserved start at ``at`` rests on time limits people gave: one that waits
+        for a job without a limit (assumed to run ``default_time_limit_s``) is a guess, and a
+        date a day away would mislead more than "unknown"."""
+        default = self.cfg.default_time_limit_s
+        for r in self.running:
+            if (r.time_limit_s is None and not r.terminating and r.id not in self.victims
+                    and max(self.now, r.started_at + default) <= at):
+                return False
+        return all(j.time_limit_s is not None or self.now + default > at
+                   for j, _ in self.started)
 
     def limit(self, job: QueuedJob | RunningJob) -> float:
         return job.time_limit_s or self.cfg.default_time_limit_s

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -79,7 +79,14 @@ class JobStore:
         user: str | None = None,
         states: Sequence[str] | None = None,
         limit: int = 1000,
-    ) -> list[Job]:
+        team: str | None = None,
+        name: str | None = None,
+        since: datetime | None = None,
+        array_id: int | None = None,
+        before_id: int | None = None,
+    ) -> tuple[list[Job], int]:
+        """The newest ``limit`` jobs that match (oldest first), and how many match in all.
+        ``name`` may hold ``*`` wildcards; ``before_id`` pages back from a job id."""
         q = select(Job)
         if states:
             q = q.where(col(Job.state).in_(list(states)))
@@ -87,9 +94,21 @@ class JobStore:
             q = q.where(col(Job.state).in_(ordered(LISTED)))
         if user:
             q = q.where(Job.user == user)
-        q = q.order_by(col(Job.id).desc()).limit(limit)
+        if team:
+            q = q.where(Job.team == team)
+        if name:
+            pattern = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            q = q.where(col(Job.name).like(pattern.replace("*", "%"), escape="\\"))
+        if since is not None:
+            q = q.where(col(Job.submitted_at) >= since)
+        if array_id is not None:
+            q = q.where(Job.array_id == array_id)
         with self.session() as s:
-            return list(reversed(s.exec(q).all()))
+            total = s.exec(select(func.count()).select_from(q.subquery())).one()
+            if before_id is not None:
+                q = q.where(col(Job.id) < before_id)
+            q = q.order_by(col(Job.id).desc()).limit(limit)
+            return list(reversed(s.exec(q).all())), int(total)
 
     def pending(self) -> list[Job]:
         with self.session() as s:

@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from clusterctl import parsing
 from clusterctl.api.auth import CurrentUser
@@ -138,8 +138,12 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
 
 
 @router.get("/v1/jobs", response_model=list[JobOut])
-def list_jobs(user: CurrentUser, ctl: Controller, all: bool = False, owner: str | None = None,
-              state: str | None = None, limit: int = 1000) -> list[JobOut]:
+def list_jobs(user: CurrentUser, ctl: Controller, response: Response, all: bool = False,
+              owner: str | None = None, state: str | None = None, limit: int = 1000,
+              team: str | None = None, name: str | None = None, since: str | None = None,
+              array: int | None = None, before: int | None = None) -> list[JobOut]:
+    """The newest ``limit`` jobs that match, oldest first; ``X-Total-Count`` says how many
+    match in all, and ``before`` (a job id: the first one shown) pages back."""
     states = None
     if state:
         states = [s.strip().upper() for s in state.split(",")]
@@ -149,7 +153,25 @@ def list_jobs(user: CurrentUser, ctl: Controller, all: bool = False, owner: str 
                            + ", ".join(JobState.__members__))
     if not 1 <= limit <= 100_000:
         raise BadInput("limit", "must be from 1 to 100000")
-    rows = ctl.jobs.search(include_finished=all, user=owner, states=states, limit=limit)
+    if team is not None:
+        team = parsing.parse_name(team, "--team")
+    if name is not None and (not name or len(name) > 255):
+        raise BadInput("--name", "must be 1 to 255 characters (* matches any)")
+    after = None
+    if since is not None:
+        try:
+            after = datetime.fromisoformat(since)
+        except ValueError:
+            raise BadInput("--since", f"{since!r} is not an ISO 8601 time") from None
+        if after.tzinfo is None:
+            after = after.replace(tzinfo=timezone.utc)
+    for value, field in ((array, "--array"), (before, "before")):
+        if value is not None and not 0 < value < 2**62:
+            raise BadInput(field, "must be a job id")
+    rows, total = ctl.jobs.search(include_finished=all, user=owner, states=states, limit=limit,
+                                  team=team, name=name, since=after, array_id=array,
+                                  before_id=before)
+    response.headers["X-Total-Count"] = str(total)
     names = node_names(ctl)
     idle = ctl.idle_jobs(j.id for j in rows if j.id is not None)
     waiting = ctl.waiting()

@@ -108,7 +108,8 @@ def remove_user(name: str, user: CurrentUser, ctl: Controller,
     if not ctl.users.remove(who):
         raise HTTPException(404, f"no such user: {who}")
     cancelled, running = [], []
-    for job in ctl.jobs.search(user=who, states=ordered(LIVE), limit=100_000):
+    live, _ = ctl.jobs.search(user=who, states=ordered(LIVE), limit=100_000)
+    for job in live:
         assert job.id is not None
         if job.state == JobState.PENDING or cancel_running:
             ctl.jobs.request_cancel(job.id, user.name, True)
