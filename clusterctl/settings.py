@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from clusterctl.notifications import parse_webhook
 from clusterctl.parsing import BadInput, parse_unix_user
 from clusterctl.scheduler.quotas import TypeQuotas, as_pairs, parse_quotas, totals
 
@@ -77,6 +78,9 @@ class Settings(BaseSettings):
     """Guaranteed GPUs per team, over all types or per type (``vision=H100:8+A100:16,nlp=24``,
     or a ``[quotas]`` table with ``nlp = 24`` and ``[quotas.vision] H100 = 8``); teams
     without one share what is left equally."""
+    notify_url: str = ""
+    """The cluster's webhook: every job failure, timeout and loss, and drained nodes (for the
+    admins' channel). Users and teams set their own with ``clusterctl notify``."""
     fair_share_by_rate: bool = False
     """Fair share counts a GPU-hour at its node's capacity rate from the hardware inventory,
     relative to the fleet's mean: on a mixed fleet an H100-hour weighs more than a 4090-hour.
@@ -143,6 +147,16 @@ class Settings(BaseSettings):
         """Each team's quota over all types (a typed team's: the sum of its types')."""
         bare = {t: q for t, q in self.quotas.items() if not isinstance(q, dict)}
         return totals(bare, self.type_quotas)
+
+    @field_validator("notify_url", mode="before")
+    @classmethod
+    def _notify_url(cls, value: Any) -> str:
+        if value in (None, ""):
+            return ""
+        try:
+            return parse_webhook(str(value), "notify_url")
+        except BadInput as e:
+            raise ValueError(e.message) from None
 
     @field_validator("user_gpu_limit", mode="before")
     @classmethod

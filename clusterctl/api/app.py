@@ -11,12 +11,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from clusterctl.api.guard import EdgeGuard
-from clusterctl.api.routes import hardware, health, ingest, jobs, logs, nodes, reports, users
+from clusterctl.api.routes import (
+    hardware,
+    health,
+    ingest,
+    jobs,
+    logs,
+    nodes,
+    notify,
+    reports,
+    users,
+)
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
 from clusterctl.store import UNAVAILABLE
 
-ROUTERS = (jobs, logs, nodes, users, ingest, hardware, reports, health)
+ROUTERS = (jobs, logs, nodes, users, notify, ingest, hardware, reports, health)
 
 
 async def _bad_input(_: Request, exc: Exception) -> JSONResponse:

@@ -32,6 +32,8 @@ class JobSubmit(BaseModel):
     """Dependencies: ``JOB`` or ``JOB:ok`` items (a list, or comma-separated)."""
     array: str | None = None
     """``0-31%4``: one job per index, at most 4 running at once."""
+    notify: str | None = None
+    """A webhook URL this job's end is posted to (Slack, Mattermost and Discord-style)."""
 
 
 class HistoryEntry(BaseModel):
@@ -143,6 +145,8 @@ class JobDetail(JobOut):
     allocations: list[AllocationOut]
     usage: UsageOut | None = None
     cost: CostOut | None = None
+    notify_url: str | None = None
+    """``--notify``: shown to the job's owner (and admins) only, as all of ``show``."""
 
 
 class SampleIn(BaseModel):

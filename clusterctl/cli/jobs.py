@@ -28,6 +28,7 @@ from clusterctl.cli.common import (
 )
 from clusterctl.client import ApiError
 from clusterctl.gpu_types import describe_ask, parse_gpu_ask
+from clusterctl.notifications import parse_webhook
 from clusterctl.parsing import BadInput, format_duration
 from clusterctl.states import ENDED, JobState
 
@@ -80,6 +81,8 @@ def submit(
         str | None,
         typer.Option(help="0-31%4: one job per index (CLUSTERCTL_ARRAY_INDEX), at most 4 "
                      "running at once.")] = None,
+    notify: Annotated[str | None, typer.Option(
+        help="A webhook URL (Slack, Mattermost, Discord-style) told when the job ends.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the new job as JSON.")] = False,
 ) -> None:
     """Queue a job; prints its id once it is stored (one id per line for an array).
@@ -145,6 +148,8 @@ def _submit(p: dict[str, Any]) -> None:
     if p["array"] is not None:
         parsing.parse_array(p["array"])
         body["array"] = p["array"]
+    if p["notify"] is not None:
+        body["notify"] = parse_webhook(p["notify"], "--notify")
     settings = settings_mod.load()
     c = client()
     if p["workdir_"] is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clusterctl.cli import admin, hardware, jobs, nodes, report
+from clusterctl.cli import admin, hardware, jobs, nodes, notify, report
 from clusterctl.cli.demo import demo
 from clusterctl.cli.simulate import simulate
 from clusterctl.cli.up import up
@@ -31,6 +31,7 @@ app.add_typer(nodes.app, name="nodes")
 app.add_typer(admin.app, name="admin")
 app.add_typer(hardware.app, name="hardware")
 app.add_typer(report.app, name="report")
+app.add_typer(notify.app, name="notify")
 
 
 def main() -> None:

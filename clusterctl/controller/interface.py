@@ -27,6 +27,7 @@ from clusterctl.store import (
     SampleStore,
     UserStore,
 )
+from clusterctl.store.notify import NotifyStore
 from clusterctl.usage import Usage
 
 
@@ -54,6 +55,13 @@ class ControllerApi(Protocol):
     def logs(self) -> LogStore: ...
     @property
     def packages(self) -> PackageStore: ...
+    @property
+    def notify(self) -> NotifyStore: ...
+
+    def announce(self, body: dict[str, Any]) -> None:
+        """Post ``body`` to the cluster's webhook (the ``notify_url`` setting), if any, in the
+        background."""
+        ...
     @property
     def max_package_bytes(self) -> int: ...
     @property

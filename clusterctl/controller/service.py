@@ -26,6 +26,7 @@ from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.files import LogStore, PackageStore, expire_files
 from clusterctl.controller.interface import Ingest
 from clusterctl.controller.metrics import ControllerCollector
+from clusterctl.controller.notifier import Notifier
 from clusterctl.controller.reports import ReportService, build
 from clusterctl.controller.scheduling import OutOfService, Scheduler
 from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage, within_clock
@@ -33,6 +34,7 @@ from clusterctl.cost.model import capacity_rate
 from clusterctl.executor.local_ray import ray_env
 from clusterctl.executor.ray_driver import RayDriver
 from clusterctl.executor.types import NodeInfo
+from clusterctl.notifications import node_drained
 from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
 from clusterctl.scheduler.state import PolicyConfig, Wait
 from clusterctl.settings import Settings
@@ -54,6 +56,7 @@ from clusterctl.store import (
     migrate,
     ping,
 )
+from clusterctl.store.notify import NotifyStore
 from clusterctl.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -162,6 +165,9 @@ class Controller:
                                            log_keep_s=s.log_retention_s,
                                            package_keep_s=s.package_retention_s)])
         self.housekeeper.start()
+        self.notify = NotifyStore(self.engine)
+        self.notifier = Notifier(self.notify, self._job_total_cost, s.notify_url or None)
+        self.notifier.start()
         self.reports = ReportService(ReportStore(self.engine), self.costs, self.samples,
                                      s.waste_threshold)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -215,6 +221,8 @@ class Controller:
 
     def close(self) -> None:
         """Stop what :meth:`prepare` started (the API stops serving first)."""
+        if hasattr(self, "notifier"):
+            self.notifier.stop()
         if hasattr(self, "housekeeper"):
             self.housekeeper.stop()
         if hasattr(self, "scheduler"):
@@ -280,6 +288,13 @@ class Controller:
     def job_cost(self, job_id: int, now_ms: int) -> dict[str, Any] | None:
         return self.reports.job_cost(job_id, now_ms)
 
+    def _job_total_cost(self, job_id: int) -> float | None:
+        cost = self.job_cost(job_id, int(time.time() * 1000))
+        return None if cost is None else float(cost["total_cost"])
+
+    def announce(self, body: dict[str, Any]) -> None:
+        self.notifier.send(self.settings.notify_url or None, body)
+
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
                loaded: bool, min_idle_s: float, now: datetime) -> dict[str, Any]:
         return build(self.reports, kind, start, end, by=by, loaded=loaded,
@@ -307,6 +322,7 @@ class Controller:
         self.drains.drain(node, gpu_health.ACTOR, reason)
         self.audit.record(gpu_health.ACTOR, "node.drain", node, reason)
         self.health_drains.labels(node).inc()
+        self.announce(node_drained(node, reason, gpu_health.ACTOR))
         log.error("node %s drained: %s; its jobs end and are requeued within their retries, "
                   "`clusterctl nodes undrain %s` once it is repaired", node, reason, node)
         self.wake()

@@ -47,6 +47,7 @@ class NewJob:
     array_indices: Sequence[int] | None = None
     """``--array``: one job per index, submitted together."""
     array_limit: int | None = None
+    notify_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ class JobStore:
                     state=S.PENDING,
                     submitted_at=now, no_preempt=new.no_preempt, after=new.after,
                     array_index=index, array_limit=new.array_limit if index is not None else None,
-                    array_id=jobs[0].id if jobs else None,
+                    array_id=jobs[0].id if jobs else None, notify_url=new.notify_url,
                 )
                 s.add(job)
                 s.flush()

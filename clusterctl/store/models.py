@@ -62,6 +62,8 @@ class User(SQLModel, table=True):
     """Teams the user may submit to besides ``team`` (their default)."""
     unix_user: str | None = Field(default=None, max_length=32)
     """The Unix account the user's jobs run as (None: the account of the same name)."""
+    notify_url: str | None = Field(default=None, max_length=2048)
+    """Where the failures of this user's jobs are posted (a webhook; shown to them only)."""
 
     @property
     def teams(self) -> list[str]:
@@ -106,6 +108,8 @@ class Job(SQLModel, table=True):
     None: any type."""
     gpu_mem: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
     """At least this much memory per GPU, in bytes (``--gpu-mem``)."""
+    notify_url: str | None = Field(default=None, max_length=2048)
+    """``--notify``: where this job's end, however it ends, is posted."""
     nodes: int = 1
     priority: int = 0
     time_limit_s: int | None = None
@@ -138,6 +142,24 @@ class Job(SQLModel, table=True):
     started_at: datetime | None = _time()
     ended_at: datetime | None = _time()
     version: int = 0
+
+
+class TeamNotify(SQLModel, table=True):
+    """Where the failures of a team's jobs are posted (set by an admin)."""
+
+    __tablename__ = "team_notify"
+
+    team: str = Field(primary_key=True, max_length=64)
+    url: str = Field(max_length=2048)
+
+
+class NotifyCursor(SQLModel, table=True):
+    """The last job event the notifier has read: after a restart it goes on from there."""
+
+    __tablename__ = "notify_cursor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    last_event_id: int
 
 
 class JobEvent(SQLModel, table=True):

@@ -26,6 +26,7 @@ from clusterctl.api.schemas import (
 )
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.gpu_types import parse_gpu_ask
+from clusterctl.notifications import parse_webhook
 from clusterctl.parsing import BadInput
 from clusterctl.scheduler.state import Wait
 from clusterctl.states import JobState
@@ -117,6 +118,7 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
     if missing:
         raise BadInput("--after", f"job {missing[0]} does not exist")
     indices, array_limit = parsing.parse_array(body.array) if body.array else (None, None)
+    notify = parse_webhook(body.notify, "--notify") if body.notify else None
     never = ctl.why_never(gpus, nodes, gpu_types, gpu_mem)
     if never:
         raise BadInput(*never)
@@ -126,6 +128,7 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
         priority=priority, time_limit_s=limit, retries=retries, env=env,
         workdir=body.workdir, package=body.package, no_preempt=body.no_preempt,
         after=after or None, array_indices=indices, array_limit=array_limit,
+        notify_url=notify,
     ))
     if user.is_admin and (team not in user.teams or priority > ctl.user_max_priority):
         ctl.audit.record(user.name, "job.override", str(jobs[0].id),
@@ -198,7 +201,7 @@ def show(job_id: str, user: CurrentUser, ctl: Controller) -> JobDetail:
         allocations=[AllocationOut(**a.model_dump(exclude={"id", "job_id"}))
                      for a in allocations],
         usage=usage_out(ctl, job, allocations),
-        cost=CostOut(**cost) if cost else None,
+        cost=CostOut(**cost) if cost else None, notify_url=job.notify_url,
     )
 
 

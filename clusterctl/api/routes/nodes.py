@@ -12,6 +12,7 @@ from clusterctl.api.auth import CurrentUser
 from clusterctl.api.deps import Controller
 from clusterctl.api.schemas import DrainIn, DrainOut, GpuOut, NodeOut
 from clusterctl.controller.interface import ControllerApi
+from clusterctl.notifications import node_drained
 from clusterctl.parsing import BadInput
 from clusterctl.store import User
 
@@ -81,6 +82,7 @@ def drain(node: str, body: DrainIn, user: CurrentUser, ctl: Controller) -> Drain
     reason = body.reason.strip()[:200] if body.reason else None
     ctl.drains.drain(name, user.name, reason)
     ctl.audit.record(user.name, "node.drain", name, reason)
+    ctl.announce(node_drained(name, reason, user.name))
     ctl.wake()
     return DrainOut(node=name, drained=True, running_jobs=_running_on(ctl, name))
 

@@ -1,0 +1,42 @@
+"""webhook notifications: a job's, a user's and a team's URL, and how far the notifier read
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-02 19:30:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("job") as batch:
+        batch.add_column(sa.Column("notify_url", sa.String(length=2048), nullable=True))
+    with op.batch_alter_table("user") as batch:
+        batch.add_column(sa.Column("notify_url", sa.String(length=2048), nullable=True))
+    op.create_table(
+        "team_notify",
+        sa.Column("team", sa.String(length=64), primary_key=True),
+        sa.Column("url", sa.String(length=2048), nullable=False),
+    )
+    op.create_table(
+        "notify_cursor",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("last_event_id", sa.Integer(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("notify_cursor")
+    op.drop_table("team_notify")
+    with op.batch_alter_table("user") as batch:
+        batch.drop_column("notify_url")
+    with op.batch_alter_table("job") as batch:
+        batch.drop_column("notify_url")

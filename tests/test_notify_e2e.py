@@ -1,0 +1,118 @@
+"""Notifications (#19 item 5) against a local webhook: a job's --notify hears its end, a
+user's, a team's and the cluster's webhooks hear failures, a drained node reaches the cluster's;
+a webhook that is down is retried and logged, never fatal; URLs are their owners' to see."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Controller
+
+from clusterctl.executor.local_ray import LocalRay, free_port
+
+pytestmark = pytest.mark.ray
+
+
+class Hook:
+    """A webhook receiver: what was posted to each path."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, dict[str, Any]]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                size = int(self.headers.get("Content-Length", 0))
+                hook.got.append((self.path, json.loads(self.rfile.read(size))))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def at(self, path: str, event: str | None = None, timeout: float = 60
+           ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while not (found := [b for p, b in self.got
+                             if p == path and event in (None, b.get("event"))]):
+            assert time.monotonic() < deadline, f"nothing posted to {path}: {self.got}"
+            time.sleep(0.2)
+        return found
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    h = Hook()
+    yield h
+    h.server.shutdown()
+
+
+def test_webhooks_hear_ends_failures_and_drains(ray_head: LocalRay, tmp_path: Path,
+                                               hook: Hook) -> None:
+    c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file)
+    c.env["CLUSTERCTL_NOTIFY_URL"] = f"{hook.url}/cluster"
+    c.start()
+    try:
+        assert c.cli("notify", "set", f"{hook.url}/me").returncode == 0
+        team = c.show(c.submit("--", "true"))["team"]
+        r = c.cli("notify", "set", f"{hook.url}/team", "--team", team, "--json")
+        assert r.returncode == 0 and json.loads(r.stdout)["url"] == f"{hook.url}/me"
+
+        ok = c.submit("--notify", f"{hook.url}/job", "--name", "fine", "--", "true")
+        down = f"http://127.0.0.1:{free_port()}/down"
+        bad = c.submit("--notify", down, "--name", "broken", "--", "sh", "-c", "exit 3")
+        assert c.wait_done(ok)["state"] == "SUCCEEDED"
+        assert c.wait_done(bad)["state"] == "FAILED"
+
+        [end] = hook.at("/job")
+        assert (end["event"], end["job_id"], end["state"], end["name"]) == (
+            "job_succeeded", ok, "SUCCEEDED", "fine")
+        assert end["text"].startswith(f"clusterctl: job {ok} fine of ")
+        for path in ("/me", "/team", "/cluster"):  # a failure reaches every owner's hook
+            [failed] = hook.at(path)
+            assert (failed["event"], failed["job_id"], failed["state"]) == (
+                "job_failed", bad, "FAILED")
+            assert {"user", "team", "reason", "cost", "text"} <= set(failed)
+            assert "FAILED" in failed["text"] and "broken" in failed["text"]
+        assert not [b for p, b in hook.got if p == "/me" and b["job_id"] == ok]  # success: quiet
+
+        log = tmp_path / "ctl" / "controller.log"
+        deadline = time.monotonic() + 30  # the hook that is down: retried, and logged by host
+        while "webhook to 127.0.0.1" not in log.read_text():
+            assert time.monotonic() < deadline, c.log_tail()
+            time.sleep(0.5)
+        assert "/down" not in log.read_text()  # the URL itself stays its owner's
+        assert c.api("GET", "/healthz").status_code == 200
+
+        assert c.cli("nodes", "drain", "node-a", "--reason", "fan").returncode == 0
+        [drained] = hook.at("/cluster", "node_drained")
+        assert drained["text"] == "clusterctl: node node-a drained by root: fan"
+        assert c.cli("nodes", "undrain", "node-a").returncode == 0
+
+        assert c.show(bad)["notify_url"] == down  # its owner sees it
+        dana = json.loads(c.cli("admin", "user", "add", "dana", "--team", team,
+                                "--json").stdout)["token"]
+        seen = json.loads(c.cli("notify", "show", "--json", token=dana).stdout)
+        assert seen["url"] is None and seen["teams"] == {team: "set"}  # not the URL
+        assert all("notify_url" not in j for j in json.loads(
+            c.cli("jobs", "--all", "--json", token=dana).stdout))
+        r = c.cli("notify", "set", f"{hook.url}/x", "--team", team, token=dana)
+        assert r.returncode == 1 and "only an admin" in r.stderr
+        for bad_args, field in ((["submit", "--notify", "ftp://x", "--", "true"], "--notify"),
+                                (["notify", "set", "not a url"], "URL")):
+            r = c.cli(*bad_args)
+            assert r.returncode == 2 and r.stderr.startswith(f"error: {field}:"), r.stderr
+    finally:
+        c.stop()
