@@ -191,6 +191,46 @@ def test_listing_filters_and_pages_cancel_ranges_and_arrays_and_wait_timeout(
     assert controller.cli("cancel", "9-3").returncode == 2
 
 
+def test_hold_release_and_update_a_pending_job(controller: Controller) -> None:
+    """#19 item 7: Slurm's hold, release and update, for pending jobs, within the owner's
+    rights."""
+    blocker = controller.submit("--gpus", "4", "--", "sleep", "300")
+    controller.wait_state(blocker, {"RUNNING"})
+    job = controller.submit("--", "sh", "-c", "echo gpus=$CUDA_VISIBLE_DEVICES")
+    r = controller.cli("hold", str(job), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)[0]["held_by"], r.stderr
+    shown = controller.wait_state(job, {"PENDING"})
+    deadline = time.monotonic() + 30
+    while (shown := controller.show(job)).get("wait_reason") != "held":
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.3)
+    assert shown["wait_detail"].startswith("held by ") and "release" in shown["wait_detail"]
+    assert "held" in controller.cli("jobs").stdout
+
+    r = controller.cli("update", str(job), "--priority", "-1", "--time-limit", "1h",
+                       "--gpus", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    changed = controller.show(job)
+    assert (changed["priority"], changed["time_limit_s"], changed["gpus"]) == (-1, 3600, 2)
+    r = controller.cli("update", str(job), "--gpus", "99")
+    assert r.returncode == 2 and r.stderr.startswith("error: --gpus:"), r.stderr
+    r = controller.cli("hold", str(blocker))  # running: too late to hold
+    assert r.returncode == 1 and "only a pending job can be held" in r.stderr
+
+    erin = json.loads(controller.cli("admin", "user", "add", "erin", "--team", "t2",
+                                     "--json").stdout)["token"]
+    r = controller.cli("release", str(job), token=erin)
+    assert r.returncode == 1 and "belongs to" in r.stderr
+    r = controller.cli("update", str(job), "--priority", "9", token=erin)
+    assert r.returncode == 1 and "belongs to" in r.stderr
+
+    assert controller.cli("release", str(job)).returncode == 0
+    assert controller.cli("cancel", str(blocker)).returncode == 0
+    assert controller.wait_done(job)["state"] == "SUCCEEDED"
+    out = controller.cli("logs", str(job)).stdout
+    assert len(out.split("gpus=")[1].split()[0].split(",")) == 2  # the updated request
+
+
 def test_jobs_run_one_at_a_time_in_priority_then_submit_order(
         controller: Controller, tmp_path: Path) -> None:
     wd = workdir(tmp_path, nap="import time, sys; time.sleep(float(sys.argv[1]))",

@@ -81,6 +81,8 @@ class JobOut(BaseModel):
     idle_gpus: bool = False
     """A GPU of this job sat under the waste threshold for 30 minutes or more."""
     no_preempt: bool = False
+    held_by: str | None = None
+    """Who holds it back (``hold``), while it is pending."""
     preemptions: int = 0
     after: list[dict[str, Any]] | None = None
     array_id: int | None = None
@@ -93,6 +95,16 @@ class JobOut(BaseModel):
     estimated_start: datetime | None = None
     """Where backfill can tell: the latest the job will start, if running jobs use their whole
     time limits (jobs without one count as the default)."""
+
+
+class JobUpdate(BaseModel):
+    """What may change while a job is pending (absent: unchanged)."""
+
+    priority: Any = None
+    time_limit: str | int | None = None
+    """A duration, or ``none`` for no limit."""
+    gpus: Any = None
+    """GPUs per node, ``2`` or ``H100:2`` (a type replaces the types asked)."""
 
 
 class SubmitOut(JobOut):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -374,25 +375,80 @@ def cancel(
         if not tasks:
             raise ApiError(f"--array: no live task of array {array_id}")
         ids += [t["id"] for t in tasks if t["id"] not in ids]
+    _each(ids, c.cancel, json_,
+          lambda r: "cancelled" if r["outcome"] == "cancelled" else "stopping")
+
+
+def _each(ids: list[int], act: Callable[[int], dict[str, Any]], json_: bool,
+          say: Callable[[dict[str, Any]], str]) -> None:
+    """Do ``act`` to each job: one line each (or the answers as JSON, an error as
+    ``{"id", "error"}``); exit 1 if any failed, once all were tried."""
+    done: list[dict[str, Any]] = []
     failed = False
-    done = []
     for job_id in ids:
         try:
-            r = c.cancel(job_id)
+            r = act(job_id)
         except ApiError as e:
             if e.exit_code == 2:
                 raise
             print(f"{job_id}: {e}", file=sys.stderr)
-            done.append({"id": job_id, "outcome": "error", "error": str(e)})
+            done.append({"id": job_id, "error": str(e)})
             failed = True
             continue
-        done.append({"id": job_id, "outcome": r["outcome"]})
+        done.append(r)
         if not json_:
-            print(f"{job_id}: {'cancelled' if r['outcome'] == 'cancelled' else 'stopping'}")
+            print(f"{job_id}: {say(r)}")
     if json_:
         print_json(done)
     if failed:
         raise typer.Exit(1)
+
+
+IDS = typer.Argument(metavar="JOB...", help="Job ids and ranges: 12 14 20-25.")
+
+
+@handles_errors
+def hold(jobs_: Annotated[list[str], IDS],
+         json_: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Keep pending jobs from starting until released (their place in the queue is kept)."""
+    c = client()
+    _each(parsing.parse_job_ids(jobs_),
+          lambda i: c.json("POST", f"/v1/jobs/{i}/hold"), json_, lambda _: "held")
+
+
+@handles_errors
+def release(jobs_: Annotated[list[str], IDS],
+            json_: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Let held jobs start again."""
+    c = client()
+    _each(parsing.parse_job_ids(jobs_),
+          lambda i: c.json("POST", f"/v1/jobs/{i}/release"), json_, lambda _: "released")
+
+
+@handles_errors
+def update(
+    jobs_: Annotated[list[str], IDS],
+    priority: Annotated[str | None, typer.Option(help="Integer, higher runs first.")] = None,
+    time_limit: Annotated[str | None, typer.Option(
+        help="90m, 2h, 1:30:00, or none.")] = None,
+    gpus: Annotated[str | None, typer.Option(help="GPUs per node: 2, or H100:2.")] = None,
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Change pending jobs: yours within the limits a submit has (admins: any job)."""
+    body: dict[str, Any] = {}
+    if priority is not None:
+        body["priority"] = parsing.parse_priority(priority)
+    if time_limit is not None:
+        body["time_limit"] = ("none" if time_limit.strip().lower() == "none"
+                              else parsing.parse_duration(time_limit))
+    if gpus is not None:
+        parse_gpu_ask(gpus, None, None, parsing.MAX_GPUS_PER_NODE)
+        body["gpus"] = gpus
+    if not body:
+        raise BadInput("update", "give --priority, --time-limit or --gpus")
+    c = client()
+    _each(parsing.parse_job_ids(jobs_),
+          lambda i: c.json("PATCH", f"/v1/jobs/{i}", json=body), json_, lambda _: "updated")
 
 
 @handles_errors

@@ -256,11 +256,18 @@ class Scheduler:
     def ready(self, pending: list[Job]) -> tuple[list[Job], dict[int, Wait]]:
         """The pending jobs whose dependencies are met, and why the others wait. A job whose
         dependency can no longer be met (``:ok`` on a job that failed) is cancelled."""
+        held_back: dict[int, Wait] = {}
+        if any(j.held_by for j in pending):
+            for j in pending:
+                if j.held_by and j.id is not None:
+                    held_back[j.id] = Wait(WaitReason.HELD, f"held by {j.held_by}; "
+                                                            f"`clusterctl release {j.id}`")
+            pending = [j for j in pending if not j.held_by]
         deps = {d for j in pending for d in dependencies.ids(j.after)}
         if not deps:
-            return pending, {}
+            return pending, held_back
         states = self.jobs.states(deps)
-        ready, held_back = [], {}
+        ready = []
         for job in pending:
             assert job.id is not None
             blocked = dependencies.check(job.after, states)

@@ -172,6 +172,8 @@ class WaitReason(str, Enum):
     USER_LIMIT = "user-limit"
     ARRAY_LIMIT = "array-limit"
     DEPENDENCY = "dependency"
+    HELD = "held"
+    """``clusterctl hold``: it does not start until released."""
 
     def __str__(self) -> str:
         return self.value

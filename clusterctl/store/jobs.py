@@ -361,6 +361,15 @@ class JobStore:
         return self.transition(job.id, S.STARTING, S.PENDING, reason, at_attempt=job.attempt,
                                values={"placement": None, "preempt_requested": False})
 
+    def update_pending(self, job_id: int, values: dict[str, Any]) -> bool:
+        """Change a job that is still PENDING (False: it has moved on meanwhile)."""
+        with self.session() as s:
+            result = s.execute(update(Job).where(col(Job.id) == job_id,
+                                                 col(Job.state) == S.PENDING.value)
+                               .values(**values, version=Job.version + 1))
+            s.commit()
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
     def request_cancel(self, job_id: int, user: str, is_admin: bool) -> tuple[str, Job | None]:
         """Returns what happened: 'cancelled' (it was queued), 'requested' (the scheduler will
         signal it), 'ended' (already over), 'forbidden' (someone else's job) or 'missing'."""

@@ -110,6 +110,8 @@ class Job(SQLModel, table=True):
     """At least this much memory per GPU, in bytes (``--gpu-mem``)."""
     notify_url: str | None = Field(default=None, max_length=2048)
     """``--notify``: where this job's end, however it ends, is posted."""
+    held_by: str | None = Field(default=None, max_length=64)
+    """``hold``: who holds this pending job back (it does not start until released)."""
     nodes: int = 1
     priority: int = 0
     time_limit_s: int | None = None

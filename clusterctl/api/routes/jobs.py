@@ -20,6 +20,7 @@ from clusterctl.api.schemas import (
     JobDetail,
     JobOut,
     JobSubmit,
+    JobUpdate,
     PackageOut,
     SubmitOut,
     UsageOut,
@@ -67,6 +68,7 @@ def job_out(job: Job, node_names: dict[str, str], idle_gpus: bool = False,
         node_names=[node_names.get(n, n[:12]) for n in job.placement or []],
         submitted_at=job.submitted_at, started_at=job.started_at, ended_at=job.ended_at,
         idle_gpus=idle_gpus, no_preempt=job.no_preempt, preemptions=job.preemptions,
+        held_by=job.held_by if job.state == "PENDING" else None,
         after=job.after, array_id=job.array_id, array_index=job.array_index,
         array_limit=job.array_limit,
         wait_reason=str(wait.reason) if wait else None, wait_detail=wait.detail if wait else None,
@@ -241,6 +243,74 @@ def cancel(job_id: str, user: CurrentUser, ctl: Controller) -> CancelOut:
     ctl.wake()
     final = after or job
     return CancelOut(id=job.id, outcome=outcome, state=final.state)
+
+
+def _pending_of(ctl: ControllerApi, job_id: str, user: User, what: str) -> Job:
+    job = load_job(ctl, job_id)
+    if job.user != user.name and not user.is_admin:
+        raise HTTPException(403, f"job {job.id} belongs to {job.user}; only they or an admin "
+                            f"can {what} it")
+    if job.state != "PENDING":
+        done = {"hold": "held", "release": "released"}.get(what, f"{what}d")
+        raise HTTPException(409, f"job {job.id} is {job.state}; only a pending job can be "
+                            f"{done}")
+    return job
+
+
+def _changed(ctl: ControllerApi, job: Job, values: dict[str, Any]) -> JobOut:
+    assert job.id is not None
+    if not ctl.jobs.update_pending(job.id, values):
+        raise HTTPException(409, f"job {job.id} started meanwhile; it can no longer change")
+    ctl.wake()
+    fresh = ctl.jobs.get(job.id)
+    assert fresh is not None
+    return job_out(fresh, node_names(ctl))
+
+
+@router.post("/v1/jobs/{job_id}/hold", response_model=JobOut)
+def hold(job_id: str, user: CurrentUser, ctl: Controller) -> JobOut:
+    """Keep a pending job from starting until it is released (Slurm's ``scontrol hold``)."""
+    job = _pending_of(ctl, job_id, user, "hold")
+    return _changed(ctl, job, {"held_by": job.held_by or user.name})
+
+
+@router.post("/v1/jobs/{job_id}/release", response_model=JobOut)
+def release(job_id: str, user: CurrentUser, ctl: Controller) -> JobOut:
+    """An admin's hold on someone's job is an admin's to release."""
+    job = _pending_of(ctl, job_id, user, "release")
+    if job.held_by and job.held_by != job.user and not user.is_admin:
+        raise HTTPException(403, f"job {job.id} is held by the admin {job.held_by}; only an "
+                            "admin can release it")
+    return _changed(ctl, job, {"held_by": None})
+
+
+@router.patch("/v1/jobs/{job_id}", response_model=JobOut)
+def update(job_id: str, body: JobUpdate, user: CurrentUser, ctl: Controller) -> JobOut:
+    """Change a pending job: its owner within the limits a submit has, admins any."""
+    job = _pending_of(ctl, job_id, user, "update")
+    values: dict[str, Any] = {}
+    if body.priority is not None:
+        priority = parsing.parse_priority(body.priority)
+        if priority > max(ctl.user_max_priority, job.priority) and not user.is_admin:
+            raise BadInput("--priority", f"above {ctl.user_max_priority} needs an admin "
+                           "(the user_max_priority setting)")
+        values["priority"] = priority
+    if body.time_limit is not None:
+        text = str(body.time_limit).strip().lower()
+        values["time_limit_s"] = None if text in ("none", "") else parsing.parse_duration(text)
+    if body.gpus is not None:
+        gpus, types, _ = parse_gpu_ask(body.gpus, None, None, parsing.MAX_GPUS_PER_NODE)
+        types = types or job.gpu_types
+        never = ctl.why_never(gpus, job.nodes, types, job.gpu_mem)
+        if never:
+            raise BadInput(*never)
+        values.update(gpus=gpus, gpu_types=types or None)
+    if not values:
+        raise BadInput("update", "give --priority, --time-limit or --gpus")
+    if user.is_admin and user.name != job.user:
+        ctl.audit.record(user.name, "job.update", str(job.id),
+                         ", ".join(f"{k} {v}" for k, v in values.items()))
+    return _changed(ctl, job, values)
 
 
 def default_name(command: list[str]) -> str:

@@ -1,4 +1,5 @@
-"""webhook notifications: a job's, a user's and a team's URL, and how far the notifier read
+"""webhook notifications (a job's, a user's and a team's URL, and how far the notifier read),
+and holds on pending jobs
 
 Revision ID: 0010
 Revises: 0009
@@ -19,6 +20,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("job") as batch:
         batch.add_column(sa.Column("notify_url", sa.String(length=2048), nullable=True))
+        batch.add_column(sa.Column("held_by", sa.String(length=64), nullable=True))
     with op.batch_alter_table("user") as batch:
         batch.add_column(sa.Column("notify_url", sa.String(length=2048), nullable=True))
     op.create_table(
@@ -39,4 +41,5 @@ def downgrade() -> None:
     with op.batch_alter_table("user") as batch:
         batch.drop_column("notify_url")
     with op.batch_alter_table("job") as batch:
+        batch.drop_column("held_by")
         batch.drop_column("notify_url")
