@@ -155,9 +155,19 @@ class Client:
         return self.json("POST", f"/v1/jobs/{job_id}/cancel")
 
     def logs(self, job_id: int, offset: int, rank: int = 0) -> tuple[bytes, int, str]:
-        r = self.request("GET", f"/v1/jobs/{job_id}/logs",
-                         params={"offset": offset, "rank": rank})
-        return r.content, int(r.headers["X-Next-Offset"]), r.headers["X-Job-State"]
+        data, offset, state, _ = self.log_chunk(job_id, offset, rank)
+        return data, offset, state
+
+    def log_chunk(self, job_id: int, offset: int, rank: int = 0, attempt: int | None = None
+                  ) -> tuple[bytes, int, str, int]:
+        """The log of ``attempt`` (None: the latest) from ``offset``: (data, next offset, the
+        job's state, its latest attempt)."""
+        params: dict[str, Any] = {"offset": offset, "rank": rank}
+        if attempt is not None:
+            params["attempt"] = attempt
+        r = self.request("GET", f"/v1/jobs/{job_id}/logs", params=params)
+        latest = int(r.headers.get("X-Latest-Attempt", r.headers.get("X-Attempt", "1")))
+        return (r.content, int(r.headers["X-Next-Offset"]), r.headers["X-Job-State"], latest)
 
     def nodes(self) -> list[dict[str, Any]]:
         return self.json("GET", "/v1/nodes")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import Controller
+from harness import Controller, clusterctl_argv
 
 from clusterctl.executor.local_ray import LocalRay
 
@@ -31,6 +32,7 @@ attempt = os.environ["CLUSTERCTL_ATTEMPT"]
 def note(text):
     with open(out, "a") as f:
         f.write(f"{attempt} {text}\\n")
+    print(f"{attempt} {text}", flush=True)
 def stop(*_):
     note("checkpoint grace=" + os.environ["CLUSTERCTL_PREEMPT_GRACE"])
     sys.exit(0)
@@ -116,6 +118,9 @@ def test_borrowed_gpus_are_reclaimed_by_preemption_and_the_job_requeues(
     borrowers = [c.submit(*w.args("--team", "a"), cwd=w.dir) for _ in range(2)]
     for j in borrowers:
         c.wait_state(j, {"RUNNING"})
+    # `logs -f` started during the first attempt follows the job into the next.
+    follow = subprocess.Popen([*clusterctl_argv(), "logs", "-f", str(borrowers[0])], env=c.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     claimant = c.submit(*w.args("--team", "b", "--gpus", "2"), cwd=w.dir)
     c.wait_state(claimant, {"RUNNING"}, timeout=60)
@@ -137,6 +142,11 @@ def test_borrowed_gpus_are_reclaimed_by_preemption_and_the_job_requeues(
         assert c.wait_done(j)["state"] == "SUCCEEDED", c.show(j)
     for j in borrowers:  # the second attempt found the checkpoint
         assert w.lines(j)[-1] == "2 start index=-" and c.show(j)["attempt"] == 2
+    out, err = follow.communicate(timeout=60)
+    assert follow.returncode == 0, err
+    assert out.splitlines() == ["1 start index=-", "1 checkpoint grace=10",
+                                f"--- clusterctl: attempt 2 of job {borrowers[0]} ---",
+                                "2 start index=-"], out
 
 
 def test_dependencies_and_arrays(make_controller: Callable[..., Controller],

@@ -335,25 +335,36 @@ def logs(
     job: Annotated[str, typer.Argument(help="Job id.")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream until it ends.")] = False,
     rank: Annotated[int, typer.Option(help="Which node's output, for multi-node jobs.")] = 0,
+    attempt: Annotated[int | None, typer.Option(
+        help="An earlier attempt's output (after a preemption or a requeue).")] = None,
 ) -> None:
-    """A job's output (stdout and stderr together), kept by the controller."""
+    """A job's output (stdout and stderr together), kept by the controller. With --follow,
+    it goes on into the next attempt when the job is preempted or requeued, marking where
+    each attempt starts."""
     job_id = parsing.parse_job_id(job)
     c = client()
     offset = 0
     out = sys.stdout.buffer
+    data, offset, state, latest = c.log_chunk(job_id, 0, rank, attempt)
+    current = attempt or latest
     while True:
-        data, offset, state = c.logs(job_id, offset, rank)
         if data:
             out.write(data)
             out.flush()
-            continue
-        if not follow or JobState(state) in ENDED:
-            if follow:  # the last lines may land between our read and the state change
-                data, offset, _ = c.logs(job_id, offset, rank)
-                out.write(data)
-                out.flush()
+        elif not follow:
             return
-        time.sleep(0.5)
+        elif current < latest:  # preempted or requeued: the next attempt's log
+            current, offset = current + 1, 0
+            out.write(f"--- clusterctl: attempt {current} of job {job_id} ---\n".encode())
+            out.flush()
+        elif JobState(state) in ENDED:
+            # the last lines may land between our read and the state change
+            out.write(c.log_chunk(job_id, offset, rank, current)[0])
+            out.flush()
+            return
+        else:
+            time.sleep(0.5)
+        data, offset, state, latest = c.log_chunk(job_id, offset, rank, current)
 
 
 @handles_errors

@@ -21,10 +21,14 @@ def logs(job_id: str, user: CurrentUser, ctl: Controller, offset: int = 0, rank:
     require_owner(user, job, "log")
     if rank < 0 or rank >= max(job.nodes, 1):
         raise BadInput("--rank", f"must be from 0 to {job.nodes - 1}")
-    att = attempt if attempt is not None else max(job.attempt, 1)
+    latest = max(job.attempt, 1)
+    if attempt is not None and not 1 <= attempt <= latest:
+        raise BadInput("--attempt", f"must be from 1 to {latest}")
+    att = attempt if attempt is not None else latest
     data = ctl.logs.read(job.id, att, rank, max(0, offset), LOG_CHUNK)
     return Response(content=data, media_type="application/octet-stream", headers={
         "X-Next-Offset": str(max(0, offset) + len(data)),
         "X-Job-State": job.state,
         "X-Attempt": str(att),
+        "X-Latest-Attempt": str(latest),
     })
