@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import platformdirs
 import tomli_w
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -148,16 +148,6 @@ class Settings(BaseSettings):
         bare = {t: q for t, q in self.quotas.items() if not isinstance(q, dict)}
         return totals(bare, self.type_quotas)
 
-    @field_validator("notify_url", mode="before")
-    @classmethod
-    def _notify_url(cls, value: Any) -> str:
-        if value in (None, ""):
-            return ""
-        try:
-            return parse_webhook(str(value), "notify_url")
-        except BadInput as e:
-            raise ValueError(e.message) from None
-
     @field_validator("user_gpu_limit", mode="before")
     @classmethod
     def _user_gpu_limit(cls, value: Any) -> int | None:
@@ -167,13 +157,16 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} must be a whole number of GPUs (0: no limit)")
         return int(value)
 
-    @field_validator("job_account", mode="before")
+    @field_validator("job_account", "notify_url", mode="before")
     @classmethod
-    def _job_account(cls, value: Any) -> str:
+    def _optional_text(cls, value: Any, info: ValidationInfo) -> str:
+        """Empty, or what the field's parser accepts."""
         if value in (None, ""):
             return ""
+        field = info.field_name or ""
+        parse = {"job_account": parse_unix_user, "notify_url": parse_webhook}[field]
         try:
-            return parse_unix_user(str(value), "job_account")
+            return parse(str(value), field)
         except BadInput as e:
             raise ValueError(e.message) from None
 

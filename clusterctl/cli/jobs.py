@@ -422,18 +422,20 @@ IDS = typer.Argument(metavar="JOB...", help="Job ids and ranges: 12 14 20-25.")
 def hold(jobs_: Annotated[list[str], IDS],
          json_: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Keep pending jobs from starting until released (their place in the queue is kept)."""
-    c = client()
-    _each(parsing.parse_job_ids(jobs_),
-          lambda i: c.json("POST", f"/v1/jobs/{i}/hold"), json_, lambda _: "held")
+    _post_each(jobs_, "hold", "held", json_)
 
 
 @handles_errors
 def release(jobs_: Annotated[list[str], IDS],
             json_: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Let held jobs start again."""
+    _post_each(jobs_, "release", "released", json_)
+
+
+def _post_each(jobs_: list[str], action: str, said: str, json_: bool) -> None:
     c = client()
-    _each(parsing.parse_job_ids(jobs_),
-          lambda i: c.json("POST", f"/v1/jobs/{i}/release"), json_, lambda _: "released")
+    _each(parsing.parse_job_ids(jobs_), lambda i: c.json("POST", f"/v1/jobs/{i}/{action}"),
+          json_, lambda _: said)
 
 
 @handles_errors
