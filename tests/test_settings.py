@@ -37,6 +37,7 @@ def test_job_accounts_default_to_the_submitters_own() -> None:
     ("QUOTAS", "vision"), ("QUOTAS", "vision=-1"), ("USER_GPU_LIMIT", "many"),
     ("PREEMPT", "maybe"), ("PREEMPT_GRACE_S", "soon"), ("PORT", "http"),
     ("RUN_AS_SUBMITTER", "perhaps"), ("JOB_ACCOUNT", "Bad Name"), ("JOB_ACCOUNT", "x;rm"),
+    ("NOTIFY_URL", "ftp://x"), ("QUOTAS", "vision=H100:x"), ("FAIR_SHARE_BY_RATE", "maybe"),
 ])
 def test_bad_settings_name_the_setting(tmp_path: Path, name: str, value: str) -> None:
     env = {"CLUSTERCTL_CONFIG": str(tmp_path / "none.toml"), f"CLUSTERCTL_{name}": value}
