@@ -3,6 +3,7 @@ a controller started with `clusterctl up` on a real Ray head, and the usage it a
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -58,8 +59,12 @@ def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller
     held = [g for g in gpus.values() if g["job_id"] == job_id]
     assert len(held) == 2
     assert all(g["uuid"] and g["sampled_at"] and g["memory_total_bytes"] for g in gpus.values())
-    top = controller.cli("top", "--iterations", "1")
+    top = controller.cli("top", "--once")
     assert top.returncode == 0 and "node-a" in top.stdout, top.stderr
+    assert "█" in top.stdout and f"\n {job_id} " in top.stdout.split("running")[1], top.stdout
+    frame = json.loads(controller.cli("top", "--once", "--json").stdout)
+    assert {"nodes", "jobs", "cost_per_hour"} <= set(frame)
+    assert controller.cli("top", "--iterations", "1").returncode == 0  # the live view, once
     # the agent labels the held GPUs with the job and its user, ids only
     scrape = httpx.get(f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
     labelled = {s.labels["gpu"]: s.labels["job"]

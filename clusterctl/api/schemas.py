@@ -249,6 +249,8 @@ class NodeOut(BaseModel):
     drain_reason: str | None = None
     drained_by: str | None = None
     drained_at: datetime | None = None
+    gpu_hour_cost: float | None = None
+    """What one of its GPU-hours costs (the inventory's capacity rate; None: not priced)."""
     suspect: bool = False
     """A runner here just stopped answering: nothing new lands here for a minute, until Ray
     says whether the node lives (it takes its heartbeat timeout to mark one dead)."""

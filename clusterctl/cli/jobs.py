@@ -168,8 +168,8 @@ def _submit(p: dict[str, Any]) -> None:
         print("\n".join(str(i) for i in job.get("array_job_ids") or [job["id"]]))
 
 
-def jobs_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, pad_edge=False)
+def jobs_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(box=None, pad_edge=False, title=title, title_justify="left")
     for col in ("ID", "NAME", "USER", "TEAM", "STATE", "GPUS", "NODES / WHY IT WAITS",
                 "WAITED", "RAN"):
         table.add_column(col, justify="right" if col in ("ID", "GPUS") else "left")

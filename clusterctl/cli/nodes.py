@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import select
+import sys
+import termios
 import time
+import tty
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -12,8 +19,18 @@ from rich.live import Live
 from rich.table import Table
 
 from clusterctl import parsing
-from clusterctl.cli.common import client, console, gib, handles_errors, percent, print_json, watts
-from clusterctl.cli.jobs import jobs_table
+from clusterctl.cli.common import (
+    client,
+    console,
+    gib,
+    handles_errors,
+    percent,
+    print_json,
+    seconds_between,
+    watts,
+)
+from clusterctl.cli.jobs import gpus_asked, jobs_table
+from clusterctl.parsing import format_duration
 
 app = typer.Typer(help="Nodes and their GPUs.", invoke_without_command=True)
 
@@ -137,30 +154,166 @@ def _age(sampled_at: str | None, now: datetime) -> float | None:
     return max(0.0, (now - datetime.fromisoformat(sampled_at)).total_seconds())
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+HISTORY = 30
+"""Reads of each GPU kept for its sparkline (a minute at the default refresh)."""
+
+
+def bar(fraction: float | None, width: int = 10) -> str:
+    """``█████░░░░░``: a share drawn in text, as nvitop and htop draw them."""
+    if fraction is None:
+        return " " * width
+    full = round(max(0.0, min(1.0, fraction)) * width)
+    return "█" * full + "░" * (width - full)
+
+
+def sparkline(values: list[float]) -> str:
+    return "".join(SPARKS[min(len(SPARKS) - 1, int(max(0.0, min(1.0, v)) * len(SPARKS)))]
+                   for v in values)
+
+
+def cost_per_hour(job: dict[str, Any], nodes: list[dict[str, Any]]) -> float | None:
+    """What a running job's GPUs cost an hour (capacity, by the inventory; None: unpriced)."""
+    rates = {n["name"]: n.get("gpu_hour_cost") for n in nodes}
+    held = [rates.get(name) for name in job.get("node_names") or []]
+    if not held or any(r is None for r in held):
+        return None
+    return sum(job["gpus"] * r for r in held if r is not None)
+
+
+class TopView:
+    """One frame of ``top``: GPUs with bars and a short history, the running jobs with their
+    cost per hour, and the queue with why each job waits."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+
+    def remember(self, nodes: list[dict[str, Any]]) -> None:
+        for n in nodes:
+            for g in n["gpu_jobs"]:
+                if g.get("uuid") and g.get("utilization") is not None:
+                    seen = self.history.setdefault(g["uuid"], [])
+                    seen.append(g["utilization"])
+                    del seen[:-HISTORY]
+
+    def gpus(self, nodes: list[dict[str, Any]], now: datetime) -> Table:
+        table = Table(box=None, pad_edge=False, title_justify="left", title=(
+            f"{len(nodes)} node(s), {sum(n['gpus'] for n in nodes)} GPU(s), "
+            f"{sum(n['free_gpus'] for n in nodes)} free" + _by_model(nodes)))
+        for col in ("NODE", "GPU", "JOB", "UTIL", "", "HISTORY", "MEM", "GiB", "POWER", "TEMP"):
+            table.add_column(col, justify="right" if col in ("GPU", "POWER", "TEMP") else "left")
+        for n in nodes:
+            name = n["name"] + ("" if n["alive"] else " (down)") + (
+                " (drained)" if n.get("drained") else "")
+            for g in n["gpu_jobs"]:
+                seen = _age(g.get("sampled_at"), now)
+                live = seen is not None and seen < STALE_S and not g.get("error")
+                util = g["utilization"] if live else None
+                mem = (g["memory_used_bytes"] / g["memory_total_bytes"]
+                       if live and g["memory_used_bytes"] is not None
+                       and g["memory_total_bytes"] else None)
+                table.add_row(
+                    name, str(g["index"]), str(g["job_id"] or "-"), bar(util),
+                    percent(util) if util is not None else (g.get("error") or "no data"),
+                    sparkline(self.history.get(g.get("uuid") or "", [])), bar(mem),
+                    _memory(g) if live else "-", watts(g["power_watts"]) if live else "-",
+                    f"{g['temperature_celsius']:.0f}C"
+                    if live and g["temperature_celsius"] is not None else "-")
+                name = ""
+        return table
+
+    @staticmethod
+    def running(jobs: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> Table:
+        table = Table(box=None, pad_edge=False, title="running", title_justify="left")
+        for col in ("ID", "NAME", "USER", "TEAM", "GPUS", "NODES", "RAN", "COST/H"):
+            table.add_column(col, justify="right" if col in ("ID", "GPUS", "COST/H") else "left")
+        for j in jobs:
+            rate = cost_per_hour(j, nodes)
+            table.add_row(str(j["id"]), _job_name(j), j["user"], j["team"], gpus_asked(j),
+                          ",".join(j["node_names"]),
+                          format_duration(seconds_between(j["started_at"], None)),
+                          "-" if rate is None else f"${rate:,.2f}")
+        return table
+
+    def frame(self, nodes: list[dict[str, Any]], jobs: list[dict[str, Any]],
+              now: datetime | None = None) -> Group:
+        now = now or datetime.now(timezone.utc)
+        self.remember(nodes)
+        running = [j for j in jobs if j["state"] in ("RUNNING", "STARTING")]
+        queued = [j for j in jobs if j["state"] == "PENDING"]
+        parts: list[Any] = [self.gpus(nodes, now), ""]
+        parts.append(self.running(running, nodes) if running else "no job running")
+        parts += ["", jobs_table(queued, title="queue") if queued else "nothing queued"]
+        return Group(*parts)
+
+
+def _job_name(j: dict[str, Any]) -> str:
+    return j.get("name") or "-"
+
+
 @handles_errors
 def top(
     interval: Annotated[str, typer.Option(help="Time between refreshes.")] = "2s",
     iterations: Annotated[int, typer.Option(
-        help="Stop after this many refreshes (0: until Ctrl-C).")] = 0,
+        help="Stop after this many refreshes (0: until q or Ctrl-C).")] = 0,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="With --once: the frame's data.")]
+        = False,
 ) -> None:
-    """A live, refreshing view of nodes, GPUs and running jobs."""
+    """A live view, as nvitop's: each GPU's utilization and memory with a short history, the
+    running jobs with their cost per hour, and the queue with why each job waits. q quits."""
     every = parsing.parse_duration(interval, "--interval")
     if iterations < 0:
         raise parsing.BadInput("--iterations", "must be 0 or more")
+    if json_ and not once:
+        raise parsing.BadInput("--json", "goes with --once (one frame)")
     c = client()
+    view = TopView()
 
-    def frame() -> Group:
-        jobs = c.jobs(state="RUNNING,STARTING,PENDING")
-        return Group(gpu_table(c.nodes()), "", jobs_table(jobs) if jobs else "no jobs queued")
+    def read() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return c.nodes(), c.jobs(state="RUNNING,STARTING,PENDING")
 
+    if once:
+        nodes, jobs = read()
+        if json_:
+            print_json({"nodes": nodes, "jobs": jobs,
+                        "cost_per_hour": {j["id"]: cost_per_hour(j, nodes) for j in jobs
+                                          if j["state"] == "RUNNING"}})
+        else:
+            console.print(view.frame(nodes, jobs))
+        return
     done = 0
-    with Live(frame(), console=console, auto_refresh=False, screen=False) as live:
+    with _keys() as pressed, Live(view.frame(*read()), console=console, auto_refresh=False,
+                                  screen=False) as live:
         try:
             while True:
                 done += 1
                 if iterations and done >= iterations:
                     break
-                time.sleep(every)
-                live.update(frame(), refresh=True)
+                if pressed(every) == "q":
+                    break
+                live.update(view.frame(*read()), refresh=True)
         except KeyboardInterrupt:
             pass
+
+
+@contextmanager
+def _keys() -> Iterator[Callable[[float], str | None]]:
+    """A wait that a key press ends: the key (None when the time ran out). On a terminal,
+    stdin is read a key at a time while ``top`` runs (and restored after); elsewhere it only
+    waits."""
+    if not sys.stdin.isatty():
+        yield lambda seconds: time.sleep(seconds)  # type: ignore[func-returns-value]
+        return
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+
+    def wait(seconds: float) -> str | None:
+        ready, _, _ = select.select([sys.stdin], [], [], seconds)
+        return os.read(fd, 1).decode(errors="replace").lower() if ready else None
+
+    try:
+        yield wait
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)

@@ -73,6 +73,10 @@ class ControllerApi(Protocol):
         """The nodes as of the scheduler's last pass."""
         ...
 
+    def gpu_hour_costs(self) -> dict[str, float]:
+        """Node name → what one of its GPU-hours costs (the inventory's capacity rate)."""
+        ...
+
     def suspect_nodes(self) -> set[str]:
         """Ids of the nodes whose runners just stopped answering: nothing new lands there
         until Ray says whether they live."""

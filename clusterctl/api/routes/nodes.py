@@ -34,6 +34,7 @@ def nodes(user: CurrentUser, ctl: Controller) -> list[NodeOut]:
     live = {(d.node, d.gpu_index): d for d in ctl.samples.devices()}
     drains = ctl.drains.drained()
     suspects = ctl.suspect_nodes()
+    rates = ctl.gpu_hour_costs()
     by_node: dict[str, list[GpuOut]] = defaultdict(list)
     out = []
     for n in ctl.cluster():
@@ -55,7 +56,7 @@ def nodes(user: CurrentUser, ctl: Controller) -> list[NodeOut]:
                            drain_reason=drain.reason if drain else None,
                            drained_by=drain.by if drain else None,
                            drained_at=drain.at if drain else None,
-                           suspect=n.id in suspects))
+                           suspect=n.id in suspects, gpu_hour_cost=rates.get(n.name)))
     return out
 
 
