@@ -62,6 +62,7 @@ class Client:
         self.say = say
         self._warned = False
         self._warned_degraded = False
+        self._warned_budget = False
 
     def close(self) -> None:
         self.http.close()
@@ -89,6 +90,7 @@ class Client:
             raise ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
                            "is `clusterctl up` running?", unreachable=True) from e
         self._warn_degraded(response.headers.get("X-Clusterctl-Warning"))
+        self._warn_budget(response.headers.get("X-Clusterctl-Budget"))
         if response.status_code < 400:
             self._warn_expiry(response.headers.get("X-Token-Expires"))
             return response
@@ -107,6 +109,12 @@ class Client:
         if text and not self._warned_degraded:
             self._warned_degraded = True
             self.say(f"warning: {text}")
+
+    def _warn_budget(self, text: str | None) -> None:
+        """Once per command: a team of yours is at 80% of its budget or over it."""
+        if text and not self._warned_budget:
+            self._warned_budget = True
+            self.say(f"budget: {text}")
 
     def _warn_expiry(self, expires: str | None) -> None:
         """Once per command, a week ahead: a token that stops working surprises no one."""

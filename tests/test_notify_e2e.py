@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -114,5 +115,64 @@ def test_webhooks_hear_ends_failures_and_drains(ray_head: LocalRay, tmp_path: Pa
                                 (["notify", "set", "not a url"], "URL")):
             r = c.cli(*bad_args)
             assert r.returncode == 2 and r.stderr.startswith(f"error: {field}:"), r.stderr
+    finally:
+        c.stop()
+
+
+def test_budgets_warn_notify_and_hold_the_teams_new_jobs(ray_head: LocalRay, tmp_path: Path,
+                                                         hook: Hook) -> None:
+    """#20 item 2: spent as the cost report charges it, a notification when a team goes
+    over, its new jobs held (reason budget) while enforced, released by raising it."""
+    c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file)
+    c.env["CLUSTERCTL_NOTIFY_URL"] = f"{hook.url}/cluster"
+    c.start()
+    try:
+        bought = (datetime.now(timezone.utc) - timedelta(days=30)).date().isoformat()
+        r = c.cli("hardware", "add", "node-a", "--gpus", "4", "--gpu-model", "A100",
+                  "--price", "100000000", "--purchased", bought, "--life", "36mo",
+                  "--resale", "0.2")  # dear enough that seconds of it cost cents
+        assert r.returncode == 0, r.stderr
+        first = c.submit("--team", "ml", "--gpus", "2", "--", "sleep", "2")
+        assert c.wait_done(first)["state"] == "SUCCEEDED"
+        cost = c.json("report", "cost", "--by", "team", "--since", "1d")
+        charged = sum(r["total_cost"] for r in cost["rows"] if r["key"] == "ml")
+        assert charged > 0
+
+        r = c.cli("budget", "set", "ml", "0.0001", "--enforce", "--json")
+        assert r.returncode == 0, r.stderr
+        b = json.loads(r.stdout)
+        assert b["state"] == "over" and b["enforce"] and b["spent"] >= charged - 0.01
+        assert b["forecast"] >= b["spent"] and b["period"] == f"{datetime.now(timezone.utc):%Y-%m}"
+        [told] = hook.at("/cluster", "budget_over")
+        assert told["team"] == "ml" and "is over its $0.00 monthly budget" in told["text"]
+
+        r = c.cli("submit", "--team", "ml", "--", "true")
+        assert r.returncode == 0 and "budget: team ml spent" in r.stderr, r.stderr
+        held = int(r.stdout)
+        deadline = time.monotonic() + 30
+        while (job := c.show(held)).get("wait_reason") != "budget":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.3)
+        assert job["state"] == "PENDING" and "monthly budget" in job["wait_detail"]
+        other = c.submit("--team", "vision", "--", "true")  # other teams go on
+        assert c.wait_done(other)["state"] == "SUCCEEDED"
+
+        dana = json.loads(c.cli("admin", "user", "add", "dana", "--team", "vision",
+                                "--json").stdout)["token"]
+        assert json.loads(c.cli("budget", "list", "--json", token=dana).stdout) == []
+        r = c.cli("budget", "set", "ml", "1000", token=dana)
+        assert r.returncode == 1 and "only an admin" in r.stderr
+        for bad, field in ((["budget", "set", "ml", "lots"], "AMOUNT"),
+                           (["budget", "set", "ml", "5", "--per", "week"], "--per")):
+            r = c.cli(*bad)
+            assert r.returncode == 2 and r.stderr.startswith(f"error: {field}:"), r.stderr
+
+        raised = json.loads(c.cli("budget", "set", "ml", "100000", "--json").stdout)
+        assert raised["state"] == "ok"
+        assert c.wait_done(held)["state"] == "SUCCEEDED"  # raising it released the job
+        listed = json.loads(c.cli("budget", "list", "--json").stdout)
+        assert [b["team"] for b in listed] == ["ml"]
+        assert c.cli("budget", "remove", "ml").returncode == 0
+        assert json.loads(c.cli("budget", "list", "--json").stdout) == []
     finally:
         c.stop()

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from clusterctl.api.guard import EdgeGuard
 from clusterctl.api.routes import (
+    budgets,
     hardware,
     health,
     ingest,
@@ -26,7 +27,7 @@ from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
 from clusterctl.store import UNAVAILABLE
 
-ROUTERS = (jobs, logs, nodes, users, notify, ingest, hardware, reports, health)
+ROUTERS = (jobs, logs, nodes, users, notify, budgets, ingest, hardware, reports, health)
 
 
 async def _bad_input(_: Request, exc: Exception) -> JSONResponse:

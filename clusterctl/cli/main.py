@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clusterctl.cli import admin, hardware, jobs, nodes, notify, report
+from clusterctl.cli import admin, budget, hardware, jobs, nodes, notify, report
 from clusterctl.cli.demo import demo
 from clusterctl.cli.simulate import simulate
 from clusterctl.cli.up import up
@@ -35,6 +35,7 @@ app.add_typer(admin.app, name="admin")
 app.add_typer(hardware.app, name="hardware")
 app.add_typer(report.app, name="report")
 app.add_typer(notify.app, name="notify")
+app.add_typer(budget.app, name="budget")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.controller.telemetry import GpuUsage
+from clusterctl.cost.budget import BudgetStatus
 from clusterctl.executor.types import NodeInfo
 from clusterctl.scheduler.state import Wait
 from clusterctl.store import (
@@ -27,6 +28,7 @@ from clusterctl.store import (
     SampleStore,
     UserStore,
 )
+from clusterctl.store.budgets import BudgetStore
 from clusterctl.store.notify import NotifyStore
 from clusterctl.usage import Usage
 
@@ -57,6 +59,17 @@ class ControllerApi(Protocol):
     def packages(self) -> PackageStore: ...
     @property
     def notify(self) -> NotifyStore: ...
+    @property
+    def budgets(self) -> BudgetStore: ...
+
+    def budget_status(self, fresh: bool = False) -> list[BudgetStatus]:
+        """Every budget's figures: as last computed, or computed now (``fresh``; it also
+        releases or holds the teams' jobs at the next pass)."""
+        ...
+
+    def budget_notes(self, teams: list[str]) -> list[str]:
+        """The budgets of these teams that are at 80% or over, in words."""
+        ...
 
     def announce(self, body: dict[str, Any]) -> None:
         """Post ``body`` to the cluster's webhook (the ``notify_url`` setting), if any, in the

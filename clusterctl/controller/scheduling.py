@@ -63,6 +63,7 @@ class Scheduler:
         gpu_facts: Callable[[], Mapping[str, tuple[str | None, int | None]]] = dict,
         gpu_hour_costs: Callable[[], Mapping[str, float]] = dict,
         fair_share_by_rate: bool = False,
+        budget_holds: Callable[[], Mapping[str, str]] = dict,
     ) -> None:
         self.jobs = jobs
         self.executor = executor
@@ -97,6 +98,8 @@ class Scheduler:
         self._gpu_hour_costs: Mapping[str, float] = {}
         """Node name → what a GPU-hour of it costs (the inventory's capacity rate)."""
         self.fair_share_by_rate = fair_share_by_rate
+        self.budget_holds = budget_holds
+        """Teams over an enforced budget → why their pending jobs wait."""
         """Fair share weighs each GPU-hour by its node's rate (``fairshare.rate_weights``)."""
         self.drained: Collection[str] = frozenset()
         """Names of drained nodes: nothing new starts there (read every pass)."""
@@ -257,12 +260,17 @@ class Scheduler:
         """The pending jobs whose dependencies are met, and why the others wait. A job whose
         dependency can no longer be met (``:ok`` on a job that failed) is cancelled."""
         held_back: dict[int, Wait] = {}
-        if any(j.held_by for j in pending):
+        over = self.budget_holds()
+        if over or any(j.held_by for j in pending):
             for j in pending:
-                if j.held_by and j.id is not None:
+                if j.id is None:
+                    continue
+                if j.held_by:
                     held_back[j.id] = Wait(WaitReason.HELD, f"held by {j.held_by}; "
                                                             f"`clusterctl release {j.id}`")
-            pending = [j for j in pending if not j.held_by]
+                elif j.team in over:
+                    held_back[j.id] = Wait(WaitReason.BUDGET, over[j.team])
+            pending = [j for j in pending if j.id not in held_back]
         deps = {d for j in pending for d in dependencies.ids(j.after)}
         if not deps:
             return pending, held_back

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from clusterctl import gpu_health
 from clusterctl.controller.attempts import Attempts
+from clusterctl.controller.budgets import BudgetWatch
 from clusterctl.controller.files import LogStore, PackageStore, expire_files
 from clusterctl.controller.interface import Ingest
 from clusterctl.controller.metrics import ControllerCollector
@@ -30,6 +31,7 @@ from clusterctl.controller.notifier import Notifier
 from clusterctl.controller.reports import ReportService, build
 from clusterctl.controller.scheduling import OutOfService, Scheduler
 from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage, within_clock
+from clusterctl.cost.budget import BudgetStatus
 from clusterctl.cost.model import capacity_rate
 from clusterctl.executor.local_ray import ray_env
 from clusterctl.executor.ray_driver import RayDriver
@@ -56,6 +58,7 @@ from clusterctl.store import (
     migrate,
     ping,
 )
+from clusterctl.store.budgets import BudgetStore
 from clusterctl.store.notify import NotifyStore
 from clusterctl.usage import Usage
 
@@ -168,6 +171,10 @@ class Controller:
         self.notify = NotifyStore(self.engine)
         self.notifier = Notifier(self.notify, self._job_total_cost, s.notify_url or None)
         self.notifier.start()
+        self.budgets = BudgetStore(self.engine)
+        self.budget_watch = BudgetWatch(self.budgets, self._team_spent, self._tell_team)
+        self.scheduler.budget_holds = self.budget_watch.holds
+        self.budget_watch.start()
         self.reports = ReportService(ReportStore(self.engine), self.costs, self.samples,
                                      s.waste_threshold)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -221,6 +228,8 @@ class Controller:
 
     def close(self) -> None:
         """Stop what :meth:`prepare` started (the API stops serving first)."""
+        if hasattr(self, "budget_watch"):
+            self.budget_watch.stop()
         if hasattr(self, "notifier"):
             self.notifier.stop()
         if hasattr(self, "housekeeper"):
@@ -294,6 +303,27 @@ class Controller:
 
     def announce(self, body: dict[str, Any]) -> None:
         self.notifier.send(self.settings.notify_url or None, body)
+
+    def budget_status(self, fresh: bool = False) -> list[BudgetStatus]:
+        if not fresh:
+            return self.budget_watch.last()
+        found = self.budget_watch.refresh()
+        self.wake()
+        return found
+
+    def budget_notes(self, teams: list[str]) -> list[str]:
+        return self.budget_watch.notes(teams)
+
+    def _tell_team(self, team: str, body: dict[str, Any]) -> None:
+        self.notifier.send(self.notify.team_url(team), body)
+        self.announce(body)
+
+    def _team_spent(self, team: str, start: datetime, now: datetime, loaded: bool) -> float:
+        """What the cost report charges ``team`` from ``start`` to ``now``."""
+        report = self.report("cost", start, now, by="team", loaded=loaded,
+                             min_idle_s=1800.0, now=now)
+        return sum(float(r["total_cost"]) for r in report["rows"]
+                   if r.get("kind") == "team" and r["key"] == team)
 
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
                loaded: bool, min_idle_s: float, now: datetime) -> dict[str, Any]:

@@ -174,6 +174,8 @@ class WaitReason(str, Enum):
     DEPENDENCY = "dependency"
     HELD = "held"
     """``clusterctl hold``: it does not start until released."""
+    BUDGET = "budget"
+    """Its team is over an enforced budget: it waits until the budget is raised."""
 
     def __str__(self) -> str:
         return self.value

@@ -155,6 +155,22 @@ class TeamNotify(SQLModel, table=True):
     url: str = Field(max_length=2048)
 
 
+class Budget(SQLModel, table=True):
+    """What a team may spend per month or quarter (``clusterctl budget``)."""
+
+    team: str = Field(primary_key=True, max_length=64)
+    amount: float
+    per: str = Field(default="month", max_length=16)
+    enforce: bool = False
+    """Over it, the team's new jobs wait (reason ``budget``); running ones finish."""
+    loaded: bool = False
+    """Spent counts the team's share of idle capacity too (``report cost --loaded``)."""
+    notified: str | None = Field(default=None, max_length=16)
+    """The last state the team was told of (``warning``, ``over``) in ``notified_period``:
+    a restart does not tell it twice."""
+    notified_period: str | None = Field(default=None, max_length=16)
+
+
 class NotifyCursor(SQLModel, table=True):
     """The last job event the notifier has read: after a restart it goes on from there."""
 

@@ -35,6 +35,7 @@ from clusterctl.store import Allocation, Job, NewJob, User
 from clusterctl.usage import Usage
 
 router = APIRouter()
+BUDGET_HEADER = "X-Clusterctl-Budget"
 
 
 def may_see(user: User, job: Job) -> bool:
@@ -46,6 +47,13 @@ def require_owner(user: User, job: Job, what: str) -> None:
     if not may_see(user, job):
         raise HTTPException(403, f"job {job.id} belongs to {job.user}; only they or an admin "
                             f"can see its {what}")
+
+
+def budget_note(ctl: ControllerApi, teams: list[str], response: Response) -> None:
+    """Teams at 80% of their budget or over: said with every submit and listing."""
+    notes = ctl.budget_notes(teams)
+    if notes:
+        response.headers[BUDGET_HEADER] = "; ".join(notes).encode("ascii", "replace").decode()
 
 
 def node_names(ctl: ControllerApi) -> dict[str, str]:
@@ -89,7 +97,8 @@ async def upload_package(request: Request, user: CurrentUser, ctl: Controller) -
 
 
 @router.post("/v1/jobs", response_model=SubmitOut, status_code=201)
-def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
+def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Response
+           ) -> SubmitOut:
     command = parsing.parse_command(body.command)
     gpus, gpu_types, gpu_mem = parse_gpu_ask(body.gpus, body.gpu_type, body.gpu_mem,
                                              parsing.MAX_GPUS_PER_NODE)
@@ -136,6 +145,7 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller) -> SubmitOut:
         ctl.audit.record(user.name, "job.override", str(jobs[0].id),
                          f"team {team}, priority {priority}")
     ctl.wake()
+    budget_note(ctl, [team], response)
     first = job_out(jobs[0], node_names(ctl))
     return SubmitOut(**first.model_dump(),
                      array_job_ids=[j.id for j in jobs if j.id is not None]
@@ -177,6 +187,7 @@ def list_jobs(user: CurrentUser, ctl: Controller, response: Response, all: bool 
                                   team=team, name=name, since=after, array_id=array,
                                   before_id=before)
     response.headers["X-Total-Count"] = str(total)
+    budget_note(ctl, user.teams, response)
     names = node_names(ctl)
     idle = ctl.idle_jobs(j.id for j in rows if j.id is not None)
     waiting = ctl.waiting()

@@ -1,5 +1,5 @@
 """webhook notifications (a job's, a user's and a team's URL, and how far the notifier read),
-and holds on pending jobs
+holds on pending jobs, and team budgets
 
 Revision ID: 0010
 Revises: 0009
@@ -29,6 +29,16 @@ def upgrade() -> None:
         sa.Column("url", sa.String(length=2048), nullable=False),
     )
     op.create_table(
+        "budget",
+        sa.Column("team", sa.String(length=64), primary_key=True),
+        sa.Column("amount", sa.Float(), nullable=False),
+        sa.Column("per", sa.String(length=16), nullable=False),
+        sa.Column("enforce", sa.Boolean(), nullable=False),
+        sa.Column("loaded", sa.Boolean(), nullable=False),
+        sa.Column("notified", sa.String(length=16), nullable=True),
+        sa.Column("notified_period", sa.String(length=16), nullable=True),
+    )
+    op.create_table(
         "notify_cursor",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("last_event_id", sa.Integer(), nullable=False),
@@ -37,6 +47,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("notify_cursor")
+    op.drop_table("budget")
     op.drop_table("team_notify")
     with op.batch_alter_table("user") as batch:
         batch.drop_column("notify_url")

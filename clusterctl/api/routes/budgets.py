@@ -1,0 +1,71 @@
+"""Team budgets: admins set them; everyone sees their own teams' (``clusterctl budget``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from clusterctl import parsing
+from clusterctl.api.auth import CurrentUser
+from clusterctl.api.deps import Controller
+from clusterctl.api.routes.users import require_admin
+from clusterctl.cost.budget import BudgetStatus, parse_amount, parse_period
+
+router = APIRouter()
+
+
+class BudgetIn(BaseModel):
+    amount: str | float
+    per: str = "month"
+    enforce: bool = False
+    loaded: bool = False
+
+
+class BudgetOut(BaseModel):
+    team: str
+    amount: float
+    per: str
+    enforce: bool
+    loaded: bool
+    period: str
+    spent: float
+    """The team's cost so far in the period, as ``report cost`` charges it."""
+    forecast: float
+    """The period's end at the rate so far."""
+    state: str
+    """``ok``, ``warning`` (80% or more) or ``over``."""
+
+
+def _out(s: BudgetStatus) -> BudgetOut:
+    return BudgetOut(team=s.team, amount=s.amount, per=s.per, enforce=s.enforce,
+                     loaded=s.loaded, period=s.period, spent=s.spent, forecast=s.forecast,
+                     state=s.state)
+
+
+@router.get("/v1/budgets", response_model=list[BudgetOut])
+def budgets(user: CurrentUser, ctl: Controller) -> list[BudgetOut]:
+    return [_out(s) for s in ctl.budget_status(fresh=True)
+            if user.is_admin or s.team in user.teams]
+
+
+@router.put("/v1/budgets/{team}", response_model=BudgetOut)
+def put(team: str, body: BudgetIn, user: CurrentUser, ctl: Controller) -> BudgetOut:
+    name = parsing.parse_name(team, "TEAM")
+    amount = parse_amount(body.amount)
+    per = parse_period(body.per)
+    require_admin(user, "set budgets")
+    ctl.budgets.put(name, amount, per, body.enforce, body.loaded)
+    ctl.audit.record(user.name, "budget.set", name, f"{amount:.2f} per {per}"
+                     + (", enforced" if body.enforce else ""))
+    return next(_out(s) for s in ctl.budget_status(fresh=True) if s.team == name)
+
+
+@router.delete("/v1/budgets/{team}")
+def remove(team: str, user: CurrentUser, ctl: Controller) -> dict[str, str]:
+    name = parsing.parse_name(team, "TEAM")
+    require_admin(user, "remove budgets")
+    if not ctl.budgets.remove(name):
+        raise HTTPException(404, f"team {name} has no budget")
+    ctl.audit.record(user.name, "budget.remove", name)
+    ctl.budget_status(fresh=True)
+    return {"team": name, "removed": "yes"}
