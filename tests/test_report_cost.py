@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from clusterctl.cost.inventory import SiteSettings
 from clusterctl.cost.model import Machine, cents, machine_capacity_cost
-from clusterctl.reports.cost import IDLE, accounted, cost_report
+from clusterctl.reports.cost import IDLE, CostRow, accounted, cost_report, top_rows
 from clusterctl.reports.inputs import MS_PER_HOUR, Inputs, Period, Priced
 from clusterctl.reports.table import Held
 
@@ -165,3 +165,15 @@ def test_jobs_plus_idle_equal_capacity_plus_energy(inputs: Inputs, by: str,
     by_model = sum(machine_capacity_cost(p.machine, *period) for p in inputs.machines.values())
     assert abs(report.capacity_cost - by_model) < Decimal("0.01")
     assert (IDLE not in {r.key for r in report.rows})
+
+
+def test_the_dearest_jobs_and_one_row_for_the_rest() -> None:
+    rows = [CostRow(str(i), gpu_ms=1000 * i, capacity_cost=Decimal(i)) for i in range(1, 6)]
+    shown, rest = top_rows(rows, 2)
+    assert [r.key for r in shown] == ["5", "4"]
+    assert rest is not None and rest.key == "(3 more)"
+    assert (rest.gpu_ms, rest.total_cost) == (6000, Decimal(6))  # jobs 1, 2 and 3
+    page, rest = top_rows(rows, 2, offset=2)
+    assert [r.key for r in page] == ["3", "2"] and rest is not None and rest.gpu_ms == 10_000
+    every, none = top_rows(rows, 10)
+    assert len(every) == 5 and none is None

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from clusterctl.cli.common import client, console, handles_errors, percent, print_json
-from clusterctl.parsing import BadInput, format_duration
+from clusterctl.parsing import BadInput, format_duration, parse_count
 
 app = typer.Typer(help="Utilization, cost, amortization and waste reports.",
                   no_args_is_help=True)
@@ -162,14 +162,23 @@ def cost(since: Since = None, from_: From = None, to: To = None,
          by: Annotated[str, typer.Option(help="job|user|team|gpu-type|month")] = "job",
          loaded: Annotated[bool, typer.Option(
              "--loaded", help="Spread the idle capacity cost over the rows by GPU-hours.")] = False,
+         limit: Annotated[str, typer.Option(
+             help="With --by job: the N dearest jobs, and one row for the rest.")] = "100",
+         all_: Annotated[bool, typer.Option("--all", help="With --by job: every job.")] = False,
          json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
     """Capacity, energy and total cost on the owned hardware, and the cloud equivalent."""
     check_plot(plot)
-    data = _fetch("cost", since, from_, to, by=by, loaded=str(loaded).lower())
+    rows = parse_count(limit, "--limit", 1_000_000)
+    data = _fetch("cost", since, from_, to, by=by, loaded=str(loaded).lower(), limit=rows,
+                  all=str(all_).lower())
     p = data["prices"]
     _emit("cost", data, cost_columns(data), data["rows"], json_, csv_, plot,
           [f"{data['currency']}; energy at {p['tariff_per_kwh']}/kWh x PUE {p['pue']}; "
            f"{data['period']['from'][:16]} to {data['period']['to'][:16]} UTC",
+           *([f"the {sum(r['kind'] == 'job' for r in data['rows'])} dearest of "
+              f"{data['row_count']:,} jobs; "
+              "--limit N or --all for more"] if any(r["kind"] == "rest" for r in data["rows"])
+             else []),
            *[f"warning: {w}" for w in data["warnings"]]])
 
 

@@ -124,8 +124,10 @@ class ControllerApi(Protocol):
         ...
 
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
-               loaded: bool, min_idle_s: float, now: datetime) -> dict[str, Any]:
-        """A report as JSON (the CLI draws tables, CSV and plots from it)."""
+               loaded: bool, min_idle_s: float, now: datetime, limit: int | None = None,
+               offset: int = 0) -> dict[str, Any]:
+        """A report as JSON (the CLI draws tables, CSV and plots from it); ``limit`` and
+        ``offset`` page the rows of ``cost``, the dearest first."""
         ...
 
     def ingest(self, node: str, rows: list[dict[str, Any]]) -> Ingest:

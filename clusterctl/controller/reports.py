@@ -18,7 +18,7 @@ from clusterctl.controller.telemetry import allocation_usage
 from clusterctl.cost.model import cents
 from clusterctl.cost.rates import effective_rates, rate_for
 from clusterctl.reports.amortization import AmortizationReport, Ledger, amortization_report
-from clusterctl.reports.cost import CostReport, CostRow, accounted, cost_report
+from clusterctl.reports.cost import CostReport, CostRow, accounted, cost_report, top_rows
 from clusterctl.reports.inputs import MS_PER_DAY, Inputs, Period, Priced, kwh, ms_iso
 from clusterctl.reports.table import FIELDS, HeldTable
 from clusterctl.reports.utilization import UtilReport, UtilRow, utilization_report
@@ -116,12 +116,19 @@ def cost_row(r: CostRow, currency: str) -> dict[str, Any]:
             "currency": currency}
 
 
-def cost_json(report: CostReport, inputs: Inputs) -> dict[str, Any]:
+def cost_json(report: CostReport, inputs: Inputs, limit: int | None = None,
+              offset: int = 0) -> dict[str, Any]:
+    """With ``limit``, the rows are that page of the dearest first and one ``rest`` row sums
+    the others (``total`` is always the whole period's)."""
     cur = inputs.prices.currency
-    rows = [cost_row(r, cur) | {"kind": report.by} for r in report.rows]
+    shown, rest = (report.rows, None) if limit is None else top_rows(report.rows, limit, offset)
+    rows = [cost_row(r, cur) | {"kind": report.by} for r in shown]
+    if rest is not None:
+        rows.append(cost_row(rest, cur) | {"kind": "rest"})
     if not report.loaded:
         rows.append(cost_row(report.idle, cur) | {"kind": "idle"})
     return {"report": "cost", "by": report.by, "loaded": report.loaded, "currency": cur,
+            "row_count": len(report.rows),
             "period": _period(inputs.period), "rows": rows,
             "total": {"capacity_cost": money(report.capacity_cost),
                       "energy_cost": money(report.energy_cost),
@@ -203,7 +210,9 @@ def amortization_json(report: AmortizationReport, inputs: Inputs) -> dict[str, A
 
 def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
           by: str | None = None, loaded: bool = False, min_idle_s: float = 1800.0,
-          now: datetime | None = None) -> dict[str, Any]:
+          now: datetime | None = None, limit: int | None = None, offset: int = 0
+          ) -> dict[str, Any]:
+    """``limit`` and ``offset`` page the rows of ``cost`` (see :func:`cost_json`)."""
     now = now or datetime.now(timezone.utc)
     now_ms = int(now.timestamp() * 1000)
     start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
@@ -220,7 +229,7 @@ def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
                             labels=kind == "waste" or by in ("job", "user", "team"),
                             fields=REPORT_FIELDS[kind] + (("gpu",) if by == "gpu" else ()))
     if kind == "cost":
-        return cost_json(cost_report(inputs, by or "job", loaded), inputs)
+        return cost_json(cost_report(inputs, by or "job", loaded), inputs, limit, offset)
     if kind == "utilization":
         return utilization_json(utilization_report(inputs, by or "node"), inputs)
     if kind == "waste":

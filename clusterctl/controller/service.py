@@ -326,9 +326,10 @@ class Controller:
                    if r.get("kind") == "team" and r["key"] == team)
 
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
-               loaded: bool, min_idle_s: float, now: datetime) -> dict[str, Any]:
+               loaded: bool, min_idle_s: float, now: datetime, limit: int | None = None,
+               offset: int = 0) -> dict[str, Any]:
         return build(self.reports, kind, start, end, by=by, loaded=loaded,
-                     min_idle_s=min_idle_s, now=now)
+                     min_idle_s=min_idle_s, now=now, limit=limit, offset=offset)
 
     def ingest(self, node: str, rows: list[dict[str, Any]]) -> Ingest:
         kept, refused = within_clock(rows, time.time(), self.settings.sample_retention_s)

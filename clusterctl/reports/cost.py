@@ -222,3 +222,23 @@ def accounted(report: CostReport) -> Decimal:
     rows = sum((r.total_cost for r in report.rows), Decimal(0))
     return rows if report.loaded else rows + report.idle.total_cost
 
+
+def top_rows(rows: list[CostRow], limit: int, offset: int = 0
+             ) -> tuple[list[CostRow], CostRow | None]:
+    """The page ``[offset, offset + limit)`` of the rows by total cost (dearest first), and
+    one row summing all the others (None when there are none): a year has 100,000 jobs, and
+    what people look for is where the money went."""
+    ranked = sorted(rows, key=lambda r: (-r.total_cost, r.key))
+    shown = ranked[offset:offset + limit]
+    others = ranked[:offset] + ranked[offset + limit:]
+    if not others:
+        return shown, None
+    rest = CostRow(f"({len(others)} more)")
+    for r in others:
+        rest.gpu_ms += r.gpu_ms
+        rest.energy_mj += r.energy_mj
+        rest.capacity_cost += r.capacity_cost
+        rest.energy_cost += r.energy_cost
+        rest.idle_cost += r.idle_cost
+        rest.cloud_equivalent += r.cloud_equivalent
+    return shown, rest

@@ -15,13 +15,17 @@ from clusterctl.reports import cost, utilization
 
 router = APIRouter()
 KINDS = {"utilization": utilization.BY, "cost": cost.BY, "amortization": (), "waste": ()}
+JOB_ROWS = 100
+"""The jobs ``cost --by job`` shows unless told (a year holds 100,000)."""
 
 
 @router.get("/v1/reports/{kind}")
 def report(kind: str, request: Request, user: CurrentUser, ctl: Controller,
            since: str | None = None, from_: str | None = None, to: str | None = None,
-           by: str | None = None,
-           loaded: bool = False, min_idle: str = "30m") -> dict[str, Any]:
+           by: str | None = None, loaded: bool = False, min_idle: str = "30m",
+           limit: int | None = None, offset: int = 0, all: bool = False) -> dict[str, Any]:
+    """``cost --by job`` returns the ``limit`` dearest jobs (100 unless said) from ``offset``
+    and a ``rest`` row summing the others; ``all`` returns every job."""
     if kind not in KINDS:
         raise BadInput("REPORT", f"{kind!r} is not one of {', '.join(KINDS)}")
     if by is not None and by not in KINDS[kind]:
@@ -29,5 +33,11 @@ def report(kind: str, request: Request, user: CurrentUser, ctl: Controller,
         raise BadInput("--by", f"{by!r} is not one of {allowed}")
     now = datetime.now(timezone.utc)
     start, end = parse_period(since, from_ or request.query_params.get("from"), to, now)
+    if limit is not None and not 1 <= limit <= 1_000_000:
+        raise BadInput("--limit", "must be from 1 to 1000000")
+    if not 0 <= offset <= 10**9:
+        raise BadInput("offset", "must be 0 or more")
+    paged = kind == "cost" and (by or "job") == "job" and not all
     return ctl.report(kind, start, end, by=by, loaded=loaded,
-                      min_idle_s=parse_duration(min_idle, "--min-idle"), now=now)
+                      min_idle_s=parse_duration(min_idle, "--min-idle"), now=now,
+                      limit=(limit or JOB_ROWS) if paged else limit, offset=offset)
