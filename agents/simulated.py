@@ -1,12 +1,16 @@
 """The simulated GPU reader, for machines without an NVIDIA driver (the demo, CI, laptops).
 
-It implements :class:`agents.reader.GpuReader` with believable numbers: a GPU that holds a job
-computes (high utilization, most of its memory, power near its limit, a warm die) and the others
-idle. Which GPUs hold a job comes from the ``busy`` callable, which the agent feeds from the
-controller's allocation records. Profiles reproduce what real drivers do to us: power not
-supported, a GPU lost mid-run, an energy counter that resets (driver reload) and none at all,
-and the faults that make a node unfit for jobs: XID 79 (the GPU falls off the bus) and a
-double-bit ECC error (XID 48).
+It implements :class:`agents.reader.GpuReader` with believable numbers: a GPU whose job computes
+shows it (high utilization, most of its memory, power near its limit, a warm die) and the others
+idle. A GPU computes while the processes of the job on it (found in ``/proc``, as NVML lists a
+real GPU's) use CPU, and idles while they sleep or wait: ``sleep 600`` holds an idle GPU and a
+busy loop a busy one, with nothing in the job that a real job would not do, which is what makes
+idle reclaim testable honestly. Without ``/proc`` (unit tests), the GPUs that hold a job, from
+the ``busy`` callable the agent feeds from the controller's allocation records, compute.
+
+Profiles reproduce what real drivers do to us: power not supported, a GPU lost mid-run, an
+energy counter that resets (driver reload) and none at all, and the faults that make a node
+unfit for jobs: XID 79 (the GPU falls off the bus) and a double-bit ECC error (XID 48).
 """
 
 from __future__ import annotations
@@ -83,6 +87,24 @@ class _Gpu:
     ecc_errors: int = 0
 
 
+BUSY_CPU = 0.05
+"""A GPU computes while its processes use at least this share of a CPU."""
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+
+def cpu_seconds(proc: Path, pid: int) -> float | None:
+    """CPU time (user and system) a process has used, from ``/proc/PID/stat``."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    try:
+        return (int(fields[11]) + int(fields[12])) * _TICK_S
+    except (IndexError, ValueError):
+        return None
+
+
 def job_processes(proc: Path, node: str) -> dict[int, list[GpuProcess]]:
     """The processes of clusterctl jobs on each simulated GPU, as NVML lists the processes on
     a real one: found in ``/proc`` by the ``CLUSTERCTL_JOB_ID`` and ``CUDA_VISIBLE_DEVICES``
@@ -149,6 +171,8 @@ class SimulatedReader:
             for i in range(count)
         ]
         self._mem_base = int(0.45 * GIB)
+        self._cpu: dict[int, float] = {}
+        """CPU seconds of each job process at the last read."""
 
     def close(self) -> None:
         pass
@@ -157,8 +181,8 @@ class SimulatedReader:
         now = self.clock()
         dt = 0.0 if self.last_read is None else max(0.0, now - self.last_read)
         self.last_read = now
-        busy = self.busy()
         on_gpu = job_processes(self.proc, self.node) if self.proc is not None else {}
+        busy = self.busy() if self.proc is None or not dt else self._computing(on_gpu, dt)
         gpus: list[GpuSample] = []
         errors: list[GpuError] = []
         xids: list[Xid] = []
@@ -176,6 +200,26 @@ class SimulatedReader:
             gpus.append(replace(self._step(g, g.index in busy, now, dt),
                                 processes=tuple(on_gpu.get(g.index, ()))))
         return Snapshot(at=now, gpus=tuple(gpus), errors=tuple(errors), xids=tuple(xids))
+
+    def _computing(self, on_gpu: dict[int, list[GpuProcess]], dt: float) -> set[int]:
+        """The GPUs whose processes used CPU since the last read."""
+        assert self.proc is not None
+        seen: dict[int, float] = {}
+        busy = set()
+        for index, procs in on_gpu.items():
+            used = 0.0
+            for p in procs:
+                now_s = seen.get(p.pid)
+                if now_s is None:
+                    now_s = cpu_seconds(self.proc, p.pid)
+                    if now_s is None:
+                        continue
+                    seen[p.pid] = now_s
+                used += now_s - self._cpu.get(p.pid, 0.0)  # a new process: all it used
+            if used / dt >= BUSY_CPU:
+                busy.add(index)
+        self._cpu = seen
+        return busy
 
     def _step(self, g: _Gpu, busy: bool, now: float, dt: float) -> GpuSample:
         rng, p = g.rng, g.profile

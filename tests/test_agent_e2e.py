@@ -46,7 +46,8 @@ def utc(iso: str) -> datetime:
 
 def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller,
                                                            agent: Agent) -> None:
-    job_id = controller.submit("--gpus", "2", "--", "python3", "-c", "import time; time.sleep(8)")
+    busy = "import time\nend = time.time() + 8\nwhile time.time() < end: pass"
+    job_id = controller.submit("--gpus", "2", "--", "python3", "-c", busy)
     started = utc(controller.wait_state(job_id, {"RUNNING"})["started_at"])
 
     def sampled_since_start() -> dict[int, dict]:  # type: ignore[type-arg]

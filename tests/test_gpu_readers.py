@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from fake_nvml import FakeGpu, FakeNvml
@@ -221,3 +226,22 @@ def test_a_restarted_simulated_agent_books_no_spike_of_energy() -> None:
         for r in rows:  # at most full power over the span, never a counter's worth
             assert r["energy_mj"] is None or r["energy_mj"] <= 1000 * 1000 * r["span_s"]
         clock.t += 5
+
+
+def test_a_simulated_gpu_computes_while_its_job_uses_cpu() -> None:
+    """#19 item 4: `sleep` holds an idle GPU and a busy loop a busy one, from /proc alone."""
+    env = {**os.environ, "CLUSTERCTL_JOB_ID": "9", "CLUSTERCTL_NODE": "cpu-node"}
+    sleeper = subprocess.Popen(["sleep", "30"], env={**env, "CUDA_VISIBLE_DEVICES": "0"})
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                               env={**env, "CUDA_VISIBLE_DEVICES": "1"})
+    try:
+        reader = SimulatedReader(3, node="cpu-node", busy=lambda: {0, 1}, proc=Path("/proc"),
+                                 seed=4)
+        reader.read()
+        time.sleep(1.5)
+        util = {g.index: g.utilization for g in reader.read().gpus}
+        assert util[1] > 0.5 and util[0] == 0.0 and util[2] == 0.0, util
+    finally:
+        for p in (sleeper, spinner):
+            p.kill()
+            p.wait()

@@ -32,7 +32,9 @@ steps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 gpus = os.environ["CUDA_VISIBLE_DEVICES"]
 print(f"job {os.environ['CLUSTERCTL_JOB_ID']} training on GPUs {gpus}", flush=True)
 for step in range(1, steps + 1):
-    time.sleep(1)
+    end, x = time.time() + 1, 0
+    while time.time() < end:  # a second of computing (the simulated GPU shows it busy)
+        x += 1
     print(f"step {step}/{steps} loss {1.0 / step:.3f}", flush=True)
 print("done", flush=True)
 '''
