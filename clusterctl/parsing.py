@@ -155,6 +155,20 @@ def parse_job_id(text: str | int) -> int:
     return int(raw)
 
 
+def parse_idle_timeouts(values: list[str]) -> dict[str, int]:
+    """``TEAM=DURATION`` pairs (``*`` for every team without its own): how long a batch job's
+    GPUs may stay idle before it is ended."""
+    out: dict[str, int] = {}
+    for v in values:
+        team, sep, text = v.partition("=")
+        team = team.strip()
+        if not sep or not (team == "*" or _NAME_RE.match(team)):
+            raise BadInput("idle_timeouts", f"{v!r} must be TEAM=DURATION, such as vision=2h "
+                           "or *=4h")
+        out[team] = parse_duration(text.strip(), "idle_timeouts")
+    return out
+
+
 MAX_RANGE = 10_000
 
 

@@ -30,7 +30,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from clusterctl.notifications import parse_webhook
-from clusterctl.parsing import BadInput, parse_unix_user
+from clusterctl.parsing import BadInput, parse_idle_timeouts, parse_unix_user
 from clusterctl.scheduler.quotas import TypeQuotas, as_pairs, parse_quotas, totals
 
 if sys.version_info >= (3, 11):
@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     """Guaranteed GPUs per team, over all types or per type (``vision=H100:8+A100:16,nlp=24``,
     or a ``[quotas]`` table with ``nlp = 24`` and ``[quotas.vision] H100 = 8``); teams
     without one share what is left equally."""
+    idle_timeouts: Annotated[dict[str, int], NoDecode] = {}
+    """How long a team's batch jobs' GPUs may all stay idle (under ``waste_threshold``) before
+    the job is ended: ``vision=2h,*=4h`` or an ``[idle_timeouts]`` table (``*``: every team
+    without its own). None by default; a job's ``--idle-timeout`` wins."""
     notify_url: str = ""
     """The cluster's webhook: every job failure, timeout and loss, and drained nodes (for the
     admins' channel). Users and teams set their own with ``clusterctl notify``."""
@@ -147,6 +151,16 @@ class Settings(BaseSettings):
         """Each team's quota over all types (a typed team's: the sum of its types')."""
         bare = {t: q for t, q in self.quotas.items() if not isinstance(q, dict)}
         return totals(bare, self.type_quotas)
+
+    @field_validator("idle_timeouts", mode="before")
+    @classmethod
+    def _idle_timeouts(cls, value: Any) -> dict[str, int]:
+        pairs = ([f"{k}={v}" for k, v in value.items()] if isinstance(value, dict)
+                 else [p for p in str(value).replace(" ", "").split(",") if p])
+        try:
+            return parse_idle_timeouts(pairs)
+        except BadInput as e:
+            raise ValueError(e.message) from None
 
     @field_validator("user_gpu_limit", mode="before")
     @classmethod

@@ -153,3 +153,19 @@ def idle_time(points: Iterable[Point], start: float, end: float, threshold: floa
             run = 0.0
         last_end = p.end
     return Idle(idle, longest)
+
+
+def idle_throughout(points: Sequence[Point], start: float, end: float, threshold: float,
+                    min_coverage: float = 0.8) -> bool:
+    """Whether one GPU stayed under ``threshold`` utilization all of ``[start, end]``: no
+    reading at or above it, and readings covering most of the window (a GPU the agent did not
+    read is not known to be idle)."""
+    covered = 0.0
+    for p in points:
+        lo, hi = max(p.start, start), min(p.end, end)
+        if hi <= lo or not p.util_n:
+            continue
+        if p.util_sum / p.util_n >= threshold:
+            return False
+        covered += min(hi - lo, p.covered_s)
+    return covered >= min_coverage * (end - start)

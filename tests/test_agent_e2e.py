@@ -201,3 +201,26 @@ def test_a_process_on_a_gpu_no_job_holds_is_reported(controller: Controller, age
         leftover.kill()
         leftover.wait()
     wait_for(lambda: gpu3()["stray_processes"] == 0, what="the stray process gone")
+
+
+def test_an_idle_job_is_warned_then_ended_and_a_busy_one_kept(controller: Controller,
+                                                              agent: Agent) -> None:
+    """#19 item 4, side by side on the simulated backend: `sleep` holds an idle GPU, a busy
+    loop a busy one (nothing in either that a real job would not do)."""
+    idle = controller.submit("--gpus", "1", "--idle-timeout", "12s", "--", "sleep", "300")
+    spin = "import time\nend = time.time() + 300\nwhile time.time() < end: pass"
+    busy = controller.submit("--gpus", "1", "--idle-timeout", "12s", "--", "python3", "-c",
+                             spin)
+    for job_id in (idle, busy):
+        controller.wait_state(job_id, {"RUNNING"})
+    seen: list[str] = []
+    wait_for(lambda: seen.append(controller.show(idle).get("idle_warning") or "") or seen[-1],
+             what="the idle warning")  # shown by `show` for the grace before the end
+    assert seen[-1].startswith("its GPUs have been under 10% for 9s; it ends by ")
+    done = controller.wait_done(idle, timeout=90)
+    assert (done["state"], done["reason"]) == ("CANCELLED", "idle: GPUs under 10% for 12s")
+    kept = controller.show(busy)
+    assert kept["state"] == "RUNNING" and kept["idle_warning"] is None
+    assert controller.cli("cancel", str(busy)).returncode == 0
+    bad = controller.cli("submit", "--idle-timeout", "soon", "--", "true")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --idle-timeout:")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clusterctl.usage import Point, combine, usage_in_window
+from clusterctl.usage import Point, combine, idle_throughout, usage_in_window
 
 
 def raw(t: float, util: float | None = 0.5, power: float | None = 200.0,
@@ -91,3 +91,14 @@ def test_samples_outside_the_clock_window_are_refused_by_reason() -> None:
     kept, refused = within_clock(rows, now, keep_s=86_400, skew_s=300)
     assert [r["t"] - now for r in kept] == [-10, 200, -3_000]
     assert refused == {"future": 1, "too_old": 1}
+
+
+def test_a_gpu_is_idle_only_if_every_reading_says_so_and_readings_cover_the_window() -> None:
+    def read(t: float, util: float) -> Point:
+        return Point(start=t - 1, end=t, covered_s=1.0, util_sum=util, util_n=1)
+
+    quiet = [read(t, 0.02) for t in range(1, 11)]
+    assert idle_throughout(quiet, 0, 10, 0.1)
+    assert not idle_throughout([*quiet[:5], read(6, 0.5), *quiet[6:]], 0, 10, 0.1)
+    assert not idle_throughout(quiet[:5], 0, 10, 0.1)  # half the window unread: not known
+    assert not idle_throughout([], 0, 10, 0.1)

@@ -34,6 +34,8 @@ class JobSubmit(BaseModel):
     """``0-31%4``: one job per index, at most 4 running at once."""
     notify: str | None = None
     """A webhook URL this job's end is posted to (Slack, Mattermost and Discord-style)."""
+    idle_timeout: str | int | None = None
+    """End the job once all its GPUs stay idle this long (``30m``)."""
 
 
 class HistoryEntry(BaseModel):
@@ -83,6 +85,7 @@ class JobOut(BaseModel):
     no_preempt: bool = False
     held_by: str | None = None
     """Who holds it back (``hold``), while it is pending."""
+    idle_timeout_s: int | None = None
     preemptions: int = 0
     after: list[dict[str, Any]] | None = None
     array_id: int | None = None
@@ -159,6 +162,8 @@ class JobDetail(JobOut):
     cost: CostOut | None = None
     notify_url: str | None = None
     """``--notify``: shown to the job's owner (and admins) only, as all of ``show``."""
+    idle_warning: str | None = None
+    """Set while the job is about to be ended for idle GPUs."""
 
 
 class SampleIn(BaseModel):

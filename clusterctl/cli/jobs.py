@@ -84,6 +84,8 @@ def submit(
                      "running at once.")] = None,
     notify: Annotated[str | None, typer.Option(
         help="A webhook URL (Slack, Mattermost, Discord-style) told when the job ends.")] = None,
+    idle_timeout: Annotated[str | None, typer.Option(
+        help="End the job once all its GPUs stay idle this long: 30m.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the new job as JSON.")] = False,
 ) -> None:
     """Queue a job; prints its id once it is stored (one id per line for an array).
@@ -151,6 +153,8 @@ def _submit(p: dict[str, Any]) -> None:
         body["array"] = p["array"]
     if p["notify"] is not None:
         body["notify"] = parse_webhook(p["notify"], "--notify")
+    if p["idle_timeout"] is not None:
+        body["idle_timeout"] = parsing.parse_duration(p["idle_timeout"], "--idle-timeout")
     settings = settings_mod.load()
     c = client()
     if p["workdir_"] is not None:
@@ -270,10 +274,14 @@ def show(
         extras.append("not preemptible")
     if j.get("preemptions"):
         extras.append(f"preempted {j['preemptions']} time(s)")
+    if j.get("idle_timeout_s"):
+        extras.append(f"idle timeout {format_duration(j['idle_timeout_s'])}")
     if extras:
         console.print("  " + "  ".join(extras), markup=False)
     if j["state"] == "PENDING" and j.get("wait_reason"):
         console.print(f"  waiting: {why_waiting(j)}", markup=False)
+    if j.get("idle_warning"):
+        console.print(f"  [yellow]idle:[/] {j['idle_warning']}")
     console.print(f"  command: {' '.join(j['command'])}", markup=False)
     if j["workdir"]:
         console.print(f"  workdir: {j['workdir']}", markup=False)

@@ -67,6 +67,10 @@ class ControllerApi(Protocol):
         releases or holds the teams' jobs at the next pass)."""
         ...
 
+    def idle_warning(self, job: Job) -> str | None:
+        """Why a running job is about to be ended for idle GPUs, if it is."""
+        ...
+
     def budget_notes(self, teams: list[str]) -> list[str]:
         """The budgets of these teams that are at 80% or over, in words."""
         ...

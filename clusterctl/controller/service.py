@@ -25,6 +25,7 @@ from clusterctl import gpu_health
 from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.budgets import BudgetWatch
 from clusterctl.controller.files import LogStore, PackageStore, expire_files
+from clusterctl.controller.idle import IdleReaper
 from clusterctl.controller.interface import Ingest
 from clusterctl.controller.metrics import ControllerCollector
 from clusterctl.controller.notifier import Notifier
@@ -175,6 +176,9 @@ class Controller:
         self.budget_watch = BudgetWatch(self.budgets, self._team_spent, self._tell_team)
         self.scheduler.budget_holds = self.budget_watch.holds
         self.budget_watch.start()
+        self.reaper = IdleReaper(self.jobs, self.samples, s.waste_threshold, s.idle_timeouts,
+                                 self._tell_owner, wake=self.wake)
+        self.reaper.start()
         self.reports = ReportService(ReportStore(self.engine), self.costs, self.samples,
                                      s.waste_threshold)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -228,6 +232,8 @@ class Controller:
 
     def close(self) -> None:
         """Stop what :meth:`prepare` started (the API stops serving first)."""
+        if hasattr(self, "reaper"):
+            self.reaper.stop()
         if hasattr(self, "budget_watch"):
             self.budget_watch.stop()
         if hasattr(self, "notifier"):
@@ -313,6 +319,14 @@ class Controller:
 
     def budget_notes(self, teams: list[str]) -> list[str]:
         return self.budget_watch.notes(teams)
+
+    def idle_warning(self, job: Job) -> str | None:
+        return self.reaper.warning(job)
+
+    def _tell_owner(self, job: Job, body: dict[str, Any]) -> None:
+        users, _ = self.notify.urls({job.user}, set())
+        for url in dict.fromkeys(u for u in (job.notify_url, users.get(job.user)) if u):
+            self.notifier.send(url, body)
 
     def _tell_team(self, team: str, body: dict[str, Any]) -> None:
         self.notifier.send(self.notify.team_url(team), body)

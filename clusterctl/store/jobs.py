@@ -48,6 +48,7 @@ class NewJob:
     """``--array``: one job per index, submitted together."""
     array_limit: int | None = None
     notify_url: str | None = None
+    idle_timeout_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class JobStore:
                     submitted_at=now, no_preempt=new.no_preempt, after=new.after,
                     array_index=index, array_limit=new.array_limit if index is not None else None,
                     array_id=jobs[0].id if jobs else None, notify_url=new.notify_url,
+                    idle_timeout_s=new.idle_timeout_s,
                 )
                 s.add(job)
                 s.flush()
@@ -370,21 +372,28 @@ class JobStore:
             s.commit()
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-    def request_cancel(self, job_id: int, user: str, is_admin: bool) -> tuple[str, Job | None]:
+    def set_idle_warned(self, job_id: int, at: datetime | None) -> None:
+        with self.session() as s:
+            s.execute(update(Job).where(col(Job.id) == job_id).values(idle_warned_at=at))
+            s.commit()
+
+    def request_cancel(self, job_id: int, user: str, is_admin: bool,
+                       reason: str | None = None) -> tuple[str, Job | None]:
         """Returns what happened: 'cancelled' (it was queued), 'requested' (the scheduler will
-        signal it), 'ended' (already over), 'forbidden' (someone else's job) or 'missing'."""
+        signal it), 'ended' (already over), 'forbidden' (someone else's job) or 'missing'.
+        ``reason``: what the job's end says (default: who cancelled it)."""
         job = self.get(job_id)
         if job is None:
             return "missing", None
         if job.user != user and not is_admin:
             return "forbidden", job
         state = JobState(job.state)
-        reason = f"cancelled by {user}"
+        reason = reason or f"cancelled by {user}"
         if state is S.PENDING:
             if self.transition(job_id, S.PENDING, S.CANCELLED, reason,
                                values={"ended_at": self.clock()}):
                 return "cancelled", self.get(job_id)
-            return self.request_cancel(job_id, user, is_admin)  # it just moved; look again
+            return self.request_cancel(job_id, user, is_admin, reason)  # it moved; look again
         if state in ACTIVE:
             with self.session() as s:
                 result = s.execute(
@@ -395,6 +404,6 @@ class JobStore:
                 s.commit()
             if result.rowcount == 1:  # type: ignore[attr-defined]
                 return "requested", self.get(job_id)
-            return self.request_cancel(job_id, user, is_admin)
+            return self.request_cancel(job_id, user, is_admin, reason)
         # LOST is only ever seen once retries are used up: the requeue shares its transaction.
         return "ended", job

@@ -112,6 +112,11 @@ class Job(SQLModel, table=True):
     """``--notify``: where this job's end, however it ends, is posted."""
     held_by: str | None = Field(default=None, max_length=64)
     """``hold``: who holds this pending job back (it does not start until released)."""
+    idle_timeout_s: int | None = None
+    """``--idle-timeout``: ended once every GPU of it stays idle this long (None: the team's
+    default, if any)."""
+    idle_warned_at: datetime | None = _time()
+    """When it was warned that its GPUs sit idle (cleared when they compute again)."""
     nodes: int = 1
     priority: int = 0
     time_limit_s: int | None = None

@@ -77,6 +77,7 @@ def job_out(job: Job, node_names: dict[str, str], idle_gpus: bool = False,
         submitted_at=job.submitted_at, started_at=job.started_at, ended_at=job.ended_at,
         idle_gpus=idle_gpus, no_preempt=job.no_preempt, preemptions=job.preemptions,
         held_by=job.held_by if job.state == "PENDING" else None,
+        idle_timeout_s=job.idle_timeout_s,
         after=job.after, array_id=job.array_id, array_index=job.array_index,
         array_limit=job.array_limit,
         wait_reason=str(wait.reason) if wait else None, wait_detail=wait.detail if wait else None,
@@ -130,6 +131,8 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Respon
         raise BadInput("--after", f"job {missing[0]} does not exist")
     indices, array_limit = parsing.parse_array(body.array) if body.array else (None, None)
     notify = parse_webhook(body.notify, "--notify") if body.notify else None
+    idle = (parsing.parse_duration(str(body.idle_timeout), "--idle-timeout")
+            if body.idle_timeout not in (None, "") else None)
     never = ctl.why_never(gpus, nodes, gpu_types, gpu_mem)
     if never:
         raise BadInput(*never)
@@ -139,7 +142,7 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Respon
         priority=priority, time_limit_s=limit, retries=retries, env=env,
         workdir=body.workdir, package=body.package, no_preempt=body.no_preempt,
         after=after or None, array_indices=indices, array_limit=array_limit,
-        notify_url=notify,
+        notify_url=notify, idle_timeout_s=idle,
     ))
     if user.is_admin and (team not in user.teams or priority > ctl.user_max_priority):
         ctl.audit.record(user.name, "job.override", str(jobs[0].id),
@@ -215,6 +218,7 @@ def show(job_id: str, user: CurrentUser, ctl: Controller) -> JobDetail:
                      for a in allocations],
         usage=usage_out(ctl, job, allocations),
         cost=CostOut(**cost) if cost else None, notify_url=job.notify_url,
+        idle_warning=ctl.idle_warning(job),
     )
 
 

@@ -1,5 +1,5 @@
 """webhook notifications (a job's, a user's and a team's URL, and how far the notifier read),
-holds on pending jobs, and team budgets
+holds on pending jobs, team budgets and idle timeouts
 
 Revision ID: 0010
 Revises: 0009
@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+import clusterctl.store.models
+
 revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
@@ -21,6 +23,9 @@ def upgrade() -> None:
     with op.batch_alter_table("job") as batch:
         batch.add_column(sa.Column("notify_url", sa.String(length=2048), nullable=True))
         batch.add_column(sa.Column("held_by", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("idle_timeout_s", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("idle_warned_at", clusterctl.store.models.UTCDateTime(),
+                                   nullable=True))
     with op.batch_alter_table("user") as batch:
         batch.add_column(sa.Column("notify_url", sa.String(length=2048), nullable=True))
     op.create_table(
@@ -52,5 +57,7 @@ def downgrade() -> None:
     with op.batch_alter_table("user") as batch:
         batch.drop_column("notify_url")
     with op.batch_alter_table("job") as batch:
+        batch.drop_column("idle_warned_at")
+        batch.drop_column("idle_timeout_s")
         batch.drop_column("held_by")
         batch.drop_column("notify_url")
