@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from clusterctl.controller.background import Periodic
 from clusterctl.cost.budget import LEVELS, BudgetStatus, period_bounds, status
 from clusterctl.store.budgets import BudgetStore
 
@@ -23,34 +24,20 @@ Spent = Callable[[str, datetime, datetime, bool], float]
 """(team, period start, now, loaded) → what the cost report charges the team."""
 
 
-class BudgetWatch:
+class BudgetWatch(Periodic):
+    name = "budgets"
+    first_at_start = True
+
     def __init__(self, store: BudgetStore, spent: Spent,
                  tell: Callable[[str, dict[str, Any]], None], refresh_s: float = 60.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
-        self.store, self.spent, self.tell = store, spent, tell
-        self.refresh_s, self.clock = refresh_s, clock
+        super().__init__(refresh_s)
+        self.store, self.spent, self.tell, self.clock = store, spent, tell, clock
         self._last: list[BudgetStatus] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="budgets", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.refresh()
-            except Exception:  # the database away: the last figures stand until it is back
-                log.warning("budgets: cannot compute what teams spent", exc_info=True)
-            if self._stop.wait(self.refresh_s):
-                return
+    def tick(self) -> None:
+        self.refresh()  # the database away: the last figures stand until it is back
 
     def refresh(self) -> list[BudgetStatus]:
         """Every budget's figures now; tells each team of a threshold it newly crossed."""

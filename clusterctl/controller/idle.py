@@ -12,12 +12,12 @@ taken for idle.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from clusterctl.controller.background import Periodic
 from clusterctl.parsing import format_duration
 from clusterctl.states import JobState
 from clusterctl.store import Job, JobStore, SampleStore
@@ -34,32 +34,19 @@ def grace_s(limit_s: float) -> float:
     return min(300.0, limit_s / 4)
 
 
-class IdleReaper:
+class IdleReaper(Periodic):
+    name = "idle-reaper"
+
     def __init__(self, jobs: JobStore, samples: SampleStore, threshold: float,
                  defaults: Mapping[str, int], tell: Callable[[Job, dict[str, Any]], None],
                  wake: Callable[[], None] = lambda: None, interval_s: float = 5.0,
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__(interval_s)
         self.jobs, self.samples, self.threshold = jobs, samples, threshold
-        self.defaults, self.tell, self.wake = defaults, tell, wake
-        self.interval_s, self.clock = interval_s, clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.defaults, self.tell, self.wake, self.clock = defaults, tell, wake, clock
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="idle-reaper", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.check_once()
-            except Exception:  # the database away: next time
-                log.warning("idle reclaim: cannot check the running jobs", exc_info=True)
+    def tick(self) -> None:
+        self.check_once()
 
     def limit(self, job: Job) -> int | None:
         return job.idle_timeout_s or self.defaults.get(job.team) or self.defaults.get("*")

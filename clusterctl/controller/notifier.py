@@ -10,7 +10,6 @@ hold a secret and is its owner's to see.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,33 +18,31 @@ from urllib.parse import urlsplit
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from clusterctl.controller.background import Periodic
 from clusterctl.notifications import ENDS, JobEnd, destinations
 from clusterctl.store.notify import NotifyStore
 
 log = logging.getLogger(__name__)
 
 
-class Notifier:
+class Notifier(Periodic):
+    name = "notifier"
+    first_at_start = True  # the first start reads where the history is, before any new end
+
     def __init__(self, store: NotifyStore, cost: Callable[[int], float | None],
                  cluster_url: str | None = None, interval_s: float = 2.0, attempts: int = 5,
                  timeout_s: float = 10.0, max_wait_s: float = 30.0) -> None:
+        super().__init__(interval_s)
         self.store, self.cost, self.cluster_url = store, cost, cluster_url
-        self.interval_s, self.attempts = interval_s, attempts
-        self.timeout_s, self.max_wait_s = timeout_s, max_wait_s
+        self.attempts, self.timeout_s, self.max_wait_s = attempts, timeout_s, max_wait_s
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="notify")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.last: int | None = None
+        """The last job event read (None: not yet known; the store keeps it durably)."""
         self.sent = 0
         self.failed = 0
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
-        self._thread.start()
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        super().stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def send(self, url: str | None, body: dict[str, Any]) -> None:
@@ -53,19 +50,10 @@ class Notifier:
         if url:
             self.pool.submit(self._deliver, url, body)
 
-    def _run(self) -> None:
-        try:
-            last = self.store.cursor()
-        except Exception:
-            log.exception("notifications: cannot read where they stopped; retrying")
-            last = None
-        while not self._stop.wait(self.interval_s):
-            try:
-                if last is None:
-                    last = self.store.cursor()
-                last = self.poll(last)
-            except Exception:  # the database away: the cursor is durable, try again later
-                log.warning("notifications: cannot read job events", exc_info=True)
+    def tick(self) -> None:
+        if self.last is None:
+            self.last = self.store.cursor()
+        self.last = self.poll(self.last)
 
     def poll(self, last: int) -> int:
         """Queue the deliveries for the ends after event ``last``; the new cursor."""
@@ -110,7 +98,7 @@ class Notifier:
                         type(e).__name__, body.get("text"))
 
     def _post(self, url: str, body: dict[str, Any]) -> None:
-        if self._stop.is_set():
+        if self.stopping:
             return
         r = httpx.post(url, json=body, timeout=self.timeout_s)
         r.raise_for_status()  # 4xx and 5xx are HTTPStatusError: retried like a refusal

@@ -21,35 +21,15 @@ class BudgetIn(BaseModel):
     loaded: bool = False
 
 
-class BudgetOut(BaseModel):
-    team: str
-    amount: float
-    per: str
-    enforce: bool
-    loaded: bool
-    period: str
-    spent: float
-    """The team's cost so far in the period, as ``report cost`` charges it."""
-    forecast: float
-    """The period's end at the rate so far."""
-    state: str
-    """``ok``, ``warning`` (80% or more) or ``over``."""
+@router.get("/v1/budgets", response_model=list[BudgetStatus])
+def budgets(user: CurrentUser, ctl: Controller) -> list[BudgetStatus]:
+    """Fields as ``BudgetStatus`` has them: ``spent`` as ``report cost`` charges the team this
+    period, ``forecast`` at the rate so far, ``state`` ok, warning (80%) or over."""
+    return [s for s in ctl.budget_status(fresh=True) if user.is_admin or s.team in user.teams]
 
 
-def _out(s: BudgetStatus) -> BudgetOut:
-    return BudgetOut(team=s.team, amount=s.amount, per=s.per, enforce=s.enforce,
-                     loaded=s.loaded, period=s.period, spent=s.spent, forecast=s.forecast,
-                     state=s.state)
-
-
-@router.get("/v1/budgets", response_model=list[BudgetOut])
-def budgets(user: CurrentUser, ctl: Controller) -> list[BudgetOut]:
-    return [_out(s) for s in ctl.budget_status(fresh=True)
-            if user.is_admin or s.team in user.teams]
-
-
-@router.put("/v1/budgets/{team}", response_model=BudgetOut)
-def put(team: str, body: BudgetIn, user: CurrentUser, ctl: Controller) -> BudgetOut:
+@router.put("/v1/budgets/{team}", response_model=BudgetStatus)
+def put(team: str, body: BudgetIn, user: CurrentUser, ctl: Controller) -> BudgetStatus:
     name = parsing.parse_name(team, "TEAM")
     amount = parse_amount(body.amount)
     per = parse_period(body.per)
@@ -57,7 +37,7 @@ def put(team: str, body: BudgetIn, user: CurrentUser, ctl: Controller) -> Budget
     ctl.budgets.put(name, amount, per, body.enforce, body.loaded)
     ctl.audit.record(user.name, "budget.set", name, f"{amount:.2f} per {per}"
                      + (", enforced" if body.enforce else ""))
-    return next(_out(s) for s in ctl.budget_status(fresh=True) if s.team == name)
+    return next(s for s in ctl.budget_status(fresh=True) if s.team == name)
 
 
 @router.delete("/v1/budgets/{team}")
