@@ -217,11 +217,11 @@ def test_hold_release_and_update_a_pending_job(controller: Controller) -> None:
     r = controller.cli("hold", str(blocker))  # running: too late to hold
     assert r.returncode == 1 and "only a pending job can be held" in r.stderr
 
-    erin = json.loads(controller.cli("admin", "user", "add", "erin", "--team", "t2",
-                                     "--json").stdout)["token"]
-    r = controller.cli("release", str(job), token=erin)
+    ida = json.loads(controller.cli("admin", "user", "add", "ida", "--team", "t2",
+                                    "--json").stdout)["token"]
+    r = controller.cli("release", str(job), token=ida)
     assert r.returncode == 1 and "belongs to" in r.stderr
-    r = controller.cli("update", str(job), "--priority", "9", token=erin)
+    r = controller.cli("update", str(job), "--priority", "9", token=ida)
     assert r.returncode == 1 and "belongs to" in r.stderr
 
     assert controller.cli("release", str(job)).returncode == 0

@@ -225,9 +225,10 @@ def test_user_gpu_limit_and_estimated_start(make_controller: Callable[..., Contr
     assert c.cli("cancel", str(big)).returncode == 0
     r = c.cli("submit", *w.args("--gpus", "3", "--time-limit", "1h"), token=carol, cwd=w.dir)
     whole = int(r.stdout)
-    job = eventually("unknown", lambda: "start unknown" in (
-        (j := by_id(c)[whole]).get("wait_detail") or "") and j)
-    assert job["estimated_start"] is None and "starts by" not in c.cli("jobs").stdout
+    job = eventually("unknown", lambda: (j := by_id(c)[whole]).get("start_unknown") and j)
+    assert job["estimated_start"] is None and job["wait_reason"] == "resources"
+    table = c.cli("jobs").stdout
+    assert "start unknown" in table and "starts by" not in table
     w.release.touch()
     for j in [*mine, whole]:
         assert c.wait_done(j)["state"] == "SUCCEEDED"

@@ -96,6 +96,8 @@ class JobOut(BaseModel):
     priority, dependency, user-limit or array-limit."""
     wait_detail: str | None = None
     estimated_start: datetime | None = None
+    start_unknown: bool = False
+    """Next in line, but behind jobs without a time limit: no date can be given."""
     """Where backfill can tell: the latest the job will start, if running jobs use their whole
     time limits (jobs without one count as the default)."""
 

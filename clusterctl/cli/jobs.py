@@ -202,6 +202,8 @@ def why_waiting(j: dict[str, Any]) -> str:
     text = j["wait_reason"] + (f": {j['wait_detail']}" if j.get("wait_detail") else "")
     if j.get("estimated_start"):
         text += f", starts by {local_time(j['estimated_start'])}"
+    elif j.get("start_unknown"):
+        text += ", start unknown (jobs ahead of it have no time limit)"
     return text
 
 

@@ -42,9 +42,11 @@ class Periodic:
     def _tick(self) -> None:
         try:
             self.tick()
-        except Exception:
-            log.warning("%s: failed; trying again in %.0fs", self.name, self.interval_s,
-                        exc_info=True)
+        except Exception as e:  # one line: a database outage is news, not a crash
+            why = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            log.warning("%s: %s %s; trying again in %.0fs", self.name, type(e).__name__, why,
+                        self.interval_s)
+            log.debug("%s failed", self.name, exc_info=True)
 
     def tick(self) -> None:
         raise NotImplementedError

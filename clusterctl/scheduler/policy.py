@@ -247,13 +247,12 @@ class _Pass:
             if cfg.blocking is Blocking.RESERVE and self.reservation is None:
                 self.reservation = self.reserve_for(job, self.future_free())
                 at = self.reservation.start if self.reservation is not None else None
-                detail = self.short_of(job)
+                unknown = False
                 if at is not None:
                     self.d.reserved = (job.id, at)
                     if not self.estimate_known(at):
-                        detail += "; start unknown (jobs ahead of it have no time limit)"
-                        at = None
-                self.d.waiting[job.id] = Wait(R.RESOURCES, detail, at)
+                        at, unknown = None, True
+                self.d.waiting[job.id] = Wait(R.RESOURCES, self.short_of(job), at, unknown)
                 continue
             if explain:  # the simulator does not ask why, and this is most of a busy pass
                 self.d.waiting[job.id] = self.blocked(job, tier)

@@ -186,6 +186,8 @@ class Wait:
     reason: WaitReason
     detail: str = ""
     estimated_start: float | None = None
+    start_unknown: bool = False
+    """Next in line, but its start waits on jobs without a time limit: no date is given."""
 
 
 @dataclass

@@ -82,6 +82,7 @@ def job_out(job: Job, node_names: dict[str, str], idle_gpus: bool = False,
         array_limit=job.array_limit,
         wait_reason=str(wait.reason) if wait else None, wait_detail=wait.detail if wait else None,
         estimated_start=datetime.fromtimestamp(estimate, timezone.utc) if estimate else None,
+        start_unknown=bool(wait and wait.start_unknown),
     )
 
 
