@@ -133,10 +133,8 @@ class Settings(BaseSettings):
     @field_validator("quotas", mode="before")
     @classmethod
     def _quotas(cls, value: Any) -> dict[str, float | dict[str, float]]:
-        pairs = (as_pairs(value) if isinstance(value, dict)
-                 else [p for p in str(value).replace(" ", "").split(",") if p])
         try:
-            bare, typed = parse_quotas(pairs)
+            bare, typed = parse_quotas(_pairs(value))
         except BadInput as e:
             raise ValueError(e.message) from None
         return {**bare, **typed}
@@ -155,10 +153,8 @@ class Settings(BaseSettings):
     @field_validator("idle_timeouts", mode="before")
     @classmethod
     def _idle_timeouts(cls, value: Any) -> dict[str, int]:
-        pairs = ([f"{k}={v}" for k, v in value.items()] if isinstance(value, dict)
-                 else [p for p in str(value).replace(" ", "").split(",") if p])
         try:
-            return parse_idle_timeouts(pairs)
+            return parse_idle_timeouts(_pairs(value))
         except BadInput as e:
             raise ValueError(e.message) from None
 
@@ -210,6 +206,13 @@ class Settings(BaseSettings):
             data["url"] = api_url(data.get("host", "127.0.0.1"), data.get("port", DEFAULT_PORT),
                                   bool(data.get("tls_cert")))
         return data
+
+
+def _pairs(value: Any) -> list[str]:
+    """``KEY=VALUE`` items of a setting given as a TOML table or as ``a=1,b=2``."""
+    if isinstance(value, dict):
+        return as_pairs(value)
+    return [p for p in str(value).replace(" ", "").split(",") if p]
 
 
 class _Environment(EnvSettingsSource):

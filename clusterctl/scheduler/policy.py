@@ -53,7 +53,9 @@ from clusterctl.scheduler.state import (
 
 R = WaitReason
 _EVERY_NODE: list[frozenset[str] | None] = [None]
-Shape = tuple[int, int, frozenset[str] | None]
+NodeSet = frozenset[str] | None
+"""The nodes a search is kept to (None: every node)."""
+Shape = tuple[int, int, NodeSet]
 """(GPUs per node, nodes, the nodes tried: None for all)."""
 STARVED, TIER0, TIER1 = 0, 1, 2
 
@@ -72,8 +74,7 @@ class _Pass:
         self.typed = config.type_quotas
         self._pool_types: dict[tuple[str, str | None], str] = {}
         self._kinds: dict[tuple[str, tuple[str, ...], int | None], list[str]] = {}
-        self._within: dict[tuple[tuple[str, ...], int | None, str], list[frozenset[str] | None]]
-        self._within = {}
+        self._within: dict[tuple[tuple[str, ...], int | None, str], list[NodeSet]] = {}
         self.only: dict[int, str] = {}
         """Tier-0 jobs of typed teams: the quota type they run within (``groups`` keeps them
         to its GPUs)."""
