@@ -207,6 +207,10 @@ def show(job_id: str, user: CurrentUser, ctl: Controller) -> JobDetail:
     job = load_job(ctl, job_id)
     assert job.id is not None
     require_owner(user, job, "details")
+    # The history first, then the row again: two reads are two snapshots, and a job must never
+    # show a state older than its own history (RUNNING beside the LOST that ended it).
+    history = ctl.jobs.history(job.id)
+    job = ctl.jobs.get(job.id) or job
     base = job_out(job, node_names(ctl), bool(ctl.idle_jobs([job.id])),
                    ctl.waiting().get(job.id))
     allocations = ctl.jobs.allocations(job.id)
@@ -214,7 +218,7 @@ def show(job_id: str, user: CurrentUser, ctl: Controller) -> JobDetail:
     return JobDetail(
         **base.model_dump(), env=job.env,
         history=[HistoryEntry(state=h.state, at=h.at, reason=h.reason, attempt=h.attempt)
-                 for h in ctl.jobs.history(job.id)],
+                 for h in history],
         allocations=[AllocationOut(**a.model_dump(exclude={"id", "job_id"}))
                      for a in allocations],
         usage=usage_out(ctl, job, allocations),
