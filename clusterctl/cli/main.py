@@ -6,6 +6,7 @@ import typer
 
 from clusterctl.cli import admin, budget, hardware, jobs, nodes, notify, report
 from clusterctl.cli.demo import demo
+from clusterctl.cli.plan import plan
 from clusterctl.cli.simulate import simulate
 from clusterctl.cli.up import up
 
@@ -30,6 +31,7 @@ app.command()(jobs.update)
 app.command()(nodes.top)
 app.command()(admin.whoami)
 app.command()(simulate)
+app.command()(plan)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(admin.app, name="admin")
 app.add_typer(hardware.app, name="hardware")

@@ -54,6 +54,18 @@ class HardwareSpec:
                        sold=_midnight(self.sold_on) if self.sold_on else None,
                        sold_for=self.sold_for)
 
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> HardwareSpec:
+        """The inverse of :meth:`as_json` (what the API answers), for clients."""
+        def money(key: str) -> Decimal | None:
+            return None if d.get(key) is None else Decimal(str(d[key]))
+
+        return cls(str(d["node"]), int(d["gpus"]), str(d["gpu_model"]), Decimal(str(d["price"])),
+                   date.fromisoformat(d["purchased"]), int(d["life_months"]),
+                   Decimal(str(d["resale"])), money("monthly_fees") or Decimal(0),
+                   date.fromisoformat(d["sold_on"]) if d.get("sold_on") else None,
+                   money("sold_for"))
+
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["purchased"] = self.purchased.isoformat()

@@ -270,3 +270,42 @@ def write_simulation(waits: dict[str, Any], results: Sequence[Any], path: Path) 
         for f in results]
     save(simulation_figure(waits, results), path, "clusterctl simulate", "Policies",
          (cols, rows))
+
+
+def plan_figure(results: Sequence[Any]) -> Figure:
+    """Each scenario's wait-time CDF beside its monthly cost (owning) and what its GPU-hours
+    would cost rented: the two sides of the question "buy, sell or rent?"."""
+    import numpy as np
+
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained",
+                                   gridspec_kw={"width_ratios": [3, 2]})
+    for r in results:
+        w = np.sort(np.maximum(np.asarray(r.waits, dtype=float), 1.0)) / 3600
+        q = np.linspace(0, 1, min(len(w), 2000))
+        ax.plot(np.quantile(w, q) if len(w) else [], q, label=r.scenario, linewidth=1.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("wait before first start (hours, log scale; under 1 s drawn at 1 s)")
+    ax.set_ylabel("share of jobs")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(title="scenario")
+    ax.set_title("Wait-time CDF by scenario")
+    x = np.arange(len(results))
+    bars.bar(x - 0.2, [r.monthly_cost for r in results], 0.4, label="owning (cost a month)")
+    bars.bar(x + 0.2, [r.cloud_cost_per_month for r in results], 0.4,
+             label="renting the same GPU-hours")
+    bars.set_xticks(x, [r.scenario.replace(" ", "\n", 1) for r in results], fontsize=8)
+    _money_axis(bars, "USD")
+    bars.grid(True, axis="y", alpha=0.3)
+    bars.legend()
+    bars.set_title("Monthly cost by scenario")
+    return fig
+
+
+def write_plan(results: Sequence[Any], path: Path) -> None:
+    cols = ["scenario", "GPUs", "avg wait (h)", "p95 (h)", "utilization", "cost / month",
+            "cloud / month", "break-even (months)"]
+    rows = [[r.scenario, str(r.gpus), f"{r.avg_wait_s / 3600:.2f}", f"{r.p95_wait_s / 3600:.2f}",
+             f"{r.utilization:.1%}", f"{r.monthly_cost:,.0f}", f"{r.cloud_cost_per_month:,.0f}",
+             f"{r.break_even_months:.1f}" if r.break_even_months else ""] for r in results]
+    save(plan_figure(results), path, "clusterctl plan", "Scenarios", (cols, rows))

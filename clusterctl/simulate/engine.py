@@ -54,6 +54,8 @@ class Outcome:
     busy_by_model: dict[str, float] = field(default_factory=dict)
     """GPU-seconds held on each GPU model of the fleet ("" for machines of no model)."""
     gpus_by_model: dict[str, int] = field(default_factory=dict)
+    busy_by_node: list[float] = field(default_factory=list)
+    """GPU-seconds held on each machine, in the fleet's order (groups expanded)."""
 
 
 def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConfig) -> Outcome:
@@ -64,6 +66,8 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
     size = {m[0]: m[1] for m in machines}
     model_of = {m[0]: m[2] or "" for m in machines}
     free = dict(size)
+    index = {m[0]: i for i, m in enumerate(machines)}
+    busy_by_node = [0.0] * len(machines)
     busy_by_model: dict[str, float] = dict.fromkeys(model_of.values(), 0.0)
     gpus_by_model: Counter[str] = Counter()
     for _, gpus, model in machines:
@@ -89,9 +93,10 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
     now = jobs[0].submit_s if jobs else 0.0
     first = now
 
-    def release(r: RunningJob) -> None:
+    def release(r: RunningJob, t: float) -> None:
         for node in r.node_ids:
             free[node] += r.gpus
+            busy_by_node[index[node]] += r.gpus * (t - r.started_at)
         held[r.team] -= r.total_gpus
         held_user[(r.team, r.user)] -= r.total_gpus
 
@@ -122,14 +127,14 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
                 continue  # an end overtaken by a preemption, or the reverse
             elif kind == END:
                 r = running.pop(job_id)
-                release(r)
+                release(r, t)
                 busy += r.total_gpus * (t - r.started_at)
                 busy_by_model[model_of[r.node_ids[0]]] += r.total_gpus * (t - r.started_at)
                 demand[job.team] -= job.total_gpus
                 rec.end = t
             else:  # EXIT: a preempted job leaves its GPUs and queues again
                 r = running.pop(job_id)
-                release(r)
+                release(r, t)
                 busy += r.total_gpus * (t - r.started_at)
                 busy_by_model[model_of[r.node_ids[0]]] += r.total_gpus * (t - r.started_at)
                 work_left[job_id] -= min(work_left[job_id], t - r.started_at)
@@ -168,7 +173,7 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
     last = max((r.end for r in records.values() if r.end is not None), default=first)
     return Outcome(list(records.values()), sum(size.values()), busy, first, last,
                    dict(owed), dict(given), dict(held_s), passes, preemptions,
-                   dict(busy_by_model), dict(gpus_by_model))
+                   dict(busy_by_model), dict(gpus_by_model), busy_by_node)
 
 
 def _queued(job: TraceJob) -> QueuedJob:

@@ -100,19 +100,36 @@ def _field(row: dict[str, str], name: str, line: int, *, minimum: float) -> floa
     return value
 
 
-def load(
+@dataclass(frozen=True)
+class PastJob:
+    """A job of a history as it was asked, before it is fitted to a fleet: its GPUs in all
+    (a gang's shape depends on the nodes it will run on)."""
+
+    submit_s: float
+    duration_s: float
+    num_gpus: int
+    team: str
+    user: str
+    time_limit_s: float
+    gpu_type: str | None = None
+
+
+def limit_for(duration_s: float, factor: float) -> float:
+    """A time limit where the history has none: the duration times ``factor``, whole minutes,
+    at least one."""
+    return max(60.0, math.ceil(duration_s * factor / 60) * 60)
+
+
+def read_csv(
     path: Path,
     *,
-    fleet: Sequence[FleetGroup],
     teams: Iterable[str] | None = None,
     overestimate: tuple[float, float] = (1.0, 3.0),
     seed: int = 0,
-) -> Trace:
+) -> list[PastJob]:
     wanted = set(teams) if teams else None
     rng = random.Random(seed)
-    jobs: list[TraceJob] = []
-    skipped = 0
-    seen_teams: dict[str, None] = {}
+    out: list[PastJob] = []
     try:
         f = open(path, newline="")  # noqa: SIM115 - closed by the with below
     except OSError as e:
@@ -134,18 +151,45 @@ def load(
             duration = _field(row, "duration_s", line, minimum=0)
             num_gpus = int(_field(row, "num_gpus", line, minimum=1))
             factor = rng.uniform(*overestimate)  # drawn for every row: limits do not depend on
-            gpu_type = _gpu_type(row, line)  # which rows are skipped
-            shape = shape_on(num_gpus, gpu_type, fleet)
-            if shape is None:
-                skipped += 1
-                continue
+            gpu_type = _gpu_type(row, line)  # which rows the fleet skips
             limit = (_field(row, "time_limit_s", line, minimum=1) if has_limit
-                     else max(60.0, math.ceil(duration * factor / 60) * 60))
-            seen_teams.setdefault(team, None)
-            jobs.append(TraceJob(len(jobs) + 1, submit, duration, shape[0], shape[1], team,
-                                 row.get("user") or "", limit, gpu_type))
+                     else limit_for(duration, factor))
+            out.append(PastJob(submit, duration, num_gpus, team, row.get("user") or "", limit,
+                               gpu_type))
+    return out
+
+
+def fit(past: Iterable[PastJob], fleet: Sequence[FleetGroup]) -> Trace:
+    """The jobs as this fleet would run them (gangs shaped to its nodes), numbered in the
+    history's order; those no node group can hold are counted, not kept."""
+    jobs: list[TraceJob] = []
+    skipped = 0
+    seen_teams: dict[str, None] = {}
+    shapes: dict[tuple[int, str | None], tuple[int, int] | None] = {}
+    for p in past:
+        key = (p.num_gpus, p.gpu_type)
+        if key not in shapes:
+            shapes[key] = shape_on(p.num_gpus, p.gpu_type, fleet)
+        shape = shapes[key]
+        if shape is None:
+            skipped += 1
+            continue
+        seen_teams.setdefault(p.team, None)
+        jobs.append(TraceJob(len(jobs) + 1, p.submit_s, p.duration_s, shape[0], shape[1],
+                             p.team, p.user, p.time_limit_s, p.gpu_type))
     jobs.sort(key=lambda j: (j.submit_s, j.id))
     return Trace(jobs, skipped, list(seen_teams))
+
+
+def load(
+    path: Path,
+    *,
+    fleet: Sequence[FleetGroup],
+    teams: Iterable[str] | None = None,
+    overestimate: tuple[float, float] = (1.0, 3.0),
+    seed: int = 0,
+) -> Trace:
+    return fit(read_csv(path, teams=teams, overestimate=overestimate, seed=seed), fleet)
 
 
 def _gpu_type(row: dict[str, str], line: int) -> str | None:

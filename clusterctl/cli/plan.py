@@ -1,0 +1,258 @@
+"""``clusterctl plan``: should we buy another machine, sell one, or change the quotas? The
+team's own history replayed through the live policy on the current fleet and on each proposal,
+and each priced.
+
+The history is the cluster's job records (``--since``), or a file (``--trace``): the
+simulator's CSV or Slurm's ``sacct --parsable2`` output. With a file and ``--fleet`` it runs
+offline; otherwise it asks the controller for the inventory (and the site's tariff and cloud
+rates)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import typer
+from rich.table import Table
+
+from clusterctl.cli.common import client, console, err_console, handles_errors, print_json
+from clusterctl.cli.report import check_plot, plots
+from clusterctl.client import ApiError
+from clusterctl.cost.inventory import HardwareSpec, SiteSettings
+from clusterctl.cost.rates import CloudRate, effective_rates
+from clusterctl.parsing import BadInput, parse_duration, parse_overestimate
+from clusterctl.plan import fleet as fleet_mod
+from clusterctl.plan import sacct
+from clusterctl.plan.scenarios import Result, Site, advice, duration, evaluate_all, money, propose
+from clusterctl.scheduler.quotas import parse_quotas
+from clusterctl.simulate import trace as trace_mod
+from clusterctl.simulate.trace import PastJob
+
+MAX_GROWTH = 20.0
+
+
+@dataclass
+class History:
+    jobs: list[PastJob]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput("--tz", f"{tz!r} is not a time zone name such as UTC or "
+                               "Europe/Paris") from None
+
+
+def read_trace(path: Path, tz: str, overestimate: tuple[float, float], seed: int) -> History:
+    try:
+        with open(path, newline="") as f:
+            first = f.readline()
+    except OSError as e:
+        raise BadInput("--trace", f"cannot read {path}: {e.strerror}") from None
+    if sacct.looks_like_sacct(first):
+        with open(path) as f:
+            got = sacct.read(f, tz=_zone(tz), overestimate=overestimate, seed=seed)
+        notes = [f"{n} {why} left out" for why, n in sorted(got.skipped.items())]
+        if got.unparsed:
+            notes.append(f"{got.unparsed} line(s) did not parse, the first: "
+                         f"{got.first_unparsed}")
+        return History(got.jobs, f"{path} (sacct)", notes)
+    try:
+        jobs = trace_mod.read_csv(path, overestimate=overestimate, seed=seed)
+    except trace_mod.TraceError as e:
+        raise BadInput("--trace", str(e)) from None
+    return History(jobs, str(path))
+
+
+def read_cluster(since_s: int, now: datetime) -> History:
+    """The cluster's jobs submitted in the window that ran to an end."""
+    c = client()
+    after = (now - timedelta(seconds=since_s)).isoformat()
+    rows: list[dict[str, Any]] = []
+    before = None
+    while True:  # newest first in pages of the API's largest
+        page, total = c.jobs_page(all=True, since=after, limit=100_000, before=before)
+        rows += page
+        if not page or len(rows) >= total:
+            break
+        before = min(r["id"] for r in page)
+    jobs = []
+    for r in rows:
+        if not (r.get("started_at") and r.get("ended_at")):
+            continue
+        submit = datetime.fromisoformat(r["submitted_at"])
+        start, end = (datetime.fromisoformat(r[k]) for k in ("started_at", "ended_at"))
+        run = max(0.0, (end - start).total_seconds())
+        types = r.get("gpu_types") or []
+        jobs.append(PastJob(submit.timestamp(), run, r["gpus"] * r["nodes"], r["team"],
+                            r["user"], float(r["time_limit_s"] or trace_mod.limit_for(run, 2)),
+                            types[0] if types else None))
+    jobs.sort(key=lambda j: j.submit_s)
+    return History(jobs, f"the cluster's jobs of the last {since_s // 86400} days")
+
+
+def _growth(text: str | None) -> float:
+    if text is None:
+        return 1.0
+    try:
+        g = float(text)
+    except ValueError:
+        g = float("nan")
+    if not 0 < g <= MAX_GROWTH:
+        raise BadInput("--growth", f"{text!r} is not a factor above 0 and at most "
+                                   f"{MAX_GROWTH:g} (1.5: half as many jobs again)")
+    return g
+
+
+@handles_errors
+def plan(
+    since: Annotated[str, typer.Option(
+        help="History: the cluster's jobs of this last period (90d, 2w as 14d).")] = "90d",
+    trace: Annotated[Path | None, typer.Option(
+        "--trace", help="History from a file: the simulator's CSV, or `sacct --parsable2` "
+                        "output (JobID, User, Account, Submit, Start, End, State, AllocTRES, "
+                        "NNodes, Timelimit).")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of sacct's times.")] = "UTC",
+    fleet: Annotated[str | None, typer.Option(
+        help="The fleet instead of the inventory: 8x8:A100-80GB,2x8:H100-80GB[@PRICE/LIFE/"
+             "RESALE/FEES].")] = None,
+    add: Annotated[list[str] | None, typer.Option(
+        help="A purchase, one scenario each: 2x8:H100-80GB@280000[/36mo/0.25/1200] (price "
+             "per machine; fees a month).")] = None,
+    remove: Annotated[list[str] | None, typer.Option(
+        help="A sale, one scenario each: NODE[@SALE_PRICE] (else its book value).")] = None,
+    quota: Annotated[list[str] | None, typer.Option(
+        help="Quotas for one more scenario: TEAM=GPUS or TEAM=TYPE:GPUS+TYPE:GPUS.")] = None,
+    growth: Annotated[str | None, typer.Option(
+        help="Replay with this many times the jobs (1.5), to plan ahead.")] = None,
+    overestimate: Annotated[str, typer.Option(
+        help="Time limit = duration x a factor from LOW-HIGH where the history has none")]
+        = "1-3",
+    seed: int = 0,
+    json_: Annotated[bool, typer.Option("--json")] = False,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Wait-time CDFs and monthly cost side by side: FILE.png or FILE.html")]
+        = None,
+) -> None:
+    """Replay the history on the current fleet and on each proposal; price each; advise."""
+    check_plot(plot)
+    g = _growth(growth)
+    limits = parse_overestimate(overestimate)
+    window = parse_duration(since, "--since")
+    quotas = parse_quotas(quota) if quota else None
+    today = datetime.now(timezone.utc).date()
+    offline = trace is not None and fleet is not None
+    inventory, site, live = ([], _default_site(), []) if offline else _cluster_facts(fleet)
+    defaults = fleet_mod.defaults_from(inventory)
+    if fleet is not None:
+        current = fleet_mod.parse_machines(fleet, "--fleet", defaults, prefix="node-")
+    else:
+        current = _inventory_fleet(inventory, live, today)
+    purchases = [(text.split("@")[0], fleet_mod.parse_machines(
+        text, "--add", defaults, prefix="new-", first=i * 1000)) for i, text in
+        enumerate(add or [])]
+    sales = [fleet_mod.parse_removal(r, current, today) for r in remove or []]
+    history = (read_trace(trace, tz, limits, seed) if trace is not None
+               else read_cluster(window, datetime.now(timezone.utc)))
+    if not any(j.num_gpus > 0 for j in history.jobs):
+        raise BadInput("--trace" if trace else "--since",
+                       f"{history.source} holds no GPU job that ran")
+    scenarios = propose(current, purchases=purchases, sales=sales, quotas=quotas,
+                        quota_text=",".join(quota or []), growth=g)
+    results = evaluate_all(history.jobs, scenarios, site, today,
+                           workers=os.cpu_count() or 1)
+    words = advice(scenarios, results, site.currency)
+    notes = history.notes + _price_notes(results)
+    if plot is not None:
+        plots().write_plan(results, plot)
+    if json_:
+        print_json({"history": {"source": history.source, "jobs": len(history.jobs),
+                                "notes": notes},
+                    "scenarios": [r.as_json() for r in results], "advice": words})
+        return
+    _print(history, results, words, notes, site.currency)
+    if plot is not None:
+        console.print(f"chart written to {plot}")
+
+
+def _default_site() -> Site:
+    d = SiteSettings()
+    return Site(d.tariff_per_kwh, d.pue, effective_rates({}), d.currency)
+
+
+def _cluster_facts(fleet: str | None) -> tuple[list[HardwareSpec], Site, list[dict[str, Any]]]:
+    """The inventory, the site's energy price and cloud rates, and the live nodes."""
+    c = client()
+    try:
+        machines = [HardwareSpec.from_json(m) for m in c.json("GET", "/v1/hardware")]
+        settings = c.json("GET", "/v1/cost/settings")
+        live = c.nodes() if fleet is None else []
+    except ApiError as e:
+        if fleet is None:
+            raise BadInput("--fleet", f"the inventory is not reachable ({e}); give the fleet "
+                                      "with --fleet 8x8:A100-80GB,...") from None
+        raise
+    overrides = {r["gpu_model"]: CloudRate(r["gpu_model"], Decimal(r["per_gpu_hour"]),
+                                           r["source"]) for r in settings["rates"]}
+    site = Site(Decimal(settings["tariff_per_kwh"]), Decimal(settings["pue"]),
+                effective_rates(overrides), settings.get("currency", "USD"))
+    return machines, site, live
+
+
+def _inventory_fleet(inventory: list[HardwareSpec], live: list[dict[str, Any]], today: date
+                     ) -> list[fleet_mod.PlanMachine]:
+    machines = fleet_mod.from_inventory(inventory, today)
+    known = {m.name for m in machines}
+    for n in live:  # a live node the inventory lacks: its GPUs count, unpriced
+        if n["name"] not in known and n.get("gpus"):
+            machines.append(fleet_mod.PlanMachine(
+                n["name"], int(n["gpus"]), n.get("gpu_model"), None, 36, Decimal(0),
+                Decimal(0)))
+    if not machines:
+        raise BadInput("--fleet", "the cluster has no node and no inventory entry; give the "
+                                  "fleet with --fleet 8x8:A100-80GB,...")
+    return machines
+
+
+def _price_notes(results: list[Result]) -> list[str]:
+    notes = []
+    r = results[0]
+    if r.unpriced_gpus:
+        notes.append(f"{r.unpriced_gpus} GPU(s) have no inventory entry and no known model: "
+                     "counted in the replay, not in the cost (`clusterctl hardware add`)")
+    if any(x.typical_priced_gpus for x in results):
+        notes.append("machines typed without a price are priced from typical server prices "
+                     "per model (rough; give @PRICE)")
+    if r.unrated_gpu_hours:
+        notes.append(f"{r.unrated_gpu_hours:,.0f} GPU-hours on models without a cloud rate "
+                     "are left out of the cloud cost (`clusterctl hardware rate`)")
+    return notes
+
+
+def _print(history: History, results: list[Result], words: list[str], notes: list[str],
+           currency: str) -> None:
+    console.print(f"{len(history.jobs):,} jobs from {history.source}", markup=False)
+    t = Table("scenario", "GPUs", "jobs", "avg wait", "p50", "p95", "util", "GPU-hours",
+              "cost / month", "per used GPU-h", "cloud / month", "break-even", "sale")
+    for r in results:
+        t.add_row(r.scenario, str(r.gpus), f"{r.jobs:,}", duration(r.avg_wait_s),
+                  duration(r.p50_wait_s), duration(r.p95_wait_s), f"{r.utilization:.0%}",
+                  f"{r.gpu_hours:,.0f}", money(r.monthly_cost, currency),
+                  f"{r.cost_per_used_gpu_hour:.2f}" if r.cost_per_used_gpu_hour else "-",
+                  money(r.cloud_cost_per_month, currency),
+                  f"{r.break_even_months:.0f} mo" if r.break_even_months else
+                  ("never" if r.kind == "add" else ""),
+                  money(r.sale_cash, currency) if r.sale_cash is not None else "")
+    console.print(t)
+    for n in notes:
+        err_console.print(f"note: {n}", markup=False)
+    for w in words:
+        console.print(w[:1].upper() + w[1:], markup=False)

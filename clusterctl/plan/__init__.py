@@ -1,0 +1,1 @@
+"""Capacity planning: the history replayed on proposed fleets, each priced."""

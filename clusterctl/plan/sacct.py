@@ -1,0 +1,161 @@
+"""Slurm's job history (``sacct --parsable2``) as the planner's history, so that a team leaving
+Slurm can plan from its old cluster.
+
+Only jobs that ran count: a job step (``123.batch``, ``123.0``, ``123.extern``) is part of its
+job, a job that never started (cancelled while pending, an unexpanded pending array
+``123_[1-9]``) asked for nothing it got, and a job still running has no duration yet. Array
+tasks (``123_4``) are jobs of their own. The GPUs are the ``gres/gpu`` of AllocTRES (what it
+got) or else ReqTRES, in all over its nodes; ``gres/gpu:a100=4`` names the type. A line that
+does not parse is counted and reported with its first example, never fatal: a year of sacct
+output always holds something odd.
+
+Slurm prints local times without a zone (``2024-03-01T12:00:00``): they are read in ``tz``
+(UTC by default); a time with an offset keeps its own.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
+
+from clusterctl.gpu_types import parse_type
+from clusterctl.parsing import BadInput
+from clusterctl.simulate.trace import PastJob, limit_for
+
+NEEDED = ("JobID", "User", "Submit", "Start", "End")
+_GPU_TRES = re.compile(r"(?:^|,)gres/gpu(?::([^=,]+))?=(\d+)")
+_TIMELIMIT = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+)(?::(\d+))?$")
+_NO_TIME = {"", "unknown", "none", "n/a"}
+
+
+@dataclass
+class SacctRead:
+    jobs: list[PastJob]
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Lines left out on purpose, by reason (``job step``, ``never started``, ...)."""
+    unparsed: int = 0
+    first_unparsed: str | None = None
+    """The first line that did not parse, with why (for the user to look at)."""
+
+
+def looks_like_sacct(first_line: str) -> bool:
+    return "|" in first_line and "jobid" in first_line.lower()
+
+
+def _time(text: str, tz: tzinfo) -> datetime | None:
+    text = text.strip()
+    if text.lower() in _NO_TIME:
+        return None
+    t = datetime.fromisoformat(text)  # ValueError: the caller counts the line
+    return t if t.tzinfo is not None else t.replace(tzinfo=tz)
+
+
+def timelimit_s(text: str) -> float | None:
+    """Slurm's ``[D-]HH:MM:SS``, ``MM:SS``, ``MM`` or ``D-HH[:MM]``; None for ``UNLIMITED``,
+    ``Partition_Limit`` or empty."""
+    text = text.strip()
+    m = _TIMELIMIT.match(text)
+    if not m:
+        if text.lower() in {"", "unlimited", "partition_limit", "invalid"}:
+            return None
+        raise ValueError(f"Timelimit {text!r}")
+    days, a, b, c = m.groups()
+    d = int(days or 0)
+    if days is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
+        parts = [int(x) for x in (a, b, c) if x is not None]
+        parts += [0] * (3 - len(parts))
+        h, mi, s = parts
+    elif c is not None:  # HH:MM:SS
+        h, mi, s = int(a), int(b), int(c)
+    elif a is not None:  # MM:SS
+        h, mi, s = 0, int(a), int(b)
+    else:  # MM
+        h, mi, s = 0, int(b), 0
+    return float(d * 86400 + h * 3600 + mi * 60 + s)
+
+
+def gpus_of(tres: str) -> tuple[int, str | None]:
+    """GPUs in all and the type from a TRES string; (0, None) where it holds none. A typed
+    count is preferred: ``gres/gpu=4,gres/gpu:a100=4`` is 4 A100s, not 8 GPUs."""
+    typed = [(t, int(n)) for t, n in _GPU_TRES.findall(tres) if t]
+    if typed:
+        kind, n = typed[0]
+        return n, parse_type(kind, "gres/gpu")
+    plain = [int(n) for t, n in _GPU_TRES.findall(tres) if not t]
+    return (plain[0], None) if plain else (0, None)
+
+
+def read(
+    lines: Iterable[str],
+    *,
+    tz: tzinfo | None = None,
+    overestimate: tuple[float, float] = (1.0, 3.0),
+    seed: int = 0,
+) -> SacctRead:
+    """The jobs of ``sacct --parsable2`` output (a header line, then ``|``-separated rows)."""
+    zone = tz or ZoneInfo("UTC")
+    rows = iter(lines)
+    header = next((h for h in rows if h.strip()), "")
+    columns = [c.strip() for c in header.rstrip("\n").split("|")]
+    missing = [c for c in NEEDED if c not in columns]
+    tres_col = next((c for c in ("AllocTRES", "ReqTRES") if c in columns), None)
+    if missing or tres_col is None:
+        need = missing + ([] if tres_col else ["AllocTRES or ReqTRES"])
+        raise BadInput("--trace", f"sacct output lacks column(s) {', '.join(need)} (run "
+                       "sacct --parsable2 --format JobID,User,Account,Submit,Start,End,State,"
+                       "AllocTRES,NNodes,Timelimit)")
+    at = {c: i for i, c in enumerate(columns)}
+    rng = random.Random(seed)
+    out = SacctRead([])
+    for number, raw in enumerate(rows, start=2):
+        line = raw.rstrip("\n")
+        if not line.strip():
+            continue
+        cells = line.split("|")
+        if len(cells) < len(columns):
+            out.unparsed += 1
+            out.first_unparsed = out.first_unparsed or \
+                f"line {number}: {len(cells)} fields, the header has {len(columns)}"
+            continue
+
+        def cell(name: str, cells: list[str] = cells) -> str:
+            return cells[at[name]].strip() if name in at else ""
+
+        job_id = cell("JobID")
+        if "." in job_id:
+            out.skipped["job step"] += 1
+            continue
+        if "[" in job_id:
+            out.skipped["never started"] += 1
+            continue
+        factor = rng.uniform(*overestimate)  # one draw per job, kept or not
+        try:
+            submit, start, end = (_time(cell(c), zone) for c in ("Submit", "Start", "End"))
+            tres = cell(tres_col) or (cell("ReqTRES") if tres_col == "AllocTRES" else "")
+            gpus, kind = gpus_of(tres)
+            limit = timelimit_s(cell("Timelimit"))
+        except (ValueError, BadInput) as e:
+            out.unparsed += 1
+            out.first_unparsed = out.first_unparsed or f"line {number}: {e}"
+            continue
+        if start is None:
+            out.skipped["never started"] += 1
+        elif end is None:
+            out.skipped["still running"] += 1
+        elif gpus <= 0:
+            out.skipped["no GPUs"] += 1
+        elif submit is None:
+            out.unparsed += 1
+            out.first_unparsed = out.first_unparsed or f"line {number}: no Submit time"
+        else:
+            duration = max(0.0, (end - start).total_seconds())
+            out.jobs.append(PastJob(
+                submit.timestamp(), duration, gpus, cell("Account") or cell("User") or "-",
+                cell("User"), limit if limit else limit_for(duration, factor), kind))
+    out.jobs.sort(key=lambda j: j.submit_s)
+    return out
