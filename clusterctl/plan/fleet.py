@@ -12,10 +12,11 @@ a month (colocation of a 10 kW server in 2024, about $1,200 a month for 8 GPUs).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal
+from typing import TypeVar
 
 from clusterctl.cost.inventory import HardwareSpec, parse_fraction, parse_life, parse_money
 from clusterctl.cost.model import HOURS_PER_MONTH, Machine, depreciation_to
@@ -38,6 +39,7 @@ TYPICAL_POWER_W: dict[str, float] = {
     "V100": 300, "T4": 70, "RTX4090": 450, "RTX3090": 350,
 }
 IDLE_SHARE = 0.15
+T = TypeVar("T")
 DEFAULT_POWER_W = 400.0
 DEFAULT_LIFE_MONTHS = 36
 DEFAULT_RESALE = Decimal("0.25")
@@ -95,9 +97,7 @@ class PlanMachine:
         return typical(TYPICAL_POWER_W, self.gpu_model) or DEFAULT_POWER_W
 
 
-def _midnight(day: date):  # noqa: ANN202 - a datetime
-    from datetime import datetime, timezone
-
+def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
@@ -105,7 +105,7 @@ def _months_between(start: date, end: date) -> float:
     return (end - start).days * 24 / float(HOURS_PER_MONTH)
 
 
-def typical(table: dict[str, float] | dict[str, Decimal], model: str | None):  # noqa: ANN201
+def typical(table: Mapping[str, T], model: str | None) -> T | None:
     """The entry for a model: its own key, else the longest key it starts with
     (``H100-80GB-HBM3`` → ``H100``); None where nothing matches."""
     if not model:

@@ -211,6 +211,7 @@ def show(job_id: str, user: CurrentUser, ctl: Controller) -> JobDetail:
     # show a state older than its own history (RUNNING beside the LOST that ended it).
     history = ctl.jobs.history(job.id)
     job = ctl.jobs.get(job.id) or job
+    assert job.id is not None
     base = job_out(job, node_names(ctl), bool(ctl.idle_jobs([job.id])),
                    ctl.waiting().get(job.id))
     allocations = ctl.jobs.allocations(job.id)
