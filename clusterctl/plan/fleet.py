@@ -44,7 +44,7 @@ DEFAULT_POWER_W = 400.0
 DEFAULT_LIFE_MONTHS = 36
 DEFAULT_RESALE = Decimal("0.25")
 DEFAULT_FEES_PER_GPU = Decimal(150)
-_SPEC = re.compile(r"^(?P<fleet>[^@]+)(?:@(?P<price>[^/]+)(?:/(?P<life>[^/]*))?"
+_SPEC = re.compile(r"^(?P<fleet>[^@]+)(?:@(?P<price>[^/]*)(?:/(?P<life>[^/]*))?"
                    r"(?:/(?P<resale>[^/]*))?(?:/(?P<fees>[^/]*))?)?$")
 
 
