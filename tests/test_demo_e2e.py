@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -13,9 +14,22 @@ pytestmark = pytest.mark.ray
 def test_demo_runs_jobs_and_reports_measured_usage(tmp_path) -> None:  # type: ignore[no-untyped-def]
     r = subprocess.run([*clusterctl_argv(), "demo"], capture_output=True, text=True,
                        timeout=240, cwd=tmp_path,
-                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "120"})
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "160"})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     out = r.stdout
+    # The ownership story first, on a year of made-up history labelled so: a machine that has
+    # paid for itself or the date it will, the idle jobs named, and a buy question answered.
+    story = out.split("$ clusterctl submit", 1)[0]
+    assert "synthetic" in story and "made-up jobs" in story
+    amortization = story.split("$ clusterctl report amortization", 1)[1].split("$ clusterctl")[0]
+    assert "(reached)" in amortization or "(projected)" in amortization
+    waste = story.split("$ clusterctl report waste", 1)[1].split("$ clusterctl")[0]
+    assert len([ln for ln in waste.splitlines() if "synthetic-" in ln]) == 5
+    plan = " ".join(story.split("$ clusterctl plan", 1)[1].split())
+    assert "current fleet" in plan and "adding 1x4:A100-80GB" in plan
+    assert re.search(r"Adding 1x4:A100-80GB (cuts|leaves) the average wait .* a month more; "
+                     r"(against renting the same GPU-hours it pays for itself in \d+ months|"
+                     r".*renting the overflow is cheaper)\.", plan), plan
     assert "FAILED" in out and "dataset not found" in out
     assert "clusterctl nodes" in out and "A100-80GB" in out and "RTX-4090" in out
     # a mixed fleet: the typed job waits for its type, by name, while other GPUs are free

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from clusterctl.cli.common import client, console, err_console, handles_errors, print_json
 from clusterctl.cli.report import check_plot, plots
-from clusterctl.client import ApiError
+from clusterctl.client import ApiError, Client
 from clusterctl.cost.inventory import HardwareSpec, SiteSettings
 from clusterctl.cost.rates import CloudRate, effective_rates
 from clusterctl.parsing import BadInput, parse_duration, parse_overestimate
@@ -72,9 +72,8 @@ def read_trace(path: Path, tz: str, overestimate: tuple[float, float], seed: int
     return History(jobs, str(path))
 
 
-def read_cluster(since_s: int, now: datetime) -> History:
+def read_cluster(c: Client, since_s: int, now: datetime) -> History:
     """The cluster's jobs submitted in the window that ran to an end."""
-    c = client()
     after = (now - timedelta(seconds=since_s)).isoformat()
     rows: list[dict[str, Any]] = []
     before = None
@@ -148,29 +147,18 @@ def plan(
     limits = parse_overestimate(overestimate)
     window = parse_duration(since, "--since")
     quotas = parse_quotas(quota) if quota else None
-    today = datetime.now(timezone.utc).date()
     offline = trace is not None and fleet is not None
-    inventory, site, live = ([], _default_site(), []) if offline else _cluster_facts(fleet)
-    defaults = fleet_mod.defaults_from(inventory)
-    if fleet is not None:
-        current = fleet_mod.parse_machines(fleet, "--fleet", defaults, prefix="node-")
-    else:
-        current = _inventory_fleet(inventory, live, today)
-    purchases = [(text.split("@")[0], fleet_mod.parse_machines(
-        text, "--add", defaults, prefix="new-", first=i * 1000)) for i, text in
-        enumerate(add or [])]
-    sales = [fleet_mod.parse_removal(r, current, today) for r in remove or []]
-    history = (read_trace(trace, tz, limits, seed) if trace is not None
-               else read_cluster(window, datetime.now(timezone.utc)))
-    if not any(j.num_gpus > 0 for j in history.jobs):
-        raise BadInput("--trace" if trace else "--since",
-                       f"{history.source} holds no GPU job that ran")
-    scenarios = propose(current, purchases=purchases, sales=sales, quotas=quotas,
-                        quota_text=",".join(quota or []), growth=g)
-    results = evaluate_all(history.jobs, scenarios, site, today,
-                           workers=os.cpu_count() or 1)
-    words = advice(scenarios, results, site.currency)
-    notes = history.notes + _price_notes(results)
+    if trace is not None:
+        history = read_trace(trace, tz, limits, seed)
+        if not any(j.num_gpus > 0 for j in history.jobs):
+            raise BadInput("--trace", f"{history.source} holds no GPU job that ran")
+    c = None if offline else client()
+    if trace is None:
+        assert c is not None
+        history = read_cluster(c, window, datetime.now(timezone.utc))
+    out = run_plan(c, history, fleet=fleet, add=add or [], remove=remove or [],
+                   quota=quota or [], quotas=quotas, growth=g)
+    results, words, notes = out.results, out.advice, out.notes
     if plot is not None:
         plots().write_plan(results, plot)
     if json_:
@@ -178,9 +166,44 @@ def plan(
                                 "notes": notes},
                     "scenarios": [r.as_json() for r in results], "advice": words})
         return
-    _print(history, results, words, notes, site.currency)
+    print_plan(out)
     if plot is not None:
         console.print(f"chart written to {plot}")
+
+
+@dataclass
+class PlanOutcome:
+    history: History
+    results: list[Result]
+    advice: list[str]
+    notes: list[str]
+    currency: str
+
+
+def run_plan(c: Client | None, history: History, *, fleet: str | None, add: list[str],
+             remove: list[str], quota: list[str],
+             quotas: tuple[dict[str, float], dict[str, dict[str, float]]] | None = None,
+             growth: float = 1.0) -> PlanOutcome:
+    """The scenarios replayed and priced: on the inventory and the site's prices where ``c``
+    reaches a controller, else on ``fleet`` at the default prices."""
+    if not any(j.num_gpus > 0 for j in history.jobs):
+        raise BadInput("--since", f"{history.source} holds no GPU job that ran")
+    today = datetime.now(timezone.utc).date()
+    inventory, site, live = ([], _default_site(), []) if c is None else \
+        _cluster_facts(c, fleet)
+    defaults = fleet_mod.defaults_from(inventory)
+    if fleet is not None:
+        current = fleet_mod.parse_machines(fleet, "--fleet", defaults, prefix="node-")
+    else:
+        current = _inventory_fleet(inventory, live, today)
+    purchases = [(text.split("@")[0], fleet_mod.parse_machines(
+        text, "--add", defaults, prefix="new-", first=i * 1000)) for i, text in enumerate(add)]
+    sales = [fleet_mod.parse_removal(r, current, today) for r in remove]
+    scenarios = propose(current, purchases=purchases, sales=sales, quotas=quotas,
+                        quota_text=",".join(quota), growth=growth)
+    results = evaluate_all(history.jobs, scenarios, site, today, workers=os.cpu_count() or 1)
+    return PlanOutcome(history, results, advice(scenarios, results, site.currency),
+                       history.notes + _price_notes(results), site.currency)
 
 
 def _default_site() -> Site:
@@ -188,9 +211,9 @@ def _default_site() -> Site:
     return Site(d.tariff_per_kwh, d.pue, effective_rates({}), d.currency)
 
 
-def _cluster_facts(fleet: str | None) -> tuple[list[HardwareSpec], Site, list[dict[str, Any]]]:
+def _cluster_facts(c: Client, fleet: str | None
+                   ) -> tuple[list[HardwareSpec], Site, list[dict[str, Any]]]:
     """The inventory, the site's energy price and cloud rates, and the live nodes."""
-    c = client()
     try:
         machines = [HardwareSpec.from_json(m) for m in c.json("GET", "/v1/hardware")]
         settings = c.json("GET", "/v1/cost/settings")
@@ -237,20 +260,27 @@ def _price_notes(results: list[Result]) -> list[str]:
     return notes
 
 
-def _print(history: History, results: list[Result], words: list[str], notes: list[str],
-           currency: str) -> None:
+def print_plan(out: PlanOutcome) -> None:
+    history, results, words, notes, currency = (out.history, out.results, out.advice,
+                                                out.notes, out.currency)
     console.print(f"{len(history.jobs):,} jobs from {history.source}", markup=False)
+    buys = any(r.kind == "add" for r in results)
+    sells = any(r.kind == "remove" for r in results)
     t = Table("scenario", "GPUs", "jobs", "avg wait", "p50", "p95", "util", "GPU-hours",
-              "cost / month", "per used GPU-h", "cloud / month", "break-even", "sale")
+              "cost / month", "per used GPU-h", "cloud / month", *(["break-even"] if buys else []),
+              *(["sale"] if sells else []))
     for r in results:
-        t.add_row(r.scenario, str(r.gpus), f"{r.jobs:,}", duration(r.avg_wait_s),
-                  duration(r.p50_wait_s), duration(r.p95_wait_s), f"{r.utilization:.0%}",
-                  f"{r.gpu_hours:,.0f}", money(r.monthly_cost, currency),
-                  f"{r.cost_per_used_gpu_hour:.2f}" if r.cost_per_used_gpu_hour else "-",
-                  money(r.cloud_cost_per_month, currency),
-                  f"{r.break_even_months:.0f} mo" if r.break_even_months else
-                  ("never" if r.kind == "add" else ""),
-                  money(r.sale_cash, currency) if r.sale_cash is not None else "")
+        row = [r.scenario, str(r.gpus), f"{r.jobs:,}", duration(r.avg_wait_s),
+               duration(r.p50_wait_s), duration(r.p95_wait_s), f"{r.utilization:.0%}",
+               f"{r.gpu_hours:,.0f}", money(r.monthly_cost, currency),
+               f"{r.cost_per_used_gpu_hour:.2f}" if r.cost_per_used_gpu_hour else "-",
+               money(r.cloud_cost_per_month, currency)]
+        if buys:
+            row.append(f"{r.break_even_months:.0f} mo" if r.break_even_months else
+                       ("never" if r.kind == "add" else ""))
+        if sells:
+            row.append(money(r.sale_cash, currency) if r.sale_cash is not None else "")
+        t.add_row(*row)
     console.print(t)
     for n in notes:
         err_console.print(f"note: {n}", markup=False)
