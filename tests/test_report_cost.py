@@ -177,3 +177,26 @@ def test_the_dearest_jobs_and_one_row_for_the_rest() -> None:
     assert [r.key for r in page] == ["3", "2"] and rest is not None and rest.gpu_ms == 10_000
     every, none = top_rows(rows, 10)
     assert len(every) == 5 and none is None
+
+
+@given(clusters(), st.booleans(), st.integers(1, 6), st.integers(0, 4))
+@settings(deadline=None)
+def test_a_page_of_jobs_is_the_full_reports_page(inputs: Inputs, loaded: bool, limit: int,
+                                                 offset: int) -> None:
+    """By job, a page is built from the columns for its rows only (a year has 100,000 jobs):
+    its rows, the rest and the totals are those of the report built in full, to the cent."""
+    full = cost_report(inputs, "job", loaded)
+    paged = cost_report(inputs, "job", loaded, page=(limit, offset))
+    shown, rest = top_rows(full.rows, limit, offset)
+    assert [r.key for r in paged.rows] == [r.key for r in shown]
+    for a, b in zip(paged.rows, shown, strict=True):
+        assert (a.gpu_ms, a.labels) == (b.gpu_ms, b.labels)
+        for f in ("capacity_cost", "energy_cost", "idle_cost", "cloud_equivalent"):
+            assert same(getattr(a, f), getattr(b, f)), f
+    assert (paged.rest is None) == (rest is None)
+    if rest is not None and paged.rest is not None:
+        assert (paged.rest.key, paged.rest.gpu_ms) == (rest.key, rest.gpu_ms)
+        assert cents(paged.rest.total_cost) == cents(rest.total_cost)
+    assert paged.row_count == len(full.rows)
+    assert cents(accounted(paged)) == cents(accounted(full))
+    assert cents(paged.energy_cost) == cents(full.energy_cost)

@@ -18,7 +18,7 @@ from clusterctl.controller.telemetry import allocation_usage
 from clusterctl.cost.model import cents
 from clusterctl.cost.rates import effective_rates, rate_for
 from clusterctl.reports.amortization import AmortizationReport, Ledger, amortization_report
-from clusterctl.reports.cost import CostReport, CostRow, accounted, cost_report, top_rows
+from clusterctl.reports.cost import CostReport, CostRow, accounted, cost_report
 from clusterctl.reports.inputs import MS_PER_DAY, Inputs, Period, Priced, kwh, ms_iso
 from clusterctl.reports.table import FIELDS, HeldTable
 from clusterctl.reports.utilization import UtilReport, UtilRow, utilization_report
@@ -116,27 +116,24 @@ def cost_row(r: CostRow, currency: str) -> dict[str, Any]:
             "currency": currency}
 
 
-def cost_json(report: CostReport, inputs: Inputs, limit: int | None = None,
-              offset: int = 0) -> dict[str, Any]:
-    """With ``limit``, the rows are that page of the dearest first and one ``rest`` row sums
-    the others (``total`` is always the whole period's)."""
+def cost_json(report: CostReport, inputs: Inputs) -> dict[str, Any]:
+    """A paged report's rows are its page and one ``rest`` row summing the others
+    (``total`` is always the whole period's)."""
     cur = inputs.prices.currency
-    shown, rest = (report.rows, None) if limit is None else top_rows(report.rows, limit, offset)
-    rows = [cost_row(r, cur) | {"kind": report.by} for r in shown]
-    if rest is not None:
-        rows.append(cost_row(rest, cur) | {"kind": "rest"})
+    rows = [cost_row(r, cur) | {"kind": report.by} for r in report.rows]
+    if report.rest is not None:
+        rows.append(cost_row(report.rest, cur) | {"kind": "rest"})
     if not report.loaded:
         rows.append(cost_row(report.idle, cur) | {"kind": "idle"})
     return {"report": "cost", "by": report.by, "loaded": report.loaded, "currency": cur,
-            "row_count": len(report.rows),
+            "row_count": report.row_count,
             "period": _period(inputs.period), "rows": rows,
             "total": {"capacity_cost": money(report.capacity_cost),
                       "energy_cost": money(report.energy_cost),
                       "total_cost": money(accounted(report)),
                       "idle_cost": money(report.idle.total_cost),
-                      "gpu_hours": sum(r.gpu_hours for r in report.rows),
-                      "cloud_equivalent": money(sum((r.cloud_equivalent for r in report.rows),
-                                                    Decimal(0)))},
+                      "gpu_hours": report.rows_total.gpu_hours,
+                      "cloud_equivalent": money(report.rows_total.cloud_equivalent)},
             "prices": {"tariff_per_kwh": str(inputs.prices.tariff_per_kwh),
                        "pue": str(inputs.prices.pue)},
             "warnings": report.warnings}
@@ -229,7 +226,8 @@ def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
                             labels=kind == "waste" or by in ("job", "user", "team"),
                             fields=REPORT_FIELDS[kind] + (("gpu",) if by == "gpu" else ()))
     if kind == "cost":
-        return cost_json(cost_report(inputs, by or "job", loaded), inputs, limit, offset)
+        page = None if limit is None else (limit, offset)
+        return cost_json(cost_report(inputs, by or "job", loaded, page), inputs)
     if kind == "utilization":
         return utilization_json(utilization_report(inputs, by or "node"), inputs)
     if kind == "waste":

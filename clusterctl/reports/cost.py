@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,6 +63,12 @@ class CostReport:
     """All measured GPU energy of the period, jobs' and idle GPUs'."""
     loaded: bool
     warnings: list[str]
+    rest: CostRow | None = None
+    """With a page: one row summing every row not on it."""
+    row_count: int = 0
+    """Rows in all (on the page or not)."""
+    rows_total: CostRow = field(default_factory=lambda: CostRow("(all)"))
+    """Every row summed (the idle row apart)."""
 
 
 @dataclass
@@ -102,7 +109,11 @@ def _segments(by: str, start: int, end: int) -> list[tuple[int, int, str | None]
     return [(start, end, None)]
 
 
-def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostReport:
+def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False,
+                page: tuple[int, int] | None = None) -> CostReport:
+    """With ``page`` (limit, offset), the rows are that page of the dearest first and
+    ``rest`` sums the others. By job, only the page's rows are built (in Decimal, exactly):
+    the jobs are ranked on float columns, and the rest is the exact total less the page."""
     if by not in BY:
         raise ValueError(by)
     period, machines, prices, t = inputs.period, inputs.machines, inputs.prices, inputs.table
@@ -120,6 +131,7 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostRe
     elif by == "gpu-type":
         key, labels = model_keys(inputs)
     rows: dict[str, CostRow] = {}
+    paged: _Columns | None = None
     node_life = np.zeros(n_nodes)
     node_after = np.zeros(n_nodes)
     node_energy = np.zeros(n_nodes)
@@ -146,6 +158,9 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostRe
                 for w in (in_life, after, held)]
         energy_by = np.bincount(group, weights=e_share, minlength=len(names))
         held_by = np.bincount(group, weights=held, minlength=len(names))
+        if page is not None and by == "job":  # one segment: rows are built for the page only
+            paged = _Columns(names, first, n_nodes, sums, energy_by, held_by)
+            continue
         for k in np.flatnonzero(held_by):
             row = rows.get(names[k])
             if row is None:
@@ -155,14 +170,8 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostRe
             row.energy_mj += float(energy_by[k])
         for c in np.flatnonzero(sums[2]):
             kn, n = divmod(int(c), n_nodes)
-            row = rows[names[kn]]
-            gpu_ms = int(sums[2][c])
-            row.gpu_ms += gpu_ms
-            priced = machines.get(t.nodes[n])
-            if priced is not None:
-                row.capacity_cost += priced.cost(int(sums[0][c]), int(sums[1][c]))
-                if priced.cloud_rate is not None:
-                    row.cloud_equivalent += gpu_ms * priced.cloud_rate / MS_PER_HOUR
+            _charge(rows[names[kn]], machines.get(t.nodes[n]), int(sums[0][c]),
+                    int(sums[1][c]), int(sums[2][c]))
     for row in rows.values():
         row.energy_cost = energy_cost(row.energy_mj, prices)
 
@@ -203,6 +212,10 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostRe
         warnings.append(f"no cloud rate for {', '.join(no_rate)}: no cloud equivalent "
                         "(set one with `clusterctl hardware rate`)")
 
+    if paged is not None:
+        assert page is not None
+        return _paged_report(by, paged, page, t, machines, prices, idle, capacity, loaded,
+                             warnings)
     ordered = sorted(rows.values(), key=lambda r: (-r.total_cost, r.key))
     if by == "month":
         ordered.sort(key=lambda r: r.key)
@@ -211,15 +224,107 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False) -> CostRe
         spread = idle.total_cost
         for r in ordered:
             r.idle_cost = spread * r.gpu_ms / held_ms
-    total_energy = sum((r.energy_cost for r in ordered), idle.energy_cost)
-    return CostReport(by=by, rows=ordered, idle=idle, capacity_cost=capacity,
+    total = _sum_rows(CostRow("(all)"), ordered)
+    total_energy = total.energy_cost + idle.energy_cost
+    shown, rest = (ordered, None) if page is None else top_rows(ordered, *page)
+    return CostReport(by=by, rows=shown, idle=idle, capacity_cost=capacity,
                       energy_cost=total_energy, loaded=loaded and bool(held_ms),
-                      warnings=warnings)
+                      warnings=warnings, rest=rest, row_count=len(ordered), rows_total=total)
+
+
+@dataclass
+class _Columns:
+    """By job over one segment, as arrays: per (job, node) cell the milliseconds in and after
+    the machine's life and held (``sums``), per job the energy and GPU-ms."""
+
+    names: list[str]
+    first: NDArray[np.int64]
+    n_nodes: int
+    sums: list[NDArray[Any]]
+    energy_by: NDArray[Any]
+    held_by: NDArray[Any]
+
+
+def _charge(row: CostRow, priced: Priced | None, life_ms: int, after_ms: int,
+            gpu_ms: int) -> None:
+    row.gpu_ms += gpu_ms
+    if priced is not None:
+        row.capacity_cost += priced.cost(life_ms, after_ms)
+        if priced.cloud_rate is not None:
+            row.cloud_equivalent += gpu_ms * priced.cloud_rate / MS_PER_HOUR
+
+
+def _sum_rows(into: CostRow, rows: list[CostRow]) -> CostRow:
+    for r in rows:
+        into.gpu_ms += r.gpu_ms
+        into.energy_mj += r.energy_mj
+        into.capacity_cost += r.capacity_cost
+        into.energy_cost += r.energy_cost
+        into.idle_cost += r.idle_cost
+        into.cloud_equivalent += r.cloud_equivalent
+    return into
+
+
+def _paged_report(by: str, c: _Columns, page: tuple[int, int], t: Any,
+                  machines: dict[str, Priced], prices: Any, idle: CostRow, capacity: Decimal,
+                  loaded: bool, warnings: list[str]) -> CostReport:
+    limit, offset = page
+    n_nodes = c.n_nodes
+    priced = [machines.get(n) for n in t.nodes]
+    rate_life = np.array([float(p.rate_in_life) if p else 0.0 for p in priced])
+    rate_after = np.array([float(p.rate_after_life) if p else 0.0 for p in priced])
+    jobs = len(c.names)
+    life = c.sums[0].reshape(jobs, n_nodes)
+    after = c.sums[1].reshape(jobs, n_nodes)
+    held = c.sums[2].reshape(jobs, n_nodes)
+    per_mj = float(prices.tariff_per_kwh * prices.pue) / 3.6e9
+    held_ms = int(c.held_by.sum())
+    spread = float(idle.total_cost) / held_ms if loaded and held_ms else 0.0
+    estimate = life @ rate_life + after @ rate_after + c.energy_by * per_mj + c.held_by * spread
+    live = np.flatnonzero(c.held_by)
+    # Dearest first, ties by the key as text (the order of the rows built in full).
+    keys = np.array(c.names, dtype=object)[live]
+    order = live[np.lexsort((keys.astype(str), -estimate[live]))]
+    shown_ix = order[offset:offset + limit]
+
+    def build(k: int) -> CostRow:
+        row = CostRow(c.names[k], labels=t.job_labels(int(c.first[k])))
+        row.energy_mj = float(c.energy_by[k])
+        row.energy_cost = energy_cost(row.energy_mj, prices)
+        for n in np.flatnonzero(held[k]):
+            _charge(row, priced[n], int(life[k, n]), int(after[k, n]), int(held[k, n]))
+        return row
+
+    shown = [build(int(k)) for k in shown_ix]
+    total = CostRow("(all)", energy_mj=float(c.energy_by.sum()))
+    total.energy_cost = energy_cost(total.energy_mj, prices)
+    for n, p in enumerate(priced):
+        _charge(total, p, int(life[:, n].sum()), int(after[:, n].sum()), int(held[:, n].sum()))
+    if loaded and held_ms:
+        exact = idle.total_cost
+        for r in shown:
+            r.idle_cost = exact * r.gpu_ms / held_ms
+        total.idle_cost = exact
+    rest = None
+    if len(live) > len(shown):
+        rest = CostRow(f"({len(live) - len(shown)} more)")
+        _sum_rows(rest, [total])
+        for r in shown:
+            rest.gpu_ms -= r.gpu_ms
+            rest.energy_mj -= r.energy_mj
+            rest.capacity_cost -= r.capacity_cost
+            rest.energy_cost -= r.energy_cost
+            rest.idle_cost -= r.idle_cost
+            rest.cloud_equivalent -= r.cloud_equivalent
+    return CostReport(by=by, rows=shown, idle=idle, capacity_cost=capacity,
+                      energy_cost=total.energy_cost + idle.energy_cost,
+                      loaded=loaded and bool(held_ms), warnings=warnings, rest=rest,
+                      row_count=len(live), rows_total=total)
 
 
 def accounted(report: CostReport) -> Decimal:
     """What the rows add up to: with ``--loaded`` the idle cost is inside them."""
-    rows = sum((r.total_cost for r in report.rows), Decimal(0))
+    rows = report.rows_total.total_cost
     return rows if report.loaded else rows + report.idle.total_cost
 
 
@@ -233,12 +338,4 @@ def top_rows(rows: list[CostRow], limit: int, offset: int = 0
     others = ranked[:offset] + ranked[offset + limit:]
     if not others:
         return shown, None
-    rest = CostRow(f"({len(others)} more)")
-    for r in others:
-        rest.gpu_ms += r.gpu_ms
-        rest.energy_mj += r.energy_mj
-        rest.capacity_cost += r.capacity_cost
-        rest.energy_cost += r.energy_cost
-        rest.idle_cost += r.idle_cost
-        rest.cloud_equivalent += r.cloud_equivalent
-    return shown, rest
+    return shown, _sum_rows(CostRow(f"({len(others)} more)"), others)
