@@ -65,6 +65,10 @@ def ordered(states: frozenset[JobState]) -> list[JobState]:
     return [s for s in JobState if s in states]
 
 
+IDLE_END = "idle: GPUs under"
+"""How the reason of a job idle reclaim ended begins (``idle: GPUs under 10% for 30m``)."""
+
+
 class IllegalTransition(RuntimeError):
     """A state change that the transition table does not allow: always a bug."""
 

@@ -207,7 +207,8 @@ def test_an_idle_job_is_warned_then_ended_and_a_busy_one_kept(controller: Contro
                                                               agent: Agent) -> None:
     """#19 item 4, side by side on the simulated backend: `sleep` holds an idle GPU, a busy
     loop a busy one (nothing in either that a real job would not do)."""
-    idle = controller.submit("--gpus", "1", "--idle-timeout", "12s", "--", "sleep", "300")
+    idle = controller.submit("--gpus", "1", "--idle-timeout", "12s", "--time-limit", "10m",
+                             "--", "sleep", "300")
     spin = "import time\nend = time.time() + 300\nwhile time.time() < end: pass"
     busy = controller.submit("--gpus", "1", "--idle-timeout", "12s", "--", "python3", "-c",
                              spin)
@@ -221,6 +222,15 @@ def test_an_idle_job_is_warned_then_ended_and_a_busy_one_kept(controller: Contro
     assert (done["state"], done["reason"]) == ("CANCELLED", "idle: GPUs under 10% for 12s")
     kept = controller.show(busy)
     assert kept["state"] == "RUNNING" and kept["idle_warning"] is None
+    # The waste report counts what it gave back: its GPU up to its 10-minute time limit.
+    waste = controller.json("report", "waste", "--since", "1h")["reclaimed"]
+    ran = (datetime.fromisoformat(done["ended_at"])
+           - datetime.fromisoformat(done["started_at"])).total_seconds()
+    assert (waste["jobs"], waste["gpus"], waste["without_limit"]) == (1, 1, 0)
+    assert waste["gpu_hours"] == pytest.approx((600 - ran) / 3600, abs=2 / 3600)
+    text = controller.cli("report", "waste", "--since", "1h").stdout
+    assert "Idle reclaim ended 1 job(s), freeing 1 GPU(s): 0.2 GPU-hours up to their time " \
+           "limits" in " ".join(text.split())
     assert controller.cli("cancel", str(busy)).returncode == 0
     bad = controller.cli("submit", "--idle-timeout", "soon", "--", "true")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --idle-timeout:")

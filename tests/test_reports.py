@@ -149,3 +149,20 @@ def test_amortization_groups_machines_by_model() -> None:
         report.total.owned_cost
     single = amortization_report(Inputs(Period(B, now), now, busy[:1], {"a-1": a1}, PRICES))
     assert single.models == []
+
+
+def test_waste_counts_what_idle_reclaim_gave_back() -> None:
+    """Two jobs ended idle: one 4-GPU job 3 h before its time limit, on a machine of PRODUCT's
+    worked example ($1.397 a GPU-hour, $1.39744 unrounded), and one without a time limit
+    (counted, no hours)."""
+    from clusterctl.cost.model import cents
+    from clusterctl.reports.inputs import IdleEnded
+
+    start = B + 100 * 24 * H
+    inputs = Inputs(Period(start, start + 10 * H), start + 10 * H, [], {"gpu-01": priced()},
+                    PRICES, idle_ended=[IdleEnded(1, "gpu-01", 4, start + H, start + 4 * H),
+                                        IdleEnded(2, "gpu-01", 2, start + 2 * H, None)])
+    r = waste_report(inputs).reclaimed
+    assert (r.jobs, r.gpus, r.without_limit, r.gpu_hours) == (2, 6, 1, 12)
+    assert cents(r.cost) == cents(12 * priced().rate_in_life * H)
+    assert cents(r.cost) == Decimal("16.77")  # 12 x $1.39744 (c before rounding)

@@ -246,7 +246,20 @@ def waste(since: Since = None, from_: From = None, to: To = None,
     _emit("waste", data, waste_columns(data), data["rows"], json_, csv_, plot,
           [f"Idle = under {data['threshold']:.0%} utilization for "
            f"{format_duration(data['min_idle_s'])} or more. Total "
-           f"{data['total_cost']:,.2f} {data['currency']}; by team: {by_team}"])
+           f"{data['total_cost']:,.2f} {data['currency']}; by team: {by_team}",
+           reclaimed_line(data["reclaimed"], data["currency"])])
+
+
+def reclaimed_line(r: dict[str, Any], currency: str) -> str:
+    """What idle reclaim (``--idle-timeout``) gave back in the period."""
+    if not r["jobs"]:
+        return "Idle reclaim ended no job in this period."
+    text = (f"Idle reclaim ended {r['jobs']} job(s), freeing {r['gpus']} GPU(s): "
+            f"{r['gpu_hours']:,.1f} GPU-hours up to their time limits, "
+            f"{r['cost']:,.2f} {currency} of capacity")
+    if r["without_limit"]:
+        text += f" ({r['without_limit']} without a time limit, not counted in the hours)"
+    return text + "."
 
 
 # -- one page ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 from clusterctl.controller.background import Periodic
 from clusterctl.parsing import format_duration
-from clusterctl.states import JobState
+from clusterctl.states import IDLE_END, JobState
 from clusterctl.store import Job, JobStore, SampleStore
 from clusterctl.usage import idle_throughout
 
@@ -52,7 +52,7 @@ class IdleReaper(Periodic):
         return job.idle_timeout_s or self.defaults.get(job.team) or self.defaults.get("*")
 
     def reason(self, limit_s: int) -> str:
-        return f"idle: GPUs under {self.threshold:.0%} for {format_duration(limit_s)}"
+        return f"{IDLE_END} {self.threshold:.0%} for {format_duration(limit_s)}"
 
     def warning(self, job: Job) -> str | None:
         """What ``show`` says of a warned job."""

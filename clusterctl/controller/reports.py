@@ -166,7 +166,11 @@ def waste_json(report: WasteReport, inputs: Inputs) -> dict[str, Any]:
                      for r in report.rows],
             "by_user": {k: money(v) for k, v in sorted(report.by_user.items())},
             "by_team": {k: money(v) for k, v in sorted(report.by_team.items())},
-            "total_cost": money(report.cost)}
+            "total_cost": money(report.cost),
+            "reclaimed": {"jobs": report.reclaimed.jobs, "gpus": report.reclaimed.gpus,
+                          "gpu_hours": report.reclaimed.gpu_hours,
+                          "cost": money(report.reclaimed.cost),
+                          "without_limit": report.reclaimed.without_limit}}
 
 
 def _ledger(lg: Ledger, trailing_days: int = 30) -> dict[str, Any]:
@@ -231,5 +235,6 @@ def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
     if kind == "utilization":
         return utilization_json(utilization_report(inputs, by or "node"), inputs)
     if kind == "waste":
+        inputs.idle_ended = service.store.idle_ended(start_ms, end_ms)
         return waste_json(waste_report(inputs, min_idle_s), inputs)
     raise ValueError(kind)

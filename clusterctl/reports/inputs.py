@@ -73,6 +73,18 @@ class Priced:
         return in_life_ms * self.rate_in_life + after_ms * self.rate_after_life
 
 
+@dataclass(frozen=True)
+class IdleEnded:
+    """A job idle reclaim ended: when, on which node, with how many GPUs, and until when it
+    could have gone on holding them (its time limit; None without one)."""
+
+    job_id: int
+    node: str
+    gpus: int
+    ended_ms: int
+    limit_end_ms: int | None
+
+
 @dataclass
 class Inputs:
     """Everything a report needs over a period."""
@@ -92,6 +104,8 @@ class Inputs:
     waste_threshold: float = 0.10
     held_table: HeldTable | None = None
     """The same allocations as columns; built from ``held`` when not given."""
+    idle_ended: list[IdleEnded] = field(default_factory=list)
+    """Jobs idle reclaim ended in the period (the waste report counts what they gave back)."""
 
     def model_of(self, node: str) -> str:
         """A node's GPU model: the inventory's, else what its agent reads, else unknown."""

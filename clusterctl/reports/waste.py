@@ -5,7 +5,7 @@ what those idle GPU-hours cost."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
@@ -41,12 +41,31 @@ class WasteRow:
 
 
 @dataclass
+class Reclaimed:
+    """What idle reclaim gave back in the period: the jobs it ended and their GPUs, and the
+    GPU-hours they would still have held up to their time limits, at their machines' capacity
+    rate. A job without a time limit could have held its GPUs for ever: it is counted in
+    ``jobs`` and ``gpus`` and in ``without_limit``, not in the hours."""
+
+    jobs: int = 0
+    gpus: int = 0
+    gpu_ms: int = 0
+    cost: Decimal = Decimal(0)
+    without_limit: int = 0
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.gpu_ms / 3_600_000
+
+
+@dataclass
 class WasteReport:
     rows: list[WasteRow]
     threshold: float
     min_idle_s: float
     by_user: dict[str, Decimal]
     by_team: dict[str, Decimal]
+    reclaimed: Reclaimed = field(default_factory=Reclaimed)
 
     @property
     def cost(self) -> Decimal:
@@ -100,4 +119,23 @@ def waste_report(inputs: Inputs, min_idle_s: float = DEFAULT_MIN_IDLE_S) -> Wast
     for r in rows:
         by_user[r.user] += r.cost
         by_team[r.team] += r.cost
-    return WasteReport(rows, inputs.waste_threshold, min_idle_s, dict(by_user), dict(by_team))
+    return WasteReport(rows, inputs.waste_threshold, min_idle_s, dict(by_user), dict(by_team),
+                       reclaimed(inputs))
+
+
+def reclaimed(inputs: Inputs) -> Reclaimed:
+    out = Reclaimed()
+    for j in inputs.idle_ended:
+        out.jobs += 1
+        out.gpus += j.gpus
+        if j.limit_end_ms is None:
+            out.without_limit += 1
+            continue
+        ms = max(0, j.limit_end_ms - j.ended_ms)
+        out.gpu_ms += ms * j.gpus
+        priced = inputs.machines.get(j.node)
+        if priced is not None and ms:
+            in_life, after = split(np.array([j.ended_ms]), np.array([j.limit_end_ms]),
+                                   np.array([0]), node_arrays([j.node], inputs.machines))
+            out.cost += priced.cost(int(in_life[0]) * j.gpus, int(after[0]) * j.gpus)
+    return out

@@ -11,7 +11,9 @@ from typing import Any
 
 from sqlalchemy import Engine, func, or_, select
 
-from clusterctl.store.models import Allocation, AllocationUsage, GpuDevice
+from clusterctl.reports.inputs import IdleEnded
+from clusterctl.states import IDLE_END, JobState
+from clusterctl.store.models import Allocation, AllocationUsage, GpuDevice, Job
 
 RECORD_COLUMNS = {"job": "job_id", "node": "node", "gpu": "gpu_index", "start": "start_ms",
                   "end": "end_ms", "covered": "covered_s", "util": "util_avg",
@@ -20,6 +22,11 @@ RECORD_COLUMNS = {"job": "job_id", "node": "node", "gpu": "gpu_index", "start": 
 
 def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+
+def _aware(t: datetime) -> datetime:
+    """SQLite hands back naive UTC times."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
 
 
 class ReportStore:
@@ -90,6 +97,28 @@ class ReportStore:
             {"start": start_ms, "end": end_ms, "size": bucket_ms})
         return {(n, start_ms + int(k) * bucket_ms): float(e) for n, k, e in rows
                 if e is not None}
+
+    def idle_ended(self, start_ms: int, end_ms: int) -> list[IdleEnded]:
+        """Jobs idle reclaim ended in ``[start, end)``, with a node of their last attempt."""
+        j = Job.__table__  # type: ignore[attr-defined]
+        a = Allocation.__table__  # type: ignore[attr-defined]
+        node = (select(func.min(a.c.node)).where(a.c.job_id == j.c.id,
+                                                  a.c.attempt == j.c.attempt)
+                .scalar_subquery())
+        q = (select(j.c.id, j.c.gpus, j.c.nodes, j.c.started_at, j.c.ended_at,
+                    j.c.time_limit_s, node)
+             .where(j.c.state == JobState.CANCELLED.value,
+                    j.c.reason.like(f"{IDLE_END}%"),
+                    j.c.ended_at >= _at(start_ms), j.c.ended_at < _at(end_ms)))
+        out = []
+        with self.engine.connect() as c:
+            for jid, gpus, nodes, started, ended, limit, on in c.execute(q):
+                ended_ms = int(_aware(ended).timestamp() * 1000)
+                limit_end = (int(_aware(started).timestamp() * 1000) + limit * 1000
+                             if limit and started is not None else None)
+                out.append(IdleEnded(int(jid), on or "", int(gpus) * int(nodes), ended_ms,
+                                     limit_end))
+        return out
 
     def gpus_seen(self) -> dict[str, int]:
         d = GpuDevice.__table__  # type: ignore[attr-defined]
