@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from clusterctl.cli.common import (
     seconds_between,
     watts,
 )
-from clusterctl.client import ApiError
+from clusterctl.client import ApiError, Client
 from clusterctl.gpu_types import describe_ask, parse_gpu_ask
 from clusterctl.notifications import parse_webhook
 from clusterctl.parsing import BadInput, format_duration
@@ -92,12 +93,22 @@ def submit(
 
     A script's leading comment lines may give flags, as sbatch's #SBATCH lines do:
     '#CLUSTERCTL --gpus 2 --time-limit 2h'. Flags on the command line win."""
+    p = _with_directives(ctx, command)
+    job = _submit(p)
+    if p["json_"]:
+        print_json(job)
+    else:
+        print("\n".join(str(i) for i in job.get("array_job_ids") or [job["id"]]))
+
+
+def _with_directives(ctx: typer.Context, command: list[str] | None) -> dict[str, Any]:
+    """The command's flags, with those a script's #CLUSTERCTL lines give."""
     p = dict(ctx.params)
     script = batch_script.read_head(command[0]) if command else None
     if command and script is not None:
         p.update(_directive_flags(ctx, command[0], batch_script.directives(script[0])))
         p["command"] = batch_script.command_for(command, *script)
-    _submit(p)
+    return p
 
 
 def _directive_flags(ctx: typer.Context, script: str, tokens: list[str]) -> dict[str, Any]:
@@ -121,7 +132,7 @@ def _directive_flags(ctx: typer.Context, script: str, tokens: list[str]) -> dict
             if given(parsed, name) and not given(ctx, name)}
 
 
-def _submit(p: dict[str, Any]) -> None:
+def _submit(p: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {
         "command": parsing.parse_command(p["command"] or []),
         "nodes": parsing.parse_nodes(p["nodes"]),
@@ -165,11 +176,7 @@ def _submit(p: dict[str, Any]) -> None:
     else:
         data = workdir.pack(Path.cwd(), int(settings.max_package_mb * (1 << 20)))
         body["package"] = c.upload_package(data)
-    job = c.submit(body)
-    if p["json_"]:
-        print_json(job)
-    else:
-        print("\n".join(str(i) for i in job.get("array_job_ids") or [job["id"]]))
+    return c.submit(body)
 
 
 def jobs_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
@@ -352,8 +359,13 @@ def logs(
     it goes on into the next attempt when the job is preempted or requeued, marking where
     each attempt starts."""
     job_id = parsing.parse_job_id(job)
-    c = client()
-    offset = 0
+    follow_log(client(), job_id, rank, attempt, follow)
+
+
+def follow_log(c: Client, job_id: int, rank: int = 0, attempt: int | None = None,
+               follow: bool = True) -> str:
+    """Write a job's output to stdout (with ``follow``, until it ends, across attempts);
+    the state it was last seen in."""
     out = sys.stdout.buffer
     data, offset, state, latest = c.log_chunk(job_id, 0, rank, attempt)
     current = attempt or latest
@@ -362,7 +374,7 @@ def logs(
             out.write(data)
             out.flush()
         elif not follow:
-            return
+            return state
         elif current < latest:  # preempted or requeued: the next attempt's log
             current, offset = current + 1, 0
             out.write(f"--- clusterctl: attempt {current} of job {job_id} ---\n".encode())
@@ -371,7 +383,7 @@ def logs(
             # the last lines may land between our read and the state change
             out.write(c.log_chunk(job_id, offset, rank, current)[0])
             out.flush()
-            return
+            return state
         else:
             time.sleep(0.5)
         data, offset, state, latest = c.log_chunk(job_id, offset, rank, current)
@@ -521,3 +533,59 @@ def wait(
         extra = f" ({j['reason']})" if j["reason"] else ""
         print(f"{job_id}: {j['state']}{extra}")
     raise typer.Exit(0 if j["state"] == "SUCCEEDED" else 1)
+
+
+def run(ctx: typer.Context, **params: Any) -> None:
+    """Run a command through the queue and stay with it, as srun does: says why it waits,
+    streams its output (stdout and stderr together) while it runs, and exits with its exit
+    code (1 if it ended otherwise). Ctrl-C cancels the job (a second one leaves at once).
+    Takes submit's flags. Not yet: stdin, a terminal (--pty) and --port."""
+    if params.get("array") is not None:
+        raise BadInput("--array", "run follows one job; submit an array with `submit`")
+    p = _with_directives(ctx, params.get("command"))
+    job = _submit(p)
+    job_id = int(job["id"])
+    c = client()
+    interrupted = False
+    try:
+        try:
+            if JobState(_until_started(c, job_id)) not in ENDED:
+                follow_log(c, job_id)
+        except KeyboardInterrupt:
+            interrupted = True
+            err_console.print(f"cancelling job {job_id} (Ctrl-C again leaves now)",
+                              markup=False)
+            c.cancel(job_id)
+            follow_log(c, job_id)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    j = c.job(job_id)
+    if p["json_"]:
+        print_json(j)
+    if j["state"] == "SUCCEEDED":
+        raise typer.Exit(0)
+    if interrupted and j["state"] == "CANCELLED":
+        raise typer.Exit(130)  # as a shell reports a command ended by SIGINT
+    err_console.print(f"job {job_id}: {j['state']}"
+                      + (f" ({j['reason']})" if j.get("reason") else ""), markup=False)
+    code = j.get("exit_code")
+    raise typer.Exit(code if j["state"] == "FAILED" and isinstance(code, int)
+                     and 0 < code < 256 else 1)
+
+
+run.__signature__ = inspect.signature(submit, eval_str=True)  # type: ignore[attr-defined]
+run = handles_errors(run)
+
+
+def _until_started(c: Client, job_id: int) -> str:
+    """Wait while the job is pending, saying why on stderr each time the reason changes."""
+    said = None
+    while True:
+        j = c.job(job_id)
+        if j["state"] not in ("PENDING", "STARTING"):
+            return str(j["state"])
+        why = why_waiting(j)
+        if why != "-" and why != said:
+            err_console.print(f"job {job_id} waits: {why}", markup=False, soft_wrap=True)
+            said = why
+        time.sleep(0.5)

@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command()(up)
 app.command()(demo)
 app.command(context_settings={"allow_interspersed_args": False})(jobs.submit)
+app.command(context_settings={"allow_interspersed_args": False})(jobs.run)
 app.command("jobs")(jobs.jobs)
 app.command()(jobs.show)
 app.command()(jobs.logs)
