@@ -225,6 +225,23 @@ def save(fig: Figure, path: Path, title: str, heading: str,
         plt.close(fig)
 
 
+def wait_cdfs(ax: Any, waits: dict[str, Any], what: str) -> None:
+    """One wait-time CDF per named run, on a log time axis (waits span seconds to weeks)."""
+    import numpy as np
+
+    for name, values in waits.items():
+        w = np.sort(np.maximum(np.asarray(values, dtype=float), 1.0)) / 3600
+        q = np.linspace(0, 1, min(len(w), 2000))
+        ax.plot(np.quantile(w, q) if len(w) else [], q, label=name, linewidth=1.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("wait before first start (hours, log scale; under 1 s drawn at 1 s)")
+    ax.set_ylabel("share of jobs")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(title=what)
+    ax.set_title(f"Wait-time CDF by {what}")
+
+
 def simulation_figure(waits: dict[str, Any], results: Sequence[Any] = ()) -> Figure:
     """Wait-time CDF per policy, on a log time axis (waits span seconds to weeks); on a mixed
     fleet, beside it the average wait per GPU type and policy."""
@@ -236,17 +253,7 @@ def simulation_figure(waits: dict[str, Any], results: Sequence[Any] = ()) -> Fig
                                        gridspec_kw={"width_ratios": [3, 2]})
     else:
         fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
-    for name, values in waits.items():
-        w = np.sort(np.maximum(np.asarray(values, dtype=float), 1.0)) / 3600
-        q = np.linspace(0, 1, min(len(w), 2000))
-        ax.plot(np.quantile(w, q) if len(w) else [], q, label=name, linewidth=1.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("wait before first start (hours, log scale; under 1 s drawn at 1 s)")
-    ax.set_ylabel("share of jobs")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="policy")
-    ax.set_title("Wait-time CDF by policy")
+    wait_cdfs(ax, waits, "policy")
     if types:
         width = 0.8 / len(results)
         x = np.arange(len(types))
@@ -279,17 +286,7 @@ def plan_figure(results: Sequence[Any]) -> Figure:
 
     fig, (ax, bars) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained",
                                    gridspec_kw={"width_ratios": [3, 2]})
-    for r in results:
-        w = np.sort(np.maximum(np.asarray(r.waits, dtype=float), 1.0)) / 3600
-        q = np.linspace(0, 1, min(len(w), 2000))
-        ax.plot(np.quantile(w, q) if len(w) else [], q, label=r.scenario, linewidth=1.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("wait before first start (hours, log scale; under 1 s drawn at 1 s)")
-    ax.set_ylabel("share of jobs")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="scenario")
-    ax.set_title("Wait-time CDF by scenario")
+    wait_cdfs(ax, {r.scenario: r.waits for r in results}, "scenario")
     x = np.arange(len(results))
     bars.bar(x - 0.2, [r.monthly_cost for r in results], 0.4, label="owning (cost a month)")
     bars.bar(x + 0.2, [r.cloud_cost_per_month for r in results], 0.4,
