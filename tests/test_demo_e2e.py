@@ -27,6 +27,8 @@ def test_demo_runs_jobs_and_reports_measured_usage(tmp_path) -> None:  # type: i
     assert len([ln for ln in waste.splitlines() if "synthetic-" in ln]) == 5
     plan = " ".join(story.split("$ clusterctl plan", 1)[1].split())
     assert "current fleet" in plan and "adding 1x4:A100-80GB" in plan
+    assert "power measured on the cluster while GPUs were held: A100-80GB" in \
+        " ".join(r.stderr.split())
     assert re.search(r"Adding 1x4:A100-80GB (cuts|leaves) the average wait .* a month more; "
                      r"(against renting the same GPU-hours it pays for itself in \d+ months|"
                      r".*renting the overflow is cheaper)\.", plan), plan

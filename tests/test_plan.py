@@ -131,6 +131,14 @@ def test_machine_specs_and_their_refusals() -> None:
     assert e.value.field == "--remove" and "node-1, node-2" in str(e.value)
 
 
+def test_measured_power_replaces_the_typical_one_by_model() -> None:
+    d = fleet.Defaults()
+    machines = fleet.parse_machines("1x8:A100-80GB,1x4:RTX-4090", "--fleet", d, prefix="n")
+    assert [m.busy_power_w() for m in machines] == [400, 450]  # typical board power
+    measured = fleet.with_power(machines, {"A100-80GB": 312.5})
+    assert [m.busy_power_w() for m in measured] == [312.5, 450]
+
+
 def test_an_inventory_machine_is_sold_at_its_book_value_unless_priced() -> None:
     from clusterctl.cost.inventory import HardwareSpec
 

@@ -157,7 +157,7 @@ def plan(
         assert c is not None
         history = read_cluster(c, window, datetime.now(timezone.utc))
     out = run_plan(c, history, fleet=fleet, add=add or [], remove=remove or [],
-                   quota=quota or [], quotas=quotas, growth=g)
+                   quota=quota or [], quotas=quotas, growth=g, since_s=window)
     results, words, notes = out.results, out.advice, out.notes
     if plot is not None:
         plots().write_plan(results, plot)
@@ -183,7 +183,7 @@ class PlanOutcome:
 def run_plan(c: Client | None, history: History, *, fleet: str | None, add: list[str],
              remove: list[str], quota: list[str],
              quotas: tuple[dict[str, float], dict[str, dict[str, float]]] | None = None,
-             growth: float = 1.0) -> PlanOutcome:
+             growth: float = 1.0, since_s: int = 90 * 86400) -> PlanOutcome:
     """The scenarios replayed and priced: on the inventory and the site's prices where ``c``
     reaches a controller, else on ``fleet`` at the default prices."""
     if not any(j.num_gpus > 0 for j in history.jobs):
@@ -198,12 +198,31 @@ def run_plan(c: Client | None, history: History, *, fleet: str | None, add: list
         current = _inventory_fleet(inventory, live, today)
     purchases = [(text.split("@")[0], fleet_mod.parse_machines(
         text, "--add", defaults, prefix="new-", first=i * 1000)) for i, text in enumerate(add)]
+    notes = list(history.notes)
+    if c is not None:
+        power = measured_power(c, since_s)
+        if power:
+            current = fleet_mod.with_power(current, power)
+            purchases = [(text, fleet_mod.with_power(ms, power)) for text, ms in purchases]
+            notes.append("power measured on the cluster while GPUs were held: " + ", ".join(
+                f"{model} {watts:.0f} W" for model, watts in sorted(power.items())))
     sales = [fleet_mod.parse_removal(r, current, today) for r in remove]
     scenarios = propose(current, purchases=purchases, sales=sales, quotas=quotas,
                         quota_text=",".join(quota), growth=growth)
     results = evaluate_all(history.jobs, scenarios, site, today, workers=os.cpu_count() or 1)
     return PlanOutcome(history, results, advice(scenarios, results, site.currency),
-                       history.notes + _price_notes(results), site.currency)
+                       notes + _price_notes(results), site.currency)
+
+
+def measured_power(c: Client, since_s: int) -> dict[str, float]:
+    """Each GPU model's average board power while jobs held its GPUs, from the cost report by
+    GPU type (energy measured over GPU-hours held): the busy power a plan prices energy at,
+    where the cluster has measured it."""
+    days = max(1, min(365, since_s // 86400))
+    data = c.json("GET", "/v1/reports/cost", params={"by": "gpu-type", "since": f"{days}d"})
+    return {r["key"]: r["energy_kwh"] * 1000 / r["gpu_hours"] for r in data["rows"]
+            if r.get("kind") == "gpu-type" and r.get("gpu_hours") and r.get("energy_kwh")
+            and r["key"] != "unknown"}
 
 
 def _default_site() -> Site:

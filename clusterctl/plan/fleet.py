@@ -198,6 +198,9 @@ def without(machines: Sequence[PlanMachine], sales: Sequence[Sale]) -> list[Plan
     return [m for m in machines if m.name not in gone]
 
 
-def with_power(machines: Sequence[PlanMachine], measured: dict[str, float]) -> list[PlanMachine]:
-    """The machines with the cluster's measured busy power per GPU model, where known."""
-    return [replace(m, power_w=typical(measured, m.gpu_model) or m.power_w) for m in machines]
+def with_power(machines: Sequence[PlanMachine], measured: Mapping[str, float]
+               ) -> list[PlanMachine]:
+    """The machines with the cluster's measured busy power per GPU model (keyed by model
+    name), where known."""
+    keyed = {model_key(k): v for k, v in measured.items()}
+    return [replace(m, power_w=typical(keyed, m.gpu_model) or m.power_w) for m in machines]
