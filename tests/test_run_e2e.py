@@ -44,7 +44,7 @@ def test_run_streams_the_output_and_exits_with_the_command_s_code(
 
 
 def test_run_says_why_it_waits(controller: Controller) -> None:
-    first = controller.submit("--gpus", "1", "--", "sleep", "2")
+    first = controller.submit("--gpus", "1", "--", "sleep", "8")  # outlasts run's start
     r = controller.cli("run", "--after", str(first), "--", PY, "-c", "print('after')")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "after\n"
