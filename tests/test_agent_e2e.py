@@ -46,7 +46,7 @@ def utc(iso: str) -> datetime:
 
 def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller,
                                                            agent: Agent) -> None:
-    busy = "import time\nend = time.time() + 8\nwhile time.time() < end: pass"
+    busy = "import time\nend = time.time() + 15\nwhile time.time() < end: pass"
     job_id = controller.submit("--gpus", "2", "--", "python3", "-c", busy)
     started = utc(controller.wait_state(job_id, {"RUNNING"})["started_at"])
 
@@ -66,13 +66,16 @@ def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller
     frame = json.loads(controller.cli("top", "--once", "--json").stdout)
     assert {"nodes", "jobs", "cost_per_hour"} <= set(frame)
     assert controller.cli("top", "--iterations", "1").returncode == 0  # the live view, once
-    # the agent labels the held GPUs with the job and its user, ids only
-    scrape = httpx.get(f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
-    labelled = {s.labels["gpu"]: s.labels["job"]
-                for fam in text_string_to_metric_families(scrape)
-                if fam.name == "clusterctl_gpu_utilization_ratio" for s in fam.samples}
-    assert sorted(g for g, j in labelled.items() if j == str(job_id)) == sorted(
-        str(g["index"]) for g in held)
+    # the agent labels the held GPUs with the job and its user, ids only (it learns who holds
+    # what from the controller's answer to its next batch: wait for that one)
+    def labelled() -> list[str]:
+        scrape = httpx.get(f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
+        return sorted(s.labels["gpu"] for fam in text_string_to_metric_families(scrape)
+                      if fam.name == "clusterctl_gpu_utilization_ratio" for s in fam.samples
+                      if s.labels["job"] == str(job_id))
+
+    wait_for(lambda: labelled() == sorted(str(g["index"]) for g in held), timeout=30,
+             what="the agent's metrics labelled with the job")
 
     done = controller.wait_done(job_id)
     assert done["state"] == "SUCCEEDED"
