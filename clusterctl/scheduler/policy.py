@@ -32,7 +32,7 @@ from collections.abc import Set as AbstractSet
 
 from clusterctl.gpu_types import GIB, matches
 from clusterctl.scheduler import fairshare, preemption
-from clusterctl.scheduler.gpu_groups import Fleet, Group, ask_of
+from clusterctl.scheduler.gpu_groups import Fleet, Group, accepts, ask_of
 from clusterctl.scheduler.pending import LENGTH_CLASSES_S, PendingQueue, length_class
 from clusterctl.scheduler.placement import FreeMap
 from clusterctl.scheduler.quotas import Pool, pool_type, within_quota
@@ -551,13 +551,44 @@ def schedule(
 
 def _idle(queue: PendingQueue, running: Sequence[RunningJob], nodes: Sequence[NodeCapacity],
           config: PolicyConfig) -> bool:
-    """Nothing can start (no free GPU) and nothing can be reclaimed: the common case of a busy
-    cluster, decided without the pass."""
-    if not queue or any(n.free_gpus > 0 for n in nodes if n.schedulable):
-        return not queue
+    """Nothing can start (no pending job has the free GPUs it asks, of a type it accepts, on
+    enough nodes) and nothing can be reclaimed: the common case of a busy cluster, decided
+    without the pass."""
+    if not queue:
+        return True
+    open_nodes = [n for n in nodes if n.schedulable and n.free_gpus > 0]
+    if open_nodes and _any_may_fit(queue, open_nodes):
+        return False
     if not (config.fair_share and config.preempt):
         return True
     if config.type_quotas:
         return False  # quotas per type: who borrows is per type, which the pass works out
     return not preemption.reclaim_possible(queue.teams(), running, config.quotas,
                                            config.starve_after_s)
+
+
+def _any_may_fit(queue: PendingQueue, open_nodes: list[NodeCapacity]) -> bool:
+    """Whether some pending job may start on the nodes with free GPUs: a necessary condition
+    only (``job.nodes`` nodes it accepts, each with ``job.gpus`` free; one model for a gang
+    and the backfill reservation are the pass's to check)."""
+    seen: set[tuple[int, int, tuple[str, ...], int | None]] = set()
+    accepted: dict[tuple[str | None, int | None, tuple[str, ...], int | None], bool] = {}
+    for job in queue:
+        shape = (job.gpus, job.nodes, *ask_of(job))
+        if shape in seen:
+            continue
+        seen.add(shape)
+        count = 0
+        for n in open_nodes:
+            if n.free_gpus < job.gpus:
+                continue
+            key = (n.gpu_model, n.gpu_mem, *ask_of(job))
+            ok = accepted.get(key)
+            if ok is None:
+                ok = accepted[key] = accepts(Group(n.gpu_model, frozenset(), n.gpu_mem),
+                                             ask_of(job))
+            if ok:
+                count += 1
+                if count >= job.nodes:
+                    return True
+    return False
