@@ -117,6 +117,9 @@ def test_a_quota_per_type_reclaims_its_type(fleet: tuple[str, Path], tmp_path: P
         assert rtx["state"] == "RUNNING" and rtx["preemptions"] == 0
         log = (tmp_path / "ctl" / "controller.log").read_text()
         assert "quota vision: B200: no node reports GPUs of that type" in log, log[-3000:]
+        # what `plan` replays the cluster's history with
+        assert ctl.api("GET", "/v1/quotas").json() == {
+            "quotas": {"nlp": 0}, "type_quotas": {"vision": {"H100": 2, "B200": 4}}}
     finally:
         for job_id in borrowers:
             ctl.cli("cancel", str(job_id))

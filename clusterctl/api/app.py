@@ -20,6 +20,7 @@ from clusterctl.api.routes import (
     logs,
     nodes,
     notify,
+    quotas,
     reports,
     users,
 )
@@ -27,7 +28,8 @@ from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
 from clusterctl.store import UNAVAILABLE
 
-ROUTERS = (jobs, logs, nodes, users, notify, budgets, ingest, hardware, reports, health)
+ROUTERS = (jobs, logs, nodes, users, notify, budgets, quotas, ingest, hardware, reports,
+           health)
 
 
 async def _bad_input(_: Request, exc: Exception) -> JSONResponse:

@@ -28,7 +28,16 @@ from clusterctl.cost.rates import CloudRate, effective_rates
 from clusterctl.parsing import BadInput, parse_duration, parse_overestimate
 from clusterctl.plan import fleet as fleet_mod
 from clusterctl.plan import sacct
-from clusterctl.plan.scenarios import Result, Site, advice, duration, evaluate_all, money, propose
+from clusterctl.plan.scenarios import (
+    Quotas,
+    Result,
+    Site,
+    advice,
+    duration,
+    evaluate_all,
+    money,
+    propose,
+)
 from clusterctl.scheduler.quotas import parse_quotas
 from clusterctl.simulate import trace as trace_mod
 from clusterctl.simulate.trace import PastJob
@@ -199,7 +208,12 @@ def run_plan(c: Client | None, history: History, *, fleet: str | None, add: list
     purchases = [(text.split("@")[0], fleet_mod.parse_machines(
         text, "--add", defaults, prefix="new-", first=i * 1000)) for i, text in enumerate(add)]
     notes = list(history.notes)
+    base: Quotas = ({}, {})
     if c is not None:
+        q = c.json("GET", "/v1/quotas")
+        base = (q["quotas"], q["type_quotas"])
+        if q["quotas"] or q["type_quotas"]:
+            notes.append("replayed with the cluster's quotas (`--quota` proposes others)")
         power = measured_power(c, since_s)
         if power:
             current = fleet_mod.with_power(current, power)
@@ -208,7 +222,7 @@ def run_plan(c: Client | None, history: History, *, fleet: str | None, add: list
                 f"{model} {watts:.0f} W" for model, watts in sorted(power.items())))
     sales = [fleet_mod.parse_removal(r, current, today) for r in remove]
     scenarios = propose(current, purchases=purchases, sales=sales, quotas=quotas,
-                        quota_text=",".join(quota), growth=growth)
+                        quota_text=",".join(quota), growth=growth, base=base)
     results = evaluate_all(history.jobs, scenarios, site, today, workers=os.cpu_count() or 1)
     return PlanOutcome(history, results, advice(scenarios, results, site.currency),
                        notes + _price_notes(results), site.currency)

@@ -127,6 +127,11 @@ class ControllerApi(Protocol):
         """A job's cost so far, as ``show`` prints it."""
         ...
 
+    def quotas(self) -> dict[str, Any]:
+        """The scheduler's team quotas: ``quotas`` (over all types) and ``type_quotas`` (per
+        GPU type), as the settings give them."""
+        ...
+
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
                loaded: bool, min_idle_s: float, now: datetime, limit: int | None = None,
                offset: int = 0) -> dict[str, Any]:

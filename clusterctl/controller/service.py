@@ -339,6 +339,11 @@ class Controller:
         return sum(float(r["total_cost"]) for r in report["rows"]
                    if r.get("kind") == "team" and r["key"] == team)
 
+    def quotas(self) -> dict[str, Any]:
+        typed = self.settings.type_quotas
+        return {"quotas": {t: q for t, q in self.settings.quotas.items() if t not in typed},
+                "type_quotas": typed}
+
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
                loaded: bool, min_idle_s: float, now: datetime, limit: int | None = None,
                offset: int = 0) -> dict[str, Any]:

@@ -248,24 +248,28 @@ def advice(scenarios: Sequence[Scenario], results: Sequence[Result], currency: s
     return out
 
 
+Quotas = tuple[dict[str, float], dict[str, dict[str, float]]]
+
+
 def propose(current: Sequence[PlanMachine], *, purchases: Sequence[tuple[str, list[PlanMachine]]]
-            = (), sales: Sequence[Sale] = (), quotas: tuple[dict[str, float],
-                                                           dict[str, dict[str, float]]] | None
-            = None, quota_text: str = "", growth: float = 1.0) -> list[Scenario]:
-    """The current fleet, then one scenario per proposal. With ``growth``, the current fleet
+            = (), sales: Sequence[Sale] = (), quotas: Quotas | None = None,
+            quota_text: str = "", growth: float = 1.0, base: Quotas = ({}, {})
+            ) -> list[Scenario]:
+    """The current fleet, then one scenario per proposal, all with the ``base`` quotas (the
+    cluster's; none: equal shares) but the quota proposal. With ``growth``, the current fleet
     at that growth is a scenario of its own and every proposal is replayed at it too (the
     question is then "what do we need when we have grown?")."""
     machines = tuple(current)
-    out = [Scenario("current fleet", "current", machines)]
+    out = [Scenario("current fleet", "current", machines, quotas=base)]
     if growth != 1.0:
-        out.append(Scenario(f"{growth:g}x the jobs", "growth", machines, growth))
+        out.append(Scenario(f"{growth:g}x the jobs", "growth", machines, growth, base))
     for text, added in purchases:
-        out.append(Scenario(f"adding {text}", "add", machines + tuple(added), growth,
+        out.append(Scenario(f"adding {text}", "add", machines + tuple(added), growth, base,
                             added=tuple(added)))
     for sale in sales:
         gone = sale.machine.name
         out.append(Scenario(f"selling {gone}", "remove",
-                            tuple(m for m in machines if m.name != gone), growth,
+                            tuple(m for m in machines if m.name != gone), growth, base,
                             sales=(sale,)))
     if quotas is not None:
         out.append(Scenario(f"quotas {quota_text}", "quota", machines, growth, quotas))

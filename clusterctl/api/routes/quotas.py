@@ -1,0 +1,19 @@
+"""``/v1/quotas``: the teams' GPU quotas the scheduler runs with (read by ``plan``, so that a
+replay of the cluster's history keeps its guarantees). Everyone may read them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from clusterctl.api.auth import CurrentUser
+from clusterctl.api.deps import Controller
+
+router = APIRouter()
+
+
+@router.get("/v1/quotas")
+def quotas(user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+    """``quotas``: team → GPUs over all types; ``type_quotas``: team → GPU type → GPUs."""
+    return ctl.quotas()
