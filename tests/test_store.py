@@ -163,3 +163,20 @@ def test_no_preempt_and_cancelling_jobs_are_not_marked_for_preemption(store: Job
     store.request_cancel(going.id, "alice", False)
     assert not store.request_preempt(going.id, 1, "x")
     assert not store.request_preempt(going.id, 2, "x")  # another attempt
+
+
+def test_the_notifier_reads_an_end_once_it_has_settled(store: JobStore, db_url: str) -> None:
+    """Job ends are read only once older than the longest transaction (on PostgreSQL a lower
+    event id can commit after a higher one was read): a fresh end waits, a settled one is
+    read, and the cursor does not pass it before."""
+    from clusterctl.store.notify import NotifyStore
+
+    notify = NotifyStore(make_engine(db_url))
+    job = store.submit(new_job())
+    store.start(job, ["node-1"])
+    store.mark_running(job.id, 1, [HeldGpu(0, "a", "node-1", 0)], datetime.now(timezone.utc))
+    assert store.finish(store.get(job.id), S.FAILED, "exit code 1", exit_code=1)
+    now = datetime.now(timezone.utc)
+    assert notify.events_after(0, ["FAILED"], before=now - timedelta(seconds=3)) == []
+    [(event, ended)] = notify.events_after(0, ["FAILED"], before=now + timedelta(seconds=1))
+    assert (event.state, ended.id) == ("FAILED", job.id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +24,8 @@ from clusterctl.notifications import ENDS, JobEnd, destinations
 from clusterctl.store.notify import NotifyStore
 
 log = logging.getLogger(__name__)
+SETTLE_S = 3.0
+"""How old a job event is before it is read: longer than any transaction that writes one."""
 
 
 class Notifier(Periodic):
@@ -31,8 +34,10 @@ class Notifier(Periodic):
 
     def __init__(self, store: NotifyStore, cost: Callable[[int], float | None],
                  cluster_url: str | None = None, interval_s: float = 2.0, attempts: int = 5,
-                 timeout_s: float = 10.0, max_wait_s: float = 30.0) -> None:
+                 timeout_s: float = 10.0, max_wait_s: float = 30.0,
+                 settle_s: float = SETTLE_S) -> None:
         super().__init__(interval_s)
+        self.settle_s = settle_s
         self.store, self.cost, self.cluster_url = store, cost, cluster_url
         self.attempts, self.timeout_s, self.max_wait_s = attempts, timeout_s, max_wait_s
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="notify")
@@ -56,8 +61,10 @@ class Notifier(Periodic):
         self.last = self.poll(self.last)
 
     def poll(self, last: int) -> int:
-        """Queue the deliveries for the ends after event ``last``; the new cursor."""
-        rows = self.store.events_after(last, sorted(ENDS))
+        """Queue the deliveries for the ends after event ``last`` that are ``settle_s`` old
+        (see ``NotifyStore.events_after``); the new cursor."""
+        settled = datetime.now(timezone.utc) - timedelta(seconds=self.settle_s)
+        rows = self.store.events_after(last, sorted(ENDS), before=settled)
         if not rows:
             return last
         users, teams = self.store.urls({j.user for _, j in rows}, {j.team for _, j in rows})

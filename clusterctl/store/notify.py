@@ -7,6 +7,8 @@ keeps the id of the last event it read here, and a controller that restarts goes
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
@@ -41,12 +43,18 @@ class NotifyStore:
                 s.add(row)
             s.commit()
 
-    def events_after(self, event_id: int, states: list[str], limit: int = 500
-                     ) -> list[tuple[JobEvent, Job]]:
-        """The next events into ``states``, oldest first, with their jobs."""
+    def events_after(self, event_id: int, states: list[str], limit: int = 500,
+                     before: datetime | None = None) -> list[tuple[JobEvent, Job]]:
+        """The next events into ``states``, oldest first, with their jobs; with ``before``,
+        only those stamped earlier. On PostgreSQL ids are handed out at insert and become
+        visible at commit, so a lower id can appear after a higher one was read: events are
+        read once they are old enough for every transaction of their time to have committed,
+        and the cursor never passes one still to come."""
         q = (select(JobEvent, Job).join(Job, col(Job.id) == col(JobEvent.job_id))
              .where(col(JobEvent.id) > event_id, col(JobEvent.state).in_(states))
              .order_by(col(JobEvent.id)).limit(limit))
+        if before is not None:
+            q = q.where(col(JobEvent.at) < before)
         with self.session() as s:
             return [(e, j) for e, j in s.exec(q).all()]
 
