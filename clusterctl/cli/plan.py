@@ -22,6 +22,7 @@ from rich.table import Table
 
 from clusterctl.cli.common import client, console, err_console, handles_errors, print_json
 from clusterctl.cli.report import check_plot, plots
+from clusterctl.cli.simulate import Overestimate
 from clusterctl.client import ApiError, Client
 from clusterctl.cost.inventory import HardwareSpec, SiteSettings
 from clusterctl.cost.rates import CloudRate, effective_rates
@@ -141,9 +142,7 @@ def plan(
         help="Quotas for one more scenario: TEAM=GPUS or TEAM=TYPE:GPUS+TYPE:GPUS.")] = None,
     growth: Annotated[str | None, typer.Option(
         help="Replay with this many times the jobs (1.5), to plan ahead.")] = None,
-    overestimate: Annotated[str, typer.Option(
-        help="Time limit = duration x a factor from LOW-HIGH where the history has none")]
-        = "1-3",
+    overestimate: Overestimate = "1-3",
     seed: int = 0,
     json_: Annotated[bool, typer.Option("--json")] = False,
     plot: Annotated[Path | None, typer.Option(

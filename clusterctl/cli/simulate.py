@@ -17,6 +17,9 @@ from clusterctl.scheduler.quotas import parse_quotas, resolve_quotas, totals, un
 from clusterctl.simulate import baselines, metrics, trace
 from clusterctl.simulate.compare import compare
 
+Overestimate = Annotated[str, typer.Option(
+    help="Time limit = duration x a factor drawn from LOW-HIGH (histories without limits)")]
+
 
 def _h(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds:.0f} s"
@@ -35,9 +38,7 @@ def simulate(
     quota: Annotated[list[str] | None, typer.Option(
         help="TEAM=GPUS or TEAM=TYPE:GPUS+TYPE:GPUS (vision=H100:8+A100:16), repeatable; "
              "other teams share the rest equally")] = None,
-    overestimate: Annotated[str, typer.Option(
-        help="Time limit = duration x a factor drawn from LOW-HIGH (traces without limits)")]
-        = "1-3",
+    overestimate: Overestimate = "1-3",
     seed: int = 0,
     json_: Annotated[bool, typer.Option("--json")] = False,
     plot: Annotated[Path | None, typer.Option(
