@@ -50,8 +50,8 @@ class HardwareSpec:
     def machine(self) -> Machine:
         return Machine(price=self.price, resale=self.resale, life_months=self.life_months,
                        gpus=self.gpus, monthly_fees=self.monthly_fees,
-                       purchased=_midnight(self.purchased),
-                       sold=_midnight(self.sold_on) if self.sold_on else None,
+                       purchased=midnight(self.purchased),
+                       sold=midnight(self.sold_on) if self.sold_on else None,
                        sold_for=self.sold_for)
 
     @classmethod
@@ -75,7 +75,8 @@ class HardwareSpec:
         return out
 
 
-def _midnight(day: date) -> datetime:
+def midnight(day: date) -> datetime:
+    """The start of ``day`` in UTC: purchases and sales count from there."""
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 

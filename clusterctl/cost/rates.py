@@ -12,6 +12,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,19 @@ def effective_rates(overrides: Mapping[str, CloudRate]) -> dict[str, CloudRate]:
     return table
 
 
-def rate_for(gpu_model: str, table: Mapping[str, CloudRate]) -> CloudRate | None:
-    """The rate for a model: its own entry, else the longest model name it starts with
-    (``A100-SXM4-40GB`` → ``A100``); None when nothing matches, and the ledger says so."""
+def by_model(table: Mapping[str, T], gpu_model: str | None) -> T | None:
+    """A table's entry for a model (keyed by :func:`model_key`): its own, else the longest
+    model name it starts with (``A100-SXM4-40GB`` → ``A100``); None when nothing matches."""
+    if not gpu_model:
+        return None
     key = model_key(gpu_model)
     if key in table:
         return table[key]
     prefixes = [k for k in table if key.startswith(k)]
     return table[max(prefixes, key=len)] if prefixes else None
+
+
+def rate_for(gpu_model: str, table: Mapping[str, CloudRate]) -> CloudRate | None:
+    """The rate for a model (:func:`by_model`); None when nothing matches, and the ledger
+    says so."""
+    return by_model(table, gpu_model)

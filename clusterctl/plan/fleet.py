@@ -14,13 +14,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timezone
+from datetime import date
 from decimal import Decimal
-from typing import TypeVar
 
-from clusterctl.cost.inventory import HardwareSpec, parse_fraction, parse_life, parse_money
+from clusterctl.cost.inventory import (
+    HardwareSpec,
+    midnight,
+    parse_fraction,
+    parse_life,
+    parse_money,
+)
 from clusterctl.cost.model import HOURS_PER_MONTH, Machine, depreciation_to
-from clusterctl.cost.rates import model_key
+from clusterctl.cost.rates import by_model, model_key
 from clusterctl.gpu_types import parse_fleet
 from clusterctl.parsing import BadInput, parse_node_name
 
@@ -39,7 +44,6 @@ TYPICAL_POWER_W: dict[str, float] = {
     "V100": 300, "T4": 70, "RTX4090": 450, "RTX3090": 350,
 }
 IDLE_SHARE = 0.15
-T = TypeVar("T")
 DEFAULT_POWER_W = 400.0
 DEFAULT_LIFE_MONTHS = 36
 DEFAULT_RESALE = Decimal("0.25")
@@ -88,33 +92,17 @@ class PlanMachine:
         if self.purchased is None:
             return self.price
         m = Machine(self.price, self.resale, self.life_months, self.gpus, self.monthly_fees,
-                    _midnight(self.purchased))
-        return self.price - depreciation_to(m, _midnight(today))
+                    midnight(self.purchased))
+        return self.price - depreciation_to(m, midnight(today))
 
     def busy_power_w(self) -> float:
         if self.power_w is not None:
             return self.power_w
-        return typical(TYPICAL_POWER_W, self.gpu_model) or DEFAULT_POWER_W
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        return by_model(TYPICAL_POWER_W, self.gpu_model) or DEFAULT_POWER_W
 
 
 def _months_between(start: date, end: date) -> float:
     return (end - start).days * 24 / float(HOURS_PER_MONTH)
-
-
-def typical(table: Mapping[str, T], model: str | None) -> T | None:
-    """The entry for a model: its own key, else the longest key it starts with
-    (``H100-80GB-HBM3`` → ``H100``); None where nothing matches."""
-    if not model:
-        return None
-    key = model_key(model)
-    if key in table:
-        return table[key]
-    prefixes = [k for k in table if key.startswith(k)]
-    return table[max(prefixes, key=len)] if prefixes else None
 
 
 def defaults_from(inventory: Sequence[HardwareSpec]) -> Defaults:
@@ -148,7 +136,7 @@ def parse_machines(text: str, field: str, defaults: Defaults, *, prefix: str,
         if m["price"] is not None:
             price = parse_money(m["price"], f"{field} @PRICE", positive=True)
         else:
-            per_gpu = typical(TYPICAL_PRICE_PER_GPU, model)
+            per_gpu = by_model(TYPICAL_PRICE_PER_GPU, model)
             price = per_gpu * gpus if per_gpu is not None else None
             typical_price = price is not None
         life = parse_life(m["life"], f"{field} /LIFE") if m["life"] else defaults.life_months
@@ -203,4 +191,4 @@ def with_power(machines: Sequence[PlanMachine], measured: Mapping[str, float]
     """The machines with the cluster's measured busy power per GPU model (keyed by model
     name), where known."""
     keyed = {model_key(k): v for k, v in measured.items()}
-    return [replace(m, power_w=typical(keyed, m.gpu_model) or m.power_w) for m in machines]
+    return [replace(m, power_w=by_model(keyed, m.gpu_model) or m.power_w) for m in machines]
