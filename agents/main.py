@@ -27,7 +27,7 @@ from agents.agent import Agent, read_boot_id
 from agents.exporter import GpuCollector
 from agents.reader import GpuReader, NoGpuBackend
 from agents.shipper import Shipper
-from agents.simulated import SimulatedReader, parse_profiles
+from agents.simulated import SimulatedReader, parse_models, parse_profiles
 from agents.spool import Spool
 from clusterctl.gpu_types import model_memory
 from clusterctl.parsing import BadInput, parse_duration
@@ -70,7 +70,8 @@ def run(
     ] = None,
     simulate_model: Annotated[str, typer.Option(
         envvar=ENV + "SIMULATE_MODEL", help="The model the simulated GPUs report (its memory "
-        "from the name, e.g. H100-80GB or RTX-4090).")] = "A100-80GB (sim)",
+        "from the name, e.g. H100-80GB or RTX-4090), or models with counts for a machine of "
+        "several: H100-80GB:2+RTX-4090:2.")] = "A100-80GB (sim)",
     simulate_profile: Annotated[str | None, typer.Option(
         envvar=ENV + "SIMULATE_PROFILE",
         help="Awkward GPUs to simulate, e.g. '2=no-power,3=lost' (no-power, no-energy, "
@@ -93,6 +94,10 @@ def run(
             profiles = parse_profiles(simulate_profile)
         except ValueError as e:
             raise BadInput("--simulate-profile", str(e)) from None
+        try:
+            models = parse_models(simulate_model, simulate_gpus or 0)
+        except ValueError as e:
+            raise BadInput("--simulate-model", str(e)) from None
         token = _token(token_file) if controller else None
         verify: ssl.SSLContext | bool = True
         if ca_file is not None:
@@ -116,7 +121,7 @@ def run(
     if simulate_gpus is not None:
         reader = SimulatedReader(simulate_gpus, node=node_name, profiles=profiles, busy=busy,
                                  proc=Path("/proc"), model=simulate_model,
-                                 memory_bytes=model_memory(simulate_model) or 80 << 30)
+                                 models=[(m, model_memory(m) or 80 << 30) for m in models])
     else:
         from agents.nvml import NvmlReader
 

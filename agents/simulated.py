@@ -70,6 +70,23 @@ def parse_profiles(spec: str | None) -> dict[int, Profile]:
     return out
 
 
+def parse_models(spec: str, count: int) -> list[str]:
+    """The model of each simulated GPU: ``H100-80GB`` for all of them, or
+    ``H100-80GB:2+RTX-4090:2`` for a machine of two models (counts adding up to ``count``)."""
+    parts = spec.split("+")
+    if len(parts) == 1 and not spec.rpartition(":")[2].strip().isdigit():
+        return [spec] * count
+    out: list[str] = []
+    for part in parts:
+        name, _, n = part.rpartition(":")
+        if not name.strip() or not n.strip().isdigit() or int(n) < 1:
+            raise ValueError(f"{part!r} is not MODEL:COUNT (MODEL:2+OTHER:2)")
+        out += [name.strip()] * int(n)
+    if len(out) != count:
+        raise ValueError(f"the counts add up to {len(out)} GPUs, not --simulate-gpus {count}")
+    return out
+
+
 @dataclass
 class _Gpu:
     index: int
@@ -85,6 +102,8 @@ class _Gpu:
     lost: bool = field(default=False)
     xid_raised: bool = False
     ecc_errors: int = 0
+    model: str = ""
+    memory_bytes: int = 0
 
 
 BUSY_CPU = 0.05
@@ -147,7 +166,10 @@ class SimulatedReader:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         proc: Path | None = None,
+        models: list[tuple[str, int]] | None = None,
     ) -> None:
+        """``models``: per GPU, (model, memory in bytes) on a machine of several models; else
+        every GPU is ``model`` with ``memory_bytes``."""
         self.node = node
         self.proc = proc
         """Where the job processes on these GPUs are found (None: none, in unit tests)."""
@@ -167,7 +189,9 @@ class SimulatedReader:
                  rng=random.Random((seed if seed is not None else base) * 1009 + i),
                  energy_mj=0.0,  # as after a driver load: a restarted agent's GPUs count
                  # from zero, which the sample logic reads as a reset (never a spike)
-                 last_reset=self.started)
+                 last_reset=self.started,
+                 model=models[i][0] if models else model,
+                 memory_bytes=models[i][1] if models else memory_bytes)
             for i in range(count)
         ]
         self._mem_base = int(0.45 * GIB)
@@ -226,9 +250,9 @@ class SimulatedReader:
         if busy:
             util = min(1.0, max(0.0, rng.gauss(0.86, 0.07)))
             if not g.was_busy:  # a new job loads its model and batches
-                g.memory_used = int(self.memory_bytes * rng.uniform(0.45, 0.85))
-            g.memory_used = min(self.memory_bytes, max(self._mem_base, int(
-                g.memory_used + rng.gauss(0, 0.01) * self.memory_bytes)))
+                g.memory_used = int(g.memory_bytes * rng.uniform(0.45, 0.85))
+            g.memory_used = min(g.memory_bytes, max(self._mem_base, int(
+                g.memory_used + rng.gauss(0, 0.01) * g.memory_bytes)))
             target_temp = 68.0 + 8 * util
         else:
             util = 0.0
@@ -247,10 +271,10 @@ class SimulatedReader:
         return GpuSample(
             index=g.index,
             uuid=g.uuid,
-            model=self.model,
+            model=g.model,
             utilization=round(util, 3),
             memory_used_bytes=g.memory_used,
-            memory_total_bytes=self.memory_bytes,
+            memory_total_bytes=g.memory_bytes,
             power_watts=round(power, 1) if p.power else None,
             energy_mj=int(g.energy_mj) if p.power and p.energy_counter else None,
             temperature_celsius=round(g.temperature, 1),

@@ -320,10 +320,12 @@ class Attempts:
 
     # -- launching and signalling -------------------------------------------------------------
 
-    def launch(self, job: Job, node_ids: tuple[str, ...]) -> None:
-        """STARTING with a new attempt, then the runners; a job cancelled meanwhile is left."""
+    def launch(self, job: Job, node_ids: tuple[str, ...],
+               devices: tuple[tuple[int, ...], ...] | None = None) -> None:
+        """STARTING with a new attempt, then the runners; a job cancelled meanwhile is left.
+        ``devices``: per rank, the GPUs to use where the controller picked them."""
         assert job.id is not None
-        attempt = self.jobs.start(job, node_ids)
+        attempt = self.jobs.start(job, node_ids, devices)
         if attempt is None:
             return  # cancelled meanwhile
         env = {**job.env,
@@ -336,6 +338,7 @@ class Attempts:
             nodes=job.nodes, env=env, workdir=job.workdir,
             time_limit_s=job.time_limit_s, kill_grace_s=self.kill_grace_s,
             account=self.account_of(job.user), fallback_account=self.fallback_account,
+            devices=devices,
         )
         try:
             package = self.packages.get(job.package) if job.package else None

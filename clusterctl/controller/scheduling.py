@@ -12,13 +12,13 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from clusterctl.controller.attempts import Attempts, at
 from clusterctl.executor.types import Executor, NodeInfo, RayUnavailable
 from clusterctl.gpu_types import model_memory
-from clusterctl.scheduler import dependencies, fairshare, gpu_groups, policy
+from clusterctl.scheduler import dependencies, fairshare, gpu_groups, mixed_nodes, policy
 from clusterctl.scheduler.quotas import resolve_quotas, unknown_types
 from clusterctl.scheduler.state import (
     Decision,
@@ -60,7 +60,7 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         policy_config: PolicyConfig | None = None,
         out_of_service: Callable[[], OutOfService] = lambda: OutOfService(frozenset(), {}),
-        gpu_facts: Callable[[], Mapping[str, tuple[str | None, int | None]]] = dict,
+        gpu_facts: Callable[[], Mapping[str, Sequence[mixed_nodes.Gpu]]] = dict,
         gpu_hour_costs: Callable[[], Mapping[str, float]] = dict,
         fair_share_by_rate: bool = False,
         budget_holds: Callable[[], Mapping[str, str]] = dict,
@@ -90,8 +90,8 @@ class Scheduler:
         self.nodes: list[NodeInfo] = []
         self._out_of_service = out_of_service
         self._read_gpu_facts = gpu_facts
-        self._gpu_facts: Mapping[str, tuple[str | None, int | None]] = {}
-        """Node name → (GPU model, memory per GPU) as its agent last reported them: NVML's
+        self._gpu_facts: Mapping[str, Sequence[mixed_nodes.Gpu]] = {}
+        """Node name → its GPUs (model, memory) as its agent last reported them: NVML's
         words, over Ray's short ``accelerator_type``. Read as often as usage."""
         self._gpu_facts_at = -1e18
         self._read_gpu_hour_costs = gpu_hour_costs
@@ -207,24 +207,58 @@ class Scheduler:
 
     # -- capacity -----------------------------------------------------------------------------
 
+    def mixed(self) -> dict[str, Sequence[mixed_nodes.Gpu]]:
+        """Ray node id → its GPUs, for the machines whose GPUs are of several models."""
+        return {n.id: gpus for n in self.nodes
+                if mixed_nodes.is_mixed(gpus := self._gpu_facts.get(n.name, ()), n.gpus)}
+
     def capacity(self, active: list[Job] | None = None,
                  with_drained: bool = False) -> list[NodeCapacity]:
+        """Each node's GPUs, free and held; a machine of several models as one node per
+        model (``mixed_nodes``), its held devices as its jobs keep them."""
         held: Counter[str] = Counter()
+        devices: dict[str, set[int]] = {}
         for job in active if active is not None else self.jobs.active():
-            for node_id in job.placement or []:
-                held[node_id] += job.gpus
+            for rank, node_id in enumerate(job.placement or []):
+                if job.gpu_devices is not None and rank < len(job.gpu_devices):
+                    devices.setdefault(node_id, set()).update(job.gpu_devices[rank])
+                else:
+                    held[node_id] += job.gpus
         drained = () if with_drained else self.drained
         suspects = set() if with_drained else self.attempts.suspected()
         out = []
         for n in self.nodes:
-            model, mem = self._gpu_facts.get(n.name, (None, None))
-            out.append(NodeCapacity(
-                n.id, n.gpus, max(0, n.gpus - held[n.id]),
+            gpus = self._gpu_facts.get(n.name, ())
+            mems = [g.memory for g in gpus if g.memory]
+            whole = NodeCapacity(
+                n.id, n.gpus, max(0, n.gpus - held[n.id] - len(devices.get(n.id, ()))),
                 schedulable=n.alive and n.gpus > 0 and n.name not in drained
                 and n.id not in suspects,
-                gpu_model=model or n.gpu_model, gpu_mem=mem or model_memory(n.gpu_model),
-                gpu_hour_cost=self._gpu_hour_costs.get(n.name)))
+                gpu_model=next((g.model for g in gpus if g.model), None) or n.gpu_model,
+                gpu_mem=min(mems) if mems else model_memory(n.gpu_model),
+                gpu_hour_cost=self._gpu_hour_costs.get(n.name))
+            if mixed_nodes.is_mixed(gpus, n.gpus):
+                out += mixed_nodes.split(whole, gpus, devices.get(n.id, ()), held[n.id])
+            else:
+                out.append(whole)
         return out
+
+    def place(self, job: Job, node_ids: Sequence[str], active: list[Job]
+              ) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...] | None]:
+        """The Ray nodes of a start and, on a machine of several models, the devices: the
+        free ones of the model the pass chose (not held by ``active``, which holds the starts
+        made earlier in this pass too)."""
+        if not any(mixed_nodes.SEP in n for n in node_ids):
+            return tuple(node_ids), None
+        mixed = self.mixed()
+        picked: list[tuple[int, ...]] = []
+        for node_id in node_ids:
+            ray_id = mixed_nodes.node_of(node_id)
+            held = {d for j in active for rank, n in enumerate(j.placement or [])
+                    if n == ray_id and j.gpu_devices is not None and rank < len(j.gpu_devices)
+                    for d in j.gpu_devices[rank]}
+            picked.append(mixed_nodes.pick(mixed.get(ray_id, ()), node_id, held, job.gpus))
+        return tuple(mixed_nodes.node_of(n) for n in node_ids), tuple(picked)
 
     def why_never(self, gpus: int, nodes: int, gpu_types: list[str] | None = None,
                   gpu_mem: int | None = None) -> tuple[str, str] | None:
@@ -254,7 +288,12 @@ class Scheduler:
         self.preempt(decision.preemptions, active)
         for start in decision.starts:
             self._reclaiming.discard(start.job_id)
-            self.attempts.launch(by_id[start.job_id], start.node_ids)
+            job = by_id[start.job_id]
+            node_ids, devices = self.place(job, start.node_ids, active)
+            self.attempts.launch(job, node_ids, devices)
+            if devices is not None:  # later starts of this pass see these devices taken
+                active.append(job.model_copy(update={
+                    "placement": list(node_ids), "gpu_devices": [list(d) for d in devices]}))
 
     def ready(self, pending: list[Job]) -> tuple[list[Job], dict[int, Wait]]:
         """The pending jobs whose dependencies are met, and why the others wait. A job whose
@@ -337,8 +376,10 @@ class Scheduler:
                       gpu_types=tuple(j.gpu_types or ()), gpu_mem=j.gpu_mem)
             for j in pending if j.id is not None
         ]
+        mixed = self.mixed()
         running = [
-            RunningJob(j.id, j.team, j.user, tuple(j.placement or ()), j.gpus,
+            RunningJob(j.id, j.team, j.user,
+                       mixed_nodes.parts_of(j.placement or (), j.gpu_devices, mixed), j.gpus,
                        j.started_at.timestamp() if j.started_at else now, j.time_limit_s,
                        preemptible=not j.no_preempt,
                        terminating=j.cancel_requested or j.preempt_requested,

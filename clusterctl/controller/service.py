@@ -39,6 +39,7 @@ from clusterctl.executor.ray_driver import RayDriver
 from clusterctl.executor.types import NodeInfo
 from clusterctl.notifications import node_drained
 from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
+from clusterctl.scheduler.mixed_nodes import Gpu, node_of
 from clusterctl.scheduler.state import PolicyConfig, Wait
 from clusterctl.settings import Settings
 from clusterctl.store import (
@@ -250,14 +251,11 @@ class Controller:
 
     # -- what the API may ask (interface.ControllerApi) ---------------------------------------
 
-    def gpu_facts(self) -> dict[str, tuple[str | None, int | None]]:
-        """Node name → (GPU model, least memory per GPU) as its agent last read them."""
-        facts: dict[str, tuple[str | None, int | None]] = {}
+    def gpu_facts(self) -> dict[str, list[Gpu]]:
+        """Node name → its GPUs (model, memory) as its agent last read them."""
+        facts: dict[str, list[Gpu]] = {}
         for d in self.samples.devices():
-            model, mem = facts.get(d.node, (None, None))
-            if d.memory_total:
-                mem = d.memory_total if mem is None else min(mem, d.memory_total)
-            facts[d.node] = (model or d.model, mem)
+            facts.setdefault(d.node, []).append(Gpu(d.gpu_index, d.model, d.memory_total))
         return facts
 
     def gpu_hour_costs(self) -> dict[str, float]:
@@ -280,7 +278,11 @@ class Controller:
         return self.scheduler.attempts.suspected()
 
     def free_gpus(self, active: list[Job]) -> dict[str, int]:
-        return {c.id: c.free_gpus for c in self.scheduler.capacity(active)}
+        """Ray node id → its free GPUs (a machine of several models: all of its parts')."""
+        free: dict[str, int] = {}
+        for c in self.scheduler.capacity(active):
+            free[node_of(c.id)] = free.get(node_of(c.id), 0) + c.free_gpus
+        return free
 
     def waiting(self) -> Mapping[int, Wait]:
         return self.scheduler.waiting

@@ -117,6 +117,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._started = threading.Event()
         self._done = threading.Event()
+        self._devices: list[str] | None = None
         self._start_info: Started | None = None
         self._start_error: str | None = None
         self._outcome: Outcome | None = None
@@ -144,6 +145,8 @@ class JobRunner:
                     raise RunnerError(str(e)) from None
                 self.cgroup = self._make_cgroup()  # first: ends what is left of them
                 self._remove_earlier_run_dirs()
+                if spec.devices is not None:
+                    self._devices = [str(i) for i in spec.devices[self.rank]]
                 cwd = self._prepare_cwd(spec, package, account)
                 env = self._environment(spec, rendezvous, account)
                 env["CLUSTERCTL_WORKDIR"] = cwd  # the shim enters it as the job's account
@@ -267,6 +270,9 @@ class JobRunner:
         return env
 
     def _gpu_ids(self) -> list[str]:
+        """The devices the controller picked (a machine of several models), else Ray's."""
+        if self._devices is not None:
+            return self._devices
         ids = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
         return [str(i) for i in ids]
 

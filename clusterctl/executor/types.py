@@ -45,6 +45,9 @@ class LaunchSpec:
     """The Unix account the job runs as (None: the account that runs Ray)."""
     fallback_account: str | None = None
     """The site's ``job_account``, for a submitter without an account on the node."""
+    devices: tuple[tuple[int, ...], ...] | None = None
+    """Per rank, the GPUs to use on a machine of several models (the controller picked them,
+    ``scheduler/mixed_nodes.py``); None: the ones Ray gave the rank."""
 
 
 @dataclass(frozen=True)

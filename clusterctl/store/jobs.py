@@ -254,14 +254,18 @@ class JobStore:
                 s.commit()
             return ok
 
-    def start(self, job: Job, node_ids: Sequence[str]) -> int | None:
-        """PENDING → STARTING with a new attempt number; returns it, or None if the job moved."""
+    def start(self, job: Job, node_ids: Sequence[str],
+              devices: Sequence[Sequence[int]] | None = None) -> int | None:
+        """PENDING → STARTING with a new attempt number; returns it, or None if the job moved.
+        ``devices``: per rank, where the controller picked them (a mixed machine)."""
         assert job.id is not None
         attempt = job.attempt + 1
         ok = self.transition(
             job.id, S.PENDING, S.STARTING, f"placed on {len(set(node_ids))} node(s)",
             at_attempt=job.attempt,
-            values={"attempt": attempt, "placement": list(node_ids), "cancel_requested": False,
+            values={"attempt": attempt, "placement": list(node_ids),
+                    "gpu_devices": None if devices is None else [list(d) for d in devices],
+                    "cancel_requested": False,
                     "preempt_requested": False, "started_at": None},
         )
         return attempt if ok else None
@@ -311,8 +315,8 @@ class JobStore:
                     s, job.id, S.LOST, S.PENDING,
                     f"requeued after loss (retry {job.requeues + 1} of {job.retries})",
                     job.attempt,
-                    {"requeues": job.requeues + 1, "placement": None, "ended_at": None,
-                     "cancel_requested": False},
+                    {"requeues": job.requeues + 1, "placement": None, "gpu_devices": None,
+                     "ended_at": None, "cancel_requested": False},
                 )
             s.commit()
             return True
@@ -348,8 +352,8 @@ class JobStore:
         with self.session() as s:
             ok = self._transition(
                 s, job.id, JobState(job.state), S.PENDING, reason, job.attempt,
-                {"placement": None, "preempt_requested": False, "exit_code": None,
-                 "preemptions": Job.preemptions + 1},
+                {"placement": None, "gpu_devices": None, "preempt_requested": False,
+                 "exit_code": None, "preemptions": Job.preemptions + 1},
             )
             if not ok:
                 return False
@@ -361,7 +365,8 @@ class JobStore:
         """STARTING → PENDING for a launch abandoned before any process started."""
         assert job.id is not None
         return self.transition(job.id, S.STARTING, S.PENDING, reason, at_attempt=job.attempt,
-                               values={"placement": None, "preempt_requested": False})
+                               values={"placement": None, "gpu_devices": None,
+                                       "preempt_requested": False})
 
     def update_pending(self, job_id: int, values: dict[str, Any]) -> bool:
         """Change a job that is still PENDING (False: it has moved on meanwhile)."""

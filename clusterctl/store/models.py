@@ -130,6 +130,10 @@ class Job(SQLModel, table=True):
     ever launched twice."""
     placement: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     """Ray node ids of the current attempt, rank order; set when the job starts."""
+    gpu_devices: list[list[int]] | None = Field(default=None,
+                                                sa_column=Column(JSON, nullable=True))
+    """Per rank, the devices the controller picked on a machine of several GPU models
+    (``scheduler/mixed_nodes.py``); None where Ray picked them."""
     exit_code: int | None = None
     cancel_requested: bool = False
     no_preempt: bool = False
