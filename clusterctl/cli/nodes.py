@@ -64,7 +64,13 @@ def _by_model(rows: list[dict[str, Any]]) -> str:
     """``: 4 A100-80GB (2 free), 4 RTX-4090 (1 free)`` on a fleet of several models."""
     models: dict[str, list[int]] = {}
     for n in rows:
-        if n["gpus"]:
+        read = {g.get("model") for g in n["gpu_jobs"]}
+        if len(read) > 1 and None not in read:  # a machine of several models: per GPU
+            for g in n["gpu_jobs"]:
+                tally = models.setdefault(g["model"], [0, 0])
+                tally[0] += 1
+                tally[1] += g.get("job_id") is None
+        elif n["gpus"]:
             tally = models.setdefault(_model(n), [0, 0])
             tally[0] += n["gpus"]
             tally[1] += n["free_gpus"]

@@ -35,6 +35,11 @@ from clusterctl.states import JobState
 from clusterctl.store import UNAVAILABLE, Job, JobStore
 
 log = logging.getLogger(__name__)
+
+FACTS_RETRY_S = 2.0
+"""How soon the GPUs' facts are read again while a node's agent has not reported every GPU Ray
+counts (a node just joined): its models decide where jobs may go, a machine of several models
+is split only once they are known."""
 S = JobState
 
 
@@ -197,7 +202,10 @@ class Scheduler:
 
     def refresh_nodes(self) -> None:
         self.nodes = self.executor.nodes()
-        if self.monotonic() - self._gpu_facts_at >= self.usage_refresh_s:
+        unread = any(n.alive and n.gpus and len(self._gpu_facts.get(n.name, ())) != n.gpus
+                     for n in self.nodes)  # a node whose agent has not reported them all yet
+        due = FACTS_RETRY_S if unread else self.usage_refresh_s
+        if self.monotonic() - self._gpu_facts_at >= due:
             self._gpu_facts_at = self.monotonic()
             self._gpu_facts = self._read_gpu_facts()
             self._gpu_hour_costs = self._read_gpu_hour_costs()
