@@ -99,6 +99,24 @@ def test_backfill_reserves_per_model() -> None:
     assert not d.starts
 
 
+def test_each_model_has_its_own_reservation() -> None:
+    # Both nodes are busy: the H100s for an hour, one of the 4090s for three. Job 1 holds the
+    # H100s' reservation and job 2 the 4090s' (at three hours, estimated so): a long 1-GPU
+    # 4090 job would delay job 2 and waits; a short one ends before and starts. With one
+    # reservation for the whole fleet, job 2 had none and the long job took its GPU.
+    busy = [node("h", H100, free=0), node("r", RTX, free=1)]
+    running = [RunningJob(8, "b", "v", ("h",), 2, NOW - 60, H),
+               RunningJob(9, "b", "v", ("r",), 1, NOW - 60, 3 * H)]
+    queue = [job(1, 2, types=("H100",)), job(2, 2, types=("4090",)),
+             job(3, 1, types=("4090",), limit=10 * H), job(4, 1, types=("4090",), limit=H)]
+    d = schedule(queue, running, busy, now=NOW, config=PolicyConfig(fair_share=False),
+                 explain=True)
+    assert d.reserved is not None and d.reserved[0] == 1
+    assert where(d) == {4: ("r",)}
+    assert d.waiting[2].estimated_start == NOW + 3 * H - 60
+    assert d.waiting[3].detail == "would delay job 2, next in line"
+
+
 def test_preemption_reclaims_only_the_model_the_waiting_job_needs() -> None:
     fleet = [node("h", H100, free=0), node("r", RTX, free=0)]
     running = [RunningJob(10, "b", "v", ("h",), 2, NOW - 60, H),

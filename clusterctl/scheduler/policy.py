@@ -113,6 +113,10 @@ class _Pass:
         self.victims: set[int] = set()
         self.started: list[tuple[QueuedJob, tuple[str, ...]]] = []
         self.reservation: Reservation | None = None
+        """The first reservation of the pass (the job next in line, for the explanations)."""
+        self.reserved: dict[frozenset[str] | None, Reservation] = {}
+        """The reservation on each group of nodes (a shadow time per GPU model: the first
+        blocked job that accepts a model holds its reservation; ``None``: every node)."""
         self.d = Decision()
         self._no_plan: tuple[tuple[int, int, int], set[Shape]] = ((-1, 0, 0), set())
         self._misses: tuple[int, list[Shape], list[Shape]] = (-1, [], [])
@@ -245,14 +249,21 @@ class _Pass:
             if cfg.blocking is Blocking.STRICT:
                 self.d.waiting[job.id] = Wait(R.RESOURCES, self.short_of(job))
                 break
-            if cfg.blocking is Blocking.RESERVE and self.reservation is None:
-                self.reservation = self.reserve_for(job, self.future_free())
-                at = self.reservation.start if self.reservation is not None else None
+            groups = self.groups(job)
+            open_groups = [g for g in groups if g not in self.reserved]
+            if cfg.blocking is Blocking.RESERVE and (open_groups or not groups):
+                found = self.reserve_for(job, self.future_free(), among_only=open_groups)
+                at = None
+                if found is not None:
+                    res, among = found
+                    self.reserved[among] = res
+                    at = res.start
+                    if self.reservation is None:
+                        self.reservation = res
+                        self.d.reserved = (job.id, at)
                 unknown = False
-                if at is not None:
-                    self.d.reserved = (job.id, at)
-                    if not self.estimate_known(at):
-                        at, unknown = None, True
+                if at is not None and not self.estimate_known(at):
+                    at, unknown = None, True
                 self.d.waiting[job.id] = Wait(R.RESOURCES, self.short_of(job), at, unknown)
                 continue
             if explain:  # the simulator does not ask why, and this is most of a busy pass
@@ -319,11 +330,10 @@ class _Pass:
                     break
         if found is None:
             return False
-        chosen, beside_reservation = found
-        if beside_reservation:
-            assert self.reservation is not None
+        chosen, beside = found
+        if beside is not None:
             for node in chosen:
-                self.reservation.extra[node] -= job.gpus
+                beside.extra[node] -= job.gpus
         for node in chosen:
             self.free.take(node, job.gpus)
         self.team_used[job.team] += job.total_gpus
@@ -336,42 +346,39 @@ class _Pass:
         return True
 
     def _fit(self, job: QueuedJob, among: frozenset[str] | None
-             ) -> tuple[tuple[str, ...], bool] | None:
+             ) -> tuple[tuple[str, ...], Reservation | None] | None:
         """Where ``job`` may start now on the nodes ``among``: on the free GPUs, and once a
-        job holds the reservation, only on GPUs it will not need (then True) or if it ends
-        before it. Changes nothing but the caches of misses."""
-        res = self.reservation
+        job holds the reservation of these nodes, only on GPUs it will not need (then that
+        reservation) or if it ends before it. Changes nothing but the caches of misses."""
+        res = self.reserved.get(among) if self.reserved else None
         if res is None:
             chosen = self.fits_free(job.gpus, job.nodes, among)
-            return None if chosen is None else (chosen, False)
+            return None if chosen is None else (chosen, None)
         beside = self._missed()[1]
         if not self._known_miss(beside, job.gpus, job.nodes, among):
             chosen = self.free.best_fit_within(job.gpus, job.nodes, res.extra, among)
             if chosen is not None:
-                return chosen, True
+                return chosen, res
             beside.append((job.gpus, job.nodes, among))
         if self.now + self.limit(job) <= res.start:
             chosen = self.fits_free(job.gpus, job.nodes, among)
-            return None if chosen is None else (chosen, False)
+            return None if chosen is None else (chosen, None)
         return None
 
     def reserve_for(self, job: QueuedJob, future: dict[str, int],
-                    victims: AbstractSet[int] | None = None) -> Reservation | None:
-        """The reservation of ``job``: the earliest start over the groups it accepts (a
-        shadow time per GPU model); GPUs of other groups are all extra to it."""
+                    victims: AbstractSet[int] | None = None,
+                    among_only: list[frozenset[str] | None] | None = None
+                    ) -> tuple[Reservation, frozenset[str] | None] | None:
+        """The reservation of ``job`` and its group: the earliest start over the groups it
+        accepts (``among_only``: over these); a shadow time per GPU model."""
         releases = self.releases(victims)
         best: tuple[Reservation, frozenset[str] | None] | None = None
-        for among in self.groups(job):
+        for among in self.groups(job) if among_only is None else among_only:
             on = future if among is None else {n: f for n, f in future.items() if n in among}
             found = reserve(job, on, releases, self.now)
             if found is not None and (best is None or found.start < best[0].start):
                 best = (found, among)
-        if best is None:
-            return None
-        found, among = best
-        if among is not None:
-            found.extra.update((n, f) for n, f in future.items() if n not in among and f > 0)
-        return found
+        return best
 
     def try_reclaim(self, job: QueuedJob) -> bool:
         soon = {n: c - self.claimed_soon[n] for n, c in self.soon.items()
@@ -393,8 +400,9 @@ class _Pass:
                 n: c for n, c in self.free.free.items() if n in among}
             found = preemption.plan(job, free, soon, self._candidates, self.over_quota,
                                     self.victims, self.pool_of)
-            kept = self.reservation_with(job, found) if found and self.reservation else None
-            if found is None or (self.reservation is not None and kept is None):
+            res = self.reserved.get(among) if self.reserved else None
+            kept = self.reservation_with(job, found, res, among) if found and res else None
+            if found is None or (res is not None and kept is None):
                 self._no_plan[1].add(shape)
                 found = None
                 continue
@@ -402,8 +410,10 @@ class _Pass:
         if found is None:
             return False
         if kept is not None:  # what the reserved job needs is the same or sooner: keep it so
-            self.reservation = kept
-            self.d.reserved = (kept.job_id, kept.start)
+            self.reserved[among] = kept
+            if self.reservation is res:
+                self.reservation = kept
+                self.d.reserved = (kept.job_id, kept.start)
         for node in found.node_ids:  # promise the GPUs on these nodes to this job
             from_free = min(self.free.free[node], job.gpus)
             self.free.take(node, from_free)
@@ -425,24 +435,25 @@ class _Pass:
         self.d.waiting[job.id] = Wait(R.PREEMPTING, detail, self.now + self.cfg.preempt_grace_s)
         return True
 
-    def reservation_with(self, job: QueuedJob, found: preemption.Plan) -> Reservation | None:
-        """The reservation again with ``job`` holding GPUs on ``found``'s nodes and its victims
-        exiting, or None if that would start the reserved job later: a job further down the
-        order may reclaim its quota, but not at the expense of the one ahead of it."""
-        res = self.reservation
-        assert res is not None
+    def reservation_with(self, job: QueuedJob, found: preemption.Plan, res: Reservation,
+                         among: frozenset[str] | None) -> Reservation | None:
+        """The reservation ``res`` of the nodes ``among`` again with ``job`` holding GPUs on
+        ``found``'s nodes and its victims exiting, or None if that would start the reserved
+        job later: a job further down the order may reclaim its quota, but not at the expense
+        of the one ahead of it."""
         future = self.future_free()
         for node in found.node_ids:
             future[node] -= job.gpus
         victims = self.victims | {v.id for v in found.victims}
-        again = self.reserve_for(self.queue.get(res.job_id), future, victims)
-        return again if again is not None and again.start <= res.start else None
+        again = self.reserve_for(self.queue.get(res.job_id), future, victims, [among])
+        return again[0] if again is not None and again[0].start <= res.start else None
 
     def blocked(self, job: QueuedJob, tier: int) -> Wait:
-        fits_free = any(self.fits_free(job.gpus, job.nodes, among) is not None
-                        for among in self.groups(job))
-        if fits_free and self.reservation is not None:
-            return Wait(R.PRIORITY, f"would delay job {self.reservation.job_id}, next in line")
+        delayed = next((self.reserved[among] for among in self.groups(job)
+                        if among in self.reserved
+                        and self.fits_free(job.gpus, job.nodes, among) is not None), None)
+        if delayed is not None:
+            return Wait(R.PRIORITY, f"would delay job {delayed.job_id}, next in line")
         if self.cfg.fair_share and tier == TIER1:
             return self.quota_wait(job)
         return Wait(R.RESOURCES, self.short_of(job))
