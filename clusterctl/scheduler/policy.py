@@ -249,9 +249,13 @@ class _Pass:
             if cfg.blocking is Blocking.STRICT:
                 self.d.waiting[job.id] = Wait(R.RESOURCES, self.short_of(job))
                 break
-            groups = self.groups(job)
-            open_groups = [g for g in groups if g not in self.reserved]
-            if cfg.blocking is Blocking.RESERVE and (open_groups or not groups):
+            open_groups: list[frozenset[str] | None] = []
+            groups: list[frozenset[str] | None] = [None]
+            if cfg.blocking is Blocking.RESERVE and \
+                    len(self.reserved) < max(1, len(self.fleet.groups)):
+                groups = self.groups(job)  # a model is left without a reservation
+                open_groups = [g for g in groups if g not in self.reserved]
+            if open_groups or not groups:
                 found = self.reserve_for(job, self.future_free(), among_only=open_groups)
                 at = None
                 if found is not None:
