@@ -99,6 +99,8 @@ class Scheduler:
         """Node name → its GPUs (model, memory) as its agent last reported them: NVML's
         words, over Ray's short ``accelerator_type``. Read as often as usage."""
         self._gpu_facts_at = -1e18
+        self._several_models: set[str] = set()
+        """Names of the nodes whose GPUs are of several models (as last read)."""
         self._read_gpu_hour_costs = gpu_hour_costs
         self._gpu_hour_costs: Mapping[str, float] = {}
         """Node name → what a GPU-hour of it costs (the inventory's capacity rate)."""
@@ -208,6 +210,8 @@ class Scheduler:
         if self.monotonic() - self._gpu_facts_at >= due:
             self._gpu_facts_at = self.monotonic()
             self._gpu_facts = self._read_gpu_facts()
+            self._several_models = {name for name, gpus in self._gpu_facts.items()
+                                    if len({mixed_nodes.model_key(g.model) for g in gpus}) > 1}
             self._gpu_hour_costs = self._read_gpu_hour_costs()
         self.attempts.nodes = self.nodes
         out = self._out_of_service()
@@ -217,8 +221,8 @@ class Scheduler:
 
     def mixed(self) -> dict[str, Sequence[mixed_nodes.Gpu]]:
         """Ray node id → its GPUs, for the machines whose GPUs are of several models."""
-        return {n.id: gpus for n in self.nodes
-                if mixed_nodes.is_mixed(gpus := self._gpu_facts.get(n.name, ()), n.gpus)}
+        return {n.id: gpus for n in self.nodes if n.name in self._several_models
+                and mixed_nodes.is_mixed(gpus := self._gpu_facts.get(n.name, ()), n.gpus)}
 
     def capacity(self, active: list[Job] | None = None,
                  with_drained: bool = False) -> list[NodeCapacity]:
@@ -245,7 +249,7 @@ class Scheduler:
                 gpu_model=next((g.model for g in gpus if g.model), None) or n.gpu_model,
                 gpu_mem=min(mems) if mems else model_memory(n.gpu_model),
                 gpu_hour_cost=self._gpu_hour_costs.get(n.name))
-            if mixed_nodes.is_mixed(gpus, n.gpus):
+            if n.name in self._several_models and mixed_nodes.is_mixed(gpus, n.gpus):
                 out += mixed_nodes.split(whole, gpus, devices.get(n.id, ()), held[n.id])
             else:
                 out.append(whole)
@@ -297,7 +301,11 @@ class Scheduler:
         for start in decision.starts:
             self._reclaiming.discard(start.job_id)
             job = by_id[start.job_id]
-            node_ids, devices = self.place(job, start.node_ids, active)
+            try:
+                node_ids, devices = self.place(job, start.node_ids, active)
+            except ValueError as e:  # the agent's list changed under the pass: next pass
+                log.warning("job %s not started: %s", job.id, e)
+                continue
             self.attempts.launch(job, node_ids, devices)
             if devices is not None:  # later starts of this pass see these devices taken
                 active.append(job.model_copy(update={
