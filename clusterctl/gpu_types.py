@@ -86,6 +86,11 @@ def parse_gpu_mem(text: str) -> int:
     return int(float(m.group(1)) * _MEM_UNITS[unit])
 
 
+def model_key(model: str | None) -> str:
+    """A model as reported, for grouping GPUs of the same model (case and spacing aside)."""
+    return (model or "").strip().lower()
+
+
 def parse_fleet(text: str, field: str = "--cluster") -> list[tuple[int, int, str | None]]:
     """``2x8:H100,4x8:A100,4x4:RTX-4090`` (or a plain ``16x8``): (nodes, GPUs per node, type
     or None) for each group of identical machines."""

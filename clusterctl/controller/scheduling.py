@@ -231,9 +231,9 @@ class Scheduler:
         held: Counter[str] = Counter()
         devices: dict[str, set[int]] = {}
         for job in active if active is not None else self.jobs.active():
-            for rank, node_id in enumerate(job.placement or []):
-                if job.gpu_devices is not None and rank < len(job.gpu_devices):
-                    devices.setdefault(node_id, set()).update(job.gpu_devices[rank])
+            for node_id, picked in _ranks(job):
+                if picked is not None:
+                    devices.setdefault(node_id, set()).update(picked)
                 else:
                     held[node_id] += job.gpus
         drained = () if with_drained else self.drained
@@ -266,9 +266,8 @@ class Scheduler:
         picked: list[tuple[int, ...]] = []
         for node_id in node_ids:
             ray_id = mixed_nodes.node_of(node_id)
-            held = {d for j in active for rank, n in enumerate(j.placement or [])
-                    if n == ray_id and j.gpu_devices is not None and rank < len(j.gpu_devices)
-                    for d in j.gpu_devices[rank]}
+            held = {d for j in active for n, mine in _ranks(j)
+                    if n == ray_id and mine for d in mine}
             picked.append(mixed_nodes.pick(mixed.get(ray_id, ()), node_id, held, job.gpus))
         return tuple(mixed_nodes.node_of(n) for n in node_ids), tuple(picked)
 
@@ -410,3 +409,11 @@ class Scheduler:
         usage = self.usage(now) if cfg.fair_share else None
         return policy.schedule(queued, running, capacity, now=now, usage=usage,
                                config=replace(cfg, quotas=quotas), explain=True)
+
+
+def _ranks(job: Job) -> list[tuple[str, list[int] | None]]:
+    """Per rank of a placed job: its Ray node, and the devices the controller picked there
+    (None where Ray picked them)."""
+    devices = job.gpu_devices or []
+    return [(node, devices[rank] if rank < len(devices) else None)
+            for rank, node in enumerate(job.placement or [])]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from clusterctl.gpu_types import GIB, matches
+from clusterctl.gpu_types import GIB, matches, model_key
 from clusterctl.scheduler.placement import fits_ever
 from clusterctl.scheduler.state import Ask, NodeCapacity, QueuedJob
 
@@ -52,7 +52,7 @@ class Fleet:
     def __init__(self, nodes: Iterable[NodeCapacity]) -> None:
         members: dict[str, list[NodeCapacity]] = {}
         for n in nodes:
-            members.setdefault((n.gpu_model or "").strip().lower(), []).append(n)
+            members.setdefault(model_key(n.gpu_model), []).append(n)
         self.groups = [
             Group(ns[0].gpu_model or None, frozenset(n.id for n in ns),
                   None if any(n.gpu_mem is None for n in ns) else min(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from clusterctl.gpu_types import model_key
 from clusterctl.scheduler.state import NodeCapacity
 
 SEP = "#"
@@ -28,10 +29,6 @@ class Gpu:
     model: str | None
     memory: int | None
     """Bytes; None: not read."""
-
-
-def model_key(model: str | None) -> str:
-    return (model or "").strip().lower()
 
 
 def by_model(gpus: Sequence[Gpu]) -> dict[str, list[Gpu]]:
