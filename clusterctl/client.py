@@ -18,6 +18,9 @@ from tenacity import (
     stop_after_delay,
     wait_exponential,
 )
+from websockets.exceptions import InvalidHandshake
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
 
 
 class ApiError(Exception):
@@ -54,6 +57,8 @@ class Client:
                  wait_for_s: float = 120.0,
                  say: Callable[[str], None] = _to_stderr, ca_file: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.token = token
+        self.ca_file = ca_file
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                  verify=verifier(ca_file))
@@ -125,6 +130,23 @@ class Client:
             self._warned = True
             self.say(f"warning: your token expires in {left.days} day(s), on "
                      f"{expires[:16].replace('T', ' ')} UTC; ask an admin for a new one")
+
+    def websocket(self, path: str) -> ClientConnection:
+        """A WebSocket to the API (a job's terminal or port), with the same token and CA."""
+        secure = self.url.startswith("https://")
+        url = ("wss://" if secure else "ws://") + self.url.split("://", 1)[1] + path
+        context = verifier(self.ca_file) if secure else None
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            return ws_connect(url, additional_headers=headers, open_timeout=10,
+                              ssl=context if isinstance(context, ssl.SSLContext) else None,
+                              max_size=None, compression=None)
+        except ssl.SSLCertVerificationError as e:
+            raise ApiError(f"the controller at {self.url} has a certificate this machine does "
+                           "not trust: set ca_file to the cluster's CA") from e
+        except (OSError, InvalidHandshake, TimeoutError) as e:
+            raise ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
+                           "is `clusterctl up` running?", unreachable=True) from e
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 MAX_GPUS_PER_NODE = 1024
 MAX_NODES = 4096
@@ -170,6 +171,23 @@ def parse_idle_timeouts(values: list[str]) -> dict[str, int]:
 
 
 MAX_RANGE = 10_000
+
+
+MAX_PORTS = 8
+
+
+def parse_ports(values: list[Any]) -> list[int]:
+    """``--port 8888``, repeatable: the TCP ports an interactive job serves."""
+    ports: list[int] = []
+    for v in values:
+        text = str(v).strip()
+        if not text.isdigit() or not 1 <= int(text) <= 65535:
+            raise BadInput("--port", f"{str(v)[:20]!r} is not a TCP port (1 to 65535)")
+        if int(text) not in ports:
+            ports.append(int(text))
+    if len(ports) > MAX_PORTS:
+        raise BadInput("--port", f"at most {MAX_PORTS} ports per job")
+    return ports
 
 
 def parse_job_ids(texts: list[str]) -> list[int]:

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     """How long a team's batch jobs' GPUs may all stay idle (under ``waste_threshold``) before
     the job is ended: ``vision=2h,*=4h`` or an ``[idle_timeouts]`` table (``*``: every team
     without its own). None by default; a job's ``--idle-timeout`` wins."""
+    interactive_idle_timeout_s: float = 3600.0
+    """The idle timeout of an interactive job (``clusterctl run``) whose team has none: a shell
+    or notebook left open holds GPUs that nobody uses (0: none)."""
+    attach_grace_s: float = 300.0
+    """How long an interactive job waits for its user to come back (``clusterctl attach``)
+    after the connection drops, before it is hung up and CANCELLED."""
     notify_url: str = ""
     """The cluster's webhook: every job failure, timeout and loss, and drained nodes (for the
     admins' channel). Users and teams set their own with ``clusterctl notify``."""

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from clusterctl.api.guard import EdgeGuard
 from clusterctl.api.routes import (
+    attach,
     budgets,
     hardware,
     health,
@@ -28,7 +29,7 @@ from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
 from clusterctl.store import UNAVAILABLE
 
-ROUTERS = (jobs, logs, nodes, users, notify, budgets, quotas, ingest, hardware, reports,
+ROUTERS = (jobs, logs, attach, nodes, users, notify, budgets, quotas, ingest, hardware, reports,
            health)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -20,17 +20,24 @@ def current_user(
     """The user whose token the request carries; 401 without a valid one (unknown, of a
     removed user, or expired). A token that expires says when in ``X-Token-Expires``, so the
     CLI can warn ahead."""
-    if creds is None or not creds.credentials:
+    user = user_for_token(request.app.state.services, creds.credentials if creds else None)
+    if user.expires_at is not None:
+        response.headers["X-Token-Expires"] = user.expires_at.isoformat()
+    return user
+
+
+def user_for_token(services: Any, token: str | None) -> User:
+    """The user a token belongs to; 401 for none, an unknown one, or an expired one (also
+    for a WebSocket, which carries its token in the same header)."""
+    if not token:
         raise HTTPException(401, "missing token", headers={"WWW-Authenticate": "Bearer"})
-    user = request.app.state.services.users.by_token(creds.credentials)
+    user = services.users.by_token(token)
     if user is None:
         raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
-    if user.expires_at is not None:
-        if user.expires_at <= datetime.now(timezone.utc):
-            raise HTTPException(401, f"token expired on {user.expires_at:%Y-%m-%d %H:%M} UTC; "
-                                "an admin can issue a new one (admin user token NAME --rotate)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        response.headers["X-Token-Expires"] = user.expires_at.isoformat()
+    if user.expires_at is not None and user.expires_at <= datetime.now(timezone.utc):
+        raise HTTPException(401, f"token expired on {user.expires_at:%Y-%m-%d %H:%M} UTC; "
+                            "an admin can issue a new one (admin user token NAME --rotate)",
+                            headers={"WWW-Authenticate": "Bearer"})
     return user
 
 

@@ -36,6 +36,12 @@ class JobSubmit(BaseModel):
     """A webhook URL this job's end is posted to (Slack, Mattermost and Discord-style)."""
     idle_timeout: str | int | None = None
     """End the job once all its GPUs stay idle this long (``30m``)."""
+    interactive: bool = False
+    """``clusterctl run``: its user attaches to it (``/v1/jobs/{id}/attach``)."""
+    pty: bool = False
+    """With ``interactive``: a pseudo-terminal."""
+    ports: list[Any] | None = None
+    """With ``interactive``: TCP ports the job serves (``/v1/jobs/{id}/ports/{port}``)."""
 
 
 class HistoryEntry(BaseModel):
@@ -86,6 +92,8 @@ class JobOut(BaseModel):
     held_by: str | None = None
     """Who holds it back (``hold``), while it is pending."""
     idle_timeout_s: int | None = None
+    interactive: dict[str, Any] | None = None
+    """``{"pty": bool, "ports": [...]}`` for a job started with ``clusterctl run``."""
     preemptions: int = 0
     after: list[dict[str, Any]] | None = None
     array_id: int | None = None

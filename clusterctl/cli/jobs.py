@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from clusterctl.cli.common import (
     seconds_between,
     watts,
 )
+from clusterctl.cli.terminal import Ended, Session, forward
 from clusterctl.client import ApiError, Client
 from clusterctl.gpu_types import describe_ask, parse_gpu_ask
 from clusterctl.notifications import parse_webhook
@@ -132,8 +135,9 @@ def _directive_flags(ctx: typer.Context, script: str, tokens: list[str]) -> dict
             if given(parsed, name) and not given(ctx, name)}
 
 
-def _submit(p: dict[str, Any]) -> dict[str, Any]:
+def _submit(p: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
+        **(extra or {}),
         "command": parsing.parse_command(p["command"] or []),
         "nodes": parsing.parse_nodes(p["nodes"]),
         "priority": parsing.parse_priority(p["priority"]),
@@ -537,31 +541,65 @@ def wait(
 
 def run(ctx: typer.Context, **params: Any) -> None:
     """Run a command through the queue and stay with it, as srun does: says why it waits,
-    streams its output (stdout and stderr together) while it runs, and exits with its exit
-    code (1 if it ended otherwise). Ctrl-C cancels the job (a second one leaves at once).
-    Takes submit's flags. Not yet: stdin, a terminal (--pty) and --port."""
+    then connects your terminal to it: stdin, and its output (stdout and stderr together),
+    through the controller. Exits with the command's exit code (1 if it ended otherwise).
+    Ctrl-C cancels the job; with --pty, Ctrl-C and every other key go to the job, whose
+    terminal is a real one (window size, bash, python, htop), and closing your terminal ends
+    it. A dropped connection leaves the job running a while: `clusterctl attach JOB`.
+    Takes submit's flags."""
+    pty, ports = bool(params.pop("pty", False)), list(params.pop("port", None) or [])
     if params.get("array") is not None:
         raise BadInput("--array", "run follows one job; submit an array with `submit`")
     p = _with_directives(ctx, params.get("command"))
-    job = _submit(p)
+    p.pop("pty", None)
+    p.pop("port", None)
+    env = list(p.get("env") or [])
+    if pty and not any(e.startswith("TERM=") for e in env):
+        env.append(f"TERM={os.environ.get('TERM') or 'xterm-256color'}")
+    p["env"] = env
+    job = _submit(p, {"interactive": True, "pty": pty, "ports": parsing.parse_ports(ports)})
     job_id = int(job["id"])
-    c = client()
+    _stay_with(client(), job_id, pty, 0, p["json_"])
+
+
+def _with_params(sig: inspect.Signature, **extra: tuple[Any, Any]) -> inspect.Signature:
+    """``sig`` with more options (name: (type, typer.Option)), each defaulting to None/False:
+    ``run`` takes submit's flags and its own."""
+    added = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                               annotation=Annotated[kind, option],
+                               default=False if kind is bool else None)
+             for name, (kind, option) in extra.items()]
+    return sig.replace(parameters=[*sig.parameters.values(), *added])
+
+
+def _stay_with(c: Client, job_id: int, pty: bool, offset: int | None, json_: bool) -> None:
+    """Wait for the job, be its terminal until it ends, and exit as it did."""
     interrupted = False
+    ended = Ended()
     try:
         try:
             if JobState(_until_started(c, job_id)) not in ENDED:
-                follow_log(c, job_id)
+                _say_ports(c, job_id)
+                ended = Session(c, job_id, pty).run(offset)
         except KeyboardInterrupt:
             interrupted = True
             err_console.print(f"cancelling job {job_id} (Ctrl-C again leaves now)",
                               markup=False)
             c.cancel(job_id)
-            follow_log(c, job_id)
+            _until_ended(c, job_id, 120)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    j = c.job(job_id)
-    if p["json_"]:
+    if ended.lost is not None:
+        if ended.lost == "terminal closed":
+            raise typer.Exit(129)
+        err_console.print(f"lost the connection to job {job_id} ({ended.lost}); it keeps "
+                          f"running for a while: clusterctl attach {job_id}", markup=False)
+        raise typer.Exit(3)
+    j = _until_ended(c, job_id, 30)
+    if json_:
         print_json(j)
+    if j["state"] not in {s.value for s in ENDED} and ended.exit_code is not None:
+        raise typer.Exit(ended.exit_code if 0 <= ended.exit_code < 256 else 1)
     if j["state"] == "SUCCEEDED":
         raise typer.Exit(0)
     if interrupted and j["state"] == "CANCELLED":
@@ -573,8 +611,88 @@ def run(ctx: typer.Context, **params: Any) -> None:
                      and 0 < code < 256 else 1)
 
 
-run.__signature__ = inspect.signature(submit, eval_str=True)  # type: ignore[attr-defined]
+def _until_ended(c: Client, job_id: int, timeout_s: float) -> dict[str, Any]:
+    """The job once it has ended (the controller records the end at its next pass), or as it
+    is when ``timeout_s`` runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        j = c.job(job_id)
+        if JobState(j["state"]) in ENDED or time.monotonic() > deadline:
+            return j
+        time.sleep(0.3)
+
+
+def _say_ports(c: Client, job_id: int) -> None:
+    j = c.job(job_id)
+    ports = (j.get("interactive") or {}).get("ports") or []
+    if not ports:
+        return
+    address = {n["name"]: n.get("address") for n in c.nodes()}
+    where = (j.get("node_names") or ["?"])[0]
+    host = address.get(where) or where
+    for port in ports:
+        err_console.print(f"job {job_id} serves port {port} at {host}:{port} (node {where}); "
+                          f"from your machine: clusterctl port-forward {job_id} {port}",
+                          markup=False, soft_wrap=True)
+
+
+run.__signature__ = _with_params(  # type: ignore[attr-defined]
+    inspect.signature(submit, eval_str=True),
+    pty=(bool, typer.Option("--pty", help="A real terminal: window size, Ctrl-C and "
+                            "full-screen programs (bash, python, htop).")),
+    port=(list[str] | None, typer.Option(help="A TCP port the job serves (a notebook): "
+                                         "says where, for port-forward. Repeatable.")),
+)
 run = handles_errors(run)
+
+
+@handles_errors
+def attach(job: Annotated[str, typer.Argument(metavar="JOB")]) -> None:
+    """Come back to an interactive job (one started with `run`) after a dropped connection,
+    or from another terminal (the earlier one is let go). Shows the last of its output, then
+    behaves as `run` does until the job ends."""
+    job_id = parsing.parse_job_id(job)
+    c = client()
+    j = c.job(job_id)
+    if j.get("interactive") is None:
+        raise BadInput("JOB", f"job {job_id} is a batch job, with no terminal to attach to; "
+                       f"its output: clusterctl logs -f {job_id}")
+    _stay_with(c, job_id, bool(j["interactive"].get("pty")), None, False)
+
+
+@handles_errors
+def port_forward(
+    job: Annotated[str, typer.Argument(metavar="JOB")],
+    port: Annotated[str, typer.Argument(metavar="PORT", help="The job's port (run --port).")],
+    local_port: Annotated[str | None, typer.Option(
+        help="The port on this machine (default: the same).")] = None,
+) -> None:
+    """Bring a port an interactive job serves (`run --port 8888`, a notebook) to this
+    machine's 127.0.0.1, through the controller, until Ctrl-C."""
+    job_id = parsing.parse_job_id(job)
+    remote = parsing.parse_ports([port])[0]
+    local = parsing.parse_ports([local_port])[0] if local_port is not None else remote
+    c = client()
+    j = c.job(job_id)
+    served = (j.get("interactive") or {}).get("ports") or []
+    if remote not in served:
+        raise BadInput("PORT", f"job {job_id} serves "
+                       + (", ".join(map(str, served)) or "no port (run --port PORT)")
+                       + f", not {remote}")
+    try:
+        listener = socket.create_server(("127.0.0.1", local))
+    except OSError as e:
+        raise BadInput("--local-port", f"cannot listen on 127.0.0.1:{local}: "
+                       f"{e.strerror or e}") from None
+    print(f"forwarding 127.0.0.1:{local} -> job {job_id} port {remote} (Ctrl-C stops)",
+          flush=True)
+    try:
+        forward(c, job_id, remote, listener, say=lambda text: err_console.print(
+            text, markup=False))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    finally:
+        listener.close()
 
 
 def _until_started(c: Client, job_id: int) -> str:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.executor.types import (
     Executor,
+    Interactive,
     Launch,
     LaunchSpec,
     NodeInfo,
@@ -38,6 +39,9 @@ def verdict(job: Job, launch: Launch) -> tuple[JobState, str, int | None]:
     """How an attempt whose ranks all ended ends: its state, reason and exit code."""
     outcomes = [launch.outcomes[r] for r in sorted(launch.outcomes)]
     rank0 = outcomes[0].exit_code
+    hung_up = next((o.hangup for o in outcomes if o.hangup), None)
+    if hung_up and not job.preempt_requested:  # its user left: as if they had cancelled it
+        return S.CANCELLED, hung_up, rank0
     if job.cancel_requested and any(o.terminated for o in outcomes):
         # Signalled before it ended. One that ended first keeps its own outcome below.
         return S.CANCELLED, job.reason or "cancelled", rank0
@@ -65,6 +69,7 @@ class Attempts:
         *,
         kill_grace_s: float = 30.0,
         preempt_grace_s: float = 30.0,
+        attach_grace_s: float = 300.0,
         start_timeout_s: float = 120.0,
         account_of: Callable[[str], str | None] = lambda user: None,
         fallback_account: str | None = None,
@@ -77,6 +82,7 @@ class Attempts:
         self.packages = packages
         self.kill_grace_s = kill_grace_s
         self.preempt_grace_s = preempt_grace_s
+        self.attach_grace_s = attach_grace_s
         self.start_timeout_s = start_timeout_s
         self.account_of = account_of
         """The Unix account a user's jobs run as (None: the account that runs Ray)."""
@@ -339,6 +345,9 @@ class Attempts:
             time_limit_s=job.time_limit_s, kill_grace_s=self.kill_grace_s,
             account=self.account_of(job.user), fallback_account=self.fallback_account,
             devices=devices,
+            interactive=Interactive(pty=bool(job.interactive.get("pty")),
+                                    grace_s=self.attach_grace_s)
+            if job.interactive is not None else None,
         )
         try:
             package = self.packages.get(job.package) if job.package else None

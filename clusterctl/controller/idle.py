@@ -40,16 +40,22 @@ class IdleReaper(Periodic):
     def __init__(self, jobs: JobStore, samples: SampleStore, threshold: float,
                  defaults: Mapping[str, int], tell: Callable[[Job, dict[str, Any]], None],
                  wake: Callable[[], None] = lambda: None, interval_s: float = 5.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, interactive_s: int | None = None
+                 ) -> None:
         super().__init__(interval_s)
         self.jobs, self.samples, self.threshold = jobs, samples, threshold
         self.defaults, self.tell, self.wake, self.clock = defaults, tell, wake, clock
+        self.interactive_s = interactive_s
+        """The default for interactive jobs whose team has none."""
 
     def tick(self) -> None:
         self.check_once()
 
     def limit(self, job: Job) -> int | None:
-        return job.idle_timeout_s or self.defaults.get(job.team) or self.defaults.get("*")
+        team = self.defaults.get(job.team) or self.defaults.get("*")
+        if job.idle_timeout_s or team:
+            return job.idle_timeout_s or team
+        return self.interactive_s if job.interactive is not None else None
 
     def reason(self, limit_s: int) -> str:
         return f"{IDLE_END} {self.threshold:.0%} for {format_duration(limit_s)}"

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.controller.telemetry import GpuUsage
 from clusterctl.cost.budget import BudgetStatus
-from clusterctl.executor.types import NodeInfo
+from clusterctl.executor.types import NodeInfo, Started
 from clusterctl.scheduler.state import Wait
 from clusterctl.store import (
     Allocation,
@@ -65,6 +65,12 @@ class ControllerApi(Protocol):
     def budget_status(self, fresh: bool = False) -> list[BudgetStatus]:
         """Every budget's figures: as last computed, or computed now (``fresh``; it also
         releases or holds the teams' jobs at the next pass)."""
+        ...
+
+    def attach_point(self, job_id: int) -> Started | None:
+        """A running job's rank 0 as its runner started it (its node's address and, for an
+        interactive job, its terminal); None while the controller does not hold the attempt
+        (not started, or not re-attached yet after a restart)."""
         ...
 
     def idle_warning(self, job: Job) -> str | None:

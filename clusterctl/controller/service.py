@@ -36,7 +36,7 @@ from clusterctl.cost.budget import BudgetStatus
 from clusterctl.cost.model import capacity_rate
 from clusterctl.executor.local_ray import ray_env
 from clusterctl.executor.ray_driver import RayDriver
-from clusterctl.executor.types import NodeInfo
+from clusterctl.executor.types import NodeInfo, Started
 from clusterctl.notifications import node_drained
 from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
 from clusterctl.scheduler.mixed_nodes import Gpu, node_of
@@ -150,6 +150,7 @@ class Controller:
         self._connect(connect_timeout_s)
         attempts = Attempts(self.jobs, self.executor, self.logs, self.packages,
                             kill_grace_s=s.kill_grace_s, preempt_grace_s=s.preempt_grace_s,
+                            attach_grace_s=s.attach_grace_s,
                             account_of=self.account_of,
                             fallback_account=s.job_account or None)
         self.scheduler = Scheduler(
@@ -178,7 +179,8 @@ class Controller:
         self.scheduler.budget_holds = self.budget_watch.holds
         self.budget_watch.start()
         self.reaper = IdleReaper(self.jobs, self.samples, s.waste_threshold, s.idle_timeouts,
-                                 self._tell_owner, wake=self.wake)
+                                 self._tell_owner, wake=self.wake,
+                                 interactive_s=int(s.interactive_idle_timeout_s) or None)
         self.reaper.start()
         self.reports = ReportService(ReportStore(self.engine), self.costs, self.samples,
                                      s.waste_threshold)
@@ -321,6 +323,11 @@ class Controller:
 
     def budget_notes(self, teams: list[str]) -> list[str]:
         return self.budget_watch.notes(teams)
+
+    def attach_point(self, job_id: int) -> Started | None:
+        launch = self.scheduler.attempts.launches.get(job_id)
+        started = launch.started if launch is not None else None
+        return next((s for s in started or () if s.rank == 0), None)
 
     def idle_warning(self, job: Job) -> str | None:
         return self.reaper.warning(job)

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import signal
 import sys
+import termios
 import time
 import zipfile
 from types import FrameType
@@ -49,6 +51,10 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 KILL_TREE = signal.SIGUSR2
 """What the runner (or its death, through PDEATHSIG) sends the shim to end the whole job."""
+PTY_ENV = "CLUSTERCTL_PTY"
+"""Set when the job's stdio is a pseudo-terminal (``run --pty``): the shim, leader of the
+job's session, makes it the session's controlling terminal, so that Ctrl-C, window sizes and
+job control reach the job as in a login session."""
 
 
 def children_of(pid: int) -> list[int]:
@@ -190,6 +196,9 @@ def main(argv: list[str]) -> None:
     account = Account.decode(account_text) if account_text else None
     package = os.environ.pop("CLUSTERCTL_UNPACK", "") or None
     workdir = os.environ.pop("CLUSTERCTL_WORKDIR", "") or None
+    if os.environ.pop(PTY_ENV, ""):
+        with contextlib.suppress(OSError):  # the runner started us as a session's leader
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     me = os.getpid()
 
     def end_all(_sig: int, _frame: FrameType | None) -> None:

@@ -8,13 +8,17 @@ controller restart neither kills the job nor loses what it printed.
 from __future__ import annotations
 
 import contextlib
-import io
+import errno
+import fcntl
 import os
+import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from pathlib import Path
@@ -24,9 +28,11 @@ import ray
 
 from clusterctl.executor import accounts, cgroups
 from clusterctl.executor.accounts import Account, AccountError
-from clusterctl.executor.launch import KILL_TREE
+from clusterctl.executor.launch import KILL_TREE, PTY_ENV
+from clusterctl.executor.terminal import Controls, Terminal, Window
 from clusterctl.executor.types import (
     NODE_LABEL,
+    Interactive,
     LaunchSpec,
     Outcome,
     Rendezvous,
@@ -63,6 +69,10 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
         return int(s.getsockname()[1])
+
+
+def _set_window(fd: int, window: Window) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", window.rows, window.cols, 0, 0))
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -126,6 +136,13 @@ class JobRunner:
         self._timed_out = False
         self._kill_grace_s = 30.0
         self._package: Path | None = None
+        self._interactive: Interactive | None = None
+        self._terminal: Terminal | None = None
+        self._master: int | None = None
+        """An interactive job's pseudo-terminal (its runner's end)."""
+        self._stdin: Any = None
+        """An interactive job's stdin pipe, without a pseudo-terminal."""
+        self._hangup_reason: str | None = None
 
     # -- called by the controller -------------------------------------------------------------
 
@@ -151,9 +168,16 @@ class JobRunner:
                 env = self._environment(spec, rendezvous, account)
                 env["CLUSTERCTL_WORKDIR"] = cwd  # the shim enters it as the job's account
                 self._kill_grace_s = spec.kill_grace_s
+                if spec.interactive is not None and self.rank == 0:  # the user's rank
+                    self._interactive = spec.interactive
+                    self._terminal = Terminal(self.log_path, Controls(
+                        write=self._write_input, resize=self._resize,
+                        close_input=self._close_input, signal=self._send_signal,
+                        hangup=self._hangup), secrets.token_urlsafe(24),
+                        spec.interactive.grace_s)
                 thread = threading.Thread(
                     target=self._run, name=f"job-{self.job_id}-rank-{self.rank}", daemon=True,
-                    args=(list(spec.command), env, spec.time_limit_s),
+                    args=(list(spec.command), env, spec.time_limit_s, account),
                 )
                 thread.start()
         self._started.wait()
@@ -189,6 +213,11 @@ class JobRunner:
         """End whatever is left of the job and remove the run directory once the controller
         has the log; the last call made."""
         self._end_everything()
+        if self._terminal is not None:
+            self._terminal.close()  # first: no input is written after the terminal closes
+        if self._master is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._master)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- inside the actor ---------------------------------------------------------------------
@@ -276,30 +305,29 @@ class JobRunner:
         ids = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
         return [str(i) for i in ids]
 
-    def _run(self, argv: list[str], env: dict[str, str], time_limit_s: float | None) -> None:
+    def _run(self, argv: list[str], env: dict[str, str], time_limit_s: float | None,
+             account: Account | None) -> None:
         # This thread forks the child and lives exactly as long as it: PR_SET_PDEATHSIG fires
         # when the forking *thread* exits, so the fork must not happen on a pooled thread.
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", cgroups.SHIM_MODULE, *argv],
-                cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            proc, output = self._spawn([sys.executable, "-m", cgroups.SHIM_MODULE, *argv],
+                                       env, account)
         except OSError as e:
             self._start_error = f"could not start the command: {e}"
             self._started.set()
             self._done.set()
             return
         self._proc = proc
-        assert proc.stdout is not None
-        copier = threading.Thread(target=self._copy_output, args=(proc.stdout,),
+        copier = threading.Thread(target=self._copy_output, args=(output,),
                                   name=f"job-{self.job_id}-rank-{self.rank}-log", daemon=True)
         copier.start()
         node = ray.get_runtime_context()
+        ip = ray.util.get_node_ip_address()
+        terminal = self._terminal
         self._start_info = Started(
             rank=self.rank, pid=proc.pid, gpu_ids=tuple(self._gpu_ids()),
-            node_id=node.get_node_id(), node_ip=ray.util.get_node_ip_address(),
-            started_at=time.time())
+            node_id=node.get_node_id(), node_ip=ip, started_at=time.time(),
+            terminal=(ip, terminal.port, terminal.key) if terminal is not None else None)
         self._started.set()
         try:
             proc.wait(timeout=time_limit_s)
@@ -313,14 +341,115 @@ class JobRunner:
         self._outcome = Outcome(
             rank=self.rank, exit_code=code if code >= 0 else 128 - code,
             signal=-code if code < 0 else None, timed_out=self._timed_out,
-            terminated=self._terminating, ended_at=time.time())
+            terminated=self._terminating, ended_at=time.time(), hangup=self._hangup_reason)
+        if self._terminal is not None:
+            self._terminal.exited(self._outcome.exit_code)
         self._done.set()
 
-    def _copy_output(self, pipe: io.BufferedReader) -> None:
-        with pipe, open(self.log_path, "ab", buffering=0) as log:
-            fd = pipe.fileno()
-            while chunk := os.read(fd, 1 << 16):
-                log.write(chunk)
+    def _spawn(self, argv: list[str], env: dict[str, str], account: Account | None
+               ) -> tuple[subprocess.Popen[bytes], int]:
+        """The shim and the job under it; the descriptor its output comes out of. A batch job
+        reads nothing; an interactive one reads its user's input from a pipe or, with a
+        pseudo-terminal, from the terminal that becomes its controlling one."""
+        common: dict[str, Any] = {"cwd": self.dir, "env": env, "start_new_session": True}
+        it = self._interactive
+        if it is None or not it.pty:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL if it is None else subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **common)
+            self._stdin = proc.stdin
+            assert proc.stdout is not None
+            return proc, proc.stdout.fileno()
+        master, slave = os.openpty()
+        try:
+            if account is not None:  # its own terminal, as sshd gives a session's
+                with contextlib.suppress(OSError):
+                    os.fchown(slave, account.uid, -1)
+            _set_window(master, Window(24, 80))
+            env[PTY_ENV] = "1"
+            proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, **common)
+        except OSError:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        self._master = master
+        return proc, master
+
+    def _copy_output(self, fd: int) -> None:
+        """The job's output into its log (and to its user, if attached), until the last of the
+        job's processes closes it. A pseudo-terminal says so with EIO, not an end of file."""
+        with open(self.log_path, "ab", buffering=0) as log:
+            while True:
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except OSError as e:
+                    if e.errno != errno.EIO:
+                        log.write(f"clusterctl: output lost: {e}\n".encode())
+                    break
+                if not chunk:
+                    break
+                if self._terminal is not None:
+                    self._terminal.output(chunk, log.write)
+                else:
+                    log.write(chunk)
+        if self._master is None and self._proc is not None and self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    # -- an interactive job's terminal (``terminal.py`` calls these) ---------------------------
+
+    def _write_input(self, data: bytes) -> None:
+        with contextlib.suppress(OSError, ValueError):  # the job went, or closed its stdin
+            if self._master is not None:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._master, view):]
+            elif self._stdin is not None:
+                self._stdin.write(data)
+                self._stdin.flush()
+
+    def _close_input(self) -> None:
+        if self._master is not None:  # the terminal's end of file, as Ctrl-D types it
+            self._write_input(b"\x04")
+        elif self._stdin is not None:
+            with contextlib.suppress(OSError):
+                self._stdin.close()
+
+    def _resize(self, window: Window) -> None:
+        if self._master is not None:  # the kernel sends the foreground job SIGWINCH
+            with contextlib.suppress(OSError):
+                _set_window(self._master, window)
+
+    def _send_signal(self, name: str) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        sig = signal.Signals[f"SIG{name}"]
+        if self._master is not None:  # the terminal's foreground job, as a key would
+            with contextlib.suppress(OSError):
+                _killpg(os.tcgetpgrp(self._master), sig)
+                return
+        _killpg(proc.pid, sig)
+
+    def _hangup(self, reason: str) -> None:
+        """The user is gone: SIGHUP, as a closed terminal sends it, then everything ends after
+        the kill grace period. The job ends CANCELLED, with ``reason``."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        self._hangup_reason = reason
+        if self._master is not None:
+            with contextlib.suppress(OSError):
+                _killpg(os.tcgetpgrp(self._master), signal.SIGHUP)
+        _killpg(proc.pid, signal.SIGHUP)
+
+        def _escalate() -> None:
+            try:
+                proc.wait(timeout=self._kill_grace_s)
+            except subprocess.TimeoutExpired:
+                self._end_everything()
+
+        threading.Thread(target=_escalate, daemon=True).start()
 
     def _signal_group(self, grace_s: float) -> None:
         proc = self._proc

@@ -31,6 +31,18 @@ class NodeInfo:
 
 
 @dataclass(frozen=True)
+class Interactive:
+    """``clusterctl run``: rank 0's stdin, stdout and stderr go to a user through the
+    controller (``executor/terminal.py``)."""
+
+    pty: bool = False
+    """A pseudo-terminal (``run --pty``): window size, Ctrl-C, full-screen programs."""
+    grace_s: float = 300.0
+    """How long the job waits for its user to come back (``attach``) after the connection
+    drops, before it is hung up."""
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     job_id: int
     attempt: int
@@ -48,6 +60,7 @@ class LaunchSpec:
     devices: tuple[tuple[int, ...], ...] | None = None
     """Per rank, the GPUs to use on a machine of several models (the controller picked them,
     ``scheduler/mixed_nodes.py``); None: the ones Ray gave the rank."""
+    interactive: Interactive | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,9 @@ class Started:
     node_id: str
     node_ip: str
     started_at: float
+    terminal: tuple[str, int, str] | None = None
+    """An interactive job's rank 0: where its terminal listens and the key it asks for
+    (address, port, key); known only to the controller, never stored."""
 
     @classmethod
     def of(cls, value: Started | dict[str, Any]) -> Started:
@@ -90,6 +106,9 @@ class Outcome:
     terminated: bool
     """It had been sent SIGTERM (cancel or preemption) before it ended."""
     ended_at: float
+    hangup: str | None = None
+    """An interactive job hung up: why (its user closed the terminal, or did not come back
+    within the grace period). It ends CANCELLED, with this reason."""
 
     @classmethod
     def of(cls, value: Outcome | dict[str, Any]) -> Outcome:

@@ -49,6 +49,7 @@ class NewJob:
     array_limit: int | None = None
     notify_url: str | None = None
     idle_timeout_s: int | None = None
+    interactive: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class JobStore:
                     submitted_at=now, no_preempt=new.no_preempt, after=new.after,
                     array_index=index, array_limit=new.array_limit if index is not None else None,
                     array_id=jobs[0].id if jobs else None, notify_url=new.notify_url,
-                    idle_timeout_s=new.idle_timeout_s,
+                    idle_timeout_s=new.idle_timeout_s, interactive=new.interactive,
                 )
                 s.add(job)
                 s.flush()

@@ -115,6 +115,10 @@ class Job(SQLModel, table=True):
     idle_timeout_s: int | None = None
     """``--idle-timeout``: ended once every GPU of it stays idle this long (None: the team's
     default, if any)."""
+    interactive: dict[str, Any] | None = Field(default=None,
+                                               sa_column=Column(JSON, nullable=True))
+    """``clusterctl run``: ``{"pty": bool, "ports": [8888]}``, the user's terminal and the
+    ports the job serves (``port-forward``); None for a batch job."""
     idle_warned_at: datetime | None = _time()
     """When it was warned that its GPUs sit idle (cleared when they compute again)."""
     nodes: int = 1

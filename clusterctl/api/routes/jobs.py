@@ -77,7 +77,7 @@ def job_out(job: Job, node_names: dict[str, str], idle_gpus: bool = False,
         submitted_at=job.submitted_at, started_at=job.started_at, ended_at=job.ended_at,
         idle_gpus=idle_gpus, no_preempt=job.no_preempt, preemptions=job.preemptions,
         held_by=job.held_by if job.state == "PENDING" else None,
-        idle_timeout_s=job.idle_timeout_s,
+        idle_timeout_s=job.idle_timeout_s, interactive=job.interactive,
         after=job.after, array_id=job.array_id, array_index=job.array_index,
         array_limit=job.array_limit,
         wait_reason=str(wait.reason) if wait else None, wait_detail=wait.detail if wait else None,
@@ -134,6 +134,7 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Respon
     notify = parse_webhook(body.notify, "--notify") if body.notify else None
     idle = (parsing.parse_duration(str(body.idle_timeout), "--idle-timeout")
             if body.idle_timeout not in (None, "") else None)
+    interactive = _interactive(body, indices)
     never = ctl.why_never(gpus, nodes, gpu_types, gpu_mem)
     if never:
         raise BadInput(*never)
@@ -143,7 +144,7 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Respon
         priority=priority, time_limit_s=limit, retries=retries, env=env,
         workdir=body.workdir, package=body.package, no_preempt=body.no_preempt,
         after=after or None, array_indices=indices, array_limit=array_limit,
-        notify_url=notify, idle_timeout_s=idle,
+        notify_url=notify, idle_timeout_s=idle, interactive=interactive,
     ))
     if user.is_admin and (team not in user.teams or priority > ctl.user_max_priority):
         ctl.audit.record(user.name, "job.override", str(jobs[0].id),
@@ -154,6 +155,17 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Respon
     return SubmitOut(**first.model_dump(),
                      array_job_ids=[j.id for j in jobs if j.id is not None]
                      if indices is not None else None)
+
+
+def _interactive(body: JobSubmit, indices: Any) -> dict[str, Any] | None:
+    if not body.interactive:
+        if body.pty or body.ports:
+            raise BadInput("--pty" if body.pty else "--port",
+                           "is for interactive jobs (clusterctl run)")
+        return None
+    if indices is not None:
+        raise BadInput("--array", "an interactive job is one job; submit an array instead")
+    return {"pty": bool(body.pty), "ports": parsing.parse_ports(list(body.ports or []))}
 
 
 @router.get("/v1/jobs", response_model=list[JobOut])

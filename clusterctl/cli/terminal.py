@@ -1,0 +1,247 @@
+"""The user's end of an interactive job (``clusterctl run``, ``attach``) and of a forwarded
+port (``port-forward``): WebSockets to the controller, which relays them to the job's node.
+
+With ``--pty`` the local terminal is put in raw mode, so every key (Ctrl-C, Ctrl-D, arrows)
+goes to the job's own pseudo-terminal and the job's terminal does the echoing; the window size
+follows the local one (SIGWINCH). Without it, stdin is copied as it is, and its end closes
+the job's stdin. Closing the terminal (SIGHUP) hangs the job up; a dropped connection leaves
+the job running for the controller's grace period, and is retried for a while.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import termios
+import threading
+import tty
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+from websockets.exceptions import ConnectionClosed
+
+from clusterctl.client import ApiError, Client
+
+RECONNECT_S = 30.0
+"""How long a dropped connection is tried again before ``run`` gives up (the job keeps
+running for the controller's ``attach_grace_s``)."""
+
+
+@dataclass
+class Ended:
+    """How the session ended: the command's exit code, or the job's end as the controller
+    recorded it, or neither (the connection was lost)."""
+
+    exit_code: int | None = None
+    state: str | None = None
+    reason: str | None = None
+    lost: str | None = None
+
+
+def _retryable(e: BaseException) -> bool:
+    return isinstance(e, ApiError) and (e.unreachable or e.status == 503)
+
+
+class Session:
+    def __init__(self, c: Client, job_id: int, pty: bool) -> None:
+        self.c, self.job_id, self.pty = c, job_id, pty
+        self.received = 0
+        """Bytes of output shown: a reconnection asks for what follows them."""
+        self.conn: Any = None
+        self._send_lock = threading.Lock()
+        self._stdin_done = False
+
+    # -- the connection -----------------------------------------------------------------------
+
+    def _connect(self, offset: int | None) -> Any:
+        query = f"?offset={offset}" if offset is not None else ""
+        conn = self.c.websocket(f"/v1/jobs/{self.job_id}/attach{query}")
+        try:  # a refusal is the first message (the handshake itself always succeeds)
+            first = conn.recv(timeout=0.5)
+        except TimeoutError:
+            return conn
+        except ConnectionClosed:
+            raise ApiError(f"job {self.job_id}: the controller closed the connection",
+                           unreachable=True) from None
+        self._on_message(first, conn)
+        return conn
+
+    def _open(self, offset: int | None, patient: bool) -> Any:
+        if not patient:
+            return self._connect(offset)
+        retrying = Retrying(retry=retry_if_exception(_retryable),
+                            stop=stop_after_delay(RECONNECT_S),
+                            wait=wait_exponential(multiplier=0.5, min=0.5, max=5),
+                            reraise=True)
+        return retrying(self._connect, offset)
+
+    def send(self, message: bytes | str) -> None:
+        with self._send_lock:
+            if self.conn is not None:
+                with contextlib.suppress(ConnectionClosed, OSError):
+                    self.conn.send(message)
+
+    def _on_message(self, message: bytes | str, conn: Any) -> None:
+        if isinstance(message, bytes):
+            self.received += len(message)
+            _write_all(sys.stdout.fileno(), message)
+            return
+        value = json.loads(message)
+        if "error" in value:
+            status = int(value.get("status") or 0)
+            conn.close()
+            raise ApiError(f"job {self.job_id}: {value['error']}",
+                           2 if status in (400, 422) else 1, status)
+        if "ended" in value:
+            raise _Done(Ended(value.get("exit_code"), value["ended"], value.get("reason")))
+        if "exit_code" in value:
+            raise _Done(Ended(int(value["exit_code"])))
+
+    # -- the session --------------------------------------------------------------------------
+
+    def run(self, offset: int | None) -> Ended:
+        """Until the job ends or the connection is lost for good."""
+        try:
+            self.conn = self._open(offset, patient=True)
+        except _Done as done:
+            return done.ended
+        saved = self._local_terminal()
+        hung_up = threading.Event()
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGWINCH, signal.SIGHUP)}
+
+        def on_winch(_sig: int, _frame: FrameType | None) -> None:
+            self._send_size()
+
+        def on_hup(_sig: int, _frame: FrameType | None) -> None:
+            hung_up.set()
+            self.send(json.dumps({"hangup": True}))
+            raise SystemExit(129)
+
+        signal.signal(signal.SIGWINCH, on_winch)
+        signal.signal(signal.SIGHUP, on_hup)
+        try:
+            self._send_size()
+            threading.Thread(target=self._copy_stdin, name="stdin", daemon=True).start()
+            while True:
+                try:
+                    for message in self.conn:
+                        self._on_message(message, self.conn)
+                except _Done as done:
+                    return done.ended
+                except (ConnectionClosed, OSError):
+                    pass
+                if hung_up.is_set():
+                    return Ended(lost="terminal closed")
+                try:  # dropped: come back to it, from the output already shown
+                    self.conn = self._open(self.received, patient=True)
+                    self._send_size()
+                except _Done as done:
+                    return done.ended
+                except ApiError as e:
+                    if not _retryable(e):
+                        raise
+                    return Ended(lost=str(e))
+        finally:
+            if saved is not None:
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            with contextlib.suppress(Exception):
+                self.conn.close()
+
+    def _local_terminal(self) -> list[Any] | None:
+        """Raw mode, with a pseudo-terminal: the job's terminal handles every key."""
+        if not self.pty or not sys.stdin.isatty():
+            return None
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+        tty.setraw(fd)
+        return saved
+
+    def _send_size(self) -> None:
+        if not self.pty:
+            return
+        try:
+            size = os.get_terminal_size(sys.stdin.fileno())
+        except OSError:
+            try:
+                size = os.get_terminal_size(sys.stdout.fileno())
+            except OSError:
+                return
+        self.send(json.dumps({"resize": [size.lines, size.columns]}))
+
+    def _copy_stdin(self) -> None:
+        fd = sys.stdin.fileno()
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                self.send(json.dumps({"eof": True}))
+                return
+            self.send(data)
+
+
+class _Done(Exception):
+    def __init__(self, ended: Ended) -> None:
+        super().__init__(ended)
+        self.ended = ended
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# -- port-forward -----------------------------------------------------------------------------
+
+
+def forward(c: Client, job_id: int, port: int, listener: socket.socket,
+            say: Any = print) -> None:
+    """Each connection to ``listener`` becomes a WebSocket to the job's port, until Ctrl-C."""
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=_forward_one, args=(c, job_id, port, conn, say),
+                         daemon=True).start()
+
+
+def _forward_one(c: Client, job_id: int, port: int, conn: socket.socket, say: Any) -> None:
+    try:
+        ws = c.websocket(f"/v1/jobs/{job_id}/ports/{port}")
+    except ApiError as e:
+        say(f"port-forward: {e}")
+        conn.close()
+        return
+
+    def up() -> None:
+        with contextlib.suppress(OSError, ConnectionClosed):
+            while data := conn.recv(1 << 16):
+                ws.send(data)
+        with contextlib.suppress(Exception):
+            ws.close()
+
+    threading.Thread(target=up, daemon=True).start()
+    try:
+        for message in ws:
+            if isinstance(message, str):
+                value = json.loads(message)
+                if "error" in value:
+                    say(f"port-forward: job {job_id}: {value['error']}")
+                break
+            conn.sendall(message)
+    except (ConnectionClosed, OSError):
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+        conn.close()
+        with contextlib.suppress(Exception):
+            ws.close()

@@ -1,0 +1,218 @@
+"""Interactive jobs (#19 items 2 and 3) on a real Ray instance, through the real CLI and the
+controller's WebSockets: stdin, `run --pty` in a real pseudo-terminal (pexpect), window size,
+Ctrl-C, exit codes, `attach` after a dropped connection, the grace period, closing the
+terminal, who may attach, hostile control messages, and `port-forward` to a job's port."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pexpect
+import pytest
+from harness import Controller, clusterctl_argv
+from websockets.sync.client import connect
+
+from clusterctl.executor.local_ray import LocalRay, free_port
+
+pytestmark = pytest.mark.ray
+PY = sys.executable
+PROMPT = "READY> "
+GRACE_S = 4
+
+
+@pytest.fixture(scope="module")
+def controller(ray_head: LocalRay, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[Controller]:
+    root = tmp_path_factory.mktemp("interactive")
+    c = Controller(root / "ctl", ray_head.address, ray_head.token_file)
+    c.env["CLUSTERCTL_ATTACH_GRACE_S"] = str(GRACE_S)
+    c.cwd = root / "empty"
+    c.cwd.mkdir()
+    c.start()
+    yield c
+    c.stop()
+
+
+def spawn(controller: Controller, *args: str, rows: int = 30, cols: int = 100
+          ) -> pexpect.spawn:
+    argv = [*clusterctl_argv(), *args]
+    return pexpect.spawn(argv[0], argv[1:], env=controller.env, cwd=str(controller.cwd),
+                         dimensions=(rows, cols), encoding="utf-8", timeout=60)
+
+
+def shell(controller: Controller, name: str) -> pexpect.spawn:
+    """`run --pty` of a bare bash, at its first prompt."""
+    child = spawn(controller, "run", "--pty", "--name", name, "--env", f"PS1={PROMPT}",
+                  "--", "bash", "--norc", "--noprofile")
+    child.expect_exact(PROMPT)
+    return child
+
+
+def job_named(controller: Controller, name: str) -> dict:
+    return next(j for j in controller.json("jobs", "--all") if j["name"] == name)
+
+
+def test_stdin_reaches_the_job_and_its_exit_code_is_run_s(controller: Controller) -> None:
+    script = "import sys\ndata = sys.stdin.read()\nprint(data.upper(), end='')\nsys.exit(4)"
+    r = subprocess.run([*clusterctl_argv(), "run", "--name", "upper", "--", PY, "-c", script],
+                       input="hello\nworld\n", env=controller.env, cwd=controller.cwd,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 4, r.stderr
+    assert r.stdout == "HELLO\nWORLD\n"  # all of stdin, then its end (the job's read ends)
+    job = job_named(controller, "upper")
+    assert (job["state"], job["exit_code"]) == ("FAILED", 4)
+    assert controller.cli("logs", str(job["id"])).stdout == "HELLO\nWORLD\n"  # kept
+
+
+def test_pty_window_size_ctrl_c_and_exit_code(controller: Controller) -> None:
+    child = shell(controller, "pty")
+    child.sendline("tty; stty size")
+    child.expect(r"/dev/pts/\d+\s+30 100")  # a real terminal, of our window's size
+    child.expect_exact(PROMPT)
+    child.setwinsize(40, 120)  # SIGWINCH here: the job's terminal follows
+    time.sleep(1)
+    child.sendline("stty size")
+    child.expect_exact("40 120")
+    child.expect_exact(PROMPT)
+    child.sendline("sleep 300; echo after-sleep-$?")
+    time.sleep(1.5)
+    child.sendcontrol("c")  # reaches the foreground job, not the run command
+    child.expect_exact(PROMPT, timeout=20)
+    assert not re.search(r"after-sleep-\d", child.before)  # SIGINT: bash skipped the rest
+    child.sendline("echo still-$((40 + 2))")
+    child.expect_exact("still-42")
+    child.sendline("exit 3")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 3
+    job = controller.wait_done(job_named(controller, "pty")["id"])
+    assert (job["state"], job["exit_code"]) == ("FAILED", 3)
+    log = controller.cli("logs", str(job["id"])).stdout
+    assert "still-42" in log and "40 120" in log  # the job's log keeps what it printed
+
+
+def test_a_dropped_connection_comes_back_with_attach(controller: Controller) -> None:
+    child = shell(controller, "dropped")
+    child.sendline("echo marker-$((6 * 7))")
+    child.expect_exact("marker-42")
+    child.kill(signal.SIGKILL)  # the connection drops; nothing said goodbye
+    child.close(force=True)
+    job_id = job_named(controller, "dropped")["id"]
+    time.sleep(1)
+    assert controller.show(job_id)["state"] == "RUNNING"
+    again = spawn(controller, "attach", str(job_id))
+    again.expect_exact("marker-42")  # the output so far is shown again
+    again.sendline("echo back-$((50 + 1))")
+    again.expect_exact("back-51")
+    again.sendcontrol("d")  # Ctrl-D at the prompt: bash exits 0
+    again.expect(pexpect.EOF)
+    again.close()
+    assert again.exitstatus == 0
+    assert controller.wait_done(job_id)["state"] == "SUCCEEDED"
+
+
+def test_nobody_coming_back_within_the_grace_period_ends_the_job(
+        controller: Controller) -> None:
+    p = subprocess.Popen([*clusterctl_argv(), "run", "--name", "gone", "--", PY, "-c",
+                          "print('up', flush=True)\nimport time\ntime.sleep(300)"],
+                         env=controller.env, cwd=controller.cwd, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    assert p.stdout.readline() == "up\n"
+    p.kill()
+    p.wait()
+    job_id = job_named(controller, "gone")["id"]
+    job = controller.wait_done(job_id, timeout=GRACE_S + 60)
+    assert job["state"] == "CANCELLED"
+    assert job["reason"] == f"connection lost: nobody attached for {GRACE_S}s"
+
+
+def test_closing_the_terminal_ends_the_job(controller: Controller) -> None:
+    child = shell(controller, "closed")
+    child.kill(signal.SIGHUP)  # the terminal window closed
+    child.expect(pexpect.EOF)
+    child.close()
+    job = controller.wait_done(job_named(controller, "closed")["id"], timeout=60)
+    assert (job["state"], job["reason"]) == ("CANCELLED", "terminal closed")
+
+
+def test_only_the_owner_attaches_and_bad_messages_are_refused(controller: Controller) -> None:
+    child = shell(controller, "private")
+    job_id = job_named(controller, "private")["id"]
+    other = controller.json("admin", "user", "add", "mallory", "--team", "t")["token"]
+    r = controller.cli("attach", str(job_id), token=other)
+    assert r.returncode == 1 and "belongs to" in r.stderr, r.stderr
+    batch = controller.submit("--", "true")
+    r = controller.cli("attach", str(batch))
+    assert r.returncode == 2 and "batch job" in r.stderr, r.stderr
+    url = f"ws://127.0.0.1:{controller.port}/v1/jobs/{job_id}/attach"
+    with connect(url, additional_headers={"Authorization": "Bearer nope"}) as ws:
+        refused = json.loads(ws.recv(timeout=10))
+        assert refused["status"] == 401
+    auth = {"Authorization": f"Bearer {controller.token()}"}
+    for hostile in ('{"resize": "x"}', "not json", '{"signal": "KILL"}', '{"resize": [0, 5]}'):
+        with connect(url, additional_headers=auth) as ws:  # takes the terminal over...
+            ws.send(hostile)
+            answers = []
+            with pytest.raises(Exception):  # noqa: B017 (the server closes: any close)
+                while True:
+                    answers.append(ws.recv(timeout=10))
+            errors = [json.loads(a) for a in answers if isinstance(a, str)]
+            assert any(e.get("status") == 422 for e in errors), (hostile, answers)
+    assert controller.show(job_id)["state"] == "RUNNING"  # ...and nothing broke
+    assert controller.api("GET", "/healthz").status_code == 200
+    child.kill(signal.SIGKILL)
+    child.close(force=True)
+    controller.cli("cancel", str(job_id))
+    controller.wait_done(job_id)
+
+
+def test_port_forward_reaches_a_job_s_server(controller: Controller) -> None:
+    port, local = free_port(), free_port()
+    server = subprocess.Popen(
+        [*clusterctl_argv(), "run", "--name", "notebook", "--port", str(port), "--",
+         PY, "-m", "http.server", str(port), "--bind", "0.0.0.0"],
+        env=controller.env, cwd=controller.cwd, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stderr is not None
+    where = ""
+    while "port-forward" not in where:
+        where = server.stderr.readline()
+        assert where, "run ended without saying where the port is"
+    assert f"serves port {port} at " in where and "(node node-a)" in where  # its address
+    job_id = job_named(controller, "notebook")["id"]
+    bad = controller.cli("port-forward", str(job_id), "9")
+    assert bad.returncode == 2 and "PORT" in bad.stderr
+    fwd = subprocess.Popen([*clusterctl_argv(), "port-forward", str(job_id), str(port),
+                            "--local-port", str(local)], env=controller.env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert fwd.stdout is not None
+        assert "forwarding" in fwd.stdout.readline()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{local}/", timeout=5)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert answer.status_code == 200 and "Directory listing" in answer.text
+        with socket.create_connection(("127.0.0.1", local)) as s:  # a second connection
+            s.sendall(b"GET /nope HTTP/1.0\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.0 404")
+    finally:
+        fwd.send_signal(signal.SIGINT)
+        fwd.wait(timeout=30)
+        server.send_signal(signal.SIGINT)  # run's Ctrl-C: the job is cancelled
+        server.wait(timeout=90)
+    assert controller.show(job_id)["state"] == "CANCELLED"
