@@ -11,8 +11,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
-from harness import Controller
+from harness import Controller, clusterctl_argv
 
 from clusterctl.executor.local_ray import LocalRay
 
@@ -162,3 +163,18 @@ def test_an_account_the_node_lacks_fails_the_job_at_start_unless_job_account_is_
         ctl.stop()
         del ctl.env["CLUSTERCTL_JOB_ACCOUNT"]
         ctl.start()
+
+
+def test_an_interactive_job_s_terminal_is_its_account_s(cluster: Cluster, tmp_path: Path
+                                                        ) -> None:
+    argv = [*clusterctl_argv(), "run", "--pty", "--", "sh", "-c",
+            "echo who=$(id -un) term=$(stat -c %U $(tty)); read line; echo got-$line; exit 5"]
+    child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=60, cwd=str(tmp_path),
+                          env={**cluster.ctl.env, "CLUSTERCTL_TOKEN":
+                               cluster.tokens[cluster.alice]})
+    child.expect(rf"who={cluster.alice} term={cluster.alice}")  # its own terminal, as sshd's
+    child.sendline("typed")
+    child.expect_exact("got-typed")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 5

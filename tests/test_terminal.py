@@ -1,0 +1,159 @@
+"""An interactive job's terminal on its node (``executor/terminal.py``), with real sockets and
+no Ray: the wire format, the key, what an attach is shown, the grace period; and the idle
+timeout interactive jobs get by default."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clusterctl.controller.idle import IdleReaper
+from clusterctl.executor import terminal as wire
+from clusterctl.executor.terminal import Controls, FrameError, FrameReader, Terminal, Window
+from clusterctl.store import Job
+
+
+def test_frames_come_out_whole_however_the_bytes_are_cut() -> None:
+    stream = wire.frame(wire.OUTPUT, b"hello") + wire.frame(wire.EOF) + \
+        wire.frame(wire.INPUT, b"x" * 70_000)
+    reader = FrameReader()
+    got: list[tuple[bytes, bytes]] = []
+    for i in range(0, len(stream), 7):
+        got += reader.feed(stream[i:i + 7])
+    assert got == [(wire.OUTPUT, b"hello"), (wire.EOF, b""), (wire.INPUT, b"x" * 70_000)]
+    with pytest.raises(FrameError):
+        FrameReader().feed(b"O" + (wire.MAX_FRAME + 1).to_bytes(4, "big"))
+    assert [len(f) for f in wire.input_frames(b"y" * (wire.MAX_FRAME + 10))] == \
+        [wire.MAX_FRAME + 5, 15]
+
+
+def test_control_messages_and_what_is_refused() -> None:
+    assert FrameReader().feed(wire.from_user('{"resize": [40, 120]}')) == \
+        [(wire.RESIZE, b'{"rows": 40, "cols": 120}')]
+    assert FrameReader().feed(wire.from_user('{"signal": "INT"}')) == [(wire.SIGNAL, b"INT")]
+    assert FrameReader().feed(wire.from_user('{"eof": true}')) == [(wire.EOF, b"")]
+    assert FrameReader().feed(wire.from_user('{"hangup": true}')) == [(wire.HANGUP, b"")]
+    for bad in ("", "null", "[]", '{"resize": [0, 80]}', '{"resize": "40x120"}',
+                '{"signal": "KILL"}', '{"eof": 1}', '{"eof": true, "hangup": true}', "{"):
+        with pytest.raises(FrameError):
+            wire.from_user(bad)
+    assert Window.parse(b'{"rows": 1, "cols": 10000}') == Window(1, 10000)
+
+
+class Job_:
+    """What the runner would do, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.hung_up = threading.Event()
+
+    def controls(self) -> Controls:
+        return Controls(
+            write=lambda b: self.calls.append(("write", b)),
+            resize=lambda w: self.calls.append(("resize", w)),
+            close_input=lambda: self.calls.append(("eof", None)),
+            signal=lambda s: self.calls.append(("signal", s)),
+            hangup=self._hangup)
+
+    def _hangup(self, reason: str) -> None:
+        self.calls.append(("hangup", reason))
+        self.hung_up.set()
+
+
+def _connect(t: Terminal, key: str, offset: int | None) -> tuple[socket.socket, FrameReader]:
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    s.sendall(wire.frame(wire.HELLO, json.dumps({"key": key, "offset": offset}).encode()))
+    return s, FrameReader()
+
+
+def _read(s: socket.socket, reader: FrameReader, until: bytes) -> list[tuple[bytes, bytes]]:
+    got: list[tuple[bytes, bytes]] = []
+    while not any(kind == until for kind, _ in got):
+        data = s.recv(1 << 16)
+        if not data:
+            break
+        got += reader.feed(data)
+    return got
+
+
+def test_the_key_the_backlog_the_controls_and_the_exit(tmp_path: Path) -> None:
+    log = tmp_path / "output.log"
+    log.write_bytes(b"before attach\n")
+    job = Job_()
+    t = Terminal(log, job.controls(), "secret-key", grace_s=60)
+    try:
+        s, r = _connect(t, "wrong", 0)
+        assert _read(s, r, wire.ERROR) == [(wire.ERROR, b"not this job's terminal")]
+        s.close()
+        s, r = _connect(t, "secret-key", 7)  # from offset 7 of the output
+        assert _read(s, r, wire.OUTPUT) == [(wire.OUTPUT, b"attach\n")]
+        with log.open("ab") as f:
+            t.output(b"live\n", f.write)
+        assert _read(s, r, wire.OUTPUT) == [(wire.OUTPUT, b"live\n")]
+        assert log.read_bytes() == b"before attach\nlive\n"  # the log keeps it all
+        s.sendall(wire.frame(wire.INPUT, b"ls\n") + wire.from_user('{"resize": [5, 6]}')
+                  + wire.from_user('{"signal": "INT"}') + wire.from_user('{"eof": true}'))
+        deadline = time.monotonic() + 5
+        while len(job.calls) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert job.calls == [("write", b"ls\n"), ("resize", Window(5, 6)), ("signal", "INT"),
+                             ("eof", None)]
+        t.exited(3)
+        assert _read(s, r, wire.EXIT) == [(wire.EXIT, b'{"exit_code": 3}')]
+        late, r2 = _connect(t, "secret-key", None)  # after the end: the last output, the code
+        assert _read(late, r2, wire.EXIT) == [(wire.OUTPUT, b"before attach\nlive\n"),
+                                              (wire.EXIT, b'{"exit_code": 3}')]
+    finally:
+        t.close()
+    assert not job.hung_up.is_set()
+
+
+def test_a_new_attach_takes_over_and_a_lost_one_is_hung_up_after_the_grace(
+        tmp_path: Path) -> None:
+    log = tmp_path / "output.log"
+    log.write_bytes(b"")
+    job = Job_()
+    t = Terminal(log, job.controls(), "k", grace_s=0.5)
+    try:
+        first, r1 = _connect(t, "k", 0)
+        time.sleep(0.2)
+        second, _ = _connect(t, "k", 0)
+        assert _read(first, r1, wire.ERROR) == [(wire.ERROR, b"attached from elsewhere")]
+        time.sleep(1.0)  # the first one's grace ran out, but the second is attached
+        assert not job.hung_up.is_set()
+        second.close()  # dropped without a hangup
+        assert job.hung_up.wait(5)
+        assert job.calls[-1] == ("hangup", "connection lost: nobody attached for 0.5s")
+    finally:
+        t.close()
+
+
+def test_closing_the_terminal_hangs_up_at_once(tmp_path: Path) -> None:
+    log = tmp_path / "output.log"
+    log.write_bytes(b"")
+    job = Job_()
+    t = Terminal(log, job.controls(), "k", grace_s=600)
+    try:
+        s, _ = _connect(t, "k", 0)
+        s.sendall(wire.from_user('{"hangup": true}'))
+        assert job.hung_up.wait(5)
+        assert job.calls == [("hangup", "terminal closed")]
+    finally:
+        t.close()
+
+
+def test_interactive_jobs_have_an_idle_timeout_unless_their_team_sets_one() -> None:
+    reaper = IdleReaper(None, None, 0.05, {"vision": 7200}, lambda job, body: None,  # type: ignore[arg-type]
+                        interactive_s=3600)
+    shell = Job(name="sh", user="u", team="nlp", command=["bash"], gpus=1,
+                interactive={"pty": True, "ports": []})
+    batch = Job(name="b", user="u", team="nlp", command=["train"], gpus=1)
+    assert reaper.limit(shell) == 3600 and reaper.limit(batch) is None
+    assert reaper.limit(Job(**{**shell.model_dump(), "team": "vision"})) == 7200
+    assert reaper.limit(Job(**{**shell.model_dump(), "idle_timeout_s": 600})) == 600
