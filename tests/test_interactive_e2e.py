@@ -99,6 +99,27 @@ def test_pty_window_size_ctrl_c_and_exit_code(controller: Controller) -> None:
     assert "still-42" in log and "40 120" in log  # the job's log keeps what it printed
 
 
+def test_python_s_prompt_works_and_bad_input_writes_nothing(controller: Controller) -> None:
+    child = spawn(controller, "run", "--pty", "--name", "repl", "--", PY, "-q")
+    child.expect_exact(">>> ")
+    child.sendline("import os; os.get_terminal_size().columns * 0 + 6 * 7")
+    child.expect_exact("42")
+    child.sendcontrol("d")  # Ctrl-D at the prompt: the interpreter exits 0
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    before = len(controller.json("jobs", "--all"))
+    for flag, value in (("--port", "70000"), ("--port", "http"), ("--array", "0-3")):
+        r = controller.cli("run", flag, value, "--", "true")
+        assert r.returncode == 2 and flag in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert len(controller.json("jobs", "--all")) == before  # nothing was written
+    answer = httpx.post(f"http://127.0.0.1:{controller.port}/v1/jobs", timeout=30,
+                        json={"command": ["true"], "pty": True},
+                        headers={"Authorization": f"Bearer {controller.token()}"})
+    assert answer.status_code == 422 and "--pty" in answer.text
+
+
 def test_a_dropped_connection_comes_back_with_attach(controller: Controller) -> None:
     child = shell(controller, "dropped")
     child.sendline("echo marker-$((6 * 7))")
@@ -216,3 +237,20 @@ def test_port_forward_reaches_a_job_s_server(controller: Controller) -> None:
         server.send_signal(signal.SIGINT)  # run's Ctrl-C: the job is cancelled
         server.wait(timeout=90)
     assert controller.show(job_id)["state"] == "CANCELLED"
+
+
+def test_run_rides_through_a_controller_restart(controller: Controller) -> None:
+    """Last in the module: it restarts the module's controller."""
+    child = shell(controller, "restart")
+    child.sendline("echo before-$((2 * 2))")
+    child.expect_exact("before-4")
+    controller.kill()  # SIGKILL: the WebSocket drops, the runner keeps the job and its terminal
+    controller.start()
+    time.sleep(0.5)
+    child.sendline("echo after-$((3 * 3))")  # typed while run reconnects: sent once it has
+    child.expect_exact("after-9", timeout=60)
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert controller.wait_done(job_named(controller, "restart")["id"])["state"] == "SUCCEEDED"

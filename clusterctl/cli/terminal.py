@@ -55,7 +55,7 @@ class Session:
         """Bytes of output shown: a reconnection asks for what follows them."""
         self.conn: Any = None
         self._send_lock = threading.Lock()
-        self._stdin_done = False
+        self._pending: list[bytes | str] = []
 
     # -- the connection -----------------------------------------------------------------------
 
@@ -82,10 +82,24 @@ class Session:
         return retrying(self._connect, offset)
 
     def send(self, message: bytes | str) -> None:
+        """To the job; what is typed while the connection is down waits for the next one
+        (a window size is sent afresh on reconnection)."""
         with self._send_lock:
             if self.conn is not None:
-                with contextlib.suppress(ConnectionClosed, OSError):
+                try:
                     self.conn.send(message)
+                    return
+                except (ConnectionClosed, OSError):
+                    self.conn = None
+            if isinstance(message, bytes) or '"eof"' in message:
+                self._pending.append(message)
+
+    def _reconnected(self, conn: Any) -> None:
+        with self._send_lock:
+            self.conn = conn
+            pending, self._pending = self._pending, []
+        for message in pending:
+            self.send(message)
 
     def _on_message(self, message: bytes | str, conn: Any) -> None:
         if isinstance(message, bytes):
@@ -108,7 +122,7 @@ class Session:
     def run(self, offset: int | None) -> Ended:
         """Until the job ends or the connection is lost for good."""
         try:
-            self.conn = self._open(offset, patient=True)
+            self._reconnected(self._open(offset, patient=True))
         except _Done as done:
             return done.ended
         saved = self._local_terminal()
@@ -129,17 +143,20 @@ class Session:
             self._send_size()
             threading.Thread(target=self._copy_stdin, name="stdin", daemon=True).start()
             while True:
+                conn = self.conn
                 try:
-                    for message in self.conn:
-                        self._on_message(message, self.conn)
+                    for message in conn:
+                        self._on_message(message, conn)
                 except _Done as done:
                     return done.ended
                 except (ConnectionClosed, OSError):
                     pass
                 if hung_up.is_set():
                     return Ended(lost="terminal closed")
+                with self._send_lock:
+                    self.conn = None
                 try:  # dropped: come back to it, from the output already shown
-                    self.conn = self._open(self.received, patient=True)
+                    self._reconnected(self._open(self.received, patient=True))
                     self._send_size()
                 except _Done as done:
                     return done.ended
