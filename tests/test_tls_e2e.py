@@ -55,6 +55,8 @@ def test_the_cli_and_an_agent_talk_to_the_controller_over_verified_tls(
     job = c.submit("--gpus", "1", "--", "sh", "-c", "echo over-tls", cwd=tmp_path)
     assert c.cli("wait", str(job)).returncode == 0
     assert c.cli("logs", str(job)).stdout.strip() == "over-tls"
+    interactive = c.cli("run", "--", "sh", "-c", "echo wss; exit 6")  # the WebSocket too
+    assert (interactive.returncode, interactive.stdout) == (6, "wss\n"), interactive.stderr
     # An agent ships its samples over https, trusting the cluster's CA.
     token = c.cli("admin", "node-token", "tls-node").stdout.strip()
     agent = Agent(tmp_path / "agent", "tls-node", f"https://127.0.0.1:{c.port}", token,
