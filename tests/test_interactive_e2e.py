@@ -210,6 +210,8 @@ def test_port_forward_reaches_a_job_s_server(controller: Controller) -> None:
         assert where, "run ended without saying where the port is"
     assert f"serves port {port} at " in where and "(node node-a)" in where  # its address
     job_id = job_named(controller, "notebook")["id"]
+    assert f"interactive, ports {port}: clusterctl attach {job_id}" in \
+        controller.cli("show", str(job_id)).stdout
     bad = controller.cli("port-forward", str(job_id), "9")
     assert bad.returncode == 2 and "PORT" in bad.stderr
     fwd = subprocess.Popen([*clusterctl_argv(), "port-forward", str(job_id), str(port),

@@ -289,6 +289,11 @@ def show(
         extras.append(f"preempted {j['preemptions']} time(s)")
     if j.get("idle_timeout_s"):
         extras.append(f"idle timeout {format_duration(j['idle_timeout_s'])}")
+    if j.get("interactive") is not None:
+        it = j["interactive"]
+        extras.append("interactive" + (" (pty)" if it.get("pty") else "")
+                      + (f", ports {','.join(map(str, it['ports']))}" if it.get("ports") else "")
+                      + f": clusterctl attach {j['id']}")
     if extras:
         console.print("  " + "  ".join(extras), markup=False)
     if j["state"] == "PENDING" and j.get("wait_reason"):
