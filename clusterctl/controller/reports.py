@@ -46,7 +46,7 @@ class ReportService:
 
     def inputs(self, start_ms: int, end_ms: int, now_ms: int, energy_bucket_ms: int = 0,
                held: HeldTable | None = None, labels: bool = True,
-               fields: Sequence[str] = FIELDS) -> Inputs:
+               fields: Sequence[str] = FIELDS, names: bool = True) -> Inputs:
         """``energy_bucket_ms``: also each node's energy in buckets of this size (the idle
         GPUs' draw: cost wants the whole period, amortization days; 0 for none)."""
         rates = effective_rates(self.costs.rate_overrides())
@@ -59,7 +59,8 @@ class ReportService:
         return Inputs(
             period=Period(start_ms, end_ms), now_ms=now_ms,
             held=[], held_table=(self.held(start_ms, end_ms, now_ms, labels=labels,
-                                           fields=fields) if held is None else held),
+                                           fields=fields, names=names)
+                                 if held is None else held),
             machines=machines,
             prices=site,
             node_energy_mj=self.store.node_energy(start_ms, end_ms, energy_bucket_ms)
@@ -68,7 +69,8 @@ class ReportService:
             waste_threshold=self.waste_threshold)
 
     def held(self, start_ms: int, end_ms: int, now_ms: int, job_id: int | None = None,
-             labels: bool = True, fields: Sequence[str] = FIELDS) -> HeldTable:
+             labels: bool = True, fields: Sequence[str] = FIELDS, names: bool = True
+             ) -> HeldTable:
         """Every GPU held in the period: from the usage records, and for allocations without
         one yet (running, or ended within the grace period) from the samples as they stand:
         raw samples for allocations of the last day, minute rollups for longer-running ones,
@@ -86,9 +88,10 @@ class ReportService:
                     int(ended.timestamp() * 1000) if ended else now_ms, usage.covered_s,
                     usage.avg_utilization, usage.energy_mj, idle.idle_s, idle.longest_s)
             rows.append(tuple(full[i] for i in pick))
-        names: dict[int, tuple[str, str, str]] = (
-            self.store.jobs(r[0] for r in rows) if labels else defaultdict(lambda: ("", "", "")))
-        return HeldTable.from_rows(rows, names, fields)
+        of_job: dict[int, tuple[str, str, str]] = (
+            self.store.jobs((r[0] for r in rows), names) if labels
+            else defaultdict(lambda: ("", "", "")))
+        return HeldTable.from_rows(rows, of_job, fields)
 
     def job_cost(self, job_id: int, now_ms: int) -> dict[str, Any] | None:
         """A job's cost so far (``show``): its allocations over their whole windows."""
@@ -228,6 +231,7 @@ def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
     inputs = service.inputs(start_ms, end_ms, now_ms,
                             energy_bucket_ms=max(1, end_ms - start_ms) if kind == "cost" else 0,
                             labels=kind == "waste" or by in ("job", "user", "team"),
+                            names=kind == "waste" or by == "job",
                             fields=REPORT_FIELDS[kind] + (("gpu",) if by == "gpu" else ()))
     if kind == "cost":
         page = None if limit is None else (limit, offset)

@@ -326,6 +326,11 @@ class GpuRollup(SQLModel, table=True):
     and counts rather than averages, so buckets add up exactly into longer periods."""
 
     __tablename__ = "gpu_rollup"
+    __table_args__ = (
+        # Covers the reports' energy sum (``ReportStore.node_energy``): a year of hour rollups
+        # summed per node from the index alone, not from the whole rows (0.43 s to 0.24 s).
+        Index("ix_gpu_rollup_energy", "resolution_s", "bucket_ms", "node", "energy_mj"),
+    )
 
     resolution_s: int = Field(primary_key=True)
     node: str = Field(primary_key=True, max_length=255)

@@ -76,13 +76,16 @@ class ReportStore:
         with self.engine.connect() as c:
             return list(c.execute(q).all())
 
-    def jobs(self, job_ids: Iterable[int]) -> dict[int, tuple[str, str, str]]:
-        """(name, user, team) of each job, read in one id range rather than a huge IN list."""
+    def jobs(self, job_ids: Iterable[int], names: bool = True
+             ) -> dict[int, tuple[str, str, str]]:
+        """(name, user, team) of each job, read in one id range rather than a huge IN list;
+        without ``names``, the name is left empty (a year's names cost a report 0.15 s)."""
         ids = set(job_ids)
         if not ids:
             return {}
-        rows = self._fetch('SELECT id, name, "user", team FROM job WHERE id BETWEEN :lo AND :hi',
-                           {"lo": min(ids), "hi": max(ids)})
+        name = "name" if names else "''"
+        rows = self._fetch(f'SELECT id, {name}, "user", team FROM job '
+                           'WHERE id BETWEEN :lo AND :hi', {"lo": min(ids), "hi": max(ids)})
         return {i: (n, u, t) for i, n, u, t in rows if i in ids}
 
     def node_energy(self, start_ms: int, end_ms: int,
