@@ -215,11 +215,12 @@ def test_port_forward_reaches_a_job_s_server(controller: Controller) -> None:
     bad = controller.cli("port-forward", str(job_id), "9")
     assert bad.returncode == 2 and "PORT" in bad.stderr
     fwd = subprocess.Popen([*clusterctl_argv(), "port-forward", str(job_id), str(port),
-                            "--local-port", str(local)], env=controller.env,
+                            "--local-port", str(local), "--json"], env=controller.env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert fwd.stdout is not None
-        assert "forwarding" in fwd.stdout.readline()
+        assert json.loads(fwd.stdout.readline()) == {"job": job_id, "port": port,
+                                                     "local": f"127.0.0.1:{local}"}
         deadline = time.monotonic() + 30
         while True:
             try:

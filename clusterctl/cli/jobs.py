@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import socket
 import sys
@@ -671,6 +672,7 @@ def port_forward(
     port: Annotated[str, typer.Argument(metavar="PORT", help="The job's port (run --port).")],
     local_port: Annotated[str | None, typer.Option(
         help="The port on this machine (default: the same).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Say where it listens as JSON.")] = False,
 ) -> None:
     """Bring a port an interactive job serves (`run --port 8888`, a notebook) to this
     machine's 127.0.0.1, through the controller, until Ctrl-C."""
@@ -689,8 +691,12 @@ def port_forward(
     except OSError as e:
         raise BadInput("--local-port", f"cannot listen on 127.0.0.1:{local}: "
                        f"{e.strerror or e}") from None
-    print(f"forwarding 127.0.0.1:{local} -> job {job_id} port {remote} (Ctrl-C stops)",
-          flush=True)
+    if json_:
+        print(json.dumps({"job": job_id, "port": remote, "local": f"127.0.0.1:{local}"}),
+              flush=True)
+    else:
+        print(f"forwarding 127.0.0.1:{local} -> job {job_id} port {remote} (Ctrl-C stops)",
+              flush=True)
     try:
         forward(c, job_id, remote, listener, say=lambda text: err_console.print(
             text, markup=False))
