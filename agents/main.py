@@ -27,9 +27,9 @@ from agents.agent import Agent, read_boot_id
 from agents.exporter import GpuCollector
 from agents.reader import GpuReader, NoGpuBackend
 from agents.shipper import Shipper
-from agents.simulated import SimulatedReader, parse_models, parse_profiles
+from agents.simulated import SimulatedReader, parse_profiles
 from agents.spool import Spool
-from clusterctl.gpu_types import model_memory
+from clusterctl.gpu_types import model_memory, parse_models
 from clusterctl.parsing import BadInput, parse_duration
 
 log = logging.getLogger("clusterctl-agent")

@@ -70,23 +70,6 @@ def parse_profiles(spec: str | None) -> dict[int, Profile]:
     return out
 
 
-def parse_models(spec: str, count: int) -> list[str]:
-    """The model of each simulated GPU: ``H100-80GB`` for all of them, or
-    ``H100-80GB:2+RTX-4090:2`` for a machine of two models (counts adding up to ``count``)."""
-    parts = spec.split("+")
-    if len(parts) == 1 and not spec.rpartition(":")[2].strip().isdigit():
-        return [spec] * count
-    out: list[str] = []
-    for part in parts:
-        name, _, n = part.rpartition(":")
-        if not name.strip() or not n.strip().isdigit() or int(n) < 1:
-            raise ValueError(f"{part!r} is not MODEL:COUNT (MODEL:2+OTHER:2)")
-        out += [name.strip()] * int(n)
-    if len(out) != count:
-        raise ValueError(f"the counts add up to {len(out)} GPUs, not --simulate-gpus {count}")
-    return out
-
-
 @dataclass
 class _Gpu:
     index: int

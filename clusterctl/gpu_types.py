@@ -105,6 +105,26 @@ def parse_fleet(text: str, field: str = "--cluster") -> list[tuple[int, int, str
     return out
 
 
+def parse_models(spec: str, count: int | None) -> list[str]:
+    """The model of each GPU of one machine: ``H100-80GB`` for all ``count`` of them, or
+    ``H100-80GB:2+RTX-4090:2`` for a machine of two models (counts adding up to ``count``,
+    where it is given). Raises ValueError saying what is allowed."""
+    parts = spec.split("+")
+    if len(parts) == 1 and not spec.rpartition(":")[2].strip().isdigit():
+        if count is None:
+            raise ValueError(f"{spec!r} is not MODEL:COUNT+MODEL:COUNT (H100-80GB:2+RTX-4090:2)")
+        return [spec] * count
+    out: list[str] = []
+    for part in parts:
+        name, _, n = part.rpartition(":")
+        if not name.strip() or not n.strip().isdigit() or not 1 <= int(n) <= 1024:
+            raise ValueError(f"{part!r} is not MODEL:COUNT (MODEL:2+OTHER:2)")
+        out += [name.strip()] * int(n)
+    if count is not None and len(out) != count:
+        raise ValueError(f"the counts add up to {len(out)} GPUs, not --simulate-gpus {count}")
+    return out
+
+
 def parse_gpu_ask(gpus: str | int, gpu_type: str | list[str] | None = None,
                   gpu_mem: str | int | None = None, max_gpus: int = 1024
                   ) -> tuple[int, list[str] | None, int | None]:

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.simulated import parse_models
-from clusterctl.gpu_types import GIB, matches
+from clusterctl.gpu_types import GIB, matches, parse_models
 from clusterctl.scheduler import mixed_nodes
 from clusterctl.scheduler.mixed_nodes import Gpu
 from clusterctl.scheduler.policy import schedule

@@ -76,9 +76,33 @@ def test_up_simulates_a_mixed_fleet_and_stops_all_of_it(tmp_path: Path) -> None:
     assert not any(process_alive(p) for p in pids)
 
 
+def test_up_simulates_a_machine_of_two_models(tmp_path: Path) -> None:
+    """``H100-80GB:1+RTX-4090:1``: one Ray node of 2 GPUs whose agent reports each GPU's
+    model; a job asking for the 4090 gets that device."""
+    c = Controller(tmp_path / "ctl", "unused", tmp_path / "unused-token")
+    c.up_args = ["up", "--simulate-gpus", "H100-80GB:1+RTX-4090:1", "--port", str(c.port),
+                 "--data-dir", str(c.data_dir), "--kill-grace", "2s", "--agent-port",
+                 str(free_port()), "--agent-interval", "1s"]
+    c.start(timeout=180)
+    try:
+        deadline = time.monotonic() + 60
+        while "2 GPU(s), 2 free: 1 H100-80GB (1 free), 1 RTX-4090 (1 free)" not in (
+                title := " ".join(c.cli("nodes").stdout.split())):
+            assert time.monotonic() < deadline, title
+            time.sleep(0.5)
+        work = tmp_path / "w"
+        work.mkdir()
+        job = c.submit("--gpus", "4090:1", "--", "sh", "-c", "echo dev=$CUDA_VISIBLE_DEVICES",
+                       cwd=work)
+        assert c.wait_done(job)["state"] == "SUCCEEDED"
+        assert c.cli("logs", str(job)).stdout.strip() == "dev=1"
+    finally:
+        c.stop()
+
+
 def test_a_bad_fleet_is_one_line_and_exit_2(tmp_path: Path) -> None:
     c = Controller(tmp_path / "ctl", "unused", tmp_path / "unused-token")
-    for value in ("1x2:", "9x1:A100", "two"):
+    for value in ("1x2:", "9x1:A100", "two", "H100:0+L4:1", "H100+L4"):
         r = c.cli("up", "--simulate-gpus", value, "--data-dir", str(c.data_dir))
         assert r.returncode == 2 and r.stderr.startswith("error: --simulate-gpus:"), r.stderr
     assert not (c.data_dir / "up-state.json").exists()

@@ -23,7 +23,7 @@ from clusterctl.executor.local_ray import (
     start_local_ray,
     start_local_worker,
 )
-from clusterctl.gpu_types import parse_fleet
+from clusterctl.gpu_types import parse_fleet, parse_models
 
 
 def _keep_head(local: LocalRay, data: Path, options: dict[str, Any],
@@ -47,7 +47,8 @@ SimNode = tuple[str, int, str | None]
 
 def _simulated_fleet(value: str | None, host: str) -> list[SimNode]:
     """``--simulate-gpus``: ``8`` is this machine with 8 GPUs (of the agent's default model);
-    ``1x2:H100-80GB,1x2:RTX-4090`` one Ray node per machine, named after its model."""
+    ``1x2:H100-80GB,1x2:RTX-4090`` one Ray node per machine, named after its model;
+    ``H100-80GB:2+RTX-4090:2`` one machine of two models (its agent reports each GPU's)."""
     if value is None:
         return []
     if value.strip().isdigit():
@@ -55,16 +56,35 @@ def _simulated_fleet(value: str | None, host: str) -> list[SimNode]:
         if not 0 <= count <= parsing.MAX_GPUS_PER_NODE:
             raise parsing.BadInput("--simulate-gpus", "must be from 0 to 1024")
         return [(host, count, None)]
-    groups = parse_fleet(value, "--simulate-gpus")
-    if sum(n for n, _, _ in groups) > 8:
+    out: list[SimNode] = []
+    for part in value.split(","):
+        if "+" in part:  # one machine of several models
+            try:
+                models = parse_models(part.strip(), None)
+            except ValueError as e:
+                raise parsing.BadInput("--simulate-gpus", str(e)) from None
+            taken = sum(1 for name, _, _ in out if name.startswith(f"{host}-mixed-"))
+            out.append((f"{host}-mixed-{taken}", len(models), part.strip()))
+            continue
+        for nodes, gpus, model in parse_fleet(part, "--simulate-gpus"):
+            if len(out) + nodes > 8:
+                out += [("", 0, None)] * (9 - len(out))  # too many: said below
+                break
+            slug = re.sub(r"[^a-z0-9]+", "-", (model or "gpu").lower()).strip("-")
+            taken = sum(1 for name, _, _ in out if name.startswith(f"{host}-{slug}-"))
+            out += [(f"{host}-{slug}-{taken + i}", gpus, model) for i in range(nodes)]
+        if len(out) > 8:
+            break
+    if len(out) > 8:
         raise parsing.BadInput("--simulate-gpus", "at most 8 simulated machines on one "
                                "machine (each is a Ray node)")
-    out: list[SimNode] = []
-    for nodes, gpus, model in groups:
-        slug = re.sub(r"[^a-z0-9]+", "-", (model or "gpu").lower()).strip("-")
-        taken = sum(1 for name, _, _ in out if name.startswith(f"{host}-{slug}-"))
-        out += [(f"{host}-{slug}-{taken + i}", gpus, model) for i in range(nodes)]
     return out
+
+
+def _ray_model(model: str | None) -> str | None:
+    """The Ray node's model label: none for a machine of several models (its agent tells the
+    model of each GPU)."""
+    return None if model is not None and "+" in model else model
 
 
 def _who_runs_jobs(s: settings_mod.Settings) -> str:
@@ -141,8 +161,8 @@ def up(
         if local is None:
             head_name, _, head_model = fleet[0] if fleet else (socket.gethostname(), 0, None)
             local = start_local_ray(data, num_gpus=head_gpus, node_name=head_name,
-                                    gpu_model=head_model or ("simulated" if head_gpus
-                                                             else None))
+                                    gpu_model=_ray_model(head_model) if head_model else (
+                                        "simulated" if head_gpus else None))
         address, token_file = local.address, str(local.token_file)
     ray_state = (up_state.RayState(local.pid, local.address, str(local.token_file),
                                    ray_options or {}) if local is not None else None)
@@ -151,7 +171,7 @@ def up(
     if local is not None:
         for name, gpus, model in fleet[1:]:
             workers.append(start_local_worker(data, local, num_gpus=gpus, node_name=name,
-                                              gpu_model=model, num_cpus=2))
+                                              gpu_model=_ray_model(model), num_cpus=2))
         if workers:
             up_state.write(data, up_state.UpState(os.getpid(), ray_state,
                                                   workers=tuple(w.pid for w in workers)))

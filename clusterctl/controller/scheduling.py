@@ -208,14 +208,18 @@ class Scheduler:
                      for n in self.nodes)  # a node whose agent has not reported them all yet
         due = FACTS_RETRY_S if unread else self.usage_refresh_s
         if self.monotonic() - self._gpu_facts_at >= due:
-            self._gpu_facts_at = self.monotonic()
-            self._gpu_facts = self._read_gpu_facts()
-            self._several_models = {name for name, gpus in self._gpu_facts.items()
-                                    if len({mixed_nodes.model_key(g.model) for g in gpus}) > 1}
+            self._read_facts()
             self._gpu_hour_costs = self._read_gpu_hour_costs()
         self.attempts.nodes = self.nodes
         out = self._out_of_service()
         self.drained, self.failing = out.drained, out.failing
+
+    def _read_facts(self) -> None:
+        self._gpu_facts_at = self.monotonic()
+        facts = self._read_gpu_facts()
+        self._several_models = {name for name, gpus in facts.items()
+                                if len({mixed_nodes.model_key(g.model) for g in gpus}) > 1}
+        self._gpu_facts = facts
 
     # -- capacity -----------------------------------------------------------------------------
 
@@ -275,8 +279,16 @@ class Scheduler:
                   gpu_mem: int | None = None) -> tuple[str, str] | None:
         """Why a request can never fit this cluster (for refusal at submit) as (field, why),
         or None. A drained node counts: draining is for maintenance, and it comes back."""
-        return gpu_groups.why_never(gpus, nodes, (tuple(gpu_types or ()), gpu_mem),
-                                    self.capacity(active=[], with_drained=True))
+        ask = (tuple(gpu_types or ()), gpu_mem)
+        never = gpu_groups.why_never(gpus, nodes, ask, self.capacity(active=[],
+                                                                     with_drained=True))
+        if never is not None and self.monotonic() - self._gpu_facts_at > 0.5:
+            # The agents may have told us more since the last read (a node that just joined
+            # reports its models within seconds): read again before refusing.
+            self._read_facts()
+            never = gpu_groups.why_never(gpus, nodes, ask,
+                                         self.capacity(active=[], with_drained=True))
+        return never
 
     # -- pending jobs -------------------------------------------------------------------------
 
