@@ -4,10 +4,12 @@ timeout interactive jobs get by default."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,20 @@ class Job_:
         self.hung_up.set()
 
 
+@contextlib.contextmanager
+def terminal(tmp_path: Path, output: bytes, key: str, grace_s: float
+             ) -> Iterator[tuple[Terminal, Job_, Path]]:
+    """A terminal over a log that holds ``output`` so far, closed after the test."""
+    log = tmp_path / "output.log"
+    log.write_bytes(output)
+    job = Job_()
+    t = Terminal(log, job.controls(), key, grace_s=grace_s)
+    try:
+        yield t, job, log
+    finally:
+        t.close()
+
+
 def _connect(t: Terminal, key: str, offset: int | None) -> tuple[socket.socket, FrameReader]:
     s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
     s.sendall(wire.frame(wire.HELLO, json.dumps({"key": key, "offset": offset}).encode()))
@@ -83,11 +99,7 @@ def _read(s: socket.socket, reader: FrameReader, until: bytes) -> list[tuple[byt
 
 
 def test_the_key_the_backlog_the_controls_and_the_exit(tmp_path: Path) -> None:
-    log = tmp_path / "output.log"
-    log.write_bytes(b"before attach\n")
-    job = Job_()
-    t = Terminal(log, job.controls(), "secret-key", grace_s=60)
-    try:
+    with terminal(tmp_path, b"before attach\n", "secret-key", 60) as (t, job, log):
         s, r = _connect(t, "wrong", 0)
         assert _read(s, r, wire.ERROR) == [(wire.ERROR, b"not this job's terminal")]
         s.close()
@@ -109,18 +121,12 @@ def test_the_key_the_backlog_the_controls_and_the_exit(tmp_path: Path) -> None:
         late, r2 = _connect(t, "secret-key", None)  # after the end: the last output, the code
         assert _read(late, r2, wire.EXIT) == [(wire.OUTPUT, b"before attach\nlive\n"),
                                               (wire.EXIT, b'{"exit_code": 3}')]
-    finally:
-        t.close()
     assert not job.hung_up.is_set()
 
 
 def test_a_new_attach_takes_over_and_a_lost_one_is_hung_up_after_the_grace(
         tmp_path: Path) -> None:
-    log = tmp_path / "output.log"
-    log.write_bytes(b"")
-    job = Job_()
-    t = Terminal(log, job.controls(), "k", grace_s=0.5)
-    try:
+    with terminal(tmp_path, b"", "k", 0.5) as (t, job, _):
         first, r1 = _connect(t, "k", 0)
         time.sleep(0.2)
         second, _ = _connect(t, "k", 0)
@@ -130,22 +136,14 @@ def test_a_new_attach_takes_over_and_a_lost_one_is_hung_up_after_the_grace(
         second.close()  # dropped without a hangup
         assert job.hung_up.wait(5)
         assert job.calls[-1] == ("hangup", "connection lost: nobody attached for 0.5s")
-    finally:
-        t.close()
 
 
 def test_closing_the_terminal_hangs_up_at_once(tmp_path: Path) -> None:
-    log = tmp_path / "output.log"
-    log.write_bytes(b"")
-    job = Job_()
-    t = Terminal(log, job.controls(), "k", grace_s=600)
-    try:
+    with terminal(tmp_path, b"", "k", 600) as (t, job, _):
         s, _ = _connect(t, "k", 0)
         s.sendall(wire.from_user('{"hangup": true}'))
         assert job.hung_up.wait(5)
         assert job.calls == [("hangup", "terminal closed")]
-    finally:
-        t.close()
 
 
 def test_interactive_jobs_have_an_idle_timeout_unless_their_team_sets_one() -> None:
