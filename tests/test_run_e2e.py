@@ -65,3 +65,12 @@ def test_ctrl_c_cancels_the_job(controller: Controller) -> None:
     assert "cancelling job" in err
     job = next(j for j in controller.json("jobs", "--all") if j["name"] == "interrupted")
     assert job["state"] == "CANCELLED"
+
+
+def test_a_job_that_ends_before_run_attaches_still_shows_its_output(
+        controller: Controller) -> None:
+    """Short jobs race `run`'s attach: some end while it still waits, some before it connects,
+    some while it is connected; every one shows all it printed, once."""
+    for i in range(8):
+        r = controller.cli("run", "--", "sh", "-c", f"echo quick-{i}; echo two-{i}; exit {i}")
+        assert (r.returncode, r.stdout) == (i, f"quick-{i}\ntwo-{i}\n"), r.stderr

@@ -373,11 +373,11 @@ def logs(
 
 
 def follow_log(c: Client, job_id: int, rank: int = 0, attempt: int | None = None,
-               follow: bool = True) -> str:
-    """Write a job's output to stdout (with ``follow``, until it ends, across attempts);
-    the state it was last seen in."""
+               follow: bool = True, start: int = 0) -> str:
+    """Write a job's output to stdout from byte ``start`` (with ``follow``, until it ends,
+    across attempts); the state it was last seen in."""
     out = sys.stdout.buffer
-    data, offset, state, latest = c.log_chunk(job_id, 0, rank, attempt)
+    data, offset, state, latest = c.log_chunk(job_id, start, rank, attempt)
     current = attempt or latest
     while True:
         if data:
@@ -582,11 +582,21 @@ def _stay_with(c: Client, job_id: int, pty: bool, offset: int | None, json_: boo
     """Wait for the job, be its terminal until it ends, and exit as it did."""
     interrupted = False
     ended = Ended()
+    shown = 0
     try:
         try:
-            if JobState(_until_started(c, job_id)) not in ENDED:
+            if JobState(_until_started(c, job_id)) in ENDED:
+                ended = Ended(state="ended before we could attach")
+            else:
                 _say_ports(c, job_id)
-                ended = Session(c, job_id, pty).run(offset)
+                session = Session(c, job_id, pty)
+                ended = session.run(offset)
+                shown = session.received
+            if ended.state is not None and offset is not None:
+                # It ended before its terminal could show all it printed: the rest is in
+                # its log (which holds everything once the job has ended).
+                sys.stdout.flush()
+                follow_log(c, job_id, follow=False, start=offset + shown)
         except KeyboardInterrupt:
             interrupted = True
             err_console.print(f"cancelling job {job_id} (Ctrl-C again leaves now)",

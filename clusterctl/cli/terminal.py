@@ -94,12 +94,13 @@ class Session:
             if isinstance(message, bytes) or '"eof"' in message:
                 self._pending.append(message)
 
-    def _reconnected(self, conn: Any) -> None:
+    def _reconnected(self, conn: Any) -> Any:
         with self._send_lock:
             self.conn = conn
             pending, self._pending = self._pending, []
         for message in pending:
             self.send(message)
+        return conn
 
     def _on_message(self, message: bytes | str, conn: Any) -> None:
         if isinstance(message, bytes):
@@ -122,7 +123,7 @@ class Session:
     def run(self, offset: int | None) -> Ended:
         """Until the job ends or the connection is lost for good."""
         try:
-            self._reconnected(self._open(offset, patient=True))
+            conn = self._reconnected(self._open(offset, patient=True))
         except _Done as done:
             return done.ended
         saved = self._local_terminal()
@@ -143,7 +144,6 @@ class Session:
             self._send_size()
             threading.Thread(target=self._copy_stdin, name="stdin", daemon=True).start()
             while True:
-                conn = self.conn
                 try:
                     for message in conn:
                         self._on_message(message, conn)
@@ -156,7 +156,7 @@ class Session:
                 with self._send_lock:
                     self.conn = None
                 try:  # dropped: come back to it, from the output already shown
-                    self._reconnected(self._open(self.received, patient=True))
+                    conn = self._reconnected(self._open(self.received, patient=True))
                     self._send_size()
                 except _Done as done:
                     return done.ended
@@ -170,7 +170,7 @@ class Session:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             with contextlib.suppress(Exception):
-                self.conn.close()
+                conn.close()
 
     def _local_terminal(self) -> list[Any] | None:
         """Raw mode, with a pseudo-terminal: the job's terminal handles every key."""
