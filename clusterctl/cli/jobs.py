@@ -585,10 +585,11 @@ def _stay_with(c: Client, job_id: int, pty: bool, offset: int | None, json_: boo
     shown = 0
     try:
         try:
-            if JobState(_until_started(c, job_id)) in ENDED:
-                ended = Ended(state="ended before we could attach")
+            j = _until_started(c, job_id)
+            if JobState(j["state"]) in ENDED:
+                ended = Ended(state=j["state"])
             else:
-                _say_ports(c, job_id)
+                _say_ports(c, j)
                 session = Session(c, job_id, pty)
                 ended = session.run(offset)
                 shown = session.received
@@ -638,8 +639,8 @@ def _until_ended(c: Client, job_id: int, timeout_s: float) -> dict[str, Any]:
         time.sleep(0.3)
 
 
-def _say_ports(c: Client, job_id: int) -> None:
-    j = c.job(job_id)
+def _say_ports(c: Client, j: dict[str, Any]) -> None:
+    job_id = j["id"]
     ports = (j.get("interactive") or {}).get("ports") or []
     if not ports:
         return
@@ -716,13 +717,14 @@ def port_forward(
         listener.close()
 
 
-def _until_started(c: Client, job_id: int) -> str:
-    """Wait while the job is pending, saying why on stderr each time the reason changes."""
+def _until_started(c: Client, job_id: int) -> dict[str, Any]:
+    """Wait while the job is pending, saying why on stderr each time the reason changes; the
+    job as it then is."""
     said = None
     while True:
         j = c.job(job_id)
         if j["state"] not in ("PENDING", "STARTING"):
-            return str(j["state"])
+            return j
         why = why_waiting(j)
         if why != "-" and why != said:
             err_console.print(f"job {job_id} waits: {why}", markup=False, soft_wrap=True)

@@ -23,11 +23,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from clusterctl.api.auth import user_for_token
+from clusterctl.api.deps import load_job
 from clusterctl.api.routes.jobs import require_owner
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.executor import terminal as wire
 from clusterctl.executor.types import Started
-from clusterctl.parsing import BadInput, parse_job_id
+from clusterctl.parsing import BadInput
 from clusterctl.states import ENDED, JobState
 from clusterctl.store import Job
 
@@ -52,9 +53,7 @@ def _running_job(ctl: ControllerApi, ws: WebSocket, job_id: str) -> tuple[Job, S
     database is not async)."""
     try:
         user = user_for_token(ctl, _token(ws))
-        job = ctl.jobs.get(parse_job_id(job_id))
-        if job is None:
-            raise Refused(404, f"no such job: {job_id}")
+        job = load_job(ctl, job_id)
         require_owner(user, job, "terminal")
     except HTTPException as e:
         raise Refused(e.status_code, str(e.detail)) from None
