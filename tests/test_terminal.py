@@ -155,3 +155,12 @@ def test_interactive_jobs_have_an_idle_timeout_unless_their_team_sets_one() -> N
     assert reaper.limit(shell) == 3600 and reaper.limit(batch) is None
     assert reaper.limit(Job(**{**shell.model_dump(), "team": "vision"})) == 7200
     assert reaper.limit(Job(**{**shell.model_dump(), "idle_timeout_s": 600})) == 600
+
+
+def test_frames_that_arrive_with_the_hello_are_not_lost(tmp_path: Path) -> None:
+    with terminal(tmp_path, b"", "k", 600) as (t, job, _):
+        s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+        s.sendall(wire.frame(wire.HELLO, json.dumps({"key": "k", "offset": 0}).encode())
+                  + wire.frame(wire.INPUT, b"typed at once\n") + wire.from_user('{"hangup": true}'))
+        assert job.hung_up.wait(5)
+        assert job.calls == [("write", b"typed at once\n"), ("hangup", "terminal closed")]

@@ -170,15 +170,19 @@ class Terminal:
         generation = None
         try:
             conn.settimeout(10)
-            hello = self._first_frame(conn, reader)
-            if hello is None:
+            first = self._first_frame(conn, reader)
+            if first is None:
                 return
+            hello, rest = first
             conn.settimeout(None)
             # A user whose connection stalls must not stall the job's output for long.
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 30, 0))
             generation = self._attach(conn, hello)
             if generation is None:
                 return
+            for kind, payload in rest:  # what came in the same read as the hello
+                if self._handle(kind, payload):
+                    return
             while chunk := conn.recv(1 << 16):
                 for kind, payload in reader.feed(chunk):
                     if self._handle(kind, payload):
@@ -191,7 +195,9 @@ class Terminal:
             if generation is not None:
                 self._detached(generation)
 
-    def _first_frame(self, conn: socket.socket, reader: FrameReader) -> dict[str, Any] | None:
+    def _first_frame(self, conn: socket.socket, reader: FrameReader
+                     ) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]] | None:
+        """The hello, and the frames that came with it; None for a stranger (told so)."""
         frames: list[tuple[bytes, bytes]] = []
         while not frames:
             chunk = conn.recv(4096)
@@ -207,7 +213,7 @@ class Terminal:
                 str(hello.get("key", "")).encode(), self.key.encode()):
             conn.sendall(frame(ERROR, b"not this job's terminal"))
             return None
-        return hello
+        return hello, frames[1:]
 
     def _attach(self, conn: socket.socket, hello: dict[str, Any]) -> int | None:
         offset = hello.get("offset")
