@@ -156,9 +156,10 @@ def describe_ask(types: list[str] | None, mem: int | None) -> str:
 
 
 _NAME_MEM = re.compile(r"(\d+)\s*gb\b", re.I)
-_KNOWN_MEM_GIB = {"4090": 24, "3090": 24, "L40S": 48, "L40": 48, "L4": 24, "A10": 24,
-                  "A6000": 48, "T4": 16}
-"""Cards whose names do not say their memory, as NVML names them."""
+_KNOWN_MEM_GIB = {"H200": 140, "4090": 24, "3090": 24, "L40S": 48, "L40": 48, "L4": 24,
+                  "A10": 24, "A6000": 48, "T4": 16}
+"""Cards whose names do not say their memory, as NVML names them (a real H200 reports
+143,771 MiB: 140 GiB, not the 141 GB of its data sheet)."""
 
 
 def model_memory(model: str | None) -> int | None:

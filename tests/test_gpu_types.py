@@ -68,4 +68,5 @@ def test_a_submission_asks_for_a_count_types_and_memory() -> None:
     assert gpu_types.model_memory("NVIDIA H100 80GB HBM3") == 80 << 30
     assert gpu_types.model_memory("NVIDIA GeForce RTX 4090") == 24 << 30  # a known card
     assert gpu_types.model_memory("NVIDIA L40S") == 48 << 30
+    assert gpu_types.model_memory("NVIDIA H200") == 140 << 30  # as a real one names itself
     assert gpu_types.model_memory("NVIDIA A100-PCIE") is None  # 40 or 80: it does not say
