@@ -230,6 +230,31 @@ def test_pending_queue_add_remove_keep_order() -> None:
     assert [j.id for j in q.submitted_before(NOW)] == [0, 2, 3]
 
 
+
+@pytest.mark.parametrize("size", [40, 600])  # below and above pending.SORT_BELOW
+def test_pending_queue_order_is_the_same_sorted_whole_or_merged(size: int) -> None:
+    """A small queue is sorted whole, a large one merged lazily from its groups: the policy's
+    order must come out the same either way (for the whole queue and for each team)."""
+    import random
+
+    rng = random.Random(size)
+    jobs = [job(i, team=rng.choice("abc"), user=rng.choice("uvw"), prio=rng.choice([0, 0, 1]),
+                limit=rng.choice([None, 600.0, 7200.0, 86400.0]), at=rng.uniform(0, NOW))
+            for i in range(size)]
+    q = PendingQueue(jobs)
+    usage = {("a", "u"): 5e5, ("b", "v"): 1e5}
+    shares = fairshare.user_factors(usage, q.users())
+
+    def key(j: QueuedJob) -> tuple[int, float, float, int]:
+        age = min(1.0, (NOW - j.submitted_at) / 86400)
+        short = 0.0 if j.time_limit_s is None else 1.0 / (1 + j.time_limit_s)
+        return (-j.priority, -(shares[(j.team, j.user)] + age + short), j.submitted_at, j.id)
+
+    assert [j.id for j in q.merged(key)] == [j.id for j in sorted(jobs, key=key)]
+    for team in "abc":
+        assert [j.id for j in q.team_order(team, key)] == [
+            j.id for j in sorted((j for j in jobs if j.team == team), key=key)]
+
 # -- invariants -------------------------------------------------------------------------------
 
 TEAMS = ("a", "b", "c")

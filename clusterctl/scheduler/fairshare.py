@@ -53,19 +53,23 @@ def team_factors(usage: Mapping[str, float], quotas: Mapping[str, float]) -> dic
 def user_factors(
     usage: Mapping[tuple[str, str], float], users: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], float]:
-    """Equal shares among each team's users (those with jobs or recent usage)."""
+    """The factors of ``users`` (those with pending jobs): equal shares among each team's
+    users, counting those with jobs or recent usage. Only the users asked about are computed:
+    a year of replay keeps every user it has seen in ``usage``, and a pass orders only the
+    queue."""
+    wanted = list(users)
     members: dict[str, set[str]] = {}
-    for team, user in [*usage, *users]:
-        members.setdefault(team, set()).add(user)
     team_total: dict[str, float] = {}
-    for (team, _), u in usage.items():
+    for (team, user), u in usage.items():
+        members.setdefault(team, set()).add(user)
         team_total[team] = team_total.get(team, 0.0) + max(0.0, u)
+    for team, user in wanted:
+        members.setdefault(team, set()).add(user)
     out: dict[tuple[str, str], float] = {}
-    for team, names in members.items():
-        total = team_total.get(team, 0.0)
-        for user in names:
-            used = max(0.0, usage.get((team, user), 0.0)) / total if total > 0 else 0.0
-            out[(team, user)] = factor(used, 1.0 / len(names))
+    for who in wanted:
+        total = team_total.get(who[0], 0.0)
+        used = max(0.0, usage.get(who, 0.0)) / total if total > 0 else 0.0
+        out[who] = factor(used, 1.0 / len(members[who[0]]))
     return out
 
 

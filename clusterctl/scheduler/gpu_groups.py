@@ -50,19 +50,18 @@ class Fleet:
     """The groups of one pass's nodes, with the answers it has given cached by ask."""
 
     def __init__(self, nodes: Iterable[NodeCapacity]) -> None:
-        members: dict[str, list[NodeCapacity]] = {}
-        for n in nodes:
-            members.setdefault(model_key(n.gpu_model), []).append(n)
-        self.groups = [
-            Group(ns[0].gpu_model or None, frozenset(n.id for n in ns),
-                  None if any(n.gpu_mem is None for n in ns) else min(
-                      n.gpu_mem for n in ns if n.gpu_mem is not None),
-                  min((n.gpu_hour_cost for n in ns if n.gpu_hour_cost is not None),
-                      default=float("inf")))
-            for _, ns in sorted(members.items())
-        ]
+        nodes = list(nodes)
+        shape = tuple((n.id, n.gpu_model, n.gpu_mem, n.gpu_hour_cost) for n in nodes)
+        static = _STATIC.get(shape)
+        if static is None:
+            if len(_STATIC) >= 64:  # nodes come and go: keep the recent shapes only
+                _STATIC.clear()
+            static = _STATIC[shape] = (_groups(nodes), {})
+        self.groups: list[Group] = static[0]
         self.mixed = len(self.groups) > 1
-        self._accepted: dict[Ask, list[Group]] = {}
+        self._accepted: dict[Ask, list[Group]] = static[1]
+        """Which groups meet an ask depends on the nodes alone: shared by every pass over
+        the same nodes (a replay makes hundreds of thousands of passes over one fleet)."""
         self._demand: dict[str | None, int] | None = None
         self._choices: dict[Ask, list[Group] | None] = {}
 
@@ -106,6 +105,24 @@ class Fleet:
                 for g in self.accepted(ask):
                     self._demand[g.model] = self._demand.get(g.model, 0) + gpus
         return self._demand
+
+
+_STATIC: dict[tuple[tuple[str, str | None, int | None, float | None], ...],
+              tuple[list[Group], dict[Ask, list[Group]]]] = {}
+
+
+def _groups(nodes: Sequence[NodeCapacity]) -> list[Group]:
+    members: dict[str, list[NodeCapacity]] = {}
+    for n in nodes:
+        members.setdefault(model_key(n.gpu_model), []).append(n)
+    return [
+        Group(ns[0].gpu_model or None, frozenset(n.id for n in ns),
+              None if any(n.gpu_mem is None for n in ns) else min(
+                  n.gpu_mem for n in ns if n.gpu_mem is not None),
+              min((n.gpu_hour_cost for n in ns if n.gpu_hour_cost is not None),
+                  default=float("inf")))
+        for _, ns in sorted(members.items())
+    ]
 
 
 def _members(group: Group, capacity: Sequence[NodeCapacity]) -> list[NodeCapacity]:

@@ -26,6 +26,12 @@ LENGTH_CLASSES_S = (3600.0, 4 * 3600.0, 12 * 3600.0, 48 * 3600.0)
 everything longer, and jobs without a limit)."""
 
 
+SORT_BELOW = 256
+"""A queue this small is sorted whole: a lazy merge of one generator per group costs more than
+scoring every job when there are few (the usual queue of a replay, passes by the hundred
+thousand)."""
+
+
 def length_class(time_limit_s: float | None) -> int:
     if time_limit_s is None:
         return len(LENGTH_CLASSES_S)
@@ -135,15 +141,18 @@ class PendingQueue:
 
     def team_order(self, team: str, key: Callable[[QueuedJob], Any]) -> Iterator[QueuedJob]:
         """One team's jobs, lazily, in the order of ``key`` (as in ``merged``)."""
-        heads = [(job for _, job in self._groups[g]) for g in self._teams.get(team, [])]
-        yield from heapq.merge(*heads, key=key)
+        groups = [self._groups[g] for g in self._teams.get(team, [])]
+        if len(self._jobs) <= SORT_BELOW:
+            return iter(sorted((job for entries in groups for _, job in entries), key=key))
+        return heapq.merge(*[(job for _, job in entries) for entries in groups], key=key)
 
     def merged(self, key: Callable[[QueuedJob], Any] | None = None) -> Iterator[QueuedJob]:
         """All jobs, lazily, in the order of ``key`` (default: priority, then submit time).
-        ``key`` must order each group's jobs as the static order does."""
+        ``key`` must order each group's jobs as the static order does, and tell any two jobs
+        apart (so that a small queue, sorted whole, comes out in the same order)."""
         if key is None:
-            for _, job in heapq.merge(*self._groups.values(), key=lambda e: e[0]):
-                yield job
-            return
+            return (job for _, job in heapq.merge(*self._groups.values(), key=_first))
+        if len(self._jobs) <= SORT_BELOW:
+            return iter(sorted(self._jobs.values(), key=key))
         heads = [(job for _, job in entries) for entries in self._groups.values() if entries]
-        yield from heapq.merge(*heads, key=key)
+        return heapq.merge(*heads, key=key)

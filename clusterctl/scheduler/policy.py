@@ -118,6 +118,7 @@ class _Pass:
         """The reservation on each group of nodes (a shadow time per GPU model: the first
         blocked job that accepts a model holds its reservation; ``None``: every node)."""
         self.d = Decision()
+        self._releases: tuple[tuple[int, int], list[Release]] = ((-1, -1), [])
         self._no_plan: tuple[tuple[int, int, int], set[Shape]] = ((-1, 0, 0), set())
         self._misses: tuple[int, list[Shape], list[Shape]] = (-1, [], [])
         """(free map version, shapes that did not fit the free GPUs, shapes that did not fit
@@ -180,9 +181,15 @@ class _Pass:
         shares: dict[tuple[str, str], float] = {}
         shorts: dict[float | None, float] = {}
 
+        keys: dict[int, tuple[int, float, float, int]] = {}
+
         def key(job: QueuedJob) -> tuple[int, float, float, int]:
-            # Called for every job a pass looks at: the per-user and per-limit terms are
-            # computed once per pass, and added in the same order as the formula.
+            # Called for every job a pass looks at, some twice (tier 0, then the queue): the
+            # per-user and per-limit terms are computed once per pass, and added in the same
+            # order as the formula.
+            found = keys.get(job.id)
+            if found is not None:
+                return found
             who = (job.team, job.user)
             share = shares.get(who)
             if share is None:
@@ -195,7 +202,9 @@ class _Pass:
             age = (now - job.submitted_at) / max_age
             if age > 1.0:
                 age = 1.0
-            return (-job.priority, -(share + w_age * age + short), job.submitted_at, job.id)
+            found = keys[job.id] = (-job.priority, -(share + w_age * age + short),
+                                    job.submitted_at, job.id)
+            return found
 
         tier0 = within_quota(self.queue, cfg.quotas, self.pool_used, key,
                              lambda job: self.held_back(job) is not None, self.typed,
@@ -268,7 +277,8 @@ class _Pass:
                 unknown = False
                 if at is not None and not self.estimate_known(at):
                     at, unknown = None, True
-                self.d.waiting[job.id] = Wait(R.RESOURCES, self.short_of(job), at, unknown)
+                self.d.waiting[job.id] = Wait(  # the simulator (no explain) reads no words
+                    R.RESOURCES, self.short_of(job) if explain else "", at, unknown)
                 continue
             if explain:  # the simulator does not ask why, and this is most of a busy pass
                 self.d.waiting[job.id] = self.blocked(job, tier)
@@ -531,9 +541,18 @@ class _Pass:
         return {n: c - self.claimed_soon[n] for n, c in self.free.free.items()}
 
     def releases(self, victims: AbstractSet[int] | None = None) -> list[Release]:
+        """When the GPUs of running jobs (and of those this pass started) come back, in time
+        order; the same list until the pass starts or preempts another job."""
+        if victims is None:
+            state = (len(self.victims), len(self.started))
+            if self._releases[0] != state:
+                self._releases = (state, sorted(self._releases_with(self.victims)))
+            return self._releases[1]
+        return sorted(self._releases_with(victims))
+
+    def _releases_with(self, victims: AbstractSet[int]) -> list[Release]:
         now, default = self.now, self.cfg.default_time_limit_s
         exiting = now + self.cfg.preempt_grace_s
-        victims = self.victims if victims is None else victims
         out: list[Release] = [
             (exiting if r.terminating or r.id in victims
              else max(now, r.started_at + (r.time_limit_s or default)), r.node_ids, r.gpus)

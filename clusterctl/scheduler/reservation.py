@@ -33,7 +33,8 @@ def reserve(
 ) -> Reservation | None:
     """The earliest start of ``job`` as running jobs end; None if it never fits (the nodes it
     needs are drained or gone). ``free`` may be negative on a node whose coming GPUs are already
-    promised to another job."""
+    promised to another job. ``releases`` in any order (sorted here: cheap when they come
+    sorted, as from a pass)."""
     future = dict(free)
     fitting = sum(1 for f in future.values() if f >= job.gpus)
     at = now

@@ -9,11 +9,11 @@ time; it holds its GPUs until the grace period ends. A job runs ``min(duration, 
 from __future__ import annotations
 
 import heapq
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from clusterctl.scheduler import fairshare
 from clusterctl.scheduler.pending import PendingQueue
 from clusterctl.scheduler.policy import schedule
 from clusterctl.scheduler.state import (
@@ -26,6 +26,7 @@ from clusterctl.scheduler.state import (
 from clusterctl.simulate.trace import FleetGroup, TraceJob
 
 END, EXIT, ARRIVE = 0, 1, 2
+LN2 = math.log(2)
 
 
 @dataclass
@@ -93,7 +94,13 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
     now = jobs[0].submit_s if jobs else 0.0
     first = now
 
+    caps = {n: NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
+            for n in node_ids}
+    changed: set[str] = set()
+    half_life = config.half_life_s
+
     def release(r: RunningJob, t: float) -> None:
+        changed.update(r.node_ids)
         for node in r.node_ids:
             free[node] += r.gpus
             busy_by_node[index[node]] += r.gpus * (t - r.started_at)
@@ -109,12 +116,15 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
                 owed[team] = owed.get(team, 0.0) + min(q, demand[team]) * dt
                 given[team] = given.get(team, 0.0) + min(q, held[team]) * dt
                 held_s[team] = held_s.get(team, 0.0) + held[team] * dt
+            # fairshare.accrued, term for term, with the decay of this dt computed once
+            keep = 2.0 ** (-dt / half_life)
+            fresh = 1.0 - keep
             for team in held.keys() | usage_team.keys():
-                usage_team[team] = fairshare.accrued(
-                    usage_team.get(team, 0.0), held[team], dt, config.half_life_s)
+                usage_team[team] = (usage_team.get(team, 0.0) * keep
+                                    + held[team] * half_life / LN2 * fresh)
             for key in held_user.keys() | usage_user.keys():
-                usage_user[key] = fairshare.accrued(
-                    usage_user.get(key, 0.0), held_user[key], dt, config.half_life_s)
+                usage_user[key] = (usage_user.get(key, 0.0) * keep
+                                   + held_user[key] * half_life / LN2 * fresh)
             now = t
         while events and events[0][0] == t:
             _, kind, job_id, att = heapq.heappop(events)
@@ -142,11 +152,12 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
                 queue.add(_queued(job))
         if not queue:
             continue
-        caps = [NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
-                for n in node_ids]
-        usage = Usage(dict(usage_team), dict(usage_user))
-        decision = schedule(queue, list(running.values()), caps, now=t, config=config,
-                            usage=usage)
+        for n in changed:  # only the machines whose free GPUs moved since the last pass
+            caps[n] = NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
+        changed.clear()
+        usage = Usage(usage_team, usage_user)  # read by the pass only, before the next change
+        decision = schedule(queue, list(running.values()), list(caps.values()), now=t,
+                            config=config, usage=usage)
         passes += 1
         for p in decision.starts:
             qj = queue.remove(p.job_id)
@@ -154,6 +165,7 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
             r = RunningJob(qj.id, qj.team, qj.user, p.node_ids, qj.gpus, t, qj.time_limit_s,
                            qj.preemptible, submitted_at=qj.submitted_at)
             running[qj.id] = r
+            changed.update(p.node_ids)
             for node in p.node_ids:
                 free[node] -= qj.gpus
             held[qj.team] += r.total_gpus
