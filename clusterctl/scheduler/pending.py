@@ -52,6 +52,9 @@ class PendingQueue:
         self._groups: dict[Group, list[tuple[Key, QueuedJob]]] = {}
         self._teams: dict[str, list[Group]] = {}
         self._by_submit: list[tuple[float, int]] = []
+        self._per_user: dict[tuple[str, str], int] = {}
+        """Jobs per (team, user), so that a pass lists the teams and users with jobs without
+        walking every group."""
         self.asked: dict[Ask, int] = {}
         """GPUs wanted by the typed jobs, per (types, memory) they ask: what a mixed fleet's
         untyped jobs leave alone (kept as jobs come and go, so a pass never scans the queue)."""
@@ -72,6 +75,8 @@ class PendingQueue:
                 entries = groups[g] = []
                 self._teams.setdefault(job.team, []).append(g)
             entries.append(((-job.priority, job.submitted_at, job.id), job))
+            who = (job.team, job.user)
+            self._per_user[who] = self._per_user.get(who, 0) + 1
             by_submit.append((job.submitted_at, job.id))
             if job.gpu_types or job.gpu_mem is not None:
                 self._ask(job, 1)
@@ -103,6 +108,8 @@ class PendingQueue:
             raise ValueError(f"job {job.id} is queued twice")
         self._jobs[job.id] = job
         bisect.insort(self._group(job), (static_key(job), job), key=_first)
+        who = (job.team, job.user)
+        self._per_user[who] = self._per_user.get(who, 0) + 1
         bisect.insort(self._by_submit, (job.submitted_at, job.id))
         if job.gpu_types or job.gpu_mem is not None:
             self._ask(job, 1)
@@ -120,6 +127,11 @@ class PendingQueue:
         entries = self._groups[(job.team, job.user, length_class(job.time_limit_s))]
         key = static_key(job)
         del entries[bisect.bisect_left(entries, key, key=_first)]
+        who = (job.team, job.user)
+        if self._per_user[who] == 1:
+            del self._per_user[who]
+        else:
+            self._per_user[who] -= 1
         pair = (job.submitted_at, job.id)
         del self._by_submit[bisect.bisect_left(self._by_submit, pair)]
         if job.gpu_types or job.gpu_mem is not None:
@@ -127,10 +139,10 @@ class PendingQueue:
         return job
 
     def teams(self) -> list[str]:
-        return [t for t, groups in self._teams.items() if any(self._groups[g] for g in groups)]
+        return list(dict.fromkeys(team for team, _ in self._per_user))
 
     def users(self) -> list[tuple[str, str]]:
-        return list({(g[0], g[1]): None for g, entries in self._groups.items() if entries})
+        return list(self._per_user)
 
     def submitted_before(self, t: float) -> Iterator[QueuedJob]:
         """Jobs submitted before ``t``, oldest first."""

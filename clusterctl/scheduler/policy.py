@@ -86,12 +86,15 @@ class _Pass:
         arrays: dict[int, int] = {}
         reclaiming: dict[Pool, float] = {}
         self.pool_of: dict[int, Pool] = {}
-        for r in running:
+        typed = self.typed
+        pool_of = self.pool_of
+        for r in running:  # once per pass over every running job: kept tight
             total = r.gpus * len(r.node_ids)
-            team_used[r.team] = team_used.get(r.team, 0) + total
-            pool = self.pool_of[r.id] = self.pool(r.team, r.node_ids)
+            team = r.team
+            team_used[team] = team_used.get(team, 0) + total
+            pool = pool_of[r.id] = self.pool(team, r.node_ids) if team in typed else (team, None)
             pool_used[pool] = pool_used.get(pool, 0) + total
-            key = (r.team, r.user)
+            key = (team, r.user)
             user_used[key] = user_used.get(key, 0) + total
             if r.array_id is not None:
                 arrays[r.array_id] = arrays.get(r.array_id, 0) + 1
@@ -275,7 +278,7 @@ class _Pass:
                         self.reservation = res
                         self.d.reserved = (job.id, at)
                 unknown = False
-                if at is not None and not self.estimate_known(at):
+                if explain and at is not None and not self.estimate_known(at):
                     at, unknown = None, True
                 self.d.waiting[job.id] = Wait(  # the simulator (no explain) reads no words
                     R.RESOURCES, self.short_of(job) if explain else "", at, unknown)
