@@ -13,11 +13,13 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from clusterctl.scheduler.state import Ask, QueuedJob
 
 Key = tuple[int, float, int]
+Shape = tuple[int, int, tuple[str, ...], int | None]
+"""(GPUs per node, nodes, GPU types, memory per GPU) of a job's ask."""
 Group = tuple[str, str, int]
 """(team, user, length class)."""
 
@@ -46,12 +48,25 @@ def _first(entry: tuple[Key, QueuedJob]) -> Key:
     return entry[0]
 
 
+K = TypeVar("K")
+
+
+def _bump(counts: dict[K, int], key: K, sign: int) -> None:
+    left = counts.get(key, 0) + sign
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
+
+
 class PendingQueue:
     def __init__(self, jobs: Iterable[QueuedJob] = ()) -> None:
         self._jobs: dict[int, QueuedJob] = {}
         self._groups: dict[Group, list[tuple[Key, QueuedJob]]] = {}
         self._teams: dict[str, list[Group]] = {}
         self._by_submit: list[tuple[float, int]] = []
+        self._shapes: dict[Shape, int] = {}
+        """Jobs per (GPUs, nodes, types, memory) asked: what could fit, without the jobs."""
         self._per_user: dict[tuple[str, str], int] = {}
         """Jobs per (team, user), so that a pass lists the teams and users with jobs without
         walking every group."""
@@ -75,8 +90,7 @@ class PendingQueue:
                 entries = groups[g] = []
                 self._teams.setdefault(job.team, []).append(g)
             entries.append(((-job.priority, job.submitted_at, job.id), job))
-            who = (job.team, job.user)
-            self._per_user[who] = self._per_user.get(who, 0) + 1
+            self._count(job, 1)
             by_submit.append((job.submitted_at, job.id))
             if job.gpu_types or job.gpu_mem is not None:
                 self._ask(job, 1)
@@ -108,8 +122,7 @@ class PendingQueue:
             raise ValueError(f"job {job.id} is queued twice")
         self._jobs[job.id] = job
         bisect.insort(self._group(job), (static_key(job), job), key=_first)
-        who = (job.team, job.user)
-        self._per_user[who] = self._per_user.get(who, 0) + 1
+        self._count(job, 1)
         bisect.insort(self._by_submit, (job.submitted_at, job.id))
         if job.gpu_types or job.gpu_mem is not None:
             self._ask(job, 1)
@@ -127,16 +140,20 @@ class PendingQueue:
         entries = self._groups[(job.team, job.user, length_class(job.time_limit_s))]
         key = static_key(job)
         del entries[bisect.bisect_left(entries, key, key=_first)]
-        who = (job.team, job.user)
-        if self._per_user[who] == 1:
-            del self._per_user[who]
-        else:
-            self._per_user[who] -= 1
+        self._count(job, -1)
         pair = (job.submitted_at, job.id)
         del self._by_submit[bisect.bisect_left(self._by_submit, pair)]
         if job.gpu_types or job.gpu_mem is not None:
             self._ask(job, -1)
         return job
+
+    def _count(self, job: QueuedJob, sign: int) -> None:
+        _bump(self._per_user, (job.team, job.user), sign)
+        _bump(self._shapes, (job.gpus, job.nodes, job.gpu_types, job.gpu_mem), sign)
+
+    def shapes(self) -> list[Shape]:
+        """The distinct (GPUs per node, nodes, types, memory) the queue's jobs ask for."""
+        return list(self._shapes)
 
     def teams(self) -> list[str]:
         return list(dict.fromkeys(team for team, _ in self._per_user))

@@ -26,6 +26,7 @@ will not need. Placement is best fit on the fewest nodes, all or nothing (``plac
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
@@ -607,25 +608,19 @@ def _idle(queue: PendingQueue, running: Sequence[RunningJob], nodes: Sequence[No
 def _any_may_fit(queue: PendingQueue, open_nodes: list[NodeCapacity]) -> bool:
     """Whether some pending job may start on the nodes with free GPUs: a necessary condition
     only (``job.nodes`` nodes it accepts, each with ``job.gpus`` free; one model for a gang
-    and the backfill reservation are the pass's to check)."""
-    seen: set[tuple[int, int, tuple[str, ...], int | None]] = set()
-    accepted: dict[tuple[str | None, int | None, tuple[str, ...], int | None], bool] = {}
-    for job in queue:
-        shape = (job.gpus, job.nodes, *ask_of(job))
-        if shape in seen:
-            continue
-        seen.add(shape)
+    and the backfill reservation are the pass's to check). Asked of the queue's distinct
+    shapes, not of each job."""
+    for gpus, nodes, types, mem in queue.shapes():
         count = 0
         for n in open_nodes:
-            if n.free_gpus < job.gpus:
-                continue
-            key = (n.gpu_model, n.gpu_mem, *ask_of(job))
-            ok = accepted.get(key)
-            if ok is None:
-                ok = accepted[key] = accepts(Group(n.gpu_model, frozenset(), n.gpu_mem),
-                                             ask_of(job))
-            if ok:
+            if n.free_gpus >= gpus and _node_accepts(n.gpu_model, n.gpu_mem, types, mem):
                 count += 1
-                if count >= job.nodes:
+                if count >= nodes:
                     return True
     return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _node_accepts(model: str | None, gpu_mem: int | None, types: tuple[str, ...],
+                  mem: int | None) -> bool:
+    return accepts(Group(model, frozenset(), gpu_mem), (types, mem))
