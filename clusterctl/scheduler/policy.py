@@ -307,8 +307,10 @@ class _Pass:
     @staticmethod
     def _known_miss(missed: list[Shape], gpus: int, nodes: int,
                     among: frozenset[str] | None) -> bool:
-        return any(gpus >= g and nodes >= n and (on is None or on is among)
-                   for g, n, on in missed)
+        for g, n, on in missed:  # a loop, not any(): called for most jobs of a pass
+            if gpus >= g and nodes >= n and (on is None or on is among):
+                return True
+        return False
 
     def fits_free(self, gpus: int, nodes: int, among: frozenset[str] | None = None
                   ) -> tuple[str, ...] | None:
