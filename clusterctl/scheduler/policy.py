@@ -81,8 +81,8 @@ class _Pass:
         to its GPUs)."""
         schedulable = self.free.free
         self.soon: Counter[str] = Counter()
-        team_used: dict[str, float] = {}
-        pool_used: dict[Pool, float] = {}
+        team_used: dict[str, int] = {}
+        pool_used: dict[Pool, int] = {}
         user_used: dict[tuple[str, str], int] = {}
         arrays: dict[int, int] = {}
         reclaiming: dict[Pool, float] = {}
