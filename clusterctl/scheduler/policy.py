@@ -307,7 +307,7 @@ class _Pass:
     @staticmethod
     def _known_miss(missed: list[Shape], gpus: int, nodes: int,
                     among: frozenset[str] | None) -> bool:
-        for g, n, on in missed:  # a loop, not any(): called for most jobs of a pass
+        for g, n, on in missed:  # noqa: SIM110 - a loop, not any(): called for most jobs of a pass
             if gpus >= g and nodes >= n and (on is None or on is among):
                 return True
         return False
