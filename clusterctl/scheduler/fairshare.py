@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from clusterctl.scheduler.state import Usage
+
+K = TypeVar("K")
 
 
 def decayed(value: float, dt: float, half_life_s: float) -> float:
@@ -23,6 +26,16 @@ def accrued(value: float, gpus: float, dt: float, half_life_s: float) -> float:
     """Decayed usage ``dt`` seconds later, with ``gpus`` held throughout."""
     keep = 2.0 ** (-dt / half_life_s)
     return value * keep + gpus * half_life_s / math.log(2) * (1.0 - keep)
+
+
+def accrue_all(usage: dict[K, float], held: Mapping[K, float], dt: float,
+               half_life_s: float) -> None:
+    """:func:`accrued` for every key of ``usage`` or ``held`` (GPUs held, missing: none), in
+    place, the decay of ``dt`` computed once (a replay does this at every instant)."""
+    keep = 2.0 ** (-dt / half_life_s)
+    for k in held.keys() | usage.keys():
+        usage[k] = usage.get(k, 0.0) * keep + held.get(k, 0) * half_life_s / math.log(2) * (
+            1.0 - keep)
 
 
 def interval_usage(gpus: float, start: float, end: float, now: float, half_life_s: float) -> float:

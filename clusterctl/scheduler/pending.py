@@ -51,12 +51,13 @@ def _first(entry: tuple[Key, QueuedJob]) -> Key:
 K = TypeVar("K")
 
 
-def _bump(counts: dict[K, int], key: K, sign: int) -> None:
-    left = counts.get(key, 0) + sign
+def _bump(counts: dict[K, int], key: K, by: int) -> None:
+    """Add ``by`` to ``counts[key]``, dropping the key at zero (a tally of what is queued)."""
+    left = counts.get(key, 0) + by
     if left:
         counts[key] = left
     else:
-        del counts[key]
+        counts.pop(key, None)
 
 
 class PendingQueue:
@@ -92,8 +93,6 @@ class PendingQueue:
             entries.append(((-job.priority, job.submitted_at, job.id), job))
             self._count(job, 1)
             by_submit.append((job.submitted_at, job.id))
-            if job.gpu_types or job.gpu_mem is not None:
-                self._ask(job, 1)
         for entries in groups.values():
             entries.sort(key=_first)
         by_submit.sort()
@@ -124,16 +123,6 @@ class PendingQueue:
         bisect.insort(self._group(job), (static_key(job), job), key=_first)
         self._count(job, 1)
         bisect.insort(self._by_submit, (job.submitted_at, job.id))
-        if job.gpu_types or job.gpu_mem is not None:
-            self._ask(job, 1)
-
-    def _ask(self, job: QueuedJob, sign: int) -> None:
-        ask: Ask = (job.gpu_types, job.gpu_mem)
-        left = self.asked.get(ask, 0) + sign * job.gpus * job.nodes
-        if left:
-            self.asked[ask] = left
-        else:
-            self.asked.pop(ask, None)
 
     def remove(self, job_id: int) -> QueuedJob:
         job = self._jobs.pop(job_id)
@@ -143,13 +132,14 @@ class PendingQueue:
         self._count(job, -1)
         pair = (job.submitted_at, job.id)
         del self._by_submit[bisect.bisect_left(self._by_submit, pair)]
-        if job.gpu_types or job.gpu_mem is not None:
-            self._ask(job, -1)
         return job
 
     def _count(self, job: QueuedJob, sign: int) -> None:
+        """Keep the per-user, per-shape and per-ask tallies as ``job`` comes (1) or goes (-1)."""
         _bump(self._per_user, (job.team, job.user), sign)
         _bump(self._shapes, (job.gpus, job.nodes, job.gpu_types, job.gpu_mem), sign)
+        if job.gpu_types or job.gpu_mem is not None:
+            _bump(self.asked, (job.gpu_types, job.gpu_mem), sign * job.gpus * job.nodes)
 
     def shapes(self) -> list[Shape]:
         """The distinct (GPUs per node, nodes, types, memory) the queue's jobs ask for."""

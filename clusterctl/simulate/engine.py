@@ -9,11 +9,11 @@ time; it holds its GPUs until the grace period ends. A job runs ``min(duration, 
 from __future__ import annotations
 
 import heapq
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from clusterctl.scheduler import fairshare
 from clusterctl.scheduler.pending import PendingQueue
 from clusterctl.scheduler.policy import schedule
 from clusterctl.scheduler.state import (
@@ -26,7 +26,6 @@ from clusterctl.scheduler.state import (
 from clusterctl.simulate.trace import FleetGroup, TraceJob
 
 END, EXIT, ARRIVE = 0, 1, 2
-LN2 = math.log(2)
 
 
 @dataclass
@@ -97,7 +96,6 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
     caps = {n: NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
             for n in node_ids}
     changed: set[str] = set()
-    half_life = config.half_life_s
 
     def release(r: RunningJob, t: float) -> None:
         changed.update(r.node_ids)
@@ -116,15 +114,8 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
                 owed[team] = owed.get(team, 0.0) + min(q, demand[team]) * dt
                 given[team] = given.get(team, 0.0) + min(q, held[team]) * dt
                 held_s[team] = held_s.get(team, 0.0) + held[team] * dt
-            # fairshare.accrued, term for term, with the decay of this dt computed once
-            keep = 2.0 ** (-dt / half_life)
-            fresh = 1.0 - keep
-            for team in held.keys() | usage_team.keys():
-                usage_team[team] = (usage_team.get(team, 0.0) * keep
-                                    + held[team] * half_life / LN2 * fresh)
-            for key in held_user.keys() | usage_user.keys():
-                usage_user[key] = (usage_user.get(key, 0.0) * keep
-                                   + held_user[key] * half_life / LN2 * fresh)
+            fairshare.accrue_all(usage_team, held, dt, config.half_life_s)
+            fairshare.accrue_all(usage_user, held_user, dt, config.half_life_s)
             now = t
         while events and events[0][0] == t:
             _, kind, job_id, att = heapq.heappop(events)
