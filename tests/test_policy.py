@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -13,6 +14,7 @@ from clusterctl.scheduler.pending import PendingQueue
 from clusterctl.scheduler.placement import fits_ever
 from clusterctl.scheduler.policy import schedule
 from clusterctl.scheduler.reservation import reserve
+from clusterctl.scheduler.running import RunningSet
 from clusterctl.scheduler.state import (
     Blocking,
     NodeCapacity,
@@ -254,6 +256,40 @@ def test_pending_queue_order_is_the_same_sorted_whole_or_merged(size: int) -> No
     for team in "abc":
         assert [j.id for j in q.team_order(team, key)] == [
             j.id for j in sorted((j for j in jobs if j.team == team), key=key)]
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "remove", "end"]), st.integers(0, 7),
+                          st.sampled_from("ab"), st.sampled_from("uv"),
+                          st.sampled_from([("n0",), ("n1",), ("n0", "n1")]),
+                          st.integers(1, 4), st.sampled_from([None, 1, 2])), max_size=40))
+def test_running_set_keeps_the_tallies_a_pass_would_count(
+        steps: list[tuple[str, int, str, str, tuple[str, ...], int, int | None]]) -> None:
+    """The replay keeps one RunningSet for a year of passes: its tallies, kept as jobs start,
+    end and are signalled, must equal a count over the jobs running at every step (the
+    policy starts each pass from them)."""
+    rs = RunningSet()
+    jobs: dict[int, RunningJob] = {}
+    for op, i, team, user, nodes, gpus, array in steps:
+        if op == "add" and i not in jobs:
+            jobs[i] = run_(i, nodes, gpus, team=team, user=user, array_id=array)
+            rs.add(jobs[i])
+        elif op == "remove" and i in jobs:
+            assert rs.remove(i) == jobs.pop(i)
+        elif op == "end" and i in jobs:
+            jobs[i] = replace(jobs[i], terminating=True)
+            rs.replace(jobs[i])
+        team_used: Counter[str] = Counter()
+        user_used: Counter[tuple[str, str]] = Counter()
+        first: Counter[tuple[str, str]] = Counter()
+        for r in jobs.values():
+            team_used[r.team] += r.total_gpus
+            user_used[(r.team, r.user)] += r.total_gpus
+            first[(r.team, r.node_ids[0])] += r.total_gpus
+        assert rs.team_used == team_used and rs.user_used == user_used
+        assert rs.first_node_used == first
+        assert rs.arrays == Counter(r.array_id for r in jobs.values() if r.array_id is not None)
+        assert set(rs.terminating) == {r.id for r in jobs.values() if r.terminating}
+        assert sorted(r.id for r in rs) == sorted(jobs) and len(rs) == len(jobs)
+
 
 # -- invariants -------------------------------------------------------------------------------
 

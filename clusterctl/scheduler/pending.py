@@ -71,6 +71,8 @@ class PendingQueue:
         self._per_user: dict[tuple[str, str], int] = {}
         """Jobs per (team, user), so that a pass lists the teams and users with jobs without
         walking every group."""
+        self._sorted: tuple[Callable[[QueuedJob], Any], list[QueuedJob]] | None = None
+        """The last whole order asked for (``sorted_by``), until the queue changes."""
         self.asked: dict[Ask, int] = {}
         """GPUs wanted by the typed jobs, per (types, memory) they ask: what a mixed fleet's
         untyped jobs leave alone (kept as jobs come and go, so a pass never scans the queue)."""
@@ -120,12 +122,14 @@ class PendingQueue:
         if job.id in self._jobs:
             raise ValueError(f"job {job.id} is queued twice")
         self._jobs[job.id] = job
+        self._sorted = None
         bisect.insort(self._group(job), (static_key(job), job), key=_first)
         self._count(job, 1)
         bisect.insort(self._by_submit, (job.submitted_at, job.id))
 
     def remove(self, job_id: int) -> QueuedJob:
         job = self._jobs.pop(job_id)
+        self._sorted = None
         entries = self._groups[(job.team, job.user, length_class(job.time_limit_s))]
         key = static_key(job)
         del entries[bisect.bisect_left(entries, key, key=_first)]
@@ -158,11 +162,20 @@ class PendingQueue:
                 return
             yield self._jobs[job_id]
 
+    def sorted_by(self, key: Callable[[QueuedJob], Any]) -> list[QueuedJob]:
+        """Every job in the order of ``key``, sorted once for as long as the queue and the key
+        stay the same: a pass asks for its whole order and for each team's."""
+        if self._sorted is not None and self._sorted[0] is key:
+            return self._sorted[1]
+        order = sorted(self._jobs.values(), key=key)
+        self._sorted = (key, order)
+        return order
+
     def team_order(self, team: str, key: Callable[[QueuedJob], Any]) -> Iterator[QueuedJob]:
         """One team's jobs, lazily, in the order of ``key`` (as in ``merged``)."""
-        groups = [self._groups[g] for g in self._teams.get(team, [])]
         if len(self._jobs) <= SORT_BELOW:
-            return iter(sorted((job for entries in groups for _, job in entries), key=key))
+            return (job for job in self.sorted_by(key) if job.team == team)
+        groups = [self._groups[g] for g in self._teams.get(team, [])]
         return heapq.merge(*[(job for _, job in entries) for entries in groups], key=key)
 
     def merged(self, key: Callable[[QueuedJob], Any] | None = None) -> Iterator[QueuedJob]:
@@ -172,6 +185,6 @@ class PendingQueue:
         if key is None:
             return (job for _, job in heapq.merge(*self._groups.values(), key=_first))
         if len(self._jobs) <= SORT_BELOW:
-            return iter(sorted(self._jobs.values(), key=key))
+            return iter(self.sorted_by(key))
         heads = [(job for _, job in entries) for entries in self._groups.values() if entries]
         return heapq.merge(*heads, key=key)

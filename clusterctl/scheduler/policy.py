@@ -38,6 +38,7 @@ from clusterctl.scheduler.pending import LENGTH_CLASSES_S, PendingQueue, length_
 from clusterctl.scheduler.placement import FreeMap
 from clusterctl.scheduler.quotas import Pool, pool_type, within_quota
 from clusterctl.scheduler.reservation import Release, Reservation, reserve
+from clusterctl.scheduler.running import RunningSet
 from clusterctl.scheduler.state import (
     Blocking,
     Decision,
@@ -62,7 +63,7 @@ STARVED, TIER0, TIER1 = 0, 1, 2
 
 
 class _Pass:
-    def __init__(self, queue: PendingQueue, running: Sequence[RunningJob],
+    def __init__(self, queue: PendingQueue, running: RunningSet,
                  nodes: Sequence[NodeCapacity], now: float, config: PolicyConfig,
                  usage: Usage) -> None:
         self.queue, self.running, self.now, self.cfg = queue, running, now, config
@@ -81,33 +82,26 @@ class _Pass:
         to its GPUs)."""
         schedulable = self.free.free
         self.soon: Counter[str] = Counter()
-        team_used: dict[str, int] = {}
-        pool_used: dict[Pool, int] = {}
-        user_used: dict[tuple[str, str], int] = {}
-        arrays: dict[int, int] = {}
-        reclaiming: dict[Pool, float] = {}
-        self.pool_of: dict[int, Pool] = {}
         typed = self.typed
-        pool_of = self.pool_of
-        for r in running:  # once per pass over every running job: kept tight
-            total = r.gpus * len(r.node_ids)
-            team = r.team
-            team_used[team] = team_used.get(team, 0) + total
-            pool = pool_of[r.id] = self.pool(team, r.node_ids) if team in typed else (team, None)
-            pool_used[pool] = pool_used.get(pool, 0) + total
-            key = (team, r.user)
-            user_used[key] = user_used.get(key, 0) + total
-            if r.array_id is not None:
-                arrays[r.array_id] = arrays.get(r.array_id, 0) + 1
-            if r.terminating:
-                reclaiming[pool] = reclaiming.get(pool, 0) + total
-                for node in r.node_ids:
-                    if node in schedulable:
-                        self.soon[node] += r.gpus
-        self.team_used: Counter[str] = Counter(team_used)
+        pool_used: dict[Pool, int] = {}
+        if typed:  # a typed team's GPUs count against the type of each job's first node
+            for (team, first), used in running.first_node_used.items():
+                pool = self.pool(team, (first,)) if team in typed else (team, None)
+                pool_used[pool] = pool_used.get(pool, 0) + used
+        else:
+            pool_used = {(team, None): used for team, used in running.team_used.items()}
+        reclaiming: dict[Pool, float] = {}
+        for r in running.terminating.values():
+            pool = self.pool_for(r)
+            reclaiming[pool] = reclaiming.get(pool, 0) + r.total_gpus
+            for node in r.node_ids:
+                if node in schedulable:
+                    self.soon[node] += r.gpus
+        self._pool_of: dict[int, Pool] | None = None
+        self.team_used: Counter[str] = Counter(running.team_used)
         self.pool_used: Counter[Pool] = Counter(pool_used)
-        self.user_used: Counter[tuple[str, str]] = Counter(user_used)
-        self.array_running: Counter[int] = Counter(arrays)
+        self.user_used: Counter[tuple[str, str]] = Counter(running.user_used)
+        self.array_running: Counter[int] = Counter(running.arrays)
         self.claimed_soon: Counter[str] = Counter()
         self.over_quota: dict[Pool, float] = {
             pool: used - self.quota_of(pool) - reclaiming.get(pool, 0.0)
@@ -142,6 +136,17 @@ class _Pass:
         if found is None:
             found = self._pool_types[(team, model)] = pool_type(list(kinds), model)
         return team, found
+
+    def pool_for(self, r: RunningJob) -> Pool:
+        return self.pool(r.team, r.node_ids) if r.team in self.typed else (r.team, None)
+
+    @property
+    def pool_of(self) -> dict[int, Pool]:
+        """Each running job's pool, for preemption (built on first use: most passes reclaim
+        nothing)."""
+        if self._pool_of is None:
+            self._pool_of = {r.id: self.pool_for(r) for r in self.running}
+        return self._pool_of
 
     def quota_of(self, pool: Pool) -> float:
         team, kind = pool
@@ -570,7 +575,7 @@ class _Pass:
 
 def schedule(
     queue: PendingQueue | Sequence[QueuedJob],
-    running: Sequence[RunningJob],
+    running: Sequence[RunningJob] | RunningSet,
     nodes: Sequence[NodeCapacity],
     *,
     now: float,
@@ -583,13 +588,15 @@ def schedule(
     shows them in ``clusterctl jobs``); without it only some get one (the simulator's case)."""
     if not isinstance(queue, PendingQueue):
         queue = PendingQueue(queue)
+    if not isinstance(running, RunningSet):
+        running = RunningSet(running)
     config = config or PolicyConfig()
     if not explain and _idle(queue, running, nodes, config):
         return Decision()
     return _Pass(queue, running, nodes, now, config, usage or Usage()).run(explain)
 
 
-def _idle(queue: PendingQueue, running: Sequence[RunningJob], nodes: Sequence[NodeCapacity],
+def _idle(queue: PendingQueue, running: RunningSet, nodes: Sequence[NodeCapacity],
           config: PolicyConfig) -> bool:
     """Nothing can start (no pending job has the free GPUs it asks, of a type it accepts, on
     enough nodes) and nothing can be reclaimed: the common case of a busy cluster, decided

@@ -9,10 +9,11 @@ lost); the job's nodes are those where the fewest GPUs must be preempted.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container, Hashable, Mapping, Sequence
+from collections.abc import Collection, Container, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clusterctl.scheduler.running import RunningSet
 from clusterctl.scheduler.state import QueuedJob, RunningJob
 
 
@@ -22,7 +23,7 @@ class Plan:
     victims: tuple[RunningJob, ...]
 
 
-def by_node(running: Sequence[RunningJob], over_quota: Mapping[Any, float],
+def by_node(running: Iterable[RunningJob], over_quota: Mapping[Any, float],
             starve_after_s: float | None = None, pools: Mapping[int, Hashable] | None = None
             ) -> dict[str, list[RunningJob]]:
     """The preemption candidates on each node, newest first (built once per pass). A job that
@@ -100,19 +101,18 @@ def plan(
     return Plan(tuple(node for *_, node, _ in chosen), tuple(victims_all.values()))
 
 
-def reclaim_possible(teams: Collection[str], running: Sequence[RunningJob],
+def reclaim_possible(teams: Collection[str], running: RunningSet,
                      quotas: Mapping[str, float], starve_after_s: float | None) -> bool:
     """Could a pass reclaim anything for jobs of these ``teams``: one of them has a GPU of its
     quota left, and some running job could be preempted (a preemptible borrower, counted as
     :func:`by_node` counts them)."""
-    used: dict[str, float] = {}
-    kept: dict[str, float] = {}  # less what is already being reclaimed, as the pass counts it
-    for r in running:
-        total = r.gpus * len(r.node_ids)
-        used[r.team] = used.get(r.team, 0) + total
-        if not r.terminating:
-            kept[r.team] = kept.get(r.team, 0) + total
+    used = running.team_used
     if all(quotas.get(t, 0.0) - used.get(t, 0) < 1 for t in teams):
         return False
+    kept = dict(used)  # less what is already being reclaimed, as the pass counts it
+    for r in running.terminating.values():
+        kept[r.team] -= r.total_gpus
     over = {t: k - quotas.get(t, 0.0) for t, k in kept.items()}
+    if not any(v > 0 for v in over.values()):
+        return False  # no team borrows: no running job is a candidate
     return any(candidate(r, over, starve_after_s) for r in running)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from clusterctl.scheduler import fairshare
 from clusterctl.scheduler.pending import PendingQueue
 from clusterctl.scheduler.policy import schedule
+from clusterctl.scheduler.running import RunningSet
 from clusterctl.scheduler.state import (
     NodeCapacity,
     PolicyConfig,
@@ -76,7 +77,7 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
     events: list[tuple[float, int, int, int]] = [(j.submit_s, ARRIVE, j.id, 0) for j in jobs]
     heapq.heapify(events)
     queue = PendingQueue()
-    running: dict[int, RunningJob] = {}
+    running = RunningSet()
     work_left = {j.id: min(j.duration_s, j.time_limit_s) for j in jobs}
     attempt: Counter[int] = Counter()
     demand: Counter[str] = Counter()
@@ -127,14 +128,14 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
             elif att != attempt[job_id] or job_id not in running:
                 continue  # an end overtaken by a preemption, or the reverse
             elif kind == END:
-                r = running.pop(job_id)
+                r = running.remove(job_id)
                 release(r, t)
                 busy += r.total_gpus * (t - r.started_at)
                 busy_by_model[model_of[r.node_ids[0]]] += r.total_gpus * (t - r.started_at)
                 demand[job.team] -= job.total_gpus
                 rec.end = t
             else:  # EXIT: a preempted job leaves its GPUs and queues again
-                r = running.pop(job_id)
+                r = running.remove(job_id)
                 release(r, t)
                 busy += r.total_gpus * (t - r.started_at)
                 busy_by_model[model_of[r.node_ids[0]]] += r.total_gpus * (t - r.started_at)
@@ -147,7 +148,7 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
             caps[n] = NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
         changed.clear()
         usage = Usage(usage_team, usage_user)  # read by the pass only, before the next change
-        decision = schedule(queue, list(running.values()), list(caps.values()), now=t,
+        decision = schedule(queue, running, list(caps.values()), now=t,
                             config=config, usage=usage)
         passes += 1
         for p in decision.starts:
@@ -155,7 +156,7 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
             rec = records[p.job_id]
             r = RunningJob(qj.id, qj.team, qj.user, p.node_ids, qj.gpus, t, qj.time_limit_s,
                            qj.preemptible, submitted_at=qj.submitted_at)
-            running[qj.id] = r
+            running.add(r)
             changed.update(p.node_ids)
             for node in p.node_ids:
                 free[node] -= qj.gpus
@@ -167,8 +168,7 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
         for pre in decision.preemptions:
             if pre.for_job in queue and not queue.get(pre.for_job).reclaiming:
                 queue.add(replace(queue.remove(pre.for_job), reclaiming=True))
-            r = running[pre.job_id]
-            running[pre.job_id] = replace(r, terminating=True)
+            running.replace(replace(running.get(pre.job_id), terminating=True))
             records[pre.job_id].preemptions += 1
             preemptions += 1
             heapq.heappush(events, (t + config.preempt_grace_s, EXIT, pre.job_id,

@@ -1,0 +1,74 @@
+"""The running jobs as the policy reads them, with the tallies a pass starts from (GPUs held per
+team, per user, per team on each first node; tasks running per array; the jobs ending) kept as
+jobs start and end.
+
+A pass used to walk every running job to build these; the simulator calls a pass at every
+instant of a year's replay (hundreds of thousands of them, a few dozen jobs running each time),
+so it keeps one set across the replay, as it keeps one ``PendingQueue``. The live scheduler
+builds one per pass from the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from clusterctl.scheduler.pending import _bump
+from clusterctl.scheduler.state import RunningJob
+
+
+class RunningSet:
+    def __init__(self, jobs: Iterable[RunningJob] = ()) -> None:
+        self._jobs: dict[int, RunningJob] = {}
+        self.team_used: dict[str, int] = {}
+        self.user_used: dict[tuple[str, str], int] = {}
+        self.first_node_used: dict[tuple[str, str], int] = {}
+        """GPUs per (team, the job's first node): a job counts against the quota type of its
+        first node's model (``quotas.py``), which the pass knows and this set does not."""
+        self.arrays: dict[int, int] = {}
+        self.terminating: dict[int, RunningJob] = {}
+        """Jobs signalled to end (preempted, cancelled): their GPUs come free soon."""
+        for job in jobs:
+            self.add(job)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[RunningJob]:
+        return iter(self._jobs.values())
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def get(self, job_id: int) -> RunningJob:
+        return self._jobs[job_id]
+
+    def add(self, job: RunningJob) -> None:
+        if job.id in self._jobs:
+            raise ValueError(f"job {job.id} is running twice")
+        self._jobs[job.id] = job
+        self._count(job, 1)
+
+    def remove(self, job_id: int) -> RunningJob:
+        job = self._jobs.pop(job_id)
+        self._count(job, -1)
+        return job
+
+    def replace(self, job: RunningJob) -> None:
+        """Put ``job`` in the place of the running job of its id (one now ending, say)."""
+        self._count(self._jobs[job.id], -1)
+        self._jobs[job.id] = job
+        self._count(job, 1)
+
+    def _count(self, job: RunningJob, sign: int) -> None:
+        total = sign * job.gpus * len(job.node_ids)
+        _bump(self.team_used, job.team, total)
+        _bump(self.user_used, (job.team, job.user), total)
+        _bump(self.first_node_used, (job.team, job.node_ids[0] if job.node_ids else ""),
+              total)
+        if job.array_id is not None:
+            _bump(self.arrays, job.array_id, sign)
+        if job.terminating:
+            if sign > 0:
+                self.terminating[job.id] = job
+            else:
+                del self.terminating[job.id]
