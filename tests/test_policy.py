@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import replace
 
@@ -406,3 +407,28 @@ def test_usage_from_allocation_intervals_decays_by_half_life() -> None:
     assert u.user[("a", "al")] == pytest.approx(u.team["b"])
     assert u.team["b"] == pytest.approx(3600, rel=1e-2)
     assert u.team["a"] == pytest.approx(u.user[("a", "ann")] + u.user[("a", "al")])
+
+
+def test_decaying_usage_matches_the_decay_of_each_interval_and_leaves_the_factors() -> None:
+    """The replay keeps usage scaled by a common factor (decay then costs nothing): the true
+    values must be those of each interval decayed to now, over a span long enough to rescale,
+    and the fair-share factors must read the same from the scaled values."""
+    half = 3600.0
+    intervals = [("a", 0.0, 5000.0, 2), ("b", 1000.0, 2000.0, 4), ("a", 300000.0, 1.9e6, 1),
+                 ("b", 1.8e6, 1.8e6 + 7200.0, 8), ("c", 1.85e6, 1.9e6, 3)]  # 500+ half-lives
+    times = sorted({0.0, 1.9e6, *(t for _, s, e, _ in intervals for t in (s, e))})
+    usage: fairshare.DecayingUsage[str] = fairshare.DecayingUsage(half, 0.0)
+    for before, t in itertools.pairwise(times):
+        held = Counter[str]()
+        for team, s, e, gpus in intervals:
+            if s <= before and t <= e:
+                held[team] += gpus
+        usage.accrue(held, t)
+    now = times[-1]
+    exact: dict[str, float] = {}
+    for team, s, e, gpus in intervals:
+        exact[team] = exact.get(team, 0.0) + fairshare.interval_usage(gpus, s, e, now, half)
+    assert usage.at() == pytest.approx(exact, rel=1e-9)
+    quotas = {"a": 4.0, "b": 2.0, "c": 2.0}
+    assert fairshare.team_factors(usage.values, quotas) == pytest.approx(
+        fairshare.team_factors(exact, quotas), rel=1e-9)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from clusterctl.scheduler.state import Usage
 
@@ -22,20 +22,43 @@ def decayed(value: float, dt: float, half_life_s: float) -> float:
     return value * 2.0 ** (-dt / half_life_s)
 
 
-def accrued(value: float, gpus: float, dt: float, half_life_s: float) -> float:
-    """Decayed usage ``dt`` seconds later, with ``gpus`` held throughout."""
-    keep = 2.0 ** (-dt / half_life_s)
-    return value * keep + gpus * half_life_s / math.log(2) * (1.0 - keep)
+class DecayingUsage(Generic[K]):
+    """Decayed usage per key over a long run, at a cost per instant of the keys holding GPUs
+    only (a replay has every user of a year in it, and an instant every few minutes).
 
+    ``values`` are held scaled by ``2^((t - t0)/h)``, a factor common to every key, so decay
+    costs nothing and only what is held accrues; the fair-share factors read only shares of
+    totals (:func:`team_factors`, :func:`user_factors`), which the common factor leaves as they
+    are. :meth:`at` gives the true values. Rescaled to the present before the factor could
+    overflow (about every 500 half-lives)."""
 
-def accrue_all(usage: dict[K, float], held: Mapping[K, float], dt: float,
-               half_life_s: float) -> None:
-    """:func:`accrued` for every key of ``usage`` or ``held`` (GPUs held, missing: none), in
-    place, the decay of ``dt`` computed once (a replay does this at every instant)."""
-    keep = 2.0 ** (-dt / half_life_s)
-    for k in held.keys() | usage.keys():
-        usage[k] = usage.get(k, 0.0) * keep + held.get(k, 0) * half_life_s / math.log(2) * (
-            1.0 - keep)
+    def __init__(self, half_life_s: float, t0: float) -> None:
+        self.values: dict[K, float] = {}
+        self._h = half_life_s
+        self._t0 = t0
+        self._t = t0
+        self._scale = 1.0
+
+    def accrue(self, held: Mapping[K, float], t: float) -> None:
+        """Move to ``t`` with ``held`` GPUs per key held since the last instant."""
+        if t <= self._t:
+            return
+        gain = self._h / math.log(2) * self._scale * math.expm1(
+            math.log(2) * (t - self._t) / self._h)
+        values = self.values
+        for k, gpus in held.items():
+            if gpus:
+                values[k] = values.get(k, 0.0) + gpus * gain
+        self._t = t
+        self._scale = 2.0 ** ((t - self._t0) / self._h)
+        if self._scale > 2.0 ** 500:
+            for k in values:
+                values[k] /= self._scale
+            self._t0, self._scale = t, 1.0
+
+    def at(self) -> dict[K, float]:
+        """The true decayed values at the last instant."""
+        return {k: v / self._scale for k, v in self.values.items()}
 
 
 def interval_usage(gpus: float, start: float, end: float, now: float, half_life_s: float) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from clusterctl.scheduler.state import Ask, QueuedJob
@@ -66,6 +66,8 @@ class PendingQueue:
         self._groups: dict[Group, list[tuple[Key, QueuedJob]]] = {}
         self._teams: dict[str, list[Group]] = {}
         self._by_submit: list[tuple[float, int]] = []
+        self._class: dict[int, int] = {}
+        """Each job's length class (its group's), read by every pass that scores it."""
         self._shapes: dict[Shape, int] = {}
         """Jobs per (GPUs, nodes, types, memory) asked: what could fit, without the jobs."""
         self._per_user: dict[tuple[str, str], int] = {}
@@ -87,6 +89,7 @@ class PendingQueue:
             c = classes.get(limit)
             if c is None:
                 c = classes[limit] = length_class(limit)
+            self._class[job.id] = c
             g = (job.team, job.user, c)
             entries = groups.get(g)
             if entries is None:
@@ -100,7 +103,8 @@ class PendingQueue:
         by_submit.sort()
 
     def _group(self, job: QueuedJob) -> list[tuple[Key, QueuedJob]]:
-        g = (job.team, job.user, length_class(job.time_limit_s))
+        c = self._class[job.id] = length_class(job.time_limit_s)
+        g = (job.team, job.user, c)
         if g not in self._groups:
             self._groups[g] = []
             self._teams.setdefault(job.team, []).append(g)
@@ -118,6 +122,11 @@ class PendingQueue:
     def get(self, job_id: int) -> QueuedJob:
         return self._jobs[job_id]
 
+    @property
+    def length_classes(self) -> Mapping[int, int]:
+        """Each queued job's length class, by job id."""
+        return self._class
+
     def add(self, job: QueuedJob) -> None:
         if job.id in self._jobs:
             raise ValueError(f"job {job.id} is queued twice")
@@ -130,7 +139,7 @@ class PendingQueue:
     def remove(self, job_id: int) -> QueuedJob:
         job = self._jobs.pop(job_id)
         self._sorted = None
-        entries = self._groups[(job.team, job.user, length_class(job.time_limit_s))]
+        entries = self._groups[(job.team, job.user, self._class.pop(job_id))]
         key = static_key(job)
         del entries[bisect.bisect_left(entries, key, key=_first)]
         self._count(job, -1)

@@ -34,7 +34,7 @@ from collections.abc import Set as AbstractSet
 from clusterctl.gpu_types import GIB, matches
 from clusterctl.scheduler import fairshare, preemption
 from clusterctl.scheduler.gpu_groups import Fleet, Group, accepts, ask_of
-from clusterctl.scheduler.pending import LENGTH_CLASSES_S, PendingQueue, length_class
+from clusterctl.scheduler.pending import LENGTH_CLASSES_S, PendingQueue
 from clusterctl.scheduler.placement import FreeMap
 from clusterctl.scheduler.quotas import Pool, pool_type, within_quota
 from clusterctl.scheduler.reservation import Release, Reservation, reserve
@@ -77,6 +77,7 @@ class _Pass:
         self._pool_types: dict[tuple[str, str | None], str] = {}
         self._kinds: dict[tuple[str, tuple[str, ...], int | None], list[str]] = {}
         self._within: dict[tuple[tuple[str, ...], int | None, str], list[NodeSet]] = {}
+        self._sets: dict[tuple[tuple[str, ...], int | None], list[NodeSet]] = {}
         self.only: dict[int, str] = {}
         """Tier-0 jobs of typed teams: the quota type they run within (``groups`` keeps them
         to its GPUs)."""
@@ -188,7 +189,8 @@ class _Pass:
                                           cfg.weight_short)
         max_age = cfg.max_age_s
         shares: dict[tuple[str, str], float] = {}
-        shorts: dict[float | None, float] = {}
+        shorts: dict[int, float] = {}
+        class_of = self.queue.length_classes
 
         keys: dict[int, tuple[int, float, float, int]] = {}
 
@@ -204,10 +206,10 @@ class _Pass:
             if share is None:
                 share = shares[who] = (w_team * team_f.get(job.team, 0.0)
                                        + w_user * user_f.get(who, 0.0))
-            limit = job.time_limit_s
-            short = shorts.get(limit)
+            c = class_of[job.id]
+            short = shorts.get(c)
             if short is None:
-                short = shorts[limit] = w_short * (1.0 - length_class(limit) / classes)
+                short = shorts[c] = w_short * (1.0 - c / classes)
             age = (now - job.submitted_at) / max_age
             if age > 1.0:
                 age = 1.0
@@ -340,8 +342,13 @@ class _Pass:
             return found
         if not self.fleet.mixed and not job.gpu_types and job.gpu_mem is None:
             return _EVERY_NODE  # one model, nothing asked: the common case, at no cost
-        choices = self.fleet.choices(job, self.queue.asked)
-        return _EVERY_NODE if choices is None else [g.nodes for g in choices]
+        ask = (job.gpu_types, job.gpu_mem)
+        found = self._sets.get(ask)
+        if found is None:  # asked for each job the pass looks at, some several times
+            choices = self.fleet.choices(job, self.queue.asked)
+            found = self._sets[ask] = (_EVERY_NODE if choices is None
+                                       else [g.nodes for g in choices])
+        return found
 
     def try_start(self, job: QueuedJob) -> bool:
         groups = self.groups(job)

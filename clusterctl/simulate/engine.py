@@ -82,8 +82,6 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
     attempt: Counter[int] = Counter()
     demand: Counter[str] = Counter()
     held: Counter[str] = Counter()
-    usage_team: dict[str, float] = {}
-    usage_user: dict[tuple[str, str], float] = {}
     held_user: Counter[tuple[str, str]] = Counter()
     quotas = config.quotas
     owed: dict[str, float] = {}
@@ -93,6 +91,9 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
     passes = preemptions = 0
     now = jobs[0].submit_s if jobs else 0.0
     first = now
+    usage_team: fairshare.DecayingUsage[str] = fairshare.DecayingUsage(config.half_life_s, now)
+    usage_user: fairshare.DecayingUsage[tuple[str, str]] = fairshare.DecayingUsage(
+        config.half_life_s, now)
 
     caps = {n: NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
             for n in node_ids}
@@ -115,8 +116,8 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
                 owed[team] = owed.get(team, 0.0) + min(q, demand[team]) * dt
                 given[team] = given.get(team, 0.0) + min(q, held[team]) * dt
                 held_s[team] = held_s.get(team, 0.0) + held[team] * dt
-            fairshare.accrue_all(usage_team, held, dt, config.half_life_s)
-            fairshare.accrue_all(usage_user, held_user, dt, config.half_life_s)
+            usage_team.accrue(held, t)
+            usage_user.accrue(held_user, t)
             now = t
         while events and events[0][0] == t:
             _, kind, job_id, att = heapq.heappop(events)
@@ -147,7 +148,8 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
         for n in changed:  # only the machines whose free GPUs moved since the last pass
             caps[n] = NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
         changed.clear()
-        usage = Usage(usage_team, usage_user)  # read by the pass only, before the next change
+        # Scaled by a common factor (DecayingUsage), which the pass's shares do not see.
+        usage = Usage(usage_team.values, usage_user.values)
         decision = schedule(queue, running, list(caps.values()), now=t,
                             config=config, usage=usage)
         passes += 1
