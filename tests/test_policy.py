@@ -432,3 +432,17 @@ def test_decaying_usage_matches_the_decay_of_each_interval_and_leaves_the_factor
     quotas = {"a": 4.0, "b": 2.0, "c": 2.0}
     assert fairshare.team_factors(usage.values, quotas) == pytest.approx(
         fairshare.team_factors(exact, quotas), rel=1e-9)
+
+
+def test_user_factors_from_kept_team_totals_equal_those_counted() -> None:
+    """The replay hands the pass each team's total and number of users instead of every
+    user's usage to walk: the factors must be the ones counted from the users, a user with
+    jobs but no usage yet counting as one more member of its team."""
+    usage = {("a", "u"): 300.0, ("a", "v"): 100.0, ("b", "w"): 50.0, ("c", "x"): 0.0}
+    asked = [("a", "u"), ("a", "new"), ("b", "w"), ("c", "x"), ("d", "y")]
+    counted = fairshare.user_factors(usage, asked)
+    kept = fairshare.user_factors(usage, asked, ({"a": 400.0, "b": 50.0, "c": 0.0},
+                                                 {"a": 2, "b": 1, "c": 1}))
+    assert kept == pytest.approx(counted)
+    assert counted[("a", "new")] == 1.0 and counted[("d", "y")] == 1.0
+    assert counted[("a", "u")] == pytest.approx(2 ** (-(300 / 400) / (1 / 3)))

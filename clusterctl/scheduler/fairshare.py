@@ -87,25 +87,31 @@ def team_factors(usage: Mapping[str, float], quotas: Mapping[str, float]) -> dic
 
 
 def user_factors(
-    usage: Mapping[tuple[str, str], float], users: Iterable[tuple[str, str]]
+    usage: Mapping[tuple[str, str], float], users: Iterable[tuple[str, str]],
+    teams: tuple[Mapping[str, float], Mapping[str, int]] | None = None,
 ) -> dict[tuple[str, str], float]:
     """The factors of ``users`` (those with pending jobs): equal shares among each team's
     users, counting those with jobs or recent usage. Only the users asked about are computed:
     a year of replay keeps every user it has seen in ``usage``, and a pass orders only the
-    queue."""
+    queue. ``teams``: each team's total usage and number of users in ``usage``, where the
+    caller keeps them (else counted here)."""
     wanted = list(users)
-    members: dict[str, set[str]] = {}
-    team_total: dict[str, float] = {}
-    for (team, user), u in usage.items():
-        members.setdefault(team, set()).add(user)
-        team_total[team] = team_total.get(team, 0.0) + max(0.0, u)
-    for team, user in wanted:
-        members.setdefault(team, set()).add(user)
+    if teams is None:
+        totals: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for (team, _), u in usage.items():
+            counts[team] = counts.get(team, 0) + 1
+            totals[team] = totals.get(team, 0.0) + max(0.0, u)
+    else:
+        totals, counts = dict(teams[0]), dict(teams[1])
+    for who in dict.fromkeys(wanted):
+        if who not in usage:
+            counts[who[0]] = counts.get(who[0], 0) + 1
     out: dict[tuple[str, str], float] = {}
     for who in wanted:
-        total = team_total.get(who[0], 0.0)
+        total = totals.get(who[0], 0.0)
         used = max(0.0, usage.get(who, 0.0)) / total if total > 0 else 0.0
-        out[who] = factor(used, 1.0 / len(members[who[0]]))
+        out[who] = factor(used, 1.0 / counts[who[0]])
     return out
 
 

@@ -182,7 +182,9 @@ class _Pass:
                 yield job, TIER1
             return
         team_f = fairshare.team_factors(self.usage.team, cfg.quotas)
-        user_f = fairshare.user_factors(self.usage.user, self.queue.users())
+        per_team = self.usage.users_per_team
+        user_f = fairshare.user_factors(self.usage.user, self.queue.users(),
+                                        None if per_team is None else (self.usage.team, per_team))
 
         classes = len(LENGTH_CLASSES_S)
         w_team, w_user, w_age, w_short = (cfg.weight_team, cfg.weight_user, cfg.weight_age,

@@ -89,6 +89,10 @@ class Usage:
     team: dict[str, float] = field(default_factory=dict)
     user: dict[tuple[str, str], float] = field(default_factory=dict)
     """Keyed by (team, user)."""
+    users_per_team: dict[str, int] | None = None
+    """How many users of each team ``user`` holds, where the caller keeps the count; with it,
+    ``team`` is each team's total over its users (as it is when both come from the same
+    intervals), so a pass need not walk every user (a replay holds every user of a year)."""
 
 
 class Blocking(str, Enum):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from clusterctl.scheduler import fairshare
-from clusterctl.scheduler.pending import PendingQueue
+from clusterctl.scheduler.pending import PendingQueue, _bump
 from clusterctl.scheduler.policy import schedule
 from clusterctl.scheduler.running import RunningSet
 from clusterctl.scheduler.state import (
@@ -94,6 +94,8 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
     usage_team: fairshare.DecayingUsage[str] = fairshare.DecayingUsage(config.half_life_s, now)
     usage_user: fairshare.DecayingUsage[tuple[str, str]] = fairshare.DecayingUsage(
         config.half_life_s, now)
+    users_per_team: dict[str, int] = {}
+    users_counted = 0
 
     caps = {n: NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
             for n in node_ids}
@@ -104,8 +106,8 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
         for node in r.node_ids:
             free[node] += r.gpus
             busy_by_node[index[node]] += r.gpus * (t - r.started_at)
-        held[r.team] -= r.total_gpus
-        held_user[(r.team, r.user)] -= r.total_gpus
+        _bump(held, r.team, -r.total_gpus)  # gone at zero: the decay walks what is held
+        _bump(held_user, (r.team, r.user), -r.total_gpus)
 
     while events:
         t = events[0][0]
@@ -149,7 +151,10 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
             caps[n] = NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
         changed.clear()
         # Scaled by a common factor (DecayingUsage), which the pass's shares do not see.
-        usage = Usage(usage_team.values, usage_user.values)
+        if len(usage_user.values) != users_counted:  # a user's first GPU-second: count again
+            users_per_team = dict(Counter(team for team, _ in usage_user.values))
+            users_counted = len(usage_user.values)
+        usage = Usage(usage_team.values, usage_user.values, users_per_team)
         decision = schedule(queue, running, list(caps.values()), now=t,
                             config=config, usage=usage)
         passes += 1
