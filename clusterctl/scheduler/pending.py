@@ -73,8 +73,10 @@ class PendingQueue:
         self._per_user: dict[tuple[str, str], int] = {}
         """Jobs per (team, user), so that a pass lists the teams and users with jobs without
         walking every group."""
-        self._sorted: tuple[Callable[[QueuedJob], Any], list[QueuedJob]] | None = None
-        """The last whole order asked for (``sorted_by``), until the queue changes."""
+        self._sorted: tuple[Callable[[QueuedJob], Any], list[QueuedJob],
+                            dict[str, list[QueuedJob]]] | None = None
+        """The last whole order asked for (``sorted_by``) and each team's part of it (built
+        on first use), until the queue changes."""
         self.asked: dict[Ask, int] = {}
         """GPUs wanted by the typed jobs, per (types, memory) they ask: what a mixed fleet's
         untyped jobs leave alone (kept as jobs come and go, so a pass never scans the queue)."""
@@ -174,16 +176,22 @@ class PendingQueue:
     def sorted_by(self, key: Callable[[QueuedJob], Any]) -> list[QueuedJob]:
         """Every job in the order of ``key``, sorted once for as long as the queue and the key
         stay the same: a pass asks for its whole order and for each team's."""
-        if self._sorted is not None and self._sorted[0] is key:
-            return self._sorted[1]
-        order = sorted(self._jobs.values(), key=key)
-        self._sorted = (key, order)
-        return order
+        return self._order(key)[0]
+
+    def _order(self, key: Callable[[QueuedJob], Any]
+               ) -> tuple[list[QueuedJob], dict[str, list[QueuedJob]]]:
+        if self._sorted is None or self._sorted[0] is not key:
+            self._sorted = (key, sorted(self._jobs.values(), key=key), {})
+        return self._sorted[1], self._sorted[2]
 
     def team_order(self, team: str, key: Callable[[QueuedJob], Any]) -> Iterator[QueuedJob]:
         """One team's jobs, lazily, in the order of ``key`` (as in ``merged``)."""
         if len(self._jobs) <= SORT_BELOW:
-            return (job for job in self.sorted_by(key) if job.team == team)
+            order, teams = self._order(key)
+            if not teams:
+                for job in order:
+                    teams.setdefault(job.team, []).append(job)
+            return iter(teams.get(team, []))
         groups = [self._groups[g] for g in self._teams.get(team, [])]
         return heapq.merge(*[(job for _, job in entries) for entries in groups], key=key)
 
