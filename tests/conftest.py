@@ -54,6 +54,7 @@ def _pg_database(base: str) -> Iterator[str]:
 # -- Ray and controllers ----------------------------------------------------------------------
 
 from harness import Controller  # noqa: E402
+from webhook import Hook  # noqa: E402
 
 from clusterctl.executor.local_ray import LocalRay, start_local_ray  # noqa: E402
 
@@ -74,3 +75,11 @@ def controller(ray_head: LocalRay, tmp_path: Path) -> Iterator[Controller]:
     c.start()
     yield c
     c.stop()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    """A local webhook receiver (``webhook.Hook``), shut down after the test."""
+    h = Hook()
+    yield h
+    h.server.shutdown()

@@ -5,59 +5,17 @@ a webhook that is down is retried and logged, never fatal; URLs are their owners
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from harness import Controller
+from webhook import Hook
 
 from clusterctl.executor.local_ray import LocalRay, free_port
 
 pytestmark = pytest.mark.ray
-
-
-class Hook:
-    """A webhook receiver: what was posted to each path."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[str, dict[str, Any]]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                size = int(self.headers.get("Content-Length", 0))
-                hook.got.append((self.path, json.loads(self.rfile.read(size))))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def at(self, path: str, event: str | None = None, timeout: float = 60
-           ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while not (found := [b for p, b in self.got
-                             if p == path and event in (None, b.get("event"))]):
-            assert time.monotonic() < deadline, f"nothing posted to {path}: {self.got}"
-            time.sleep(0.2)
-        return found
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    yield h
-    h.server.shutdown()
 
 
 def test_webhooks_hear_ends_failures_and_drains(ray_head: LocalRay, tmp_path: Path,
