@@ -41,6 +41,16 @@ def energy_since(prev: LastRead | None, boot_id: str, at: float, energy_mj: int 
     return None, None
 
 
+def covered(prev: LastRead | None, boot_id: str, at: float, interval_s: float) -> float:
+    """The time a read at ``at`` stands for: since the GPU's last read (a read a little late
+    on a loaded machine still watched the GPU the whole time, and one early does not count
+    time twice), at most twice the interval (beyond that the agent was away: a gap); the
+    interval for a first read, or after a reboot or a clock that went back."""
+    if prev is None or prev.boot_id != boot_id or at <= prev.at:
+        return interval_s
+    return min(at - prev.at, 2 * interval_s)
+
+
 def sample_rows(snapshot: Snapshot, seq: int, boot_id: str, interval_s: float,
                 last: dict[str, LastRead]) -> tuple[list[dict[str, Any]], dict[str, LastRead]]:
     """The rows for one read (all its GPUs share ``seq``) and the updated last reads."""
@@ -50,13 +60,15 @@ def sample_rows(snapshot: Snapshot, seq: int, boot_id: str, interval_s: float,
     for x in snapshot.xids:
         xids.setdefault(x.index, []).append(x.xid)
     for g in snapshot.gpus:
-        energy, span = energy_since(last.get(g.uuid), boot_id, snapshot.at, g.energy_mj,
+        prev = last.get(g.uuid)
+        energy, span = energy_since(prev, boot_id, snapshot.at, g.energy_mj,
                                     g.power_watts, max_power_gap_s=3 * interval_s)
         updated[g.uuid] = LastRead(boot_id, snapshot.at, g.energy_mj, g.power_watts)
         rows.append({
             "gpu_index": g.index, "gpu_uuid": g.uuid, "model": g.model, "boot_id": boot_id,
             "seq": seq,
-            "t": snapshot.at, "interval_s": interval_s, "utilization": g.utilization,
+            "t": snapshot.at, "interval_s": covered(prev, boot_id, snapshot.at, interval_s),
+            "utilization": g.utilization,
             "memory_used": g.memory_used_bytes, "memory_total": g.memory_total_bytes,
             "power_w": g.power_watts, "energy_counter_mj": g.energy_mj, "energy_mj": energy,
             "span_s": span, "temperature_c": g.temperature_celsius,

@@ -70,6 +70,24 @@ def test_sample_rows_share_seq_and_skip_unidentified_errors() -> None:
     assert last["GPU-a"] == LastRead("boot", 10.0, 1000, 100.0)
 
 
+def test_a_read_stands_for_the_time_since_the_last_up_to_twice_the_interval() -> None:
+    """Coverage is the share of a job's time the samples stand for: a read late on a loaded
+    machine still watched the GPU since the last one; an agent away longer leaves a gap."""
+    def at(t: float, last: dict[str, LastRead]) -> tuple[float, dict[str, LastRead]]:
+        g = GpuSample(0, "GPU-a", "m", 0.5, 1, 2, 100.0, 1000, 50.0, 1400, 0)
+        rows, last = sample_rows(Snapshot(at=t, gpus=(g,), errors=()), 1, "boot", 1.0, last)
+        return rows[0]["interval_s"], last
+
+    first, last = at(100.0, {})
+    late, last = at(101.3, last)
+    early, last = at(101.9, last)
+    away, last = at(110.0, last)
+    assert (first, late, away) == (1.0, pytest.approx(1.3), 2.0)
+    assert early == pytest.approx(0.6)
+    assert at(111.0, {"GPU-a": LastRead("old-boot", 110.5, 900, 90.0)})[0] == 1.0
+    assert at(109.0, last)[0] == 1.0  # the clock went back
+
+
 # -- spool --------------------------------------------------------------------------------------
 
 
