@@ -294,7 +294,8 @@ def plan_figure(results: Sequence[Any]) -> Figure:
     bars.set_xticks(x, [r.scenario.replace(" ", "\n", 1) for r in results], fontsize=8)
     _money_axis(bars, "USD")
     bars.grid(True, axis="y", alpha=0.3)
-    bars.legend()
+    bars.set_ylim(0, bars.get_ylim()[1] * 1.2)  # room above the bars for the legend
+    bars.legend(loc="upper center", ncols=2, fontsize=8)
     bars.set_title("Monthly cost by scenario")
     return fig
 
