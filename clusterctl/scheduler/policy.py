@@ -558,7 +558,10 @@ class _Pass:
         return job.time_limit_s or self.cfg.default_time_limit_s
 
     def future_free(self) -> dict[str, int]:
-        return {n: c - self.claimed_soon[n] for n, c in self.free.free.items()}
+        claimed = self.claimed_soon
+        if not claimed:  # the usual pass: nothing promised from GPUs being freed
+            return dict(self.free.free)
+        return {n: c - claimed.get(n, 0) for n, c in self.free.free.items()}
 
     def releases(self, victims: AbstractSet[int] | None = None) -> list[Release]:
         """When the GPUs of running jobs (and of those this pass started) come back, in time
