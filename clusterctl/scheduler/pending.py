@@ -51,8 +51,9 @@ def _first(entry: tuple[Key, QueuedJob]) -> Key:
 K = TypeVar("K")
 
 
-def _bump(counts: dict[K, int], key: K, by: int) -> None:
-    """Add ``by`` to ``counts[key]``, dropping the key at zero (a tally of what is queued)."""
+def tally(counts: dict[K, int], key: K, by: int) -> None:
+    """Add ``by`` to ``counts[key]``, dropping the key at zero: a count of what is queued or
+    running keeps only what is there."""
     left = counts.get(key, 0) + by
     if left:
         counts[key] = left
@@ -151,10 +152,10 @@ class PendingQueue:
 
     def _count(self, job: QueuedJob, sign: int) -> None:
         """Keep the per-user, per-shape and per-ask tallies as ``job`` comes (1) or goes (-1)."""
-        _bump(self._per_user, (job.team, job.user), sign)
-        _bump(self._shapes, (job.gpus, job.nodes, job.gpu_types, job.gpu_mem), sign)
+        tally(self._per_user, (job.team, job.user), sign)
+        tally(self._shapes, (job.gpus, job.nodes, job.gpu_types, job.gpu_mem), sign)
         if job.gpu_types or job.gpu_mem is not None:
-            _bump(self.asked, (job.gpu_types, job.gpu_mem), sign * job.gpus * job.nodes)
+            tally(self.asked, (job.gpu_types, job.gpu_mem), sign * job.gpus * job.nodes)
 
     def shapes(self) -> list[Shape]:
         """The distinct (GPUs per node, nodes, types, memory) the queue's jobs ask for."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from clusterctl.scheduler.pending import _bump
+from clusterctl.scheduler.pending import tally
 from clusterctl.scheduler.state import RunningJob
 
 
@@ -61,12 +61,12 @@ class RunningSet:
 
     def _count(self, job: RunningJob, sign: int) -> None:
         total = sign * job.gpus * len(job.node_ids)
-        _bump(self.team_used, job.team, total)
-        _bump(self.user_used, (job.team, job.user), total)
-        _bump(self.first_node_used, (job.team, job.node_ids[0] if job.node_ids else ""),
+        tally(self.team_used, job.team, total)
+        tally(self.user_used, (job.team, job.user), total)
+        tally(self.first_node_used, (job.team, job.node_ids[0] if job.node_ids else ""),
               total)
         if job.array_id is not None:
-            _bump(self.arrays, job.array_id, sign)
+            tally(self.arrays, job.array_id, sign)
         if job.terminating:
             if sign > 0:
                 self.terminating[job.id] = job

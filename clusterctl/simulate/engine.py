@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from clusterctl.scheduler import fairshare
-from clusterctl.scheduler.pending import PendingQueue, _bump
+from clusterctl.scheduler.pending import PendingQueue, tally
 from clusterctl.scheduler.policy import schedule
 from clusterctl.scheduler.running import RunningSet
 from clusterctl.scheduler.state import (
@@ -106,8 +106,8 @@ def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConf
         for node in r.node_ids:
             free[node] += r.gpus
             busy_by_node[index[node]] += r.gpus * (t - r.started_at)
-        _bump(held, r.team, -r.total_gpus)  # gone at zero: the decay walks what is held
-        _bump(held_user, (r.team, r.user), -r.total_gpus)
+        tally(held, r.team, -r.total_gpus)  # gone at zero: the decay walks what is held
+        tally(held_user, (r.team, r.user), -r.total_gpus)
 
     while events:
         t = events[0][0]
