@@ -18,10 +18,6 @@ from clusterctl.scheduler.state import Usage
 K = TypeVar("K")
 
 
-def decayed(value: float, dt: float, half_life_s: float) -> float:
-    return value * 2.0 ** (-dt / half_life_s)
-
-
 class DecayingUsage(Generic[K]):
     """Decayed usage per key over a long run, at a cost per instant of the keys holding GPUs
     only (a replay has every user of a year in it, and an instant every few minutes).
@@ -96,14 +92,17 @@ def user_factors(
     queue. ``teams``: each team's total usage and number of users in ``usage``, where the
     caller keeps them (else counted here)."""
     wanted = list(users)
+    totals: Mapping[str, float]
+    counts: dict[str, int]
     if teams is None:
-        totals: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        summed: dict[str, float] = {}
+        counts = {}
         for (team, _), u in usage.items():
             counts[team] = counts.get(team, 0) + 1
-            totals[team] = totals.get(team, 0.0) + max(0.0, u)
+            summed[team] = summed.get(team, 0.0) + max(0.0, u)
+        totals = summed
     else:
-        totals, counts = dict(teams[0]), dict(teams[1])
+        totals, counts = teams[0], dict(teams[1])  # the counts grow by users with no usage
     for who in dict.fromkeys(wanted):
         if who not in usage:
             counts[who[0]] = counts.get(who[0], 0) + 1

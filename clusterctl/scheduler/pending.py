@@ -76,7 +76,7 @@ class PendingQueue:
         walking every group."""
         self._sorted: tuple[Callable[[QueuedJob], Any], list[QueuedJob],
                             dict[str, list[QueuedJob]]] | None = None
-        """The last whole order asked for (``sorted_by``) and each team's part of it (built
+        """The last whole order asked for (``_order``) and each team's part of it (built
         on first use), until the queue changes."""
         self.asked: dict[Ask, int] = {}
         """GPUs wanted by the typed jobs, per (types, memory) they ask: what a mixed fleet's
@@ -174,13 +174,11 @@ class PendingQueue:
                 return
             yield self._jobs[job_id]
 
-    def sorted_by(self, key: Callable[[QueuedJob], Any]) -> list[QueuedJob]:
-        """Every job in the order of ``key``, sorted once for as long as the queue and the key
-        stay the same: a pass asks for its whole order and for each team's."""
-        return self._order(key)[0]
-
     def _order(self, key: Callable[[QueuedJob], Any]
                ) -> tuple[list[QueuedJob], dict[str, list[QueuedJob]]]:
+        """Every job in the order of ``key`` (and each team's part, filled by ``team_order``),
+        sorted once for as long as the queue and the key stay the same: a pass asks for its
+        whole order and for each team's."""
         if self._sorted is None or self._sorted[0] is not key:
             self._sorted = (key, sorted(self._jobs.values(), key=key), {})
         return self._sorted[1], self._sorted[2]
@@ -203,6 +201,6 @@ class PendingQueue:
         if key is None:
             return (job for _, job in heapq.merge(*self._groups.values(), key=_first))
         if len(self._jobs) <= SORT_BELOW:
-            return iter(self.sorted_by(key))
+            return iter(self._order(key)[0])
         heads = [(job for _, job in entries) for entries in self._groups.values() if entries]
         return heapq.merge(*heads, key=key)
