@@ -6,7 +6,7 @@ jobs still works for everyone."""
 from __future__ import annotations
 
 import json
-import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,12 +95,9 @@ def fuzzed(request: pytest.FixtureRequest, ray_head: LocalRay,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
     db = None
     if request.param == "postgres":
-        base = os.environ.get("CLUSTERCTL_TEST_PG_URL")
-        if not base:
-            pytest.skip("CLUSTERCTL_TEST_PG_URL is not set")
-        from conftest import _pg_database
+        from conftest import fresh_pg_database, pg_server
 
-        gen = _pg_database(base)
+        gen = fresh_pg_database(pg_server())
         db = next(gen)
     root: Path = tmp_path_factory.mktemp(f"fuzz-{request.param}")
     c = Controller(root / "ctl", ray_head.address, ray_head.token_file, db_url=db)
@@ -167,19 +164,32 @@ def test_every_field_takes_every_hostile_value_without_5xx(
 
 
 def test_agent_ingest_refuses_garbage_without_5xx(fuzzed: Controller) -> None:
+    """The agent's ingest route, fuzzed from a batch it accepts: the batch's own fields and
+    each field of its sample given hostile values, and bodies that are not batches at all."""
     token = fuzzed.cli("admin", "node-token", "fz-agent").stdout.strip()
-    sample = {"node": "fz-agent", "samples": [{
-        "gpu_uuid": "GPU-1", "gpu_index": 0, "boot_id": "b", "seq": 1, "ts_ms": 1,
-        "utilization": 0.5, "memory_used": 1, "memory_total": 2}]}
+    sample = {"gpu_uuid": "GPU-1", "gpu_index": 0, "boot_id": "b", "seq": 1,
+              "t": time.time(), "interval_s": 5.0, "utilization": 0.5, "memory_used": 1,
+              "memory_total": 2}
+    batch = {"node": "fz-agent", "samples": [sample]}
+    accepted = call(fuzzed, "POST", "/v1/agent/samples", json.dumps(batch).encode(), {}, token)
+    assert accepted.status_code == 200 and accepted.json()["inserted"] == 1, accepted.text
+    one_sample = mutated(sample).map(lambda s: json.dumps(
+        {"node": "fz-agent", "samples": [s]}, ensure_ascii=True).encode())
 
     @settings(max_examples=80, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(body=bodies(sample))
+    @given(body=bodies(batch) | one_sample)
     def probe(body: bytes) -> None:
         r = call(fuzzed, "POST", "/v1/agent/samples", body, {}, token)
         assert r.status_code < 500, (body, r.status_code, r.text)
 
     probe()
+    for key in [*sample, "unknown_field"]:  # each field of a sample, each hostile value
+        for value in HOSTILE:
+            body = json.dumps({"node": "fz-agent", "samples": [{**sample, key: value}]},
+                              ensure_ascii=True).encode()
+            r = call(fuzzed, "POST", "/v1/agent/samples", body, {}, token)
+            assert r.status_code < 500, (key, repr(value)[:80], r.status_code, r.text)
     nodes = call(fuzzed, "GET", "/v1/nodes", None, {}, fuzzed.token())
     assert nodes.status_code == 200, nodes.text
 
