@@ -4,9 +4,7 @@ scheduler holds off, and everything works again once the database is back, nothi
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,12 +21,9 @@ pytestmark = [pytest.mark.ray, pytest.mark.postgres]
 
 @pytest.fixture
 def proxied_pg() -> Iterator[tuple[str, TcpProxy]]:
-    base = os.environ.get("CLUSTERCTL_TEST_PG_URL")
-    if not base:
-        pytest.skip("CLUSTERCTL_TEST_PG_URL is not set")
-    from conftest import _pg_database
+    from conftest import fresh_pg_database, pg_server
 
-    gen = _pg_database(base)
+    gen = fresh_pg_database(pg_server())
     url = make_url(next(gen))
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     proxy.start()
@@ -56,12 +51,13 @@ def test_a_database_outage_is_a_503_and_a_wait_not_a_500(
         assert health.status_code == 503 and "unavailable" in health.json()["database"]
         waiting = subprocess.Popen([*clusterctl_argv(), "jobs", "--all", "--json"], env=c.env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(4)
-        assert waiting.poll() is None  # still waiting for the database, not failed
+        assert waiting.stderr is not None
+        said = waiting.stderr.readline()  # blocks until the CLI says why it waits (or exits)
+        assert "waiting for the controller: database unavailable" in said, said
+        assert waiting.poll() is None  # said it waits, and waits: not failed
         proxy.start()
         out, err = waiting.communicate(timeout=90)
-        assert waiting.returncode == 0, err
-        assert "waiting for the controller: database unavailable" in err
+        assert waiting.returncode == 0, said + err
         assert str(before) in out
         after = c.submit("--", "true")  # the scheduler took up its work again
         assert c.wait_done(after)["state"] == "SUCCEEDED"
