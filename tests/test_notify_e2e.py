@@ -30,15 +30,18 @@ def test_webhooks_hear_ends_failures_and_drains(ray_head: LocalRay, tmp_path: Pa
         assert r.returncode == 0 and json.loads(r.stdout)["url"] == f"{hook.url}/me"
 
         ok = c.submit("--notify", f"{hook.url}/job", "--name", "fine", "--", "true")
-        down = f"http://127.0.0.1:{free_port()}/down"
-        bad = c.submit("--notify", down, "--name", "broken", "--", "sh", "-c", "exit 3")
         assert c.wait_done(ok)["state"] == "SUCCEEDED"
-        assert c.wait_done(bad)["state"] == "FAILED"
-
         [end] = hook.at("/job")
         assert (end["event"], end["job_id"], end["state"], end["name"]) == (
             "job_succeeded", ok, "SUCCEEDED", "fine")
         assert end["text"].startswith(f"clusterctl: job {ok} fine of ")
+        # Only now the failing job: the notifier reads ends in order and queues their
+        # deliveries first in, first out, so whatever `ok` sent to /me was queued before
+        # anything of `bad`; once `bad` has reached /me, a success sent there would have too.
+        down = f"http://127.0.0.1:{free_port()}/down"
+        bad = c.submit("--notify", down, "--name", "broken", "--", "sh", "-c", "exit 3")
+        assert c.wait_done(bad)["state"] == "FAILED"
+
         for path in ("/me", "/team", "/cluster"):  # a failure reaches every owner's hook
             [failed] = hook.at(path)
             assert (failed["event"], failed["job_id"], failed["state"]) == (
