@@ -47,7 +47,9 @@ def test_agent_once_reads_every_gpu() -> None:
         assert g["uuid"].startswith(("GPU-", "MIG-"))
         assert g["utilization"] is None or 0 <= g["utilization"] <= 1
         assert g["memory_total_bytes"] and 0 <= g["memory_used_bytes"] <= g["memory_total_bytes"]
-        assert g["power_watts"] is None or 0 < g["power_watts"] < 2000
+        # Every GPU this product supports (Volta and later, GeForce included) reads its power:
+        # a reader that loses it would price every job's energy at nothing.
+        assert g["power_watts"] is not None and 0 < g["power_watts"] < 2000, g
         assert g["temperature_celsius"] is None or 0 < g["temperature_celsius"] < 120
 
 
