@@ -101,9 +101,16 @@ def test_a_retry_does_not_land_on_the_node_that_just_died(tmp_path: Path) -> Non
         while not any(h["state"] == "LOST" for h in ctl.show(job_id)["history"]):
             assert time.monotonic() < deadline
             time.sleep(0.3)
-        # Until Ray drops it, `nodes` says the dead node is not answering (nothing lands there).
-        listed = {n["name"]: n for n in ctl.json("nodes")}
-        assert dead not in listed or listed[dead]["suspect"], listed[dead]
+        # Until Ray drops it, `nodes` says the dead node is not answering (nothing lands
+        # there): checked on every listing from the LOST until the node has left the list,
+        # which it must (Ray drops a node that stopped answering its health checks).
+        shown = 0
+        while dead in (listed := {n["name"]: n for n in ctl.json("nodes")}):
+            assert listed[dead]["suspect"], listed[dead]
+            assert time.monotonic() < deadline, f"Ray still lists {dead}: {listed[dead]}"
+            shown += 1
+            time.sleep(0.3)
+        print(f"{dead} shown as not answering in {shown} listings before Ray dropped it")
         while (job := ctl.show(job_id))["state"] not in ("SUCCEEDED", "FAILED", "LOST"):
             assert time.monotonic() < deadline, [(h["state"], h["reason"][:60])
                                                  for h in job["history"]]
