@@ -161,9 +161,9 @@ def pg_admin(url: str, sql: str) -> None:
 @pytest.mark.timeout(1200)  # two playbook runs, the first installing Ray and all into a venv
 def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         base: Path, tmp_path: Path) -> None:
-    pg = os.environ.get("CLUSTERCTL_TEST_PG_URL")
-    if not pg:
-        pytest.skip("CLUSTERCTL_TEST_PG_URL is not set")
+    from conftest import pg_server
+
+    pg = pg_server()
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.skip("applying the playbook to this machine needs root and apt")
     db = "clusterctl_deploy_test"

@@ -45,9 +45,9 @@ def labels(node: str) -> str:
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    base = os.environ.get("CLUSTERCTL_TEST_PG_URL")
-    if not base:
-        pytest.skip("CLUSTERCTL_TEST_PG_URL is not set")
+    from conftest import pg_server
+
+    base = pg_server()
     import psycopg
 
     name = f"clusterctl_prod_{os.getpid()}"

@@ -164,11 +164,9 @@ def test_a_second_controller_on_the_same_database_refuses_to_start(
         backend: str, ray_head: LocalRay, tmp_path: Path) -> None:
     """Two controllers on one database would both launch the same jobs (#16): the second
     stops before it starts anything, naming the host and process of the first."""
-    from conftest import PG_URL, _pg_database
+    from conftest import fresh_pg_database, pg_server
 
-    if backend == "postgres" and not PG_URL:
-        pytest.skip("CLUSTERCTL_TEST_PG_URL is not set")
-    databases = _pg_database(PG_URL) if backend == "postgres" else None
+    databases = fresh_pg_database(pg_server()) if backend == "postgres" else None
     db = next(databases) if databases else f"sqlite:///{tmp_path / 'shared.db'}"
     first = Controller(tmp_path / "first", ray_head.address, ray_head.token_file, db_url=db)
     second = Controller(tmp_path / "second", ray_head.address, ray_head.token_file, db_url=db)
