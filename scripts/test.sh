@@ -1,12 +1,36 @@
 #!/usr/bin/env bash
 # Install clusterctl with its test extras into .venv and run the whole test suite (all but the
-# `gpu` marker, which needs a real NVIDIA driver), after ruff, mypy and import-linter's layers.
+# `gpu` marker, which needs a real NVIDIA driver), after ruff, mypy and import-linter's layers,
+# in parallel workers (pytest-xdist; CLUSTERCTL_TEST_WORKERS, default 4: most tests wait on
+# servers and jobs, not on the CPU). Where CLUSTERCTL_TEST_PG_URL is not set and PostgreSQL's
+# server is installed, a throwaway PostgreSQL of its own runs the PostgreSQL tests.
+#
+#   bash scripts/test.sh             the whole suite, as CI runs it (.ci/run)
+#   bash scripts/test.sh --quick     unit and property tests only: no Ray, no servers (~1 min)
+#   bash scripts/test.sh ARGS...     pytest arguments, e.g. tests/test_policy.py -k fair
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c requirements.lock -e '.[test,plots]'
+
+quick=0
+if [[ "${1:-}" == "--quick" ]]; then
+    quick=1
+    shift
+fi
+
+if [[ $quick == 0 || ! -x .venv/bin/pytest ]]; then
+    python3 -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -c requirements.lock -e '.[test,plots]'
+fi
 .venv/bin/ruff check .
+workers="${CLUSTERCTL_TEST_WORKERS:-4}"
+if [[ $quick == 1 ]]; then
+    exec .venv/bin/python -m pytest -m "not gpu and not ray and not postgres and not slow" \
+        -n 2 --dist loadscope "$@"
+fi
 .venv/bin/mypy
 .venv/bin/lint-imports
-.venv/bin/python -m pytest -m "not gpu" "$@"
+
+# shellcheck source=scripts/throwaway-pg.sh
+source scripts/throwaway-pg.sh
+.venv/bin/python -m pytest -m "not gpu" -n "$workers" --dist loadscope "$@"

@@ -22,6 +22,12 @@ from clusterctl.executor.local_ray import ensure_token
 
 PG_URL = os.environ.get("CLUSTERCTL_TEST_PG_URL")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # xdist's workers set COLUMNS=80 and LINES=24 for themselves; the CLI processes the tests
+    # start would inherit them and print tables cut to 80 columns, unlike under a plain run.
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
+
 # Ray reads its auth mode when first imported, and pytest may import it while collecting: give
 # this test process (and the in-process ray.cluster_utils clusters) a token before that.
 RAY_TOKEN = ensure_token(Path(tempfile.mkdtemp(prefix="clusterctl-test-ray-")) / "auth_token")
@@ -99,3 +105,26 @@ def hook() -> Iterator[Hook]:
     h = Hook()
     yield h
     h.server.shutdown()
+
+
+# -- parallel workers: markers and order ------------------------------------------------------
+
+LONGEST_FIRST = (
+    "test_deploy.py", "test_chaos_e2e.py", "test_compiled_build.py", "test_ray_outage_e2e.py",
+    "test_demo_e2e.py", "test_jobs_e2e.py", "test_recovery_e2e.py", "test_multinode_e2e.py",
+)
+"""Modules that take a minute or more (the suite's durations report): handed out to the
+workers first, so that none of them starts last and trails the run."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Anything on the shared Ray head is a Ray test, marked or not: `--quick` leaves it out.
+    for item in items:
+        if "ray_head" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a module's tests keep their order

@@ -52,6 +52,7 @@ def _compiled_modules() -> list[str]:
     return [p.lstrip("/") for p in hook["include"]]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                     reason="no C compiler for mypyc")
 def test_the_compiled_core_decides_as_the_sources_do(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ def test_role_pins_the_release_this_repository_builds() -> None:
     assert defaults["common_version"] == version.group(1)
 
 
+@pytest.mark.slow
 def test_ansible_lint_production_profile_and_syntax() -> None:
     lint = subprocess.run([tool("ansible-lint"), "--offline", "--profile", "production"],
                           cwd=ANSIBLE, capture_output=True, text=True, timeout=600)
@@ -308,6 +309,7 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
     assert counts["failed"] == 0
 
 
+@pytest.mark.slow
 def test_a_gpu_host_without_the_driver_stops_the_play_naming_it(tmp_path: Path) -> None:
     if shutil.which("nvidia-smi"):
         pytest.skip("this machine has an NVIDIA driver")
