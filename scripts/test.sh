@@ -26,11 +26,11 @@ fi
 workers="${CLUSTERCTL_TEST_WORKERS:-4}"
 if [[ $quick == 1 ]]; then
     exec .venv/bin/python -m pytest -m "not gpu and not ray and not postgres and not slow" \
-        -n 2 --dist loadscope "$@"
+        -n 2 --dist loadgroup --no-loadscope-reorder "$@"
 fi
 .venv/bin/mypy
 .venv/bin/lint-imports
 
 # shellcheck source=scripts/throwaway-pg.sh
 source scripts/throwaway-pg.sh
-.venv/bin/python -m pytest -m "not gpu" -n "$workers" --dist loadscope "$@"
+.venv/bin/python -m pytest -m "not gpu" -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"

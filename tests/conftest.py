@@ -107,21 +107,44 @@ def hook() -> Iterator[Hook]:
     h.server.shutdown()
 
 
-# -- parallel workers: markers and order ------------------------------------------------------
+# -- parallel workers: markers, groups and order -----------------------------------------------
 
 LONGEST_FIRST = (
-    "test_deploy.py", "test_chaos_e2e.py", "test_compiled_build.py", "test_ray_outage_e2e.py",
-    "test_demo_e2e.py", "test_jobs_e2e.py", "test_recovery_e2e.py", "test_multinode_e2e.py",
+    "test_deploy.py", "test_api_fuzz.py", "test_compiled_build.py", "test_agent_e2e.py",
+    "test_jobs_e2e.py", "test_recovery_e2e.py", "test_interactive_e2e.py",
+    "test_scheduling_e2e.py", "test_chaos_e2e.py", "test_multinode_e2e.py",
 )
-"""Modules that take a minute or more (the suite's durations report): handed out to the
-workers first, so that none of them starts last and trails the run."""
+"""Modules whose tests take the longest (the suite's durations report, 2026-12-06): handed
+out to the workers first, so that none of them starts last and trails the run."""
+
+SHARED_SCOPES = ("module", "class", "package")
 
 
+def _shared_group(item: pytest.Item) -> str | None:
+    """Tests that share a fixture instance wider than one test (a module's controller) must
+    run on one worker: the module, and that fixture's parameter (the fuzz's SQLite controller
+    and its PostgreSQL one are two groups). None: the test goes to any worker on its own."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    shared = sorted(name for name in info.names_closure
+                    if (defs := info.name2fixturedefs.get(name)) and defs[-1].scope
+                    in SHARED_SCOPES)
+    if not shared:
+        return None
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return item.path.name + "".join(f"[{params[n]}]" for n in shared if n in params)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist turns the groups into work units
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Anything on the shared Ray head is a Ray test, marked or not: `--quick` leaves it out.
     for item in items:
+        # Anything on the shared Ray head is a Ray test, marked or not: `--quick` leaves it out.
         if "ray_head" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
+        group = _shared_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
     def rank(item: pytest.Item) -> int:
         name = item.path.name
