@@ -33,4 +33,11 @@ fi
 
 # shellcheck source=scripts/throwaway-pg.sh
 source scripts/throwaway-pg.sh
-.venv/bin/python -m pytest -m "not gpu" -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"
+spread=(-n "$workers")
+if [[ $(id -u) == 0 ]] && command -v unshare >/dev/null 2>&1; then
+    # Each worker in a PID namespace of its own (scripts/ns-python): the simulated agents find
+    # their GPUs' processes in /proc, and must not see another worker's "node-a" jobs.
+    export CLUSTERCTL_TEST_PYTHON="$PWD/.venv/bin/python"
+    spread=(--tx "$workers*popen//python=$PWD/scripts/ns-python")
+fi
+.venv/bin/python -m pytest -m "not gpu" "${spread[@]}" --dist loadgroup --no-loadscope-reorder "$@"
