@@ -46,7 +46,10 @@ def utc(iso: str) -> datetime:
 
 def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller,
                                                            agent: Agent) -> None:
-    busy = "import time\nend = time.time() + 15\nwhile time.time() < end: pass"
+    # Busy until the test has looked at it running (a fixed length ran out under load).
+    release = controller.root / "release"
+    busy = (f"import os, time\nend = time.time() + 300\n"
+            f"while time.time() < end and not os.path.exists({str(release)!r}): pass")
     job_id = controller.submit("--gpus", "2", "--", "python3", "-c", busy)
     started = utc(controller.wait_state(job_id, {"RUNNING"})["started_at"])
 
@@ -77,6 +80,7 @@ def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller
     wait_for(lambda: labelled() == sorted(str(g["index"]) for g in held), timeout=30,
              what="the agent's metrics labelled with the job")
 
+    release.touch()
     done = controller.wait_done(job_id)
     assert done["state"] == "SUCCEEDED"
     # the read after the end carries energy used up to it: wait until samples cover the run
