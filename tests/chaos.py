@@ -206,9 +206,10 @@ class Chaos:
         return _parent(shim) if shim else None
 
     def run(self, duration_s: float, fault_every_s: tuple[float, float] = (6, 12),
-            max_live: int = 12) -> Report:
+            max_live: int = 12, min_jobs: int = 0) -> Report:
         """Jobs and faults for ``duration_s``, and on until every kind of fault has happened at
-        least once (a slow machine recovers slowly; up to 180 s more). Faults run on this
+        least once and ``min_jobs`` jobs were accepted (a slow or loaded machine recovers and
+        submits slowly; up to 180 s more). Faults run on this
         thread (Ray's ``Cluster.add_node`` must), submissions on another; an error of the
         harness itself is a violation, never a silent stop."""
         kinds = [k for k in KINDS if k != "database" or self.cut_db]
@@ -229,8 +230,9 @@ class Chaos:
         try:
             while True:
                 every_kind = {k for _, k in self.report.events} >= set(kinds)
+                enough = every_kind and len(self.submitted) >= min_jobs
                 now = time.monotonic()
-                if now >= deadline + 180 or (now >= deadline and every_kind):
+                if now >= deadline + 180 or (now >= deadline and enough):
                     break
                 time.sleep(self.rng.uniform(*fault_every_s))
                 if not plan:

@@ -44,7 +44,8 @@ def test_chaos_leaves_every_invariant_standing(
     print(f"chaos seed {chaos.seed} (CHAOS_SEED={chaos.seed} replays it)")
     try:
         chaos.start()
-        chaos.run(float(os.environ.get("CHAOS_SECONDS", "40")), fault_every_s=(2, 4))
+        chaos.run(float(os.environ.get("CHAOS_SECONDS", "40")), fault_every_s=(2, 4),
+                  min_jobs=20)
         report = chaos.check(chaos.settle())
     finally:
         chaos.stop()
