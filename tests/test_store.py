@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from factories import new_job
@@ -91,6 +92,42 @@ def test_cancel_pending_running_and_ended(store: JobStore) -> None:
     outcome, after = store.request_cancel(running.id, "root", True)
     assert outcome == "requested" and after.cancel_requested
     assert store.request_cancel(999_999, "alice", False)[0] == "missing"
+
+
+def test_a_cancel_outlives_every_way_back_to_the_queue(store: JobStore) -> None:
+    """#37: a cancel asked while a job holds GPUs is stored with its time and reason, and
+    whatever would put the attempt back in the queue (a restart before it started, a start
+    that failed, a preemption, a lost runner within its retries) ends it CANCELLED instead;
+    the pass cannot start it again."""
+    def cancelled_while_active(running: bool, **ask: object) -> object:
+        job = store.submit(new_job(**ask))
+        store.start(job, ["n"])
+        job = store.get(job.id)
+        if running:
+            store.mark_running(job.id, job.attempt, [], datetime.now(timezone.utc))
+        stale = store.get(job.id)  # what the pass had read before the cancel came
+        outcome, after = store.request_cancel(job.id, "alice", False)
+        assert outcome == "requested" and after.cancel_requested
+        assert after.cancel_asked_at is not None and after.cancel_reason == "cancelled by alice"
+        return stale
+
+    for back in (lambda j: store.requeue(j, "controller restarted before the job started"),
+                 lambda j: store.preempted(j, "preempted")):
+        stale = cancelled_while_active(running=False)
+        assert back(stale)
+        job = store.get(stale.id)
+        assert (job.state, job.reason) == ("CANCELLED", "cancelled by alice"), job
+        assert store.start(job, ["n"]) is None and store.get(job.id).state == "CANCELLED"
+
+    stale = cancelled_while_active(running=True, retries=3)
+    assert store.finish(stale, JobState.LOST, "runner gone while the controller was down")
+    job = store.get(stale.id)
+    assert job.state == "CANCELLED" and job.requeues == 0, job
+    assert job.reason == "cancelled by alice (runner gone while the controller was down)"
+    assert "PENDING" not in [h.state for h in store.history(job.id)][1:]
+
+    first = store.request_cancel(stale.id, "root", True)  # ended: the first cancel stands
+    assert first[0] == "ended" and store.get(stale.id).cancel_reason == "cancelled by alice"
 
 
 def test_concurrent_starts_apply_once(store: JobStore) -> None:
@@ -180,3 +217,65 @@ def test_the_notifier_reads_an_end_once_it_has_settled(store: JobStore, db_url: 
     assert notify.events_after(0, ["FAILED"], before=now - timedelta(seconds=3)) == []
     [(event, ended)] = notify.events_after(0, ["FAILED"], before=now + timedelta(seconds=1))
     assert (event.state, ended.id) == ("FAILED", job.id)
+
+
+LIFECYCLE_STEPS = ("start", "running", "cancel", "requeue", "preempted", "lost", "succeeded",
+                   "preempt")
+
+
+WHERE = {"start": {"PENDING"}, "running": {"STARTING"}, "requeue": {"STARTING"},
+         "preempted": {"STARTING", "RUNNING"}, "lost": {"STARTING", "RUNNING"},
+         "succeeded": {"RUNNING"}, "preempt": {"STARTING", "RUNNING"},
+         "cancel": {s.value for s in S}}
+
+
+def test_cancelled_is_final_whatever_follows(tmp_path: Path) -> None:
+    """Property (#37): in any sequence of what the controller does to a job, each from a read
+    that may be stale, once a cancel has been accepted the job never starts again, and once
+    CANCELLED it stays so."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    url = f"sqlite:///{tmp_path / 'life.db'}"
+    migrate(url)
+    store = JobStore(make_engine(url))
+    now = datetime.now(timezone.utc)
+
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(steps=st.lists(st.tuples(st.sampled_from(LIFECYCLE_STEPS), st.booleans()),
+                          max_size=14))
+    def lifecycle(steps: list[tuple[str, bool]]) -> None:
+        job = store.submit(new_job(retries=2))
+        read = store.get(job.id)
+        cancelled_at = None  # how many history rows there were when a cancel was accepted
+        for step, fresh in steps:
+            if fresh:
+                read = store.get(job.id)
+            if read.state not in WHERE[step]:
+                continue  # the controller asks this only of a job it read in these states
+            if step == "start":
+                store.start(read, ["n"])
+            elif step == "running":
+                store.mark_running(job.id, read.attempt, [], now)
+            elif step == "cancel":
+                if store.request_cancel(job.id, "alice", False)[0] in ("cancelled", "requested"):
+                    cancelled_at = cancelled_at or len(store.history(job.id))
+            elif step == "requeue":
+                store.requeue(read, "controller restarted before the job started")
+            elif step == "preempted":
+                store.preempted(read, "preempted")
+            elif step == "lost":
+                store.finish(read, S.LOST, "runner lost")
+            elif step == "succeeded":
+                store.finish(read, S.SUCCEEDED, "exit 0", exit_code=0)
+            elif step == "preempt":
+                store.request_preempt(job.id, read.attempt, "reclaim")
+        states = [h.state for h in store.history(job.id)]
+        if cancelled_at is not None:
+            assert "STARTING" not in states[cancelled_at:], states
+            assert "PENDING" not in states[cancelled_at:], states
+        if "CANCELLED" in states:
+            assert states[states.index("CANCELLED"):] == ["CANCELLED"], states
+
+    lifecycle()

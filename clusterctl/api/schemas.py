@@ -81,6 +81,10 @@ class JobOut(BaseModel):
     attempt: int
     exit_code: int | None
     cancel_requested: bool
+    cancel_asked_at: datetime | None = None
+    """When the cancel was asked (the CANCELLED event in the history says when it took
+    effect)."""
+    cancel_reason: str | None = None
     workdir: str | None
     node_names: list[str]
     submitted_at: datetime

@@ -306,6 +306,13 @@ def show(
         console.print(f"  workdir: {j['workdir']}", markup=False)
     if j["exit_code"] is not None:
         console.print(f"  exit code: {j['exit_code']}")
+    if j.get("cancel_asked_at"):
+        took = next((h["at"] for h in j["history"] if h["state"] == "CANCELLED"), None)
+        effect = (f"took effect {local_time(took)}" if took
+                  else "not yet in effect" if j["state"] in ("STARTING", "RUNNING")
+                  else f"the job ended {j['state']} first")
+        console.print(f"  cancel: asked {local_time(j['cancel_asked_at'])} "
+                      f"({j.get('cancel_reason') or 'cancelled'}); {effect}", markup=False)
     history = Table(title="history", box=None, title_justify="left")
     for col in ("AT", "STATE", "ATTEMPT", "REASON"):
         history.add_column(col)

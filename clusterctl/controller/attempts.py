@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 
 from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.controller.unanswered import PollFailures
 from clusterctl.executor.types import (
     Executor,
     Interactive,
@@ -96,6 +97,8 @@ class Attempts:
         self.suspects: dict[str, float] = {}
         self.suspect_hold_s = 60.0
         self.max_start_tries = 3
+        self.failures = PollFailures()
+        """Attempts whose runner did not answer their last polls (``unanswered.py``)."""
         self.condemned: dict[int, str] = {}
         """Jobs being ended because a node of theirs has a GPU fault, with the reason: they
         end LOST (requeued within their retries), whatever their exit code."""
@@ -175,9 +178,16 @@ class Attempts:
             self._progress_condemned(job, launch, condemned)
             return
         asked = job.cancel_requested or job.preempt_requested
-        if asked and launch.started is not None:
-            self._signal(job, launch)
-        p = self.executor.poll(launch)
+        try:
+            if asked and launch.started is not None:
+                self._signal(job, launch)
+            p = self.executor.poll(launch)
+        except RayUnavailable:
+            raise
+        except Exception as e:  # this attempt's runner only: counted, then settled
+            self._unanswered(job, launch, e)
+            return
+        self.failures.answered(job.id, launch.attempt)
         self._seen(launch, p.kind)
         if p.kind is Phase.STARTING:
             if asked:  # nothing has started: nothing to checkpoint, give the GPUs back now
@@ -214,6 +224,22 @@ class Attempts:
             state, reason, code = verdict(job, launch)
             ended = max(o.ended_at for o in launch.outcomes.values())
             self._end(job, launch, state, reason, code, ended_at=at(ended))
+
+    def _unanswered(self, job: Job, launch: Launch, error: Exception) -> None:
+        """A poll (or signal) of this attempt failed: a cancel of an attempt that never
+        started ends it now (its runners are removed with it); otherwise it is settled LOST,
+        within its retries, once its polls keep failing or its start timed out."""
+        assert job.id is not None
+        now = self.monotonic()
+        rec = self.failures.failed(job.id, launch.attempt, error, now)
+        if job.cancel_requested and launch.started is None:
+            self._end(job, launch, S.CANCELLED, job.cancel_reason or job.reason or "cancelled",
+                      None)
+        elif self.failures.settle(rec, now, launch.launched_at, launch.started is not None,
+                                  self.start_timeout_s):
+            log.warning("job %s attempt %s settled LOST after %d failed polls: %s", job.id,
+                        launch.attempt, rec.count, rec.cause)
+            self._end(job, launch, S.LOST, rec.cause, None)
 
     def _seen(self, launch: Launch, phase: Phase) -> None:
         if phase in (Phase.STARTED, Phase.RUNNING):
@@ -271,6 +297,7 @@ class Attempts:
                 self.jobs.finish(fresh, state, reason, exit_code=exit_code, ended_at=ended_at)
         self.launches.pop(job.id, None)
         self.condemned.pop(job.id, None)
+        self.failures.forget(job.id)
         self.executor.release(job.id, job.attempt, launch.ranks)  # else swept on reconnection
 
     def _pull_logs(self, launch: Launch, drain: bool = False) -> None:

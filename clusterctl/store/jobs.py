@@ -16,7 +16,15 @@ from sqlalchemy import Engine, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from clusterctl.states import ACTIVE, ENDED, LISTED, JobState, check_transition, ordered
+from clusterctl.states import (
+    ACTIVE,
+    ENDED,
+    LISTED,
+    TRANSITIONS,
+    JobState,
+    check_transition,
+    ordered,
+)
 from clusterctl.store.models import Allocation, Job, JobEvent
 
 S = JobState
@@ -227,9 +235,13 @@ class JobStore:
         q = update(Job).where(col(Job.id) == job_id, col(Job.state) == expected)
         if attempt is not None:
             q = q.where(col(Job.attempt) == attempt)
+        if new in (S.PENDING, S.STARTING):  # never back to the queue, nor started, once
+            q = q.where(col(Job.cancel_requested).is_(False))  # a cancel was asked
         values = {"state": new.value, "reason": reason, "version": Job.version + 1, **fields}
         result = s.execute(q.values(**values))
         if result.rowcount != 1:  # type: ignore[attr-defined]
+            if new is S.PENDING and S.CANCELLED in TRANSITIONS[expected]:
+                return self._cancelled_instead(s, job_id, expected, attempt)
             return False
         event_attempt = fields.get("attempt", attempt)
         if event_attempt is None:
@@ -237,6 +249,19 @@ class JobStore:
         s.add(JobEvent(job_id=job_id, state=new, attempt=event_attempt, reason=reason,
                        at=self.clock()))
         return True
+
+    def _cancelled_instead(self, s: Session, job_id: int, expected: JobState,
+                           attempt: int | None) -> bool:
+        """An attempt that would go back to the queue (a restart, a start that failed, a
+        preemption) while a cancel is asked for its job ends CANCELLED: a cancel is honoured
+        by every later step, so a cancelled job never runs again."""
+        row = s.exec(select(Job).where(Job.id == job_id)).one_or_none()
+        if (row is None or row.state != expected.value or not row.cancel_requested
+                or (attempt is not None and row.attempt != attempt)):
+            return False
+        return self._transition(s, job_id, expected, S.CANCELLED,
+                                row.cancel_reason or "cancelled", attempt,
+                                {"ended_at": self.clock()})
 
     def transition(
         self,
@@ -266,7 +291,6 @@ class JobStore:
             at_attempt=job.attempt,
             values={"attempt": attempt, "placement": list(node_ids),
                     "gpu_devices": None if devices is None else [list(d) for d in devices],
-                    "cancel_requested": False,
                     "preempt_requested": False, "started_at": None},
         )
         return attempt if ok else None
@@ -304,6 +328,11 @@ class JobStore:
         ended = ended_at or self.clock()
         expected = JobState(job.state)
         with self.session() as s:
+            if new is S.LOST:  # lost while a cancel was asked: cancelled, never retried
+                asked = s.exec(select(Job.cancel_requested, Job.cancel_reason)
+                               .where(Job.id == job.id)).one_or_none()
+                if asked is not None and asked[0]:
+                    new, reason = S.CANCELLED, f"{asked[1] or 'cancelled'} ({reason})"
             ok = self._transition(
                 s, job.id, expected, new, reason, job.attempt,
                 {"ended_at": ended, "exit_code": exit_code},
@@ -317,7 +346,7 @@ class JobStore:
                     f"requeued after loss (retry {job.requeues + 1} of {job.retries})",
                     job.attempt,
                     {"requeues": job.requeues + 1, "placement": None, "gpu_devices": None,
-                     "ended_at": None, "cancel_requested": False},
+                     "ended_at": None},
                 )
             s.commit()
             return True
@@ -395,17 +424,21 @@ class JobStore:
             return "forbidden", job
         state = JobState(job.state)
         reason = reason or f"cancelled by {user}"
+        asked = {"cancel_asked_at": self.clock(), "cancel_reason": reason}
         if state is S.PENDING:
             if self.transition(job_id, S.PENDING, S.CANCELLED, reason,
-                               values={"ended_at": self.clock()}):
+                               values={"ended_at": self.clock(), **asked}):
                 return "cancelled", self.get(job_id)
             return self.request_cancel(job_id, user, is_admin, reason)  # it moved; look again
+        if state in ACTIVE and job.cancel_requested:
+            return "requested", job  # the first cancel's time and reason stand
         if state in ACTIVE:
             with self.session() as s:
                 result = s.execute(
                     update(Job)
                     .where(col(Job.id) == job_id, col(Job.state).in_(list(ACTIVE)))
-                    .values(cancel_requested=True, reason=reason, version=Job.version + 1)
+                    .values(cancel_requested=True, reason=reason, version=Job.version + 1,
+                            **asked)
                 )
                 s.commit()
             if result.rowcount == 1:  # type: ignore[attr-defined]

@@ -140,6 +140,11 @@ class Job(SQLModel, table=True):
     (``scheduler/mixed_nodes.py``); None where Ray picked them."""
     exit_code: int | None = None
     cancel_requested: bool = False
+    """A cancel was asked while the job held GPUs: it ends CANCELLED and never runs again,
+    whatever happens between (a restart, a lost runner, a retry)."""
+    cancel_asked_at: datetime | None = _time()
+    cancel_reason: str | None = None
+    """Who cancelled it (``cancelled by alice``): what its end says, however late it comes."""
     no_preempt: bool = False
     """``--no-preempt``: never preempted, and so never given borrowed GPUs."""
     preempt_requested: bool = False
