@@ -9,11 +9,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from harness import Controller
 
-from clusterctl.executor.local_ray import LocalRay, stop_process
+from clusterctl.executor.local_ray import LocalRay, start_local_ray, stop_process
 
 # Takes GPUs in Ray's books behind the controller's back, so that a job it places stays
 # STARTING: Ray does not grant its placement group (as when a runner is stuck starting).
@@ -96,3 +98,37 @@ def test_no_cancelled_job_runs_again_after_a_controller_crash(
         if holder is not None:
             stop_process(holder, 10)
         c.stop()
+
+
+def test_a_runner_killed_by_the_memory_monitor_is_settled_and_a_cancel_ends_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The incident's cause on a real Ray: its memory monitor, told the node is out of memory
+    (a threshold of 1%), kills each runner while it starts, so every poll of the attempt
+    raises. A job cancelled meanwhile ends CANCELLED; the other leaves STARTING within the
+    start timeout, LOST with the cause, and every GPU is free again."""
+    monkeypatch.setenv("RAY_memory_usage_threshold", "0.01")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "100")
+    head = start_local_ray(tmp_path / "ray", num_gpus=2, node_name="node-a",
+                           gpu_model="simulated", num_cpus=2)
+    monkeypatch.delenv("RAY_memory_usage_threshold")  # the controller's own processes: as ever
+    c = Controller(tmp_path / "ctl", head.address, head.token_file)
+    try:
+        c.start()
+        doomed = c.submit("--", "true")
+        cancelled = c.submit("--", "true")
+        c.wait_state(cancelled, {"STARTING"})
+        started = time.monotonic()
+        r = c.api("POST", f"/v1/jobs/{cancelled}/cancel")
+        assert r.status_code == 200, r.text
+        assert c.wait_done(cancelled, timeout=60)["state"] == "CANCELLED", c.show(cancelled)
+        job = c.wait_done(doomed, timeout=180)
+        assert time.monotonic() - started < 150, job["history"]  # the start timeout is 120 s
+        assert job["state"] in ("LOST", "FAILED"), job["history"]
+        assert "out of memory" in job["reason"], job["history"]
+        [node] = c.json("nodes")
+        assert node["free_gpus"] == 2, node
+        log = (c.root / "controller.log").read_text()
+        assert log.count("out of memory") <= 8, log  # counted, not one line per pass
+    finally:
+        c.stop()
+        head.stop()
