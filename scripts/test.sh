@@ -26,10 +26,12 @@ fi
 workers="${CLUSTERCTL_TEST_WORKERS:-4}"
 if [[ $quick == 1 ]]; then
     exec .venv/bin/python -m pytest -m "not gpu and not ray and not postgres and not slow" \
-        -n 2 --dist loadgroup --no-loadscope-reorder "$@"
+        -n 2 --dist loadscope --no-loadscope-reorder "$@"
 fi
+echo "install and ruff: ${SECONDS}s"
 .venv/bin/mypy
 .venv/bin/lint-imports
+echo "install and static checks: ${SECONDS}s"
 
 # shellcheck source=scripts/throwaway-pg.sh
 source scripts/throwaway-pg.sh
@@ -40,4 +42,4 @@ if [[ $(id -u) == 0 ]] && command -v unshare >/dev/null 2>&1; then
     export CLUSTERCTL_TEST_PYTHON="$PWD/.venv/bin/python"
     spread=(--tx "$workers*popen//python=$PWD/scripts/ns-python")
 fi
-.venv/bin/python -m pytest -m "not gpu" "${spread[@]}" --dist loadgroup --no-loadscope-reorder "$@"
+.venv/bin/python -m pytest -m "not gpu" "${spread[@]}" --dist loadscope --no-loadscope-reorder "$@"

@@ -8,11 +8,13 @@ PostgreSQL databases; nothing here is shared between workers but the PostgreSQL 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -118,6 +120,8 @@ LONGEST_FIRST = (
 out to the workers first, so that none of them starts last and trails the run."""
 
 SHARED_SCOPES = ("module", "class", "package")
+GROUPS_DIR = "CLUSTERCTL_TEST_GROUPS"
+"""Where the workers write which tests must share a worker, for the scheduler to read."""
 
 
 def _shared_group(item: pytest.Item) -> str | None:
@@ -136,18 +140,47 @@ def _shared_group(item: pytest.Item) -> str | None:
     return item.path.name + "".join(f"[{params[n]}]" for n in shared if n in params)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist turns the groups into work units
+def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller, before it starts workers
+        os.environ[GROUPS_DIR] = tempfile.mkdtemp(prefix="clusterctl-test-groups-")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups = {}
     for item in items:
         # Anything on the shared Ray head is a Ray test, marked or not: `--quick` leaves it out.
         if "ray_head" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
         group = _shared_group(item)
         if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+            groups[item.nodeid] = group
 
     def rank(item: pytest.Item) -> int:
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: a module's tests keep their order
+    worker, where = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(GROUPS_DIR)
+    if worker and where:  # every worker collects the same tests: any one's table will do
+        out = Path(where) / f"{worker}.json"
+        out.with_suffix(".tmp").write_text(json.dumps(groups))
+        out.with_suffix(".tmp").replace(out)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scopes, but a scope is a group of tests that share a fixture (the workers'
+    table), and every other test is a scope of its own. (xdist's own ``loadgroup`` marks no
+    longer reach its scheduler under pytest 9: it renames items through ``_nodeid``.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        table: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.table is None:
+                found = sorted(Path(os.environ[GROUPS_DIR]).glob("*.json"))
+                self.table = json.loads(found[0].read_text()) if found else {}
+            return self.table.get(nodeid, nodeid)
+
+    return SharedFixtureScheduling(config, log)
