@@ -5,6 +5,7 @@ its start was stuck went back to the queue on the restart and ran to SUCCEEDED."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from harness import Controller
 
-from clusterctl.executor.local_ray import LocalRay, start_local_ray, stop_process
+from clusterctl.executor.local_ray import start_local_ray, stop_process
 
 # Takes GPUs in Ray's books behind the controller's back, so that a job it places stays
 # STARTING: Ray does not grant its placement group (as when a runner is stuck starting).
@@ -41,23 +42,30 @@ def ray_driver_of(c: Controller) -> int:
     raise AssertionError("no Ray driver process under the controller")
 
 
-def test_no_cancelled_job_runs_again_after_a_controller_crash(
-        ray_head: LocalRay, db_url: str, tmp_path: Path) -> None:
+def test_no_cancelled_job_runs_again_after_a_controller_crash(db_url: str,
+                                                              tmp_path: Path) -> None:
     mark = tmp_path / "starts"
+    # A Ray head of its own: what Ray grants must not depend on what earlier tests left.
+    ray_head = start_local_ray(tmp_path / "ray", num_gpus=4, node_name="node-a",
+                               gpu_model="simulated", num_cpus=2)
     c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file, db_url=db_url)
-    c.start()
     holder = None
     try:
+        c.start()
+
         def submit(*args: str) -> int:
             return c.submit(*args, "--", "sh", "-c", JOB.format(mark=mark))
 
         running = submit("--gpus", "1")
         c.wait_state(running, {"RUNNING"})
-        holder = subprocess.Popen([sys.executable, "-c", HOLD, ray_head.address, "3"],
-                                  stdout=subprocess.PIPE, text=True,
-                                  env={**os.environ, "RAY_AUTH_MODE": "token",
-                                       "RAY_AUTH_TOKEN_PATH": str(ray_head.token_file)})
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        held_log = tmp_path / "holder.log"
+        with held_log.open("w") as err:
+            holder = subprocess.Popen([sys.executable, "-c", HOLD, ray_head.address, "3"],
+                                      stdout=subprocess.PIPE, stderr=err, text=True,
+                                      env={**os.environ, "RAY_AUTH_MODE": "token",
+                                           "RAY_AUTH_TOKEN_PATH": str(ray_head.token_file)})
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held", held_log.read_text()[-2000:]
         starting = submit("--gpus", "1")
         c.wait_state(starting, {"STARTING"})
         queued = submit("--gpus", "4")
@@ -78,7 +86,8 @@ def test_no_cancelled_job_runs_again_after_a_controller_crash(
                 assert r.status_code == 200, r.text
             c.kill()
         finally:
-            os.kill(driver, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may go with the controller
+                os.kill(driver, signal.SIGKILL)
 
         stop_process(holder, 10)
         holder = None
@@ -98,6 +107,7 @@ def test_no_cancelled_job_runs_again_after_a_controller_crash(
         if holder is not None:
             stop_process(holder, 10)
         c.stop()
+        ray_head.stop()
 
 
 def test_a_runner_killed_by_the_memory_monitor_is_settled_and_a_cancel_ends_it(
