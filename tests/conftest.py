@@ -1,10 +1,12 @@
 """Shared fixtures: databases (SQLite, and PostgreSQL when CLUSTERCTL_TEST_PG_URL is set), a
 real Ray head started with `ray start`, and controllers run as the real `clusterctl` command.
 
-The suite runs in parallel workers (pytest-xdist, ``--dist loadscope``: a module's tests stay on
-one worker, so a module's shared controller is started once). Each worker is its own process
-with its own Ray head (the session fixture below), temporary directories, free ports and
-PostgreSQL databases; nothing here is shared between workers but the PostgreSQL server."""
+The suite runs in parallel workers (pytest-xdist; scripts/test.sh): tests that share a fixture
+wider than one test (a module's controller) stay on one worker, every other test goes where
+there is room, the longest modules first (the scheduler at the end of this file). Each worker
+is its own process, in a PID namespace of its own where it runs as root, with its own Ray head
+(the session fixture below), temporary directories, free ports and PostgreSQL databases;
+nothing is shared between workers but the PostgreSQL server."""
 
 from __future__ import annotations
 
