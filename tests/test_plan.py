@@ -30,7 +30,7 @@ SITE = Site(Decimal("0.10"), Decimal("1.0"), effective_rates({}))  # $0.10/kWh, 
 def tiny(tmp_path: Path) -> list[PastJob]:
     f = tmp_path / "tiny.csv"
     f.write_text(TINY)
-    return read_csv(f)
+    return read_csv(f).jobs
 
 
 def test_plan_figures_match_a_hand_computation(tmp_path: Path) -> None:

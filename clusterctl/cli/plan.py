@@ -40,6 +40,7 @@ from clusterctl.plan.scenarios import (
     propose,
 )
 from clusterctl.scheduler.quotas import parse_quotas
+from clusterctl.simulate import rows
 from clusterctl.simulate import trace as trace_mod
 from clusterctl.simulate.trace import PastJob
 
@@ -62,24 +63,23 @@ def _zone(tz: str) -> ZoneInfo:
 
 
 def read_trace(path: Path, tz: str, overestimate: tuple[float, float], seed: int) -> History:
+    """A history file, sacct's or the simulator's CSV (``simulate/rows.py``: bounded reading,
+    bad rows counted)."""
     try:
-        with open(path, newline="") as f:
-            first = f.readline()
-    except OSError as e:
-        raise BadInput("--trace", f"cannot read {path}: {e.strerror}") from None
-    if sacct.looks_like_sacct(first):
-        with open(path) as f:
-            got = sacct.read(f, tz=_zone(tz), overestimate=overestimate, seed=seed)
-        notes = [f"{n} {why} left out" for why, n in sorted(got.skipped.items())]
-        if got.unparsed:
-            notes.append(f"{got.unparsed} line(s) did not parse, the first: "
-                         f"{got.first_unparsed}")
-        return History(got.jobs, f"{path} (sacct)", notes)
+        with rows.open_history(path) as f:
+            first = f.readline(rows.MAX_LINE_BYTES)
+            if sacct.looks_like_sacct(first):
+                f.seek(0)
+                got = sacct.read(f, tz=_zone(tz), overestimate=overestimate, seed=seed)
+                notes = [f"{n} {why} left out" for why, n in sorted(got.skipped.items())]
+                return History(got.jobs, f"{path} (sacct)", notes + got.rows.note())
+    except rows.HistoryError as e:
+        raise BadInput("--trace", str(e)) from None
     try:
-        jobs = trace_mod.read_csv(path, overestimate=overestimate, seed=seed)
+        read = trace_mod.read_csv(path, overestimate=overestimate, seed=seed)
     except trace_mod.TraceError as e:
         raise BadInput("--trace", str(e)) from None
-    return History(jobs, str(path))
+    return History(read.jobs, str(path), read.rows.note())
 
 
 def read_cluster(c: Client, since_s: int, now: datetime) -> History:

@@ -6,8 +6,9 @@ job, a job that never started (cancelled while pending, an unexpanded pending ar
 ``123_[1-9]``) asked for nothing it got, and a job still running has no duration yet. Array
 tasks (``123_4``) are jobs of their own. The GPUs are the ``gres/gpu`` of AllocTRES (what it
 got) or else ReqTRES, in all over its nodes; ``gres/gpu:a100=4`` names the type. A line that
-does not parse is counted and reported with its first example, never fatal: a year of sacct
-output always holds something odd.
+does not parse is counted and reported with its first example, fatal only when more than a
+fifth of the lines are such (``simulate/rows.py``): a year of sacct output always holds
+something odd.
 
 Slurm prints local times without a zone (``2024-03-01T12:00:00``): they are read in ``tz``
 (UTC by default); a time with an offset keeps its own.
@@ -15,16 +16,19 @@ Slurm prints local times without a zone (``2024-03-01T12:00:00``): they are read
 
 from __future__ import annotations
 
+import io
 import random
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from typing import TextIO, cast
 from zoneinfo import ZoneInfo
 
 from clusterctl.gpu_types import parse_type
 from clusterctl.parsing import BadInput
+from clusterctl.simulate.rows import MAX_DURATION_S, MAX_GPUS, HistoryError, Rows, lines
 from clusterctl.simulate.trace import PastJob, limit_for
 
 NEEDED = ("JobID", "User", "Submit", "Start", "End")
@@ -38,9 +42,16 @@ class SacctRead:
     jobs: list[PastJob]
     skipped: Counter[str] = field(default_factory=Counter)
     """Lines left out on purpose, by reason (``job step``, ``never started``, ...)."""
-    unparsed: int = 0
-    first_unparsed: str | None = None
-    """The first line that did not parse, with why (for the user to look at)."""
+    rows: Rows = field(default_factory=Rows)
+    """Every data line, and those that did not parse (the first with why, for the user)."""
+
+    @property
+    def unparsed(self) -> int:
+        return self.rows.bad
+
+    @property
+    def first_unparsed(self) -> str | None:
+        return self.rows.first_bad
 
 
 def looks_like_sacct(first_line: str) -> bool:
@@ -52,6 +63,8 @@ def _time(text: str, tz: tzinfo) -> datetime | None:
     if text.lower() in _NO_TIME:
         return None
     t = datetime.fromisoformat(text)  # ValueError: the caller counts the line
+    if not 1990 <= t.year < 2100:
+        raise ValueError(f"{text} is not a time from 1990 to 2099")
     return t if t.tzinfo is not None else t.replace(tzinfo=tz)
 
 
@@ -91,7 +104,7 @@ def gpus_of(tres: str) -> tuple[int, str | None]:
 
 
 def read(
-    lines: Iterable[str],
+    source: Iterable[str],
     *,
     tz: tzinfo | None = None,
     overestimate: tuple[float, float] = (1.0, 3.0),
@@ -99,7 +112,9 @@ def read(
 ) -> SacctRead:
     """The jobs of ``sacct --parsable2`` output (a header line, then ``|``-separated rows)."""
     zone = tz or ZoneInfo("UTC")
-    rows = iter(lines)
+    out = SacctRead([])
+    rows = (lines(cast(TextIO, source), out.rows) if isinstance(source, io.TextIOBase)
+            else iter(source))
     header = next((h for h in rows if h.strip()), "")
     columns = [c.strip() for c in header.rstrip("\n").split("|")]
     missing = [c for c in NEEDED if c not in columns]
@@ -111,16 +126,15 @@ def read(
                        "AllocTRES,NNodes,Timelimit)")
     at = {c: i for i, c in enumerate(columns)}
     rng = random.Random(seed)
-    out = SacctRead([])
     for number, raw in enumerate(rows, start=2):
         line = raw.rstrip("\n")
         if not line.strip():
             continue
+        out.rows.total += 1
         cells = line.split("|")
         if len(cells) < len(columns):
-            out.unparsed += 1
-            out.first_unparsed = out.first_unparsed or \
-                f"line {number}: {len(cells)} fields, the header has {len(columns)}"
+            out.rows.refuse(f"line {number}: {len(cells)} fields, the header has "
+                            f"{len(columns)}")
             continue
 
         def cell(name: str, cells: list[str] = cells) -> str:
@@ -139,9 +153,12 @@ def read(
             tres = cell(tres_col) or (cell("ReqTRES") if tres_col == "AllocTRES" else "")
             gpus, kind = gpus_of(tres)
             limit = timelimit_s(cell("Timelimit"))
-        except (ValueError, BadInput) as e:
-            out.unparsed += 1
-            out.first_unparsed = out.first_unparsed or f"line {number}: {e}"
+            if gpus > MAX_GPUS or (limit or 0) > MAX_DURATION_S or (
+                    start and end and (end - start).total_seconds() > MAX_DURATION_S):
+                raise ValueError(f"{gpus} GPUs for {cell('Start')} to {cell('End')} is not "
+                                 "a job (at most 100000 GPUs and 10 years)")
+        except (ValueError, BadInput, OverflowError) as e:
+            out.rows.refuse(f"line {number}: {str(e)[:200]}")
             continue
         if start is None:
             out.skipped["never started"] += 1
@@ -150,12 +167,15 @@ def read(
         elif gpus <= 0:
             out.skipped["no GPUs"] += 1
         elif submit is None:
-            out.unparsed += 1
-            out.first_unparsed = out.first_unparsed or f"line {number}: no Submit time"
+            out.rows.refuse(f"line {number}: no Submit time")
         else:
             duration = max(0.0, (end - start).total_seconds())
             out.jobs.append(PastJob(
                 submit.timestamp(), duration, gpus, cell("Account") or cell("User") or "-",
                 cell("User"), limit if limit else limit_for(duration, factor), kind))
     out.jobs.sort(key=lambda j: j.submit_s)
+    try:
+        out.rows.check("sacct output")
+    except HistoryError as e:
+        raise BadInput("--trace", str(e)) from None
     return out

@@ -20,6 +20,14 @@ from pathlib import Path
 
 from clusterctl.gpu_types import matches, parse_type
 from clusterctl.parsing import BadInput
+from clusterctl.simulate.rows import (
+    MAX_DURATION_S,
+    MAX_GPUS,
+    HistoryError,
+    Rows,
+    lines,
+    open_history,
+)
 
 FleetGroup = tuple[int, int, str | None]
 """(nodes, GPUs per node, GPU type or None) of identical machines (``gpu_types.parse_fleet``)."""
@@ -89,14 +97,16 @@ def shape_on(num_gpus: int, gpu_type: str | None, fleet: Sequence[FleetGroup]
     return None
 
 
-def _field(row: dict[str, str], name: str, line: int, *, minimum: float) -> float:
+def _field(row: dict[str, str], name: str, line: int, *, minimum: float,
+           maximum: float) -> float:
     raw = row.get(name)
     try:
         value = float(raw) if raw not in (None, "") else math.nan
     except ValueError:
         value = math.nan
-    if not value >= minimum:
-        raise TraceError(f"line {line}: {name}: must be a number ≥ {minimum:g} (got {raw!r})")
+    if not minimum <= value <= maximum:
+        raise TraceError(f"line {line}: {name}: must be a number from {minimum:g} to "
+                         f"{maximum:g} (got {str(raw)[:40]!r})")
     return value
 
 
@@ -120,43 +130,76 @@ def limit_for(duration_s: float, factor: float) -> float:
     return max(60.0, math.ceil(duration_s * factor / 60) * 60)
 
 
+@dataclass
+class Read:
+    """The jobs of a history file, and the rows left out."""
+
+    jobs: list[PastJob]
+    rows: Rows
+
+
 def read_csv(
     path: Path,
     *,
     teams: Iterable[str] | None = None,
     overestimate: tuple[float, float] = (1.0, 3.0),
     seed: int = 0,
-) -> list[PastJob]:
+) -> Read:
+    """A CSV trace; bad rows are counted and skipped (``rows.py``), too many refuse it."""
     wanted = set(teams) if teams else None
     rng = random.Random(seed)
-    out: list[PastJob] = []
+    out = Read([], Rows())
     try:
-        f = open(path, newline="")  # noqa: SIM115 - closed by the with below
-    except OSError as e:
-        raise TraceError(f"cannot read {path}: {e.strerror}") from None
+        f = open_history(path)
+    except HistoryError as e:
+        raise TraceError(str(e)) from None
     with f:
-        reader = csv.DictReader(f)
-        columns = set(reader.fieldnames or [])
+        reader = csv.DictReader(lines(f, out.rows))
+        try:
+            columns = set(reader.fieldnames or [])
+        except csv.Error as e:
+            raise TraceError(f"{path}: not a CSV trace ({e})") from None
         team_col = "team" if "team" in columns else "vc"
         missing = {"submit_s", "duration_s", "num_gpus", team_col} - columns
         if missing:
             raise TraceError(f"{path}: missing column(s) {', '.join(sorted(missing))} (need "
                              "submit_s, duration_s, num_gpus and team or vc)")
         has_limit = "time_limit_s" in columns
-        for line, row in enumerate(reader, start=2):
-            team = row[team_col] or "-"
-            if wanted is not None and team not in wanted:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                out.rows.total += 1
+                out.rows.refuse(f"line {reader.line_num}: {e}")
                 continue
-            submit = _field(row, "submit_s", line, minimum=0)
-            duration = _field(row, "duration_s", line, minimum=0)
-            num_gpus = int(_field(row, "num_gpus", line, minimum=1))
-            factor = rng.uniform(*overestimate)  # drawn for every row: limits do not depend on
-            gpu_type = _gpu_type(row, line)  # which rows the fleet skips
-            limit = (_field(row, "time_limit_s", line, minimum=1) if has_limit
-                     else limit_for(duration, factor))
-            out.append(PastJob(submit, duration, num_gpus, team, row.get("user") or "", limit,
-                               gpu_type))
+            out.rows.total += 1
+            try:
+                job = _row(row, reader.line_num, team_col, has_limit, rng.uniform(*overestimate))
+            except TraceError as e:
+                out.rows.refuse(str(e))
+                continue
+            if wanted is None or job.team in wanted:
+                out.jobs.append(job)
+    try:
+        out.rows.check(str(path))
+    except HistoryError as e:
+        raise TraceError(str(e)) from None
     return out
+
+
+def _row(row: dict[str, str], line: int, team_col: str, has_limit: bool, factor: float
+         ) -> PastJob:
+    """One row as a job (``factor`` is drawn for every row: limits do not depend on which
+    rows are kept)."""
+    submit = _field(row, "submit_s", line, minimum=0, maximum=100 * 365 * 86400.0)
+    duration = _field(row, "duration_s", line, minimum=0, maximum=MAX_DURATION_S)
+    num_gpus = int(_field(row, "num_gpus", line, minimum=1, maximum=MAX_GPUS))
+    limit = (_field(row, "time_limit_s", line, minimum=1, maximum=MAX_DURATION_S)
+             if has_limit else limit_for(duration, factor))
+    return PastJob(submit, duration, num_gpus, row.get(team_col) or "-", row.get("user") or "",
+                   limit, _gpu_type(row, line))
 
 
 def fit(past: Iterable[PastJob], fleet: Sequence[FleetGroup]) -> Trace:
@@ -189,7 +232,7 @@ def load(
     overestimate: tuple[float, float] = (1.0, 3.0),
     seed: int = 0,
 ) -> Trace:
-    return fit(read_csv(path, teams=teams, overestimate=overestimate, seed=seed), fleet)
+    return fit(read_csv(path, teams=teams, overestimate=overestimate, seed=seed).jobs, fleet)
 
 
 def _gpu_type(row: dict[str, str], line: int) -> str | None:
