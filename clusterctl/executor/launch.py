@@ -1,5 +1,5 @@
 """The launch shim between a runner and the user's command
-(``python -m clusterctl.executor.launch ARGV...``): it makes sure no process of a job outlives
+(``python -m clusterctl.executor.launch [ARGV...]``): it makes sure no process of a job outlives
 its runner.
 
 - It joins the rank's cgroup (``CLUSTERCTL_CGROUP``, when the runner could make one) before
@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import json
 import os
 import signal
 import sys
@@ -51,6 +52,10 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 KILL_TREE = signal.SIGUSR2
 """What the runner (or its death, through PDEATHSIG) sends the shim to end the whole job."""
+COMMAND_ENV = "CLUSTERCTL_COMMAND_FILE"
+"""Where the runner wrote the command (a JSON list, readable by the runner's account alone),
+rather than on the shim's command line: the shim lives as long as the job, and its command
+line shows in every user's ``ps``. Without it, the shim runs its own arguments."""
 PTY_ENV = "CLUSTERCTL_PTY"
 """Set when the job's stdio is a pseudo-terminal (``run --pty``): the shim, leader of the
 job's session, makes it the session's controlling terminal, so that Ctrl-C, window sizes and
@@ -190,6 +195,10 @@ def _exec(argv: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
+    command_file = os.environ.pop(COMMAND_ENV, "")
+    if command_file:
+        with open(command_file, encoding="utf-8") as f:
+            argv = [str(a) for a in json.load(f)]
     expected_parent = int(os.environ.pop("CLUSTERCTL_RUNNER_PID", "0") or 0)
     cgroup = os.environ.pop("CLUSTERCTL_CGROUP", "") or None
     account_text = os.environ.pop("CLUSTERCTL_ACCOUNT", "")

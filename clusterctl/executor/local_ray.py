@@ -9,19 +9,24 @@ Ray and the controller.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from clusterctl.executor import environment
 
 
 def free_port() -> int:
@@ -41,8 +46,10 @@ def ensure_token(path: Path) -> Path:
 
 
 def ray_env(token_file: Path | str | None, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment that turns Ray's token authentication on for a process."""
-    env = dict(os.environ if base is None else base)
+    """Environment that turns Ray's token authentication on for a process. Of ``base`` (this
+    process's environment by default), only what Ray needs is kept: a Ray node's processes,
+    the runners among them, must hold nothing of the admin's (``environment.for_ray``)."""
+    env = environment.for_ray(os.environ if base is None else base)
     env["RAY_AUTH_MODE"] = "token"
     if token_file:
         env["RAY_AUTH_TOKEN_PATH"] = str(token_file)
@@ -132,6 +139,27 @@ def adopt_local_ray(pid: int, address: str, token_file: Path) -> LocalRay | None
     return LocalRay(None, address, token_file, adopted_pid=pid)
 
 
+def ray_temp_dir(data_dir: Path) -> Path:
+    """Ray's temp directory for the nodes ``up`` starts (``--temp-dir``). Ray makes its
+    directories there world-writable (sockets, logs, runtime resources): under the shared
+    ``/tmp/ray`` any job could rename the raylet's socket and stop every start on the node.
+    Here they sit under a directory of this account's alone (0700), which no job of another
+    account can enter, and one per data directory, short enough for Ray's socket paths
+    (107 bytes). A directory of that name someone else made is refused, never used."""
+    parent = Path(tempfile.gettempdir()) / f"clusterctl-ray-{os.geteuid()}"
+    try:
+        parent.mkdir(mode=0o700)
+    except FileExistsError:
+        st = parent.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            raise RuntimeError(f"{parent} is not this account's own directory (made by uid "
+                               f"{st.st_uid}); remove it and start again") from None
+        if st.st_mode & 0o077:
+            parent.chmod(0o700)
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:10]
+    return parent / digest
+
+
 class PortTaken(RuntimeError):
     pass
 
@@ -157,7 +185,7 @@ def start_local_ray(
     if gpu_model:
         labels["clusterctl-gpu-model"] = gpu_model
     options = ["--include-dashboard", "false", "--disable-usage-stats",
-               "--labels", json.dumps(labels)]
+               "--temp-dir", str(ray_temp_dir(data_dir)), "--labels", json.dumps(labels)]
     if num_gpus is not None:
         options += ["--num-gpus", str(num_gpus)]
     if num_cpus is not None:
@@ -193,7 +221,8 @@ def start_local_worker(data_dir: Path, head: LocalRay, *, num_gpus: int, node_na
     if gpu_model:
         labels["clusterctl-gpu-model"] = gpu_model
     cmd = [*ray_command(), "start", "--address", head.address, "--block",
-           "--disable-usage-stats", "--labels", json.dumps(labels), "--num-gpus", str(num_gpus)]
+           "--disable-usage-stats", "--temp-dir", str(ray_temp_dir(data_dir)),
+           "--labels", json.dumps(labels), "--num-gpus", str(num_gpus)]
     if num_cpus is not None:
         cmd += ["--num-cpus", str(num_cpus)]
     log = open(ray_dir / f"ray-worker-{node_name}.log", "ab")  # noqa: SIM115 (the child's)

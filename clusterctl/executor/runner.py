@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -26,9 +27,9 @@ from typing import Any
 
 import ray
 
-from clusterctl.executor import accounts, cgroups
+from clusterctl.executor import accounts, cgroups, environment
 from clusterctl.executor.accounts import Account, AccountError
-from clusterctl.executor.launch import KILL_TREE, PTY_ENV
+from clusterctl.executor.launch import COMMAND_ENV, KILL_TREE, PTY_ENV
 from clusterctl.executor.terminal import Controls, Terminal, Window
 from clusterctl.executor.types import (
     NODE_LABEL,
@@ -39,10 +40,6 @@ from clusterctl.executor.types import (
     RunnerStatus,
     Started,
 )
-
-# Variables of the Ray worker that the user's job must not inherit (the Ray token among them).
-_STRIPPED_PREFIXES = ("RAY_", "CLUSTERCTL_")
-
 
 SYSTEM_RUN_ROOT = Path("/var/spool/clusterctl")
 """Where a runner that switches accounts keeps run directories (as slurmd keeps its own in
@@ -174,7 +171,7 @@ class JobRunner:
                         write=self._write_input, resize=self._resize,
                         close_input=self._close_input, signal=self._send_signal,
                         hangup=self._hangup), secrets.token_urlsafe(24),
-                        spec.interactive.grace_s)
+                        spec.interactive.grace_s, host=ray.util.get_node_ip_address())
                 thread = threading.Thread(
                     target=self._run, name=f"job-{self.job_id}-rank-{self.rank}", daemon=True,
                     args=(list(spec.command), env, spec.time_limit_s, account),
@@ -265,13 +262,13 @@ class JobRunner:
 
     def _environment(self, spec: LaunchSpec, rendezvous: Rendezvous | None,
                      account: Account | None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
-        if account is not None:  # the account's own, not the runner's
-            env = {k: v for k, v in env.items() if not k.startswith("XDG_")}
-            env.update(HOME=account.home, USER=account.name, LOGNAME=account.name,
-                       SHELL=account.shell)
+        own = None if account is None else {
+            "HOME": account.home, "USER": account.name, "LOGNAME": account.name,
+            "SHELL": account.shell}
+        env = environment.for_job(os.environ, own, spec.env)
+        env.setdefault("TMPDIR", self._job_tmp(account))
+        if account is not None:
             env["CLUSTERCTL_ACCOUNT"] = account.encode()
-        env.update(spec.env)
         gpu_ids = self._gpu_ids()
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
@@ -298,6 +295,15 @@ class JobRunner:
             })
         return env
 
+    def _job_tmp(self, account: Account | None) -> str:
+        """A temporary directory of the job's own (``TMPDIR``), removed with its run directory:
+        not the node's shared ``/tmp``, where Ray keeps its sockets."""
+        tmp = self.dir / "tmp"
+        tmp.mkdir(mode=0o700, exist_ok=True)
+        if account is not None:
+            os.chown(tmp, account.uid, account.gid)
+        return str(tmp)
+
     def _gpu_ids(self) -> list[str]:
         """The devices the controller picked (a machine of several models), else Ray's."""
         if self._devices is not None:
@@ -310,8 +316,9 @@ class JobRunner:
         # This thread forks the child and lives exactly as long as it: PR_SET_PDEATHSIG fires
         # when the forking *thread* exits, so the fork must not happen on a pooled thread.
         try:
-            proc, output = self._spawn([sys.executable, "-m", cgroups.SHIM_MODULE, *argv],
-                                       env, account)
+            env[COMMAND_ENV] = self._write_command(argv)
+            proc, output = self._spawn([sys.executable, "-m", cgroups.SHIM_MODULE], env,
+                                       account)
         except OSError as e:
             self._start_error = f"could not start the command: {e}"
             self._started.set()
@@ -345,6 +352,15 @@ class JobRunner:
         if self._terminal is not None:
             self._terminal.exited(self._outcome.exit_code)
         self._done.set()
+
+    def _write_command(self, argv: list[str]) -> str:
+        """The command, for the shim to read (0600): not on its command line, where ``ps``
+        would show it to every user of the node."""
+        path = self.dir / "command.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(argv, f)
+        return str(path)
 
     def _spawn(self, argv: list[str], env: dict[str, str], account: Account | None
                ) -> tuple[subprocess.Popen[bytes], int]:
