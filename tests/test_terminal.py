@@ -164,3 +164,42 @@ def test_frames_that_arrive_with_the_hello_are_not_lost(tmp_path: Path) -> None:
                   + wire.frame(wire.INPUT, b"typed at once\n") + wire.from_user('{"hangup": true}'))
         assert job.hung_up.wait(5)
         assert job.calls == [("write", b"typed at once\n"), ("hangup", "terminal closed")]
+
+
+def test_a_flood_of_strangers_is_refused_at_the_door_and_the_user_still_gets_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#31 item 4: 400 connections each announcing a 1 MiB hello and then dripping took a
+    runner from 37 threads to 437 and from 92 MB to 524 MB. Now a hello's header is checked
+    before its payload is read, a hello must come whole within a deadline, and a terminal
+    serves a few connections at once."""
+    monkeypatch.setattr(wire, "HELLO_DEADLINE_S", 1.0)
+    with terminal(tmp_path, b"before\n", "k", 60) as (t, _job, _):
+        threads = threading.active_count()
+        big = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+        big.sendall(b"H" + (wire.MAX_FRAME).to_bytes(4, "big") + b"x")  # a 1 MiB hello
+        assert big.recv(100).startswith(wire.frame(wire.ERROR)[:1])  # refused unread
+        big.close()
+        flood = []
+        for _ in range(400):
+            s = socket.socket()
+            s.settimeout(5)
+            with contextlib.suppress(OSError):
+                s.connect(("127.0.0.1", t.port))
+                s.sendall(b"H" + (900).to_bytes(4, "big") + b"{")  # a hello, never finished
+            flood.append(s)
+        assert threading.active_count() <= threads + wire.MAX_CONNECTIONS + 1
+        refused = 0
+        for s in flood:  # all but a few were closed at once; those went at the deadline
+            try:
+                refused += s.recv(10) == b""
+            except OSError:  # reset: closed with the hello's bytes unread
+                refused += 1
+            s.close()
+        assert refused >= 400 - wire.MAX_CONNECTIONS
+        deadline = time.monotonic() + 5
+        while threading.active_count() > threads and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= threads  # every stranger's thread has ended
+        s, r = _connect(t, "k", 0)  # the user comes in as before
+        assert _read(s, r, wire.OUTPUT) == [(wire.OUTPUT, b"before\n")]
+        s.close()

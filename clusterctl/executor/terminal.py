@@ -23,6 +23,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,14 @@ OUTPUT = b"O"
 EXIT = b"Q"
 """``{"exit_code": N}``, after the last output: the command has ended."""
 ERROR = b"!"
+
+MAX_HELLO = 1024
+"""The first frame's largest size: the key is checked before anything bigger is read."""
+HELLO_DEADLINE_S = 5.0
+"""How long a connection has to send its whole hello (a drip of bytes does not extend it)."""
+MAX_CONNECTIONS = 8
+"""Connections a terminal serves at once, proven or not: a flood of strangers is closed at
+the door, not given a thread and a buffer each."""
 
 SIGNALS = ("INT", "TERM", "QUIT", "HUP")
 REPLAY_BYTES = 16 << 10
@@ -117,7 +126,10 @@ class Terminal:
     """Listens for the controller on a port of this node; one user attached at a time (a new
     attach takes over, as ``screen -d -r`` does)."""
 
-    def __init__(self, log_path: Path, controls: Controls, key: str, grace_s: float) -> None:
+    def __init__(self, log_path: Path, controls: Controls, key: str, grace_s: float,
+                 host: str = "") -> None:
+        """``host``: the address to listen on, the node's address on the cluster network
+        (where the controller connects); all of the node's addresses when empty."""
         self.log_path = log_path
         self.controls = controls
         self.key = key
@@ -129,7 +141,8 @@ class Terminal:
         self._generation = 0
         self._exit: int | None = None
         self._closed = False
-        self._listener = socket.create_server(("", 0))
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._listener = socket.create_server((host, 0))
         self.port = int(self._listener.getsockname()[1])
         threading.Thread(target=self._accept, name="terminal", daemon=True).start()
         self._arm_grace()  # nobody attached yet: the user of `run` may have gone already
@@ -162,14 +175,23 @@ class Terminal:
                 conn, _ = self._listener.accept()
             except OSError:
                 return
+            if not self._slots.acquire(blocking=False):
+                with contextlib.suppress(OSError):
+                    conn.close()
+                continue
             threading.Thread(target=self._serve, args=(conn,), name="terminal-conn",
                              daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._serve_one(conn)
+        finally:
+            self._slots.release()
+
+    def _serve_one(self, conn: socket.socket) -> None:
         reader = FrameReader()
         generation = None
         try:
-            conn.settimeout(10)
             first = self._first_frame(conn, reader)
             if first is None:
                 return
@@ -197,23 +219,40 @@ class Terminal:
 
     def _first_frame(self, conn: socket.socket, reader: FrameReader
                      ) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]] | None:
-        """The hello, and the frames that came with it; None for a stranger (told so)."""
-        frames: list[tuple[bytes, bytes]] = []
-        while not frames:
+        """The hello, and the frames that came with it; None for a stranger (told so). It
+        must come whole within ``HELLO_DEADLINE_S``, in at most ``MAX_HELLO`` bytes: its
+        header is checked as soon as it arrives, before anything more is read."""
+        buf = bytearray()
+        deadline = time.monotonic() + HELLO_DEADLINE_S
+        while True:
+            if len(buf) >= _HEADER.size:
+                kind, size = _HEADER.unpack_from(buf)
+                if kind != HELLO or size > MAX_HELLO:
+                    return self._stranger(conn)
+                if len(buf) >= _HEADER.size + size:
+                    break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            conn.settimeout(left)
             chunk = conn.recv(4096)
             if not chunk:
                 return None
-            frames = reader.feed(chunk)
-        kind, payload = frames[0]
+            buf += chunk
+        end = _HEADER.size + size
         try:
-            hello = json.loads(payload) if kind == HELLO else None
+            hello = json.loads(bytes(buf[_HEADER.size:end]))
         except ValueError:
             hello = None
         if not isinstance(hello, dict) or not hmac.compare_digest(
                 str(hello.get("key", "")).encode(), self.key.encode()):
-            conn.sendall(frame(ERROR, b"not this job's terminal"))
-            return None
-        return hello, frames[1:]
+            return self._stranger(conn)
+        return hello, reader.feed(bytes(buf[end:]))
+
+    @staticmethod
+    def _stranger(conn: socket.socket) -> None:
+        conn.sendall(frame(ERROR, b"not this job's terminal"))
+        return None
 
     def _attach(self, conn: socket.socket, hello: dict[str, Any]) -> int | None:
         offset = hello.get("offset")
