@@ -8,6 +8,7 @@ import os
 import re
 import socket
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,7 +52,7 @@ def _simulated_fleet(value: str | None, host: str) -> list[SimNode]:
     ``H100-80GB:2+RTX-4090:2`` one machine of two models (its agent reports each GPU's)."""
     if value is None:
         return []
-    if value.strip().isdigit():
+    if value.strip().isascii() and value.strip().isdigit():
         count = int(value)
         if not 0 <= count <= parsing.MAX_GPUS_PER_NODE:
             raise parsing.BadInput("--simulate-gpus", "must be from 0 to 1024")
@@ -133,6 +134,13 @@ def up(
                           data_dir=data_dir, kill_grace_s=grace, tls_cert=tls_cert,
                           tls_key=tls_key)
     settings_mod.check_transport(s)
+    if s.tls_cert and s.tls_key:  # before anything starts: a bad certificate starts nothing
+        from clusterctl import certificates
+
+        checked = certificates.check(s.tls_cert, s.tls_key, s.ca_file or None,
+                                     datetime.now(timezone.utc))
+        for warning in checked.warnings:
+            err_console.print(f"warning: {warning}", markup=False)
     # Imported here, not at the top: every other command starts 1 s faster without them.
     from clusterctl.api.server import ApiServer
     from clusterctl.controller.local_agent import start_local_agent
