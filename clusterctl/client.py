@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -25,12 +26,15 @@ from websockets.sync.client import connect as ws_connect
 
 class ApiError(Exception):
     def __init__(self, message: str, exit_code: int = 1, status: int | None = None,
-                 unreachable: bool = False) -> None:
+                 unreachable: bool = False, sent: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         self.status = status
         self.unreachable = unreachable
         """No answer at all (refused, reset, timed out): trying again later may work."""
+        self.sent = sent
+        """The request may have reached the controller before the answer was lost (a read
+        timeout, a dropped connection), so what it did is not known."""
 
 
 def _unavailable(e: BaseException) -> bool:
@@ -89,11 +93,10 @@ class Client:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as e:
             if "CERTIFICATE_VERIFY_FAILED" in str(e):
-                raise ApiError(f"the controller at {self.url} has a certificate this machine "
-                               "does not trust: set ca_file to the cluster's CA (in your "
-                               "config file or CLUSTERCTL_CA_FILE)") from e
+                raise ApiError(self._untrusted(str(e))) from e
+            sent = not isinstance(e, httpx.ConnectError | httpx.ConnectTimeout)
             raise ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
-                           "is `clusterctl up` running?", unreachable=True) from e
+                           "is `clusterctl up` running?", unreachable=True, sent=sent) from e
         self._warn_degraded(response.headers.get("X-Clusterctl-Warning"))
         self._warn_budget(response.headers.get("X-Clusterctl-Budget"))
         if response.status_code < 400:
@@ -108,6 +111,16 @@ class Client:
                            "your config file", 1, 401)
         code = 2 if response.status_code in (400, 422) else 1
         raise ApiError(str(detail), code, response.status_code)
+
+    def _untrusted(self, error: str) -> str:
+        """Why the controller's certificate was refused: its dates, or who vouches for it."""
+        if "certificate has expired" in error or "certificate is not yet valid" in error:
+            when = "has expired" if "expired" in error else "is not valid yet"
+            return (f"the controller at {self.url} has a certificate that {when} (its CA is "
+                    "not the problem): renew it, or check this machine's clock")
+        return (f"the controller at {self.url} has a certificate this machine does not "
+                "trust: set ca_file to the cluster's CA (in your config file or "
+                "CLUSTERCTL_CA_FILE)")
 
     def _warn_degraded(self, text: str | None) -> None:
         """Once per command: the controller serves, but something it depends on is away."""
@@ -142,8 +155,7 @@ class Client:
                               ssl=context if isinstance(context, ssl.SSLContext) else None,
                               max_size=None, compression=None)
         except ssl.SSLCertVerificationError as e:
-            raise ApiError(f"the controller at {self.url} has a certificate this machine does "
-                           "not trust: set ca_file to the cluster's CA") from e
+            raise ApiError(self._untrusted(str(e))) from e
         except (OSError, InvalidHandshake, TimeoutError) as e:
             raise ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
                            "is `clusterctl up` running?", unreachable=True) from e
@@ -153,8 +165,27 @@ class Client:
 
     # -- endpoints ----------------------------------------------------------------------------
 
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.json("POST", "/v1/jobs", json=body)
+    def submit(self, body: dict[str, Any], tries: int = 3) -> dict[str, Any]:
+        """One submit, whatever the network does: each try carries the same
+        ``Idempotency-Key``, so a try whose answer was lost and the next one make one job.
+        When no try is answered and one may have arrived, the error says so."""
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        sent = False
+        for attempt in range(tries):
+            try:
+                return self.json("POST", "/v1/jobs", json=body, headers=headers)
+            except ApiError as e:
+                sent = sent or e.sent
+                if not e.unreachable or attempt == tries - 1:
+                    if sent:
+                        raise ApiError(f"{e}\nthe submit's outcome is unknown: the controller "
+                                       "may have accepted it (`clusterctl jobs` shows); "
+                                       f"Idempotency-Key {headers['Idempotency-Key']}",
+                                       e.exit_code, e.status, True, True) from e
+                    raise
+                self.say(f"no answer from the controller ({e}); trying the submit again "
+                         "(with the same Idempotency-Key: it makes one job)")
+        raise AssertionError("unreachable")
 
     def upload_package(self, data: bytes) -> str:
         return self.json("POST", "/v1/packages", content=data,

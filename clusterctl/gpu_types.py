@@ -15,7 +15,14 @@ import re
 from clusterctl.parsing import BadInput, parse_count
 
 _WORDS = re.compile(r"[a-z0-9.]+")
-_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}\Z")
+
+
+def _ascii_digits(text: str) -> bool:
+    """0-9 only: ``str.isdigit`` also takes "²", which ``int`` then refuses."""
+    return text.isascii() and text.isdigit()
+
+
 GIB = 1 << 30
 
 
@@ -110,14 +117,14 @@ def parse_models(spec: str, count: int | None) -> list[str]:
     ``H100-80GB:2+RTX-4090:2`` for a machine of two models (counts adding up to ``count``,
     where it is given). Raises ValueError saying what is allowed."""
     parts = spec.split("+")
-    if len(parts) == 1 and not spec.rpartition(":")[2].strip().isdigit():
+    if len(parts) == 1 and not _ascii_digits(spec.rpartition(":")[2].strip()):
         if count is None:
             raise ValueError(f"{spec!r} is not MODEL:COUNT+MODEL:COUNT (H100-80GB:2+RTX-4090:2)")
         return [spec] * count
     out: list[str] = []
     for part in parts:
         name, _, n = part.rpartition(":")
-        if not name.strip() or not n.strip().isdigit() or not 1 <= int(n) <= 1024:
+        if not name.strip() or not _ascii_digits(n.strip()) or not 1 <= int(n) <= 1024:
             raise ValueError(f"{part!r} is not MODEL:COUNT (MODEL:2+OTHER:2)")
         out += [name.strip()] * int(n)
     if count is not None and len(out) != count:

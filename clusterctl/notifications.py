@@ -13,6 +13,8 @@ along for anything that reads JSON (``event``, ``job_id``, ``name``, ``user``, `
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,15 +28,52 @@ EVENT_OF = {"SUCCEEDED": "job_succeeded", "FAILED": "job_failed", "TIMEOUT": "jo
 MAX_URL = 2048
 
 
-def parse_webhook(text: str, field: str) -> str:
-    """An http(s) URL with a host, as incoming webhooks are."""
+_LOCAL_NAMES = ("localhost", "metadata", "metadata.google.internal", "instance-data")
+
+
+def parse_webhook(text: str, field: str, private_ok: bool = True) -> str:
+    """An http(s) URL with a host, as incoming webhooks are. Unless ``private_ok`` (an admin's
+    own setting, or the ``notify_private_ok`` setting), the host may not be a loopback,
+    link-local or cloud metadata address: the controller would POST wherever a user's URL
+    points, from inside the cluster's network (169.254.169.254 hands out cloud credentials)."""
     url = text.strip()
-    parts = urlsplit(url) if len(url) <= MAX_URL else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+    try:
+        parts = urlsplit(url) if len(url) <= MAX_URL else None
+        host = parts.hostname if parts is not None else None
+        if parts is not None:
+            parts.port  # noqa: B018 (raises on a port that is not one)
+    except ValueError:
+        parts = host = None
+    if parts is None or parts.scheme not in ("http", "https") or not host \
             or any(c.isspace() for c in url):
         raise BadInput(field, f"must be an http:// or https:// URL of at most {MAX_URL} "
                        "characters (a webhook)")
+    if not private_ok and _local(host):
+        raise BadInput(field, f"{host} is a loopback, link-local or metadata address; an "
+                       "admin may allow such webhooks with the notify_private_ok setting")
     return url
+
+
+def _local(host: str) -> bool:
+    """A host that names this machine or a cloud's metadata service, however it is spelled
+    (``127.1``, ``2130706433``, ``0x7f000001`` and ``::ffff:127.0.0.1`` are all loopback)."""
+    name = host.lower().rstrip(".")
+    if name in _LOCAL_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(name)
+    except ValueError:
+        try:  # the shorthand and integer forms inet_aton (and so every HTTP client) accepts
+            ip = ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast
+            or ip == _AWS_METADATA_V6)
+
+
+_AWS_METADATA_V6 = ipaddress.IPv6Address("fd00:ec2::254")
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def format_duration(seconds: float | None) -> str:
 def parse_count(text: str | int, field: str, maximum: int) -> int:
     """A whole number from 1 to ``maximum``; ``1.5``, ``abc``, ``0`` and ``-1`` are refused."""
     raw = str(text).strip()
-    if not re.fullmatch(r"\+?\d+", raw):
+    if not re.fullmatch(r"\+?[0-9]{1,18}", raw):
         raise BadInput(field, f"{text!r} is not a whole number from 1 to {maximum}")
     value = int(raw)
     if not 1 <= value <= maximum:
@@ -120,7 +120,7 @@ def parse_priority(text: str | int) -> int:
     return int(raw)
 
 
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 RESERVED_ENV = frozenset(
     {"CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CLUSTERCTL_JOB_ID", "MASTER_ADDR",
      "MASTER_PORT", "NODE_RANK", "NNODES", "WORLD_SIZE", "CLUSTERCTL_NODE"}
@@ -129,13 +129,23 @@ RESERVED_ENV = frozenset(
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
     """``KEY=VALUE`` pairs; the variables the runner sets itself cannot be overridden."""
-    env: dict[str, str] = {}
+    items = []
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise BadInput("--env", f"{pair!r} is not KEY=VALUE")
+        items.append((key, value))
+    return parse_env_items(items)
+
+
+def parse_env_items(items: list[tuple[str, str]]) -> dict[str, str]:
+    """Variables as (name, value): a name is letters, digits and '_' (at most 128), so a
+    name holding '=' is refused, never cut at it."""
+    env: dict[str, str] = {}
+    for key, value in items:
         if not _ENV_KEY.match(key):
-            raise BadInput("--env", f"{key!r} is not a variable name (letters, digits, _)")
+            raise BadInput("--env", f"{key!r} is not a variable name (1-128 letters, digits, "
+                           "_, not starting with a digit)")
         if key in RESERVED_ENV:
             raise BadInput("--env", f"{key} is set by clusterctl and cannot be overridden")
         if len(value.encode("utf-8", "surrogatepass")) > MAX_ENV_VALUE_BYTES:
@@ -181,7 +191,7 @@ def parse_ports(values: list[Any]) -> list[int]:
     ports: list[int] = []
     for v in values:
         text = str(v).strip()
-        if not text.isdigit() or not 1 <= int(text) <= 65535:
+        if not _ASCII_NUMBER.fullmatch(text) or not 1 <= int(text) <= 65535:
             raise BadInput("--port", f"{str(v)[:20]!r} is not a TCP port (1 to 65535)")
         if int(text) not in ports:
             ports.append(int(text))
@@ -209,7 +219,7 @@ def parse_job_ids(texts: list[str]) -> list[int]:
     return list(out)
 
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 def parse_name(text: str, field: str) -> str:
@@ -220,7 +230,7 @@ def parse_name(text: str, field: str) -> str:
     return text
 
 
-_UNIX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,30}\$?$")
+_UNIX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,30}\$?\Z")
 
 
 def parse_unix_user(text: str, field: str) -> str:
@@ -231,7 +241,7 @@ def parse_unix_user(text: str, field: str) -> str:
     return text
 
 
-_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}\Z")
 
 
 def parse_node_name(text: str, field: str = "NODE") -> str:
@@ -262,28 +272,72 @@ def parse_command(args: list[str]) -> list[str]:
     return list(args)
 
 
-def _instant(text: str, field: str) -> datetime:
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,255}")
+
+
+def parse_idempotency_key(text: str) -> str:
+    """A submit's ``Idempotency-Key`` header: the CLI sends a UUID; any client may send 1-255
+    letters, digits, '.', '_', ':' or '-'."""
+    if not _IDEMPOTENCY_KEY.fullmatch(text):
+        raise BadInput("Idempotency-Key", "must be 1-255 letters, digits, '.', '_', ':' or '-'")
+    return text
+
+
+_ASCII_NUMBER = re.compile(r"[0-9]{1,18}")
+MAX_OFFSET = 2**62
+
+
+def parse_natural(text: str, field: str, most: int = MAX_OFFSET) -> int:
+    """A whole number from 0 to ``most`` in ASCII digits: ``str.isdigit`` also takes "²" and
+    "٣", which ``int`` then refuses or reads, and a number past 64 bits no database holds."""
+    if not _ASCII_NUMBER.fullmatch(text) or int(text) > most:
+        raise BadInput(field, f"{text[:20]!r} is not a whole number from 0 to {most}")
+    return int(text)
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+"""The instants a request may name: a time zone at an extreme (``0001-01-01T00:00+14:00``,
+``9999-12-31T23:59-12:00``) would otherwise overflow the calendar once turned to UTC."""
+
+
+def parse_instant(text: str, field: str) -> datetime:
+    """An ISO 8601 date or time (UTC when no zone is given), as an aware UTC datetime."""
     try:
         t = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise BadInput(field, f"{text!r} is not a date (YYYY-MM-DD) or ISO time") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+        t = (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise BadInput(field, f"{text!r} is not a date (YYYY-MM-DD) or ISO time from "
+                       f"{EARLIEST.year} to {LATEST.year - 1}") from None
+    if not EARLIEST <= t < LATEST:
+        raise BadInput(field, f"{text!r} is not from {EARLIEST.year} to {LATEST.year - 1}")
+    return t
+
+
+MAX_PERIOD_DAYS = 400
+"""The longest period a report covers unless the controller's settings allow more: a report's
+work and answer grow with its period, and one request must not take the controller down."""
 
 
 def parse_period(since: str | None, from_: str | None, to: str | None,
-                 now: datetime) -> tuple[datetime, datetime]:
+                 now: datetime, max_days: int = MAX_PERIOD_DAYS) -> tuple[datetime, datetime]:
     """A report's period: ``--since 30d`` back from now (the default), or ``--from``/``--to``
-    dates (UTC midnight when no time is given); ``--to`` defaults to now."""
+    dates (UTC midnight when no time is given); ``--to`` defaults to now. At most
+    ``max_days`` long."""
     if since is not None and from_ is not None:
         raise BadInput("--since", "give either --since or --from, not both")
-    end = _instant(to, "--to") if to else now
+    end = parse_instant(to, "--to") if to else now
     if from_ is not None:
-        start = _instant(from_, "--from")
+        start = parse_instant(from_, "--from")
     else:
         start = end - timedelta(seconds=parse_duration(since or "30d", "--since"))
     if start >= end:
         raise BadInput("--from", f"{start.date().isoformat()} is not before the end of the "
                        f"period ({end.date().isoformat()})")
+    if end - start > timedelta(days=max_days):
+        raise BadInput("--from" if from_ is not None else "--since",
+                       f"the period is {(end - start).days} days; at most {max_days} days "
+                       "(max_report_days in the controller's settings)")
     return start, end
 
 
@@ -303,7 +357,7 @@ def parse_overestimate(value: str) -> tuple[float, float]:
 MAX_ARRAY_TASKS = 10_000
 MAX_ARRAY_INDEX = 4_000_000
 """Slurm's largest MaxArraySize less one."""
-_ARRAY_ITEM_RE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+_ARRAY_ITEM_RE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?\Z", re.ASCII)
 ARRAY_HELP = "indices such as 0-31, 0-31%4 (at most 4 at once), 0-30:2 or 1,5,9"
 
 

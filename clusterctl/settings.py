@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     metrics_port: int = DEFAULT_PORT + 1
     kill_grace_s: float = 30.0
     max_package_mb: float = 100.0
+    max_report_days: int = 400
+    """The longest period a report may cover: a report's work and answer grow with it."""
     sample_retention_s: float = 14 * 86400.0
     """How long raw GPU samples are kept (rollups keep the figures after that)."""
     minute_rollup_retention_s: float = 90 * 86400.0
@@ -91,6 +93,9 @@ class Settings(BaseSettings):
     notify_url: str = ""
     """The cluster's webhook: every job failure, timeout and loss, and drained nodes (for the
     admins' channel). Users and teams set their own with ``clusterctl notify``."""
+    notify_private_ok: bool = False
+    """Whether users' and teams' webhooks may point at loopback, link-local and cloud metadata
+    addresses (refused unless an admin allows them: the controller POSTs from inside)."""
     fair_share_by_rate: bool = False
     """Fair share counts a GPU-hour at its node's capacity rate from the hardware inventory,
     relative to the fleet's mean: on a mixed fleet an H100-hour weighs more than a 4090-hour.
@@ -169,7 +174,7 @@ class Settings(BaseSettings):
     def _user_gpu_limit(cls, value: Any) -> int | None:
         if value in (None, "", 0, "0", "none"):
             return None
-        if isinstance(value, bool) or not str(value).isdigit():
+        if isinstance(value, bool) or not (str(value).isascii() and str(value).isdigit()):
             raise ValueError(f"{value!r} must be a whole number of GPUs (0: no limit)")
         return int(value)
 

@@ -201,11 +201,11 @@ class Controller:
                 return line.split("=", 1)[1].strip().strip('"')
         raise AssertionError("no token in the config")
 
-    def api(self, method: str, path: str) -> httpx.Response:
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A direct HTTP call as the admin (faster than a CLI process, for races)."""
         return httpx.request(method, f"{self.scheme}://127.0.0.1:{self.port}{path}", timeout=30,
                              headers={"Authorization": f"Bearer {self.token()}"},
-                             verify=self.verify)
+                             verify=self.verify, **kwargs)
 
     def passes(self) -> int:
         """Scheduler passes the controller has completed (from its /metrics)."""

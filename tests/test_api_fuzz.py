@@ -26,6 +26,11 @@ HOSTILE: list[Any] = [
     "\x00", "a\x00b", "\ud800", "x\udfffy", "", " ", "../../../etc/passwd", "9" * 400,
     "1" * 25, "a" * 70_000, 10**20, -(10**20), 2**63, 1e308, -1.5, 0, -1, True, None, [], {},
     ["\x00"], ["\ud800"], {"\x00": "x"}, {"K": "\ud800"}, ["a"] * 5000,
+    # #31: Unicode digits, time zones at the calendar's ends, malformed and inward URLs,
+    # a trailing newline, a name holding '=', a value nested past any body of ours
+    "²", "٣", "9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00", "http://[::1/x",
+    "http://169.254.169.254/latest/meta-data/", "fz\n", {"A=B": "x"}, ["²"],
+    json.loads("[" * 40 + '"deep"' + "]" * 40),
 ]
 hostile = st.sampled_from(HOSTILE)
 texts = st.text(st.characters(codec=None, categories=None), max_size=40) | st.sampled_from(
@@ -51,7 +56,8 @@ def bodies(base: dict[str, Any]) -> st.SearchStrategy[bytes]:
 SUBMIT = {"command": ["true"], "gpus": 1, "nodes": 1, "name": "fz", "priority": 0,
           "time_limit": "1m", "retries": 0, "env": {"A": "b"}, "after": None, "array": None,
           "workdir": None, "package": None, "team": None, "no_preempt": False,
-          "gpu_type": None, "gpu_mem": None}
+          "gpu_type": None, "gpu_mem": None, "notify": None, "idle_timeout": None,
+          "interactive": False, "pty": False, "ports": None}
 HARDWARE = {"node": "fz-node", "gpus": 8, "gpu_model": "A100", "price": "1000",
             "purchased": "2025-01-01", "life_months": "36", "resale": "0.2",
             "monthly_fees": "10"}
@@ -79,6 +85,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("DELETE", "/v1/users/{}", None),
     ("POST", "/v1/users/{}/token", None),
     ("GET", "/v1/audit", None),
+    ("PUT", "/v1/notify", {"url": "https://hooks.example.com/x", "team": None}),
 ]
 # URL parts: hostile, but short enough for a URL (a 70,000-character one is the client's error)
 url_texts = st.text(st.characters(codec=None, categories=None), max_size=40) | st.sampled_from(
@@ -215,6 +222,32 @@ def test_refusals_name_the_field_and_write_nothing(fuzzed: Controller) -> None:
          "body: is not valid JSON"),
         (call(fuzzed, "GET", "/v1/jobs", None, {"owner": "a\x00"}, token), 422,
          "owner: contains a NUL"),
+        # #31 item 5: each of these answered 500 with a traceback, or was taken though wrong
+        (call(fuzzed, "GET", "/v1/jobs", None, {"since": "9999-12-31T23:59:59-12:00"},
+              token), 422, "--since: "),
+        (call(fuzzed, "GET", "/v1/jobs", None, {"since": "0001-01-01T00:00:00+14:00"},
+              token), 422, "--since: "),
+        (call(fuzzed, "GET", "/v1/reports/cost", None, {"to": "0001-01-02"}, token), 422,
+         "--to: "),
+        (call(fuzzed, "GET", "/v1/jobs/1/logs", None, {"offset": str(2**63)}, token), 422,
+         "offset: "),
+        (call(fuzzed, "GET", "/v1/reports/utilization", None,
+              {"from": "1971-01-01", "to": "2500-01-01", "by": "day"}, token), 422,
+         "--from: the period is 193214 days; at most 400 days"),
+        (submit(interactive=True, ports=["²"]), 422, "--port: '²' is not a TCP port"),
+        (submit(notify="http://[::1/x"), 422, "--notify: must be an http"),
+        (submit(notify="http://169.254.169.254/latest/"), 422,
+         "--notify: 169.254.169.254 is a loopback, link-local or metadata address"),
+        (submit(notify="http://2130706433:8080/"), 422, "--notify: 2130706433 is a loopback"),
+        (call(fuzzed, "PUT", "/v1/notify", json.dumps({"url": "http://[::1/x"}).encode(), {},
+              token), 422, "URL: must be an http"),
+        (submit(name="fz\n"), 422, "--name: "),
+        (submit(env={"A=B": "x"}), 422, "--env: 'A=B' is not a variable name"),
+        (submit(env={"K" * 200_000: "x"}), 422, "--env: "),
+        (call(fuzzed, "POST", "/v1/jobs", b"[" * 100_000 + b"]" * 100_000, {}, token), 422,
+         "body: nests deeper than 32 levels"),
+        (submit(command=["true"], env={"A": json.loads("[" * 40 + "]" * 40)}), 422,
+         "body: nests deeper than 32 levels"),
     ]
     for r, status, start in cases:
         assert (r.status_code, r.json()["detail"][:len(start)]) == (status, start), r.text

@@ -72,6 +72,18 @@ def test_stdin_reaches_the_job_and_its_exit_code_is_run_s(controller: Controller
     assert controller.cli("logs", str(job["id"])).stdout == "HELLO\nWORLD\n"  # kept
 
 
+def test_a_terminal_without_a_size_gets_80x24(controller: Controller) -> None:
+    """#31 item 12: under `script` or a serial console the terminal is 0x0; `run --pty`
+    exited 2 and left the job running unattended."""
+    child = spawn(controller, "run", "--pty", "--name", "sizeless", "--", "sh", "-c",
+                  "sleep 2; stty size; exit 7", rows=0, cols=0)
+    child.expect_exact("24 80")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 7
+    assert controller.wait_done(job_named(controller, "sizeless")["id"])["exit_code"] == 7
+
+
 def test_pty_window_size_ctrl_c_and_exit_code(controller: Controller) -> None:
     child = shell(controller, "pty")
     child.sendline("tty; stty size")

@@ -22,6 +22,7 @@ def test_webhooks_hear_ends_failures_and_drains(ray_head: LocalRay, tmp_path: Pa
                                                hook: Hook) -> None:
     c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file)
     c.env["CLUSTERCTL_NOTIFY_URL"] = f"{hook.url}/cluster"
+    c.env["CLUSTERCTL_NOTIFY_PRIVATE_OK"] = "true"  # the receiver listens on loopback
     c.start()
     try:
         assert c.cli("notify", "set", f"{hook.url}/me").returncode == 0
@@ -86,6 +87,7 @@ def test_budgets_warn_notify_and_hold_the_teams_new_jobs(ray_head: LocalRay, tmp
     over, its new jobs held (reason budget) while enforced, released by raising it."""
     c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file)
     c.env["CLUSTERCTL_NOTIFY_URL"] = f"{hook.url}/cluster"
+    c.env["CLUSTERCTL_NOTIFY_PRIVATE_OK"] = "true"  # the receiver listens on loopback
     c.start()
     try:
         bought = (datetime.now(timezone.utc) - timedelta(days=30)).date().isoformat()

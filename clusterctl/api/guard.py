@@ -29,6 +29,8 @@ BODY_LIMITS: dict[str, int | None] = {
     "/v1/agent/samples": 32 << 20,  # a spool's backlog, shipped in batches
     "/v1/packages": None,  # streamed; the route enforces max_package_mb itself
 }
+MAX_DEPTH = 32
+"""How deep a JSON body may nest (ours nest three or four levels)."""
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -46,16 +48,22 @@ def check_text(value: str, field: str) -> None:
 
 
 def check_json(value: Any, field: str = "body") -> None:
-    """Every string of a decoded JSON value, keys included."""
-    if isinstance(value, str):
-        check_text(value, field)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            check_text(k, field)
-            check_json(v, f"{field}.{k}" if field != "body" else k)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            check_json(v, f"{field}.{i}")
+    """Every string of a decoded JSON value, keys included, and its depth: no body of ours
+    nests past ``MAX_DEPTH``, and the routes' own parsing recurses. A loop, not recursion, so
+    a deep body is refused rather than crashing the check."""
+    todo: list[tuple[Any, str, int]] = [(value, field, 0)]
+    while todo:
+        item, where, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise Refusal(422, "body", f"nests deeper than {MAX_DEPTH} levels")
+        if isinstance(item, str):
+            check_text(item, where)
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                check_text(k, where)
+                todo.append((v, f"{where}.{k}" if where != "body" else k, depth + 1))
+        elif isinstance(item, list):
+            todo.extend((v, f"{where}.{i}", depth + 1) for i, v in enumerate(item))
 
 
 def check_body(raw: bytes) -> None:
@@ -65,6 +73,8 @@ def check_body(raw: bytes) -> None:
         raise Refusal(422, "body", "is not valid UTF-8") from None
     try:
         value = json.loads(text)
+    except RecursionError:  # deeper than the interpreter's stack: json gives up first
+        raise Refusal(422, "body", f"nests deeper than {MAX_DEPTH} levels") from None
     except ValueError:
         raise Refusal(422, "body", "is not valid JSON") from None
     check_json(value)

@@ -191,7 +191,9 @@ class Session:
                 size = os.get_terminal_size(sys.stdout.fileno())
             except OSError:
                 return
-        self.send(json.dumps({"resize": [size.lines, size.columns]}))
+        # A terminal without a size (0x0, as under `script` or a serial console) gets 80x24,
+        # as ssh gives one: the job's side refuses a window of no rows.
+        self.send(json.dumps({"resize": [size.lines or 24, size.columns or 80]}))
 
     def _copy_stdin(self) -> None:
         fd = sys.stdin.fileno()

@@ -18,6 +18,7 @@ from clusterctl.controller.telemetry import GpuUsage
 from clusterctl.cost.budget import BudgetStatus
 from clusterctl.executor.types import NodeInfo, Started
 from clusterctl.scheduler.state import Wait
+from clusterctl.settings import Settings
 from clusterctl.store import (
     Allocation,
     AuditStore,
@@ -85,6 +86,11 @@ class ControllerApi(Protocol):
         """Post ``body`` to the cluster's webhook (the ``notify_url`` setting), if any, in the
         background."""
         ...
+    @property
+    def settings(self) -> Settings:
+        """The controller's settings (report bounds, webhook rules)."""
+        ...
+
     @property
     def max_package_bytes(self) -> int: ...
     @property

@@ -26,9 +26,9 @@ else:  # pragma: no cover
 MAX_PRICE = Decimal(100_000_000)
 MAX_LIFE_MONTHS = 240
 MAX_GPUS = 1024
-_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()+-]{0,63}$")
+_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()+-]{0,63}\Z")
 _LIFE_RE = re.compile(r"^\s*(\d+)\s*(mo|months?|y|years?)?\s*$", re.IGNORECASE)
-_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+_CURRENCY_RE = re.compile(r"^[A-Z]{3}\Z")
 
 
 @dataclass(frozen=True)

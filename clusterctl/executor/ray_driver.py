@@ -51,7 +51,7 @@ RESTARTED_BEFORE_START = "the Ray driver restarted before the job started"
 def _refused(address: str) -> str | None:
     """Why nothing answers at the head's address (its GCS port), or None when it listens."""
     host, _, port = address.rpartition(":")
-    if not port.isdigit() or "/" in host:
+    if not (port.isascii() and port.isdigit()) or "/" in host:
         return None  # "auto", a ray:// URL: Ray finds it, not us
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2):

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from clusterctl.states import (
@@ -58,6 +59,8 @@ class NewJob:
     notify_url: str | None = None
     idle_timeout_s: int | None = None
     interactive: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    """The submit's ``Idempotency-Key``: submitted again by the same user, it makes no job."""
 
 
 @dataclass(frozen=True)
@@ -171,9 +174,34 @@ class JobStore:
         task, for an array)."""
         return self.submit_all(new)[0]
 
+    def submitted(self, user: str, key: str) -> list[Job]:
+        """The jobs a submit of ``user`` with Idempotency-Key ``key`` made (an array's tasks
+        in order), or none."""
+        with self.session() as s:
+            first = s.exec(select(Job).where(Job.user == user,
+                                             Job.idempotency_key == key)).first()
+            if first is None or first.array_id is None:
+                return [first] if first is not None else []
+            return list(s.exec(select(Job).where(Job.array_id == first.array_id)
+                               .order_by(col(Job.id))).all())
+
     def submit_all(self, new: NewJob) -> list[Job]:
         """Insert the job (one per index of an array) and its first history rows, in one
-        transaction; returns only once committed."""
+        transaction; returns only once committed. With an idempotency key the same user
+        already submitted, the jobs of that first submit instead (two at once: one wins)."""
+        if new.idempotency_key is not None:
+            earlier = self.submitted(new.user, new.idempotency_key)
+            if earlier:
+                return earlier
+        try:
+            return self._insert(new)
+        except IntegrityError:
+            earlier = self.submitted(new.user, new.idempotency_key or "")
+            if new.idempotency_key is None or not earlier:
+                raise
+            return earlier
+
+    def _insert(self, new: NewJob) -> list[Job]:
         now = self.clock()
         indices: Sequence[int | None] = new.array_indices or [None]
         jobs: list[Job] = []
@@ -190,6 +218,7 @@ class JobStore:
                     array_index=index, array_limit=new.array_limit if index is not None else None,
                     array_id=jobs[0].id if jobs else None, notify_url=new.notify_url,
                     idle_timeout_s=new.idle_timeout_s, interactive=new.interactive,
+                    idempotency_key=None if jobs else new.idempotency_key,
                 )
                 s.add(job)
                 s.flush()

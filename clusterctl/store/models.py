@@ -89,7 +89,9 @@ class AuditEvent(SQLModel, table=True):
 
 
 class Job(SQLModel, table=True):
-    __table_args__ = (Index("ix_job_state_priority", "state", "priority"),)
+    __table_args__ = (Index("ix_job_state_priority", "state", "priority"),
+                      Index("ux_job_user_idempotency_key", "user", "idempotency_key",
+                            unique=True))
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64)
@@ -145,6 +147,9 @@ class Job(SQLModel, table=True):
     cancel_asked_at: datetime | None = _time()
     cancel_reason: str | None = None
     """Who cancelled it (``cancelled by alice``): what its end says, however late it comes."""
+    idempotency_key: str | None = None
+    """The submit's ``Idempotency-Key`` (on an array's first task): the same key from the same
+    user returns this job instead of making another."""
     no_preempt: bool = False
     """``--no-preempt``: never preempted, and so never given borrowed GPUs."""
     preempt_requested: bool = False

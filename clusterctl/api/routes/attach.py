@@ -28,7 +28,7 @@ from clusterctl.api.routes.jobs import require_owner
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.executor import terminal as wire
 from clusterctl.executor.types import Started
-from clusterctl.parsing import BadInput
+from clusterctl.parsing import BadInput, parse_natural
 from clusterctl.states import ENDED, JobState
 from clusterctl.store import Job
 
@@ -111,7 +111,11 @@ async def attach(ws: WebSocket, job_id: str) -> None:
                       "release?)")
         return
     host, port, key = point.terminal
-    offset = int(offset_text) if offset_text and offset_text.isdigit() else None
+    try:
+        offset = None if not offset_text else parse_natural(offset_text, "offset")
+    except BadInput as e:
+        await _refuse(ws, 422, str(e))
+        return
     hello = wire.frame(wire.HELLO, json.dumps({"key": key, "offset": offset}).encode())
     await _relay(ws, host, port, hello, _from_user_to_runner, _from_runner_to_user)
 
@@ -124,11 +128,15 @@ async def forward(ws: WebSocket, job_id: str, port: str) -> None:
         return
     job, point = checked
     ports = (job.interactive or {}).get("ports") or []
-    if not port.isdigit() or int(port) not in ports:
+    try:
+        number = parse_natural(port, "port", 65535)
+    except BadInput:
+        number = None
+    if number is None or number not in ports:
         shown = ", ".join(str(p) for p in ports) or "none (run --port PORT declares one)"
         await _refuse(ws, 422, f"port: job {job.id} serves {shown}, not {port[:10]!r}")
         return
-    await _relay(ws, point.node_ip, int(port), b"", _raw_up, _raw_down)
+    await _relay(ws, point.node_ip, number, b"", _raw_up, _raw_down)
 
 
 Pump = Callable[[WebSocket, asyncio.StreamReader, asyncio.StreamWriter],

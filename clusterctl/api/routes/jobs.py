@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Request, Response
 
 from clusterctl import parsing
 from clusterctl.api.auth import CurrentUser
@@ -100,8 +100,17 @@ async def upload_package(request: Request, user: CurrentUser, ctl: Controller) -
 
 
 @router.post("/v1/jobs", response_model=SubmitOut, status_code=201)
-def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Response
-           ) -> SubmitOut:
+def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Response,
+           idempotency_key: Annotated[str | None, Header()] = None) -> SubmitOut:
+    """A submit with an ``Idempotency-Key`` the same user sent before makes no job: the
+    answer is the first one's jobs (200, ``Idempotent-Replayed: true``), as a client that
+    lost the first answer and tries again expects."""
+    key = parsing.parse_idempotency_key(idempotency_key) if idempotency_key else None
+    earlier = ctl.jobs.submitted(user.name, key) if key else []
+    if earlier:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+        return _submitted(ctl, earlier, body.array is not None)
     command = parsing.parse_command(body.command)
     gpus, gpu_types, gpu_mem = parse_gpu_ask(body.gpus, body.gpu_type, body.gpu_mem,
                                              parsing.MAX_GPUS_PER_NODE)
@@ -111,7 +120,7 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Respon
     limit = None
     if body.time_limit not in (None, ""):
         limit = parsing.parse_duration(str(body.time_limit))
-    env = parsing.parse_env([f"{k}={v}" for k, v in body.env.items()])
+    env = parsing.parse_env_items([(str(k), str(v)) for k, v in body.env.items()])
     team = parsing.parse_name(body.team, "--team") if body.team else user.team
     if team not in user.teams and not user.is_admin:  # another team's quota and cost
         raise BadInput("--team", f"you may submit to {', '.join(user.teams)} only "
@@ -132,7 +141,8 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Respon
     if missing:
         raise BadInput("--after", f"job {missing[0]} does not exist")
     indices, array_limit = parsing.parse_array(body.array) if body.array else (None, None)
-    notify = parse_webhook(body.notify, "--notify") if body.notify else None
+    notify = (parse_webhook(body.notify, "--notify", ctl.settings.notify_private_ok)
+              if body.notify else None)
     idle = (parsing.parse_duration(str(body.idle_timeout), "--idle-timeout")
             if body.idle_timeout not in (None, "") else None)
     interactive = _interactive(body, indices)
@@ -146,16 +156,20 @@ def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Respon
         workdir=body.workdir, package=body.package, no_preempt=body.no_preempt,
         after=after or None, array_indices=indices, array_limit=array_limit,
         notify_url=notify, idle_timeout_s=idle, interactive=interactive,
+        idempotency_key=key,
     ))
     if user.is_admin and (team not in user.teams or priority > ctl.user_max_priority):
         ctl.audit.record(user.name, "job.override", str(jobs[0].id),
                          f"team {team}, priority {priority}")
     ctl.wake()
     budget_note(ctl, [team], response)
+    return _submitted(ctl, jobs, indices is not None)
+
+
+def _submitted(ctl: ControllerApi, jobs: list[Job], array: bool) -> SubmitOut:
     first = job_out(jobs[0], node_names(ctl))
     return SubmitOut(**first.model_dump(),
-                     array_job_ids=[j.id for j in jobs if j.id is not None]
-                     if indices is not None else None)
+                     array_job_ids=[j.id for j in jobs if j.id is not None] if array else None)
 
 
 def _interactive(body: JobSubmit, indices: Any) -> dict[str, Any] | None:
@@ -189,14 +203,7 @@ def list_jobs(user: CurrentUser, ctl: Controller, response: Response, all: bool 
         team = parsing.parse_name(team, "--team")
     if name is not None and (not name or len(name) > 255):
         raise BadInput("--name", "must be 1 to 255 characters (* matches any)")
-    after = None
-    if since is not None:
-        try:
-            after = datetime.fromisoformat(since)
-        except ValueError:
-            raise BadInput("--since", f"{since!r} is not an ISO 8601 time") from None
-        if after.tzinfo is None:
-            after = after.replace(tzinfo=timezone.utc)
+    after = None if since is None else parsing.parse_instant(since, "--since")
     for value, field in ((array, "--array"), (before, "before")):
         if value is not None and not 0 < value < 2**62:
             raise BadInput(field, "must be a job id")

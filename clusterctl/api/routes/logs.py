@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from clusterctl.api.auth import CurrentUser
 from clusterctl.api.deps import Controller, load_job
 from clusterctl.api.routes.jobs import require_owner
-from clusterctl.parsing import BadInput
+from clusterctl.parsing import MAX_OFFSET, BadInput
 
 router = APIRouter()
 LOG_CHUNK = 1 << 20
@@ -16,6 +16,8 @@ LOG_CHUNK = 1 << 20
 @router.get("/v1/jobs/{job_id}/logs")
 def logs(job_id: str, user: CurrentUser, ctl: Controller, offset: int = 0, rank: int = 0,
          attempt: int | None = None) -> Response:
+    if not 0 <= offset <= MAX_OFFSET:
+        raise BadInput("offset", f"must be from 0 to {MAX_OFFSET}")
     job = load_job(ctl, job_id)
     assert job.id is not None
     require_owner(user, job, "log")
@@ -25,9 +27,9 @@ def logs(job_id: str, user: CurrentUser, ctl: Controller, offset: int = 0, rank:
     if attempt is not None and not 1 <= attempt <= latest:
         raise BadInput("--attempt", f"must be from 1 to {latest}")
     att = attempt if attempt is not None else latest
-    data = ctl.logs.read(job.id, att, rank, max(0, offset), LOG_CHUNK)
+    data = ctl.logs.read(job.id, att, rank, offset, LOG_CHUNK)
     return Response(content=data, media_type="application/octet-stream", headers={
-        "X-Next-Offset": str(max(0, offset) + len(data)),
+        "X-Next-Offset": str(offset + len(data)),
         "X-Job-State": job.state,
         "X-Attempt": str(att),
         "X-Latest-Attempt": str(latest),

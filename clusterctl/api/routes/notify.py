@@ -45,7 +45,8 @@ def show(user: CurrentUser, ctl: Controller) -> NotifyOut:
 
 @router.put("/v1/notify", response_model=NotifyOut)
 def set_url(body: NotifyIn, user: CurrentUser, ctl: Controller) -> NotifyOut:
-    url = parse_webhook(body.url, "URL") if body.url is not None else None
+    url = (parse_webhook(body.url, "URL", ctl.settings.notify_private_ok)
+           if body.url is not None else None)
     if body.team is not None:
         team = parsing.parse_name(body.team, "--team")
         require_admin(user, "set a team's webhook")

@@ -32,7 +32,8 @@ def report(kind: str, request: Request, user: CurrentUser, ctl: Controller,
         allowed = "|".join(KINDS[kind]) or "nothing (this report has no --by)"
         raise BadInput("--by", f"{by!r} is not one of {allowed}")
     now = datetime.now(timezone.utc)
-    start, end = parse_period(since, from_ or request.query_params.get("from"), to, now)
+    start, end = parse_period(since, from_ or request.query_params.get("from"), to, now,
+                              ctl.settings.max_report_days)
     if limit is not None and not 1 <= limit <= 1_000_000:
         raise BadInput("--limit", "must be from 1 to 1000000")
     if not 0 <= offset <= 10**9:
