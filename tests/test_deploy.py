@@ -264,7 +264,10 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         (work / "job.py").write_text(
             "import os, pwd\nprint('gpus', os.environ['CUDA_VISIBLE_DEVICES'])\n"
             "print('user', pwd.getpwuid(os.getuid()).pw_name)\n"
-            "print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n")
+            "print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+            "others = [p for p in os.listdir('/proc') if p.isdigit()\n"
+            "          and os.stat('/proc/' + p).st_uid != os.getuid()]\n"
+            "print('others', len(others))\n")
         work.chmod(0o755)
 
         def cli(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -284,6 +287,8 @@ def test_playbook_deploys_this_machine_and_a_second_run_changes_nothing(
         out = cli("logs", str(job)).stdout
         assert waited.returncode == 0, waited.stdout + waited.stderr + out
         assert "gpus " in out and f"user {person}\n0000000000000000" in out, out
+        # /proc is mounted hidepid=invisible: the job sees no process but its own.
+        assert "others 0\n" in out, out
         nodes = json.loads(cli("nodes", "--json").stdout)
         assert [n["name"] for n in nodes] == ["deploy-node"]
         deadline = time.monotonic() + 60  # the agent ships its samples with its node token
