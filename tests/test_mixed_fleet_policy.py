@@ -84,6 +84,14 @@ def test_the_wait_reason_names_the_type() -> None:
     assert d.waiting[1].detail == "needs 2 H100; 0 of 2 free"
 
 
+def test_a_wait_on_a_drained_model_names_the_drain() -> None:
+    """#31 item 10: jobs waiting on a drained node's model said "needs 2 H100; 0 of 0 free"."""
+    drained = [replace(node("h", H100), schedulable=False, drained=True), node("r", RTX)]
+    d = schedule([job(1, 2, types=("H100",)), job(2, 1)], [], drained, now=NOW, explain=True)
+    assert d.waiting[1].detail == "needs 2 H100; 0 of 0 free, 2 on drained nodes"
+    assert where(d) == {2: ("r",)}  # nothing of the drained node is handed out
+
+
 def test_backfill_reserves_per_model() -> None:
     # The H100 node is busy for an hour; job 1 (H100) waits with a reservation there. A long
     # job that fits the RTX node does not delay it, so it starts; a long H100 job would.

@@ -14,6 +14,7 @@ from clusterctl.states import IllegalTransition, JobState
 from clusterctl.store import (
     HeldGpu,
     JobStore,
+    NodeStore,
     UserExists,
     UserStore,
     installation_id,
@@ -141,6 +142,19 @@ def test_concurrent_starts_apply_once(store: JobStore) -> None:
         t.join()
     assert sorted(results, key=lambda r: r or 0) == [None] * 7 + [1]
     assert [h.state for h in store.history(job.id)].count("STARTING") == 1
+
+
+def test_no_start_commits_after_a_drain_of_its_node(store: JobStore) -> None:
+    """#31 item 10: the pass reads the drains, then places; a drain committed in between
+    must still stop the start (one started 4.5 ms after a drain committed): the start reads
+    the drains again in the transaction that places the job."""
+    drains = NodeStore(store.engine)
+    assert store.start(store.submit(new_job()), ["id-a"], node_names=["node-a"]) == 1
+    drains.drain("node-a", "admin", "maintenance")
+    late = store.submit(new_job())
+    assert store.start(late, ["id-a"], node_names=["node-a"]) is None  # read at placement
+    assert store.get(late.id).state == "PENDING"
+    assert store.start(late, ["id-b"], node_names=["node-b"]) == 1  # another node: fine
 
 
 def test_users_and_tokens(db_url: str) -> None:

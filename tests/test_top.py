@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from clusterctl.cli.nodes import TopView, bar, cost_per_hour, sparkline
+from clusterctl.cli.nodes import TopView, bar, cost_per_hour, sparkline, title
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
 
@@ -59,3 +59,11 @@ def test_a_frame_shows_gpus_history_cost_and_the_queue() -> None:
     unpriced = nodes(0.5)
     unpriced[0]["gpu_hour_cost"] = None
     assert cost_per_hour(JOBS[0], unpriced) is None
+
+
+def test_a_drained_nodes_gpus_are_counted_apart_not_as_free() -> None:
+    """#31 item 10: the header counted a drained node's idle GPUs as free."""
+    fleet = [*nodes(0.5), {**nodes(0.5)[0], "id": "r2", "name": "node-b", "free_gpus": 2,
+                           "drained": True}]
+    assert title(fleet) == "2 node(s), 4 GPU(s), 1 free, 2 drained"
+    assert title(nodes(0.5)) == "1 node(s), 2 GPU(s), 1 free"

@@ -73,18 +73,25 @@ def _by_model(rows: list[dict[str, Any]]) -> str:
         elif n["gpus"]:
             tally = models.setdefault(_model(n), [0, 0])
             tally[0] += n["gpus"]
-            tally[1] += n["free_gpus"]
+            tally[1] += 0 if n.get("drained") else n["free_gpus"]
     if len(models) < 2:
         return ""
     return ": " + ", ".join(f"{t} {m} ({f} free)" for m, (t, f) in sorted(models.items()))
 
 
+def title(rows: list[dict[str, Any]]) -> str:
+    """``3 node(s), 24 GPU(s), 10 free, 8 drained``: a drained node's idle GPUs are not free
+    (nothing new starts there), so they are counted apart."""
+    total = sum(n["gpus"] for n in rows)
+    free = sum(n["free_gpus"] for n in rows if not n.get("drained"))
+    drained = sum(n["gpus"] for n in rows if n.get("drained"))
+    return (f"{len(rows)} node(s), {total} GPU(s), {free} free"
+            + (f", {drained} drained" if drained else "") + _by_model(rows))
+
+
 def gpu_table(rows: list[dict[str, Any]], now: datetime | None = None) -> Table:
     now = now or datetime.now(timezone.utc)
-    total = sum(n["gpus"] for n in rows)
-    free = sum(n["free_gpus"] for n in rows)
-    table = Table(box=None, pad_edge=False, title=f"{len(rows)} node(s), {total} GPU(s), "
-                  f"{free} free" + _by_model(rows), title_justify="left")
+    table = Table(box=None, pad_edge=False, title=title(rows), title_justify="left")
     for col in ("NODE", "GPU", "MODEL", "JOB", "USER", "UTIL", "MEM GiB", "POWER", "TEMP",
                 "SEEN"):
         table.add_column(col, justify="right" if col in ("GPU", "UTIL", "MEM GiB", "POWER",
@@ -203,9 +210,7 @@ class TopView:
                     del seen[:-HISTORY]
 
     def gpus(self, nodes: list[dict[str, Any]], now: datetime) -> Table:
-        table = Table(box=None, pad_edge=False, title_justify="left", title=(
-            f"{len(nodes)} node(s), {sum(n['gpus'] for n in nodes)} GPU(s), "
-            f"{sum(n['free_gpus'] for n in nodes)} free" + _by_model(nodes)))
+        table = Table(box=None, pad_edge=False, title_justify="left", title=title(nodes))
         for col in ("NODE", "GPU", "JOB", "UTIL", "", "HISTORY", "MEM", "GiB", "POWER", "TEMP"):
             table.add_column(col, justify="right" if col in ("GPU", "POWER", "TEMP") else "left")
         for n in nodes:

@@ -358,9 +358,10 @@ class Attempts:
         """STARTING with a new attempt, then the runners; a job cancelled meanwhile is left.
         ``devices``: per rank, the GPUs to use where the controller picked them."""
         assert job.id is not None
-        attempt = self.jobs.start(job, node_ids, devices)
+        names = [n.name for n in self.nodes if n.id in node_ids]
+        attempt = self.jobs.start(job, node_ids, devices, names)
         if attempt is None:
-            return  # cancelled meanwhile
+            return  # cancelled or its node drained meanwhile
         env = {**job.env,
                "CLUSTERCTL_PREEMPT_GRACE": f"{self.preempt_grace_s:g}"}
         if job.array_index is not None:

@@ -249,7 +249,7 @@ class Scheduler:
             whole = NodeCapacity(
                 n.id, n.gpus, max(0, n.gpus - held[n.id] - len(devices.get(n.id, ()))),
                 schedulable=n.alive and n.gpus > 0 and n.name not in drained
-                and n.id not in suspects,
+                and n.id not in suspects, drained=n.name in drained,
                 gpu_model=next((g.model for g in gpus if g.model), None) or n.gpu_model,
                 gpu_mem=min(mems) if mems else model_memory(n.gpu_model),
                 gpu_hour_cost=self._gpu_hour_costs.get(n.name))

@@ -72,6 +72,7 @@ class _Pass:
         self.fleet = Fleet(n for n in nodes if n.schedulable)
         """Nodes by GPU model: each job's GPUs come from one group it accepts."""
         self.total_of = {n.id: n.total_gpus for n in nodes}
+        self.drained = [n for n in nodes if n.drained]
         self.model_of = {n.id: n.gpu_model for n in nodes}
         self.typed = config.type_quotas
         self._pool_types: dict[tuple[str, str | None], str] = {}
@@ -507,14 +508,22 @@ class _Pass:
         shape = f"{job.nodes}x{job.gpus}" if job.nodes > 1 else f"{job.gpus}"
         groups = self.groups(job)
         if groups == [None]:
-            return f"needs {shape} GPUs; {self.free.total} free"
+            return f"needs {shape} GPUs; {self.free.total} free" + self.drained_note(job)
         kind = " or ".join(job.gpu_types) if job.gpu_types else "GPUs of one model"
         if job.gpu_mem is not None:
             kind += f" with {job.gpu_mem / GIB:g} GiB"
         nodes = {n for g in groups if g is not None for n in g}
         free = sum(self.free.free.get(n, 0) for n in nodes)
         return (f"needs {shape} {kind}; {free} of {sum(self.total_of[n] for n in nodes)} "
-                "free")
+                "free" + self.drained_note(job))
+
+    def drained_note(self, job: QueuedJob) -> str:
+        """``, 8 on drained nodes``: the GPUs of its kind an admin took out of service (a
+        wait that said "0 of 0 free" left the user guessing)."""
+        gpus = sum(n.total_gpus for n in self.drained
+                   if not job.gpu_types or (n.gpu_model is not None and any(
+                       matches(t, n.gpu_model) for t in job.gpu_types)))
+        return f", {gpus} on drained nodes" if gpus else ""
 
     def explain_rest(self) -> None:
         """Reasons for the jobs the pass did not reach: one shared value per team, since the

@@ -74,6 +74,8 @@ class NodeCapacity:
     free_gpus: int
     schedulable: bool = True
     """False for a node that is drained, dead or has no GPUs."""
+    drained: bool = False
+    """Drained by an admin (so not schedulable): a job that waits for its GPUs says so."""
     gpu_model: str | None = None
     """As the driver reports it (``NVIDIA H100 80GB HBM3``); None: not known."""
     gpu_mem: int | None = None

@@ -35,6 +35,18 @@ def ping(engine: Engine) -> str | None:
     return None
 
 
+DRAIN_LOCK = 0x636C6472  # "cldr"
+"""The PostgreSQL advisory lock a placement and a drain both take: a drain waits for a
+placement in flight, and a placement after it sees it (SQLite's single writer does the
+same by itself)."""
+
+
+def lock_drains(session: Any) -> None:
+    """Serialize this transaction with drains (see ``DRAIN_LOCK``)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": DRAIN_LOCK})
+
+
 def normalize_url(url: str) -> str:
     """Accept ``postgresql://`` and ``postgres://`` as people write them; use psycopg 3."""
     for prefix in ("postgres://", "postgresql://"):

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from clusterctl.store.db import lock_drains
 from clusterctl.store.jobs import utcnow
 from clusterctl.store.models import NodeDrain
 
@@ -23,6 +24,7 @@ class NodeStore:
     def drain(self, node: str, by: str, reason: str | None) -> NodeDrain:
         """Drain ``node`` (again: the newer reason and time replace the old)."""
         with Session(self.engine, expire_on_commit=False) as s:
+            lock_drains(s)
             row = s.get(NodeDrain, node) or NodeDrain(node=node, by=by, at=self.clock())
             row.by, row.reason, row.at = by, reason, self.clock()
             s.add(row)
