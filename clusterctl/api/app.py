@@ -4,6 +4,7 @@ never call Ray, so the API stays responsive while the cluster is slow or away.""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
@@ -25,10 +26,12 @@ from clusterctl.api.routes import (
     reports,
     users,
 )
+from clusterctl.controller import disk
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
 from clusterctl.store import UNAVAILABLE
 
+log = logging.getLogger(__name__)
 ROUTERS = (jobs, logs, attach, nodes, users, notify, budgets, quotas, ingest, hardware, reports,
            health)
 
@@ -51,12 +54,30 @@ async def _invalid(_: Request, exc: Exception) -> JSONResponse:
 RETRY_AFTER_S = 5
 
 
-async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     """The database is down or unreachable: nothing was written (the transaction did not
-    commit), so the client may simply try again; the CLI does, with backoff."""
+    commit), so the client may simply try again; the CLI does, with backoff. A disk that is
+    full is not that: 507, naming the disk, since trying again will not help."""
+    if disk.is_full(exc):
+        return _disk_full(request)
     return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)},
                         content={"detail": "database unavailable; try again shortly",
                                  "field": None})
+
+
+def _disk_full(request: Request) -> JSONResponse:
+    controller: ControllerApi = request.app.state.services
+    return JSONResponse(status_code=507, content={"detail": controller.disk_full(),
+                                                  "field": None})
+
+
+async def _os_error(request: Request, exc: Exception) -> JSONResponse:
+    """A write to the data directory (an upload, a log) that failed: for space, a 507 that
+    names the disk; anything else is a bug, logged, and a plain 500."""
+    if disk.is_full(exc):
+        return _disk_full(request)
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(status_code=500, content={"detail": "internal error", "field": None})
 
 
 WARNING_HEADER = "X-Clusterctl-Warning"
@@ -71,6 +92,7 @@ def create_app(controller: ControllerApi) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid)
     for unavailable in UNAVAILABLE:
         app.add_exception_handler(unavailable, _database_down)
+    app.add_exception_handler(OSError, _os_error)
     app.add_middleware(EdgeGuard)
 
     @app.middleware("http")

@@ -86,6 +86,10 @@ class ControllerApi(Protocol):
         """Post ``body`` to the cluster's webhook (the ``notify_url`` setting), if any, in the
         background."""
         ...
+    def disk_full(self) -> str:
+        """What a write refused for want of space says: which disk, how full."""
+        ...
+
     @property
     def settings(self) -> Settings:
         """The controller's settings (report bounds, webhook rules)."""

@@ -22,6 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from clusterctl import gpu_health
+from clusterctl.controller import disk
 from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.budgets import BudgetWatch
 from clusterctl.controller.files import LogStore, PackageStore, expire_files
@@ -117,6 +118,8 @@ class Controller:
         self.ray_address = ray_address
         self.ray_token_file = ray_token_file
         self.max_package_bytes = int(settings.max_package_mb * (1 << 20))
+        self.disk_dirs: list[Path] = []
+        """The data directory and a SQLite database's: where a full disk stops the controller."""
         self.user_max_priority = settings.user_max_priority
 
     def account_of(self, user: str) -> str | None:
@@ -143,6 +146,7 @@ class Controller:
         self.drains = NodeStore(self.engine)
         self.audit = AuditStore(self.engine)
         self.logs, self.packages = LogStore(data / "logs"), PackageStore(data / "packages")
+        self.disk_dirs = disk.directories(data, s.db_url)
         namespace = f"clusterctl-{installation_id(self.engine)}"
         # The Ray driver process reads its auth settings from the environment it inherits.
         os.environ.update(ray_env(self.ray_token_file, base={}))
@@ -393,16 +397,26 @@ class Controller:
                                            if d.by == gpu_health.ACTOR})
 
     def health(self) -> dict[str, str]:
-        problems = self.degraded()
+        problems = {k: v for k, v in self.degraded().items() if k != "disk"}
         down = ping(self.engine)
         if down:
             problems["database"] = f"unavailable: {down}"
+        full, _ = disk.problems(self.disk_dirs)
+        if full:
+            problems["disk"] = full
         return problems
 
+    def disk_full(self) -> str:
+        return disk.full_message(self.disk_dirs)
+
     def degraded(self) -> dict[str, str]:
+        full, low = disk.problems(self.disk_dirs)
+        notes: dict[str, str] = {}
+        if full or low:
+            notes["disk"] = full or low or ""
         ray_down, since = self.scheduler.ray_down, self.scheduler.ray_down_since
-        if ray_down is None:
-            return {}
-        when = datetime.fromtimestamp(since or time.time(), timezone.utc)
-        return {"ray": f"Ray unavailable since {when:%Y-%m-%d %H:%M:%S} UTC ({ray_down}); jobs "
-                       "show their last known state and new ones wait in the queue"}
+        if ray_down is not None:
+            when = datetime.fromtimestamp(since or time.time(), timezone.utc)
+            notes["ray"] = (f"Ray unavailable since {when:%Y-%m-%d %H:%M:%S} UTC ({ray_down}); "
+                            "jobs show their last known state and new ones wait in the queue")
+        return notes
