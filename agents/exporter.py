@@ -147,7 +147,8 @@ class GpuCollector(Collector):
         yield counter("clusterctl_agent_samples_shipped",
                       "Samples the controller confirmed it stored.", v.samples_shipped)
         yield counter("clusterctl_agent_samples_dropped",
-                      "Samples dropped because the spool was full.", v.samples_dropped)
+                      "Samples dropped: past the spool's size, or not written (its disk full).",
+                      v.samples_dropped)
         yield counter("clusterctl_agent_samples_refused",
                       "Samples the controller refused for good (a time stamp outside its "
                       "clock window: check this node's clock).", v.samples_refused)

@@ -25,8 +25,9 @@ def _worth_retrying(e: BaseException) -> bool:
     if isinstance(e, httpx.TransportError):
         return True
     # 401/403 too: an admin may fix the node token without restarting the agent.
+    # 507: the controller's disk is full; the samples wait in the spool until it has room.
     return isinstance(e, httpx.HTTPStatusError) and e.response.status_code in (
-        401, 403, 408, 429, 500, 502, 503, 504)
+        401, 403, 408, 429, 500, 502, 503, 504, 507)
 
 
 class Shipper:

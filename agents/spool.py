@@ -10,6 +10,7 @@ must survive a restart: the next sequence number, the drop count and each GPU's 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.samples import LastRead, last_reads_from_json, last_reads_to_json
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sample (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
@@ -30,6 +33,8 @@ class Spool:
         self.path = path
         self.max_rows = max_rows
         self._lock = threading.Lock()
+        self._unwritten = 0
+        self._said_at: float | None = None
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -78,8 +83,9 @@ class Spool:
             return last_reads_from_json(json.loads(self._meta("last_reads")))
 
     def dropped(self) -> int:
+        """Samples lost: past ``max_rows``, or not written (a full disk)."""
         with self._lock:
-            return int(self._meta("dropped"))
+            return int(self._meta("dropped")) + self._unwritten
 
     def pending(self) -> int:
         with self._lock:
@@ -89,7 +95,25 @@ class Spool:
 
     def append(self, rows: list[dict[str, Any]], seq: int,
                last_reads: dict[str, LastRead]) -> int:
-        """Store one read's rows with the state that produced them; returns rows dropped."""
+        """Store one read's rows with the state that produced them; returns rows dropped.
+        Rows that cannot be written (the spool's disk is full) are dropped and counted too,
+        in memory since the spool cannot take the count either, and said once a minute: the
+        count stayed 0 while a job's samples were lost."""
+        try:
+            return self._append(rows, seq, last_reads)
+        except sqlite3.OperationalError as e:
+            with self._lock:
+                self._unwritten += len(rows)
+                said, self._said_at = self._said_at, time.monotonic()
+            if said is None or time.monotonic() - said >= 60:
+                log.error("the spool %s cannot be written (%s): %d sample(s) dropped so far",
+                          self.path, e, self._unwritten)
+            else:
+                self._said_at = said
+            return len(rows)
+
+    def _append(self, rows: list[dict[str, Any]], seq: int,
+                last_reads: dict[str, LastRead]) -> int:
         with self._tx() as db:
             db.executemany("INSERT INTO sample (body) VALUES (?)",
                            [(json.dumps(r, separators=(",", ":")),) for r in rows])

@@ -3,6 +3,9 @@ real HTTP scrape of /metrics."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -107,6 +110,31 @@ def test_spool_keeps_order_state_and_drops_oldest_when_full(tmp_path: Path) -> N
     assert again.last_reads() == last
     assert again.dropped() == 3
     assert [r["i"] for r in again.oldest(10)[1]] == [6, 7]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_samples_the_spool_cannot_write_are_counted_dropped(tmp_path: Path) -> None:
+    """#31 item 9: with the spool's disk full, a job's samples were lost (coverage 0.089)
+    while the dropped count stayed 0. The spool sits on a 1 MiB tmpfs filled up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        spool = Spool(mount / "s.db", max_rows=10**6)
+        last = {"GPU-a": LastRead("b", 1.0, 10, None)}
+        assert spool.append([{"i": 0}], spool.next_seq(), last) == 0
+        with open(mount / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 4096)
+        lost = 0
+        for i in range(50):  # rows of 8 KiB: the WAL's free pages are soon used up
+            lost += spool.append([{"i": i, "pad": "x" * 8192}], spool.next_seq() + i, last)
+        assert lost > 0 and spool.dropped() == lost
+        (mount / "filler").unlink()
+        assert spool.append([{"i": 99}], spool.next_seq(), last) == 0  # room again
+        spool.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 # -- Prometheus -----------------------------------------------------------------------------------

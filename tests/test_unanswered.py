@@ -58,3 +58,25 @@ def test_the_same_error_is_logged_once_then_once_a_minute_with_its_count(
     assert lines[0] == ("job 1280 attempt 1: runner killed by Ray: node out of memory "
                         "(repeats are counted, not logged)")
     assert lines[1].endswith("(61 polls failed in 60s)") and lines[2].endswith("in 120s)")
+
+
+def test_a_repeated_loop_error_is_one_line_a_minute_whatever_the_jobs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """#31 item 9: a full disk failed every running job's log write every pass, and each
+    logged a traceback: 478 in 2.5 minutes."""
+    from clusterctl.controller.repeats import RepeatedErrors
+
+    now = [0.0]
+    repeats = RepeatedErrors(clock=lambda: now[0])
+    full = OSError(28, "No space left on device")
+    with caplog.at_level("ERROR"):
+        for pass_ in range(300):  # 150 s of passes, 4 jobs each
+            now[0] = pass_ * 0.5
+            for job in range(4):
+                repeats.error(f"progress of job {job} failed", full)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines  # at 0 s, 60 s and 120 s
+    assert "No space left on device" in lines[0] and caplog.records[0].exc_info
+    assert "(480 times in the last 60s)" in lines[1], lines[1]
+    repeats.error("scheduler pass failed", ValueError("another"))  # another cause: said
+    assert len(caplog.records) == 4

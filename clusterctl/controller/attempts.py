@@ -2,9 +2,9 @@
 in the store, and found again after a controller restart.
 
 Every pass of the scheduler loop calls :meth:`Attempts.progress`; the executor's calls are
-non-blocking or bounded, and no database transaction is open while they run. The end state is
-what the runners report (:meth:`Attempts.verdict`), stored with a guard on state and attempt,
-so a job that moved meanwhile (cancelled, another controller) is not overwritten.
+non-blocking or bounded, with no database transaction open. The end state is what the runners
+report (:meth:`Attempts.verdict`), stored with a guard on state and attempt: a job that moved
+meanwhile (cancelled, another controller) is not overwritten.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 
 from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.controller.repeats import RepeatedErrors
 from clusterctl.controller.unanswered import PollFailures
 from clusterctl.executor.types import (
     Executor,
@@ -97,7 +98,7 @@ class Attempts:
         self.suspects: dict[str, float] = {}
         self.suspect_hold_s = 60.0
         self.max_start_tries = 3
-        self.failures = PollFailures()
+        self.failures, self.repeats = PollFailures(), RepeatedErrors()
         """Attempts whose runner did not answer their last polls (``unanswered.py``)."""
         self.condemned: dict[int, str] = {}
         """Jobs being ended because a node of theirs has a GPU fault, with the reason: they
@@ -129,8 +130,7 @@ class Attempts:
         self.sweep(active)
 
     def sweep(self, active: list[Job] | None = None) -> None:
-        """Remove the runners of attempts that are not active (a launch cut short by a lost
-        Ray driver, a controller that died between its records and Ray's)."""
+        """Remove the runners of attempts that are not active (a launch cut short, say)."""
         keep = {(j.id, j.attempt) for j in (self.jobs.active() if active is None else active)}
         ranks_of: dict[tuple[int, int], int] = {}
         for jid, att, rank in self.executor.runner_names():
@@ -153,8 +153,8 @@ class Attempts:
                 self._progress_one(job, launch)
             except RayUnavailable:
                 raise  # the pass stops; the loop reconnects
-            except Exception:
-                log.exception("progress of job %s failed", job.id)
+            except Exception as e:
+                self.repeats.error(f"progress of job {job.id} failed", e)
 
     def lose_on(self, failing: Mapping[str, str], active: list[Job]) -> None:
         """End the attempts placed on nodes drained for a GPU fault (``failing``: node name →

@@ -165,8 +165,8 @@ class Scheduler:
                 self.database_down = True
                 self._stop.wait(self.database_retry_s)
                 continue
-            except Exception:  # keep scheduling through a transient Ray error
-                log.exception("scheduler pass failed")
+            except Exception as e:  # keep scheduling through a transient Ray error
+                self.attempts.repeats.error("scheduler pass failed", e)
             # A burst of submissions wakes us many times: one pass per min_gap_s serves them all.
             self._stop.wait(self.min_gap_s)
             self.wake.wait(max(0.0, self.interval_s - self.min_gap_s))
