@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.exporter import ExportView, Holder
+from agents.host import host_memory
 from agents.reader import GpuReader, Snapshot
 from agents.samples import sample_rows
 from agents.shipper import Shipper
@@ -78,6 +79,7 @@ class Agent:
             self.spool.append(rows, self._seq, self._last_reads)
             self._seq += 1
             if self.shipper is not None:
+                self.shipper.host = host_memory()
                 self.shipper.kick.set()
         return snap
 

@@ -53,6 +53,8 @@ class Shipper:
         self.refused = 0
         """Samples the controller refused (stamped outside its clock window)."""
         self.last_ship: float | None = None
+        self.host: dict[str, int] | None = None
+        """The machine's memory as last read (``host.py``), sent with each batch."""
         self.kick = threading.Event()
         self.stopped = threading.Event()
 
@@ -63,7 +65,10 @@ class Shipper:
             upto, rows = self.spool.oldest(self.batch_size)
             if not rows:
                 break
-            r = self.http.post("/v1/agent/samples", json={"node": self.node, "samples": rows})
+            body: dict[str, Any] = {"node": self.node, "samples": rows}
+            if self.host is not None:
+                body["host"] = self.host
+            r = self.http.post("/v1/agent/samples", json=body)
             if r.status_code == 422:  # refused for good (e.g. this node's clock is wrong):
                 # sending it again would only hold back every sample behind it
                 log.error("the controller refused %d samples and they are dropped: %s",

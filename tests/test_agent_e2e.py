@@ -63,6 +63,9 @@ def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller
     held = [g for g in gpus.values() if g["job_id"] == job_id]
     assert len(held) == 2
     assert all(g["uuid"] and g["sampled_at"] and g["memory_total_bytes"] for g in gpus.values())
+    # #31 item 13: the node's own memory, from its agent (this machine's /proc/meminfo)
+    used = controller.json("nodes")[0]["memory_used"]
+    assert used is not None and 0.0 < used < 1.0, used
     top = controller.cli("top", "--once")
     assert top.returncode == 0 and "node-a" in top.stdout, top.stderr
     assert "█" in top.stdout and f"\n {job_id} " in top.stdout.split("running")[1], top.stdout

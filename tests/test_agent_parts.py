@@ -216,3 +216,31 @@ def test_boot_id(tmp_path: Path, proc_has_boot_id: bool) -> None:
         (tmp_path / "sys/kernel/random").mkdir(parents=True)
         (tmp_path / "sys/kernel/random/boot_id").write_text("abc-123\n")
     assert read_boot_id(tmp_path) == ("abc-123" if proc_has_boot_id else "unknown")
+
+
+def test_the_machines_memory_is_read_from_meminfo(tmp_path: Path) -> None:
+    from agents.host import host_memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16000000 kB\nMemFree:         1000000 kB\n"
+                       "MemAvailable:    2000000 kB\n")
+    assert host_memory(meminfo) == {"mem_total_bytes": 16_000_000 * 1024,
+                                    "mem_available_bytes": 2_000_000 * 1024}
+    meminfo.write_text("MemTotal: 0 kB\n")
+    assert host_memory(meminfo) is None
+    assert host_memory(tmp_path / "missing") is None
+    assert host_memory() is not None  # this machine's own
+
+
+def test_nodes_mark_a_node_near_rays_memory_kill_line() -> None:
+    from clusterctl.cli.nodes import _pressure
+    from clusterctl.controller.host_memory import HostMemory
+
+    now = [0.0]
+    memory = HostMemory(clock=lambda: now[0])
+    memory.note("n", total=100, available=4)
+    assert memory.used("n") == pytest.approx(0.96)
+    assert _pressure({"memory_used": memory.used("n")}) == " [red](memory 96% used)[/]"
+    assert _pressure({"memory_used": 0.5}) == "" and _pressure({}) == ""
+    now[0] = 121.0  # the agent went quiet: no stale figure
+    assert memory.used("n") is None

@@ -217,9 +217,17 @@ class SampleIn(BaseModel):
     retired_pages: int | None = Field(default=None, ge=0, le=2**62)
 
 
+class HostIn(BaseModel):
+    """The node's memory as its kernel counts it (``/proc/meminfo``)."""
+
+    mem_total_bytes: int = Field(ge=1, le=1 << 60)
+    mem_available_bytes: int = Field(ge=0, le=1 << 60)
+
+
 class SampleBatch(BaseModel):
     node: str
     samples: list[SampleIn] = Field(max_length=100_000)
+    host: HostIn | None = None
 
 
 class HolderOut(BaseModel):
@@ -281,6 +289,9 @@ class NodeOut(BaseModel):
     suspect: bool = False
     """A runner here just stopped answering: nothing new lands here for a minute, until Ray
     says whether the node lives (it takes its heartbeat timeout to mark one dead)."""
+    memory_used: float | None = None
+    """The share of the machine's memory in use, from its agent's last batch (None: no agent
+    has said); Ray's memory monitor kills workers past 0.95."""
 
 
 class DrainIn(BaseModel):

@@ -30,6 +30,7 @@ from clusterctl.cli.common import (
     watts,
 )
 from clusterctl.cli.jobs import gpus_asked, jobs_table
+from clusterctl.controller.host_memory import PRESSURE
 from clusterctl.parsing import format_duration
 
 app = typer.Typer(help="Nodes and their GPUs.", invoke_without_command=True)
@@ -89,6 +90,12 @@ def title(rows: list[dict[str, Any]]) -> str:
             + (f", {drained} drained" if drained else "") + _by_model(rows))
 
 
+def _pressure(node: dict[str, Any]) -> str:
+    """`` (memory 96% used)`` once a node nears where Ray's memory monitor kills workers."""
+    used = node.get("memory_used")
+    return f" [red](memory {used:.0%} used)[/]" if used is not None and used >= PRESSURE else ""
+
+
 def gpu_table(rows: list[dict[str, Any]], now: datetime | None = None) -> Table:
     now = now or datetime.now(timezone.utc)
     table = Table(box=None, pad_edge=False, title=title(rows), title_justify="left")
@@ -99,7 +106,7 @@ def gpu_table(rows: list[dict[str, Any]], now: datetime | None = None) -> Table:
     for n in rows:
         name = n["name"] + ("" if n["alive"] else " (down)") + (
             " [yellow](drained)[/]" if n.get("drained") else "") + (
-            " [yellow](not answering)[/]" if n.get("suspect") else "")
+            " [yellow](not answering)[/]" if n.get("suspect") else "") + _pressure(n)
         for g in n["gpu_jobs"] or [None]:
             if g is None:
                 table.add_row(name, "-", n["gpu_model"] or "-", *["-"] * 7)
@@ -215,7 +222,7 @@ class TopView:
             table.add_column(col, justify="right" if col in ("GPU", "POWER", "TEMP") else "left")
         for n in nodes:
             name = n["name"] + ("" if n["alive"] else " (down)") + (
-                " (drained)" if n.get("drained") else "")
+                " (drained)" if n.get("drained") else "") + _pressure(n)
             for g in n["gpu_jobs"]:
                 seen = _age(g.get("sampled_at"), now)
                 live = seen is not None and seen < STALE_S and not g.get("error")

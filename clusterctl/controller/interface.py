@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from clusterctl.controller.files import LogStore, PackageStore
+from clusterctl.controller.host_memory import HostMemory
 from clusterctl.controller.telemetry import GpuUsage
 from clusterctl.cost.budget import BudgetStatus
 from clusterctl.executor.types import NodeInfo, Started
@@ -86,6 +87,11 @@ class ControllerApi(Protocol):
         """Post ``body`` to the cluster's webhook (the ``notify_url`` setting), if any, in the
         background."""
         ...
+    @property
+    def memory(self) -> HostMemory:
+        """Each node's memory as its agent last said (``host_memory.py``)."""
+        ...
+
     def disk_full(self) -> str:
         """What a write refused for want of space says: which disk, how full."""
         ...

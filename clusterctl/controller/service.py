@@ -26,6 +26,7 @@ from clusterctl.controller import disk
 from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.budgets import BudgetWatch
 from clusterctl.controller.files import LogStore, PackageStore, expire_files
+from clusterctl.controller.host_memory import HostMemory
 from clusterctl.controller.idle import IdleReaper
 from clusterctl.controller.interface import Ingest
 from clusterctl.controller.metrics import ControllerCollector
@@ -118,6 +119,7 @@ class Controller:
         self.ray_address = ray_address
         self.ray_token_file = ray_token_file
         self.max_package_bytes = int(settings.max_package_mb * (1 << 20))
+        self.memory = HostMemory()
         self.disk_dirs: list[Path] = []
         """The data directory and a SQLite database's: where a full disk stops the controller."""
         self.user_max_priority = settings.user_max_priority

@@ -32,6 +32,8 @@ def _store_batch(ctl: ControllerApi, raw: bytes, node: str) -> IngestOut:
             [{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
     if body.node != node:
         raise HTTPException(403, f"this token ships samples for node {node}, not {body.node}")
+    if body.host is not None:
+        ctl.memory.note(node, body.host.mem_total_bytes, body.host.mem_available_bytes)
     stored = ctl.ingest(node, [s.model_dump() for s in body.samples])
     if body.samples and stored.refused == len(body.samples):
         raise BadInput("samples", f"all {stored.refused} are stamped outside the controller's "

@@ -56,7 +56,8 @@ def nodes(user: CurrentUser, ctl: Controller) -> list[NodeOut]:
                            drain_reason=drain.reason if drain else None,
                            drained_by=drain.by if drain else None,
                            drained_at=drain.at if drain else None,
-                           suspect=n.id in suspects, gpu_hour_cost=rates.get(n.name)))
+                           suspect=n.id in suspects, gpu_hour_cost=rates.get(n.name),
+                           memory_used=ctl.memory.used(n.name)))
     return out
 
 
