@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 import pytest
 from factories import sample_batch
-from harness import Agent, Controller
+from harness import Agent, Controller, http
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
@@ -75,7 +74,7 @@ def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller
     # the agent labels the held GPUs with the job and its user, ids only (it learns who holds
     # what from the controller's answer to its next batch: wait for that one)
     def labelled() -> list[str]:
-        scrape = httpx.get(f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
+        scrape = http("GET", f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
         return sorted(s.labels["gpu"] for fam in text_string_to_metric_families(scrape)
                       if fam.name == "clusterctl_gpu_utilization_ratio" for s in fam.samples
                       if s.labels["job"] == str(job_id))
@@ -146,37 +145,37 @@ def test_batch_sent_twice_and_bad_batches(controller: Controller) -> None:
     auth = {"Authorization": f"Bearer {token}"}
     now = time.time()
     batch = {"node": "node-a", "samples": sample_batch("node-a", reads=5, t0=now - 60)}
-    first = httpx.post(url, json=batch, headers=auth).json()
-    again = httpx.post(url, json=batch, headers=auth).json()
+    first = http("POST", url, json=batch, headers=auth).json()
+    again = http("POST", url, json=batch, headers=auth).json()
     assert (first["inserted"], first["duplicates"]) == (10, 0)
     assert (again["inserted"], again["duplicates"]) == (0, 10)
-    assert httpx.post(url, json={**batch, "node": "node-b"}, headers=auth).status_code == 403
-    assert httpx.post(url, json=batch, headers={"Authorization": "Bearer nope"}
+    assert http("POST", url, json={**batch, "node": "node-b"}, headers=auth).status_code == 403
+    assert http("POST", url, json=batch, headers={"Authorization": "Bearer nope"}
                       ).status_code == 401
     user_token = controller.env.get("CLUSTERCTL_TOKEN") or controller.token()
-    assert httpx.post(url, json=batch, headers={"Authorization": f"Bearer {user_token}"}
+    assert http("POST", url, json=batch, headers={"Authorization": f"Bearer {user_token}"}
                       ).status_code == 401  # a user token is not a node token
     bad = sample_batch("node-a", reads=2, seq0=50, t0=now - 30)
     bad[1]["utilization"] = 1.7
-    r = httpx.post(url, json={"node": "node-a", "samples": bad}, headers=auth)
+    r = http("POST", url, json={"node": "node-a", "samples": bad}, headers=auth)
     assert r.status_code == 422 and "utilization" in r.json()["detail"]
-    assert httpx.post(url, json={"node": "node-a", "samples": bad[:1]},
+    assert http("POST", url, json={"node": "node-a", "samples": bad[:1]},
                       headers=auth).json()["inserted"] == 1  # nothing of the bad batch stayed
     # A node whose clock is wrong: its samples from the future (or older than the raw
     # retention) are refused and counted; the others of the batch are stored.
     future = sample_batch("node-a", gpus=1, reads=1, seq0=90, t0=99999999999.0)
     good = sample_batch("node-a", gpus=1, reads=1, seq0=91, t0=now - 10)
-    mixed = httpx.post(url, json={"node": "node-a", "samples": future + good}, headers=auth)
+    mixed = http("POST", url, json={"node": "node-a", "samples": future + good}, headers=auth)
     assert mixed.status_code == 200, mixed.text
     assert (mixed.json()["inserted"], mixed.json()["refused"]) == (1, 1)
-    only_future = httpx.post(url, json={"node": "node-a", "samples": future}, headers=auth)
+    only_future = http("POST", url, json={"node": "node-a", "samples": future}, headers=auth)
     assert only_future.status_code == 422 and only_future.json()["field"] == "samples"
     too_old = sample_batch("node-a", gpus=1, reads=1, seq0=92, t0=now - 30 * 86400)
-    assert httpx.post(url, json={"node": "node-a", "samples": too_old},
+    assert http("POST", url, json={"node": "node-a", "samples": too_old},
                       headers=auth).status_code == 422
     gpu0 = next(g for g in controller.json("nodes")[0]["gpu_jobs"] if g["index"] == 0)
     assert utc(gpu0["sampled_at"]).timestamp() < time.time() + 1  # the live view is not pinned
-    metrics = httpx.get(f"{controller.metrics_url}/metrics", timeout=5).text
+    metrics = http("GET", f"{controller.metrics_url}/metrics", timeout=5).text
     assert 'clusterctl_samples_refused_total{reason="future"} 2.0' in metrics
     assert 'clusterctl_samples_refused_total{reason="too_old"} 1.0' in metrics
 
@@ -203,7 +202,7 @@ def test_a_process_on_a_gpu_no_job_holds_is_reported(controller: Controller, age
 
         wait_for(lambda: gpu3()["stray_processes"] == 1, what="the stray process in nodes")
         assert "1 stray process" in controller.cli("nodes").stdout
-        scrape = httpx.get(f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
+        scrape = http("GET", f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
         strays = {s.labels["gpu"]: s.value for fam in text_string_to_metric_families(scrape)
                   if fam.name == "clusterctl_gpu_stray_processes" for s in fam.samples}
         assert strays["3"] == 1 and strays["0"] == 0

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
-from harness import Controller
+from harness import Controller, http
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -135,10 +135,9 @@ def call(c: Controller, method: str, path: str, body: bytes | None,
          params: dict[str, str], token: str) -> httpx.Response:
     # Encoded by hand, so that a lone surrogate travels as the raw bytes an attacker would send.
     query = urlencode(params, encoding="utf-8", errors="surrogatepass")
-    return httpx.request(method, f"http://127.0.0.1:{c.port}{path}?{query}", content=body,
-                         timeout=60,
-                         headers={"Authorization": f"Bearer {token}",
-                                  "Content-Type": "application/json"})
+    return http(method, f"http://127.0.0.1:{c.port}{path}?{query}", content=body, timeout=60,
+                headers={"Authorization": f"Bearer {token}",
+                         "Content-Type": "application/json"})
 
 
 @pytest.mark.parametrize(("method", "path", "base"), ROUTES,

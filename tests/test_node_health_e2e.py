@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from factories import sample_batch
-from harness import Agent, Controller
+from harness import Agent, Controller, http
 
 pytestmark = pytest.mark.ray
 
@@ -49,10 +48,10 @@ def test_a_double_bit_ecc_error_drains_the_node_and_requeues_its_job(
         audit = controller.json("admin", "audit")
         assert any(a["action"] == "node.drain" and a["actor"] == "clusterctl:health"
                    and a["detail"] == reason for a in audit)
-        metrics = httpx.get(f"{controller.metrics_url}/metrics", timeout=5).text
+        metrics = http("GET", f"{controller.metrics_url}/metrics", timeout=5).text
         assert 'clusterctl_node_health_drains_total{node="node-a"} 1.0' in metrics
         assert any(k.startswith("clusterctl_gpu_xid_errors") for k in
-                   httpx.get(f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
+                   http("GET", f"http://127.0.0.1:{agent.port}/metrics", timeout=5).text
                    .split()), "the agent's XID counter"
         controller.settle()
         assert controller.show(job)["state"] == "PENDING"  # nothing starts on a drained node
@@ -74,11 +73,11 @@ def test_a_fault_shipped_twice_is_one_drain(controller: Controller) -> None:
     samples = sample_batch("node-a", gpus=1, reads=1, t0=time.time() - 5)
     samples[0]["xids"] = [79]
     batch = {"node": "node-a", "samples": samples}
-    assert httpx.post(url, json=batch, headers=auth).status_code == 200
+    assert http("POST", url, json=batch, headers=auth).status_code == 200
     assert controller.json("nodes")[0]["drained"] is True
     assert controller.cli("nodes", "undrain", "node-a").returncode == 0
-    again = httpx.post(url, json=batch, headers=auth)  # the agent's retry of the same batch
+    again = http("POST", url, json=batch, headers=auth)  # the agent's retry of the same batch
     assert again.status_code == 200 and again.json()["duplicates"] == 1
     assert controller.json("nodes")[0]["drained"] is False
     bad = {"node": "node-a", "samples": [{**samples[0], "seq": 99, "xids": [-1]}]}
-    assert httpx.post(url, json=bad, headers=auth).status_code == 422
+    assert http("POST", url, json=bad, headers=auth).status_code == 422

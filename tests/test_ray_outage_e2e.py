@@ -17,9 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from harness import Controller
+from harness import Controller, http
 
 from clusterctl.executor.local_ray import LocalRay, start_local_ray
 
@@ -71,14 +70,14 @@ def test_a_ray_head_outage_is_reported_survived_and_settled_when_last_seen(
         killed_at = time.time()
         kill_head(head)
 
-        health = until(lambda: httpx.get(f"http://127.0.0.1:{c.port}/healthz", timeout=10),
+        health = until(lambda: http("GET", f"http://127.0.0.1:{c.port}/healthz", timeout=10),
                        lambda r: r.status_code == 503, 60, "/healthz to report the outage")
         assert "Ray unavailable since" in health.json()["ray"], health.text
         assert health.headers.get("Retry-After")
         listing = c.cli("jobs", "--json")
         assert listing.returncode == 0, listing.stderr
         assert "warning: Ray unavailable since" in listing.stderr
-        metrics = httpx.get(f"{c.metrics_url}/metrics", timeout=10).text
+        metrics = http("GET", f"{c.metrics_url}/metrics", timeout=10).text
         assert "clusterctl_ray_up 0.0" in metrics
         queued = c.cli("submit", "--gpus", "1", "--", "sh", "-c", "echo after the outage",
                        cwd=work)
@@ -93,7 +92,7 @@ def test_a_ray_head_outage_is_reported_survived_and_settled_when_last_seen(
         head = start_local_ray(tmp_path / "ray", num_gpus=3, node_name="node-o",
                                gpu_model="simulated", num_cpus=2, port=port)
         back_at = time.time()
-        until(lambda: httpx.get(f"http://127.0.0.1:{c.port}/healthz", timeout=10),
+        until(lambda: http("GET", f"http://127.0.0.1:{c.port}/healthz", timeout=10),
               lambda r: r.status_code == 200, 120, "the controller to reconnect")
 
         detail = until(lambda: c.show(job),
@@ -111,7 +110,7 @@ def test_a_ray_head_outage_is_reported_survived_and_settled_when_last_seen(
         done = c.wait_done(queued_id, timeout=120)
         assert done["state"] == "SUCCEEDED", done
         assert c.cli("logs", str(queued_id)).stdout.strip() == "after the outage"
-        assert "clusterctl_ray_up 1.0" in httpx.get(f"{c.metrics_url}/metrics",
+        assert "clusterctl_ray_up 1.0" in http("GET", f"{c.metrics_url}/metrics",
                                                     timeout=10).text
         log = c.log_tail()
         assert "Ray unavailable" in log and "Ray is back" in log, log
@@ -120,14 +119,14 @@ def test_a_ray_head_outage_is_reported_survived_and_settled_when_last_seen(
         c.kill()
         kill_head(head)
         c.start(healthy=False)
-        health = httpx.get(f"http://127.0.0.1:{c.port}/healthz", timeout=10)
+        health = http("GET", f"http://127.0.0.1:{c.port}/healthz", timeout=10)
         assert health.status_code == 503 and "Ray unavailable" in health.json()["ray"]
         assert c.show(job)["state"] == "RUNNING"  # as last seen, until Ray says otherwise
         head = start_local_ray(tmp_path / "ray", num_gpus=3, node_name="node-o",
                                gpu_model="simulated", num_cpus=2, port=port)
         ended = c.wait_done(job, timeout=120)  # its second and last attempt went with the head
         assert (ended["state"], ended["attempt"]) == ("LOST", 2), ended
-        assert httpx.get(f"http://127.0.0.1:{c.port}/healthz", timeout=10).status_code == 200
+        assert http("GET", f"http://127.0.0.1:{c.port}/healthz", timeout=10).status_code == 200
     finally:
         c.stop()
         head.stop()

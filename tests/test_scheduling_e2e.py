@@ -14,9 +14,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from harness import Controller, clusterctl_argv
+from harness import Controller, clusterctl_argv, http
 
 from clusterctl.executor.local_ray import LocalRay
 
@@ -278,7 +277,7 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """A real scrape of a /metrics endpoint, keyed by sample name and sorted labels."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    text = http("GET", f"{url}/metrics", timeout=5).text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for fam in text_string_to_metric_families(text) for s in fam.samples}
 
@@ -307,8 +306,8 @@ def test_controller_metrics_show_the_queue_holders_and_their_cost(
     # ids, users and teams only: a job's name is its owner's to see, and /metrics has no token
     assert m[("clusterctl_job_gpus", (("job_id", str(held)), ("node", "node-a"),
                                       ("team", "a"), ("user", user)))] == 3
-    assert "big" not in httpx.get(f"{url}/metrics", timeout=5).text
-    assert httpx.get(f"http://127.0.0.1:{c.port}/metrics", timeout=5).status_code == 404
+    assert "big" not in http("GET", f"{url}/metrics", timeout=5).text
+    assert http("GET", f"http://127.0.0.1:{c.port}/metrics", timeout=5).status_code == 404
     assert m[("clusterctl_team_gpus", (("team", "a"),))] == 3
     assert m[("clusterctl_team_gpus", (("team", "b"),))] == 0
     assert m[("clusterctl_team_quota_gpus", (("team", "b"),))] == 2
