@@ -9,7 +9,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from tenacity import (
@@ -19,9 +19,9 @@ from tenacity import (
     stop_after_delay,
     wait_exponential,
 )
-from websockets.exceptions import InvalidHandshake
-from websockets.sync.client import ClientConnection
-from websockets.sync.client import connect as ws_connect
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
 
 
 class ApiError(Exception):
@@ -146,6 +146,11 @@ class Client:
 
     def websocket(self, path: str) -> ClientConnection:
         """A WebSocket to the API (a job's terminal or port), with the same token and CA."""
+        # Imported here: only `run`, `attach` and `port-forward` open one, and every other
+        # command starts faster without the websockets package.
+        from websockets.exceptions import InvalidHandshake
+        from websockets.sync.client import connect as ws_connect
+
         secure = self.url.startswith("https://")
         url = ("wss://" if secure else "ws://") + self.url.split("://", 1)[1] + path
         context = verifier(self.ca_file) if secure else None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from clusterctl.parsing import BadInput
 from clusterctl.workdir import pack, unpack
 
 
@@ -93,3 +94,40 @@ def test_the_launch_shim_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", "import sys, clusterctl.executor.launch; "
                           "print('pathspec' in sys.modules)"], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def _aged(root: Path, when: float = 1_700_000_000.0) -> None:
+    """Every file as if written long ago (a directory one is not editing right now)."""
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (when, when), follow_symlinks=False)
+
+
+def test_a_directory_packs_to_the_same_bytes_and_its_signature_tells_a_change(
+        tmp_path: Path) -> None:
+    """#33 item 2: a package is named by its zip's sha256, so the zip must depend on the
+    directory alone; the signature (metadata only) tells the CLI whether to ship it again."""
+    import time
+
+    from clusterctl.workdir import signature
+
+    src = tmp_path / "project"
+    src.mkdir()
+    (src / "train.py").write_text("print(1)\n")
+    os.symlink("train.py", src / "link.py")
+    (src / ".gitignore").write_text("out/\n")
+    (src / "out").mkdir()
+    (src / "out" / "ckpt").write_bytes(b"x" * 100)
+    _aged(src)
+    assert pack(src, 1 << 20) == pack(src, 1 << 20)
+    first = signature(src, 1 << 20, time.time())
+    assert first is not None and first == signature(src, 1 << 20, time.time())
+    (src / "out" / "ckpt").write_bytes(b"y" * 200)  # ignored: no change
+    _aged(src)
+    assert signature(src, 1 << 20, time.time()) == first
+    (src / "train.py").write_text("print(2)\n")  # same size, a new time
+    assert signature(src, 1 << 20, time.time()) is None  # just written: racy, not trusted
+    _aged(src, 1_700_000_100.0)
+    changed = signature(src, 1 << 20, time.time())
+    assert changed is not None and changed != first
+    with pytest.raises(BadInput, match="working directory"):
+        signature(src, 5, time.time())

@@ -16,8 +16,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from clusterctl import batch_script, parsing, workdir
+from clusterctl import batch_script, parsing
 from clusterctl import settings as settings_mod
+from clusterctl.cli import packages
 from clusterctl.cli.common import (
     client,
     console,
@@ -31,7 +32,6 @@ from clusterctl.cli.common import (
     seconds_between,
     watts,
 )
-from clusterctl.cli.terminal import Ended, Session, forward
 from clusterctl.client import ApiError, Client
 from clusterctl.gpu_types import describe_ask, parse_gpu_ask
 from clusterctl.notifications import parse_webhook
@@ -179,8 +179,7 @@ def _submit(p: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str,
             path = path.resolve()
         body["workdir"] = str(path)
     else:
-        data = workdir.pack(Path.cwd(), int(settings.max_package_mb * (1 << 20)))
-        body["package"] = c.upload_package(data)
+        return packages.submit(c, body, Path.cwd(), int(settings.max_package_mb * (1 << 20)))
     return c.submit(body)
 
 
@@ -587,6 +586,8 @@ def _with_params(sig: inspect.Signature, **extra: tuple[Any, Any]) -> inspect.Si
 
 def _stay_with(c: Client, job_id: int, pty: bool, offset: int | None, json_: bool) -> None:
     """Wait for the job, be its terminal until it ends, and exit as it did."""
+    from clusterctl.cli.terminal import Ended, Session  # websockets: for run and attach only
+
     interrupted = False
     ended = Ended()
     shown = 0
@@ -694,6 +695,8 @@ def port_forward(
 ) -> None:
     """Bring a port an interactive job serves (`run --port 8888`, a notebook) to this
     machine's 127.0.0.1, through the controller, until Ctrl-C."""
+    from clusterctl.cli.terminal import forward  # websockets: for this command only
+
     job_id = parsing.parse_job_id(job)
     remote = parsing.parse_ports([port])[0]
     local = parsing.parse_ports([local_port])[0] if local_port is not None else remote

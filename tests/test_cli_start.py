@@ -1,0 +1,53 @@
+"""#33 item 1: a CLI that starts fast. Each command imports only what it uses, and
+``clusterctl --help`` lists every command without loading any (``cli/main.py``). Kept by
+what ``python -X importtime`` says the command imported, not by a timing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from clusterctl.cli.main import build, listing
+
+HEAVY = ("numpy", "matplotlib", "ray", "sqlalchemy", "sqlmodel", "fastapi", "uvicorn",
+         "starlette", "psycopg", "alembic", "pynvml", "cryptography", "yaml")
+
+
+def imported(*args: str) -> set[str]:
+    """The modules ``clusterctl ARGS`` imports, as ``-X importtime`` lists them."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "clusterctl", *args],
+                       capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
+            if line.startswith("import time:") and line.count("|") == 2} - {"package"}
+
+
+@pytest.mark.parametrize("args", [("--help",), ("jobs", "--help"), ("submit", "--help"),
+                                  ("show", "--help"), ("nodes", "--help")])
+def test_no_command_loads_a_heavy_library_to_start(args: tuple[str, ...]) -> None:
+    modules = imported(*args)
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
+    assert not heavy, f"clusterctl {' '.join(args)} imported {heavy[:8]}"
+    assert "websockets" not in {m.split(".")[0] for m in modules}  # run/attach only
+
+
+def test_the_list_of_commands_loads_no_command_module() -> None:
+    modules = imported("--help")
+    loaded = sorted(m for m in modules if m.startswith("clusterctl.cli.") and m not in (
+        "clusterctl.cli.main",))
+    assert not loaded, loaded
+    assert "pydantic_settings" not in modules and "httpx" not in modules
+
+
+def test_the_list_says_what_each_command_says_of_itself() -> None:
+    """SUMMARIES is a copy of each command's first help line: this fails when one drifts."""
+    runner = CliRunner()
+    env = {"COLUMNS": "300", "TERM": "dumb"}
+    full = runner.invoke(build(None), ["--help"], env=env, prog_name="clusterctl")
+    quick = runner.invoke(listing(), ["--help"], env=env, prog_name="clusterctl")
+    assert full.exit_code == quick.exit_code == 0
+    assert quick.output == full.output
