@@ -5,6 +5,7 @@ scheduler holds off, and everything works again once the database is back, nothi
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +56,13 @@ def test_a_database_outage_is_a_503_and_a_wait_not_a_500(
         said = waiting.stderr.readline()  # blocks until the CLI says why it waits (or exits)
         assert "waiting for the controller: database unavailable" in said, said
         assert waiting.poll() is None  # said it waits, and waits: not failed
+        # The scheduler finds the outage at its next pass: wait for it to say so before the
+        # database comes back (a CLI that answered within one pass interval once left no
+        # pass inside the outage, and so no line to find).
+        deadline = time.monotonic() + 60
+        while "the scheduler holds off" not in (c.root / "controller.log").read_text():
+            assert time.monotonic() < deadline, c.log_tail()
+            time.sleep(0.2)
         proxy.start()
         out, err = waiting.communicate(timeout=90)
         assert waiting.returncode == 0, said + err
