@@ -56,6 +56,10 @@ COMMAND_ENV = "CLUSTERCTL_COMMAND_FILE"
 """Where the runner wrote the command (a JSON list, readable by the runner's account alone),
 rather than on the shim's command line: the shim lives as long as the job, and its command
 line shows in every user's ``ps``. Without it, the shim runs its own arguments."""
+ENDED_FILE = "command.ended"
+"""Made in the shim's directory (the run directory) once the command has ended and been
+reaped: a cancel that arrives after it finds a job that ended on its own, and the job keeps
+its outcome (the shim itself lives on a moment, ending what the command left)."""
 PTY_ENV = "CLUSTERCTL_PTY"
 """Set when the job's stdio is a pseudo-terminal (``run --pty``): the shim, leader of the
 job's session, makes it the session's controlling terminal, so that Ctrl-C, window sizes and
@@ -238,6 +242,8 @@ def main(argv: list[str]) -> None:
             continue
         if pid == child:
             break
+    with contextlib.suppress(OSError):  # in the run directory: a cancel from now on is late
+        os.close(os.open(ENDED_FILE, os.O_WRONLY | os.O_CREAT, 0o600))
     kill_tree(me, None)  # what the job left running ends with it
     if os.WIFSIGNALED(status):  # die of the same signal, so the runner reports it as such
         killed_by = os.WTERMSIG(status)

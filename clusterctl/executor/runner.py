@@ -29,7 +29,7 @@ import ray
 
 from clusterctl.executor import accounts, cgroups, environment
 from clusterctl.executor.accounts import Account, AccountError
-from clusterctl.executor.launch import COMMAND_ENV, KILL_TREE, PTY_ENV
+from clusterctl.executor.launch import COMMAND_ENV, ENDED_FILE, KILL_TREE, PTY_ENV
 from clusterctl.executor.terminal import Controls, Terminal, Window
 from clusterctl.executor.types import (
     NODE_LABEL,
@@ -196,7 +196,9 @@ class JobRunner:
         already exited is not marked terminated: it ended on its own, and its outcome says so
         (a cancel racing the job's own end does not turn its exit 0 into CANCELLED)."""
         proc = self._proc
-        if proc is None or proc.poll() is not None:
+        # The shim outlives the command by a moment (it reaps it, then ends what it left); it
+        # marks the command's end in the run directory as soon as it has reaped it.
+        if proc is None or proc.poll() is not None or (self.dir / ENDED_FILE).exists():
             return
         self._terminating = True
         self._signal_group(self._kill_grace_s if grace_s is None else grace_s)
