@@ -104,6 +104,13 @@ def start_runner(job: list[str], env: dict[str, str] | None = None
 
 
 @pytest.fixture(autouse=True)
+def in_a_run_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shim marks its command's end in its working directory (under a runner, the run
+    directory): here the test's own, not the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
 def no_runner_left() -> Iterator[None]:
     yield
     while RUNNERS:
