@@ -189,11 +189,8 @@ class JobStore:
     def submit_all(self, new: NewJob) -> list[Job]:
         """Insert the job (one per index of an array) and its first history rows, in one
         transaction; returns only once committed. With an idempotency key the same user
-        already submitted, the jobs of that first submit instead (two at once: one wins)."""
-        if new.idempotency_key is not None:
-            earlier = self.submitted(new.user, new.idempotency_key)
-            if earlier:
-                return earlier
+        already submitted (the API looks first; two at once meet the unique index), the jobs
+        of that first submit instead."""
         try:
             return self._insert(new)
         except IntegrityError:
