@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -143,8 +144,21 @@ def _shared_group(item: pytest.Item) -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _terminal_signals()
     if not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller, before it starts workers
         os.environ[GROUPS_DIR] = tempfile.mkdtemp(prefix="clusterctl-test-groups-")
+
+
+def _terminal_signals() -> None:
+    """SIGINT and SIGHUP as a terminal gives them. A suite started in the background (``cmd &``
+    in a script ignores SIGINT) or under nohup (SIGHUP) passes the ignoring on to every
+    command the tests start, and a CLI that ignores Ctrl-C fails the tests of Ctrl-C for a
+    reason no user has. A signal set to a handler, not ignored, is back to its default in a
+    child once it runs a program."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.hookimpl(tryfirst=True)
