@@ -1,0 +1,85 @@
+"""Why a job waits, in words ``clusterctl jobs`` shows: short of GPUs of its kind (and how many
+sit on drained nodes), kept by its team's quota, or behind the job next in line. The simulator
+asks for none of it (``explain=False``)."""
+
+from __future__ import annotations
+
+from clusterctl.gpu_types import GIB, matches
+from clusterctl.scheduler.fitting import fits_free, groups
+from clusterctl.scheduler.ordering import TIER1
+from clusterctl.scheduler.pass_state import PassState
+from clusterctl.scheduler.state import QueuedJob, Wait, WaitReason
+
+R = WaitReason
+
+
+def blocked(p: PassState, job: QueuedJob, tier: int) -> Wait:
+    """The wait of a job that neither started nor got a reservation."""
+    delayed = next((p.reserved[among] for among in groups(p, job)
+                    if among in p.reserved
+                    and fits_free(p, job.gpus, job.nodes, among) is not None), None)
+    if delayed is not None:
+        return Wait(R.PRIORITY, f"would delay job {delayed.job_id}, next in line")
+    if p.config.fair_share and tier == TIER1:
+        return quota_wait(p, job)
+    return Wait(R.RESOURCES, short_of(p, job))
+
+
+def quota_wait(p: PassState, job: QueuedJob) -> Wait:
+    kinds = p.typed.get(job.team)
+    if kinds:
+        held = ", ".join(f"{p.pool_used[(job.team, k)]:g} of {q:g} {k}"
+                         for k, q in kinds.items())
+        return Wait(R.QUOTA, f"team {job.team} holds {held} of its quota; no idle GPUs "
+                             "to borrow")
+    quota = p.config.quotas.get(job.team, 0.0)
+    return Wait(R.QUOTA, f"team {job.team} holds {p.team_used[job.team]} GPUs of its "
+                         f"{quota:g}-GPU quota; no idle GPUs to borrow")
+
+
+def short_of(p: PassState, job: QueuedJob) -> str:
+    shape = f"{job.nodes}x{job.gpus}" if job.nodes > 1 else f"{job.gpus}"
+    tried = groups(p, job)
+    if tried == [None]:
+        return f"needs {shape} GPUs; {p.free.total} free" + drained_note(p, job)
+    kind = " or ".join(job.gpu_types) if job.gpu_types else "GPUs of one model"
+    if job.gpu_mem is not None:
+        kind += f" with {job.gpu_mem / GIB:g} GiB"
+    nodes = {n for g in tried if g is not None for n in g}
+    free = sum(p.free.free.get(n, 0) for n in nodes)
+    return (f"needs {shape} {kind}; {free} of {sum(p.total_of[n] for n in nodes)} "
+            "free" + drained_note(p, job))
+
+
+def drained_note(p: PassState, job: QueuedJob) -> str:
+    """``, 8 on drained nodes``: the GPUs of its kind an admin took out of service (a
+    wait that said "0 of 0 free" left the user guessing)."""
+    gpus = sum(n.total_gpus for n in p.drained
+               if not job.gpu_types or (n.gpu_model is not None and any(
+                   matches(t, n.gpu_model) for t in job.gpu_types)))
+    return f", {gpus} on drained nodes" if gpus else ""
+
+
+def explain_rest(p: PassState) -> None:
+    """Reasons for the jobs the pass did not reach: one shared value per team, since the
+    live scheduler explains 10,000 jobs a pass."""
+    head = p.reservation.job_id if p.reservation is not None else None
+    behind = Wait(R.PRIORITY, "jobs ahead of it come first"
+                  + (f" (job {head} is next)" if head is not None else ""))
+    by_team: dict[str, Wait] = {}
+    started = {s.job_id for s in p.decision.starts}
+    waiting = p.decision.waiting
+    fair, quotas, used = p.config.fair_share, p.config.quotas, p.team_used
+    limits = p.config.user_gpu_limit is not None
+    for job in p.queue:
+        if job.id in waiting or job.id in started:
+            continue
+        held = p.held_back(job) if limits or job.array_id is not None else None
+        if held is not None:
+            waiting[job.id] = held
+        elif fair and used[job.team] + job.gpus * job.nodes > quotas.get(job.team, 0.0):
+            if job.team not in by_team:
+                by_team[job.team] = quota_wait(p, job)
+            waiting[job.id] = by_team[job.team]
+        else:
+            waiting[job.id] = behind
