@@ -15,6 +15,7 @@ import socket
 import ssl
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -27,7 +28,7 @@ from agents.agent import Agent, read_boot_id
 from agents.exporter import GpuCollector
 from agents.reader import GpuReader, NoGpuBackend
 from agents.shipper import Shipper
-from agents.simulated import SimulatedReader, parse_profiles
+from agents.simulated import Profile, SimulatedReader, parse_profiles
 from agents.spool import Spool
 from clusterctl.gpu_types import model_memory, parse_models
 from clusterctl.parsing import BadInput, parse_duration
@@ -83,6 +84,65 @@ def run(
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per shipped batch
+    interval_s, max_age_s, profiles, models, token, verify = _checked(
+        interval, spool_max_age, port, simulate_gpus, simulate_profile, simulate_model,
+        controller, token_file, ca_file)
+    node_name = node or socket.gethostname()
+    agent_ref: list[Agent] = []
+
+    def busy() -> set[int]:
+        return agent_ref[0].busy() if agent_ref else set()
+
+    reader = _reader(simulate_gpus, node_name, profiles, busy, simulate_model, models)
+    if once:
+        _print_once(reader, node_name, json_)
+        return
+
+    store = shipper = None
+    if controller:
+        spool_path = spool or Path(platformdirs.user_data_dir("clusterctl")) / "agent-spool.db"
+        store = Spool(spool_path, max_rows=max_age_s // interval_s * 8)
+        http = httpx.Client(base_url=controller.rstrip("/"), timeout=30, verify=verify,
+                            headers={"Authorization": f"Bearer {token}"})
+        shipper = Shipper(store, http, node_name)
+    agent = Agent(reader, node_name, interval_s=interval_s, boot_id=read_boot_id(),
+                  spool=store, shipper=shipper)
+    agent_ref.append(agent)
+    try:
+        first = agent.tick()
+    except NoGpuBackend as e:
+        raise _fail(str(e), 1) from None
+    if store is not None:  # bound the spool by time: max age over interval, times the GPUs
+        store.max_rows = max_age_s // interval_s * max(1, len(first.gpus) + len(first.errors))
+    _serve(agent, address, port, f", shipping to {controller}" if controller else "")
+
+
+def _serve(agent: Agent, address: str, port: int, shipping: str) -> None:
+    """/metrics served and the agent reading, until SIGINT or SIGTERM."""
+    registry = CollectorRegistry()
+    registry.register(GpuCollector(agent.view))
+    try:
+        start_http_server(port, addr=address, registry=registry)
+    except OSError as e:
+        raise _fail(f"cannot serve /metrics on {address}:{port}: {e}", 1) from None
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    agent.start()
+    log.info("agent for node %s: %d GPU(s), reading every %ss, /metrics on %s:%d%s",
+             agent.node, len(agent.latest.gpus) if agent.latest else 0, agent.interval_s,
+             address, port, shipping)
+    done.wait()
+    agent.stop()
+
+
+def _checked(interval: str, spool_max_age: str, port: int, simulate_gpus: int | None,
+             simulate_profile: str | None, simulate_model: str, controller: str | None,
+             token_file: Path | None, ca_file: Path | None
+             ) -> tuple[int, int, dict[int, Profile], list[str], str | None, ssl.SSLContext | bool]:
+    """Every flag checked before anything starts (exit 2 naming the flag): the interval and
+    spool age in seconds, the simulated profiles and models, the node token, and what
+    verifies the controller's certificate."""
     try:
         interval_s = parse_duration(interval, "--interval")
         max_age_s = parse_duration(spool_max_age, "--spool-max-age")
@@ -111,56 +171,19 @@ def run(
                            "(`clusterctl admin node-token NODE` makes one)")
     except BadInput as e:
         raise _fail(str(e), 2) from None
-    node_name = node or socket.gethostname()
-    agent_ref: list[Agent] = []
+    return interval_s, max_age_s, profiles, models, token, verify
 
-    def busy() -> set[int]:
-        return agent_ref[0].busy() if agent_ref else set()
 
-    reader: GpuReader
+def _reader(simulate_gpus: int | None, node_name: str, profiles: dict[int, Profile],
+            busy: Callable[[], set[int]], simulate_model: str, models: list[str]) -> GpuReader:
+    """Simulated GPUs where asked, else NVML's (imported only then: it needs the driver)."""
     if simulate_gpus is not None:
-        reader = SimulatedReader(simulate_gpus, node=node_name, profiles=profiles, busy=busy,
-                                 proc=Path("/proc"), model=simulate_model,
-                                 models=[(m, model_memory(m) or 80 << 30) for m in models])
-    else:
-        from agents.nvml import NvmlReader
+        return SimulatedReader(simulate_gpus, node=node_name, profiles=profiles, busy=busy,
+                               proc=Path("/proc"), model=simulate_model,
+                               models=[(m, model_memory(m) or 80 << 30) for m in models])
+    from agents.nvml import NvmlReader
 
-        reader = NvmlReader()
-    if once:
-        _print_once(reader, node_name, json_)
-        return
-
-    store = shipper = None
-    if controller:
-        spool_path = spool or Path(platformdirs.user_data_dir("clusterctl")) / "agent-spool.db"
-        store = Spool(spool_path, max_rows=max_age_s // interval_s * 8)
-        http = httpx.Client(base_url=controller.rstrip("/"), timeout=30, verify=verify,
-                            headers={"Authorization": f"Bearer {token}"})
-        shipper = Shipper(store, http, node_name)
-    agent = Agent(reader, node_name, interval_s=interval_s, boot_id=read_boot_id(),
-                  spool=store, shipper=shipper)
-    agent_ref.append(agent)
-    try:
-        first = agent.tick()
-    except NoGpuBackend as e:
-        raise _fail(str(e), 1) from None
-    if store is not None:  # bound the spool by time: max age over interval, times the GPUs
-        store.max_rows = max_age_s // interval_s * max(1, len(first.gpus) + len(first.errors))
-    registry = CollectorRegistry()
-    registry.register(GpuCollector(agent.view))
-    try:
-        start_http_server(port, addr=address, registry=registry)
-    except OSError as e:
-        raise _fail(f"cannot serve /metrics on {address}:{port}: {e}", 1) from None
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    agent.start()
-    log.info("agent for node %s: %d GPU(s), reading every %ss, /metrics on %s:%d%s",
-             node_name, len(agent.latest.gpus) if agent.latest else 0, interval_s, address,
-             port, f", shipping to {controller}" if controller else "")
-    done.wait()
-    agent.stop()
+    return NvmlReader()
 
 
 def _token(token_file: Path | None) -> str | None:

@@ -30,10 +30,10 @@ from pathlib import Path
 from common import scratch_database
 
 from clusterctl.api.routes.reports import JOB_ROWS
+from clusterctl.cli.demo_history import SyntheticNode, load_history
 from clusterctl.controller.reports import ReportService, build
 from clusterctl.cost.inventory import HardwareSpec
 from clusterctl.store import CostStore, ReportStore, SampleStore, make_engine, migrate
-from clusterctl.store.synthetic import SyntheticNode, load_history
 
 NODES, GPUS = 8, 8
 END = datetime(2026, 11, 1, tzinfo=timezone.utc)

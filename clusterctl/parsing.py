@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 MAX_GPUS_PER_NODE = 1024
@@ -312,46 +312,6 @@ def parse_instant(text: str, field: str) -> datetime:
     if not EARLIEST <= t < LATEST:
         raise BadInput(field, f"{text!r} is not from {EARLIEST.year} to {LATEST.year - 1}")
     return t
-
-
-MAX_PERIOD_DAYS = 400
-"""The longest period a report covers unless the controller's settings allow more: a report's
-work and answer grow with its period, and one request must not take the controller down."""
-
-
-def parse_period(since: str | None, from_: str | None, to: str | None,
-                 now: datetime, max_days: int = MAX_PERIOD_DAYS) -> tuple[datetime, datetime]:
-    """A report's period: ``--since 30d`` back from now (the default), or ``--from``/``--to``
-    dates (UTC midnight when no time is given); ``--to`` defaults to now. At most
-    ``max_days`` long."""
-    if since is not None and from_ is not None:
-        raise BadInput("--since", "give either --since or --from, not both")
-    end = parse_instant(to, "--to") if to else now
-    if from_ is not None:
-        start = parse_instant(from_, "--from")
-    else:
-        start = end - timedelta(seconds=parse_duration(since or "30d", "--since"))
-    if start >= end:
-        raise BadInput("--from", f"{start.date().isoformat()} is not before the end of the "
-                       f"period ({end.date().isoformat()})")
-    if end - start > timedelta(days=max_days):
-        raise BadInput("--from" if from_ is not None else "--since",
-                       f"the period is {(end - start).days} days; at most {max_days} days "
-                       "(max_report_days in the controller's settings)")
-    return start, end
-
-
-def parse_overestimate(value: str) -> tuple[float, float]:
-    """``LOW-HIGH`` (or one factor): the range a trace job's time limit over its duration is
-    drawn from."""
-    lo, _, hi = value.partition("-")
-    try:
-        a, b = float(lo), float(hi or lo)
-    except ValueError:
-        a = b = 0.0
-    if not 1.0 <= a <= b:
-        raise BadInput("--overestimate", f"{value!r} must be LOW-HIGH with 1 ≤ LOW ≤ HIGH")
-    return a, b
 
 
 MAX_ARRAY_TASKS = 10_000

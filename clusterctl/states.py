@@ -23,39 +23,41 @@ class JobState(str, Enum):
         return self.value
 
 
-S = JobState
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     # Launch, or cancelled while queued.
-    S.PENDING: frozenset({S.STARTING, S.CANCELLED}),
+    JobState.PENDING: frozenset({JobState.STARTING, JobState.CANCELLED}),
     # All ranks started; launch failed (FAILED) or was abandoned before any process started
     # (PENDING); cancelled while starting; a runner died before reporting (LOST).
-    S.STARTING: frozenset({S.RUNNING, S.PENDING, S.FAILED, S.CANCELLED, S.LOST}),
+    JobState.STARTING: frozenset({JobState.RUNNING, JobState.PENDING, JobState.FAILED,
+                                  JobState.CANCELLED, JobState.LOST}),
     # Ended by itself, by cancel, by its time limit, or by losing its node. PENDING is preemption.
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMEOUT, S.LOST, S.PENDING}),
+    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
+                                 JobState.TIMEOUT, JobState.LOST, JobState.PENDING}),
     # A lost job is requeued while retries remain, otherwise LOST is where it ends.
-    S.LOST: frozenset({S.PENDING}),
-    S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset(),
-    S.CANCELLED: frozenset(),
-    S.TIMEOUT: frozenset(),
+    JobState.LOST: frozenset({JobState.PENDING}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+    JobState.TIMEOUT: frozenset(),
 }
 
-ACTIVE: frozenset[JobState] = frozenset({S.STARTING, S.RUNNING})
+ACTIVE: frozenset[JobState] = frozenset({JobState.STARTING, JobState.RUNNING})
 """States in which a job holds GPUs."""
 
-TERMINAL: frozenset[JobState] = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMEOUT})
+TERMINAL: frozenset[JobState] = frozenset({JobState.SUCCEEDED, JobState.FAILED,
+                                           JobState.CANCELLED, JobState.TIMEOUT})
 """States a job never leaves. LOST is terminal only once no retries remain."""
 
-ENDED: frozenset[JobState] = TERMINAL | {S.LOST}
+ENDED: frozenset[JobState] = TERMINAL | {JobState.LOST}
 """States a job is seen in once it will not run again: what ``clusterctl wait`` waits for and
 what ``--after`` dependencies end in. A LOST job is seen as LOST only once its retries are used
 up, since the requeue shares the transaction that sets it."""
 
-LIVE: frozenset[JobState] = frozenset({S.PENDING}) | ACTIVE
+LIVE: frozenset[JobState] = frozenset({JobState.PENDING}) | ACTIVE
 """Queued or holding GPUs (the controller's ``clusterctl_jobs`` metric counts these)."""
 
-LISTED: frozenset[JobState] = LIVE | {S.LOST}
+LISTED: frozenset[JobState] = LIVE | {JobState.LOST}
 """What ``clusterctl jobs`` shows without ``--all``: live jobs, and lost ones, which need a
 look."""
 

@@ -49,6 +49,18 @@ def http(method: str, url: str, verify: Any = True, **kwargs: Any) -> httpx.Resp
         return client.request(method, url, **kwargs)
 
 
+def until(get: Any, ok: Any, timeout: float = 60, what: str = "") -> Any:
+    """``get()`` again every 0.3 s until ``ok`` of it: the value; a failed assertion naming
+    ``what`` and the last value after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = get()
+        if ok(value):
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {value}"
+        time.sleep(0.3)
+
+
 def start_serving(argv: list[str], env: dict[str, str], log_path: Path, url: str,
                   timeout: float, ready: Any = lambda: True,
                   verify: Any = True, healthy: bool = True) -> subprocess.Popen[bytes]:

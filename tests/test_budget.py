@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from clusterctl.cost.budget import parse_amount, parse_period, period_bounds, status
+from clusterctl.cost.budget import parse_amount, parse_budget_period, period_bounds, status
 from clusterctl.parsing import BadInput
 
 
@@ -40,7 +40,7 @@ def test_amounts_are_positive_dollars(bad: str) -> None:
 
 
 def test_periods_are_named() -> None:
-    assert parse_period("Quarter") == "quarter"
+    assert parse_budget_period("Quarter") == "quarter"
     with pytest.raises(BadInput) as e:
-        parse_period("week")
+        parse_budget_period("week")
     assert e.value.field == "--per"

@@ -16,8 +16,8 @@ import pytest
 import trustme
 from harness import clusterctl_argv
 
-from clusterctl import certificates
-from clusterctl.client import ApiError, Client
+from clusterctl.cli import certificates
+from clusterctl.cli.client import ApiError, Client
 from clusterctl.parsing import BadInput
 
 NOW = datetime.now(timezone.utc)

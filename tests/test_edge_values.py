@@ -12,6 +12,7 @@ from clusterctl import parsing
 from clusterctl.executor import environment
 from clusterctl.notifications import parse_webhook
 from clusterctl.parsing import BadInput
+from clusterctl.reports.period import parse_report_period
 
 NOW = datetime(2026, 12, 6, tzinfo=timezone.utc)
 
@@ -32,12 +33,12 @@ def test_an_instant_is_utc_whatever_zone_it_was_given_in() -> None:
 
 
 def test_a_report_period_is_bounded() -> None:
-    start, end = parsing.parse_period(None, "2026-01-01", "2026-12-01", NOW)
+    start, end = parse_report_period(None, "2026-01-01", "2026-12-01", NOW)
     assert (end - start).days == 334
     with pytest.raises(BadInput, match="the period is 3652 days; at most 400 days"):
-        parsing.parse_period(None, "2016-12-06", None, NOW)
-    assert parsing.parse_period(None, "2016-12-06", None, NOW, max_days=4000)[0].year == 2016
-    assert parsing.parse_period("365d", None, None, NOW)[0].year == 2025
+        parse_report_period(None, "2016-12-06", None, NOW)
+    assert parse_report_period(None, "2016-12-06", None, NOW, max_days=4000)[0].year == 2016
+    assert parse_report_period("365d", None, None, NOW)[0].year == 2025
 
 
 @pytest.mark.parametrize("text", ["²", "٣", "-1", "", " 1", "1" * 19, str(2**62 + 1)])

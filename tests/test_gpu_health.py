@@ -1,8 +1,8 @@
-"""Which GPU faults take a node out of service (clusterctl/gpu_health.py)."""
+"""Which GPU faults take a node out of service (clusterctl/controller/gpu_health.py)."""
 
 from __future__ import annotations
 
-from clusterctl import gpu_health
+from clusterctl.controller import gpu_health
 
 
 def row(index: int = 0, xids: list[int] | None = None, error: str | None = None) -> dict:  # type: ignore[type-arg]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from harness import Controller
 
-from clusterctl.client import ApiError, Client
+from clusterctl.cli.client import ApiError, Client
 
 BODY = {"command": ["true"], "gpus": 1}
 

@@ -7,23 +7,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from factories import sample_batch
-from harness import Agent, Controller, http
+from harness import Agent, Controller, http, until
 
 pytestmark = pytest.mark.ray
-
-
-def until(get: Any, ok: Any, timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = get()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}: {value}"
-        time.sleep(0.3)
 
 
 def test_a_double_bit_ecc_error_drains_the_node_and_requeues_its_job(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from clusterctl.executor.local_ray import free_port
 
 pytestmark = pytest.mark.gpu
 
@@ -126,14 +127,8 @@ def test_agent_sees_a_busy_gpu_busy(load: None) -> None:
     assert g["sm_clock_mhz"] is None or g["sm_clock_mhz"] > 500, g
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_metrics_endpoint_exports_every_gpu() -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([*_agent(), "--interval", "1s", "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -15,26 +15,15 @@ import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from harness import Controller, http
+from harness import Controller, http, until
 
 from clusterctl.executor.local_ray import LocalRay, start_local_ray
 
 pytestmark = pytest.mark.ray
 
 MARK = "6000.4242"  # `sleep 6000.4242`: the first attempt's process, found by its argv
-
-
-def until(get: Any, ok: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = get()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}: {value}"
-        time.sleep(0.5)
 
 
 def kill_head(head: LocalRay) -> None:

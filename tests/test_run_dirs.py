@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from harness import Controller
 
-from clusterctl.executor.runner import RUNNER_FILE, process_identity, runner_gone
+from clusterctl.executor.run_dir import RUNNER_FILE, process_identity, runner_gone
 
 pytestmark = pytest.mark.ray
 

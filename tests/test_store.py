@@ -22,8 +22,6 @@ from clusterctl.store import (
     migrate,
 )
 
-S = JobState
-
 
 @pytest.fixture
 def store(db_url: str) -> JobStore:
@@ -48,7 +46,7 @@ def test_full_lifecycle_records_allocations(store: JobStore) -> None:
     held = [HeldGpu(0, "a", "node-1", 0), HeldGpu(0, "a", "node-1", 1)]
     assert store.mark_running(job.id, 1, held, started)
     running = store.get(job.id)
-    assert store.finish(running, S.SUCCEEDED, "exit code 0", exit_code=0,
+    assert store.finish(running, JobState.SUCCEEDED, "exit code 0", exit_code=0,
                         ended_at=started + timedelta(seconds=5))
     done = store.get(job.id)
     assert done.state == "SUCCEEDED" and done.exit_code == 0
@@ -63,9 +61,9 @@ def test_guard_refuses_stale_transitions(store: JobStore) -> None:
     job = store.submit(new_job())
     assert store.start(job, ["n"]) == 1
     assert store.start(job, ["n"]) is None  # the same decision applied twice: refused
-    assert not store.transition(job.id, S.PENDING, S.CANCELLED)
+    assert not store.transition(job.id, JobState.PENDING, JobState.CANCELLED)
     with pytest.raises(IllegalTransition):
-        store.transition(job.id, S.PENDING, S.SUCCEEDED)
+        store.transition(job.id, JobState.PENDING, JobState.SUCCEEDED)
 
 
 def test_lost_job_is_requeued_while_retries_remain(store: JobStore) -> None:
@@ -74,7 +72,7 @@ def test_lost_job_is_requeued_while_retries_remain(store: JobStore) -> None:
         attempt = store.start(store.get(job.id), ["n"])
         store.mark_running(job.id, attempt, [HeldGpu(0, "a", "n", 0)],
                            datetime.now(timezone.utc))
-        store.finish(store.get(job.id), S.LOST, "node died")
+        store.finish(store.get(job.id), JobState.LOST, "node died")
         assert store.get(job.id).state == expected_state
     final = store.get(job.id)
     assert final.requeues == 1 and final.attempt == 2
@@ -226,7 +224,7 @@ def test_the_notifier_reads_an_end_once_it_has_settled(store: JobStore, db_url: 
     job = store.submit(new_job())
     store.start(job, ["node-1"])
     store.mark_running(job.id, 1, [HeldGpu(0, "a", "node-1", 0)], datetime.now(timezone.utc))
-    assert store.finish(store.get(job.id), S.FAILED, "exit code 1", exit_code=1)
+    assert store.finish(store.get(job.id), JobState.FAILED, "exit code 1", exit_code=1)
     now = datetime.now(timezone.utc)
     assert notify.events_after(0, ["FAILED"], before=now - timedelta(seconds=3)) == []
     [(event, ended)] = notify.events_after(0, ["FAILED"], before=now + timedelta(seconds=1))
@@ -240,7 +238,7 @@ LIFECYCLE_STEPS = ("start", "running", "cancel", "requeue", "preempted", "lost",
 WHERE = {"start": {"PENDING"}, "running": {"STARTING"}, "requeue": {"STARTING"},
          "preempted": {"STARTING", "RUNNING"}, "lost": {"STARTING", "RUNNING"},
          "succeeded": {"RUNNING"}, "preempt": {"STARTING", "RUNNING"},
-         "cancel": {s.value for s in S}}
+         "cancel": {s.value for s in JobState}}
 
 
 def test_cancelled_is_final_whatever_follows(tmp_path: Path) -> None:
@@ -280,9 +278,9 @@ def test_cancelled_is_final_whatever_follows(tmp_path: Path) -> None:
             elif step == "preempted":
                 store.preempted(read, "preempted")
             elif step == "lost":
-                store.finish(read, S.LOST, "runner lost")
+                store.finish(read, JobState.LOST, "runner lost")
             elif step == "succeeded":
-                store.finish(read, S.SUCCEEDED, "exit 0", exit_code=0)
+                store.finish(read, JobState.SUCCEEDED, "exit 0", exit_code=0)
             elif step == "preempt":
                 store.request_preempt(job.id, read.attempt, "reclaim")
         states = [h.state for h in store.history(job.id)]

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from clusterctl import parsing
 from clusterctl.cli.common import client, console, handles_errors, print_json
-from clusterctl.cost.budget import parse_amount, parse_period
+from clusterctl.cost.budget import parse_amount, parse_budget_period
 
 app = typer.Typer(help="Team budgets: spent, forecast, and holding jobs when over.",
                   no_args_is_help=True)
@@ -43,7 +43,7 @@ def set_(
 ) -> None:
     """Set a team's budget (admins); raising it releases the jobs it held."""
     name = parsing.parse_name(team, "TEAM")
-    body = {"amount": parse_amount(amount), "per": parse_period(per), "enforce": enforce,
+    body = {"amount": parse_amount(amount), "per": parse_budget_period(per), "enforce": enforce,
             "loaded": loaded}
     out = client().json("PUT", f"/v1/budgets/{name}", json=body)
     if json_:

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from clusterctl import settings as settings_mod
-from clusterctl.client import ApiError, Client
+from clusterctl.cli.client import ApiError, Client
 from clusterctl.parsing import BadInput
 
 # Piped output (scripts, tests, `| less`) is not cut to 80 columns: tables keep every column.

@@ -19,10 +19,10 @@ from typing import Any
 from rich.table import Table
 
 from clusterctl import workdir
+from clusterctl.cli.client import Client
 from clusterctl.cli.common import console, gib, handles_errors, percent, watts
 from clusterctl.cli.jobs import STATE_STYLE, gpus_asked, jobs_table, usage_table
 from clusterctl.cli.nodes import gpu_table
-from clusterctl.client import Client
 from clusterctl.settings import Settings
 from clusterctl.states import ENDED, JobState
 
@@ -66,7 +66,7 @@ FLEET = [  # node suffix, GPUs, model, price, monthly fees
 def demo() -> None:
     """A self-contained tour: starts a simulated mixed fleet, runs sample jobs, exits."""
     from clusterctl.api.server import ApiServer  # see up(): slow imports
-    from clusterctl.controller.local_agent import start_local_agent
+    from clusterctl.cli.local_agent import start_local_agent
     from clusterctl.controller.service import Controller
     from clusterctl.executor.local_ray import free_port, start_local_ray, start_local_worker
 
@@ -123,8 +123,8 @@ def _ownership(c: Client, engine: Any, names: list[str]) -> None:
     have something to say at once: it goes into the demo's own temporary database only, and
     every job of it is named ``synthetic-N``."""
     from clusterctl.cli import report
+    from clusterctl.cli.demo_history import SyntheticNode, load_history
     from clusterctl.cli.plan import print_plan, read_cluster, run_plan
-    from clusterctl.store.synthetic import SyntheticNode, load_history
 
     now = datetime.now(timezone.utc)
     nodes = [SyntheticNode(name, gpus) for name, (_, gpus, *_) in zip(names, FLEET, strict=True)]

@@ -20,7 +20,7 @@ from pathlib import Path
 import platformdirs
 
 from clusterctl import workdir
-from clusterctl.client import ApiError, Client
+from clusterctl.cli.client import ApiError, Client
 
 KEPT = 256
 """How many directories the cache remembers (the most recent)."""

@@ -20,13 +20,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import typer
 from rich.table import Table
 
+from clusterctl.cli.client import ApiError, Client
 from clusterctl.cli.common import client, console, err_console, handles_errors, print_json
 from clusterctl.cli.report import check_plot, plots
 from clusterctl.cli.simulate import Overestimate
-from clusterctl.client import ApiError, Client
 from clusterctl.cost.inventory import HardwareSpec, SiteSettings
 from clusterctl.cost.rates import CloudRate, effective_rates
-from clusterctl.parsing import BadInput, parse_duration, parse_overestimate
+from clusterctl.parsing import BadInput, parse_duration
 from clusterctl.plan import fleet as fleet_mod
 from clusterctl.plan import sacct
 from clusterctl.plan.scenarios import (
@@ -42,7 +42,7 @@ from clusterctl.plan.scenarios import (
 from clusterctl.scheduler.quotas import parse_quotas
 from clusterctl.simulate import rows
 from clusterctl.simulate import trace as trace_mod
-from clusterctl.simulate.trace import PastJob
+from clusterctl.simulate.trace import PastJob, parse_overestimate
 
 MAX_GROWTH = 20.0
 

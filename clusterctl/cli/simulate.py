@@ -12,10 +12,11 @@ from rich.table import Table
 from clusterctl.cli.common import console, err_console, handles_errors, print_json
 from clusterctl.cli.report import check_plot, plots
 from clusterctl.gpu_types import parse_fleet
-from clusterctl.parsing import BadInput, parse_overestimate
+from clusterctl.parsing import BadInput
 from clusterctl.scheduler.quotas import parse_quotas, resolve_quotas, totals, unknown_types
 from clusterctl.simulate import baselines, metrics, trace
 from clusterctl.simulate.compare import compare
+from clusterctl.simulate.trace import parse_overestimate
 
 Overestimate = Annotated[str, typer.Option(
     help="Time limit = duration x a factor drawn from LOW-HIGH (histories without limits)")]

@@ -26,7 +26,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 from websockets.exceptions import ConnectionClosed
 
-from clusterctl.client import ApiError, Client
+from clusterctl.cli.client import ApiError, Client
 
 RECONNECT_S = 30.0
 """How long a dropped connection is tried again before ``run`` gives up (the job keeps

@@ -8,9 +8,10 @@ import os
 import re
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,6 +26,9 @@ from clusterctl.executor.local_ray import (
     start_local_worker,
 )
 from clusterctl.gpu_types import parse_fleet, parse_models
+
+if TYPE_CHECKING:
+    from clusterctl.cli.local_agent import LocalAgent
 
 
 def _keep_head(local: LocalRay, data: Path, options: dict[str, Any],
@@ -125,25 +129,10 @@ def up(
 ) -> None:
     """Start Ray, the controller and an admin user for you; Ctrl-C stops what it started."""
     fleet = _simulated_fleet(simulate_gpus, socket.gethostname())
-    head_gpus = fleet[0][1] if fleet else None
-    grace = parsing.parse_duration(kill_grace, "--kill-grace") if kill_grace else None
-    parsing.parse_duration(agent_interval, "--agent-interval")
-    if not 0 < agent_port < 65536:
-        raise parsing.BadInput("--agent-port", "must be from 1 to 65535")
-    s = settings_mod.load(db_url=db, ray_address=ray_address, port=port, host=host,
-                          data_dir=data_dir, kill_grace_s=grace, tls_cert=tls_cert,
-                          tls_key=tls_key)
-    settings_mod.check_transport(s)
-    if s.tls_cert and s.tls_key:  # before anything starts: a bad certificate starts nothing
-        from clusterctl import certificates
-
-        checked = certificates.check(s.tls_cert, s.tls_key, s.ca_file or None,
-                                     datetime.now(timezone.utc))
-        for warning in checked.warnings:
-            err_console.print(f"warning: {warning}", markup=False)
+    s = _settings(db, ray_address, port, host, data_dir, kill_grace, agent_interval,
+                  agent_port, tls_cert, tls_key)
     # Imported here, not at the top: every other command starts 1 s faster without them.
     from clusterctl.api.server import ApiServer
-    from clusterctl.controller.local_agent import start_local_agent
     from clusterctl.controller.service import Controller
     from clusterctl.store import LeaseHeld, acquire_lease
 
@@ -158,11 +147,86 @@ def up(
         s = s.model_copy(update={"run_as_submitter": False})
     data = Path(s.data_dir)
     data.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ray_options = None if s.ray_address else {
+    ray = _start_ray(s, data, fleet, simulate_gpus)
+    controller = Controller(s, ray.address, ray.token_file, lease=lease)
+    agents: list[LocalAgent] = []
+    keeper = None
+    try:
+        # A head we just started is given time to come up; one we join answers now or is
+        # an outage, served through like any other.
+        controller.prepare(connect_timeout_s=90 if ray.local is not None else 15)
+        if ray.workers:  # every simulated machine has joined before we say what there is
+            controller.wait_for_nodes(len(fleet), 90)
+        url, ca_file, gpus = _announce(controller, s)
+        if agent if agent is not None else (ray.local is not None and gpus > 0):
+            agents = _start_agents(controller, s, fleet, url, ca_file, agent_port,
+                                   agent_interval)
+            up_state.write(data, up_state.UpState(
+                os.getpid(), ray.state, agents[0].process.pid,
+                tuple(w.pid for w in ray.workers), tuple(a.process.pid for a in agents[1:])))
+        if ray.local is not None and not ray.workers:
+            keeper = _keep_head(ray.local, data, ray.options or {}, ray.head_gpus,
+                                lambda: agents[0].process.pid if agents else None)
+        ApiServer(controller).serve()
+    finally:  # an orderly end (a crash never gets here): nothing is left to take over
+        local = keeper.stop() if keeper is not None else ray.local
+        for a in [*agents[1:], *agents[:1]]:
+            a.stop()
+        controller.close()
+        for w in ray.workers:
+            w.stop()
+        if local is not None:
+            local.stop()
+        up_state.remove(data)
+
+
+def _settings(db: str | None, ray_address: str | None, port: int | None, host: str | None,
+              data_dir: str | None, kill_grace: str | None, agent_interval: str,
+              agent_port: int, tls_cert: str | None, tls_key: str | None
+              ) -> settings_mod.Settings:
+    """The settings ``up`` runs with, every flag checked and a TLS certificate too: a bad
+    one starts nothing."""
+    grace = parsing.parse_duration(kill_grace, "--kill-grace") if kill_grace else None
+    parsing.parse_duration(agent_interval, "--agent-interval")
+    if not 0 < agent_port < 65536:
+        raise parsing.BadInput("--agent-port", "must be from 1 to 65535")
+    s = settings_mod.load(db_url=db, ray_address=ray_address, port=port, host=host,
+                          data_dir=data_dir, kill_grace_s=grace, tls_cert=tls_cert,
+                          tls_key=tls_key)
+    settings_mod.check_transport(s)
+    if s.tls_cert and s.tls_key:
+        from clusterctl.cli import certificates
+
+        checked = certificates.check(s.tls_cert, s.tls_key, s.ca_file or None,
+                                     datetime.now(timezone.utc))
+        for warning in checked.warnings:
+            err_console.print(f"warning: {warning}", markup=False)
+    return s
+
+
+@dataclass
+class _Ray:
+    address: str
+    token_file: str | None
+    local: LocalRay | None
+    """The head ``up`` started (or took over), None when it joined one."""
+    options: dict[str, Any] | None
+    state: up_state.RayState | None
+    head_gpus: int | None
+    workers: list[LocalRay] = field(default_factory=list)
+    """A simulated fleet's other machines."""
+
+
+def _start_ray(s: settings_mod.Settings, data: Path, fleet: list[SimNode],
+               simulate_gpus: str | None) -> _Ray:
+    """The Ray cluster to use: the one ``--ray-address`` names, the one a crashed ``up``
+    left (we hold the lease: it is gone), or a new head (and a worker per simulated
+    machine); recorded in ``up_state`` so that the next ``up`` can take over."""
+    head_gpus = fleet[0][1] if fleet else None
+    options = None if s.ray_address else {
         "num_gpus": head_gpus if len(fleet) <= 1 else simulate_gpus,
         "node": socket.gethostname()}
-    # A crashed `up` (we hold the lease: it is gone) may have left its Ray head and agent.
-    local = up_state.take_over(data, ray_options, err_console.print)
+    local = up_state.take_over(data, options, err_console.print)
     if s.ray_address:
         address, token_file = s.ray_address, s.ray_token_file
     else:
@@ -172,77 +236,64 @@ def up(
                                     gpu_model=_ray_model(head_model) if head_model else (
                                         "simulated" if head_gpus else None))
         address, token_file = local.address, str(local.token_file)
-    ray_state = (up_state.RayState(local.pid, local.address, str(local.token_file),
-                                   ray_options or {}) if local is not None else None)
-    up_state.write(data, up_state.UpState(os.getpid(), ray_state))
-    workers: list[LocalRay] = []
+    state = (up_state.RayState(local.pid, local.address, str(local.token_file), options or {})
+             if local is not None else None)
+    up_state.write(data, up_state.UpState(os.getpid(), state))
+    ray = _Ray(address, token_file, local, options, state, head_gpus)
     if local is not None:
         for name, gpus, model in fleet[1:]:
-            workers.append(start_local_worker(data, local, num_gpus=gpus, node_name=name,
-                                              gpu_model=_ray_model(model), num_cpus=2))
-        if workers:
-            up_state.write(data, up_state.UpState(os.getpid(), ray_state,
-                                                  workers=tuple(w.pid for w in workers)))
-    controller = Controller(s, address, token_file, lease=lease)
-    local_agent = None
-    agents = []
-    keeper = None
-    try:
-        # A head we just started is given time to come up; one we join answers now or is
-        # an outage, served through like any other.
-        controller.prepare(connect_timeout_s=90 if local is not None else 15)
-        if workers:  # every simulated machine has joined before we say what there is
-            controller.wait_for_nodes(len(fleet), 90)
-        boot = controller.bootstrap_admin(s.token)
-        url = settings_mod.api_url(s.host, s.port, bool(s.tls_cert))
-        # This machine's CLI and agent trust the cluster's CA, or else the certificate itself
-        # (a self-signed one, or a file that holds its chain up to the CA).
-        ca_file = s.ca_file or (s.tls_cert or None)
-        if boot.token or url != s.url or (ca_file and ca_file != s.ca_file):
-            token = boot.token or s.token
-            assert token is not None
-            settings_mod.write_client_config(Path(s.config_path), url, token, ca_file)
-        nodes = controller.cluster()
-        gpus = sum(n.gpus for n in nodes)
-        err_console.print(
-            f"clusterctl controller on {url}: {len(nodes)} node(s), {gpus} GPU(s); "
-            f"admin user {boot.user} (token in {s.config_path}). Ctrl-C stops.")
-        err_console.print(_who_runs_jobs(s))
-        for problem in controller.degraded().values():
-            err_console.print(f"warning: {problem}", markup=False)
-        if gpus == 0 and not controller.degraded():
-            err_console.print("no GPUs found: on a machine without an NVIDIA driver, use "
-                              "--simulate-gpus N")
-        if agent if agent is not None else (local is not None and gpus > 0):
-            node = fleet[0][0] if fleet else socket.gethostname()
-            local_agent = start_local_agent(
-                Path(s.data_dir), controller_url=url, node=node,
-                token=controller.users.issue_node_token(node), simulate_gpus=head_gpus,
-                port=agent_port, interval=agent_interval, ca_file=ca_file,
-                simulate_model=fleet[0][2] if fleet else None)
-            err_console.print(f"GPU agent for {node}: /metrics on 127.0.0.1:{agent_port}, "
-                              f"log in {Path(s.data_dir) / 'agent' / 'agent.log'}")
-            for i, (name, gpus, model) in enumerate(fleet[1:], start=1):
-                agents.append(start_local_agent(
-                    Path(s.data_dir), controller_url=url, node=name,
-                    token=controller.users.issue_node_token(name), simulate_gpus=gpus,
-                    port=agent_port + i, interval=agent_interval, ca_file=ca_file,
-                    simulate_model=model, directory=f"agent-{name}"))
-            up_state.write(data, up_state.UpState(
-                os.getpid(), ray_state, local_agent.process.pid,
-                tuple(w.pid for w in workers), tuple(a.process.pid for a in agents)))
-        if local is not None and not workers:
-            keeper = _keep_head(local, data, ray_options or {}, head_gpus,
-                                lambda: local_agent.process.pid if local_agent else None)
-        ApiServer(controller).serve()
-    finally:  # an orderly end (a crash never gets here): nothing is left to take over
-        if keeper is not None:
-            local = keeper.stop()
-        for a in [*agents, *([local_agent] if local_agent is not None else [])]:
-            a.stop()
-        controller.close()
-        for w in workers:
-            w.stop()
-        if local is not None:
-            local.stop()
-        up_state.remove(data)
+            ray.workers.append(start_local_worker(data, local, num_gpus=gpus, node_name=name,
+                                                  gpu_model=_ray_model(model), num_cpus=2))
+        if ray.workers:
+            up_state.write(data, up_state.UpState(os.getpid(), state,
+                                                  workers=tuple(w.pid for w in ray.workers)))
+    return ray
+
+
+def _announce(controller: Any, s: settings_mod.Settings) -> tuple[str, str | None, int]:
+    """The admin's token and the API's address into the CLI's config, and what is there said
+    on stderr; (the API's URL, the CA file clients trust, the GPUs found)."""
+    boot = controller.bootstrap_admin(s.token)
+    url = settings_mod.api_url(s.host, s.port, bool(s.tls_cert))
+    # This machine's CLI and agent trust the cluster's CA, or else the certificate itself
+    # (a self-signed one, or a file that holds its chain up to the CA).
+    ca_file = s.ca_file or (s.tls_cert or None)
+    if boot.token or url != s.url or (ca_file and ca_file != s.ca_file):
+        token = boot.token or s.token
+        assert token is not None
+        settings_mod.write_client_config(Path(s.config_path), url, token, ca_file)
+    nodes = controller.cluster()
+    gpus = sum(n.gpus for n in nodes)
+    err_console.print(
+        f"clusterctl controller on {url}: {len(nodes)} node(s), {gpus} GPU(s); "
+        f"admin user {boot.user} (token in {s.config_path}). Ctrl-C stops.")
+    err_console.print(_who_runs_jobs(s))
+    for problem in controller.degraded().values():
+        err_console.print(f"warning: {problem}", markup=False)
+    if gpus == 0 and not controller.degraded():
+        err_console.print("no GPUs found: on a machine without an NVIDIA driver, use "
+                          "--simulate-gpus N")
+    return url, ca_file, gpus
+
+
+def _start_agents(controller: Any, s: settings_mod.Settings,
+                  fleet: list[SimNode], url: str, ca_file: str | None,
+                  agent_port: int, agent_interval: str) -> list[LocalAgent]:
+    """A GPU agent for this machine, then one per other simulated machine."""
+    from clusterctl.cli.local_agent import start_local_agent
+
+    node = fleet[0][0] if fleet else socket.gethostname()
+    agents = [start_local_agent(
+        Path(s.data_dir), controller_url=url, node=node,
+        token=controller.users.issue_node_token(node),
+        simulate_gpus=fleet[0][1] if fleet else None, port=agent_port,
+        interval=agent_interval, ca_file=ca_file, simulate_model=fleet[0][2] if fleet else None)]
+    err_console.print(f"GPU agent for {node}: /metrics on 127.0.0.1:{agent_port}, "
+                      f"log in {Path(s.data_dir) / 'agent' / 'agent.log'}")
+    for i, (name, gpus, model) in enumerate(fleet[1:], start=1):
+        agents.append(start_local_agent(
+            Path(s.data_dir), controller_url=url, node=name,
+            token=controller.users.issue_node_token(name), simulate_gpus=gpus,
+            port=agent_port + i, interval=agent_interval, ca_file=ca_file,
+            simulate_model=model, directory=f"agent-{name}"))
+    return agents

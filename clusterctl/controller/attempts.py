@@ -30,7 +30,6 @@ from clusterctl.states import ACTIVE, JobState
 from clusterctl.store import HeldGpu, Job, JobStore
 
 log = logging.getLogger(__name__)
-S = JobState
 
 
 def at(epoch: float) -> datetime:
@@ -43,22 +42,22 @@ def verdict(job: Job, launch: Launch) -> tuple[JobState, str, int | None]:
     rank0 = outcomes[0].exit_code
     hung_up = next((o.hangup for o in outcomes if o.hangup), None)
     if hung_up and not job.preempt_requested:  # its user left: as if they had cancelled it
-        return S.CANCELLED, hung_up, rank0
+        return JobState.CANCELLED, hung_up, rank0
     if job.cancel_requested and any(o.terminated for o in outcomes):
         # Signalled before it ended. One that ended first keeps its own outcome below.
-        return S.CANCELLED, job.reason or "cancelled", rank0
+        return JobState.CANCELLED, job.reason or "cancelled", rank0
     if any(o.timed_out for o in outcomes):
         limit = job.time_limit_s or 0
-        return S.TIMEOUT, f"time limit of {limit}s reached", rank0
+        return JobState.TIMEOUT, f"time limit of {limit}s reached", rank0
     if job.preempt_requested and any(o.terminated for o in outcomes):
         # Whatever the exit code: a job that checkpoints on SIGTERM and exits 0 is not done.
-        return S.PENDING, job.reason or "preempted", None
+        return JobState.PENDING, job.reason or "preempted", None
     failed = [o for o in outcomes if o.exit_code != 0]
     if not failed:
-        return S.SUCCEEDED, "exit code 0", 0
+        return JobState.SUCCEEDED, "exit code 0", 0
     first = failed[0]
     where = f" on rank {first.rank}" if launch.ranks > 1 else ""
-    return S.FAILED, f"exit code {first.exit_code}{where}", first.exit_code
+    return JobState.FAILED, f"exit code {first.exit_code}{where}", first.exit_code
 
 
 class Attempts:
@@ -116,17 +115,17 @@ class Attempts:
             if launch is not None and launch.started is not None:
                 # A job being preempted or cancelled is signalled again by the next pass.
                 self.launches[job.id] = launch
-                if job.state == S.STARTING:
+                if job.state == JobState.STARTING:
                     self._mark_running(job, launch)
                 log.info("re-attached to job %s attempt %s", job.id, job.attempt)
                 continue
             self.executor.release(job.id, job.attempt, ranks)
             if job.preempt_requested:
                 self.jobs.preempted(job, "preempted (ended while the controller was down)")
-            elif job.state == S.STARTING:
+            elif job.state == JobState.STARTING:
                 self.jobs.requeue(job, "controller restarted before the job started")
             else:
-                self.jobs.finish(job, S.LOST, "runner gone while the controller was down")
+                self.jobs.finish(job, JobState.LOST, "runner gone while the controller was down")
         self.sweep(active)
 
     def sweep(self, active: list[Job] | None = None) -> None:
@@ -191,7 +190,8 @@ class Attempts:
         self._seen(launch, p.kind)
         if p.kind is Phase.STARTING:
             if asked:  # nothing has started: nothing to checkpoint, give the GPUs back now
-                self._end(job, launch, S.CANCELLED if job.cancel_requested else S.PENDING,
+                self._end(job, launch,
+                          JobState.CANCELLED if job.cancel_requested else JobState.PENDING,
                           job.reason or ("cancelled" if job.cancel_requested else "preempted"),
                           None)
             elif self.monotonic() - launch.launched_at > self.start_timeout_s:
@@ -206,18 +206,18 @@ class Attempts:
         if p.kind is Phase.RUNNING:
             return
         if p.kind is Phase.FAILED:
-            self._end(job, launch, S.FAILED, p.error or "could not start", None)
+            self._end(job, launch, JobState.FAILED, p.error or "could not start", None)
         elif p.kind is Phase.LOST:
             if p.node_suspect:
                 self.suspect(job.placement or [])
             last_seen = at(launch.seen_at) if launch.seen_at is not None else None
-            if job.state == S.STARTING and launch.started is None and not p.node_suspect:
+            if job.state == JobState.STARTING and launch.started is None and not p.node_suspect:
                 self._not_started(job, launch, p.error or "runner lost before it started")
             elif job.preempt_requested:  # its GPUs are gone either way; retries stay unused
-                self._end(job, launch, S.PENDING, job.reason or "preempted", None,
+                self._end(job, launch, JobState.PENDING, job.reason or "preempted", None,
                           ended_at=last_seen)
             else:
-                self._end(job, launch, S.LOST, p.error or "runner lost", None,
+                self._end(job, launch, JobState.LOST, p.error or "runner lost", None,
                           ended_at=last_seen)
         elif p.kind is Phase.DONE:
             self._pull_logs(launch, drain=True)
@@ -233,13 +233,13 @@ class Attempts:
         now = self.monotonic()
         rec = self.failures.failed(job.id, launch.attempt, error, now)
         if job.cancel_requested and launch.started is None:
-            self._end(job, launch, S.CANCELLED, job.cancel_reason or job.reason or "cancelled",
-                      None)
+            self._end(job, launch, JobState.CANCELLED,
+                      job.cancel_reason or job.reason or "cancelled", None)
         elif self.failures.settle(rec, now, launch.launched_at, launch.started is not None,
                                   self.start_timeout_s):
             log.warning("job %s attempt %s settled LOST after %d failed polls: %s", job.id,
                         launch.attempt, rec.count, rec.cause)
-            self._end(job, launch, S.LOST, rec.cause, None)
+            self._end(job, launch, JobState.LOST, rec.cause, None)
 
     def _seen(self, launch: Launch, phase: Phase) -> None:
         if phase in (Phase.STARTED, Phase.RUNNING):
@@ -265,7 +265,7 @@ class Attempts:
                 self._end(job, launch, state, own, code, ended_at=ended)
                 return
         # Not started, lost with its node, or ended by our signal: LOST, within its retries.
-        self._end(job, launch, S.LOST, reason, None, ended_at=ended)
+        self._end(job, launch, JobState.LOST, reason, None, ended_at=ended)
 
     def _signal(self, job: Job, launch: Launch) -> None:
         """SIGTERM a started attempt that was cancelled (kill grace) or is being preempted (the
@@ -291,7 +291,7 @@ class Attempts:
         assert job.id is not None
         fresh = self.jobs.get(job.id) or job  # the state may have moved since the pass began
         if JobState(fresh.state) in ACTIVE and fresh.attempt == job.attempt:
-            if state is S.PENDING:
+            if state is JobState.PENDING:
                 self.jobs.preempted(fresh, reason, ended_at=ended_at)
             else:
                 self.jobs.finish(fresh, state, reason, exit_code=exit_code, ended_at=ended_at)
@@ -325,9 +325,9 @@ class Attempts:
         self.launches.pop(job.id, None)
         self.executor.release(job.id, job.attempt, launch.ranks)
         tries = 1 + sum(1 for h in self.jobs.history(job.id)
-                        if h.state == S.PENDING and (h.reason or "").startswith(reason))
+                        if h.state == JobState.PENDING and (h.reason or "").startswith(reason))
         if tries >= self.max_start_tries:
-            self.jobs.finish(job, S.FAILED, f"could not start: {reason}, {tries} times")
+            self.jobs.finish(job, JobState.FAILED, f"could not start: {reason}, {tries} times")
         else:
             self.jobs.requeue(job, f"{reason} (try {tries} of {self.max_start_tries})")
 
@@ -390,7 +390,7 @@ class Attempts:
             self.executor.release(job.id, attempt, len(node_ids))
             started = self.jobs.get(job.id)
             if started is not None:
-                self.jobs.finish(started, S.FAILED, f"launch failed: {e}")
+                self.jobs.finish(started, JobState.FAILED, f"launch failed: {e}")
 
     def terminate(self, job_id: int, grace_s: float) -> None:
         """SIGTERM an attempt that has started (SIGKILL after ``grace_s``); one that has not is

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 
 from clusterctl.controller.attempts import Attempts, at
+from clusterctl.controller.node_facts import NodeFacts
 from clusterctl.executor.types import Executor, NodeInfo, RayUnavailable
-from clusterctl.gpu_types import model_memory
 from clusterctl.scheduler import dependencies, fairshare, gpu_groups, mixed_nodes, policy
 from clusterctl.scheduler.quotas import resolve_quotas, unknown_types
 from clusterctl.scheduler.state import (
@@ -36,11 +35,6 @@ from clusterctl.store import UNAVAILABLE, Job, JobStore
 
 log = logging.getLogger(__name__)
 
-FACTS_RETRY_S = 2.0
-"""How soon the GPUs' facts are read again while a node's agent has not reported every GPU Ray
-counts (a node just joined): its models decide where jobs may go, a machine of several models
-is split only once they are known."""
-S = JobState
 
 
 @dataclass(frozen=True)
@@ -65,8 +59,7 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         policy_config: PolicyConfig | None = None,
         out_of_service: Callable[[], OutOfService] = lambda: OutOfService(frozenset(), {}),
-        gpu_facts: Callable[[], Mapping[str, Sequence[mixed_nodes.Gpu]]] = dict,
-        gpu_hour_costs: Callable[[], Mapping[str, float]] = dict,
+        facts: NodeFacts | None = None,
         fair_share_by_rate: bool = False,
         budget_holds: Callable[[], Mapping[str, str]] = dict,
     ) -> None:
@@ -94,16 +87,9 @@ class Scheduler:
         """Why each pending job waits, as of the last pass (shown by ``clusterctl jobs``)."""
         self.nodes: list[NodeInfo] = []
         self._out_of_service = out_of_service
-        self._read_gpu_facts = gpu_facts
-        self._gpu_facts: Mapping[str, Sequence[mixed_nodes.Gpu]] = {}
-        """Node name → its GPUs (model, memory) as its agent last reported them: NVML's
-        words, over Ray's short ``accelerator_type``. Read as often as usage."""
-        self._gpu_facts_at = -1e18
-        self._several_models: set[str] = set()
-        """Names of the nodes whose GPUs are of several models (as last read)."""
-        self._read_gpu_hour_costs = gpu_hour_costs
-        self._gpu_hour_costs: Mapping[str, float] = {}
-        """Node name → what a GPU-hour of it costs (the inventory's capacity rate)."""
+        self.facts = facts or NodeFacts(monotonic=monotonic)
+        """The GPUs' models and memory, and the nodes' GPU-hour costs (read as often as
+        usage)."""
         self.fair_share_by_rate = fair_share_by_rate
         self.budget_holds = budget_holds
         """Teams over an enforced budget → why their pending jobs wait."""
@@ -204,76 +190,20 @@ class Scheduler:
 
     def refresh_nodes(self) -> None:
         self.nodes = self.executor.nodes()
-        unread = any(n.alive and n.gpus and len(self._gpu_facts.get(n.name, ())) != n.gpus
-                     for n in self.nodes)  # a node whose agent has not reported them all yet
-        due = FACTS_RETRY_S if unread else self.usage_refresh_s
-        if self.monotonic() - self._gpu_facts_at >= due:
-            self._read_facts()
-            self._gpu_hour_costs = self._read_gpu_hour_costs()
+        self.facts.refresh(self.nodes, self.usage_refresh_s)
         self.attempts.nodes = self.nodes
         out = self._out_of_service()
         self.drained, self.failing = out.drained, out.failing
 
-    def _read_facts(self) -> None:
-        self._gpu_facts_at = self.monotonic()
-        facts = self._read_gpu_facts()
-        self._several_models = {name for name, gpus in facts.items()
-                                if len({mixed_nodes.model_key(g.model) for g in gpus}) > 1}
-        self._gpu_facts = facts
-
     # -- capacity -----------------------------------------------------------------------------
-
-    def mixed(self) -> dict[str, Sequence[mixed_nodes.Gpu]]:
-        """Ray node id → its GPUs, for the machines whose GPUs are of several models."""
-        return {n.id: gpus for n in self.nodes if n.name in self._several_models
-                and mixed_nodes.is_mixed(gpus := self._gpu_facts.get(n.name, ()), n.gpus)}
 
     def capacity(self, active: list[Job] | None = None,
                  with_drained: bool = False) -> list[NodeCapacity]:
-        """Each node's GPUs, free and held; a machine of several models as one node per
-        model (``mixed_nodes``), its held devices as its jobs keep them."""
-        held: Counter[str] = Counter()
-        devices: dict[str, set[int]] = {}
-        for job in active if active is not None else self.jobs.active():
-            for node_id, picked in _ranks(job):
-                if picked is not None:
-                    devices.setdefault(node_id, set()).update(picked)
-                else:
-                    held[node_id] += job.gpus
-        drained = () if with_drained else self.drained
-        suspects = set() if with_drained else self.attempts.suspected()
-        out = []
-        for n in self.nodes:
-            gpus = self._gpu_facts.get(n.name, ())
-            mems = [g.memory for g in gpus if g.memory]
-            whole = NodeCapacity(
-                n.id, n.gpus, max(0, n.gpus - held[n.id] - len(devices.get(n.id, ()))),
-                schedulable=n.alive and n.gpus > 0 and n.name not in drained
-                and n.id not in suspects, drained=n.name in drained,
-                gpu_model=next((g.model for g in gpus if g.model), None) or n.gpu_model,
-                gpu_mem=min(mems) if mems else model_memory(n.gpu_model),
-                gpu_hour_cost=self._gpu_hour_costs.get(n.name))
-            if n.name in self._several_models and mixed_nodes.is_mixed(gpus, n.gpus):
-                out += mixed_nodes.split(whole, gpus, devices.get(n.id, ()), held[n.id])
-            else:
-                out.append(whole)
-        return out
-
-    def place(self, job: Job, node_ids: Sequence[str], active: list[Job]
-              ) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...] | None]:
-        """The Ray nodes of a start and, on a machine of several models, the devices: the
-        free ones of the model the pass chose (not held by ``active``, which holds the starts
-        made earlier in this pass too)."""
-        if not any(mixed_nodes.SEP in n for n in node_ids):
-            return tuple(node_ids), None
-        mixed = self.mixed()
-        picked: list[tuple[int, ...]] = []
-        for node_id in node_ids:
-            ray_id = mixed_nodes.node_of(node_id)
-            held = {d for j in active for n, mine in _ranks(j)
-                    if n == ray_id and mine for d in mine}
-            picked.append(mixed_nodes.pick(mixed.get(ray_id, ()), node_id, held, job.gpus))
-        return tuple(mixed_nodes.node_of(n) for n in node_ids), tuple(picked)
+        """Each node's GPUs, free and held (``NodeFacts.capacity``); drained and suspect
+        nodes not schedulable unless ``with_drained``."""
+        return self.facts.capacity(self.jobs.active() if active is None else active,
+                                   () if with_drained else self.drained,
+                                   () if with_drained else self.attempts.suspected())
 
     def why_never(self, gpus: int, nodes: int, gpu_types: list[str] | None = None,
                   gpu_mem: int | None = None) -> tuple[str, str] | None:
@@ -282,10 +212,10 @@ class Scheduler:
         ask = (tuple(gpu_types or ()), gpu_mem)
         never = gpu_groups.why_never(gpus, nodes, ask, self.capacity(active=[],
                                                                      with_drained=True))
-        if never is not None and self.monotonic() - self._gpu_facts_at > 0.5:
+        if never is not None and self.monotonic() - self.facts.read_at > 0.5:
             # The agents may have told us more since the last read (a node that just joined
             # reports its models within seconds): read again before refusing.
-            self._read_facts()
+            self.facts.read()
             never = gpu_groups.why_never(gpus, nodes, ask,
                                          self.capacity(active=[], with_drained=True))
         return never
@@ -313,7 +243,7 @@ class Scheduler:
             self._reclaiming.discard(start.job_id)
             job = by_id[start.job_id]
             try:
-                node_ids, devices = self.place(job, start.node_ids, active)
+                node_ids, devices = self.facts.place(job, start.node_ids, active)
             except ValueError as e:  # the agent's list changed under the pass: next pass
                 log.warning("job %s not started: %s", job.id, e)
                 continue
@@ -348,7 +278,7 @@ class Scheduler:
             if blocked.ready:
                 ready.append(job)
             elif blocked.broken:
-                self.jobs.transition(job.id, S.PENDING, S.CANCELLED, blocked.detail,
+                self.jobs.transition(job.id, JobState.PENDING, JobState.CANCELLED, blocked.detail,
                                      values={"ended_at": at(self.clock())})
             else:
                 held_back[job.id] = Wait(WaitReason.DEPENDENCY, blocked.detail)
@@ -373,7 +303,7 @@ class Scheduler:
             return self._usage[1]
         half_life = self.policy_config.half_life_s
         rows = self.jobs.usage_intervals(at(now - 4 * half_life))  # older use weighs < 1/16
-        weights = (fairshare.rate_weights(self._gpu_hour_costs) if self.fair_share_by_rate
+        weights = (fairshare.rate_weights(self.facts.gpu_hour_costs) if self.fair_share_by_rate
                    else None)
         usage = fairshare.usage_from_intervals(
             ((t, u, n, a.timestamp(), b.timestamp() if b else None) for t, u, n, a, b in rows),
@@ -403,7 +333,7 @@ class Scheduler:
                       gpu_types=tuple(j.gpu_types or ()), gpu_mem=j.gpu_mem)
             for j in pending if j.id is not None
         ]
-        mixed = self.mixed()
+        mixed = self.facts.mixed()
         running = [
             RunningJob(j.id, j.team, j.user,
                        mixed_nodes.parts_of(j.placement or (), j.gpu_devices, mixed), j.gpus,
@@ -422,10 +352,3 @@ class Scheduler:
         return policy.schedule(queued, running, capacity, now=now, usage=usage,
                                config=replace(cfg, quotas=quotas), explain=True)
 
-
-def _ranks(job: Job) -> list[tuple[str, list[int] | None]]:
-    """Per rank of a placed job: its Ray node, and the devices the controller picked there
-    (None where Ray picked them)."""
-    devices = job.gpu_devices or []
-    return [(node, devices[rank] if rank < len(devices) else None)
-            for rank, node in enumerate(job.placement or [])]

@@ -8,28 +8,26 @@ and only then accept requests, so the first answer already reflects the cluster.
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
-import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from clusterctl import gpu_health
-from clusterctl.controller import disk
+from clusterctl.controller import disk, gpu_health
 from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.budgets import BudgetWatch
 from clusterctl.controller.files import LogStore, PackageStore, expire_files
 from clusterctl.controller.host_memory import HostMemory
 from clusterctl.controller.idle import IdleReaper
+from clusterctl.controller.installation import Bootstrap, bootstrap_admin, private
 from clusterctl.controller.interface import Ingest
 from clusterctl.controller.metrics import ControllerCollector
+from clusterctl.controller.node_facts import NodeFacts
 from clusterctl.controller.notifier import Notifier
 from clusterctl.controller.reports import ReportService, build
 from clusterctl.controller.scheduling import OutOfService, Scheduler
@@ -69,36 +67,6 @@ from clusterctl.usage import Usage
 log = logging.getLogger(__name__)
 
 
-def local_user_name() -> str:
-    raw = getpass.getuser()
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", raw).strip("-.") or "admin"
-    return cleaned[:64]
-
-
-def private(data: Path, db_url: str) -> None:
-    """The controller's files are its own: the database holds job environments and token
-    hashes, the data directory logs and packages. New files are made 0600 (umask 077, for
-    this process and the Ray head it starts), and what an older version left readable is
-    closed (0700 directories, 0600 files)."""
-    os.umask(0o077)
-    data.chmod(0o700)
-    for sub in ("logs", "packages"):
-        if (data / sub).is_dir():
-            (data / sub).chmod(0o700)
-    if db_url.startswith("sqlite:///"):
-        db = Path(db_url.removeprefix("sqlite:///"))
-        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-            if path.exists():
-                path.chmod(0o600)
-
-
-@dataclass
-class Bootstrap:
-    user: str
-    token: str | None
-    """A new token when one was made (write it to the CLI config), else None."""
-
-
 class Controller:
     """Implements ``interface.ControllerApi`` once :meth:`prepare` has run."""
 
@@ -123,6 +91,12 @@ class Controller:
         self.disk_dirs: list[Path] = []
         """The data directory and a SQLite database's: where a full disk stops the controller."""
         self.user_max_priority = settings.user_max_priority
+        self._stops: list[Callable[[], None]] = []
+        """How to stop what :meth:`prepare` started, in the order it started them."""
+
+    def _started(self, part: Any) -> None:
+        part.start()
+        self._stops.append(part.stop)
 
     def account_of(self, user: str) -> str | None:
         """The Unix account ``user``'s jobs run as; None where every job runs as the account
@@ -153,6 +127,7 @@ class Controller:
         # The Ray driver process reads its auth settings from the environment it inherits.
         os.environ.update(ray_env(self.ray_token_file, base={}))
         self.executor = RayDriver(self.ray_address, namespace)
+        self._stops.append(self.executor.shutdown)
         self._connect(connect_timeout_s)
         attempts = Attempts(self.jobs, self.executor, self.logs, self.packages,
                             kill_grace_s=s.kill_grace_s, preempt_grace_s=s.preempt_grace_s,
@@ -165,10 +140,11 @@ class Controller:
                 quotas=s.team_quotas, type_quotas=s.type_quotas,
                 user_gpu_limit=s.user_gpu_limit,
                 preempt=s.preempt, preempt_grace_s=s.preempt_grace_s),
-            out_of_service=self.out_of_service, gpu_facts=self.gpu_facts,
-            gpu_hour_costs=self.gpu_hour_costs, fair_share_by_rate=s.fair_share_by_rate,
+            out_of_service=self.out_of_service,
+            facts=NodeFacts(self.gpu_facts, self.gpu_hour_costs),
+            fair_share_by_rate=s.fair_share_by_rate,
         )
-        self.scheduler.start()
+        self._started(self.scheduler)
         self.housekeeper = Housekeeper(
             self.samples, AllocationUsageStore(self.engine),
             raw_keep_s=s.sample_retention_s, minute_keep_s=s.minute_rollup_retention_s,
@@ -176,18 +152,18 @@ class Controller:
             also=[lambda now: expire_files(self.jobs, self.logs, self.packages, now=now,
                                            log_keep_s=s.log_retention_s,
                                            package_keep_s=s.package_retention_s)])
-        self.housekeeper.start()
+        self._started(self.housekeeper)
         self.notify = NotifyStore(self.engine)
         self.notifier = Notifier(self.notify, self._job_total_cost, s.notify_url or None)
-        self.notifier.start()
+        self._started(self.notifier)
         self.budgets = BudgetStore(self.engine)
         self.budget_watch = BudgetWatch(self.budgets, self._team_spent, self._tell_team)
         self.scheduler.budget_holds = self.budget_watch.holds
-        self.budget_watch.start()
+        self._started(self.budget_watch)
         self.reaper = IdleReaper(self.jobs, self.samples, s.waste_threshold, s.idle_timeouts,
                                  self._tell_owner, wake=self.wake,
                                  interactive_s=int(s.interactive_idle_timeout_s) or None)
-        self.reaper.start()
+        self._started(self.reaper)
         self.reports = ReportService(ReportStore(self.engine), self.costs, self.samples,
                                      s.waste_threshold)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -226,33 +202,13 @@ class Controller:
 
     def bootstrap_admin(self, existing_token: str | None) -> Bootstrap:
         """Make sure the local OS user is an admin whose token the CLI holds."""
-        name = local_user_name()
-        if existing_token:
-            user = self.users.by_token(existing_token)
-            if user is not None and user.is_admin:
-                return Bootstrap(user.name, None)
-        if self.users.by_name(name) is None:
-            _, token = self.users.add(name, "default", is_admin=True)
-        else:
-            rotated = self.users.rotate(name)
-            assert rotated is not None
-            token = rotated
-        return Bootstrap(name, token)
+        return bootstrap_admin(self.users, existing_token)
 
     def close(self) -> None:
-        """Stop what :meth:`prepare` started (the API stops serving first)."""
-        if hasattr(self, "reaper"):
-            self.reaper.stop()
-        if hasattr(self, "budget_watch"):
-            self.budget_watch.stop()
-        if hasattr(self, "notifier"):
-            self.notifier.stop()
-        if hasattr(self, "housekeeper"):
-            self.housekeeper.stop()
-        if hasattr(self, "scheduler"):
-            self.scheduler.stop()
-        if hasattr(self, "executor"):
-            self.executor.shutdown()
+        """Stop what :meth:`prepare` started, last started first (the API stops serving
+        first)."""
+        while self._stops:
+            self._stops.pop()()
         if self.lease is not None:
             self.lease.release()
             self.lease = None

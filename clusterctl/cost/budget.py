@@ -31,7 +31,7 @@ def parse_amount(text: str | float, field: str = "AMOUNT") -> float:
     return amount
 
 
-def parse_period(text: str) -> str:
+def parse_budget_period(text: str) -> str:
     per = text.strip().lower()
     if per not in PERIODS:
         raise BadInput("--per", f"{text!r} is not one of {', '.join(PERIODS)}")

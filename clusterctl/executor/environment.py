@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from clusterctl.executor.types import Rendezvous
+
 JOB_NAMES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "LD_LIBRARY_PATH", "CUDA_HOME"})
 """Passed from the node to a job: where programs and CUDA live, and the locale."""
 JOB_PREFIXES = ("LC_",)
@@ -55,3 +57,15 @@ def for_job(environ: Mapping[str, str], account: Mapping[str, str] | None,
         env["PATH"] = ACCOUNT_PATH
     env.update(given)
     return env
+
+
+def for_rank(rendezvous: Rendezvous, rank: int, nodes: int, gpus: int) -> dict[str, str]:
+    """A multi-node job's rendezvous, in the names torchrun and its peers read."""
+    return {
+        "MASTER_ADDR": rendezvous.addr,
+        "MASTER_PORT": str(rendezvous.port),
+        "NODE_RANK": str(rank),
+        "NNODES": str(nodes),
+        "WORLD_SIZE": str(nodes * gpus),
+        "LOCAL_WORLD_SIZE": str(gpus),
+    }

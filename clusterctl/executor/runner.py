@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import json
 import os
 import secrets
-import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
-import termios
 import threading
 import time
 from pathlib import Path
@@ -30,7 +25,9 @@ import ray
 from clusterctl.executor import accounts, cgroups, environment
 from clusterctl.executor.accounts import Account, AccountError
 from clusterctl.executor.launch import COMMAND_ENV, ENDED_FILE, KILL_TREE, PTY_ENV
-from clusterctl.executor.terminal import Controls, Terminal, Window
+from clusterctl.executor.local_ray import free_port
+from clusterctl.executor.run_dir import RunDir, RunDirError, default_run_root
+from clusterctl.executor.terminal import Controls, Terminal, Window, set_window
 from clusterctl.executor.types import (
     NODE_LABEL,
     Interactive,
@@ -40,36 +37,6 @@ from clusterctl.executor.types import (
     RunnerStatus,
     Started,
 )
-
-SYSTEM_RUN_ROOT = Path("/var/spool/clusterctl")
-"""Where a runner that switches accounts keeps run directories (as slurmd keeps its own in
-``/var/spool/slurmd``): a job's account must be able to pass through to its working
-directory, which it cannot under root's or the service account's home."""
-
-
-def default_run_root() -> Path:
-    if accounts.can_switch():
-        return SYSTEM_RUN_ROOT
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "clusterctl" / "runs"
-
-
-def _make_dirs(path: Path, mode: int) -> None:
-    """``mkdir -p`` with ``mode`` for each directory it makes, whatever the umask."""
-    for d in reversed([path, *path.parents]):
-        if not d.exists():
-            d.mkdir(mode=mode, exist_ok=True)
-            d.chmod(mode)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return int(s.getsockname()[1])
-
-
-def _set_window(fd: int, window: Window) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", window.rows, window.cols, 0, 0))
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -81,46 +48,16 @@ class RunnerError(RuntimeError):
     """A job that could not be started (bad working directory, unpacking failed…)."""
 
 
-RUNNER_FILE = "runner"
-"""In each run directory: the runner's process (pid and start time), to tell a live runner's
-directory from one whose runner is gone."""
-
-
-def process_identity(pid: int) -> str | None:
-    """``PID STARTTIME`` from ``/proc``: a pid reused by a later process does not match."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"  # field 22, counted from after comm
-
-
-def runner_gone(run_dir: Path) -> bool:
-    """The runner that made ``run_dir`` is no longer running (a directory without the record,
-    from before it existed, counts as live: it is left alone)."""
-    try:
-        recorded = (run_dir / RUNNER_FILE).read_text().strip()
-    except OSError:
-        return False
-    pid = recorded.split(" ", 1)[0]
-    return pid.isdigit() and process_identity(int(pid)) != recorded
-
-
 class JobRunner:
     def __init__(self, namespace: str, job_id: int, attempt: int, rank: int,
                  run_root: str | None = None) -> None:
         self.job_id, self.attempt, self.rank = job_id, attempt, rank
         self.namespace = namespace
-        self.root = Path(run_root) if run_root else default_run_root()
-        self.dir = self.root / namespace / f"job-{job_id}-a{attempt}-r{rank}"
-        _make_dirs(self.dir, 0o711 if accounts.can_switch() else 0o700)
-        self.log_path = self.dir / "output.log"
-        """Written by the runner from the job's output pipe, never by the job: a job cannot
-        rewrite its own log, nor anyone else's."""
+        self.run = RunDir(Path(run_root) if run_root else default_run_root(), namespace,
+                          job_id, attempt, rank)
+        self.dir, self.log_path = self.run.path, self.run.log
         self.cgroup: Path | None = None
         """This rank's cgroup, where the node allows one (see ``cgroups.py``)."""
-        os.close(os.open(self.log_path, os.O_WRONLY | os.O_CREAT, 0o600))
-        (self.dir / RUNNER_FILE).write_text(process_identity(os.getpid()) or "")
         self._lock = threading.Lock()
         self._started = threading.Event()
         self._done = threading.Event()
@@ -132,7 +69,6 @@ class JobRunner:
         self._terminating = False
         self._timed_out = False
         self._kill_grace_s = 30.0
-        self._package: Path | None = None
         self._interactive: Interactive | None = None
         self._terminal: Terminal | None = None
         self._master: int | None = None
@@ -145,7 +81,7 @@ class JobRunner:
 
     def rendezvous(self) -> Rendezvous:
         """Rank 0's address and a free port on its node, for MASTER_ADDR / MASTER_PORT."""
-        return Rendezvous(ray.util.get_node_ip_address(), _free_port())
+        return Rendezvous(ray.util.get_node_ip_address(), free_port(""))
 
     def start(self, spec: LaunchSpec, rendezvous: Rendezvous | None,
               package: bytes | None) -> Started:
@@ -158,10 +94,13 @@ class JobRunner:
                 except AccountError as e:
                     raise RunnerError(str(e)) from None
                 self.cgroup = self._make_cgroup()  # first: ends what is left of them
-                self._remove_earlier_run_dirs()
+                self.run.remove_earlier()
                 if spec.devices is not None:
                     self._devices = [str(i) for i in spec.devices[self.rank]]
-                cwd = self._prepare_cwd(spec, package, account)
+                try:
+                    cwd = self.run.working_directory(spec.workdir, package, account)
+                except RunDirError as e:
+                    raise RunnerError(str(e)) from None
                 env = self._environment(spec, rendezvous, account)
                 env["CLUSTERCTL_WORKDIR"] = cwd  # the shim enters it as the job's account
                 self._kill_grace_s = spec.kill_grace_s
@@ -217,44 +156,9 @@ class JobRunner:
         if self._master is not None:
             with contextlib.suppress(OSError):
                 os.close(self._master)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.run.remove()
 
     # -- inside the actor ---------------------------------------------------------------------
-
-    def _prepare_cwd(self, spec: LaunchSpec, package: bytes | None,
-                     account: Account | None) -> str:
-        """The job's working directory: its own shipped directory (unpacked by the launch
-        shim, as the job's account), the directory it named on the node, or an empty one of
-        its own. Where the job runs as another account, the run directory is passable but not
-        readable (0711) and only ``work`` is the job's."""
-        if account is not None:
-            self._passable()
-        if spec.workdir and package is None:
-            if not os.path.isdir(spec.workdir):
-                raise RunnerError(f"working directory {spec.workdir} does not exist on this node")
-            return str(spec.workdir)
-        work = self.dir / "work"
-        work.mkdir(mode=0o700, exist_ok=True)
-        if account is not None:
-            os.chown(work, account.uid, account.gid)
-        if package is not None:
-            archive = self.dir / "package.zip"
-            fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(package)
-            self._package = archive
-        return str(work)
-
-    def _passable(self) -> None:
-        """From the run root down to this rank's directory, a job's account may pass (not
-        list); above the root, it must already be able to."""
-        for d in (self.root, self.dir.parent, self.dir):
-            d.chmod(0o711)
-        for above in self.root.parents:
-            if above.stat().st_mode & 0o001 == 0:
-                raise RunnerError(f"{above} is not passable by other accounts, so a job's "
-                                  f"account cannot reach its working directory under "
-                                  f"{self.root}")
 
     def _node_name(self) -> str | None:
         node: Any = ray.get_runtime_context().get_node_labels().get(NODE_LABEL)
@@ -268,7 +172,7 @@ class JobRunner:
             "HOME": account.home, "USER": account.name, "LOGNAME": account.name,
             "SHELL": account.shell}
         env = environment.for_job(os.environ, own, spec.env)
-        env.setdefault("TMPDIR", self._job_tmp(account))
+        env.setdefault("TMPDIR", self.run.job_tmp(account))
         if account is not None:
             env["CLUSTERCTL_ACCOUNT"] = account.encode()
         gpu_ids = self._gpu_ids()
@@ -282,29 +186,11 @@ class JobRunner:
             env["CLUSTERCTL_NODE"] = node
         if self.cgroup is not None:
             env["CLUSTERCTL_CGROUP"] = str(self.cgroup)
-        if self._package is not None:
-            env["CLUSTERCTL_UNPACK"] = str(self._package)
-        nodes = spec.nodes
-        if nodes > 1 and rendezvous is not None:
-            gpus = spec.gpus
-            env.update({
-                "MASTER_ADDR": rendezvous.addr,
-                "MASTER_PORT": str(rendezvous.port),
-                "NODE_RANK": str(self.rank),
-                "NNODES": str(nodes),
-                "WORLD_SIZE": str(nodes * gpus),
-                "LOCAL_WORLD_SIZE": str(gpus),
-            })
+        if self.run.package is not None:
+            env["CLUSTERCTL_UNPACK"] = str(self.run.package)
+        if spec.nodes > 1 and rendezvous is not None:
+            env.update(environment.for_rank(rendezvous, self.rank, spec.nodes, spec.gpus))
         return env
-
-    def _job_tmp(self, account: Account | None) -> str:
-        """A temporary directory of the job's own (``TMPDIR``), removed with its run directory:
-        not the node's shared ``/tmp``, where Ray keeps its sockets."""
-        tmp = self.dir / "tmp"
-        tmp.mkdir(mode=0o700, exist_ok=True)
-        if account is not None:
-            os.chown(tmp, account.uid, account.gid)
-        return str(tmp)
 
     def _gpu_ids(self) -> list[str]:
         """The devices the controller picked (a machine of several models), else Ray's."""
@@ -318,7 +204,7 @@ class JobRunner:
         # This thread forks the child and lives exactly as long as it: PR_SET_PDEATHSIG fires
         # when the forking *thread* exits, so the fork must not happen on a pooled thread.
         try:
-            env[COMMAND_ENV] = self._write_command(argv)
+            env[COMMAND_ENV] = self.run.write_command(argv)
             proc, output = self._spawn([sys.executable, "-m", cgroups.SHIM_MODULE], env,
                                        account)
         except OSError as e:
@@ -355,15 +241,6 @@ class JobRunner:
             self._terminal.exited(self._outcome.exit_code)
         self._done.set()
 
-    def _write_command(self, argv: list[str]) -> str:
-        """The command, for the shim to read (0600): not on its command line, where ``ps``
-        would show it to every user of the node."""
-        path = self.dir / "command.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(argv, f)
-        return str(path)
-
     def _spawn(self, argv: list[str], env: dict[str, str], account: Account | None
                ) -> tuple[subprocess.Popen[bytes], int]:
         """The shim and the job under it; the descriptor its output comes out of. A batch job
@@ -383,7 +260,7 @@ class JobRunner:
             if account is not None:  # its own terminal, as sshd gives a session's
                 with contextlib.suppress(OSError):
                     os.fchown(slave, account.uid, -1)
-            _set_window(master, Window(24, 80))
+            set_window(master, Window(24, 80))
             env[PTY_ENV] = "1"
             proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, **common)
         except OSError:
@@ -436,7 +313,7 @@ class JobRunner:
     def _resize(self, window: Window) -> None:
         if self._master is not None:  # the kernel sends the foreground job SIGWINCH
             with contextlib.suppress(OSError):
-                _set_window(self._master, window)
+                set_window(self._master, window)
 
     def _send_signal(self, name: str) -> None:
         proc = self._proc
@@ -496,17 +373,6 @@ class JobRunner:
         for orphan in cgroups.orphans(root):  # another job's, its shim gone: end it now
             cgroups.kill(orphan)
         return cgroups.create(root, self.job_id, self.attempt, self.rank)
-
-    def _remove_earlier_run_dirs(self) -> None:
-        """What runners lost before they could clean up left here: this job's earlier
-        attempts, and any job's whose runner is gone (lost with the Ray head, or with a node
-        that came back): nobody can read those logs any more, and the job may never run on
-        this node again."""
-        for old in cgroups.earlier_attempts(self.dir.parent, self.job_id, self.attempt):
-            shutil.rmtree(old, ignore_errors=True)
-        for other in cgroups.attempt_dirs(self.dir.parent):
-            if other != self.dir and runner_gone(other):
-                shutil.rmtree(other, ignore_errors=True)
 
     def _end_everything(self) -> None:
         """SIGKILL every process of the job: the shim ends its whole tree (double forks and

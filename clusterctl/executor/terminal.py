@@ -17,11 +17,13 @@ Frames, both ways: one byte of kind, four bytes of length (network order), the p
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hmac
 import json
 import logging
 import socket
 import struct
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -64,6 +66,11 @@ SIGNALS = ("INT", "TERM", "QUIT", "HUP")
 REPLAY_BYTES = 16 << 10
 """What an attach without an offset is shown of the output so far (the screen's worth)."""
 
+
+
+def set_window(fd: int, window: Window) -> None:
+    """The size of the pseudo-terminal ``fd``: the kernel tells its foreground job."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", window.rows, window.cols, 0, 0))
 
 class FrameError(ValueError):
     """A frame that is not one: the connection is closed."""

@@ -9,6 +9,7 @@ cost plus the measured energy cost.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -109,6 +110,73 @@ def _segments(by: str, start: int, end: int) -> list[tuple[int, int, str | None]
     return [(start, end, None)]
 
 
+def _idle(inputs: Inputs, node_life: np.ndarray, node_after: np.ndarray,
+          node_energy: np.ndarray) -> tuple[CostRow, Decimal]:
+    """The row of what no job held (capacity and energy), and the capacity cost of the
+    period: every priced machine over the whole period, less what jobs held of it."""
+    period, machines, prices, t = inputs.period, inputs.machines, inputs.prices, inputs.table
+    idle = CostRow(IDLE)
+    capacity = Decimal(0)
+    index = {n: i for i, n in enumerate(t.nodes)}
+    owned = list(machines)
+    avail = split(np.full(len(owned), period.start_ms, np.int64),
+                  np.full(len(owned), period.end_ms, np.int64),
+                  np.arange(len(owned), dtype=np.int64), node_arrays(owned, machines))
+    for m, (node, priced) in enumerate(machines.items()):
+        avail_life, avail_after = int(avail[0][m]), int(avail[1][m])
+        gpus = priced.machine.gpus
+        capacity += priced.cost(avail_life * gpus, avail_after * gpus)
+        at = index.get(node)
+        used_life = int(node_life[at]) if at is not None else 0
+        used_after = int(node_after[at]) if at is not None else 0
+        idle_life, idle_after = avail_life * gpus - used_life, avail_after * gpus - used_after
+        idle.gpu_ms += idle_life + idle_after
+        idle.capacity_cost += priced.cost(idle_life, idle_after)
+    energy_by_node: dict[str, float] = defaultdict(float)
+    for (node, hour_ms), mj in inputs.node_energy_mj.items():
+        if period.start_ms <= hour_ms < period.end_ms:
+            energy_by_node[node] += mj
+    for node, mj in energy_by_node.items():
+        at = index.get(node)
+        jobs_mj = float(node_energy[at]) if at is not None else 0.0
+        idle.energy_mj += max(0.0, mj - jobs_mj)
+    idle.energy_cost = energy_cost(idle.energy_mj, prices)
+
+    return idle, capacity
+
+
+def _warnings(nodes: list[str], machines: Mapping[str, Any]) -> list[str]:
+    """What the figures leave out: nodes without a price, models without a cloud rate."""
+    warnings = []
+    unpriced = sorted({n for n in nodes if n not in machines})
+    if unpriced:
+        warnings.append(f"no hardware record for {', '.join(unpriced)}: their GPU-hours count "
+                        "at no capacity cost (add them with `clusterctl hardware add`)")
+    no_rate = sorted({p.gpu_model for p in machines.values() if p.cloud_rate is None})
+    if no_rate:
+        warnings.append(f"no cloud rate for {', '.join(no_rate)}: no cloud equivalent "
+                        "(set one with `clusterctl hardware rate`)")
+
+    return warnings
+
+
+def _keys(by: str, inputs: Inputs) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Each held interval's row index, the rows' labels, and each row's first interval
+    (by month: every interval goes to its month's row, made per segment)."""
+    t = inputs.table
+    first = np.zeros(0, np.int64)
+    key = np.zeros(len(t), np.int64)
+    labels: list[str] = []
+    if by in ("job", "user", "team"):
+        keys_of = {"job": t.job, "user": t.user, "team": t.team}[by]
+        uniq, first, key = np.unique(keys_of, return_index=True, return_inverse=True)
+        labels = ([str(int(j)) for j in uniq] if by == "job" else
+                  [(t.users if by == "user" else t.teams)[int(i)] for i in uniq])
+    elif by == "gpu-type":
+        key, labels = model_keys(inputs)
+    return key, labels, first
+
+
 def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False,
                 page: tuple[int, int] | None = None) -> CostReport:
     """With ``page`` (limit, offset), the rows are that page of the dearest first and
@@ -117,24 +185,15 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False,
     if by not in BY:
         raise ValueError(by)
     period, machines, prices, t = inputs.period, inputs.machines, inputs.prices, inputs.table
-    nodes = NodeArrays(*(np.zeros(0, np.int64) for _ in range(3)))
-    if len(t):
-        nodes = node_arrays(t.nodes, machines)
+    nodes = (node_arrays(t.nodes, machines) if len(t)
+             else NodeArrays(*(np.zeros(0, np.int64) for _ in range(3))))
     n_nodes = len(t.nodes)
     length = t.end - t.start
     energy = np.nan_to_num(t.energy)
-    if by in ("job", "user", "team"):
-        keys_of = {"job": t.job, "user": t.user, "team": t.team}[by]
-        uniq, first, key = np.unique(keys_of, return_index=True, return_inverse=True)
-        labels = ([str(int(j)) for j in uniq] if by == "job" else
-                  [(t.users if by == "user" else t.teams)[int(i)] for i in uniq])
-    elif by == "gpu-type":
-        key, labels = model_keys(inputs)
+    key, labels, first = _keys(by, inputs)
     rows: dict[str, CostRow] = {}
     paged: _Columns | None = None
-    node_life = np.zeros(n_nodes)
-    node_after = np.zeros(n_nodes)
-    node_energy = np.zeros(n_nodes)
+    node_life, node_after, node_energy = (np.zeros(n_nodes) for _ in range(3))
     for seg_start, seg_end, seg_label in _segments(by, period.start_ms, period.end_ms):
         s = np.maximum(t.start, seg_start)
         e = np.minimum(t.end, seg_end)
@@ -175,42 +234,9 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False,
     for row in rows.values():
         row.energy_cost = energy_cost(row.energy_mj, prices)
 
-    idle = CostRow(IDLE)
-    capacity = Decimal(0)
-    index = {n: i for i, n in enumerate(t.nodes)}
-    owned = list(machines)
-    avail = split(np.full(len(owned), period.start_ms, np.int64),
-                  np.full(len(owned), period.end_ms, np.int64),
-                  np.arange(len(owned), dtype=np.int64), node_arrays(owned, machines))
-    for m, (node, priced) in enumerate(machines.items()):
-        avail_life, avail_after = int(avail[0][m]), int(avail[1][m])
-        gpus = priced.machine.gpus
-        capacity += priced.cost(avail_life * gpus, avail_after * gpus)
-        at = index.get(node)
-        used_life = int(node_life[at]) if at is not None else 0
-        used_after = int(node_after[at]) if at is not None else 0
-        idle_life, idle_after = avail_life * gpus - used_life, avail_after * gpus - used_after
-        idle.gpu_ms += idle_life + idle_after
-        idle.capacity_cost += priced.cost(idle_life, idle_after)
-    energy_by_node: dict[str, float] = defaultdict(float)
-    for (node, hour_ms), mj in inputs.node_energy_mj.items():
-        if period.start_ms <= hour_ms < period.end_ms:
-            energy_by_node[node] += mj
-    for node, mj in energy_by_node.items():
-        at = index.get(node)
-        jobs_mj = float(node_energy[at]) if at is not None else 0.0
-        idle.energy_mj += max(0.0, mj - jobs_mj)
-    idle.energy_cost = energy_cost(idle.energy_mj, prices)
+    idle, capacity = _idle(inputs, node_life, node_after, node_energy)
 
-    warnings = []
-    unpriced = sorted({n for n in t.nodes if n not in machines})
-    if unpriced:
-        warnings.append(f"no hardware record for {', '.join(unpriced)}: their GPU-hours count "
-                        "at no capacity cost (add them with `clusterctl hardware add`)")
-    no_rate = sorted({p.gpu_model for p in machines.values() if p.cloud_rate is None})
-    if no_rate:
-        warnings.append(f"no cloud rate for {', '.join(no_rate)}: no cloud equivalent "
-                        "(set one with `clusterctl hardware rate`)")
+    warnings = _warnings(t.nodes, machines)
 
     if paged is not None:
         assert page is not None

@@ -18,6 +18,7 @@ from clusterctl.scheduler.pending import PendingQueue, tally
 from clusterctl.scheduler.policy import schedule
 from clusterctl.scheduler.running import RunningSet
 from clusterctl.scheduler.state import (
+    Decision,
     NodeCapacity,
     PolicyConfig,
     QueuedJob,
@@ -60,130 +61,159 @@ class Outcome:
 
 
 def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConfig) -> Outcome:
-    machines: list[tuple[str, int, str | None]] = []
-    for nodes, gpus, model in fleet:
-        machines += [(f"n{len(machines) + i:03d}", gpus, model) for i in range(nodes)]
-    node_ids = [m[0] for m in machines]
-    size = {m[0]: m[1] for m in machines}
-    model_of = {m[0]: m[2] or "" for m in machines}
-    free = dict(size)
-    index = {m[0]: i for i, m in enumerate(machines)}
-    busy_by_node = [0.0] * len(machines)
-    busy_by_model: dict[str, float] = dict.fromkeys(model_of.values(), 0.0)
-    gpus_by_model: Counter[str] = Counter()
-    for _, gpus, model in machines:
-        gpus_by_model[model or ""] += gpus
-    records = {j.id: JobRecord(j) for j in jobs}
-    events: list[tuple[float, int, int, int]] = [(j.submit_s, ARRIVE, j.id, 0) for j in jobs]
-    heapq.heapify(events)
-    queue = PendingQueue()
-    running = RunningSet()
-    work_left = {j.id: min(j.duration_s, j.time_limit_s) for j in jobs}
-    attempt: Counter[int] = Counter()
-    demand: Counter[str] = Counter()
-    held: Counter[str] = Counter()
-    held_user: Counter[tuple[str, str]] = Counter()
-    quotas = config.quotas
-    owed: dict[str, float] = {}
-    given: dict[str, float] = {}
-    held_s: dict[str, float] = {}
-    busy = 0.0
-    passes = preemptions = 0
-    now = jobs[0].submit_s if jobs else 0.0
-    first = now
-    usage_team: fairshare.DecayingUsage[str] = fairshare.DecayingUsage(config.half_life_s, now)
-    usage_user: fairshare.DecayingUsage[tuple[str, str]] = fairshare.DecayingUsage(
-        config.half_life_s, now)
-    users_per_team: dict[str, int] = {}
-    users_counted = 0
+    return _Replay(jobs, fleet, config).run()
 
-    caps = {n: NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
-            for n in node_ids}
-    changed: set[str] = set()
 
-    def release(r: RunningJob, t: float) -> None:
-        changed.update(r.node_ids)
+class _Replay:
+    """The replay's state: the fleet's free GPUs, the queue, the running jobs and every
+    integral the figures need."""
+
+    def __init__(self, jobs: list[TraceJob], fleet: Sequence[FleetGroup],
+                 config: PolicyConfig) -> None:
+        machines: list[tuple[str, int, str | None]] = []
+        for nodes, gpus, model in fleet:
+            machines += [(f"n{len(machines) + i:03d}", gpus, model) for i in range(nodes)]
+        self.config = config
+        self.size = {m[0]: m[1] for m in machines}
+        self.model_of = {m[0]: m[2] or "" for m in machines}
+        self.free = dict(self.size)
+        self.index = {m[0]: i for i, m in enumerate(machines)}
+        self.busy_by_node = [0.0] * len(machines)
+        self.busy_by_model: dict[str, float] = dict.fromkeys(self.model_of.values(), 0.0)
+        self.gpus_by_model: Counter[str] = Counter()
+        for _, gpus, model in machines:
+            self.gpus_by_model[model or ""] += gpus
+        self.records = {j.id: JobRecord(j) for j in jobs}
+        self.events: list[tuple[float, int, int, int]] = [
+            (j.submit_s, ARRIVE, j.id, 0) for j in jobs]
+        heapq.heapify(self.events)
+        self.queue = PendingQueue()
+        self.running = RunningSet()
+        self.work_left = {j.id: min(j.duration_s, j.time_limit_s) for j in jobs}
+        self.attempt: Counter[int] = Counter()
+        self.demand: Counter[str] = Counter()
+        self.held: Counter[str] = Counter()
+        self.held_user: Counter[tuple[str, str]] = Counter()
+        self.owed: dict[str, float] = {}
+        self.given: dict[str, float] = {}
+        self.held_s: dict[str, float] = {}
+        self.busy = 0.0
+        self.passes = 0
+        self.preemptions = 0
+        self.now = jobs[0].submit_s if jobs else 0.0
+        self.first = self.now
+        self.usage_team: fairshare.DecayingUsage[str] = fairshare.DecayingUsage(
+            config.half_life_s, self.now)
+        self.usage_user: fairshare.DecayingUsage[tuple[str, str]] = fairshare.DecayingUsage(
+            config.half_life_s, self.now)
+        self.users_per_team: dict[str, int] = {}
+        self.users_counted = 0
+        self.caps = {n: NodeCapacity(n, g, g, gpu_model=self.model_of[n] or None)
+                     for n, g in self.size.items()}
+        self.changed: set[str] = set()
+
+    def run(self) -> Outcome:
+        events = self.events
+        while events:
+            t = events[0][0]
+            self.integrate(t)
+            while events and events[0][0] == t:
+                self.apply_event(heapq.heappop(events), t)
+            if self.queue:
+                self.apply_decision(self.decide(t), t)
+        last = max((r.end for r in self.records.values() if r.end is not None),
+                   default=self.first)
+        return Outcome(list(self.records.values()), sum(self.size.values()), self.busy,
+                       self.first, last, dict(self.owed), dict(self.given), dict(self.held_s),
+                       self.passes, self.preemptions, dict(self.busy_by_model),
+                       dict(self.gpus_by_model), self.busy_by_node)
+
+    def integrate(self, t: float) -> None:
+        """Everything that was constant since the last instant, integrated up to ``t``."""
+        dt = t - self.now
+        if dt <= 0:
+            return
+        quotas, demand, held = self.config.quotas, self.demand, self.held
+        owed, given, held_s = self.owed, self.given, self.held_s
+        for team in demand.keys() | held.keys():
+            q = quotas.get(team, 0.0)
+            owed[team] = owed.get(team, 0.0) + min(q, demand[team]) * dt
+            given[team] = given.get(team, 0.0) + min(q, held[team]) * dt
+            held_s[team] = held_s.get(team, 0.0) + held[team] * dt
+        self.usage_team.accrue(held, t)
+        self.usage_user.accrue(self.held_user, t)
+        self.now = t
+
+    def apply_event(self, event: tuple[float, int, int, int], t: float) -> None:
+        _, kind, job_id, att = event
+        rec = self.records[job_id]
+        job = rec.job
+        if kind == ARRIVE:
+            self.queue.add(_queued(job))
+            self.demand[job.team] += job.total_gpus
+        elif att != self.attempt[job_id] or job_id not in self.running:
+            return  # an end overtaken by a preemption, or the reverse
+        elif kind == END:
+            r = self.release(job_id, t)
+            self.demand[job.team] -= job.total_gpus
+            rec.end = t
+        else:  # EXIT: a preempted job leaves its GPUs and queues again
+            r = self.release(job_id, t)
+            self.work_left[job_id] -= min(self.work_left[job_id], t - r.started_at)
+            self.attempt[job_id] += 1
+            self.queue.add(_queued(job))
+
+    def release(self, job_id: int, t: float) -> RunningJob:
+        r = self.running.remove(job_id)
+        self.changed.update(r.node_ids)
         for node in r.node_ids:
-            free[node] += r.gpus
-            busy_by_node[index[node]] += r.gpus * (t - r.started_at)
-        tally(held, r.team, -r.total_gpus)  # gone at zero: the decay walks what is held
-        tally(held_user, (r.team, r.user), -r.total_gpus)
+            self.free[node] += r.gpus
+            self.busy_by_node[self.index[node]] += r.gpus * (t - r.started_at)
+        tally(self.held, r.team, -r.total_gpus)  # gone at zero: the decay walks what is held
+        tally(self.held_user, (r.team, r.user), -r.total_gpus)
+        self.busy += r.total_gpus * (t - r.started_at)
+        self.busy_by_model[self.model_of[r.node_ids[0]]] += r.total_gpus * (t - r.started_at)
+        return r
 
-    while events:
-        t = events[0][0]
-        dt = t - now
-        if dt > 0:  # integrate everything that was constant since the last instant
-            for team in demand.keys() | held.keys():
-                q = quotas.get(team, 0.0)
-                owed[team] = owed.get(team, 0.0) + min(q, demand[team]) * dt
-                given[team] = given.get(team, 0.0) + min(q, held[team]) * dt
-                held_s[team] = held_s.get(team, 0.0) + held[team] * dt
-            usage_team.accrue(held, t)
-            usage_user.accrue(held_user, t)
-            now = t
-        while events and events[0][0] == t:
-            _, kind, job_id, att = heapq.heappop(events)
-            rec = records[job_id]
-            job = rec.job
-            if kind == ARRIVE:
-                queue.add(_queued(job))
-                demand[job.team] += job.total_gpus
-            elif att != attempt[job_id] or job_id not in running:
-                continue  # an end overtaken by a preemption, or the reverse
-            elif kind == END:
-                r = running.remove(job_id)
-                release(r, t)
-                busy += r.total_gpus * (t - r.started_at)
-                busy_by_model[model_of[r.node_ids[0]]] += r.total_gpus * (t - r.started_at)
-                demand[job.team] -= job.total_gpus
-                rec.end = t
-            else:  # EXIT: a preempted job leaves its GPUs and queues again
-                r = running.remove(job_id)
-                release(r, t)
-                busy += r.total_gpus * (t - r.started_at)
-                busy_by_model[model_of[r.node_ids[0]]] += r.total_gpus * (t - r.started_at)
-                work_left[job_id] -= min(work_left[job_id], t - r.started_at)
-                attempt[job_id] += 1
-                queue.add(_queued(job))
-        if not queue:
-            continue
-        for n in changed:  # only the machines whose free GPUs moved since the last pass
+    def decide(self, t: float) -> Decision:
+        caps, size, free, model_of = self.caps, self.size, self.free, self.model_of
+        for n in self.changed:  # only the machines whose free GPUs moved since the last pass
             caps[n] = NodeCapacity(n, size[n], free[n], gpu_model=model_of[n] or None)
-        changed.clear()
+        self.changed.clear()
         # Scaled by a common factor (DecayingUsage), which the pass's shares do not see.
-        if len(usage_user.values) != users_counted:  # a user's first GPU-second: count again
-            users_per_team = dict(Counter(team for team, _ in usage_user.values))
-            users_counted = len(usage_user.values)
-        usage = Usage(usage_team.values, usage_user.values, users_per_team)
-        decision = schedule(queue, running, list(caps.values()), now=t,
-                            config=config, usage=usage)
-        passes += 1
+        users = self.usage_user.values
+        if len(users) != self.users_counted:  # a user's first GPU-second: count again
+            self.users_per_team = dict(Counter(team for team, _ in users))
+            self.users_counted = len(users)
+        usage = Usage(self.usage_team.values, users, self.users_per_team)
+        self.passes += 1
+        return schedule(self.queue, self.running, list(caps.values()), now=t,
+                        config=self.config, usage=usage)
+
+    def apply_decision(self, decision: Decision, t: float) -> None:
+        queue, records, events, attempt = self.queue, self.records, self.events, self.attempt
         for p in decision.starts:
             qj = queue.remove(p.job_id)
             rec = records[p.job_id]
             r = RunningJob(qj.id, qj.team, qj.user, p.node_ids, qj.gpus, t, qj.time_limit_s,
                            qj.preemptible, submitted_at=qj.submitted_at)
-            running.add(r)
-            changed.update(p.node_ids)
+            self.running.add(r)
+            self.changed.update(p.node_ids)
             for node in p.node_ids:
-                free[node] -= qj.gpus
-            held[qj.team] += r.total_gpus
-            held_user[(qj.team, qj.user)] += r.total_gpus
+                self.free[node] -= qj.gpus
+            self.held[qj.team] += r.total_gpus
+            self.held_user[(qj.team, qj.user)] += r.total_gpus
             if rec.first_start is None:
                 rec.first_start = t
-            heapq.heappush(events, (t + work_left[qj.id], END, qj.id, attempt[qj.id]))
+            heapq.heappush(events, (t + self.work_left[qj.id], END, qj.id, attempt[qj.id]))
         for pre in decision.preemptions:
             if pre.for_job in queue and not queue.get(pre.for_job).reclaiming:
                 queue.add(replace(queue.remove(pre.for_job), reclaiming=True))
-            running.replace(replace(running.get(pre.job_id), terminating=True))
+            self.running.replace(replace(self.running.get(pre.job_id), terminating=True))
             records[pre.job_id].preemptions += 1
-            preemptions += 1
-            heapq.heappush(events, (t + config.preempt_grace_s, EXIT, pre.job_id,
+            self.preemptions += 1
+            heapq.heappush(events, (t + self.config.preempt_grace_s, EXIT, pre.job_id,
                                     attempt[pre.job_id]))
-    last = max((r.end for r in records.values() if r.end is not None), default=first)
-    return Outcome(list(records.values()), sum(size.values()), busy, first, last,
-                   dict(owed), dict(given), dict(held_s), passes, preemptions,
-                   dict(busy_by_model), dict(gpus_by_model), busy_by_node)
 
 
 def _queued(job: TraceJob) -> QueuedJob:

@@ -243,3 +243,16 @@ def _gpu_type(row: dict[str, str], line: int) -> str | None:
         return parse_type(raw, "gpu_type")
     except BadInput as e:
         raise TraceError(f"line {line}: {e}") from None
+
+
+def parse_overestimate(value: str) -> tuple[float, float]:
+    """``LOW-HIGH`` (or one factor): the range a trace job's time limit over its duration is
+    drawn from."""
+    lo, _, hi = value.partition("-")
+    try:
+        a, b = float(lo), float(hi or lo)
+    except ValueError:
+        a = b = 0.0
+    if not 1.0 <= a <= b:
+        raise BadInput("--overestimate", f"{value!r} must be LOW-HIGH with 1 ≤ LOW ≤ HIGH")
+    return a, b

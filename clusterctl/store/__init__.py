@@ -2,15 +2,18 @@
 
 from clusterctl.store.allocation_usage import AllocationUsageStore
 from clusterctl.store.audit import AuditStore
+from clusterctl.store.columns import utcnow
 from clusterctl.store.db import UNAVAILABLE, make_engine, migrate, normalize_url, ping, revision
 from clusterctl.store.inventory import CostStore, HardwareExists
-from clusterctl.store.jobs import HeldGpu, JobStore, NewJob, utcnow
+from clusterctl.store.job_changes import HeldGpu
+from clusterctl.store.jobs import JobStore, NewJob
 from clusterctl.store.lease import Lease, LeaseHeld
 from clusterctl.store.lease import acquire as acquire_lease
-from clusterctl.store.models import Allocation, GpuDevice, Job, JobEvent, User
+from clusterctl.store.models import Allocation, Job, JobEvent, User
 from clusterctl.store.nodes import NodeStore
 from clusterctl.store.report_data import ReportStore
 from clusterctl.store.samples import Ingested, SampleStore
+from clusterctl.store.telemetry_tables import GpuDevice
 from clusterctl.store.users import UserExists, UserStore, installation_id
 
 __all__ = [

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 
-from clusterctl.store.models import Allocation, AllocationUsage
+from clusterctl.store.models import Allocation
+from clusterctl.store.telemetry_tables import AllocationUsage
 from clusterctl.usage import Idle, Usage
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from clusterctl.store.jobs import utcnow
+from clusterctl.store.columns import utcnow
 from clusterctl.store.models import AuditEvent
 
 

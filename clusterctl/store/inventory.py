@@ -10,8 +10,8 @@ from sqlmodel import Session, select
 
 from clusterctl.cost.inventory import HardwareSpec, SiteSettings, site_settings
 from clusterctl.cost.rates import CloudRate, model_key
-from clusterctl.store.jobs import utcnow
-from clusterctl.store.models import CloudRateRow, Hardware, SiteSetting
+from clusterctl.store.columns import utcnow
+from clusterctl.store.cost_tables import CloudRateRow, Hardware, SiteSetting
 
 
 class HardwareExists(ValueError):

@@ -2,49 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    Date,
-    DateTime,
     Index,
-    Integer,
-    String,
-    TypeDecorator,
-    UniqueConstraint,
 )
 from sqlmodel import Field, SQLModel
 
-
-class UTCDateTime(TypeDecorator):
-    """Timezone-aware UTC datetimes on every backend: SQLite keeps no zone, so values are stored
-    as naive UTC and given their zone back on the way out."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-
-def _time(nullable: bool = True, index: bool = False) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+from clusterctl.store.columns import DecimalText as DecimalText  # the migrations name these
+from clusterctl.store.columns import UTCDateTime as UTCDateTime  # as clusterctl.store.models.X
+from clusterctl.store.columns import time_column
 
 
 class User(SQLModel, table=True):
@@ -53,10 +24,10 @@ class User(SQLModel, table=True):
     team: str = Field(max_length=64)
     is_admin: bool = False
     token_hash: str = Field(unique=True, max_length=64)
-    created_at: datetime = _time(nullable=False)
-    expires_at: datetime | None = _time()
+    created_at: datetime = time_column(nullable=False)
+    expires_at: datetime | None = time_column()
     """When the token stops working (None: never)."""
-    removed_at: datetime | None = _time()
+    removed_at: datetime | None = time_column()
     """Set by ``admin user remove``: the row stays, for the jobs and the audit trail."""
     other_teams: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     """Teams the user may submit to besides ``team`` (their default)."""
@@ -81,7 +52,7 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = _time(nullable=False, index=True)
+    at: datetime = time_column(nullable=False, index=True)
     actor: str = Field(max_length=64)
     action: str = Field(max_length=64)
     target: str = Field(max_length=255)
@@ -121,7 +92,7 @@ class Job(SQLModel, table=True):
                                                sa_column=Column(JSON, nullable=True))
     """``clusterctl run``: ``{"pty": bool, "ports": [8888]}``, the user's terminal and the
     ports the job serves (``port-forward``); None for a batch job."""
-    idle_warned_at: datetime | None = _time()
+    idle_warned_at: datetime | None = time_column()
     """When it was warned that its GPUs sit idle (cleared when they compute again)."""
     nodes: int = 1
     priority: int = 0
@@ -144,7 +115,7 @@ class Job(SQLModel, table=True):
     cancel_requested: bool = False
     """A cancel was asked while the job held GPUs: it ends CANCELLED and never runs again,
     whatever happens between (a restart, a lost runner, a retry)."""
-    cancel_asked_at: datetime | None = _time()
+    cancel_asked_at: datetime | None = time_column()
     cancel_reason: str | None = None
     """Who cancelled it (``cancelled by alice``): what its end says, however late it comes."""
     idempotency_key: str | None = None
@@ -163,9 +134,9 @@ class Job(SQLModel, table=True):
     """The first task's id, shared by every task of a ``--array`` submission."""
     array_index: int | None = None
     array_limit: int | None = None
-    submitted_at: datetime = _time(nullable=False)
-    started_at: datetime | None = _time()
-    ended_at: datetime | None = _time()
+    submitted_at: datetime = time_column(nullable=False)
+    started_at: datetime | None = time_column()
+    ended_at: datetime | None = time_column()
     version: int = 0
 
 
@@ -211,7 +182,7 @@ class JobEvent(SQLModel, table=True):
     state: str = Field(max_length=16)
     attempt: int = 0
     reason: str | None = None
-    at: datetime = _time(nullable=False)
+    at: datetime = time_column(nullable=False)
 
 
 class Allocation(SQLModel, table=True):
@@ -229,8 +200,8 @@ class Allocation(SQLModel, table=True):
     """Ray node id of this attempt."""
     gpu_index: int
     gpu_uuid: str | None = Field(default=None, max_length=96)
-    started_at: datetime = _time(nullable=False)
-    ended_at: datetime | None = _time()
+    started_at: datetime = time_column(nullable=False)
+    ended_at: datetime | None = time_column()
 
 
 class NodeDrain(SQLModel, table=True):
@@ -242,7 +213,7 @@ class NodeDrain(SQLModel, table=True):
     node: str = Field(primary_key=True, max_length=255)
     reason: str | None = Field(default=None, max_length=200)
     by: str = Field(max_length=64)
-    at: datetime = _time(nullable=False)
+    at: datetime = time_column(nullable=False)
 
 
 class Meta(SQLModel, table=True):
@@ -257,13 +228,6 @@ class Meta(SQLModel, table=True):
 # window arithmetic then mean the same thing on SQLite and PostgreSQL, and a year of 5-second
 # samples of 64 GPUs (400 million rows) stays a plain integer index.
 
-_BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
-
-
-def _big(nullable: bool = True) -> Any:
-    return Field(default=None, sa_column=Column(BigInteger(), nullable=nullable))
-
-
 class NodeToken(SQLModel, table=True):
     """The token a node's agent ships samples with; it may write for that node only."""
 
@@ -271,192 +235,4 @@ class NodeToken(SQLModel, table=True):
 
     node: str = Field(primary_key=True, max_length=255)
     token_hash: str = Field(unique=True, max_length=64)
-    created_at: datetime = _time(nullable=False)
-
-
-class GpuSample(SQLModel, table=True):
-    """One GPU read, as the agent shipped it. Natural key: (node, GPU UUID, boot id, seq)."""
-
-    __tablename__ = "gpu_sample"
-    __table_args__ = (
-        UniqueConstraint("node", "gpu_uuid", "boot_id", "seq", name="uq_gpu_sample_key"),
-        Index("ix_gpu_sample_node_ts_gpu", "node", "ts_ms", "gpu_index"),
-        Index("ix_gpu_sample_ts", "ts_ms"),
-    )
-
-    id: int | None = Field(default=None, sa_column=Column(_BigId, primary_key=True,
-                                                          autoincrement=True))
-    node: str = Field(max_length=255)
-    gpu_uuid: str = Field(max_length=96)
-    gpu_index: int
-    boot_id: str = Field(max_length=64)
-    seq: int = _big(nullable=False)
-    ts_ms: int = _big(nullable=False)
-    interval_s: float
-    """The agent's read interval: the time this sample stands for (its coverage)."""
-    utilization: float | None = None
-    memory_used: int | None = _big()
-    memory_total: int | None = _big()
-    power_w: float | None = None
-    energy_counter_mj: int | None = _big()
-    energy_mj: float | None = None
-    """Energy since the agent's previous read of this GPU (reset-aware), over ``span_s``."""
-    span_s: float | None = None
-    temperature_c: float | None = None
-    sm_clock_mhz: int | None = None
-    throttle: int | None = _big()
-    processes: int | None = None
-    error: str | None = Field(default=None, max_length=200)
-
-
-class GpuDevice(SQLModel, table=True):
-    """Each GPU the agents have reported, with its latest read: what ``nodes`` and ``top``
-    show without scanning the samples."""
-
-    __tablename__ = "gpu_device"
-
-    node: str = Field(primary_key=True, max_length=255)
-    gpu_index: int = Field(primary_key=True)
-    gpu_uuid: str = Field(max_length=96)
-    model: str | None = Field(default=None, max_length=96)
-    last_ms: int = _big(nullable=False)
-    utilization: float | None = None
-    memory_used: int | None = _big()
-    memory_total: int | None = _big()
-    power_w: float | None = None
-    temperature_c: float | None = None
-    error: str | None = Field(default=None, max_length=200)
-    processes: int | None = None
-    """Compute processes on the GPU at the latest read (a process on a GPU no job holds is a
-    leftover worth a look)."""
-
-
-class GpuRollup(SQLModel, table=True):
-    """Samples aggregated per GPU over a minute (``resolution_s`` 60) or an hour (3600). Sums
-    and counts rather than averages, so buckets add up exactly into longer periods."""
-
-    __tablename__ = "gpu_rollup"
-    __table_args__ = (
-        # Covers the reports' energy sum (``ReportStore.node_energy``): a year of hour rollups
-        # summed per node from the index alone, not from the whole rows (0.43 s to 0.24 s).
-        Index("ix_gpu_rollup_energy", "resolution_s", "bucket_ms", "node", "energy_mj"),
-    )
-
-    resolution_s: int = Field(primary_key=True)
-    node: str = Field(primary_key=True, max_length=255)
-    bucket_ms: int = Field(sa_column=Column(BigInteger(), primary_key=True))
-    """Key order (resolution, node, bucket, GPU): rollups and reports read time ranges of a
-    node, so the range is on the third column, not behind every GPU's UUID."""
-    gpu_uuid: str = Field(primary_key=True, max_length=96)
-    gpu_index: int
-    samples: int
-    covered_s: float
-    util_sum: float | None = None
-    util_n: int = 0
-    mem_max: int | None = _big()
-    mem_total: int | None = _big()
-    power_sum: float | None = None
-    power_n: int = 0
-    energy_mj: float | None = None
-    energy_span_s: float | None = None
-    temp_max: float | None = None
-    errors: int = 0
-
-
-class RollupState(SQLModel, table=True):
-    """Per node, the oldest sample time not yet rolled up (NULL: all rolled up)."""
-
-    __tablename__ = "rollup_state"
-
-    node: str = Field(primary_key=True, max_length=255)
-    dirty_from_ms: int | None = _big()
-    version: int = 0
-
-
-# -- cost basis -------------------------------------------------------------------------------
-# Money is stored as decimal text: SQLite has no exact decimal type, and the cost model promises
-# sums to the cent on both backends.
-
-
-class DecimalText(TypeDecorator):
-    impl = String(40)
-    cache_ok = True
-
-    def process_bind_param(self, value: Decimal | None, dialect: Any) -> str | None:
-        return None if value is None else str(Decimal(value))
-
-    def process_result_value(self, value: str | None, dialect: Any) -> Decimal | None:
-        return None if value is None else Decimal(value)
-
-
-def _money() -> Any:
-    return Field(sa_column=Column(DecimalText(), nullable=False))
-
-
-class Hardware(SQLModel, table=True):
-    """A machine of the inventory, keyed by the node name Ray and the agent use."""
-
-    node: str = Field(primary_key=True, max_length=255)
-    gpus: int
-    gpu_model: str = Field(max_length=64)
-    price: Decimal = _money()
-    purchased: date = Field(sa_column=Column(Date(), nullable=False))
-    life_months: int
-    resale: Decimal = _money()
-    """Fraction of the price expected back at the end of the life."""
-    monthly_fees: Decimal = _money()
-    sold_on: date | None = Field(default=None, sa_column=Column(Date(), nullable=True))
-    """Set when the machine was sold (retired), with ``sold_for``."""
-    sold_for: Decimal | None = Field(default=None, sa_column=Column(DecimalText(),
-                                                                     nullable=True))
-    updated_at: datetime = _time(nullable=False)
-
-
-class SiteSetting(SQLModel, table=True):
-    """Energy tariff, PUE, currency: one row per setting set by an admin (defaults in code)."""
-
-    __tablename__ = "site_setting"
-
-    key: str = Field(primary_key=True, max_length=64)
-    value: str = Field(max_length=64)
-
-
-class CloudRateRow(SQLModel, table=True):
-    """An admin's cloud rate for a GPU model, on top of the documented defaults."""
-
-    __tablename__ = "cloud_rate"
-
-    model_key: str = Field(primary_key=True, max_length=64)
-    gpu_model: str = Field(max_length=64)
-    per_gpu_hour: Decimal = _money()
-    source: str = Field(max_length=300)
-    updated_at: datetime = _time(nullable=False)
-
-
-class AllocationUsage(SQLModel, table=True):
-    """What one allocation did with its GPU, summed once its samples are in: the durable
-    per-job record reports read, so a year of reports never rescans raw samples."""
-
-    __tablename__ = "allocation_usage"
-    __table_args__ = (Index("ix_allocation_usage_window", "end_ms", "start_ms"),)
-
-    allocation_id: int = Field(foreign_key="allocation.id", primary_key=True)
-    job_id: int = Field(index=True)
-    """For `show JOB`'s cost."""
-    node: str = Field(max_length=255)
-    gpu_index: int
-    start_ms: int = Field(sa_column=Column(BigInteger(), nullable=False))
-    end_ms: int = Field(sa_column=Column(BigInteger(), nullable=False))
-    """The allocation's window (copied here: a year of reports reads these rows alone)."""
-    window_s: float
-    covered_s: float
-    util_avg: float | None = None
-    power_avg: float | None = None
-    peak_memory: int | None = _big()
-    energy_mj: float | None = None
-    energy_covered_s: float = 0.0
-    idle_s: float = 0.0
-    """Covered time with utilization under the waste threshold."""
-    longest_idle_s: float = 0.0
-    """Longest unbroken stretch under the threshold."""
-    computed_ms: int = Field(sa_column=Column(BigInteger(), nullable=False))
+    created_at: datetime = time_column(nullable=False)

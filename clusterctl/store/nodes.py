@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from clusterctl.store.columns import utcnow
 from clusterctl.store.db import lock_drains
-from clusterctl.store.jobs import utcnow
 from clusterctl.store.models import NodeDrain
 
 

@@ -13,7 +13,8 @@ from sqlalchemy import Engine, func, or_, select
 
 from clusterctl.reports.inputs import IdleEnded
 from clusterctl.states import IDLE_END, JobState
-from clusterctl.store.models import Allocation, AllocationUsage, GpuDevice, Job
+from clusterctl.store.models import Allocation, Job
+from clusterctl.store.telemetry_tables import AllocationUsage, GpuDevice
 
 RECORD_COLUMNS = {"job": "job_id", "node": "node", "gpu": "gpu_index", "start": "start_ms",
                   "end": "end_ms", "covered": "covered_s", "util": "util_avg",

@@ -20,7 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
 from clusterctl.store.allocation_usage import invalidate_after
-from clusterctl.store.models import Allocation, GpuDevice, GpuRollup, GpuSample, RollupState
+from clusterctl.store.models import Allocation
+from clusterctl.store.telemetry_tables import GpuDevice, GpuRollup, GpuSample, RollupState
 from clusterctl.usage import Point
 
 MINUTE_MS = 60_000

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from clusterctl.store.jobs import utcnow
+from clusterctl.store.columns import utcnow
 from clusterctl.store.models import Meta, NodeToken, User
 
 

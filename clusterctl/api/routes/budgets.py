@@ -9,7 +9,7 @@ from clusterctl import parsing
 from clusterctl.api.auth import CurrentUser
 from clusterctl.api.deps import Controller
 from clusterctl.api.routes.users import require_admin
-from clusterctl.cost.budget import BudgetStatus, parse_amount, parse_period
+from clusterctl.cost.budget import BudgetStatus, parse_amount, parse_budget_period
 
 router = APIRouter()
 
@@ -32,7 +32,7 @@ def budgets(user: CurrentUser, ctl: Controller) -> list[BudgetStatus]:
 def put(team: str, body: BudgetIn, user: CurrentUser, ctl: Controller) -> BudgetStatus:
     name = parsing.parse_name(team, "TEAM")
     amount = parse_amount(body.amount)
-    per = parse_period(body.per)
+    per = parse_budget_period(body.per)
     require_admin(user, "set budgets")
     ctl.budgets.put(name, amount, per, body.enforce, body.loaded)
     ctl.audit.record(user.name, "budget.set", name, f"{amount:.2f} per {per}"

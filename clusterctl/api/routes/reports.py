@@ -10,8 +10,9 @@ from fastapi import APIRouter, Request
 
 from clusterctl.api.auth import CurrentUser
 from clusterctl.api.deps import Controller
-from clusterctl.parsing import BadInput, parse_duration, parse_period
+from clusterctl.parsing import BadInput, parse_duration
 from clusterctl.reports import cost, utilization
+from clusterctl.reports.period import parse_report_period
 
 router = APIRouter()
 KINDS = {"utilization": utilization.BY, "cost": cost.BY, "amortization": (), "waste": ()}
@@ -32,7 +33,7 @@ def report(kind: str, request: Request, user: CurrentUser, ctl: Controller,
         allowed = "|".join(KINDS[kind]) or "nothing (this report has no --by)"
         raise BadInput("--by", f"{by!r} is not one of {allowed}")
     now = datetime.now(timezone.utc)
-    start, end = parse_period(since, from_ or request.query_params.get("from"), to, now,
+    start, end = parse_report_period(since, from_ or request.query_params.get("from"), to, now,
                               ctl.settings.max_report_days)
     if limit is not None and not 1 <= limit <= 1_000_000:
         raise BadInput("--limit", "must be from 1 to 1000000")

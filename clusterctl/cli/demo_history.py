@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, insert, text
-
-from clusterctl.store.models import Allocation, AllocationUsage, GpuRollup, Job
+from clusterctl.store.bulk import Engine, insert_rows
+from clusterctl.store.models import Allocation, Job
+from clusterctl.store.telemetry_tables import AllocationUsage, GpuRollup
 
 H = 3_600_000
 
@@ -100,6 +100,18 @@ def load_history(engine: Engine, nodes: Sequence[SyntheticNode], start: datetime
                 nxt = min(finish, hour + H)
                 hours[hour] = hours.get(hour, 0.0) + (nxt - t) * util
                 t = nxt
+    rollups = _hour_rollups(busy, start_ms, end_ms)
+    insert_rows(engine, [(Job, job_rows), (Allocation, alloc_rows),
+                         (AllocationUsage, usage_rows), (GpuRollup, rollups)])
+    held = held_ms / H
+    total = sum(n.gpus for n in nodes) * (end_ms - start_ms) / H
+    return {"jobs": len(job_rows), "allocations": len(alloc_rows), "rollups": len(rollups),
+            "allocated_share": held / total if total else 0.0}
+
+
+def _hour_rollups(busy: dict[tuple[str, int], dict[int, float]], start_ms: int, end_ms: int
+                  ) -> list[dict[str, Any]]:
+    """One hour rollup per GPU-hour, from each GPU's busy milliseconds per hour."""
     rollups: list[dict[str, Any]] = []
     for (node, g), hours in busy.items():
         for hour in range(start_ms // H * H, end_ms, H):
@@ -111,17 +123,4 @@ def load_history(engine: Engine, nodes: Sequence[SyntheticNode], start: datetime
                 "mem_total": 80 << 30, "power_sum": (60 + 240 * u) * 720, "power_n": 720,
                 "energy_mj": (60 + 240 * u) * 3600 * 1000, "energy_span_s": 3600.0,
                 "temp_max": 70.0, "errors": 0})
-    with engine.begin() as c:
-        for model, rows in ((Job, job_rows), (Allocation, alloc_rows),
-                            (AllocationUsage, usage_rows), (GpuRollup, rollups)):
-            table = model.__table__  # type: ignore[union-attr]
-            for i in range(0, len(rows), 20_000):
-                c.execute(insert(table), rows[i:i + 20_000])
-        if engine.dialect.name == "postgresql":  # explicit ids leave the sequences behind
-            for table in ("job", "allocation"):
-                c.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                               f"(SELECT coalesce(max(id), 1) FROM {table}))"))
-    held = held_ms / H
-    total = sum(n.gpus for n in nodes) * (end_ms - start_ms) / H
-    return {"jobs": len(job_rows), "allocations": len(alloc_rows), "rollups": len(rollups),
-            "allocated_share": held / total if total else 0.0}
+    return rollups

@@ -148,7 +148,7 @@ class Client:
         """A WebSocket to the API (a job's terminal or port), with the same token and CA."""
         # Imported here: only `run`, `attach` and `port-forward` open one, and every other
         # command starts faster without the websockets package.
-        from websockets.exceptions import InvalidHandshake
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
         from websockets.sync.client import connect as ws_connect
 
         secure = self.url.startswith("https://")
@@ -161,7 +161,9 @@ class Client:
                               max_size=None, compression=None)
         except ssl.SSLCertVerificationError as e:
             raise ApiError(self._untrusted(str(e))) from e
-        except (OSError, InvalidHandshake, TimeoutError) as e:
+        except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as e:
+            # ConnectionClosed: a controller that went (or was still starting) while the
+            # handshake ran; as unreachable as a refused connection, and retried alike.
             raise ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
                            "is `clusterctl up` running?", unreachable=True) from e
 

@@ -1,0 +1,151 @@
+"""submit: flags and #CLUSTERCTL directives to one job request, its working directory
+shipped as a package (cli/packages.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clusterctl import parsing
+from clusterctl import settings as settings_mod
+from clusterctl.cli import batch_script, packages
+from clusterctl.cli.common import (
+    client,
+    handles_errors,
+    print_json,
+)
+from clusterctl.gpu_types import parse_gpu_ask
+from clusterctl.notifications import parse_webhook
+from clusterctl.parsing import BadInput
+
+
+@handles_errors
+def submit(
+    ctx: typer.Context,
+    command: Annotated[list[str] | None, typer.Argument(
+        help="The command, after '--'; or a script (its #CLUSTERCTL lines give flags).")] = None,
+    gpus: Annotated[str, typer.Option(
+        help="GPUs per node: 2, or H100:2 for two of that type.")] = "1",
+    gpu_type: Annotated[str | None, typer.Option(
+        help="Any of these GPU types, in order of preference: A100,H100.")] = None,
+    gpu_mem: Annotated[str | None, typer.Option(
+        help="At least this much memory per GPU: 40G.")] = None,
+    nodes: Annotated[str, typer.Option(help="Nodes (torchrun-style variables are set).")] = "1",
+    name: Annotated[str | None, typer.Option(help="Job name.")] = None,
+    team: Annotated[str | None, typer.Option(help="Team (default: yours).")] = None,
+    priority: Annotated[str, typer.Option(help="Integer, higher runs first.")] = "0",
+    time_limit: Annotated[str | None, typer.Option(help="90m, 2h, 1d or 1:30:00.")] = None,
+    retries: Annotated[str, typer.Option(help="Requeues if the job's node is lost.")] = "0",
+    env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable.")] = None,
+    workdir_: Annotated[
+        str | None,
+        typer.Option("--workdir", help="Run in place in this directory (shared filesystem) "
+                     "instead of shipping the current directory."),
+    ] = None,
+    no_preempt: Annotated[
+        bool, typer.Option("--no-preempt", help="Never preempt it (it then runs only within "
+                           "its team's quota, never on borrowed GPUs).")] = False,
+    after: Annotated[
+        list[str] | None,
+        typer.Option(help="JOB or JOB:ok: start after JOB ends (with :ok, only if it "
+                     "succeeded; else this job is cancelled). Repeatable.")] = None,
+    array: Annotated[
+        str | None,
+        typer.Option(help="0-31%4: one job per index (CLUSTERCTL_ARRAY_INDEX), at most 4 "
+                     "running at once.")] = None,
+    notify: Annotated[str | None, typer.Option(
+        help="A webhook URL (Slack, Mattermost, Discord-style) told when the job ends.")] = None,
+    idle_timeout: Annotated[str | None, typer.Option(
+        help="End the job once all its GPUs stay idle this long: 30m.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the new job as JSON.")] = False,
+) -> None:
+    """Queue a job; prints its id once it is stored (one id per line for an array).
+
+    A script's leading comment lines may give flags, as sbatch's #SBATCH lines do:
+    '#CLUSTERCTL --gpus 2 --time-limit 2h'. Flags on the command line win."""
+    p = with_directives(ctx, command)
+    job = submit_job(p)
+    if p["json_"]:
+        print_json(job)
+    else:
+        print("\n".join(str(i) for i in job.get("array_job_ids") or [job["id"]]))
+
+
+def with_directives(ctx: typer.Context, command: list[str] | None) -> dict[str, Any]:
+    """The command's flags, with those a script's #CLUSTERCTL lines give."""
+    p = dict(ctx.params)
+    script = batch_script.read_head(command[0]) if command else None
+    if command and script is not None:
+        p.update(_directive_flags(ctx, command[0], batch_script.directives(script[0])))
+        p["command"] = batch_script.command_for(command, *script)
+    return p
+
+
+def _directive_flags(ctx: typer.Context, script: str, tokens: list[str]) -> dict[str, Any]:
+    """The flags a script's directives give that the command line does not."""
+    if not tokens:
+        return {}
+    try:
+        parsed = ctx.command.make_context(ctx.info_name or "submit", list(tokens),
+                                          parent=ctx.parent)
+    except typer.exceptions.TyperException as e:  # typer's own click's usage errors
+        why = e.format_message() if hasattr(e, "format_message") else str(e)
+        raise BadInput(batch_script.FIELD, f"{script}: {why}") from None
+    if parsed.params.get("command"):
+        raise BadInput(batch_script.FIELD, f"{script}: gives flags only (the command is the "
+                       f"script), not {' '.join(parsed.params['command'])!r}")
+    def given(c: Any, name: str) -> bool:
+        source = c.get_parameter_source(name)  # typer's vendored click's enum: by name
+        return source is not None and source.name == "COMMANDLINE"
+
+    return {name: value for name, value in parsed.params.items()
+            if given(parsed, name) and not given(ctx, name)}
+
+
+def submit_job(p: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        **(extra or {}),
+        "command": parsing.parse_command(p["command"] or []),
+        "nodes": parsing.parse_nodes(p["nodes"]),
+        "priority": parsing.parse_priority(p["priority"]),
+        "retries": parsing.parse_retries(p["retries"]),
+        "env": parsing.parse_env(p["env"] or []),
+    }
+    gpu_mem = p["gpu_mem"]
+    count, types, mem = parse_gpu_ask(p["gpus"], p["gpu_type"], gpu_mem,
+                                      parsing.MAX_GPUS_PER_NODE)
+    body["gpus"] = count
+    if types:
+        body["gpu_type"] = types
+    if mem is not None:
+        body["gpu_mem"] = gpu_mem
+    if p["time_limit"] is not None:
+        body["time_limit"] = parsing.parse_duration(p["time_limit"])
+    if p["name"] is not None:
+        body["name"] = parsing.parse_name(p["name"], "--name")
+    if p["team"] is not None:
+        body["team"] = parsing.parse_name(p["team"], "--team")
+    if p["no_preempt"]:
+        body["no_preempt"] = True
+    if p["after"]:
+        parsing.parse_after(p["after"])
+        body["after"] = list(p["after"])
+    if p["array"] is not None:
+        parsing.parse_array(p["array"])
+        body["array"] = p["array"]
+    if p["notify"] is not None:
+        body["notify"] = parse_webhook(p["notify"], "--notify")
+    if p["idle_timeout"] is not None:
+        body["idle_timeout"] = parsing.parse_duration(p["idle_timeout"], "--idle-timeout")
+    settings = settings_mod.load()
+    c = client()
+    if p["workdir_"] is not None:
+        path = Path(p["workdir_"]).expanduser()
+        if not path.is_absolute():
+            path = path.resolve()
+        body["workdir"] = str(path)
+    else:
+        return packages.submit(c, body, Path.cwd(), int(settings.max_package_mb * (1 << 20)))
+    return c.submit(body)
