@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -16,7 +16,7 @@ from harness import clusterctl_argv
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-from clusterctl.store import CostStore, UserStore, make_engine, migrate, revision
+from clusterctl.store import AuditStore, CostStore, UserStore, make_engine, migrate, revision
 from clusterctl.store.db import MIGRATIONS
 
 
@@ -49,6 +49,8 @@ def test_admin_migrate_says_whether_it_changed_anything(db_url: str, tmp_path: P
     again = json.loads(run("node-token", "gpu-7", "--direct", "--json").stdout)
     assert users.node_for_token(issued["token"]) is None  # the older one stops working
     assert users.node_for_token(again["token"]) == "gpu-7"
+    trail = AuditStore(make_engine(db_url)).since(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert [(e.action, e.target) for e in trail] == [("node.token", "gpu-7")] * 2  # audited too
     bad = run("node-token", "gpu 7", "--direct")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "NODE" in bad.stderr
 

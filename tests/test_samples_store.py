@@ -107,9 +107,9 @@ def test_expiry_keeps_hour_rollups_and_what_is_not_rolled_up(samples: SampleStor
 def test_node_tokens(db_url: str) -> None:
     migrate(db_url)
     users = UserStore(make_engine(db_url))
-    first = users.issue_node_token("n1")
+    first = users.issue_node_token("n1", "root")
     assert first.startswith("ccn_") and users.node_for_token(first) == "n1"
-    second = users.issue_node_token("n1")
+    second = users.issue_node_token("n1", "root")
     assert users.node_for_token(first) is None and users.node_for_token(second) == "n1"
     assert users.by_token(second) is None  # a node token is not a user token
 

@@ -188,10 +188,12 @@ def node_token(
     """Issue a token for a node's agent (printed once; an older one stops working)."""
     parsing.parse_node_name(node)
     if direct:  # the deploy's path: on the head, before or without a running controller
+        from clusterctl.controller.installation import local_user_name
         from clusterctl.store import UserStore, make_engine
 
         engine = make_engine(settings_mod.load(db_url=db).db_url)
-        issued = {"node": node, "token": UserStore(engine).issue_node_token(node)}
+        issued = {"node": node, "token": UserStore(engine).issue_node_token(
+            node, local_user_name())}
         engine.dispose()
     else:
         issued = client().node_token(node)

@@ -67,6 +67,7 @@ def demo() -> None:
     """A self-contained tour: starts a simulated mixed fleet, runs sample jobs, exits."""
     from clusterctl.api.server import ApiServer  # see up(): slow imports
     from clusterctl.cli.local_agent import start_local_agent
+    from clusterctl.controller.installation import local_user_name
     from clusterctl.controller.service import Controller
     from clusterctl.executor.local_ray import free_port, start_local_ray, start_local_worker
 
@@ -99,7 +100,8 @@ def demo() -> None:
             for node, (_, gpus, model, price, fees) in zip(names, FLEET, strict=True):
                 agents.append(start_local_agent(
                     root / "data", controller_url=f"http://127.0.0.1:{settings.port}",
-                    token=controller.users.issue_node_token(node), node=node,
+                    token=controller.users.issue_node_token(node, local_user_name()),
+                    node=node,
                     simulate_gpus=gpus, simulate_model=model, port=free_port(),
                     interval="1s", directory=f"agent-{node}"))
                 client.json("POST", "/v1/hardware", json={

@@ -281,11 +281,12 @@ def _start_agents(controller: Any, s: settings_mod.Settings,
                   agent_port: int, agent_interval: str) -> list[LocalAgent]:
     """A GPU agent for this machine, then one per other simulated machine."""
     from clusterctl.cli.local_agent import start_local_agent
+    from clusterctl.controller.installation import local_user_name
 
     node = fleet[0][0] if fleet else socket.gethostname()
     agents = [start_local_agent(
         Path(s.data_dir), controller_url=url, node=node,
-        token=controller.users.issue_node_token(node),
+        token=controller.users.issue_node_token(node, local_user_name()),
         simulate_gpus=fleet[0][1] if fleet else None, port=agent_port,
         interval=agent_interval, ca_file=ca_file, simulate_model=fleet[0][2] if fleet else None)]
     err_console.print(f"GPU agent for {node}: /metrics on 127.0.0.1:{agent_port}, "
@@ -293,7 +294,8 @@ def _start_agents(controller: Any, s: settings_mod.Settings,
     for i, (name, gpus, model) in enumerate(fleet[1:], start=1):
         agents.append(start_local_agent(
             Path(s.data_dir), controller_url=url, node=name,
-            token=controller.users.issue_node_token(name), simulate_gpus=gpus,
+            token=controller.users.issue_node_token(name, local_user_name()),
+            simulate_gpus=gpus,
             port=agent_port + i, interval=agent_interval, ca_file=ca_file,
             simulate_model=model, directory=f"agent-{name}"))
     return agents

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from clusterctl.store.columns import utcnow
-from clusterctl.store.models import Meta, NodeToken, User
+from clusterctl.store.models import AuditEvent, Meta, NodeToken, User
 
 
 def hash_token(token: str) -> str:
@@ -122,16 +122,20 @@ class UserStore:
 
     # -- node tokens: what an agent ships samples with ----------------------------------------
 
-    def issue_node_token(self, node: str) -> str:
-        """A new token for ``node``'s agent (an older one stops working)."""
+    def issue_node_token(self, node: str, actor: str) -> str:
+        """A new token for ``node``'s agent (an older one stops working), and the audit row
+        saying ``actor`` issued it, together: every path that issues one (the API, ``up``,
+        ``admin node-token --direct``) leaves the same trail."""
         token = new_token("ccn_")
+        now = utcnow()
         with Session(self.engine) as s:
             row = s.get(NodeToken, node)
             if row is None:
-                row = NodeToken(node=node, token_hash=hash_token(token), created_at=utcnow())
+                row = NodeToken(node=node, token_hash=hash_token(token), created_at=now)
             else:
-                row.token_hash, row.created_at = hash_token(token), utcnow()
+                row.token_hash, row.created_at = hash_token(token), now
             s.add(row)
+            s.add(AuditEvent(at=now, actor=actor, action="node.token", target=node[:255]))
             s.commit()
         return token
 

@@ -147,8 +147,7 @@ def list_users(user: CurrentUser, ctl: Controller) -> list[UserOut]:
 def node_token(node: str, user: CurrentUser, ctl: Controller) -> NodeTokenOut:
     require_admin(user, "issue node tokens")
     name = parsing.parse_node_name(node)
-    token = ctl.users.issue_node_token(name)
-    ctl.audit.record(user.name, "node.token", name)
+    token = ctl.users.issue_node_token(name, user.name)
     return NodeTokenOut(node=name, token=token)
 
 
