@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from clusterctl.job_request import JobRequest
 from clusterctl.store import NewJob
 
 
-def new_job(**overrides: object) -> NewJob:
-    values: dict[str, object] = {"name": "train", "user": "alice", "team": "vision",
-                                 "command": ["python", "train.py"], "gpus": 1}
-    values.update(overrides)
-    return NewJob(**values)  # type: ignore[arg-type]
+def new_job(name: str = "train", user: str = "alice", team: str = "vision",
+            **asked: object) -> NewJob:
+    """A job of ``user`` as the controller stores it; ``asked`` are JobRequest's fields."""
+    request = JobRequest.parse({"command": ["python", "train.py"], "gpus": 1, **asked})
+    return NewJob(name=name, user=user, team=team, request=request)
 
 
 def sample_batch(node: str = "n1", *, gpus: int = 2, reads: int = 10, t0: float = 1.8e9,

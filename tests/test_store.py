@@ -175,7 +175,7 @@ def test_installation_id_is_stable(db_url: str) -> None:
 
 
 def test_array_is_one_transaction_with_a_shared_id(store: JobStore) -> None:
-    tasks = store.submit_all(new_job(array_indices=[0, 2, 4], array_limit=2,
+    tasks = store.submit_all(new_job(array="0-4:2%2",
                                      after=[{"job": 1, "ok": True}]))
     assert [t.array_index for t in tasks] == [0, 2, 4]
     assert {t.array_id for t in tasks} == {tasks[0].id}

@@ -45,6 +45,9 @@ async def _invalid(_: Request, exc: Exception) -> JSONResponse:
     """The first problem, named by its field (``body.gpus: ...``), as a one-line 422."""
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, BadInput):  # a parser's own words (``job_request.py``)
+        return await _bad_input(_, cause)
     where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
     return JSONResponse(status_code=422,
                         content={"detail": f"{where}: {first.get('msg', 'invalid')}",

@@ -8,42 +8,6 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 
-class JobSubmit(BaseModel):
-    command: list[str]
-    gpus: Any = 1
-    """GPUs per node: ``2``, or ``H100:2`` for two of that type."""
-    gpu_type: str | list[str] | None = None
-    """Any of these types, in order of preference (``A100,H100`` or a list)."""
-    gpu_mem: str | int | None = None
-    """At least this much memory per GPU: ``40G``, or a number of GiB."""
-    nodes: Any = 1
-    name: str | None = None
-    team: str | None = None
-    priority: Any = 0
-    time_limit: str | int | None = None
-    """A duration (``2h``, ``90m``, ``1:30:00``) or seconds."""
-    retries: Any = 0
-    env: dict[str, str] = Field(default_factory=dict)
-    workdir: str | None = None
-    package: str | None = None
-    """sha256 of a package uploaded to ``POST /v1/packages``."""
-    no_preempt: bool = False
-    after: list[str] | str | None = None
-    """Dependencies: ``JOB`` or ``JOB:ok`` items (a list, or comma-separated)."""
-    array: str | None = None
-    """``0-31%4``: one job per index, at most 4 running at once."""
-    notify: str | None = None
-    """A webhook URL this job's end is posted to (Slack, Mattermost and Discord-style)."""
-    idle_timeout: str | int | None = None
-    """End the job once all its GPUs stay idle this long (``30m``)."""
-    interactive: bool = False
-    """``clusterctl run``: its user attaches to it (``/v1/jobs/{id}/attach``)."""
-    pty: bool = False
-    """With ``interactive``: a pseudo-terminal."""
-    ports: list[Any] | None = None
-    """With ``interactive``: TCP ports the job serves (``/v1/jobs/{id}/ports/{port}``)."""
-
-
 class HistoryEntry(BaseModel):
     state: str
     at: datetime

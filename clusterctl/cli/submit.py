@@ -16,8 +16,7 @@ from clusterctl.cli.common import (
     handles_errors,
     print_json,
 )
-from clusterctl.gpu_types import parse_gpu_ask
-from clusterctl.notifications import parse_webhook
+from clusterctl.job_request import JobRequest
 from clusterctl.parsing import BadInput
 
 
@@ -105,47 +104,24 @@ def _directive_flags(ctx: typer.Context, script: str, tokens: list[str]) -> dict
 
 
 def submit_job(p: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
+    """The job the flags ``p`` (and ``extra``: run's interactive ones) ask for, parsed into a
+    ``JobRequest`` here (a bad flag is exit 2 before anything is sent), its directory shipped
+    unless ``--workdir`` names one on the nodes; the answer."""
+    workdir = p["workdir_"]
+    if workdir is not None:
+        path = Path(workdir).expanduser()
+        workdir = str(path if path.is_absolute() else path.resolve())
+    request = JobRequest.parse({
         **(extra or {}),
-        "command": parsing.parse_command(p["command"] or []),
-        "nodes": parsing.parse_nodes(p["nodes"]),
-        "priority": parsing.parse_priority(p["priority"]),
-        "retries": parsing.parse_retries(p["retries"]),
-        "env": parsing.parse_env(p["env"] or []),
-    }
-    gpu_mem = p["gpu_mem"]
-    count, types, mem = parse_gpu_ask(p["gpus"], p["gpu_type"], gpu_mem,
-                                      parsing.MAX_GPUS_PER_NODE)
-    body["gpus"] = count
-    if types:
-        body["gpu_type"] = types
-    if mem is not None:
-        body["gpu_mem"] = gpu_mem
-    if p["time_limit"] is not None:
-        body["time_limit"] = parsing.parse_duration(p["time_limit"])
-    if p["name"] is not None:
-        body["name"] = parsing.parse_name(p["name"], "--name")
-    if p["team"] is not None:
-        body["team"] = parsing.parse_name(p["team"], "--team")
-    if p["no_preempt"]:
-        body["no_preempt"] = True
-    if p["after"]:
-        parsing.parse_after(p["after"])
-        body["after"] = list(p["after"])
-    if p["array"] is not None:
-        parsing.parse_array(p["array"])
-        body["array"] = p["array"]
-    if p["notify"] is not None:
-        body["notify"] = parse_webhook(p["notify"], "--notify")
-    if p["idle_timeout"] is not None:
-        body["idle_timeout"] = parsing.parse_duration(p["idle_timeout"], "--idle-timeout")
-    settings = settings_mod.load()
+        "command": list(p["command"] or []), "gpus": p["gpus"], "gpu_type": p["gpu_type"],
+        "gpu_mem": p["gpu_mem"], "nodes": p["nodes"], "priority": p["priority"],
+        "retries": p["retries"], "env": parsing.parse_env(p["env"] or []),
+        "time_limit": p["time_limit"], "name": p["name"], "team": p["team"],
+        "no_preempt": p["no_preempt"], "after": list(p["after"] or []), "array": p["array"],
+        "notify": p["notify"], "idle_timeout": p["idle_timeout"], "workdir": workdir})
     c = client()
-    if p["workdir_"] is not None:
-        path = Path(p["workdir_"]).expanduser()
-        if not path.is_absolute():
-            path = path.resolve()
-        body["workdir"] = str(path)
-    else:
-        return packages.submit(c, body, Path.cwd(), int(settings.max_package_mb * (1 << 20)))
-    return c.submit(body)
+    if workdir is None:
+        settings = settings_mod.load()
+        return packages.submit(c, request.wire(), Path.cwd(),
+                               int(settings.max_package_mb * (1 << 20)))
+    return c.submit(request.wire())

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.controller.host_memory import HostMemory
+from clusterctl.controller.submissions import Submissions
 from clusterctl.controller.telemetry import GpuUsage
 from clusterctl.cost.budget import BudgetStatus
 from clusterctl.executor.types import NodeInfo, Started
@@ -63,6 +64,11 @@ class ControllerApi(Protocol):
     def notify(self) -> NotifyStore: ...
     @property
     def budgets(self) -> BudgetStore: ...
+    @property
+    def submissions(self) -> Submissions:
+        """The rules on a job request (teams, priority limits, the audit), which every
+        submit and update goes through."""
+        ...
 
     def budget_status(self, fresh: bool = False) -> list[BudgetStatus]:
         """Every budget's figures: as last computed, or computed now (``fresh``; it also
@@ -103,11 +109,6 @@ class ControllerApi(Protocol):
 
     @property
     def max_package_bytes(self) -> int: ...
-    @property
-    def user_max_priority(self) -> int:
-        """The highest priority a user who is not an admin may give."""
-        ...
-
     def cluster(self) -> Sequence[NodeInfo]:
         """The nodes as of the scheduler's last pass."""
         ...

@@ -31,6 +31,7 @@ from clusterctl.controller.node_facts import NodeFacts
 from clusterctl.controller.notifier import Notifier
 from clusterctl.controller.reports import ReportService, build
 from clusterctl.controller.scheduling import OutOfService, Scheduler
+from clusterctl.controller.submissions import Submissions
 from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage, within_clock
 from clusterctl.cost.budget import BudgetStatus
 from clusterctl.cost.model import capacity_rate
@@ -90,7 +91,6 @@ class Controller:
         self.memory = HostMemory()
         self.disk_dirs: list[Path] = []
         """The data directory and a SQLite database's: where a full disk stops the controller."""
-        self.user_max_priority = settings.user_max_priority
         self._stops: list[Callable[[], None]] = []
         """How to stop what :meth:`prepare` started, in the order it started them."""
 
@@ -156,6 +156,8 @@ class Controller:
         self.notify = NotifyStore(self.engine)
         self.notifier = Notifier(self.notify, self._job_total_cost, s.notify_url or None)
         self._started(self.notifier)
+        self.submissions = Submissions(self.jobs, self.audit, self.packages, self.why_never,
+                                       self.wake, s.user_max_priority, s.notify_private_ok)
         self.budgets = BudgetStore(self.engine)
         self.budget_watch = BudgetWatch(self.budgets, self._team_spent, self._tell_team)
         self.scheduler.budget_holds = self.budget_watch.holds

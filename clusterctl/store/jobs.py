@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from clusterctl.job_request import JobRequest
 from clusterctl.states import (
     ACTIVE,
     ENDED,
@@ -30,30 +30,16 @@ from clusterctl.store.models import Allocation, Job, JobEvent
 
 @dataclass(frozen=True)
 class NewJob:
+    """A request the controller accepted, with what it decided: the job's name, owner and
+    team, the webhook as allowed, and the submit's ``Idempotency-Key`` (submitted again by
+    the same user, it makes no job)."""
+
     name: str
     user: str
     team: str
-    command: list[str]
-    gpus: int
-    nodes: int = 1
-    priority: int = 0
-    time_limit_s: int | None = None
-    retries: int = 0
-    env: dict[str, str] | None = None
-    gpu_types: list[str] | None = None
-    gpu_mem: int | None = None
-    workdir: str | None = None
-    package: str | None = None
-    no_preempt: bool = False
-    after: list[dict[str, Any]] | None = None
-    array_indices: Sequence[int] | None = None
-    """``--array``: one job per index, submitted together."""
-    array_limit: int | None = None
+    request: JobRequest
     notify_url: str | None = None
-    idle_timeout_s: int | None = None
-    interactive: dict[str, Any] | None = None
     idempotency_key: str | None = None
-    """The submit's ``Idempotency-Key``: submitted again by the same user, it makes no job."""
 
 
 class JobStore(JobChanges):
@@ -175,21 +161,26 @@ class JobStore(JobChanges):
 
     def _insert(self, new: NewJob) -> list[Job]:
         now = self.clock()
-        indices: Sequence[int | None] = new.array_indices or [None]
+        r = new.request
+        tasks = r.array_tasks()
+        indices: Sequence[int | None] = tasks[0] if tasks else [None]
         jobs: list[Job] = []
         with self.session() as s:
             for index in indices:
                 job = Job(
-                    name=new.name, user=new.user, team=new.team, command=list(new.command),
-                    env=dict(new.env or {}), workdir=new.workdir, package=new.package,
-                    gpus=new.gpus, nodes=new.nodes, priority=new.priority,
-                    gpu_types=list(new.gpu_types) if new.gpu_types else None,
-                    gpu_mem=new.gpu_mem, time_limit_s=new.time_limit_s, retries=new.retries,
+                    name=new.name, user=new.user, team=new.team, command=list(r.command),
+                    env=dict(r.env), workdir=r.workdir, package=r.package,
+                    gpus=r.gpus, nodes=r.nodes, priority=r.priority,
+                    gpu_types=list(r.gpu_types) if r.gpu_types else None,
+                    gpu_mem=r.gpu_mem_bytes, time_limit_s=r.time_limit_s, retries=r.retries,
                     state=JobState.PENDING,
-                    submitted_at=now, no_preempt=new.no_preempt, after=new.after,
-                    array_index=index, array_limit=new.array_limit if index is not None else None,
+                    submitted_at=now, no_preempt=r.no_preempt,
+                    after=[d.model_dump() for d in r.after] or None,
+                    array_index=index,
+                    array_limit=tasks[1] if tasks and index is not None else None,
                     array_id=jobs[0].id if jobs else None, notify_url=new.notify_url,
-                    idle_timeout_s=new.idle_timeout_s, interactive=new.interactive,
+                    idle_timeout_s=r.idle_timeout_s,
+                    interactive=r.interactive.model_dump() if r.interactive else None,
                     idempotency_key=None if jobs else new.idempotency_key,
                 )
                 s.add(job)

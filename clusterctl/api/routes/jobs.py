@@ -19,7 +19,6 @@ from clusterctl.api.schemas import (
     HistoryEntry,
     JobDetail,
     JobOut,
-    JobSubmit,
     JobUpdate,
     PackageOut,
     SubmitOut,
@@ -27,11 +26,11 @@ from clusterctl.api.schemas import (
 )
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.gpu_types import parse_gpu_ask
-from clusterctl.notifications import parse_webhook
+from clusterctl.job_request import JobRequest
 from clusterctl.parsing import BadInput
 from clusterctl.scheduler.state import Wait
 from clusterctl.states import JobState
-from clusterctl.store import Allocation, Job, NewJob, User
+from clusterctl.store import Allocation, Job, User
 from clusterctl.usage import Usage
 
 router = APIRouter()
@@ -100,87 +99,27 @@ async def upload_package(request: Request, user: CurrentUser, ctl: Controller) -
 
 
 @router.post("/v1/jobs", response_model=SubmitOut, status_code=201)
-def submit(body: JobSubmit, user: CurrentUser, ctl: Controller, response: Response,
+def submit(body: JobRequest, user: CurrentUser, ctl: Controller, response: Response,
            idempotency_key: Annotated[str | None, Header()] = None) -> SubmitOut:
     """A submit with an ``Idempotency-Key`` the same user sent before makes no job: the
     answer is the first one's jobs (200, ``Idempotent-Replayed: true``), as a client that
-    lost the first answer and tries again expects."""
+    lost the first answer and tries again expects. The body is a ``JobRequest``, in people's
+    words (``"gpus": "H100:2", "time_limit": "2h"``) or typed, as the CLI sends it."""
     key = parsing.parse_idempotency_key(idempotency_key) if idempotency_key else None
     earlier = ctl.jobs.submitted(user.name, key) if key else []
     if earlier:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
         return _submitted(ctl, earlier, body.array is not None)
-    command = parsing.parse_command(body.command)
-    gpus, gpu_types, gpu_mem = parse_gpu_ask(body.gpus, body.gpu_type, body.gpu_mem,
-                                             parsing.MAX_GPUS_PER_NODE)
-    nodes = parsing.parse_nodes(body.nodes)
-    priority = parsing.parse_priority(body.priority)
-    retries = parsing.parse_retries(body.retries)
-    limit = None
-    if body.time_limit not in (None, ""):
-        limit = parsing.parse_duration(str(body.time_limit))
-    env = parsing.parse_env_items([(str(k), str(v)) for k, v in body.env.items()])
-    team = parsing.parse_name(body.team, "--team") if body.team else user.team
-    if team not in user.teams and not user.is_admin:  # another team's quota and cost
-        raise BadInput("--team", f"you may submit to {', '.join(user.teams)} only "
-                       "(admins to any team)")
-    if priority > ctl.user_max_priority and not user.is_admin:
-        raise BadInput("--priority", f"above {ctl.user_max_priority} needs an admin "
-                       "(the user_max_priority setting)")
-    name = parsing.parse_name(body.name, "--name") if body.name else default_name(command)
-    if body.package and not (ctl.packages.valid(body.package)
-                             and ctl.packages.exists(body.package)):
-        raise BadInput("package", "is not an uploaded package id")
-    if body.workdir and not body.workdir.startswith("/"):
-        raise BadInput("--workdir", f"{body.workdir!r} must be an absolute path")
-    after = parsing.parse_after(
-        [body.after] if isinstance(body.after, str) else list(body.after or []))
-    known = ctl.jobs.states(d["job"] for d in after)
-    missing = [d["job"] for d in after if d["job"] not in known]
-    if missing:
-        raise BadInput("--after", f"job {missing[0]} does not exist")
-    indices, array_limit = parsing.parse_array(body.array) if body.array else (None, None)
-    notify = (parse_webhook(body.notify, "--notify", ctl.settings.notify_private_ok)
-              if body.notify else None)
-    idle = (parsing.parse_duration(str(body.idle_timeout), "--idle-timeout")
-            if body.idle_timeout not in (None, "") else None)
-    interactive = _interactive(body, indices)
-    never = ctl.why_never(gpus, nodes, gpu_types, gpu_mem)
-    if never:
-        raise BadInput(*never)
-    jobs = ctl.jobs.submit_all(NewJob(
-        name=name, user=user.name, team=team, command=command, gpus=gpus, nodes=nodes,
-        gpu_types=gpu_types, gpu_mem=gpu_mem,
-        priority=priority, time_limit_s=limit, retries=retries, env=env,
-        workdir=body.workdir, package=body.package, no_preempt=body.no_preempt,
-        after=after or None, array_indices=indices, array_limit=array_limit,
-        notify_url=notify, idle_timeout_s=idle, interactive=interactive,
-        idempotency_key=key,
-    ))
-    if user.is_admin and (team not in user.teams or priority > ctl.user_max_priority):
-        ctl.audit.record(user.name, "job.override", str(jobs[0].id),
-                         f"team {team}, priority {priority}")
-    ctl.wake()
-    budget_note(ctl, [team], response)
-    return _submitted(ctl, jobs, indices is not None)
+    jobs = ctl.submissions.submit(user, body, key)
+    budget_note(ctl, [jobs[0].team], response)
+    return _submitted(ctl, jobs, body.array is not None)
 
 
 def _submitted(ctl: ControllerApi, jobs: list[Job], array: bool) -> SubmitOut:
     first = job_out(jobs[0], node_names(ctl))
     return SubmitOut(**first.model_dump(),
                      array_job_ids=[j.id for j in jobs if j.id is not None] if array else None)
-
-
-def _interactive(body: JobSubmit, indices: Any) -> dict[str, Any] | None:
-    if not body.interactive:
-        if body.pty or body.ports:
-            raise BadInput("--pty" if body.pty else "--port",
-                           "is for interactive jobs (clusterctl run)")
-        return None
-    if indices is not None:
-        raise BadInput("--array", "an interactive job is one job; submit an array instead")
-    return {"pty": bool(body.pty), "ports": parsing.parse_ports(list(body.ports or []))}
 
 
 @router.get("/v1/jobs", response_model=list[JobOut])
@@ -332,9 +271,7 @@ def update(job_id: str, body: JobUpdate, user: CurrentUser, ctl: Controller) -> 
     values: dict[str, Any] = {}
     if body.priority is not None:
         priority = parsing.parse_priority(body.priority)
-        if priority > max(ctl.user_max_priority, job.priority) and not user.is_admin:
-            raise BadInput("--priority", f"above {ctl.user_max_priority} needs an admin "
-                           "(the user_max_priority setting)")
+        ctl.submissions.check_priority(user, priority, job.priority)
         values["priority"] = priority
     if body.time_limit is not None:
         text = str(body.time_limit).strip().lower()
@@ -352,11 +289,3 @@ def update(job_id: str, body: JobUpdate, user: CurrentUser, ctl: Controller) -> 
         ctl.audit.record(user.name, "job.update", str(job.id),
                          ", ".join(f"{k} {v}" for k, v in values.items()))
     return _changed(ctl, job, values)
-
-
-def default_name(command: list[str]) -> str:
-    base = command[0].rsplit("/", 1)[-1]
-    if base.startswith("python") and len(command) > 1:
-        base = command[1].rsplit("/", 1)[-1]
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in base).strip("-.")
-    return (cleaned or "job")[:64]
