@@ -8,7 +8,7 @@ Money leaves here rounded to the cent as JSON numbers; everything before is exac
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -26,13 +26,6 @@ from clusterctl.reports.waste import WasteReport, waste_report
 from clusterctl.store import Allocation, CostStore, ReportStore, SampleStore
 
 LIVE_RAW_S = 86400.0
-REPORT_FIELDS: dict[str, tuple[str, ...]] = {
-    "cost": ("job", "node", "start", "end", "energy"),
-    "utilization": ("job", "node", "start", "end", "covered", "util"),
-    "waste": ("job", "node", "gpu", "start", "end", "covered", "util", "idle", "longest"),
-}
-
-
 def money(value: Decimal) -> float:
     return float(cents(value)) if value else 0.0
 
@@ -212,6 +205,51 @@ def amortization_json(report: AmortizationReport, inputs: Inputs) -> dict[str, A
             "projection": {"day_owned": money(t.day_owned), "day_cloud": money(t.day_cloud)}}
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """What a report was asked for, beyond its period."""
+
+    by: str | None
+    loaded: bool
+    min_idle_s: float
+    page: tuple[int, int] | None
+    start_ms: int
+    end_ms: int
+
+
+def _cost(service: ReportService, inputs: Inputs, ask: _Ask) -> dict[str, Any]:
+    return cost_json(cost_report(inputs, ask.by or "job", ask.loaded, ask.page), inputs)
+
+
+def _utilization(service: ReportService, inputs: Inputs, ask: _Ask) -> dict[str, Any]:
+    return utilization_json(utilization_report(inputs, ask.by or "node"), inputs)
+
+
+def _waste(service: ReportService, inputs: Inputs, ask: _Ask) -> dict[str, Any]:
+    inputs.idle_ended = service.store.idle_ended(ask.start_ms, ask.end_ms)
+    return waste_json(waste_report(inputs, ask.min_idle_s), inputs)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    render: Callable[[ReportService, Inputs, _Ask], dict[str, Any]]
+    fields: tuple[str, ...]
+    """The held table's columns it reads."""
+    energy_over_period: bool = False
+    """Energy summed over the whole period (cost), not per hour."""
+    job_labels: bool = False
+    """Every row's job labels and names, whatever it is by (waste lists jobs)."""
+
+
+PERIOD_REPORTS: dict[str, _Kind] = {
+    "cost": _Kind(_cost, ("job", "node", "start", "end", "energy"), energy_over_period=True),
+    "utilization": _Kind(_utilization, ("job", "node", "start", "end", "covered", "util")),
+    "waste": _Kind(_waste, ("job", "node", "gpu", "start", "end", "covered", "util", "idle",
+                            "longest"), job_labels=True),
+}
+"""The reports over a period (amortization covers the machines' lives: ``build``)."""
+
+
 def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
           by: str | None = None, loaded: bool = False, min_idle_s: float = 1800.0,
           now: datetime | None = None, limit: int | None = None, offset: int = 0
@@ -227,18 +265,15 @@ def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
         inputs = service.inputs(first_ms, now_ms, now_ms, energy_bucket_ms=MS_PER_DAY,
                                 labels=False, fields=("job", "node", "start", "end"))
         return amortization_json(amortization_report(inputs), inputs)
+    report = PERIOD_REPORTS.get(kind)
+    if report is None:
+        raise ValueError(kind)
     end_ms = min(end_ms, now_ms)
     inputs = service.inputs(start_ms, end_ms, now_ms,
-                            energy_bucket_ms=max(1, end_ms - start_ms) if kind == "cost" else 0,
-                            labels=kind == "waste" or by in ("job", "user", "team"),
-                            names=kind == "waste" or by == "job",
-                            fields=REPORT_FIELDS[kind] + (("gpu",) if by == "gpu" else ()))
-    if kind == "cost":
-        page = None if limit is None else (limit, offset)
-        return cost_json(cost_report(inputs, by or "job", loaded, page), inputs)
-    if kind == "utilization":
-        return utilization_json(utilization_report(inputs, by or "node"), inputs)
-    if kind == "waste":
-        inputs.idle_ended = service.store.idle_ended(start_ms, end_ms)
-        return waste_json(waste_report(inputs, min_idle_s), inputs)
-    raise ValueError(kind)
+                            energy_bucket_ms=(max(1, end_ms - start_ms)
+                                              if report.energy_over_period else 0),
+                            labels=report.job_labels or by in ("job", "user", "team"),
+                            names=report.job_labels or by == "job",
+                            fields=report.fields + (("gpu",) if by == "gpu" else ()))
+    page = None if limit is None else (limit, offset)
+    return report.render(service, inputs, _Ask(by, loaded, min_idle_s, page, start_ms, end_ms))
