@@ -23,7 +23,7 @@ from mixed_month import FLEET, generate
 
 from clusterctl.gpu_types import parse_fleet
 from clusterctl.scheduler.quotas import resolve_quotas
-from clusterctl.scheduler.state import PolicyConfig
+from clusterctl.scheduler.records import PolicyConfig
 from clusterctl.simulate import baselines, engine, trace
 
 PHILLY = Path(__file__).resolve().parents[2] / "shared" / "traces" / "philly.csv"

@@ -21,7 +21,13 @@ from dataclasses import replace
 from clusterctl.scheduler.pending import PendingQueue
 from clusterctl.scheduler.policy import schedule
 from clusterctl.scheduler.quotas import resolve_quotas
-from clusterctl.scheduler.state import NodeCapacity, PolicyConfig, QueuedJob, RunningJob, Usage
+from clusterctl.scheduler.records import (
+    FairShareUsage,
+    NodeCapacity,
+    PolicyConfig,
+    QueuedJob,
+    RunningJob,
+)
 
 NOW = 1_800_000_000.0
 TEAMS = [f"team{i}" for i in range(8)]
@@ -73,7 +79,7 @@ def scenario(name: str, share: float, reclaim: bool, mixed: bool = False) -> Non
     nodes = [NodeCapacity(n, 8, f, gpu_model=MODELS[i][0] if mixed else None,
                           gpu_mem=MODELS[i][1] if mixed else None)
              for i, (n, f) in enumerate(caps.items())]
-    usage = Usage({t: rng.uniform(0, 1e7) for t in TEAMS},
+    usage = FairShareUsage({t: rng.uniform(0, 1e7) for t in TEAMS},
                   {(t, f"{t}-u{u}"): rng.uniform(0, 1e6) for t in TEAMS for u in range(5)})
     cfg = PolicyConfig(quotas=resolve_quotas({}, TEAMS, 1000))
     times = []

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import Agent, Controller
+from harness import Agent, ControllerProcess
 
 JOB = r"""
 import os, sys, time
@@ -93,7 +93,7 @@ class Chaos:
         self.cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 2, "num_gpus": 0, "labels": {"clusterctl-node": "head"}})
         self.nodes = {name: self._add_node(name) for name in WORKERS}
-        self.ctl = Controller(root / "ctl", self.cluster.address, ray_token, db_url=db_url)
+        self.ctl = ControllerProcess(root / "ctl", self.cluster.address, ray_token, db_url=db_url)
         self.agents: dict[str, Agent] = {}
         self.cancelled: set[int] = set()
         self.submitted: set[int] = set()

@@ -80,7 +80,7 @@ def fresh_pg_database(base: str) -> Iterator[str]:
 
 # -- Ray and controllers ----------------------------------------------------------------------
 
-from harness import Controller  # noqa: E402
+from harness import ControllerProcess  # noqa: E402
 from webhook import Hook  # noqa: E402
 
 from clusterctl.executor.local_ray import LocalRay, start_local_ray  # noqa: E402
@@ -96,9 +96,9 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRay]:
 
 
 @pytest.fixture
-def controller(ray_head: LocalRay, tmp_path: Path) -> Iterator[Controller]:
+def controller(ray_head: LocalRay, tmp_path: Path) -> Iterator[ControllerProcess]:
     """A controller of its own (database, data directory, config) on the shared Ray head."""
-    c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file)
+    c = ControllerProcess(tmp_path / "ctl", ray_head.address, ray_head.token_file)
     c.start()
     yield c
     c.stop()

@@ -84,7 +84,7 @@ def start_serving(argv: list[str], env: dict[str, str], log_path: Path, url: str
     raise RuntimeError(f"{argv[0]} did not come up:\n" + log_tail(log_path))
 
 
-class Controller:
+class ControllerProcess:
     """One installation: its own database, data directory, config file and API port."""
 
     def __init__(self, root: Path, ray_address: str, ray_token_file: Path,

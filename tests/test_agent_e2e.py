@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from factories import sample_batch
-from harness import Agent, Controller, http
+from harness import Agent, ControllerProcess, http
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.ray
 
 
 @pytest.fixture
-def agent(controller: Controller, tmp_path: Path) -> Iterator[Agent]:
+def agent(controller: ControllerProcess, tmp_path: Path) -> Iterator[Agent]:
     a = Agent(tmp_path / "agent", "node-a", f"http://127.0.0.1:{controller.port}",
               controller.node_token())
     a.start()
@@ -43,7 +43,7 @@ def utc(iso: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
-def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller,
+def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: ControllerProcess,
                                                            agent: Agent) -> None:
     # Busy until the test has looked at it running (a fixed length ran out under load).
     release = controller.root / "release"
@@ -104,7 +104,7 @@ def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller
     assert "usage" in shown.stdout and "kWh" in shown.stdout
 
 
-def test_samples_survive_controller_outage_and_agent_restart(controller: Controller,
+def test_samples_survive_controller_outage_and_agent_restart(controller: ControllerProcess,
                                                              agent: Agent) -> None:
     wait_for(lambda: agent.metrics().get("clusterctl_agent_samples_shipped_total", 0) >= 8,
              what="first shipments")
@@ -139,7 +139,7 @@ def test_samples_survive_controller_outage_and_agent_restart(controller: Control
     assert sum(r[1] for r in rows) >= read_by_first + read_by_second
 
 
-def test_batch_sent_twice_and_bad_batches(controller: Controller) -> None:
+def test_batch_sent_twice_and_bad_batches(controller: ControllerProcess) -> None:
     token = controller.node_token()
     url = f"http://127.0.0.1:{controller.port}/v1/agent/samples"
     auth = {"Authorization": f"Bearer {token}"}
@@ -180,7 +180,7 @@ def test_batch_sent_twice_and_bad_batches(controller: Controller) -> None:
     assert 'clusterctl_samples_refused_total{reason="too_old"} 1.0' in metrics
 
 
-def test_node_token_needs_an_admin_and_a_host_name(controller: Controller) -> None:
+def test_node_token_needs_an_admin_and_a_host_name(controller: ControllerProcess) -> None:
     r = controller.cli("admin", "node-token", "bad name!")
     assert r.returncode == 2 and "NODE" in r.stderr
     created = controller.json("admin", "user", "add", "eve", "--team", "t")
@@ -188,7 +188,7 @@ def test_node_token_needs_an_admin_and_a_host_name(controller: Controller) -> No
     assert r.returncode == 1 and "admin" in r.stderr
 
 
-def test_a_process_on_a_gpu_no_job_holds_is_reported(controller: Controller, agent: Agent,
+def test_a_process_on_a_gpu_no_job_holds_is_reported(controller: ControllerProcess, agent: Agent,
                                                      tmp_path: Path) -> None:
     """#17: a process of a job left on a GPU (here: one started by hand with a job's
     environment, as a leftover would have it) shows in `nodes` and as the agent's metric."""
@@ -212,7 +212,7 @@ def test_a_process_on_a_gpu_no_job_holds_is_reported(controller: Controller, age
     wait_for(lambda: gpu3()["stray_processes"] == 0, what="the stray process gone")
 
 
-def test_an_idle_job_is_warned_then_ended_and_a_busy_one_kept(controller: Controller,
+def test_an_idle_job_is_warned_then_ended_and_a_busy_one_kept(controller: ControllerProcess,
                                                               agent: Agent) -> None:
     """#19 item 4, side by side on the simulated backend: `sleep` holds an idle GPU, a busy
     loop a busy one (nothing in either that a real job would not do)."""

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
-from harness import Controller, http
+from harness import ControllerProcess, http
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -96,7 +96,7 @@ queries = st.dictionaries(st.sampled_from(QUERY_KEYS), url_texts | st.integers()
                           max_size=3)
 
 
-class Fuzzed(Controller):
+class Fuzzed(ControllerProcess):
     """A controller under fuzz. The submits it takes wait on a job that failed (``:ok``), so
     the scheduler cancels them at its next pass instead of starting each on Ray: hundreds of
     accepted hostile bodies cost a database row each, not a Ray worker each (which made the
@@ -131,7 +131,7 @@ def fuzzed(request: pytest.FixtureRequest, ray_head: LocalRay,
         gen.close()
 
 
-def call(c: Controller, method: str, path: str, body: bytes | None,
+def call(c: ControllerProcess, method: str, path: str, body: bytes | None,
          params: dict[str, str], token: str) -> httpx.Response:
     # Encoded by hand, so that a lone surrogate travels as the raw bytes an attacker would send.
     query = urlencode(params, encoding="utf-8", errors="surrogatepass")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import Controller
+from harness import ControllerProcess
 
 from clusterctl.executor.local_ray import start_local_ray, stop_process
 
@@ -32,7 +32,7 @@ time.sleep(3600)
 JOB = "echo start $CLUSTERCTL_JOB_ID $CLUSTERCTL_ATTEMPT >> {mark}; sleep 600"
 
 
-def ray_driver_of(c: Controller) -> int:
+def ray_driver_of(c: ControllerProcess) -> int:
     """The pid of the controller's Ray driver process (``executor/ray_driver.py``)."""
     assert c.proc is not None
     pid = c.proc.pid
@@ -48,7 +48,7 @@ def test_no_cancelled_job_runs_again_after_a_controller_crash(db_url: str,
     # A Ray head of its own: what Ray grants must not depend on what earlier tests left.
     ray_head = start_local_ray(tmp_path / "ray", num_gpus=4, node_name="node-a",
                                gpu_model="simulated", num_cpus=2)
-    c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file, db_url=db_url)
+    c = ControllerProcess(tmp_path / "ctl", ray_head.address, ray_head.token_file, db_url=db_url)
     holder = None
     try:
         c.start()
@@ -121,7 +121,7 @@ def test_a_runner_killed_by_the_memory_monitor_is_settled_and_a_cancel_ends_it(
     head = start_local_ray(tmp_path / "ray", num_gpus=2, node_name="node-a",
                            gpu_model="simulated", num_cpus=2)
     monkeypatch.delenv("RAY_memory_usage_threshold")  # the controller's own processes: as ever
-    c = Controller(tmp_path / "ctl", head.address, head.token_file)
+    c = ControllerProcess(tmp_path / "ctl", head.address, head.token_file)
     try:
         c.start()
         doomed = c.submit("--", "true")

@@ -34,7 +34,7 @@ SCRIPT = """
 import dataclasses, json, sys
 from pathlib import Path
 from clusterctl.scheduler import policy
-from clusterctl.scheduler.state import PolicyConfig
+from clusterctl.scheduler.records import PolicyConfig
 from clusterctl.simulate import engine, metrics, trace
 assert policy.__file__.endswith(sys.argv[2]), policy.__file__
 fleet = [(2, 8, "H100-80GB"), (4, 8, "A100-80GB"), (1, 4, "RTX-4090")]

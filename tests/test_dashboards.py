@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import Agent, Controller
+from harness import Agent, ControllerProcess
 from prometheus_client.parser import text_string_to_metric_families
 
 from clusterctl.executor.local_ray import LocalRay
@@ -83,7 +83,7 @@ def scrape(url: str) -> dict[str, set[str]]:
 @pytest.mark.ray
 def test_dashboards_name_only_exported_metrics_and_labels(ray_head: LocalRay,
                                                           tmp_path: Path) -> None:
-    controller = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file)
+    controller = ControllerProcess(tmp_path / "ctl", ray_head.address, ray_head.token_file)
     controller.env["CLUSTERCTL_QUOTAS"] = "default=2,other=2"
     controller.start()
     try:
@@ -93,7 +93,7 @@ def test_dashboards_name_only_exported_metrics_and_labels(ray_head: LocalRay,
     check(seen)
 
 
-def live_metrics(controller: Controller, tmp_path: Path) -> dict[str, set[str]]:
+def live_metrics(controller: ControllerProcess, tmp_path: Path) -> dict[str, set[str]]:
     """Both endpoints while one job runs (2 of 4 GPUs) and one waits (for all 4)."""
     assert controller.cli("hardware", "add", "node-a", "--gpus", "4", "--gpu-model", "A100",
                           "--price", "100000", "--purchased",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import Controller
+from harness import ControllerProcess
 
 from clusterctl.executor.local_ray import LocalRay
 
@@ -46,7 +46,7 @@ def _fill(path: Path) -> None:
 
 def test_a_full_disk_is_named_refused_cleanly_and_recovered_from(
         ray_head: LocalRay, small_disk: Path) -> None:
-    c = Controller(small_disk / "ctl", ray_head.address, ray_head.token_file)
+    c = ControllerProcess(small_disk / "ctl", ray_head.address, ray_head.token_file)
     c.start()
     try:
         work = small_disk / "work"

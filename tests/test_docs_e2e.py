@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from harness import Controller
+from harness import ControllerProcess
 
 pytestmark = pytest.mark.ray
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -25,7 +25,7 @@ def commands(block: str) -> list[list[str]]:
             if (args := shlex.split(line, comments=True))]
 
 
-def test_cost_and_report_docs_run_as_written(controller: Controller, tmp_path: Path) -> None:
+def test_cost_and_report_docs_run_as_written(controller: ControllerProcess, tmp_path: Path) -> None:
     cost_model = DOCS / "cost-model.md"
     (tmp_path / "rack.toml").write_text(blocks(cost_model, "toml")[0])
     report_block = next(b for b in blocks(DOCS / "user-guide.md", "bash")

@@ -8,14 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from harness import Controller
+from harness import ControllerProcess
 
 ADD = ["hardware", "add", "gpu-01", "--gpus", "8", "--gpu-model", "A100-80GB",
        "--price", "300000", "--purchased", "2025-03-01", "--life", "36mo", "--resale", "0.2",
        "--monthly-fees", "1500"]
 
 
-def test_inventory_settings_and_rates(controller: Controller, tmp_path: Path) -> None:
+def test_inventory_settings_and_rates(controller: ControllerProcess, tmp_path: Path) -> None:
     assert controller.json("hardware", "list") == []
     added = controller.json(*ADD)
     assert added["price"] == "300000" and added["cloud_rate"] == "5.12"
@@ -43,7 +43,7 @@ def test_inventory_settings_and_rates(controller: Controller, tmp_path: Path) ->
     assert rates["H100"]["default"] and "p5.48xlarge" in rates["H100"]["source"]
 
 
-def test_bad_input_writes_nothing(controller: Controller, tmp_path: Path) -> None:
+def test_bad_input_writes_nothing(controller: ControllerProcess, tmp_path: Path) -> None:
     controller.json(*ADD)
     before = controller.json("hardware", "list")
 
@@ -89,7 +89,7 @@ def test_bad_input_writes_nothing(controller: Controller, tmp_path: Path) -> Non
     assert controller.json("hardware", "list") == before
 
 
-def test_only_admins_write(controller: Controller) -> None:
+def test_only_admins_write(controller: ControllerProcess) -> None:
     user = controller.cli("admin", "user", "add", "bob", "--team", "nlp").stdout.strip()
     r = controller.cli(*ADD, token=user)
     assert r.returncode == 1 and "admin" in r.stderr
@@ -97,7 +97,7 @@ def test_only_admins_write(controller: Controller) -> None:
     assert controller.json("hardware", "list") == []
 
 
-def test_retire_records_the_sale_and_drains_the_node(controller: Controller) -> None:
+def test_retire_records_the_sale_and_drains_the_node(controller: ControllerProcess) -> None:
     controller.json(*ADD)
     before = controller.json("hardware", "list")
     for args, field in [
@@ -139,5 +139,5 @@ def test_retire_records_the_sale_and_drains_the_node(controller: Controller) -> 
     assert cleared["sold_on"] is None and cleared["sold_for"] is None
 
 
-def _metrics(controller: Controller) -> str:
+def _metrics(controller: ControllerProcess) -> str:
     return httpx.get(f"{controller.metrics_url}/metrics", timeout=10).text

@@ -16,14 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from harness import Controller
+from harness import ControllerProcess
 
 from clusterctl.cli.client import ApiError, Client
 
 BODY = {"command": ["true"], "gpus": 1}
 
 
-def _post(c: Controller, key: str | None, token: str | None = None,
+def _post(c: ControllerProcess, key: str | None, token: str | None = None,
           body: dict[str, Any] = BODY) -> Any:
     import httpx
 
@@ -35,7 +35,7 @@ def _post(c: Controller, key: str | None, token: str | None = None,
 
 
 @pytest.mark.ray
-def test_a_repeated_key_returns_the_first_job_and_makes_none(controller: Controller) -> None:
+def test_a_repeated_key_returns_the_first_job_and_makes_none(controller: ControllerProcess) -> None:
     first = _post(controller, "key-1")
     assert first.status_code == 201, first.text
     again = _post(controller, "key-1")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pexpect
 import pytest
-from harness import Controller, clusterctl_argv
+from harness import ControllerProcess, clusterctl_argv
 from websockets.sync.client import connect
 
 from clusterctl.executor.local_ray import LocalRay, free_port
@@ -30,9 +30,9 @@ GRACE_S = 20  # long enough for a controller restart on a loaded CI machine
 
 @pytest.fixture(scope="module")
 def controller(ray_head: LocalRay, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Controller]:
+               ) -> Iterator[ControllerProcess]:
     root = tmp_path_factory.mktemp("interactive")
-    c = Controller(root / "ctl", ray_head.address, ray_head.token_file)
+    c = ControllerProcess(root / "ctl", ray_head.address, ray_head.token_file)
     c.env["CLUSTERCTL_ATTACH_GRACE_S"] = str(GRACE_S)
     c.cwd = root / "empty"
     c.cwd.mkdir()
@@ -41,14 +41,14 @@ def controller(ray_head: LocalRay, tmp_path_factory: pytest.TempPathFactory
     c.stop()
 
 
-def spawn(controller: Controller, *args: str, rows: int = 30, cols: int = 100
+def spawn(controller: ControllerProcess, *args: str, rows: int = 30, cols: int = 100
           ) -> pexpect.spawn:
     argv = [*clusterctl_argv(), *args]
     return pexpect.spawn(argv[0], argv[1:], env=controller.env, cwd=str(controller.cwd),
                          dimensions=(rows, cols), encoding="utf-8", timeout=60)
 
 
-def shell(controller: Controller, name: str) -> pexpect.spawn:
+def shell(controller: ControllerProcess, name: str) -> pexpect.spawn:
     """`run --pty` of a bare bash, at its first prompt."""
     child = spawn(controller, "run", "--pty", "--name", name, "--env", f"PS1={PROMPT}",
                   "--", "bash", "--norc", "--noprofile")
@@ -56,11 +56,11 @@ def shell(controller: Controller, name: str) -> pexpect.spawn:
     return child
 
 
-def job_named(controller: Controller, name: str) -> dict:
+def job_named(controller: ControllerProcess, name: str) -> dict:
     return next(j for j in controller.json("jobs", "--all") if j["name"] == name)
 
 
-def test_stdin_reaches_the_job_and_its_exit_code_is_run_s(controller: Controller) -> None:
+def test_stdin_reaches_the_job_and_its_exit_code_is_run_s(controller: ControllerProcess) -> None:
     script = "import sys\ndata = sys.stdin.read()\nprint(data.upper(), end='')\nsys.exit(4)"
     r = subprocess.run([*clusterctl_argv(), "run", "--name", "upper", "--", PY, "-c", script],
                        input="hello\nworld\n", env=controller.env, cwd=controller.cwd,
@@ -72,7 +72,7 @@ def test_stdin_reaches_the_job_and_its_exit_code_is_run_s(controller: Controller
     assert controller.cli("logs", str(job["id"])).stdout == "HELLO\nWORLD\n"  # kept
 
 
-def test_a_terminal_without_a_size_gets_80x24(controller: Controller) -> None:
+def test_a_terminal_without_a_size_gets_80x24(controller: ControllerProcess) -> None:
     """#31 item 12: under `script` or a serial console the terminal is 0x0; `run --pty`
     exited 2 and left the job running unattended."""
     child = spawn(controller, "run", "--pty", "--name", "sizeless", "--", "sh", "-c",
@@ -84,7 +84,7 @@ def test_a_terminal_without_a_size_gets_80x24(controller: Controller) -> None:
     assert controller.wait_done(job_named(controller, "sizeless")["id"])["exit_code"] == 7
 
 
-def test_pty_window_size_ctrl_c_and_exit_code(controller: Controller) -> None:
+def test_pty_window_size_ctrl_c_and_exit_code(controller: ControllerProcess) -> None:
     child = shell(controller, "pty")
     child.sendline("tty; stty size")
     child.expect(r"/dev/pts/\d+\s+30 100")  # a real terminal, of our window's size
@@ -115,7 +115,7 @@ def test_pty_window_size_ctrl_c_and_exit_code(controller: Controller) -> None:
     assert "still-42" in log and "40 120" in log  # the job's log keeps what it printed
 
 
-def test_python_s_prompt_works_and_bad_input_writes_nothing(controller: Controller) -> None:
+def test_python_s_prompt_works_and_bad_input_writes_nothing(controller: ControllerProcess) -> None:
     child = spawn(controller, "run", "--pty", "--name", "repl", "--", PY, "-q")
     child.expect_exact(">>> ")
     child.sendline("import os; os.get_terminal_size().columns * 0 + 6 * 7")
@@ -136,7 +136,7 @@ def test_python_s_prompt_works_and_bad_input_writes_nothing(controller: Controll
     assert answer.status_code == 422 and "--pty" in answer.text
 
 
-def test_a_dropped_connection_comes_back_with_attach(controller: Controller) -> None:
+def test_a_dropped_connection_comes_back_with_attach(controller: ControllerProcess) -> None:
     child = shell(controller, "dropped")
     child.sendline("echo marker-$((6 * 7))")
     child.expect_exact("marker-42")
@@ -157,7 +157,7 @@ def test_a_dropped_connection_comes_back_with_attach(controller: Controller) -> 
 
 
 def test_nobody_coming_back_within_the_grace_period_ends_the_job(
-        controller: Controller) -> None:
+        controller: ControllerProcess) -> None:
     p = subprocess.Popen([*clusterctl_argv(), "run", "--name", "gone", "--", PY, "-c",
                           "print('up', flush=True)\nimport time\ntime.sleep(300)"],
                          env=controller.env, cwd=controller.cwd, stdin=subprocess.PIPE,
@@ -172,7 +172,7 @@ def test_nobody_coming_back_within_the_grace_period_ends_the_job(
     assert job["reason"] == f"connection lost: nobody attached for {GRACE_S}s"
 
 
-def test_closing_the_terminal_ends_the_job(controller: Controller) -> None:
+def test_closing_the_terminal_ends_the_job(controller: ControllerProcess) -> None:
     child = shell(controller, "closed")
     child.kill(signal.SIGHUP)  # the terminal window closed
     child.expect(pexpect.EOF)
@@ -181,7 +181,8 @@ def test_closing_the_terminal_ends_the_job(controller: Controller) -> None:
     assert (job["state"], job["reason"]) == ("CANCELLED", "terminal closed")
 
 
-def test_only_the_owner_attaches_and_bad_messages_are_refused(controller: Controller) -> None:
+def test_only_the_owner_attaches_and_bad_messages_are_refused(
+        controller: ControllerProcess) -> None:
     child = shell(controller, "private")
     job_id = job_named(controller, "private")["id"]
     other = controller.json("admin", "user", "add", "mallory", "--team", "t")["token"]
@@ -212,7 +213,7 @@ def test_only_the_owner_attaches_and_bad_messages_are_refused(controller: Contro
     controller.wait_done(job_id)
 
 
-def test_port_forward_reaches_a_job_s_server(controller: Controller) -> None:
+def test_port_forward_reaches_a_job_s_server(controller: ControllerProcess) -> None:
     port, local = free_port(), free_port()
     server = subprocess.Popen(
         [*clusterctl_argv(), "run", "--name", "notebook", "--port", str(port), "--",
@@ -258,7 +259,7 @@ def test_port_forward_reaches_a_job_s_server(controller: Controller) -> None:
     assert controller.show(job_id)["state"] == "CANCELLED"
 
 
-def test_run_rides_through_a_controller_restart(controller: Controller) -> None:
+def test_run_rides_through_a_controller_restart(controller: ControllerProcess) -> None:
     """Last in the module: it restarts the module's controller."""
     child = shell(controller, "restart")
     child.sendline("echo before-$((2 * 2))")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from harness import Controller, clusterctl_argv
+from harness import ControllerProcess, clusterctl_argv
 
 from clusterctl.executor.local_ray import LocalRay
 
@@ -31,7 +31,7 @@ def _userdel(name: str) -> None:
 
 
 class Cluster:
-    def __init__(self, ctl: Controller, alice: str, bob: str, spare: str) -> None:
+    def __init__(self, ctl: ControllerProcess, alice: str, bob: str, spare: str) -> None:
         self.ctl, self.alice, self.bob, self.spare = ctl, alice, bob, spare
         self.tokens: dict[str, str] = {}
 
@@ -57,7 +57,7 @@ def cluster(ray_head: LocalRay, tmp_path_factory: pytest.TempPathFactory) -> Ite
     alice, bob, spare = f"cca{tag}", f"ccb{tag}", f"ccj{tag}"
     for name in (alice, bob, spare):
         _useradd(name)
-    ctl = Controller(tmp_path_factory.mktemp("accounts") / "ctl", ray_head.address,
+    ctl = ControllerProcess(tmp_path_factory.mktemp("accounts") / "ctl", ray_head.address,
                      ray_head.token_file, run_as_submitter=True)
     try:
         ctl.start()

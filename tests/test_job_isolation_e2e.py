@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import Controller
+from harness import ControllerProcess
 
 from clusterctl.executor.local_ray import ray_temp_dir
 
@@ -46,7 +46,7 @@ def test_a_job_holds_none_of_ups_secrets_nor_rays_files_nor_others_command_lines
     person = f"cci{tag[:6]}"
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", person], check=True,
                    capture_output=True)
-    c = Controller(tmp_path / "ctl", "unused", tmp_path / "unused-token",
+    c = ControllerProcess(tmp_path / "ctl", "unused", tmp_path / "unused-token",
                    run_as_submitter=True)
     c.env.update(given)
     c.up_args = ["up", "--simulate-gpus", "2", "--no-agent", "--port", str(c.port),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import Controller, clusterctl_argv
+from harness import ControllerProcess, clusterctl_argv
 
 from clusterctl.executor.local_ray import LocalRay
 
@@ -26,10 +26,10 @@ PY = sys.executable
 
 @pytest.fixture(scope="module")
 def shared_controller(ray_head: LocalRay,
-                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
     """One controller for the module: its tests need no installation of their own."""
     root = tmp_path_factory.mktemp("jobs")
-    c = Controller(root / "ctl", ray_head.address, ray_head.token_file)
+    c = ControllerProcess(root / "ctl", ray_head.address, ray_head.token_file)
     c.cwd = root / "empty"  # not the data directory, which grows with every test
     c.cwd.mkdir()
     c.start()
@@ -38,7 +38,7 @@ def shared_controller(ray_head: LocalRay,
 
 
 @pytest.fixture
-def controller(shared_controller: Controller) -> Iterator[Controller]:
+def controller(shared_controller: ControllerProcess) -> Iterator[ControllerProcess]:
     yield shared_controller
     shared_controller.end_live_jobs()  # each test starts on an idle cluster
 
@@ -61,7 +61,8 @@ print("custom=" + os.environ.get("CUSTOM", ""), flush=True)
 """
 
 
-def test_two_gpu_job_sees_exactly_two_devices(controller: Controller, tmp_path: Path) -> None:
+def test_two_gpu_job_sees_exactly_two_devices(controller: ControllerProcess, tmp_path: Path
+        ) -> None:
     wd = workdir(tmp_path, show=SHOW_GPUS)
     job_id = controller.submit("--gpus", "2", "--env", "CUSTOM=hello", "--", PY, "show.py",
                                cwd=wd)
@@ -94,7 +95,7 @@ def test_two_gpu_job_sees_exactly_two_devices(controller: Controller, tmp_path: 
 
 
 def test_failing_and_missing_commands_fail_with_their_exit_codes(
-        controller: Controller, tmp_path: Path) -> None:
+        controller: ControllerProcess, tmp_path: Path) -> None:
     failing = controller.submit("--", PY, "-c", "import sys; print('bad'); sys.exit(7)")
     missing = controller.submit("--", "no-such-command-xyz")
     assert controller.cli("wait", str(failing)).returncode == 1
@@ -106,7 +107,7 @@ def test_failing_and_missing_commands_fail_with_their_exit_codes(
 
 
 def test_a_batch_script_with_directives_runs_with_its_run_bits_and_links(
-        controller: Controller, tmp_path: Path) -> None:
+        controller: ControllerProcess, tmp_path: Path) -> None:
     """#19 item 1: ``submit run.sh ARGS`` as sbatch would: its #CLUSTERCTL lines give flags
     (the command line wins), the shipped directory keeps run bits and inner links."""
     wd = tmp_path / "project"
@@ -149,7 +150,7 @@ def test_a_batch_script_with_directives_runs_with_its_run_bits_and_links(
 
 
 def test_listing_filters_and_pages_cancel_ranges_and_arrays_and_wait_timeout(
-        controller: Controller) -> None:
+        controller: ControllerProcess) -> None:
     """#19 item 7: `jobs` filters, never cuts short silently, and the API pages; `cancel`
     takes ranges and whole arrays; `wait --timeout` exits 3, and 1 only for a job that did
     not succeed."""
@@ -191,7 +192,7 @@ def test_listing_filters_and_pages_cancel_ranges_and_arrays_and_wait_timeout(
     assert controller.cli("cancel", "9-3").returncode == 2
 
 
-def test_hold_release_and_update_a_pending_job(controller: Controller) -> None:
+def test_hold_release_and_update_a_pending_job(controller: ControllerProcess) -> None:
     """#19 item 7: Slurm's hold, release and update, for pending jobs, within the owner's
     rights."""
     blocker = controller.submit("--gpus", "4", "--", "sleep", "300")
@@ -232,7 +233,7 @@ def test_hold_release_and_update_a_pending_job(controller: Controller) -> None:
 
 
 def test_jobs_run_one_at_a_time_in_priority_then_submit_order(
-        controller: Controller, tmp_path: Path) -> None:
+        controller: ControllerProcess, tmp_path: Path) -> None:
     wd = workdir(tmp_path, nap="import time, sys; time.sleep(float(sys.argv[1]))",
                  hold="import os, time\nwhile not os.path.exists(os.environ['RELEASE']):\n"
                  "    time.sleep(0.1)\n")
@@ -264,7 +265,7 @@ time.sleep(600)
 """
 
 
-def _pid_from_log(controller: Controller, job_id: int) -> int:
+def _pid_from_log(controller: ControllerProcess, job_id: int) -> int:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         out = controller.cli("logs", str(job_id)).stdout
@@ -283,7 +284,7 @@ def _alive(pid: int) -> bool:
         return f.read().split(")")[-1].split()[0] != "Z"
 
 
-def test_cancel_pending_and_running_jobs(controller: Controller, tmp_path: Path) -> None:
+def test_cancel_pending_and_running_jobs(controller: ControllerProcess, tmp_path: Path) -> None:
     wd = workdir(tmp_path, long=LONG)
     running = controller.submit("--gpus", "4", "--", PY, "long.py", "stubborn", cwd=wd)
     pending = controller.submit("--gpus", "1", "--", PY, "long.py", cwd=wd)
@@ -302,7 +303,7 @@ def test_cancel_pending_and_running_jobs(controller: Controller, tmp_path: Path)
     assert again.returncode == 1 and "already ended" in again.stderr
 
 
-def test_a_cancel_racing_the_jobs_own_end_keeps_its_outcome(controller: Controller,
+def test_a_cancel_racing_the_jobs_own_end_keeps_its_outcome(controller: ControllerProcess,
                                                               tmp_path: Path) -> None:
     """Jobs cancelled the moment their process has exited by itself, before the controller has
     collected them: they succeeded, so they stay SUCCEEDED and `wait` says 0 (#17)."""
@@ -333,7 +334,7 @@ def test_a_cancel_racing_the_jobs_own_end_keeps_its_outcome(controller: Controll
         assert controller.cli("wait", str(job_id)).returncode == 0
 
 
-def test_time_limit_ends_as_timeout(controller: Controller, tmp_path: Path) -> None:
+def test_time_limit_ends_as_timeout(controller: ControllerProcess, tmp_path: Path) -> None:
     wd = workdir(tmp_path, long=LONG)
     job_id = controller.submit("--time-limit", "2s", "--", PY, "long.py", cwd=wd)
     pid = _pid_from_log(controller, job_id)
@@ -342,7 +343,8 @@ def test_time_limit_ends_as_timeout(controller: Controller, tmp_path: Path) -> N
     assert not _alive(pid)
 
 
-def test_logs_follow_streams_while_the_job_runs(controller: Controller, tmp_path: Path) -> None:
+def test_logs_follow_streams_while_the_job_runs(controller: ControllerProcess, tmp_path: Path
+        ) -> None:
     wd = workdir(tmp_path, tick="import time\nfor i in range(8):\n"
                  "    print(f'tick {i}', flush=True)\n    time.sleep(0.5)\n")
     job_id = controller.submit("--", PY, "tick.py", cwd=wd)
@@ -366,7 +368,7 @@ BAD_SUBMITS = [
 ]
 
 
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(controller: Controller) -> None:
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(controller: ControllerProcess) -> None:
     before = len(controller.json("jobs", "--all"))
     for args in BAD_SUBMITS:
         r = controller.cli("submit", *args, "--", "true")
@@ -386,7 +388,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(controller: Controller)
     assert missing.returncode == 1 and "no such job" in missing.stderr
 
 
-def test_tokens_and_ownership(controller: Controller, tmp_path: Path) -> None:
+def test_tokens_and_ownership(controller: ControllerProcess, tmp_path: Path) -> None:
     bob = json.loads(controller.cli("admin", "user", "add", "bob", "--team", "nlp",
                                     "--json").stdout)
     carol = controller.cli("admin", "user", "add", "carol", "--team", "nlp").stdout.strip()
@@ -443,7 +445,7 @@ def test_tokens_and_ownership(controller: Controller, tmp_path: Path) -> None:
     assert controller.wait_done(job_id)["state"] == "CANCELLED"
 
 
-def test_nodes_shows_gpus_and_holders(controller: Controller, tmp_path: Path) -> None:
+def test_nodes_shows_gpus_and_holders(controller: ControllerProcess, tmp_path: Path) -> None:
     wd = workdir(tmp_path, long=LONG)
     job_id = controller.submit("--gpus", "3", "--", PY, "long.py", cwd=wd)
     controller.wait_state(job_id, {"RUNNING"})
@@ -454,7 +456,7 @@ def test_nodes_shows_gpus_and_holders(controller: Controller, tmp_path: Path) ->
     assert "node-a" in controller.cli("nodes").stdout
 
 
-def test_removed_users_expired_tokens_and_the_audit_trail(controller: Controller,
+def test_removed_users_expired_tokens_and_the_audit_trail(controller: ControllerProcess,
                                                           tmp_path: Path) -> None:
     """#16: a removed user is refused at once, their queued jobs cancelled and running ones
     left to finish (or cancelled with --cancel-running); a token past its expiry is refused,

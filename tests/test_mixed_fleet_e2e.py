@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import RAY_TOKEN
-from harness import Controller
+from harness import ControllerProcess
 
 pytestmark = pytest.mark.ray
 
@@ -32,14 +32,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
         c.shutdown()
 
 
-def nodes_of(ctl: Controller, job_id: int) -> set[str]:
+def nodes_of(ctl: ControllerProcess, job_id: int) -> set[str]:
     return {a["node"] for a in ctl.show(job_id)["allocations"]}
 
 
 def test_typed_any_of_and_untyped_jobs_land_on_the_gpus_they_accept(
         fleet: tuple[str, Path], tmp_path: Path) -> None:
     address, token = fleet
-    ctl = Controller(tmp_path / "ctl", address, token)
+    ctl = ControllerProcess(tmp_path / "ctl", address, token)
     ctl.start()
     work = tmp_path / "w"
     work.mkdir()
@@ -96,7 +96,7 @@ def test_a_quota_per_type_reclaims_its_type(fleet: tuple[str, Path], tmp_path: P
     nodes. vision's untyped job reclaims the H100s, not the newer job on the 4090s that a
     quota over all types would take."""
     address, token = fleet
-    ctl = Controller(tmp_path / "ctl", address, token)
+    ctl = ControllerProcess(tmp_path / "ctl", address, token)
     ctl.env.update({"CLUSTERCTL_QUOTAS": "vision=H100:2+B200:4,nlp=0",
                     "CLUSTERCTL_PREEMPT_GRACE_S": "3"})
     ctl.start()

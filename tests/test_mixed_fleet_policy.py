@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from clusterctl.gpu_types import GIB, matches
 from clusterctl.scheduler.gpu_groups import why_never
 from clusterctl.scheduler.policy import schedule
-from clusterctl.scheduler.state import (
+from clusterctl.scheduler.records import (
     Blocking,
     NodeCapacity,
     PolicyConfig,

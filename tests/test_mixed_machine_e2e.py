@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import RAY_TOKEN
-from harness import Agent, Controller
+from harness import Agent, ControllerProcess
 
 pytestmark = pytest.mark.ray
 
@@ -32,14 +32,14 @@ def duo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         c.shutdown()
 
 
-def devices(ctl: Controller, job_id: int) -> str:
+def devices(ctl: ControllerProcess, job_id: int) -> str:
     out = ctl.cli("logs", str(job_id)).stdout
     return next(line.split("=", 1)[1] for line in out.splitlines()
                 if line.startswith("devices="))
 
 
 def test_jobs_get_devices_of_the_model_they_accept(duo: str, tmp_path: Path) -> None:
-    ctl = Controller(tmp_path / "ctl", duo, RAY_TOKEN)
+    ctl = ControllerProcess(tmp_path / "ctl", duo, RAY_TOKEN)
     ctl.start()
     agent = Agent(tmp_path / "agent", "duo", f"http://127.0.0.1:{ctl.port}",
                   ctl.node_token("duo"), gpus=4,

@@ -12,7 +12,7 @@ from clusterctl.gpu_types import GIB, matches, parse_models
 from clusterctl.scheduler import mixed_nodes
 from clusterctl.scheduler.mixed_nodes import Gpu
 from clusterctl.scheduler.policy import schedule
-from clusterctl.scheduler.state import NodeCapacity, PolicyConfig, QueuedJob
+from clusterctl.scheduler.records import NodeCapacity, PolicyConfig, QueuedJob
 
 H100, RTX = "NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 4090"
 DUO = [Gpu(0, H100, 80 * GIB), Gpu(1, H100, 80 * GIB), Gpu(2, RTX, 24 * GIB),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import RAY_TOKEN
-from harness import Controller
+from harness import ControllerProcess
 
 pytestmark = pytest.mark.ray
 PY = sys.executable
@@ -40,7 +40,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
 def test_two_node_job_starts_every_rank_on_its_own_node(
         cluster: tuple[str, Path], tmp_path: Path) -> None:
     address, token = cluster
-    ctl = Controller(tmp_path / "ctl", address, token)
+    ctl = ControllerProcess(tmp_path / "ctl", address, token)
     ctl.start()
     try:
         names = sorted(n["name"] for n in ctl.json("nodes"))
@@ -86,7 +86,7 @@ def test_a_retry_does_not_land_on_the_node_that_just_died(tmp_path: Path) -> Non
     workers = {name: c.add_node(num_cpus=1, num_gpus=2, labels={
         "clusterctl-node": name, "clusterctl-gpu-model": "simulated"})
         for name in ("gpu-1", "gpu-2")}
-    ctl = Controller(tmp_path / "ctl", c.address, RAY_TOKEN)
+    ctl = ControllerProcess(tmp_path / "ctl", c.address, RAY_TOKEN)
     try:
         ctl.start()
         wd = tmp_path / "w"

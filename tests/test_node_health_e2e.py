@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from factories import sample_batch
-from harness import Agent, Controller, http, until
+from harness import Agent, ControllerProcess, http, until
 
 pytestmark = pytest.mark.ray
 
 
 def test_a_double_bit_ecc_error_drains_the_node_and_requeues_its_job(
-        controller: Controller, tmp_path: Path) -> None:
+        controller: ControllerProcess, tmp_path: Path) -> None:
     job = controller.submit("--gpus", "1", "--retries", "1", "--", "sleep", "300",
                             cwd=tmp_path)
     controller.wait_state(job, {"RUNNING"})
@@ -56,7 +56,7 @@ def test_a_double_bit_ecc_error_drains_the_node_and_requeues_its_job(
         controller.cli("cancel", str(job))
 
 
-def test_a_fault_shipped_twice_is_one_drain(controller: Controller) -> None:
+def test_a_fault_shipped_twice_is_one_drain(controller: ControllerProcess) -> None:
     url = f"http://127.0.0.1:{controller.port}/v1/agent/samples"
     auth = {"Authorization": f"Bearer {controller.node_token()}"}
     samples = sample_batch("node-a", gpus=1, reads=1, t0=time.time() - 5)

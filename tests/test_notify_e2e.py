@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from harness import Controller
+from harness import ControllerProcess
 from webhook import Hook
 
 from clusterctl.executor.local_ray import LocalRay, free_port
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.ray
 
 def test_webhooks_hear_ends_failures_and_drains(ray_head: LocalRay, tmp_path: Path,
                                                hook: Hook) -> None:
-    c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file)
+    c = ControllerProcess(tmp_path / "ctl", ray_head.address, ray_head.token_file)
     c.env["CLUSTERCTL_NOTIFY_URL"] = f"{hook.url}/cluster"
     c.env["CLUSTERCTL_NOTIFY_PRIVATE_OK"] = "true"  # the receiver listens on loopback
     c.start()
@@ -85,7 +85,7 @@ def test_budgets_warn_notify_and_hold_the_teams_new_jobs(ray_head: LocalRay, tmp
                                                          hook: Hook) -> None:
     """#20 item 2: spent as the cost report charges it, a notification when a team goes
     over, its new jobs held (reason budget) while enforced, released by raising it."""
-    c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file)
+    c = ControllerProcess(tmp_path / "ctl", ray_head.address, ray_head.token_file)
     c.env["CLUSTERCTL_NOTIFY_URL"] = f"{hook.url}/cluster"
     c.env["CLUSTERCTL_NOTIFY_PRIVATE_OK"] = "true"  # the receiver listens on loopback
     c.start()

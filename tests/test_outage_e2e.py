@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import Controller, clusterctl_argv
+from harness import ControllerProcess, clusterctl_argv
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
@@ -39,7 +39,7 @@ def proxied_pg() -> Iterator[tuple[str, TcpProxy]]:
 def test_a_database_outage_is_a_503_and_a_wait_not_a_500(
         proxied_pg: tuple[str, TcpProxy], ray_head: LocalRay, tmp_path: Path) -> None:
     db, proxy = proxied_pg
-    c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file, db_url=db)
+    c = ControllerProcess(tmp_path / "ctl", ray_head.address, ray_head.token_file, db_url=db)
     c.start()
     try:
         before = c.submit("--", "true")

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from harness import Controller
+from harness import ControllerProcess
 
 pytestmark = pytest.mark.ray
 
@@ -20,7 +20,7 @@ def _aged(root: Path) -> None:
         os.utime(path, (old, old), follow_symlinks=False)
 
 
-def test_an_unchanged_directory_is_shipped_once(controller: Controller, tmp_path: Path
+def test_an_unchanged_directory_is_shipped_once(controller: ControllerProcess, tmp_path: Path
                                                 ) -> None:
     controller.env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     work = tmp_path / "work"

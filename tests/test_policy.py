@@ -14,17 +14,17 @@ from clusterctl.scheduler import fairshare
 from clusterctl.scheduler.pending import PendingQueue
 from clusterctl.scheduler.placement import fits_ever
 from clusterctl.scheduler.policy import schedule
-from clusterctl.scheduler.reservation import reserve
-from clusterctl.scheduler.running import RunningSet
-from clusterctl.scheduler.state import (
+from clusterctl.scheduler.records import (
     Blocking,
+    FairShareUsage,
     NodeCapacity,
     PolicyConfig,
     QueuedJob,
     RunningJob,
-    Usage,
     WaitReason,
 )
+from clusterctl.scheduler.reservation import reserve
+from clusterctl.scheduler.running import RunningSet
 
 NOW = 1_000_000.0
 H = 3600.0
@@ -109,7 +109,7 @@ def test_team_that_used_less_goes_first() -> None:
     assert started(d) == [2]
     # two borrowing teams: the one with less recent usage goes first
     cfg = PolicyConfig(quotas={"a": 1, "b": 1, "c": 6}, preempt=False)
-    usage = Usage(team={"a": 100 * H, "b": 1 * H})
+    usage = FairShareUsage(team={"a": 100 * H, "b": 1 * H})
     jobs = [job(1, 4, team="a", at=NOW - 500), job(2, 4, team="b", at=NOW - 10)]
     d = schedule(jobs, [], nodes_(4, total=4), now=NOW, config=cfg, usage=usage)
     assert started(d) == [2]

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from harness import Agent, Controller, log_tail
+from harness import Agent, ControllerProcess, log_tail
 
 from clusterctl.executor.local_ray import (
     ensure_token,
@@ -64,7 +64,7 @@ def test_production_mode_end_to_end(pg_database: str, tmp_path: Path) -> None:
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     agents: list[Agent] = []
-    ctl: Controller | None = None
+    ctl: ControllerProcess | None = None
     try:
         procs.append(ray_start(
             ["--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
@@ -82,7 +82,7 @@ def test_production_mode_end_to_end(pg_database: str, tmp_path: Path) -> None:
              "--num-cpus", "1", "--num-gpus", "2", "--labels", labels(NODES[1])],
             token, tmp_path / "ray-worker.log"))
 
-        ctl = Controller(tmp_path / "ctl", address, token, db_url=pg_database)
+        ctl = ControllerProcess(tmp_path / "ctl", address, token, db_url=pg_database)
         ctl.start()
         deadline = time.monotonic() + 60
         while sorted(n["name"] for n in ctl.json("nodes")) != sorted(NODES):

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from harness import Controller, http, until
+from harness import ControllerProcess, http, until
 
 from clusterctl.executor.local_ray import LocalRay, start_local_ray
 
@@ -48,7 +48,7 @@ def test_a_ray_head_outage_is_reported_survived_and_settled_when_last_seen(
     head = start_local_ray(tmp_path / "ray", num_gpus=3, node_name="node-o",
                            gpu_model="simulated", num_cpus=2)
     port = int(head.address.rsplit(":", 1)[1])
-    c = Controller(tmp_path / "ctl", head.address, head.token_file)
+    c = ControllerProcess(tmp_path / "ctl", head.address, head.token_file)
     c.start()
     work = tmp_path / "work"
     work.mkdir()

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import Controller, clusterctl_argv
+from harness import ControllerProcess, clusterctl_argv
 
 from clusterctl.executor.local_ray import LocalRay
 
@@ -44,7 +44,7 @@ def _lines(path: Path, n: int, timeout: float = 60) -> list[str]:
     raise AssertionError(f"{path} never had {n} lines")
 
 
-def _submit_once(controller: Controller, tmp_path: Path, *options: str) -> tuple[int, Path]:
+def _submit_once(controller: ControllerProcess, tmp_path: Path, *options: str) -> tuple[int, Path]:
     """Submit ONCE.py, which logs each start (attempt, pid, runner pid) to a marker file."""
     wd = tmp_path / "w"
     wd.mkdir()
@@ -56,7 +56,7 @@ def _submit_once(controller: Controller, tmp_path: Path, *options: str) -> tuple
 
 
 def test_controller_crash_neither_kills_nor_duplicates_a_running_job(
-        controller: Controller, tmp_path: Path) -> None:
+        controller: ControllerProcess, tmp_path: Path) -> None:
     job_id, marker = _submit_once(controller, tmp_path, "--gpus", "2", "--env", "NAP=10")
     controller.wait_state(job_id, {"RUNNING"})
     _lines(marker, 1)
@@ -75,7 +75,7 @@ def test_controller_crash_neither_kills_nor_duplicates_a_running_job(
 
 
 def test_killed_runner_makes_the_job_lost_and_it_is_requeued_once(
-        controller: Controller, tmp_path: Path) -> None:
+        controller: ControllerProcess, tmp_path: Path) -> None:
     job_id, marker = _submit_once(controller, tmp_path, "--retries", "1", "--env", "NAP=120")
     first = _lines(marker, 1)[0]
     job_pid = int(first.split("pid=")[1].split()[0])
@@ -125,7 +125,7 @@ else:
 """
 
 
-def test_no_process_of_a_lost_attempt_outlives_it(controller: Controller,
+def test_no_process_of_a_lost_attempt_outlives_it(controller: ControllerProcess,
                                                    tmp_path: Path) -> None:
     """Issue #17's case: the runner's Ray worker is SIGKILLed while the job's grandchild (in a
     session of its own) runs on 2 GPUs; the retry lands on the same GPUs, and finds it dead."""
@@ -149,7 +149,7 @@ def test_no_process_of_a_lost_attempt_outlives_it(controller: Controller,
                 os.kill(daemon, signal.SIGKILL)
 
 
-def test_lost_job_without_retries_stays_lost(controller: Controller, tmp_path: Path) -> None:
+def test_lost_job_without_retries_stays_lost(controller: ControllerProcess, tmp_path: Path) -> None:
     job_id, marker = _submit_once(controller, tmp_path, "--env", "NAP=120")
     runner_pid = int(_lines(marker, 1)[0].split("runner=")[1].split()[0])
     os.kill(runner_pid, signal.SIGKILL)
@@ -168,8 +168,9 @@ def test_a_second_controller_on_the_same_database_refuses_to_start(
 
     databases = fresh_pg_database(pg_server()) if backend == "postgres" else None
     db = next(databases) if databases else f"sqlite:///{tmp_path / 'shared.db'}"
-    first = Controller(tmp_path / "first", ray_head.address, ray_head.token_file, db_url=db)
-    second = Controller(tmp_path / "second", ray_head.address, ray_head.token_file, db_url=db)
+    first = ControllerProcess(tmp_path / "first", ray_head.address, ray_head.token_file, db_url=db)
+    second = ControllerProcess(tmp_path / "second", ray_head.address, ray_head.token_file,
+                               db_url=db)
     try:
         first.start()
         refused = subprocess.run([*clusterctl_argv(), *second.up_args], env=second.env,

@@ -10,13 +10,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from harness import Controller
+from harness import ControllerProcess
 
 pytestmark = pytest.mark.ray
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_reports_in_every_form(controller: Controller, tmp_path: Path) -> None:
+def test_reports_in_every_form(controller: ControllerProcess, tmp_path: Path) -> None:
     bought = (datetime.now(timezone.utc) - timedelta(days=200)).date().isoformat()
     assert controller.cli("hardware", "add", "node-a", "--gpus", "4", "--gpu-model", "A100",
                           "--price", "120000", "--purchased", bought, "--life", "36mo",
@@ -84,7 +84,7 @@ def test_reports_in_every_form(controller: Controller, tmp_path: Path) -> None:
     assert text.count("<svg") == 6 and "Amortization" in text and "short" in text
 
 
-def test_bad_report_input(controller: Controller, tmp_path: Path) -> None:
+def test_bad_report_input(controller: ControllerProcess, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     for args, field in (

@@ -9,14 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import Controller
+from harness import ControllerProcess
 
 from clusterctl.executor.run_dir import RUNNER_FILE, process_identity, runner_gone
 
 pytestmark = pytest.mark.ray
 
 
-def test_the_next_runner_removes_what_gone_runners_left(controller: Controller) -> None:
+def test_the_next_runner_removes_what_gone_runners_left(controller: ControllerProcess) -> None:
     first = controller.submit("--", "pwd")
     assert controller.wait_done(first)["state"] == "SUCCEEDED"
     work = Path(controller.cli("logs", str(first)).stdout.strip())

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from harness import Controller, clusterctl_argv
+from harness import ControllerProcess, clusterctl_argv
 
 from clusterctl.executor.local_ray import LocalRay
 
@@ -19,9 +19,9 @@ PY = sys.executable
 
 @pytest.fixture(scope="module")
 def controller(ray_head: LocalRay, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Controller]:
+               ) -> Iterator[ControllerProcess]:
     root = tmp_path_factory.mktemp("run")
-    c = Controller(root / "ctl", ray_head.address, ray_head.token_file)
+    c = ControllerProcess(root / "ctl", ray_head.address, ray_head.token_file)
     c.cwd = root / "empty"
     c.cwd.mkdir()
     c.start()
@@ -30,7 +30,7 @@ def controller(ray_head: LocalRay, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_run_streams_the_output_and_exits_with_the_command_s_code(
-        controller: Controller) -> None:
+        controller: ControllerProcess) -> None:
     script = "import sys, time\nprint('step 1', flush=True)\ntime.sleep(1)\n" \
              "print('oops', file=sys.stderr, flush=True)\nsys.exit(7)"
     r = controller.cli("run", "--gpus", "1", "--", PY, "-c", script)
@@ -43,7 +43,7 @@ def test_run_streams_the_output_and_exits_with_the_command_s_code(
     assert bad.returncode == 2 and "--array" in bad.stderr
 
 
-def test_run_says_why_it_waits(controller: Controller) -> None:
+def test_run_says_why_it_waits(controller: ControllerProcess) -> None:
     first = controller.submit("--gpus", "1", "--", "sleep", "8")  # outlasts run's start
     r = controller.cli("run", "--after", str(first), "--", PY, "-c", "print('after')")
     assert r.returncode == 0, r.stderr
@@ -51,7 +51,7 @@ def test_run_says_why_it_waits(controller: Controller) -> None:
     assert f"waits: dependency: after job {first}" in " ".join(r.stderr.split()), r.stderr
 
 
-def test_ctrl_c_cancels_the_job(controller: Controller) -> None:
+def test_ctrl_c_cancels_the_job(controller: ControllerProcess) -> None:
     env = dict(controller.env)
     sleeper = "print('up', flush=True)\nimport time\ntime.sleep(300)"
     p = subprocess.Popen([*clusterctl_argv(), "run", "--name", "interrupted", "--", PY, "-c",
@@ -68,7 +68,7 @@ def test_ctrl_c_cancels_the_job(controller: Controller) -> None:
 
 
 def test_a_job_that_ends_before_run_attaches_still_shows_its_output(
-        controller: Controller) -> None:
+        controller: ControllerProcess) -> None:
     """Short jobs race `run`'s attach: some end while it still waits, some before it connects,
     some while it is connected; every one shows all it printed, once."""
     for i in range(8):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Controller, clusterctl_argv, http
+from harness import ControllerProcess, clusterctl_argv, http
 
 from clusterctl.executor.local_ray import LocalRay
 
@@ -51,11 +51,12 @@ sys.exit(int(os.environ.get("EXIT", "0")))
 
 
 @pytest.fixture
-def make_controller(ray_head: LocalRay, tmp_path: Path) -> Iterator[Callable[..., Controller]]:
-    made: list[Controller] = []
+def make_controller(ray_head: LocalRay, tmp_path: Path
+                    ) -> Iterator[Callable[..., ControllerProcess]]:
+    made: list[ControllerProcess] = []
 
-    def make(**settings: str) -> Controller:
-        c = Controller(tmp_path / "ctl", ray_head.address, ray_head.token_file)
+    def make(**settings: str) -> ControllerProcess:
+        c = ControllerProcess(tmp_path / "ctl", ray_head.address, ray_head.token_file)
         c.env.update({f"CLUSTERCTL_{k.upper()}": v for k, v in settings.items()})
         c.start()
         made.append(c)
@@ -98,12 +99,12 @@ def eventually(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
         time.sleep(0.25)
 
 
-def by_id(c: Controller) -> dict[int, dict[str, Any]]:
+def by_id(c: ControllerProcess) -> dict[int, dict[str, Any]]:
     return {j["id"]: j for j in c.json("jobs")}
 
 
 def test_borrowed_gpus_are_reclaimed_by_preemption_and_the_job_requeues(
-        make_controller: Callable[..., Controller], tmp_path: Path) -> None:
+        make_controller: Callable[..., ControllerProcess], tmp_path: Path) -> None:
     c = make_controller(quotas="a=2,b=2", preempt_grace_s="10")
     w = Work(tmp_path)
     kept = [c.submit(*w.args("--team", "a", "--no-preempt"), cwd=w.dir) for _ in range(2)]
@@ -148,7 +149,7 @@ def test_borrowed_gpus_are_reclaimed_by_preemption_and_the_job_requeues(
                                 "2 start index=-"], out
 
 
-def test_dependencies_and_arrays(make_controller: Callable[..., Controller],
+def test_dependencies_and_arrays(make_controller: Callable[..., ControllerProcess],
                                  tmp_path: Path) -> None:
     c = make_controller()
     w = Work(tmp_path)
@@ -193,7 +194,7 @@ def test_dependencies_and_arrays(make_controller: Callable[..., Controller],
     assert len(c.json("jobs", "--all")) == before
 
 
-def test_user_gpu_limit_and_estimated_start(make_controller: Callable[..., Controller],
+def test_user_gpu_limit_and_estimated_start(make_controller: Callable[..., ControllerProcess],
                                             tmp_path: Path) -> None:
     c = make_controller(user_gpu_limit="3", preempt="false")
     w = Work(tmp_path)
@@ -234,7 +235,7 @@ def test_user_gpu_limit_and_estimated_start(make_controller: Callable[..., Contr
 
 
 def test_drained_node_takes_no_new_jobs_and_running_ones_finish(
-        make_controller: Callable[..., Controller], tmp_path: Path) -> None:
+        make_controller: Callable[..., ControllerProcess], tmp_path: Path) -> None:
     c = make_controller()
     w = Work(tmp_path)
     running = c.submit(*w.args(), cwd=w.dir)
@@ -283,7 +284,7 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_controller_metrics_show_the_queue_holders_and_their_cost(
-        make_controller: Callable[..., Controller], tmp_path: Path) -> None:
+        make_controller: Callable[..., ControllerProcess], tmp_path: Path) -> None:
     c = make_controller(quotas="a=2,b=2")
     bought = (datetime.now(timezone.utc) - timedelta(days=100)).date().isoformat()
     assert c.cli("hardware", "add", "node-a", "--gpus", "4", "--gpu-model", "A100",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from clusterctl.gpu_types import parse_fleet
-from clusterctl.scheduler.state import PolicyConfig
+from clusterctl.scheduler.records import PolicyConfig
 from clusterctl.simulate import baselines, engine, metrics, trace
 from clusterctl.simulate.trace import TraceJob
 

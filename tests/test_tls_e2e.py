@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
-from harness import Agent, Controller, clusterctl_argv
+from harness import Agent, ControllerProcess, clusterctl_argv
 
 from clusterctl.executor.local_ray import LocalRay
 
@@ -35,8 +35,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def tls_controller(ray_head: LocalRay, pki: dict[str, Path],
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
-    c = Controller(tmp_path_factory.mktemp("tls") / "ctl", ray_head.address, ray_head.token_file)
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
+    c = ControllerProcess(tmp_path_factory.mktemp("tls") / "ctl", ray_head.address,
+                          ray_head.token_file)
     c.up_args += ["--tls-cert", str(pki["cert"]), "--tls-key", str(pki["key"])]
     c.env["CLUSTERCTL_CA_FILE"] = str(pki["ca"])
     c.scheme, c.verify = "https", str(pki["ca"])
@@ -46,7 +47,7 @@ def tls_controller(ray_head: LocalRay, pki: dict[str, Path],
 
 
 def test_the_cli_and_an_agent_talk_to_the_controller_over_verified_tls(
-        tls_controller: Controller, pki: dict[str, Path], tmp_path: Path) -> None:
+        tls_controller: ControllerProcess, pki: dict[str, Path], tmp_path: Path) -> None:
     c = tls_controller
     config = (c.root / "config.toml").read_text()
     assert f'url = "https://127.0.0.1:{c.port}"' in config and str(pki["ca"]) in config
@@ -72,7 +73,7 @@ def test_the_cli_and_an_agent_talk_to_the_controller_over_verified_tls(
 
 
 def test_a_client_that_does_not_trust_the_ca_is_refused_and_plain_http_gets_nothing(
-        tls_controller: Controller, pki: dict[str, Path]) -> None:
+        tls_controller: ControllerProcess, pki: dict[str, Path]) -> None:
     c = tls_controller
     untrusted = subprocess.run([*clusterctl_argv(), "whoami"], capture_output=True, text=True,
                                env={**c.env, "CLUSTERCTL_CA_FILE": str(pki["other_ca"])},

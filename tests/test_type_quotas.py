@@ -17,7 +17,7 @@ from clusterctl.parsing import BadInput
 from clusterctl.scheduler import fairshare
 from clusterctl.scheduler.policy import schedule
 from clusterctl.scheduler.quotas import parse_quotas, pool_type, totals, unknown_types
-from clusterctl.scheduler.state import (
+from clusterctl.scheduler.records import (
     NodeCapacity,
     PolicyConfig,
     QueuedJob,

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import Controller
+from harness import ControllerProcess
 
 from clusterctl.executor.local_ray import free_port, process_alive
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.ray
 
 def test_up_after_a_crash_takes_over_its_ray_head_and_replaces_its_agent(
         tmp_path: Path) -> None:
-    c = Controller(tmp_path / "ctl", "unused", tmp_path / "unused-token")
+    c = ControllerProcess(tmp_path / "ctl", "unused", tmp_path / "unused-token")
     agent_port = free_port()
     c.up_args = ["up", "--simulate-gpus", "2", "--port", str(c.port), "--data-dir",
                  str(c.data_dir), "--kill-grace", "2s", "--agent-port", str(agent_port),
@@ -74,7 +74,7 @@ def test_up_starts_its_ray_head_again_and_the_job_lost_with_it_is_retried(
     """The embedded Ray head dies under `up` (#17, item 3): `up` starts it again on its
     port, the controller (serving all along) reconnects, and the job lost with the head runs
     again as its retry."""
-    c = Controller(tmp_path / "ctl", "unused", tmp_path / "unused-token")
+    c = ControllerProcess(tmp_path / "ctl", "unused", tmp_path / "unused-token")
     c.up_args = ["up", "--simulate-gpus", "2", "--port", str(c.port), "--data-dir",
                  str(c.data_dir), "--kill-grace", "2s", "--no-agent"]
     c.start(timeout=180)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import Controller
+from harness import ControllerProcess
 
 from clusterctl.executor.local_ray import free_port, process_alive
 
@@ -31,7 +31,7 @@ def two_free_ports() -> int:
 
 
 def test_up_simulates_a_mixed_fleet_and_stops_all_of_it(tmp_path: Path) -> None:
-    c = Controller(tmp_path / "ctl", "unused", tmp_path / "unused-token")
+    c = ControllerProcess(tmp_path / "ctl", "unused", tmp_path / "unused-token")
     c.up_args = ["up", "--simulate-gpus", "1x2:H100-80GB,1x2:RTX-4090", "--port", str(c.port),
                  "--data-dir", str(c.data_dir), "--kill-grace", "2s", "--agent-port",
                  str(two_free_ports()), "--agent-interval", "1s"]
@@ -79,7 +79,7 @@ def test_up_simulates_a_mixed_fleet_and_stops_all_of_it(tmp_path: Path) -> None:
 def test_up_simulates_a_machine_of_two_models(tmp_path: Path) -> None:
     """``H100-80GB:1+RTX-4090:1``: one Ray node of 2 GPUs whose agent reports each GPU's
     model; a job asking for the 4090 gets that device."""
-    c = Controller(tmp_path / "ctl", "unused", tmp_path / "unused-token")
+    c = ControllerProcess(tmp_path / "ctl", "unused", tmp_path / "unused-token")
     c.up_args = ["up", "--simulate-gpus", "H100-80GB:1+RTX-4090:1", "--port", str(c.port),
                  "--data-dir", str(c.data_dir), "--kill-grace", "2s", "--agent-port",
                  str(free_port()), "--agent-interval", "1s"]
@@ -101,7 +101,7 @@ def test_up_simulates_a_machine_of_two_models(tmp_path: Path) -> None:
 
 
 def test_a_bad_fleet_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    c = Controller(tmp_path / "ctl", "unused", tmp_path / "unused-token")
+    c = ControllerProcess(tmp_path / "ctl", "unused", tmp_path / "unused-token")
     for value in ("1x2:", "9x1:A100", "two", "H100:0+L4:1", "H100+L4"):
         r = c.cli("up", "--simulate-gpus", value, "--data-dir", str(c.data_dir))
         assert r.returncode == 2 and r.stderr.startswith("error: --simulate-gpus:"), r.stderr

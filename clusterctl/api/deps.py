@@ -15,7 +15,8 @@ def controller(request: Request) -> ControllerApi:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-Controller = Annotated[ControllerApi, Depends(controller)]
+ControllerDep = Annotated[ControllerApi, Depends(controller)]
+"""A route's parameter: the controller, as the API may see it."""
 
 
 def load_job(ctl: ControllerApi, job_id: str) -> Job:

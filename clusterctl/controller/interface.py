@@ -19,7 +19,7 @@ from clusterctl.controller.submissions import Submissions
 from clusterctl.controller.telemetry import GpuUsage
 from clusterctl.cost.budget import BudgetStatus
 from clusterctl.executor.types import NodeInfo, Started
-from clusterctl.scheduler.state import Wait
+from clusterctl.scheduler.records import Wait
 from clusterctl.settings import Settings
 from clusterctl.store import (
     Allocation,

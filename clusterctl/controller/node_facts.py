@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from clusterctl.executor.types import NodeInfo
 from clusterctl.gpu_types import model_memory
 from clusterctl.scheduler import mixed_nodes
-from clusterctl.scheduler.state import NodeCapacity
+from clusterctl.scheduler.records import NodeCapacity
 from clusterctl.store import Job
 
 FACTS_RETRY_S = 2.0

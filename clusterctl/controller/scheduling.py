@@ -19,14 +19,14 @@ from clusterctl.controller.node_facts import NodeFacts
 from clusterctl.executor.types import Executor, NodeInfo, RayUnavailable
 from clusterctl.scheduler import dependencies, fairshare, gpu_groups, mixed_nodes, policy
 from clusterctl.scheduler.quotas import resolve_quotas, unknown_types
-from clusterctl.scheduler.state import (
+from clusterctl.scheduler.records import (
     Decision,
+    FairShareUsage,
     NodeCapacity,
     PolicyConfig,
     Preemption,
     QueuedJob,
     RunningJob,
-    Usage,
     Wait,
     WaitReason,
 )
@@ -75,7 +75,7 @@ class Scheduler:
         """What the passes start; it signals preempted jobs with the policy's grace."""
         self.usage_refresh_s = 60.0
         """Fair share reads the allocation records this often (usage moves over days)."""
-        self._usage: tuple[float, Usage] | None = None
+        self._usage: tuple[float, FairShareUsage] | None = None
         self._reclaiming: set[int] = set()
         self._warned_types: set[str] = set()
         """Pending jobs for which borrowed GPUs were preempted: they go first (see
@@ -297,7 +297,7 @@ class Scheduler:
             self._reclaiming.add(p.for_job)
             self.attempts.terminate(p.job_id, self.policy_config.preempt_grace_s)
 
-    def usage(self, now: float) -> Usage:
+    def usage(self, now: float) -> FairShareUsage:
         """Decayed recent GPU use per team and user, from the allocation records (cached)."""
         if self._usage is not None and now - self._usage[0] < self.usage_refresh_s:
             return self._usage[1]

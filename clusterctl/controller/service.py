@@ -41,7 +41,7 @@ from clusterctl.executor.types import NodeInfo, Started
 from clusterctl.notifications import node_drained
 from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
 from clusterctl.scheduler.mixed_nodes import Gpu, node_of
-from clusterctl.scheduler.state import PolicyConfig, Wait
+from clusterctl.scheduler.records import PolicyConfig, Wait
 from clusterctl.settings import Settings
 from clusterctl.store import (
     Allocation,

@@ -33,7 +33,7 @@ from clusterctl.cost.model import HOURS_PER_MONTH
 from clusterctl.cost.rates import CloudRate, rate_for
 from clusterctl.plan.fleet import IDLE_SHARE, PlanMachine, Sale
 from clusterctl.scheduler.quotas import resolve_quotas, totals
-from clusterctl.scheduler.state import PolicyConfig
+from clusterctl.scheduler.records import PolicyConfig
 from clusterctl.simulate import engine, metrics
 from clusterctl.simulate.trace import PastJob, fit
 

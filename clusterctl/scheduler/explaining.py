@@ -8,7 +8,7 @@ from clusterctl.gpu_types import GIB, matches
 from clusterctl.scheduler.fitting import fits_free, groups
 from clusterctl.scheduler.ordering import TIER1
 from clusterctl.scheduler.pass_state import PassState
-from clusterctl.scheduler.state import QueuedJob, Wait, WaitReason
+from clusterctl.scheduler.records import QueuedJob, Wait, WaitReason
 
 R = WaitReason
 

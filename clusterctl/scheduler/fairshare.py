@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Generic, TypeVar
 
-from clusterctl.scheduler.state import Usage
+from clusterctl.scheduler.records import FairShareUsage
 
 K = TypeVar("K")
 
@@ -128,7 +128,7 @@ def rate_weights(gpu_hour_costs: Mapping[str, float]) -> dict[str, float]:
 def usage_from_intervals(
     intervals: Iterable[tuple[str, str, str, float, float | None]], now: float,
     half_life_s: float, weights: Mapping[str, float] | None = None,
-) -> Usage:
+) -> FairShareUsage:
     """Decayed GPU-seconds per team and per (team, user) from (team, user, node, start, end)
     rows of one GPU each, an open row (``end`` None) counting up to ``now``; with ``weights``
     (by node, :func:`rate_weights`) each GPU-second counts its node's weight."""
@@ -140,4 +140,4 @@ def usage_from_intervals(
                                half_life_s)
         team[t] = team.get(t, 0.0) + value
         user[(t, u)] = user.get((t, u), 0.0) + value
-    return Usage(team, user)
+    return FairShareUsage(team, user)

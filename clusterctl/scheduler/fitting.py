@@ -8,8 +8,8 @@ from __future__ import annotations
 from clusterctl.gpu_types import matches
 from clusterctl.scheduler.gpu_groups import ask_of
 from clusterctl.scheduler.pass_state import NodeSet, PassState, Shape
+from clusterctl.scheduler.records import Placement, QueuedJob
 from clusterctl.scheduler.reservation import Reservation
-from clusterctl.scheduler.state import Placement, QueuedJob
 
 EVERY_NODE: list[NodeSet] = [None]
 

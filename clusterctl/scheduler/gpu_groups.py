@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from clusterctl.gpu_types import GIB, matches, model_key
 from clusterctl.scheduler.placement import fits_ever
-from clusterctl.scheduler.state import Ask, NodeCapacity, QueuedJob
+from clusterctl.scheduler.records import Ask, NodeCapacity, QueuedJob
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from clusterctl.gpu_types import model_key
-from clusterctl.scheduler.state import NodeCapacity
+from clusterctl.scheduler.records import NodeCapacity
 
 SEP = "#"
 """Between a Ray node id (hex) and a model, in the ids of a mixed machine's parts."""

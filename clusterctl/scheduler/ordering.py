@@ -11,7 +11,7 @@ from clusterctl.scheduler import fairshare
 from clusterctl.scheduler.pass_state import PassState
 from clusterctl.scheduler.pending import LENGTH_CLASSES_S
 from clusterctl.scheduler.quotas import within_quota
-from clusterctl.scheduler.state import QueuedJob
+from clusterctl.scheduler.records import QueuedJob
 
 STARVED, TIER0, TIER1 = 0, 1, 2
 """The tiers: the starving job, jobs within their team's quota, jobs that would borrow."""

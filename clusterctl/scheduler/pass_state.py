@@ -17,18 +17,18 @@ from clusterctl.scheduler.gpu_groups import Fleet, Group, ask_of
 from clusterctl.scheduler.pending import PendingQueue
 from clusterctl.scheduler.placement import FreeMap
 from clusterctl.scheduler.quotas import Pool, pool_type
-from clusterctl.scheduler.reservation import Release, Reservation
-from clusterctl.scheduler.running import RunningSet
-from clusterctl.scheduler.state import (
+from clusterctl.scheduler.records import (
     Decision,
+    FairShareUsage,
     NodeCapacity,
     PolicyConfig,
     QueuedJob,
     RunningJob,
-    Usage,
     Wait,
     WaitReason,
 )
+from clusterctl.scheduler.reservation import Release, Reservation
+from clusterctl.scheduler.running import RunningSet
 
 NodeSet = frozenset[str] | None
 """The nodes a search is kept to (None: every node)."""
@@ -39,7 +39,7 @@ Shape = tuple[int, int, NodeSet]
 class PassState:
     def __init__(self, queue: PendingQueue, running: RunningSet,
                  nodes: Sequence[NodeCapacity], now: float, config: PolicyConfig,
-                 usage: Usage) -> None:
+                 usage: FairShareUsage) -> None:
         self.queue, self.running, self.now, self.config = queue, running, now, config
         self.usage = usage
         self.free = FreeMap({n.id: n.free_gpus for n in nodes if n.schedulable})

@@ -15,7 +15,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from clusterctl.scheduler.state import Ask, QueuedJob
+from clusterctl.scheduler.records import Ask, QueuedJob
 
 Key = tuple[int, float, int]
 Shape = tuple[int, int, tuple[str, ...], int | None]

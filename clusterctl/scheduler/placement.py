@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
-from clusterctl.scheduler.state import NodeCapacity
+from clusterctl.scheduler.records import NodeCapacity
 
 
 class FreeMap:

@@ -40,19 +40,19 @@ from clusterctl.scheduler.ordering import TIER0, ordered
 from clusterctl.scheduler.pass_state import PassState
 from clusterctl.scheduler.pending import PendingQueue
 from clusterctl.scheduler.reclaiming import try_reclaim
-from clusterctl.scheduler.reserving import groups_to_reserve, reserve_and_wait
-from clusterctl.scheduler.running import RunningSet
-from clusterctl.scheduler.state import (
+from clusterctl.scheduler.records import (
     Blocking,
     Decision,
+    FairShareUsage,
     NodeCapacity,
     PolicyConfig,
     QueuedJob,
     RunningJob,
-    Usage,
     Wait,
     WaitReason,
 )
+from clusterctl.scheduler.reserving import groups_to_reserve, reserve_and_wait
+from clusterctl.scheduler.running import RunningSet
 
 
 def run(p: PassState, explain: bool) -> Decision:
@@ -105,7 +105,7 @@ def schedule(
     *,
     now: float,
     config: PolicyConfig | None = None,
-    usage: Usage | None = None,
+    usage: FairShareUsage | None = None,
     explain: bool = False,
 ) -> Decision:
     """One pass. ``nodes`` carry their free GPUs (total less what running jobs hold).
@@ -118,7 +118,7 @@ def schedule(
     config = config or PolicyConfig()
     if not explain and _idle(queue, running, nodes, config):
         return Decision()
-    return run(PassState(queue, running, nodes, now, config, usage or Usage()), explain)
+    return run(PassState(queue, running, nodes, now, config, usage or FairShareUsage()), explain)
 
 
 def _idle(queue: PendingQueue, running: RunningSet, nodes: Sequence[NodeCapacity],

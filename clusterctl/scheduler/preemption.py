@@ -13,8 +13,8 @@ from collections.abc import Collection, Container, Hashable, Iterable, Mapping, 
 from dataclasses import dataclass
 from typing import Any
 
+from clusterctl.scheduler.records import QueuedJob, RunningJob
 from clusterctl.scheduler.running import RunningSet
-from clusterctl.scheduler.state import QueuedJob, RunningJob
 
 
 @dataclass(frozen=True)

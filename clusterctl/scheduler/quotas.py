@@ -16,7 +16,7 @@ from typing import Any
 from clusterctl.gpu_types import matches, parse_type
 from clusterctl.parsing import BadInput
 from clusterctl.scheduler.pending import PendingQueue
-from clusterctl.scheduler.state import QueuedJob
+from clusterctl.scheduler.records import QueuedJob
 
 Pool = tuple[str, str | None]
 TypeQuotas = dict[str, dict[str, float]]

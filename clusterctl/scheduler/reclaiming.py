@@ -7,9 +7,9 @@ from __future__ import annotations
 from clusterctl.scheduler import preemption
 from clusterctl.scheduler.fitting import groups
 from clusterctl.scheduler.pass_state import NodeSet, PassState
+from clusterctl.scheduler.records import Placement, Preemption, QueuedJob, Wait, WaitReason
 from clusterctl.scheduler.reservation import Reservation
 from clusterctl.scheduler.reserving import future_free, reserve_for
-from clusterctl.scheduler.state import Placement, Preemption, QueuedJob, Wait, WaitReason
 
 
 def try_reclaim(p: PassState, job: QueuedJob) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from clusterctl.scheduler.placement import best_fit
-from clusterctl.scheduler.state import QueuedJob
+from clusterctl.scheduler.records import QueuedJob
 
 Release = tuple[float, tuple[str, ...], int]
 """(expected end, nodes, GPUs per node) of a running job."""

@@ -10,8 +10,8 @@ from collections.abc import Set as AbstractSet
 from clusterctl.scheduler import explaining
 from clusterctl.scheduler.fitting import groups
 from clusterctl.scheduler.pass_state import NodeSet, PassState
+from clusterctl.scheduler.records import Blocking, QueuedJob, Wait, WaitReason
 from clusterctl.scheduler.reservation import Release, Reservation, reserve
-from clusterctl.scheduler.state import Blocking, QueuedJob, Wait, WaitReason
 
 
 def groups_to_reserve(p: PassState, job: QueuedJob) -> tuple[list[NodeSet], list[NodeSet]]:

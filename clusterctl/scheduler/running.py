@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from clusterctl.scheduler.pending import tally
-from clusterctl.scheduler.state import RunningJob
+from clusterctl.scheduler.records import RunningJob
 
 
 class RunningSet:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from clusterctl.scheduler.state import Blocking, PolicyConfig
+from clusterctl.scheduler.records import Blocking, PolicyConfig
 
 POLICIES = ("fifo", "greedy", "backfill", "default")
 

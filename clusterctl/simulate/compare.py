@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clusterctl.scheduler.state import PolicyConfig
+from clusterctl.scheduler.records import PolicyConfig
 from clusterctl.simulate import baselines, engine, metrics
 from clusterctl.simulate.trace import FleetGroup, TraceJob
 

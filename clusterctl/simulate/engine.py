@@ -16,15 +16,15 @@ from dataclasses import dataclass, field, replace
 from clusterctl.scheduler import fairshare
 from clusterctl.scheduler.pending import PendingQueue, tally
 from clusterctl.scheduler.policy import schedule
-from clusterctl.scheduler.running import RunningSet
-from clusterctl.scheduler.state import (
+from clusterctl.scheduler.records import (
     Decision,
+    FairShareUsage,
     NodeCapacity,
     PolicyConfig,
     QueuedJob,
     RunningJob,
-    Usage,
 )
+from clusterctl.scheduler.running import RunningSet
 from clusterctl.simulate.trace import FleetGroup, TraceJob
 
 END, EXIT, ARRIVE = 0, 1, 2
@@ -185,7 +185,7 @@ class _Replay:
         if len(users) != self.users_counted:  # a user's first GPU-second: count again
             self.users_per_team = dict(Counter(team for team, _ in users))
             self.users_counted = len(users)
-        usage = Usage(self.usage_team.values, users, self.users_per_team)
+        usage = FairShareUsage(self.usage_team.values, users, self.users_per_team)
         self.passes += 1
         return schedule(self.queue, self.running, list(caps.values()), now=t,
                         config=self.config, usage=usage)

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from clusterctl import parsing
 from clusterctl.api.auth import CurrentUser
-from clusterctl.api.deps import Controller
+from clusterctl.api.deps import ControllerDep
 from clusterctl.api.routes.users import require_admin
 from clusterctl.cost.budget import BudgetStatus, parse_amount, parse_budget_period
 
@@ -22,14 +22,14 @@ class BudgetIn(BaseModel):
 
 
 @router.get("/v1/budgets", response_model=list[BudgetStatus])
-def budgets(user: CurrentUser, ctl: Controller) -> list[BudgetStatus]:
+def budgets(user: CurrentUser, ctl: ControllerDep) -> list[BudgetStatus]:
     """Fields as ``BudgetStatus`` has them: ``spent`` as ``report cost`` charges the team this
     period, ``forecast`` at the rate so far, ``state`` ok, warning (80%) or over."""
     return [s for s in ctl.budget_status(fresh=True) if user.is_admin or s.team in user.teams]
 
 
 @router.put("/v1/budgets/{team}", response_model=BudgetStatus)
-def put(team: str, body: BudgetIn, user: CurrentUser, ctl: Controller) -> BudgetStatus:
+def put(team: str, body: BudgetIn, user: CurrentUser, ctl: ControllerDep) -> BudgetStatus:
     name = parsing.parse_name(team, "TEAM")
     amount = parse_amount(body.amount)
     per = parse_budget_period(body.per)
@@ -41,7 +41,7 @@ def put(team: str, body: BudgetIn, user: CurrentUser, ctl: Controller) -> Budget
 
 
 @router.delete("/v1/budgets/{team}")
-def remove(team: str, user: CurrentUser, ctl: Controller) -> dict[str, str]:
+def remove(team: str, user: CurrentUser, ctl: ControllerDep) -> dict[str, str]:
     name = parsing.parse_name(team, "TEAM")
     require_admin(user, "remove budgets")
     if not ctl.budgets.remove(name):

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from clusterctl.api.auth import CurrentUser
-from clusterctl.api.deps import Controller
+from clusterctl.api.deps import ControllerDep
 from clusterctl.cost.inventory import (
     HardwareSpec,
     hardware_spec,
@@ -79,14 +79,14 @@ def rates(costs: CostStore) -> dict[str, CloudRate]:
 
 
 @router.get("/v1/hardware")
-def list_hardware(user: CurrentUser, ctl: Controller) -> list[dict[str, Any]]:
+def list_hardware(user: CurrentUser, ctl: ControllerDep) -> list[dict[str, Any]]:
     costs = ctl.costs
     table = rates(costs)
     return [hardware_out(m, table) for m in costs.machines()]
 
 
 @router.post("/v1/hardware", status_code=201)
-def add_hardware(body: dict[str, Any], user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+def add_hardware(body: dict[str, Any], user: CurrentUser, ctl: ControllerDep) -> dict[str, Any]:
     costs = ctl.costs
     _require_admin(user, "change the hardware inventory")
     spec = hardware_spec(body, today())
@@ -101,7 +101,7 @@ def add_hardware(body: dict[str, Any], user: CurrentUser, ctl: Controller) -> di
 
 @router.patch("/v1/hardware/{node}")
 def set_hardware(node: str, body: dict[str, Any], user: CurrentUser,
-                 ctl: Controller) -> dict[str, Any]:
+                 ctl: ControllerDep) -> dict[str, Any]:
     costs = ctl.costs
     _require_admin(user, "change the hardware inventory")
     spec = updated_spec(_known(costs, node), body, today())
@@ -112,7 +112,7 @@ def set_hardware(node: str, body: dict[str, Any], user: CurrentUser,
 
 @router.post("/v1/hardware/{node}/retire")
 def retire_hardware(node: str, body: RetireBody, user: CurrentUser,
-                    ctl: Controller) -> dict[str, Any]:
+                    ctl: ControllerDep) -> dict[str, Any]:
     """Record the sale (ending the machine's costs at it) and drain the node, so that no new
     job lands on a machine on its way out; ``undo`` clears a sale recorded by mistake."""
     costs = ctl.costs
@@ -133,7 +133,7 @@ def retire_hardware(node: str, body: RetireBody, user: CurrentUser,
 
 
 @router.post("/v1/hardware/import")
-def import_hardware(body: ImportBody, user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+def import_hardware(body: ImportBody, user: CurrentUser, ctl: ControllerDep) -> dict[str, Any]:
     costs = ctl.costs
     _require_admin(user, "change the hardware inventory")
     specs = parse_inventory_toml(body.text, body.name, today())
@@ -145,7 +145,7 @@ def import_hardware(body: ImportBody, user: CurrentUser, ctl: Controller) -> dic
 
 
 @router.get("/v1/cost/settings")
-def get_settings(user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+def get_settings(user: CurrentUser, ctl: ControllerDep) -> dict[str, Any]:
     costs = ctl.costs
     overrides = costs.rate_overrides()
     return costs.site().as_json() | {"rates": [
@@ -155,7 +155,7 @@ def get_settings(user: CurrentUser, ctl: Controller) -> dict[str, Any]:
 
 
 @router.patch("/v1/cost/settings")
-def set_settings(body: dict[str, Any], user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+def set_settings(body: dict[str, Any], user: CurrentUser, ctl: ControllerDep) -> dict[str, Any]:
     costs = ctl.costs
     _require_admin(user, "change the site's cost settings")
     unknown = sorted(set(body) - {"tariff_per_kwh", "pue", "currency"})
@@ -169,7 +169,8 @@ def set_settings(body: dict[str, Any], user: CurrentUser, ctl: Controller) -> di
 
 
 @router.put("/v1/cost/rates/{gpu_model}")
-def set_rate(gpu_model: str, body: RateBody, user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+def set_rate(gpu_model: str, body: RateBody, user: CurrentUser, ctl: ControllerDep
+             ) -> dict[str, Any]:
     costs = ctl.costs
     _require_admin(user, "change the cloud rates")
     model = parse_gpu_model(gpu_model, "MODEL")

@@ -6,13 +6,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from clusterctl.api.deps import Controller
+from clusterctl.api.deps import ControllerDep
 
 router = APIRouter()
 
 
 @router.get("/healthz")
-def healthz(ctl: Controller) -> JSONResponse:
+def healthz(ctl: ControllerDep) -> JSONResponse:
     """200 when the controller can serve; 503 with the reason (the database) when it cannot."""
     problems = ctl.health()
     if problems:

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from clusterctl.api.auth import CurrentNode
-from clusterctl.api.deps import Controller
+from clusterctl.api.deps import ControllerDep
 from clusterctl.api.schemas import HolderOut, IngestOut, SampleBatch
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
@@ -17,7 +17,7 @@ router = APIRouter()
 
 
 @router.post("/v1/agent/samples", response_model=IngestOut)
-async def ingest(request: Request, node: CurrentNode, ctl: Controller) -> IngestOut:
+async def ingest(request: Request, node: CurrentNode, ctl: ControllerDep) -> IngestOut:
     """An agent's batch: stored once however often it is sent. The body is validated straight
     from its JSON bytes (pydantic's fast path; batches hold thousands of rows), off the event
     loop like the write."""

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response
 
 from clusterctl import parsing
 from clusterctl.api.auth import CurrentUser
-from clusterctl.api.deps import Controller, load_job
+from clusterctl.api.deps import ControllerDep, load_job
 from clusterctl.api.schemas import (
     AllocationOut,
     CancelOut,
@@ -28,7 +28,7 @@ from clusterctl.controller.interface import ControllerApi
 from clusterctl.gpu_types import parse_gpu_ask
 from clusterctl.job_request import JobRequest
 from clusterctl.parsing import BadInput
-from clusterctl.scheduler.state import Wait
+from clusterctl.scheduler.records import Wait
 from clusterctl.states import JobState
 from clusterctl.store import Allocation, Job, User
 from clusterctl.usage import Usage
@@ -87,7 +87,7 @@ def job_out(job: Job, node_names: dict[str, str], idle_gpus: bool = False,
 
 
 @router.post("/v1/packages", response_model=PackageOut)
-async def upload_package(request: Request, user: CurrentUser, ctl: Controller) -> PackageOut:
+async def upload_package(request: Request, user: CurrentUser, ctl: ControllerDep) -> PackageOut:
     data = bytearray()
     async for chunk in request.stream():
         data.extend(chunk)
@@ -99,7 +99,7 @@ async def upload_package(request: Request, user: CurrentUser, ctl: Controller) -
 
 
 @router.post("/v1/jobs", response_model=SubmitOut, status_code=201)
-def submit(body: JobRequest, user: CurrentUser, ctl: Controller, response: Response,
+def submit(body: JobRequest, user: CurrentUser, ctl: ControllerDep, response: Response,
            idempotency_key: Annotated[str | None, Header()] = None) -> SubmitOut:
     """A submit with an ``Idempotency-Key`` the same user sent before makes no job: the
     answer is the first one's jobs (200, ``Idempotent-Replayed: true``), as a client that
@@ -123,7 +123,7 @@ def _submitted(ctl: ControllerApi, jobs: list[Job], array: bool) -> SubmitOut:
 
 
 @router.get("/v1/jobs", response_model=list[JobOut])
-def list_jobs(user: CurrentUser, ctl: Controller, response: Response, all: bool = False,
+def list_jobs(user: CurrentUser, ctl: ControllerDep, response: Response, all: bool = False,
               owner: str | None = None, state: str | None = None, limit: int = 1000,
               team: str | None = None, name: str | None = None, since: str | None = None,
               array: int | None = None, before: int | None = None) -> list[JobOut]:
@@ -162,7 +162,7 @@ def list_jobs(user: CurrentUser, ctl: Controller, response: Response, all: bool 
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobDetail)
-def show(job_id: str, user: CurrentUser, ctl: Controller) -> JobDetail:
+def show(job_id: str, user: CurrentUser, ctl: ControllerDep) -> JobDetail:
     job = load_job(ctl, job_id)
     assert job.id is not None
     require_owner(user, job, "details")
@@ -211,7 +211,7 @@ def usage_out(ctl: ControllerApi, job: Job, allocations: list[Allocation]) -> Us
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=CancelOut)
-def cancel(job_id: str, user: CurrentUser, ctl: Controller) -> CancelOut:
+def cancel(job_id: str, user: CurrentUser, ctl: ControllerDep) -> CancelOut:
     job = load_job(ctl, job_id)
     assert job.id is not None
     outcome, after = ctl.jobs.request_cancel(job.id, user.name, user.is_admin)
@@ -248,14 +248,14 @@ def _changed(ctl: ControllerApi, job: Job, values: dict[str, Any]) -> JobOut:
 
 
 @router.post("/v1/jobs/{job_id}/hold", response_model=JobOut)
-def hold(job_id: str, user: CurrentUser, ctl: Controller) -> JobOut:
+def hold(job_id: str, user: CurrentUser, ctl: ControllerDep) -> JobOut:
     """Keep a pending job from starting until it is released (Slurm's ``scontrol hold``)."""
     job = _pending_of(ctl, job_id, user, "hold")
     return _changed(ctl, job, {"held_by": job.held_by or user.name})
 
 
 @router.post("/v1/jobs/{job_id}/release", response_model=JobOut)
-def release(job_id: str, user: CurrentUser, ctl: Controller) -> JobOut:
+def release(job_id: str, user: CurrentUser, ctl: ControllerDep) -> JobOut:
     """An admin's hold on someone's job is an admin's to release."""
     job = _pending_of(ctl, job_id, user, "release")
     if job.held_by and job.held_by != job.user and not user.is_admin:
@@ -265,7 +265,7 @@ def release(job_id: str, user: CurrentUser, ctl: Controller) -> JobOut:
 
 
 @router.patch("/v1/jobs/{job_id}", response_model=JobOut)
-def update(job_id: str, body: JobUpdate, user: CurrentUser, ctl: Controller) -> JobOut:
+def update(job_id: str, body: JobUpdate, user: CurrentUser, ctl: ControllerDep) -> JobOut:
     """Change a pending job: its owner within the limits a submit has, admins any."""
     job = _pending_of(ctl, job_id, user, "update")
     values: dict[str, Any] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from clusterctl.api.auth import CurrentUser
-from clusterctl.api.deps import Controller, load_job
+from clusterctl.api.deps import ControllerDep, load_job
 from clusterctl.api.routes.jobs import require_owner
 from clusterctl.parsing import MAX_OFFSET, BadInput
 
@@ -14,7 +14,7 @@ LOG_CHUNK = 1 << 20
 
 
 @router.get("/v1/jobs/{job_id}/logs")
-def logs(job_id: str, user: CurrentUser, ctl: Controller, offset: int = 0, rank: int = 0,
+def logs(job_id: str, user: CurrentUser, ctl: ControllerDep, offset: int = 0, rank: int = 0,
          attempt: int | None = None) -> Response:
     if not 0 <= offset <= MAX_OFFSET:
         raise BadInput("offset", f"must be from 0 to {MAX_OFFSET}")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException
 
 from clusterctl import parsing
 from clusterctl.api.auth import CurrentUser
-from clusterctl.api.deps import Controller
+from clusterctl.api.deps import ControllerDep
 from clusterctl.api.schemas import DrainIn, DrainOut, GpuOut, NodeOut
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.notifications import node_drained
@@ -24,7 +24,7 @@ def _ms_time(ms: int) -> datetime:
 
 
 @router.get("/v1/nodes", response_model=list[NodeOut])
-def nodes(user: CurrentUser, ctl: Controller) -> list[NodeOut]:
+def nodes(user: CurrentUser, ctl: ControllerDep) -> list[NodeOut]:
     holders: dict[tuple[str, int], tuple[int, str]] = {}
     active = {j.id: j for j in ctl.jobs.active()}
     for a in ctl.jobs.allocations(open_only=True):
@@ -79,7 +79,7 @@ def _running_on(ctl: ControllerApi, name: str) -> list[int]:
 
 
 @router.post("/v1/nodes/{node}/drain", response_model=DrainOut)
-def drain(node: str, body: DrainIn, user: CurrentUser, ctl: Controller) -> DrainOut:
+def drain(node: str, body: DrainIn, user: CurrentUser, ctl: ControllerDep) -> DrainOut:
     name = _drain_target(ctl, node, user)
     reason = body.reason.strip()[:200] if body.reason else None
     ctl.drains.drain(name, user.name, reason)
@@ -90,7 +90,7 @@ def drain(node: str, body: DrainIn, user: CurrentUser, ctl: Controller) -> Drain
 
 
 @router.post("/v1/nodes/{node}/undrain", response_model=DrainOut)
-def undrain(node: str, user: CurrentUser, ctl: Controller) -> DrainOut:
+def undrain(node: str, user: CurrentUser, ctl: ControllerDep) -> DrainOut:
     name = _drain_target(ctl, node, user)
     ctl.drains.undrain(name)
     ctl.audit.record(user.name, "node.undrain", name)

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from clusterctl import parsing
 from clusterctl.api.auth import CurrentUser
-from clusterctl.api.deps import Controller
+from clusterctl.api.deps import ControllerDep
 from clusterctl.api.routes.users import require_admin
 from clusterctl.notifications import parse_webhook
 
@@ -30,7 +30,7 @@ class NotifyOut(BaseModel):
     """Teams' webhooks (admins see them; others see only which of their teams have one)."""
 
 
-def _out(user: CurrentUser, ctl: Controller) -> NotifyOut:
+def _out(user: CurrentUser, ctl: ControllerDep) -> NotifyOut:
     me = ctl.users.by_name(user.name)
     teams = {t: ctl.notify.team_url(t) for t in user.teams}
     if not user.is_admin:
@@ -39,12 +39,12 @@ def _out(user: CurrentUser, ctl: Controller) -> NotifyOut:
 
 
 @router.get("/v1/notify", response_model=NotifyOut)
-def show(user: CurrentUser, ctl: Controller) -> NotifyOut:
+def show(user: CurrentUser, ctl: ControllerDep) -> NotifyOut:
     return _out(user, ctl)
 
 
 @router.put("/v1/notify", response_model=NotifyOut)
-def set_url(body: NotifyIn, user: CurrentUser, ctl: Controller) -> NotifyOut:
+def set_url(body: NotifyIn, user: CurrentUser, ctl: ControllerDep) -> NotifyOut:
     url = (parse_webhook(body.url, "URL", ctl.settings.notify_private_ok)
            if body.url is not None else None)
     if body.team is not None:

@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from clusterctl.api.auth import CurrentUser
-from clusterctl.api.deps import Controller
+from clusterctl.api.deps import ControllerDep
 
 router = APIRouter()
 
 
 @router.get("/v1/quotas")
-def quotas(user: CurrentUser, ctl: Controller) -> dict[str, Any]:
+def quotas(user: CurrentUser, ctl: ControllerDep) -> dict[str, Any]:
     """``quotas``: team → GPUs over all types; ``type_quotas``: team → GPU type → GPUs."""
     return ctl.quotas()

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from clusterctl.api.auth import CurrentUser
-from clusterctl.api.deps import Controller
+from clusterctl.api.deps import ControllerDep
 from clusterctl.parsing import BadInput, parse_duration
 from clusterctl.reports import cost, utilization
 from clusterctl.reports.period import parse_report_period
@@ -21,7 +21,7 @@ JOB_ROWS = 100
 
 
 @router.get("/v1/reports/{kind}")
-def report(kind: str, request: Request, user: CurrentUser, ctl: Controller,
+def report(kind: str, request: Request, user: CurrentUser, ctl: ControllerDep,
            since: str | None = None, from_: str | None = None, to: str | None = None,
            by: str | None = None, loaded: bool = False, min_idle: str = "30m",
            limit: int | None = None, offset: int = 0, all: bool = False) -> dict[str, Any]:

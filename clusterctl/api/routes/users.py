@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException
 
 from clusterctl import parsing
 from clusterctl.api.auth import CurrentUser
-from clusterctl.api.deps import Controller
+from clusterctl.api.deps import ControllerDep
 from clusterctl.api.schemas import (
     AuditOut,
     NodeTokenOut,
@@ -58,7 +58,7 @@ def whoami(user: CurrentUser) -> UserOut:
 
 
 @router.post("/v1/users", response_model=UserCreated, status_code=201)
-def add_user(body: UserCreate, user: CurrentUser, ctl: Controller) -> UserCreated:
+def add_user(body: UserCreate, user: CurrentUser, ctl: ControllerDep) -> UserCreated:
     require_admin(user, "add users")
     name = parsing.parse_name(body.name, "NAME")
     team, *others = parse_teams([body.team, *body.other_teams])
@@ -76,7 +76,7 @@ def add_user(body: UserCreate, user: CurrentUser, ctl: Controller) -> UserCreate
 
 
 @router.patch("/v1/users/{name}", response_model=UserOut)
-def set_user(name: str, body: UserChange, user: CurrentUser, ctl: Controller) -> UserOut:
+def set_user(name: str, body: UserChange, user: CurrentUser, ctl: ControllerDep) -> UserOut:
     """A user's teams (the first their default: which quotas and costs they may use) and the
     Unix account their jobs run as."""
     require_admin(user, "change users")
@@ -97,7 +97,7 @@ def set_user(name: str, body: UserChange, user: CurrentUser, ctl: Controller) ->
 
 
 @router.delete("/v1/users/{name}", response_model=UserRemoved)
-def remove_user(name: str, user: CurrentUser, ctl: Controller,
+def remove_user(name: str, user: CurrentUser, ctl: ControllerDep,
                 cancel_running: bool = False) -> UserRemoved:
     """Refuse the user's requests at once; cancel their queued jobs (and running ones with
     ``cancel_running``); running jobs otherwise finish."""
@@ -123,7 +123,7 @@ def remove_user(name: str, user: CurrentUser, ctl: Controller,
 
 
 @router.post("/v1/users/{name}/token", response_model=UserCreated)
-def rotate_token(name: str, user: CurrentUser, ctl: Controller,
+def rotate_token(name: str, user: CurrentUser, ctl: ControllerDep,
                  expires: str | None = None) -> UserCreated:
     """A new token for a user; the old one stops working at once (admins only)."""
     require_admin(user, "rotate tokens")
@@ -139,12 +139,12 @@ def rotate_token(name: str, user: CurrentUser, ctl: Controller,
 
 
 @router.get("/v1/users", response_model=list[UserOut])
-def list_users(user: CurrentUser, ctl: Controller) -> list[UserOut]:
+def list_users(user: CurrentUser, ctl: ControllerDep) -> list[UserOut]:
     return [user_out(u) for u in ctl.users.all()]
 
 
 @router.post("/v1/nodes/{node}/token", response_model=NodeTokenOut, status_code=201)
-def node_token(node: str, user: CurrentUser, ctl: Controller) -> NodeTokenOut:
+def node_token(node: str, user: CurrentUser, ctl: ControllerDep) -> NodeTokenOut:
     require_admin(user, "issue node tokens")
     name = parsing.parse_node_name(node)
     token = ctl.users.issue_node_token(name, user.name)
@@ -152,7 +152,7 @@ def node_token(node: str, user: CurrentUser, ctl: Controller) -> NodeTokenOut:
 
 
 @router.get("/v1/audit", response_model=list[AuditOut])
-def audit(user: CurrentUser, ctl: Controller, since: str = "30d") -> list[AuditOut]:
+def audit(user: CurrentUser, ctl: ControllerDep, since: str = "30d") -> list[AuditOut]:
     require_admin(user, "read the audit trail")
     start = datetime.now(timezone.utc) - timedelta(seconds=parsing.parse_duration(since,
                                                                                 "--since"))

@@ -85,7 +85,7 @@ class NodeCapacity:
 
 
 @dataclass(frozen=True)
-class Usage:
+class FairShareUsage:
     """Recent GPU use with exponential decay (GPU-seconds, weighted by ``2^(-age/half_life)``)."""
 
     team: dict[str, float] = field(default_factory=dict)
