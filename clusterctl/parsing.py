@@ -40,7 +40,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Bounded digit counts: a number past them is longer than any limit, and 400 nines would
 # overflow the arithmetic.
 _UNIT_RE = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,9})?)\s*([smhd]?)\s*$", re.IGNORECASE)
-_CLOCK_RE = re.compile(r"^\s*(?:(\d{1,6})-)?(\d{1,9}):(\d{1,2})(?::(\d{1,2}))?\s*$")
+_SLURM_CLOCK = re.compile(r"^\s*(?:(\d{1,6})-(\d{1,9})(?::(\d{1,2}))?(?::(\d{1,2}))?"
+                          r"|(\d{1,9}):(\d{1,2})(?::(\d{1,2}))?)\s*$")
 
 DURATION_HELP = "a positive duration such as 90m, 2h, 1d, 45s or 1:30:00"
 
@@ -50,27 +51,42 @@ def parse_duration(text: str, field: str = "--time-limit") -> int:
     (H:MM:SS), ``90:00`` (M:SS) or Slurm's ``2-12:00:00`` (D-H:MM:SS)."""
     m = _UNIT_RE.match(text)
     if m:
-        seconds = float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
+        seconds: float = float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
     else:
-        c = _CLOCK_RE.match(text)
-        if not c:
+        try:
+            clock = slurm_clock_s(text)
+        except ValueError:
+            clock = None
+        if clock is None:
             raise BadInput(field, f"{text!r} is not {DURATION_HELP}")
-        days, a, b, d = c.groups()
-        if d is None:  # M:SS
-            hours, minutes, secs = 0, int(a), int(b)
-            if secs > 59:
-                raise BadInput(field, f"{text!r} is not {DURATION_HELP}")
-        else:  # H:MM:SS
-            hours, minutes, secs = int(a), int(b), int(d)
-            if minutes > 59 or secs > 59:
-                raise BadInput(field, f"{text!r} is not {DURATION_HELP}")
-        seconds = int(days or 0) * 86400 + hours * 3600 + minutes * 60 + secs
+        seconds = clock
     seconds_int = round(seconds)
     if seconds_int <= 0:
         raise BadInput(field, f"{text!r} is not {DURATION_HELP}")
     if seconds_int > MAX_TIME_LIMIT_S:
         raise BadInput(field, f"{text!r} is longer than the maximum of 365d")
     return seconds_int
+
+
+def slurm_clock_s(text: str) -> int | None:
+    """Seconds in Slurm's clock forms: ``[D-]HH:MM:SS``, ``MM:SS``, ``D-HH`` and ``D-HH:MM``
+    (a leading count of minutes may pass 59: ``90:00``); None for text of another form, and
+    ``ValueError`` for minutes or seconds past 59 after hours. Slurm's bare ``MM`` is not
+    here: ``--time-limit 90`` is seconds, sacct's ``Timelimit`` 90 minutes."""
+    m = _SLURM_CLOCK.match(text)
+    if not m:
+        return None
+    days, day_hours, day_minutes, day_seconds, a, b, c = m.groups()
+    if days is not None:
+        d, h, mi, sec = int(days), int(day_hours), int(day_minutes or 0), int(day_seconds or 0)
+        hours_given = True
+    elif c is not None:
+        d, h, mi, sec, hours_given = 0, int(a), int(b), int(c), True
+    else:
+        d, h, mi, sec, hours_given = 0, 0, int(a), int(b), False
+    if sec > 59 or (hours_given and mi > 59):
+        raise ValueError(f"{text!r}: minutes and seconds run to 59")
+    return d * 86400 + h * 3600 + mi * 60 + sec
 
 
 def format_duration(seconds: float | None) -> str:

@@ -10,15 +10,24 @@ from clusterctl.parsing import (
     parse_job_id,
     parse_nodes,
 )
+from clusterctl.plan.sacct import timelimit_s
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("90m", 5400), ("2h", 7200), ("1d", 86400), ("45s", 45), ("3600", 3600),
-     ("1:30:00", 5400), ("90:00", 5400), ("1.5h", 5400), ("2-00:00:00", 172800)],
+     ("1:30:00", 5400), ("90:00", 5400), ("1.5h", 5400), ("2-00:00:00", 172800),
+     ("2-12:00", 216000), ("2-12", 216000)],  # Slurm's D-HH:MM and D-HH, as sbatch reads them
 )
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_sacct_time_limits_read_as_slurm_writes_them() -> None:
+    """One reader of Slurm's clock (``slurm_clock_s``) for --time-limit and for sacct's
+    Timelimit, where a bare number is minutes."""
+    assert [timelimit_s(t) for t in ("90", "1:30", "2-12", "1-00:00:00", "UNLIMITED")] == [
+        5400.0, 90.0, 216000.0, 86400.0, None]
 
 
 @pytest.mark.parametrize("text", ["0", "-5m", "abc", "1:99:00", "", "0s", "5x", "1:00:99"])

@@ -27,13 +27,12 @@ from typing import TextIO, cast
 from zoneinfo import ZoneInfo
 
 from clusterctl.gpu_types import parse_type
-from clusterctl.parsing import BadInput
+from clusterctl.parsing import BadInput, slurm_clock_s
 from clusterctl.simulate.rows import MAX_DURATION_S, MAX_GPUS, HistoryError, Rows, lines
 from clusterctl.simulate.trace import PastJob, limit_for
 
 NEEDED = ("JobID", "User", "Submit", "Start", "End")
 _GPU_TRES = re.compile(r"(?:^|,)gres/gpu(?::([^=,]+))?=(\d+)")
-_TIMELIMIT = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+)(?::(\d+))?$")
 _NO_TIME = {"", "unknown", "none", "n/a"}
 
 
@@ -69,27 +68,17 @@ def _time(text: str, tz: tzinfo) -> datetime | None:
 
 
 def timelimit_s(text: str) -> float | None:
-    """Slurm's ``[D-]HH:MM:SS``, ``MM:SS``, ``MM`` or ``D-HH[:MM]``; None for ``UNLIMITED``,
-    ``Partition_Limit`` or empty."""
+    """Slurm's ``[D-]HH:MM:SS``, ``MM:SS``, ``MM`` or ``D-HH[:MM]`` (``parsing.slurm_clock_s``,
+    and a bare number of minutes); None for ``UNLIMITED``, ``Partition_Limit`` or empty."""
     text = text.strip()
-    m = _TIMELIMIT.match(text)
-    if not m:
+    if text.isascii() and text.isdigit():
+        return float(int(text) * 60)
+    clock = slurm_clock_s(text)  # ValueError: the caller counts the line
+    if clock is None:
         if text.lower() in {"", "unlimited", "partition_limit", "invalid"}:
             return None
         raise ValueError(f"Timelimit {text!r}")
-    days, a, b, c = m.groups()
-    d = int(days or 0)
-    if days is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
-        parts = [int(x) for x in (a, b, c) if x is not None]
-        parts += [0] * (3 - len(parts))
-        h, mi, s = parts
-    elif c is not None:  # HH:MM:SS
-        h, mi, s = int(a), int(b), int(c)
-    elif a is not None:  # MM:SS
-        h, mi, s = 0, int(a), int(b)
-    else:  # MM
-        h, mi, s = 0, int(b), 0
-    return float(d * 86400 + h * 3600 + mi * 60 + s)
+    return float(clock)
 
 
 def gpus_of(tres: str) -> tuple[int, str | None]:
