@@ -66,7 +66,9 @@ def check_json(value: Any, field: str = "body") -> None:
             todo.extend((v, f"{where}.{i}", depth + 1) for i, v in enumerate(item))
 
 
-def check_body(raw: bytes) -> None:
+def check_body(raw: bytes) -> Any:
+    """The JSON value of ``raw``, once checked (routes that validate a large body take it
+    from here instead of decoding it again: ``decoded_body``)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -78,6 +80,17 @@ def check_body(raw: bytes) -> None:
     except ValueError:
         raise Refusal(422, "body", "is not valid JSON") from None
     check_json(value)
+    return value
+
+
+DECODED = "clusterctl_json_body"
+"""Where the guard leaves a JSON body it decoded, in the request's scope state."""
+
+
+def decoded_body(scope: Scope) -> tuple[bool, Any]:
+    """(whether the guard decoded this request's JSON body, its value)."""
+    state = scope.get("state") or {}
+    return (DECODED in state), state.get(DECODED)
 
 
 def check_url(scope: Scope) -> None:
@@ -122,7 +135,7 @@ class EdgeGuard:
         body = b"".join(chunks)
         if body and _is_json(scope):
             try:
-                check_body(body)
+                scope.setdefault("state", {})[DECODED] = check_body(body)
             except Refusal as e:
                 await _refuse(send, e)
                 return
