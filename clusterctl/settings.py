@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from clusterctl.client_settings import DEFAULT_PORT, PREFIX, api_url, default_config_path
 from clusterctl.notifications import parse_webhook
 from clusterctl.parsing import BadInput, parse_idle_timeouts, parse_unix_user
 from clusterctl.scheduler.quotas import TypeQuotas, as_pairs, parse_quotas, totals
@@ -38,8 +39,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DEFAULT_PORT = 8765
-PREFIX = "CLUSTERCTL_"
 
 _WORLD: ContextVar[tuple[Mapping[str, str], Path] | None] = ContextVar("settings_world",
                                                                         default=None)
@@ -239,12 +238,6 @@ class _Environment(EnvSettingsSource):
                               self.env_parse_none_str)
 
 
-def default_config_path(env: Mapping[str, str]) -> Path:
-    if env.get("CLUSTERCTL_CONFIG"):
-        return Path(env["CLUSTERCTL_CONFIG"])
-    return Path(platformdirs.user_config_dir("clusterctl")) / "config.toml"
-
-
 @contextmanager
 def _layered(env: Mapping[str, str], path: Path) -> Iterator[None]:
     token = _WORLD.set((env, path))
@@ -279,12 +272,6 @@ def _bad_input(e: ValidationError) -> BadInput:
     if kind.startswith("float"):
         return BadInput(key, f"{value!r} is not a number")
     return BadInput(key, str(first["msg"]).removeprefix("Value error, "))
-
-
-def api_url(host: str, port: int, tls: bool = False) -> str:
-    """The URL a local client uses to reach a controller listening on ``host:port``."""
-    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

@@ -11,17 +11,18 @@ import pytest
 from typer.testing import CliRunner
 
 from clusterctl.cli.main import build, listing
+from clusterctl.executor.local_ray import free_port
 
 HEAVY = ("numpy", "matplotlib", "ray", "sqlalchemy", "sqlmodel", "fastapi", "uvicorn",
          "starlette", "psycopg", "alembic", "pynvml", "cryptography", "yaml")
 
 
-def imported(*args: str) -> set[str]:
+def imported(*args: str, code: int = 0, **env: str) -> set[str]:
     """The modules ``clusterctl ARGS`` imports, as ``-X importtime`` lists them."""
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "clusterctl", *args],
                        capture_output=True, text=True, timeout=60,
-                       env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
-    assert r.returncode == 0, r.stderr[-2000:]
+                       env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **env})
+    assert r.returncode == code, r.stderr[-2000:]
     return {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
             if line.startswith("import time:") and line.count("|") == 2} - {"package"}
 
@@ -51,3 +52,13 @@ def test_the_list_says_what_each_command_says_of_itself() -> None:
     quick = runner.invoke(listing(), ["--help"], env=env, prog_name="clusterctl")
     assert full.exit_code == quick.exit_code == 0
     assert quick.output == full.output
+
+
+def test_a_command_reads_its_settings_without_pydantic_settings() -> None:
+    """``jobs`` reads the URL and token with ``client_settings`` (pydantic-settings is 50 ms
+    of a start): here against a closed port, so it runs its whole path and fails to connect."""
+    modules = imported("jobs", code=1, CLUSTERCTL_URL=f"http://127.0.0.1:{free_port()}",
+                       CLUSTERCTL_CONFIG="/nonexistent/config.toml")
+    assert "clusterctl.client_settings" in modules and "httpx" in modules
+    assert "pydantic_settings" not in {m.split(".")[0] for m in modules}  # (typer brings
+    # pydantic itself)

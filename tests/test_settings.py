@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from clusterctl import settings
+from clusterctl.client_settings import load_client
 from clusterctl.parsing import BadInput
 
 
@@ -54,3 +55,36 @@ def test_client_config_rewrite_keeps_tables(tmp_path: Path) -> None:
     assert (s.url, s.token, s.quotas, s.preempt) == ("http://127.0.0.1:1", "tok",
                                                       {"vision": 32.0}, False)
     assert cfg.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(("file", "env"), [
+    ("", {}),
+    ('url = "https://ctl:9000"\ntoken = "t1"\nca_file = "/etc/ca.pem"\n', {}),
+    ('url = "https://ctl:9000"\ntoken = "t1"\n', {"CLUSTERCTL_URL": "http://other:1",
+                                                  "CLUSTERCTL_TOKEN": "t2"}),
+    ('port = 9100\n', {}),
+    ('host = "10.0.0.5"\ntls_cert = "/c.pem"\n', {"CLUSTERCTL_PORT": "9200"}),
+    ('max_package_mb = 12.5\n', {"clusterctl_ca_file": "/lower.pem"}),
+    ('token = ""\n', {"CLUSTERCTL_MAX_PACKAGE_MB": "7"}),
+])
+def test_the_cli_reads_its_settings_as_the_controller_does(
+        tmp_path: Path, file: str, env: dict[str, str]) -> None:
+    """``client_settings.load_client`` (no pydantic-settings: a faster start) reads the URL,
+    token, CA file and package limit exactly as ``settings.load`` does."""
+    config = tmp_path / "config.toml"
+    config.write_text(file)
+    world = {"CLUSTERCTL_CONFIG": str(config), **env}
+    full, light = settings.load(env=world), load_client(world)
+    assert (light.url, light.token, light.ca_file, light.max_package_mb) == (
+        full.url, full.token, full.ca_file, full.max_package_mb)
+
+
+def test_the_cli_names_a_bad_setting_it_reads(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("port = 'abc'\n")
+    with pytest.raises(BadInput) as e:
+        load_client({"CLUSTERCTL_CONFIG": str(config)})
+    assert e.value.field == "port"
+    config.write_text("url = [")
+    with pytest.raises(BadInput):
+        load_client({"CLUSTERCTL_CONFIG": str(config)})

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from clusterctl import settings as settings_mod
 from clusterctl.cli.client import ApiError, Client
+from clusterctl.client_settings import load_client
 from clusterctl.parsing import BadInput
 
 # Piped output (scripts, tests, `| less`) is not cut to 80 columns: tables keep every column.
@@ -46,7 +46,7 @@ def handles_errors(fn: F) -> F:
 
 
 def client() -> Client:
-    s = settings_mod.load()
+    s = load_client()
     return Client(s.url, s.token, ca_file=s.ca_file or None)
 
 

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 import typer
 
 from clusterctl import parsing
-from clusterctl import settings as settings_mod
 from clusterctl.cli import batch_script, packages
 from clusterctl.cli.common import (
     client,
     handles_errors,
     print_json,
 )
+from clusterctl.client_settings import load_client
 from clusterctl.job_request import JobRequest
 from clusterctl.parsing import BadInput
 
@@ -121,7 +121,6 @@ def submit_job(p: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[s
         "notify": p["notify"], "idle_timeout": p["idle_timeout"], "workdir": workdir})
     c = client()
     if workdir is None:
-        settings = settings_mod.load()
         return packages.submit(c, request.wire(), Path.cwd(),
-                               int(settings.max_package_mb * (1 << 20)))
+                               int(load_client().max_package_mb * (1 << 20)))
     return c.submit(request.wire())
