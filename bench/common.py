@@ -9,35 +9,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from clusterctl.executor.local_ray import LocalRay, free_port, start_local_ray
 from clusterctl.settings import load
+from clusterctl.store.db import scratch_database as scratch_database
 
 CLUSTERCTL = str(Path(sys.executable).with_name("clusterctl"))
-
-
-@contextmanager
-def scratch_database(base_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database on the server of ``base_url``, dropped afterwards."""
-    url = make_url(base_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 class Stack:

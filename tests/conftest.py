@@ -14,14 +14,11 @@ import json
 import os
 import signal
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from clusterctl.executor.local_ray import ensure_token
 
@@ -63,19 +60,10 @@ def pg_server() -> str:
 
 
 def fresh_pg_database(base: str) -> Iterator[str]:
-    from clusterctl.store import normalize_url
+    from clusterctl.store.db import scratch_database
 
-    url = make_url(normalize_url(base))
-    name = f"cct_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(base, "cct") as url:
+        yield url
 
 
 # -- Ray and controllers ----------------------------------------------------------------------

@@ -6,7 +6,6 @@ with --ray-address and --db, one agent per Ray node (simulated GPUs), then a sin
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -45,18 +44,9 @@ def labels(node: str) -> str:
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    from conftest import pg_server
+    from conftest import fresh_pg_database, pg_server
 
-    base = pg_server()
-    import psycopg
-
-    name = f"clusterctl_prod_{os.getpid()}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from fresh_pg_database(pg_server())
 
 
 def test_production_mode_end_to_end(pg_database: str, tmp_path: Path) -> None:

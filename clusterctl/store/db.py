@@ -7,12 +7,15 @@ with "database is locked". PostgreSQL uses the same code through psycopg 3.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, make_url, text
 from sqlalchemy import exc as sa_exc
 from sqlmodel import create_engine
 
@@ -100,3 +103,20 @@ def revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+@contextmanager
+def scratch_database(base_url: str, prefix: str = "scratch") -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of ``base_url``, dropped (with its
+    connections) afterwards: what the tests and benchmarks run against, one each."""
+    url = make_url(normalize_url(base_url))
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
