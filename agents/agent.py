@@ -76,7 +76,8 @@ class Agent:
         if self.spool is not None:
             rows, self._last_reads = sample_rows(snap, self._seq, self.boot_id, self.interval_s,
                                                  self._last_reads)
-            self.spool.append(rows, self._seq, self._last_reads)
+            self.spool.append([r.model_dump(warnings=False) for r in rows], self._seq,
+                              self._last_reads)
             self._seq += 1
             if self.shipper is not None:
                 self.shipper.host = host_memory()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.reader import Snapshot
+from clusterctl.gpu_read import GpuRead
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,9 @@ def covered(prev: LastRead | None, boot_id: str, at: float, interval_s: float) -
 
 
 def sample_rows(snapshot: Snapshot, seq: int, boot_id: str, interval_s: float,
-                last: dict[str, LastRead]) -> tuple[list[dict[str, Any]], dict[str, LastRead]]:
+                last: dict[str, LastRead]) -> tuple[list[GpuRead], dict[str, LastRead]]:
     """The rows for one read (all its GPUs share ``seq``) and the updated last reads."""
-    rows: list[dict[str, Any]] = []
+    rows: list[GpuRead] = []
     updated = dict(last)
     xids: dict[int, list[int]] = {}
     for x in snapshot.xids:
@@ -64,28 +65,24 @@ def sample_rows(snapshot: Snapshot, seq: int, boot_id: str, interval_s: float,
         energy, span = energy_since(prev, boot_id, snapshot.at, g.energy_mj,
                                     g.power_watts, max_power_gap_s=3 * interval_s)
         updated[g.uuid] = LastRead(boot_id, snapshot.at, g.energy_mj, g.power_watts)
-        rows.append({
-            "gpu_index": g.index, "gpu_uuid": g.uuid, "model": g.model, "boot_id": boot_id,
-            "seq": seq,
-            "t": snapshot.at, "interval_s": covered(prev, boot_id, snapshot.at, interval_s),
-            "utilization": g.utilization,
-            "memory_used": g.memory_used_bytes, "memory_total": g.memory_total_bytes,
-            "power_w": g.power_watts, "energy_counter_mj": g.energy_mj, "energy_mj": energy,
-            "span_s": span, "temperature_c": g.temperature_celsius,
-            "sm_clock_mhz": g.sm_clock_mhz, "throttle": g.throttle_reasons,
-            "processes": len(g.processes), "error": None,
-            "xids": xids.pop(g.index, []), "ecc_uncorrected": g.ecc_uncorrected,
-            "retired_pages": g.retired_pages,
-        })
+        rows.append(GpuRead.model_construct(
+            gpu_index=g.index, gpu_uuid=g.uuid, model=g.model, boot_id=boot_id, seq=seq,
+            t=snapshot.at, interval_s=covered(prev, boot_id, snapshot.at, interval_s),
+            utilization=g.utilization,
+            memory_used=g.memory_used_bytes, memory_total=g.memory_total_bytes,
+            power_w=g.power_watts, energy_counter_mj=g.energy_mj, energy_mj=energy,
+            span_s=span, temperature_c=g.temperature_celsius,
+            sm_clock_mhz=g.sm_clock_mhz, throttle=g.throttle_reasons,
+            processes=len(g.processes), error=None,
+            xids=xids.pop(g.index, []), ecc_uncorrected=g.ecc_uncorrected,
+            retired_pages=g.retired_pages))
     for e in snapshot.errors:
         if e.uuid is None:
             continue  # never identified: nothing to key it on
-        rows.append({
-            "gpu_index": e.index, "gpu_uuid": e.uuid, "model": None, "boot_id": boot_id,
-            "seq": seq,
-            "t": snapshot.at, "interval_s": interval_s, "error": e.error[:200],
-            "xids": xids.pop(e.index, []),
-        })
+        rows.append(GpuRead.model_construct(
+            gpu_index=e.index, gpu_uuid=e.uuid, model=None, boot_id=boot_id, seq=seq,
+            t=snapshot.at, interval_s=interval_s, error=e.error[:200],
+            xids=xids.pop(e.index, [])))
     return rows, updated
 
 

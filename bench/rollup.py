@@ -18,6 +18,7 @@ from pathlib import Path
 from common import scratch_database
 from sqlalchemy import text
 
+from clusterctl.gpu_read import GpuRead
 from clusterctl.store import SampleStore, make_engine, migrate
 
 GPUS = 64
@@ -84,7 +85,7 @@ def run(db_url: str, label: str, days: float) -> None:
                  "seq": reads + r, "t": (T0_MS + (reads + r) * INTERVAL_MS) / 1000,
                  "interval_s": 5.0, "utilization": 0.5, "energy_mj": 1.0, "span_s": 5.0}
                 for r in range(reads_per_minute) for g in range(8)]
-        store.ingest(f"node-{node}", rows)
+        store.ingest(f"node-{node}", [GpuRead.model_validate(r) for r in rows])
     t = time.perf_counter()
     store.rollup()
     step = time.perf_counter() - t

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from clusterctl.gpu_read import GpuRead
 from clusterctl.job_request import JobRequest
 from clusterctl.store import NewJob
 
@@ -30,3 +31,8 @@ def sample_batch(node: str = "n1", *, gpus: int = 2, reads: int = 10, t0: float 
                 "sm_clock_mhz": 1410, "throttle": 0, "processes": 1, "error": None,
             })
     return rows
+
+
+def as_reads(rows: list[dict[str, object]]) -> list[GpuRead]:
+    """Rows as the agent ships them, as the API hands them on once validated."""
+    return [GpuRead.model_validate(r) for r in rows]

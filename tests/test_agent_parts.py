@@ -68,7 +68,7 @@ def test_sample_rows_share_seq_and_skip_unidentified_errors() -> None:
     snap = Snapshot(at=10.0, gpus=(g,), errors=(GpuError(1, "GPU-b", "GPU is lost"),
                                                 GpuError(2, None, "Unknown Error")))
     rows, last = sample_rows(snap, 7, "boot", 5.0, {})
-    assert [(r["gpu_uuid"], r["seq"], r["error"]) for r in rows] == [
+    assert [(r.gpu_uuid, r.seq, r.error) for r in rows] == [
         ("GPU-a", 7, None), ("GPU-b", 7, "GPU is lost")]
     assert last["GPU-a"] == LastRead("boot", 10.0, 1000, 100.0)
 
@@ -79,7 +79,7 @@ def test_a_read_stands_for_the_time_since_the_last_up_to_twice_the_interval() ->
     def at(t: float, last: dict[str, LastRead]) -> tuple[float, dict[str, LastRead]]:
         g = GpuSample(0, "GPU-a", "m", 0.5, 1, 2, 100.0, 1000, 50.0, 1400, 0)
         rows, last = sample_rows(Snapshot(at=t, gpus=(g,), errors=()), 1, "boot", 1.0, last)
-        return rows[0]["interval_s"], last
+        return rows[0].interval_s, last
 
     first, last = at(100.0, {})
     late, last = at(101.3, last)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from factories import new_job, sample_batch
+from factories import as_reads, new_job, sample_batch
 
 from clusterctl.controller.telemetry import Housekeeper
 from clusterctl.states import JobState
@@ -43,7 +43,7 @@ def test_records_follow_the_samples(db_url: str) -> None:
     busy = sample_batch(reads=120, t0=T0 + 5, util=0.9, energy_per_read_mj=1_000_000)
     idle = sample_batch(reads=360, t0=T0 + 605, seq0=121, util=0.02, energy_per_read_mj=300_000)
     late = [r for r in idle if T0 + 1200 < float(r["t"]) <= T0 + 1500]  # type: ignore[arg-type]
-    samples.ingest("n1", busy + [r for r in idle if r not in late])
+    samples.ingest("n1", as_reads(busy + [r for r in idle if r not in late]))
     job = jobs.get(job.id)
     assert job is not None
     jobs.finish(job, JobState.SUCCEEDED, "exit 0", exit_code=0, ended_at=at(T0 + 2400))
@@ -62,7 +62,7 @@ def test_records_follow_the_samples(db_url: str) -> None:
     assert r.longest_idle_s == pytest.approx(900, abs=10)  # the gap breaks the idle stretch
     assert r.idle_s == pytest.approx(1500, abs=10)
 
-    samples.ingest("n1", late)  # the agent's spool empties after an outage
+    samples.ingest("n1", as_reads(late))  # the agent's spool empties after an outage
     keeper.run_once()
     again = records.get([a.id for a in allocs])  # type: ignore[misc]
     r = again[r.allocation_id]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from clusterctl.controller import gpu_health
+from clusterctl.gpu_read import GpuRead
 
 
-def row(index: int = 0, xids: list[int] | None = None, error: str | None = None) -> dict:  # type: ignore[type-arg]
-    return {"gpu_index": index, "xids": xids or [], "error": error}
+def row(index: int = 0, xids: list[int] | None = None, error: str | None = None) -> GpuRead:
+    return GpuRead.model_construct(gpu_index=index, xids=xids or [], error=error)
 
 
 def test_fatal_xids_and_lost_gpus_drain_application_faults_do_not() -> None:
@@ -18,4 +19,4 @@ def test_fatal_xids_and_lost_gpus_drain_application_faults_do_not() -> None:
     assert gpu_health.fatal([row(2, error="GPU is lost"), row(2, [79])]).startswith("XID 79")
     for harmless in ([13], [31], [43], [45], [94]):  # the job's own faults
         assert gpu_health.fatal([row(0, harmless)]) is None
-    assert gpu_health.fatal([row(0), {"gpu_index": 1}]) is None  # an older agent: no fields
+    assert gpu_health.fatal([row(0), GpuRead.model_construct(gpu_index=1)]) is None  # no fields

@@ -224,7 +224,7 @@ def test_a_restarted_simulated_agent_books_no_spike_of_energy() -> None:
     for seq in range(4, 7):
         rows, last = sample_rows(second.read(), seq, "boot", 5.0, last)
         for r in rows:  # at most full power over the span, never a counter's worth
-            assert r["energy_mj"] is None or r["energy_mj"] <= 1000 * 1000 * r["span_s"]
+            assert r.energy_mj is None or r.energy_mj <= 1000 * 1000 * r.span_s
         clock.t += 5
 
 

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from factories import new_job, sample_batch
+from factories import as_reads, new_job, sample_batch
 
 from clusterctl.controller.reports import ReportService, build
 from clusterctl.controller.telemetry import Housekeeper
@@ -57,7 +57,7 @@ def test_every_report_from_the_database(db_url: str) -> None:
                                   util=0.01, energy_per_read_mj=60 * 60 * 1000)]
     trainer = run(jobs, [0, 1], T0, 2, name="train", user="alice", team="vision")
     notebook = run(jobs, [2], T0, 1.5, name="notebook", user="bob", team="nlp")
-    samples.ingest("gpu-01", busy + idle)
+    samples.ingest("gpu-01", as_reads(busy + idle))
     now = t0 + 3 * 3600
     keeper = Housekeeper(samples, AllocationUsageStore(engine), raw_keep_s=14 * 86400,
                          minute_keep_s=90 * 86400, idle_threshold=0.1, clock=lambda: now)

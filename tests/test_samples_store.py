@@ -7,7 +7,7 @@ import itertools
 from datetime import datetime, timezone
 
 import pytest
-from factories import new_job, sample_batch
+from factories import as_reads, new_job, sample_batch
 
 from clusterctl.store import HeldGpu, JobStore, SampleStore, UserStore, make_engine, migrate
 from clusterctl.usage import usage_in_window
@@ -23,24 +23,26 @@ def samples(db_url: str) -> SampleStore:
 
 def test_batch_twice_stores_once(samples: SampleStore) -> None:
     batch = sample_batch(reads=10)
-    assert samples.ingest("n1", batch).inserted == 20
-    again = samples.ingest("n1", batch)
+    assert samples.ingest("n1", as_reads(batch)).inserted == 20
+    again = samples.ingest("n1", as_reads(batch))
     assert (again.inserted, again.duplicates) == (0, 20)
-    overlap = samples.ingest("n1", sample_batch(reads=15))  # a restart re-ships, plus new reads
+    # a restart re-ships, plus new reads
+    overlap = samples.ingest("n1", as_reads(sample_batch(reads=15)))
     assert (overlap.inserted, overlap.duplicates) == (10, 20)
     assert samples.count() == 30
 
 
 def test_same_seq_on_another_boot_or_node_is_a_new_sample(samples: SampleStore) -> None:
-    samples.ingest("n1", sample_batch(reads=3))
-    assert samples.ingest("n1", sample_batch(reads=3, boot="boot-2")).inserted == 6
-    assert samples.ingest("n2", sample_batch("n2", reads=3)).inserted == 6
+    samples.ingest("n1", as_reads(sample_batch(reads=3)))
+    assert samples.ingest("n1", as_reads(sample_batch(reads=3, boot="boot-2"))).inserted == 6
+    assert samples.ingest("n2", as_reads(sample_batch("n2", reads=3))).inserted == 6
 
 
 def test_devices_hold_the_latest_read_even_when_batches_arrive_late(
         samples: SampleStore) -> None:
-    samples.ingest("n1", sample_batch(reads=5, t0=T0 + 100, util=0.9))
-    samples.ingest("n1", sample_batch(reads=5, t0=T0, seq0=100, util=0.1))  # older, from a spool
+    samples.ingest("n1", as_reads(sample_batch(reads=5, t0=T0 + 100, util=0.9)))
+    # older, from a spool
+    samples.ingest("n1", as_reads(sample_batch(reads=5, t0=T0, seq0=100, util=0.1)))
     devs = samples.devices()
     assert [(d.node, d.gpu_index, d.model) for d in devs] == [("n1", 0, "A100"), ("n1", 1, "A100")]
     assert all(d.utilization == 0.9 and d.last_ms == (T0 + 120) * 1000 for d in devs)
@@ -54,14 +56,14 @@ def test_ingest_fills_the_gpu_uuid_of_open_allocations(db_url: str,
     assert att is not None
     jobs.mark_running(job.id, att, [HeldGpu(0, "n1", "ray-node-1", 1)],
                       datetime.fromtimestamp(T0, timezone.utc))
-    samples.ingest("n1", sample_batch(reads=1))
+    samples.ingest("n1", as_reads(sample_batch(reads=1)))
     (alloc,) = jobs.allocations(job.id)
     assert alloc.gpu_uuid == "GPU-n1-1"
 
 
 def test_rollups_add_up_to_the_raw_samples(samples: SampleStore) -> None:
     batch = sample_batch(reads=24 * 60, interval=5.0, energy_per_read_mj=2_000)  # 2 hours
-    samples.ingest("n1", batch)
+    samples.ingest("n1", as_reads(batch))
     assert samples.rollup() == 1
     assert samples.rollup() == 0  # nothing new
     raw = samples.points("n1", 0, "GPU-n1-0", T0, T0 + 7200)
@@ -82,18 +84,20 @@ def test_rollups_add_up_to_the_raw_samples(samples: SampleStore) -> None:
 
 
 def test_late_samples_rebuild_their_buckets(samples: SampleStore) -> None:
-    samples.ingest("n1", sample_batch(reads=12, t0=T0 + 60))  # minute 2
+    samples.ingest("n1", as_reads(sample_batch(reads=12, t0=T0 + 60)))  # minute 2
     samples.rollup()
-    samples.ingest("n1", sample_batch(reads=12, t0=T0, seq0=100))  # minute 1, shipped late
+    # minute 1, shipped late
+    samples.ingest("n1", as_reads(sample_batch(reads=12, t0=T0, seq0=100)))
     samples.rollup()
     pts = samples.points("n1", 0, "GPU-n1-0", T0, T0 + 120, raw_since=T0 + 1)
     assert [round(p.covered_s) for p in pts] == [60, 60]
 
 
 def test_expiry_keeps_hour_rollups_and_what_is_not_rolled_up(samples: SampleStore) -> None:
-    samples.ingest("n1", sample_batch(reads=720, t0=T0))  # one hour
+    samples.ingest("n1", as_reads(sample_batch(reads=720, t0=T0)))  # one hour
     samples.rollup()
-    samples.ingest("n1", sample_batch(reads=10, t0=T0 + 3600, seq0=10_000))  # not rolled up
+    # not rolled up
+    samples.ingest("n1", as_reads(sample_batch(reads=10, t0=T0 + 3600, seq0=10_000)))
     raw, minutes = samples.expire(raw_before=T0 + 7200, minutes_before=T0 + 7200)
     assert raw == 1440 and minutes == 120  # the newer 20 wait for their rollup
     assert samples.count() == 20
@@ -115,7 +119,8 @@ def test_node_tokens(db_url: str) -> None:
 
 
 def test_energy_across_a_counter_reset_from_reader_to_usage(samples: SampleStore,
-                                                            tmp_path) -> None:  # type: ignore[no-untyped-def]
+                                                            # type: ignore[no-untyped-def]
+                                                            tmp_path) -> None:
     """The whole chain on a GPU whose counter resets every 30 s: simulated reader → agent rows
     (through its spool) → the store → usage. The energy must match the power drawn, with no
     negative or doubled interval."""
@@ -139,7 +144,7 @@ def test_energy_across_a_counter_reset_from_reader_to_usage(samples: SampleStore
     assert all(r["energy_mj"] is None or r["energy_mj"] >= 0 for r in rows)
     counters = [r["energy_counter_mj"] for r in rows if r["gpu_index"] == 1]
     assert sum(b < a for a, b in itertools.pairwise(counters)) >= 5  # it did reset
-    samples.ingest("n1", rows)
+    samples.ingest("n1", as_reads(rows))
     for index in (0, 1):
         uuid = reader.gpus[index].uuid
         used = usage_in_window(samples.points("n1", index, uuid, T0, T0 + 300), T0, T0 + 295)

@@ -84,12 +84,12 @@ def test_bounds(utils: list[float], a: float, b: float) -> None:
 
 def test_samples_outside_the_clock_window_are_refused_by_reason() -> None:
     from clusterctl.controller.telemetry import within_clock
+    from clusterctl.gpu_read import GpuRead
 
     now = 1_000_000.0
-    rows = [{"t": now - 10}, {"t": now + 200}, {"t": now + 400}, {"t": now - 90_000},
-            {"t": now - 3_000}]
+    rows = [GpuRead.model_construct(t=now + dt) for dt in (-10, 200, 400, -90_000, -3_000)]
     kept, refused = within_clock(rows, now, keep_s=86_400, skew_s=300)
-    assert [r["t"] - now for r in kept] == [-10, 200, -3_000]
+    assert [r.t - now for r in kept] == [-10, 200, -3_000]
     assert refused == {"future": 1, "too_old": 1}
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, Field
+
+from clusterctl.gpu_read import GpuRead
 
 
 class HistoryEntry(BaseModel):
@@ -144,43 +146,6 @@ class JobDetail(JobOut):
     """Set while the job is about to be ended for idle GPUs."""
 
 
-INT64_MAX = 2**63 - 1
-"""The largest integer a BIGINT column (PostgreSQL) or an INTEGER (SQLite) holds."""
-Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
-DAY_S = 86_400.0
-
-
-class SampleIn(BaseModel):
-    """One GPU read as the agent ships it (see ``agents/samples.py``). Every number is bounded
-    by what the database stores and what a GPU can read, so no batch, however forged, fails a
-    write or turns a report's sum into infinity for everyone."""
-
-    gpu_index: int = Field(ge=0, le=1024)
-    gpu_uuid: str = Field(min_length=1, max_length=96)
-    model: str | None = Field(default=None, max_length=96)
-    boot_id: str = Field(min_length=1, max_length=64)
-    seq: Count
-    t: float = Field(gt=0, le=1e11)
-    interval_s: float = Field(gt=0, le=DAY_S)
-    utilization: float | None = Field(default=None, ge=0, le=1)
-    memory_used: Count | None = None
-    memory_total: Count | None = None
-    power_w: float | None = Field(default=None, ge=0, le=100_000)
-    energy_counter_mj: Count | None = None
-    energy_mj: float | None = Field(default=None, ge=0, le=1e15)
-    span_s: float | None = Field(default=None, gt=0, le=DAY_S)
-    temperature_c: float | None = Field(default=None, ge=-273.15, le=1000)
-    sm_clock_mhz: int | None = Field(default=None, ge=0, le=1_000_000)
-    throttle: Count | None = None
-    processes: int | None = Field(default=None, ge=0, le=1_000_000)
-    error: str | None = Field(default=None, max_length=200)
-    xids: list[Annotated[int, Field(ge=0, le=1_000_000)]] = Field(default_factory=list,
-                                                                  max_length=1024)
-    """XID error events the driver raised for this GPU since the previous read."""
-    ecc_uncorrected: int | None = Field(default=None, ge=0, le=2**62)
-    retired_pages: int | None = Field(default=None, ge=0, le=2**62)
-
-
 class HostIn(BaseModel):
     """The node's memory as its kernel counts it (``/proc/meminfo``)."""
 
@@ -190,7 +155,7 @@ class HostIn(BaseModel):
 
 class SampleBatch(BaseModel):
     node: str
-    samples: list[SampleIn] = Field(max_length=100_000)
+    samples: list[GpuRead] = Field(max_length=100_000)
     host: HostIn | None = None
 
 

@@ -9,8 +9,9 @@ longer answers at all ("GPU is lost") is fatal too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Sequence
+
+from clusterctl.gpu_read import GpuRead
 
 FATAL_XIDS: dict[int, str] = {
     48: "double-bit ECC error",
@@ -30,14 +31,14 @@ ACTOR = "clusterctl:health"
 """Who a drain for a GPU fault is recorded as (jobs on such a node are ended, not left)."""
 
 
-def fatal(rows: Iterable[Mapping[str, Any]]) -> str | None:
+def fatal(rows: Sequence[GpuRead]) -> str | None:
     """Why the node that sent these samples must be drained, or None."""
     for r in rows:
-        for xid in r.get("xids") or ():
+        for xid in r.xids:
             if xid in FATAL_XIDS:
-                return f"XID {xid} on GPU {r['gpu_index']} ({FATAL_XIDS[xid]})"
+                return f"XID {xid} on GPU {r.gpu_index} ({FATAL_XIDS[xid]})"
     for r in rows:
-        error = r.get("error") or ""
+        error = r.error or ""
         if "lost" in error.lower():
-            return f"GPU {r['gpu_index']} is lost ({error})"
+            return f"GPU {r.gpu_index} is lost ({error})"
     return None

@@ -19,6 +19,7 @@ from clusterctl.controller.submissions import Submissions
 from clusterctl.controller.telemetry import GpuUsage
 from clusterctl.cost.budget import BudgetStatus
 from clusterctl.executor.types import NodeInfo, Started
+from clusterctl.gpu_read import GpuRead
 from clusterctl.scheduler.records import Wait
 from clusterctl.settings import Settings
 from clusterctl.store import (
@@ -162,7 +163,7 @@ class ControllerApi(Protocol):
         ``offset`` page the rows of ``cost``, the dearest first."""
         ...
 
-    def ingest(self, node: str, rows: list[dict[str, Any]]) -> Ingest:
+    def ingest(self, node: str, rows: Sequence[GpuRead]) -> Ingest:
         """Store an agent's samples, less those stamped outside the controller's clock
         window (counted in ``clusterctl_samples_refused_total``)."""
         ...

@@ -38,6 +38,7 @@ from clusterctl.cost.model import capacity_rate
 from clusterctl.executor.local_ray import ray_env
 from clusterctl.executor.ray_driver import RayDriver
 from clusterctl.executor.types import NodeInfo, Started
+from clusterctl.gpu_read import GpuRead
 from clusterctl.notifications import node_drained
 from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
 from clusterctl.scheduler.mixed_nodes import Gpu, node_of
@@ -323,13 +324,13 @@ class Controller:
         return build(self.reports, kind, start, end, by=by, loaded=loaded,
                      min_idle_s=min_idle_s, now=now, limit=limit, offset=offset)
 
-    def ingest(self, node: str, rows: list[dict[str, Any]]) -> Ingest:
+    def ingest(self, node: str, rows: Sequence[GpuRead]) -> Ingest:
         kept, refused = within_clock(rows, time.time(), self.settings.sample_retention_s)
         for reason, n in refused.items():
             if n:
                 self.refused.labels(reason).inc(n)
         stored = self.samples.ingest(node, kept)
-        fresh = [r for r in kept if (r["gpu_uuid"], r["boot_id"], r["seq"]) in stored.new]
+        fresh = [r for r in kept if (r.gpu_uuid, r.boot_id, r.seq) in stored.new]
         fault = gpu_health.fatal(fresh)  # once: a replayed batch is not a new fault
         if fault is not None:
             self.drain_for_health(node, fault)

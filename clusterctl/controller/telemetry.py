@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
+from clusterctl.gpu_read import GpuRead
 from clusterctl.store import Allocation, AllocationUsageStore, SampleStore
 from clusterctl.usage import Idle, Point, Usage, combine, idle_time, usage_in_window
 
@@ -51,15 +51,15 @@ CLOCK_SKEW_S = 300.0
 """How far ahead of the controller's clock a sample may be stamped (agents' clocks drift)."""
 
 
-def within_clock(rows: Sequence[dict[str, Any]], now_s: float, keep_s: float,
-                 skew_s: float = CLOCK_SKEW_S) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def within_clock(rows: Sequence[GpuRead], now_s: float, keep_s: float,
+                 skew_s: float = CLOCK_SKEW_S) -> tuple[list[GpuRead], dict[str, int]]:
     """The samples stamped inside the window the controller accepts, and how many were not,
     by reason. One stamped far in the future (a node whose clock is wrong) would otherwise pin
     its GPU's live view forever; one older than the raw retention would be expired at once."""
-    kept: list[dict[str, Any]] = []
+    kept: list[GpuRead] = []
     refused = {"future": 0, "too_old": 0}
     for r in rows:
-        t = r["t"]
+        t = r.t
         if t > now_s + skew_s:
             refused["future"] += 1
         elif t < now_s - keep_s:

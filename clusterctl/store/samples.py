@@ -19,6 +19,7 @@ from sqlalchemy import Engine, Integer, and_, case, delete, func, insert, litera
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
+from clusterctl.gpu_read import GpuRead
 from clusterctl.store.allocation_usage import invalidate_after
 from clusterctl.store.models import Allocation
 from clusterctl.store.telemetry_tables import GpuDevice, GpuRollup, GpuSample, RollupState
@@ -59,23 +60,23 @@ class SampleStore:
 
     # -- ingest ---------------------------------------------------------------------------------
 
-    def ingest(self, node: str, rows: Sequence[dict[str, Any]]) -> Ingested:
-        """Store one agent batch (dicts as the agent ships them, time in ``t`` seconds)."""
+    def ingest(self, node: str, rows: Sequence[GpuRead]) -> Ingested:
+        """Store one agent batch (time in ``t`` seconds)."""
         if not rows:
             return Ingested(0, 0)
-        values = [{"node": node, "ts_ms": round(r["t"] * 1000),
-                   **{c: r.get(c) for c in SAMPLE_COLUMNS}} for r in rows]
+        values = [{"node": node, "ts_ms": round(r.t * 1000),
+                   **{c: getattr(r, c) for c in SAMPLE_COLUMNS}} for r in rows]
         latest: dict[int, dict[str, Any]] = {}
         for r, v in zip(rows, values, strict=True):
             cur = latest.get(v["gpu_index"])
             if cur is None or v["ts_ms"] >= cur["last_ms"]:
                 latest[v["gpu_index"]] = {
                     "node": node, "gpu_index": v["gpu_index"], "gpu_uuid": v["gpu_uuid"],
-                    "model": r.get("model") or (cur or {}).get("model"), "last_ms": v["ts_ms"],
+                    "model": r.model or (cur or {}).get("model"), "last_ms": v["ts_ms"],
                     "utilization": v["utilization"], "memory_used": v["memory_used"],
                     "memory_total": v["memory_total"], "power_w": v["power_w"],
                     "temperature_c": v["temperature_c"], "error": v["error"],
-                    "processes": r.get("processes"),
+                    "processes": r.processes,
                 }
         with self.engine.begin() as c:
             if self.engine.dialect.name == "postgresql":

@@ -41,7 +41,7 @@ def _store_batch(ctl: ControllerApi, decoded: bool, value: Any, raw: bytes, node
         raise HTTPException(403, f"this token ships samples for node {node}, not {body.node}")
     if body.host is not None:
         ctl.memory.note(node, body.host.mem_total_bytes, body.host.mem_available_bytes)
-    stored = ctl.ingest(node, [s.model_dump() for s in body.samples])
+    stored = ctl.ingest(node, body.samples)
     if body.samples and stored.refused == len(body.samples):
         raise BadInput("samples", f"all {stored.refused} are stamped outside the controller's "
                        "clock window (is this node's clock right?)")
