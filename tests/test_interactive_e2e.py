@@ -274,3 +274,18 @@ def test_run_rides_through_a_controller_restart(controller: ControllerProcess) -
     child.close()
     assert child.exitstatus == 0
     assert controller.wait_done(job_named(controller, "restart")["id"])["state"] == "SUCCEEDED"
+
+
+def test_a_terminal_closed_while_the_controller_is_away_still_ends_the_job(
+        controller: ControllerProcess) -> None:
+    """The hangup reaches the job when the connection is dead at that moment (its controller
+    just killed): the CLI tells it again on a connection of its own once the controller is
+    back, and the job ends "terminal closed" at once, not after the attach grace (20 s)."""
+    child = shell(controller, "away")
+    controller.kill()
+    child.kill(signal.SIGHUP)  # the terminal window closed
+    controller.start()
+    child.expect(pexpect.EOF, timeout=60)
+    child.close()
+    job = controller.wait_done(job_named(controller, "away")["id"], timeout=60)
+    assert (job["state"], job["reason"]) == ("CANCELLED", "terminal closed")

@@ -18,6 +18,7 @@ import socket
 import sys
 import termios
 import threading
+import time
 import tty
 from dataclasses import dataclass
 from types import FrameType
@@ -42,6 +43,10 @@ class Ended:
     state: str | None = None
     reason: str | None = None
     lost: str | None = None
+
+
+HANGUP_S = 30.0
+"""How long a closed terminal's CLI keeps trying to tell the job, while the controller is away."""
 
 
 def _retryable(e: BaseException) -> bool:
@@ -94,6 +99,35 @@ class Session:
             if isinstance(message, bytes) or '"eof"' in message:
                 self._pending.append(message)
 
+    def _hang_up(self) -> None:
+        """Tell the job its user is gone, so that it ends at once ("terminal closed"): on the
+        live connection, and again on one of its own (tried for up to ``HANGUP_S``), since a
+        connection that looks live may be dead (a controller just killed takes the frame
+        into the void) or be down while it reconnects. Dropped, the job would run on until
+        the attach grace ran out. Called from the SIGHUP handler, which may interrupt this
+        thread inside ``send``: the lock is only tried."""
+        hangup = json.dumps({"hangup": True})
+        if self._send_lock.acquire(timeout=2):
+            try:
+                if self.conn is not None:
+                    with contextlib.suppress(ConnectionClosed, OSError):
+                        self.conn.send(hangup)
+            finally:
+                self._send_lock.release()
+        deadline = time.monotonic() + HANGUP_S
+        while time.monotonic() < deadline:
+            try:
+                conn = self.c.websocket(f"/v1/jobs/{self.job_id}/attach?offset={self.received}")
+            except ApiError as e:
+                if not _retryable(e):
+                    return  # refused: the job has ended, or is no longer ours to end
+                time.sleep(0.5)
+                continue
+            with contextlib.suppress(ConnectionClosed, OSError):
+                conn.send(hangup)
+                conn.close()
+            return
+
     def _reconnected(self, conn: Any) -> Any:
         with self._send_lock:
             self.conn = conn
@@ -135,7 +169,7 @@ class Session:
 
         def on_hup(_sig: int, _frame: FrameType | None) -> None:
             hung_up.set()
-            self.send(json.dumps({"hangup": True}))
+            self._hang_up()
             raise SystemExit(129)
 
         signal.signal(signal.SIGWINCH, on_winch)
