@@ -10,7 +10,15 @@ from factories import new_job
 
 from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.files import LogStore, PackageStore
-from clusterctl.executor.types import Launch, LaunchSpec, NodeInfo, Phase, Progress
+from clusterctl.executor.types import (
+    Launch,
+    LaunchSpec,
+    NodeInfo,
+    Outcome,
+    Phase,
+    Progress,
+    Started,
+)
 from clusterctl.states import JobState
 from clusterctl.store import JobStore, make_engine, migrate
 
@@ -74,3 +82,34 @@ def test_a_job_whose_gpus_are_never_granted_fails_after_three_tries(
     assert done.reason == "could not start: GPUs not granted by Ray within 120s, 3 times"
     reasons = [h.reason for h in jobs.history(job.id) if h.state == JobState.PENDING]
     assert reasons[1:] == [f"GPUs not granted by Ray within 120s (try {n} of 3)" for n in (1, 2)]
+
+
+class EndsBeforeItIsSeenRunning(NeverGranted):
+    """A rank that started and ended before the controller recorded its start (the database
+    was away when its runner said STARTED): the first poll that answers says DONE."""
+
+    def poll(self, launch: Launch) -> Progress:
+        launch.started = [Started(0, 4242, ("0", "1"), "n1", "127.0.0.1", 10.0)]
+        launch.outcomes = {0: Outcome(0, 0, None, False, False, 40.0)}
+        return Progress(Phase.DONE)
+
+
+def test_an_attempt_that_ended_while_its_start_went_unrecorded_still_ends(
+        db_url: str, tmp_path: Path) -> None:
+    """Chaos found it: such a job stayed STARTING for good (STARTING cannot become
+    SUCCEEDED; every pass failed the same way). Its start is recorded first, with the GPUs it
+    held, then its end."""
+    migrate(db_url)
+    jobs = JobStore(make_engine(db_url))
+    clock = [0.0]
+    attempts = Attempts(jobs, EndsBeforeItIsSeenRunning(clock), LogStore(tmp_path / "l"),
+                        PackageStore(tmp_path / "p"), monotonic=lambda: clock[0])
+    job = jobs.submit(new_job(gpus=2))
+    assert job.id is not None
+    attempts.launch(jobs.get(job.id), ("n1",))  # type: ignore[arg-type]
+    attempts.progress()
+    done = jobs.get(job.id)
+    assert done is not None and (done.state, done.exit_code) == (JobState.SUCCEEDED, 0)
+    assert [h.state for h in jobs.history(job.id)] == [
+        JobState.PENDING, JobState.STARTING, JobState.RUNNING, JobState.SUCCEEDED]
+    assert sorted(a.gpu_index for a in jobs.allocations(job.id)) == [0, 1]

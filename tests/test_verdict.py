@@ -3,7 +3,7 @@ what happened (a job that exited before a cancel's signal reached it keeps its o
 
 from __future__ import annotations
 
-from clusterctl.controller.attempts import verdict
+from clusterctl.controller.verdict import verdict
 from clusterctl.executor.types import Launch, Outcome
 from clusterctl.states import JobState
 from clusterctl.store import Job

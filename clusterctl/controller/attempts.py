@@ -3,7 +3,7 @@ in the store, and found again after a controller restart.
 
 Every pass of the scheduler loop calls :meth:`Attempts.progress`; the executor's calls are
 non-blocking or bounded, with no database transaction open. The end state is what the runners
-report (:meth:`Attempts.verdict`), stored with a guard on state and attempt: a job that moved
+report (``verdict.py``), stored with a guard on state and attempt: a job that moved
 meanwhile (cancelled, another controller) is not overwritten.
 """
 
@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.controller.repeats import RepeatedErrors
 from clusterctl.controller.unanswered import PollFailures
+from clusterctl.controller.verdict import verdict
 from clusterctl.executor.types import (
     Executor,
     Interactive,
@@ -34,30 +35,6 @@ log = logging.getLogger(__name__)
 
 def at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, timezone.utc)
-
-
-def verdict(job: Job, launch: Launch) -> tuple[JobState, str, int | None]:
-    """How an attempt whose ranks all ended ends: its state, reason and exit code."""
-    outcomes = [launch.outcomes[r] for r in sorted(launch.outcomes)]
-    rank0 = outcomes[0].exit_code
-    hung_up = next((o.hangup for o in outcomes if o.hangup), None)
-    if hung_up and not job.preempt_requested:  # its user left: as if they had cancelled it
-        return JobState.CANCELLED, hung_up, rank0
-    if job.cancel_requested and any(o.terminated for o in outcomes):
-        # Signalled before it ended. One that ended first keeps its own outcome below.
-        return JobState.CANCELLED, job.reason or "cancelled", rank0
-    if any(o.timed_out for o in outcomes):
-        limit = job.time_limit_s or 0
-        return JobState.TIMEOUT, f"time limit of {limit}s reached", rank0
-    if job.preempt_requested and any(o.terminated for o in outcomes):
-        # Whatever the exit code: a job that checkpoints on SIGTERM and exits 0 is not done.
-        return JobState.PENDING, job.reason or "preempted", None
-    failed = [o for o in outcomes if o.exit_code != 0]
-    if not failed:
-        return JobState.SUCCEEDED, "exit code 0", 0
-    first = failed[0]
-    where = f" on rank {first.rank}" if launch.ranks > 1 else ""
-    return JobState.FAILED, f"exit code {first.exit_code}{where}", first.exit_code
 
 
 class Attempts:
@@ -290,6 +267,12 @@ class Attempts:
              exit_code: int | None, ended_at: datetime | None = None) -> None:
         assert job.id is not None
         fresh = self.jobs.get(job.id) or job  # the state may have moved since the pass began
+        if (fresh.state == JobState.STARTING and launch.started is not None
+                and fresh.attempt == job.attempt):
+            # It started but its start went unrecorded (the database was away when the runner
+            # said so): recorded now, with its GPUs, or it could never leave STARTING.
+            self._mark_running(fresh, launch)
+            fresh = self.jobs.get(job.id) or fresh
         if JobState(fresh.state) in ACTIVE and fresh.attempt == job.attempt:
             if state is JobState.PENDING:
                 self.jobs.preempted(fresh, reason, ended_at=ended_at)
