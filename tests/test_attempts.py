@@ -46,6 +46,9 @@ class NeverGranted:
     def terminate(self, launch: Launch, grace_s: float | None) -> None:
         pass
 
+    def withdraw(self, launch: Launch, grace_s: float) -> bool:
+        return True  # no runner exists to start it
+
     def read_log(self, launch: Launch, rank: int, offset: int) -> bytes | None:
         return None
 
@@ -113,3 +116,65 @@ def test_an_attempt_that_ended_while_its_start_went_unrecorded_still_ends(
     assert [h.state for h in jobs.history(job.id)] == [
         JobState.PENDING, JobState.STARTING, JobState.RUNNING, JobState.SUCCEEDED]
     assert sorted(a.gpu_index for a in jobs.allocations(job.id)) == [0, 1]
+
+
+class RanBeforeTheCancel(NeverGranted):
+    """A runner that started the command, which exited 0, before the cancel came, while the
+    controller has not polled its answer yet: STARTING until the poll after the withdrawal."""
+
+    def __init__(self, clock: list[float]) -> None:
+        super().__init__(clock)
+        self.withdrawn: list[float] = []
+
+    def withdraw(self, launch: Launch, grace_s: float) -> bool:
+        self.withdrawn.append(grace_s)
+        launch.terminating = True
+        return False  # its GPUs were granted: its runner answers through the start's reply
+
+    def poll(self, launch: Launch) -> Progress:
+        if not self.withdrawn:
+            return Progress(Phase.STARTING)
+        if launch.started is None:
+            launch.started = [Started(0, 4242, ("0",), "n1", "127.0.0.1", 10.0)]
+            return Progress(Phase.STARTED)
+        launch.outcomes = {0: Outcome(0, 0, None, False, False, 11.0)}
+        return Progress(Phase.DONE)
+
+
+def _cancel_while_starting(db_url: str, tmp_path: Path, executor: NeverGranted
+                           ) -> tuple[JobStore, int, Attempts]:
+    migrate(db_url)
+    jobs = JobStore(make_engine(db_url))
+    attempts = Attempts(jobs, executor, LogStore(tmp_path / "l"), PackageStore(tmp_path / "p"),
+                        kill_grace_s=7, monotonic=lambda: executor.clock[0])
+    job = jobs.submit(new_job(gpus=1))
+    assert job.id is not None
+    attempts.launch(jobs.get(job.id), ("n1",))  # type: ignore[arg-type]
+    attempts.progress()
+    assert jobs.request_cancel(job.id, "root", True)[0] == "requested"
+    return jobs, job.id, attempts
+
+
+def test_a_cancel_before_the_start_is_seen_keeps_the_outcome_of_a_job_that_ran(
+        db_url: str, tmp_path: Path) -> None:
+    """The race of #17 that a clean-clone run found: a job cancelled after its command had
+    run to exit 0 but before the controller saw it start was CANCELLED at once. Its runner is
+    asked first, and the job keeps what really happened."""
+    executor = RanBeforeTheCancel([0.0])
+    jobs, job_id, attempts = _cancel_while_starting(db_url, tmp_path, executor)
+    for _ in range(3):
+        attempts.progress()
+    done = jobs.get(job_id)
+    assert done is not None and (done.state, done.exit_code) == (JobState.SUCCEEDED, 0)
+    assert executor.withdrawn == [7]  # asked once, with the kill grace
+    assert executor.released == [(job_id, 1)]
+
+
+def test_a_cancel_before_the_gpus_are_granted_ends_the_job_at_once(
+        db_url: str, tmp_path: Path) -> None:
+    executor = NeverGranted([0.0])
+    jobs, job_id, attempts = _cancel_while_starting(db_url, tmp_path, executor)
+    attempts.progress()
+    done = jobs.get(job_id)
+    assert done is not None and done.state == JobState.CANCELLED
+    assert executor.released == [(job_id, 1)]

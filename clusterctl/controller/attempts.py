@@ -166,13 +166,13 @@ class Attempts:
         self.failures.answered(job.id, launch.attempt)
         self._seen(launch, p.kind)
         if p.kind is Phase.STARTING:
-            if asked:  # nothing has started: nothing to checkpoint, give the GPUs back now
-                self._end(job, launch,
-                          JobState.CANCELLED if job.cancel_requested else JobState.PENDING,
-                          job.reason or ("cancelled" if job.cancel_requested else "preempted"),
-                          None)
+            if asked:
+                self._withdraw(job, launch)
             elif self.monotonic() - launch.launched_at > self.start_timeout_s:
                 self._not_granted(job, launch)
+            return
+        if asked and launch.started is None and p.kind is not Phase.STARTED:
+            self._end_as_asked(job, launch)  # its start refused, or lost: nothing ran
             return
         if p.kind is Phase.STARTED:  # it may have ended already: the signal then finds nothing
             self._mark_running(job, launch)
@@ -201,6 +201,23 @@ class Attempts:
             state, reason, code = verdict(job, launch)
             ended = max(o.ended_at for o in launch.outcomes.values())
             self._end(job, launch, state, reason, code, ended_at=at(ended))
+
+    def _withdraw(self, job: Job, launch: Launch) -> None:
+        """Cancelled or preempted before its start was seen. Its GPUs never granted, nothing
+        of it can run: it ends now. Otherwise its runners may be starting it, or may have run
+        it to its end already (their answer not yet polled): each refuses its start or ends
+        what it started, and the attempt ends on that answer, so a job that ended on its own
+        first keeps its outcome (#17) and a cancelled one never runs."""
+        grace = self.kill_grace_s if job.cancel_requested else self.preempt_grace_s
+        nothing_runs = self.executor.withdraw(launch, grace)
+        if nothing_runs or self.monotonic() - launch.launched_at > self.start_timeout_s:
+            self._end_as_asked(job, launch)
+
+    def _end_as_asked(self, job: Job, launch: Launch) -> None:
+        """Nothing started: nothing to checkpoint, the GPUs go back now."""
+        self._end(job, launch,
+                  JobState.CANCELLED if job.cancel_requested else JobState.PENDING,
+                  job.reason or ("cancelled" if job.cancel_requested else "preempted"), None)
 
     def _unanswered(self, job: Job, launch: Launch, error: Exception) -> None:
         """A poll (or signal) of this attempt failed: a cancel of an attempt that never

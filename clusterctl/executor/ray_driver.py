@@ -200,6 +200,12 @@ class RayDriver:
         launch.terminating = True
         self._call("terminate", launch.job_id, launch.attempt, launch.ranks, grace_s)
 
+    def withdraw(self, launch: Launch, grace_s: float) -> bool:
+        gone: bool = self._call("withdraw", launch.job_id, launch.attempt, launch.ranks,
+                                grace_s)
+        launch.terminating = launch.terminating or not gone
+        return gone
+
     def read_log(self, launch: Launch, rank: int, offset: int) -> bytes | None:
         return self._call("read_log", launch.job_id, launch.attempt, launch.ranks, rank,  # type: ignore[no-any-return]
                           offset, timeout=self.call_timeout_s * 2)
@@ -270,6 +276,11 @@ class _Served:
         launch = self._held(job_id, attempt, ranks)
         if launch is not None:
             self.executor.terminate(launch, grace_s)
+
+    def withdraw(self, job_id: int, attempt: int, ranks: int, grace_s: float) -> bool:
+        launch = self.launches.get((job_id, attempt))
+        # A new child: the start call died with the previous driver, and its poll releases it.
+        return self.executor.withdraw(launch, grace_s) if launch is not None else True
 
     def read_log(self, job_id: int, attempt: int, ranks: int, rank: int, offset: int
                  ) -> bytes | None:

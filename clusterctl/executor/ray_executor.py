@@ -17,6 +17,7 @@ from ray.util.placement_group import (
     PlacementGroup,
     get_placement_group,
     placement_group,
+    placement_group_table,
     remove_placement_group,
 )
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -210,6 +211,22 @@ class RayExecutor:
         launch.terminating = True
         for actor in launch.actors:
             actor.terminate.remote(grace_s)
+
+    def withdraw(self, launch: Launch, grace_s: float) -> bool:
+        """Stop an attempt whose start has not been seen. True when nothing of it can run:
+        its GPUs were never granted, so no runner exists to start it, and it may be released
+        now. Otherwise each runner is told, once, to refuse its start or to end the command it
+        started (one that already exited keeps its outcome), and ``poll`` brings the answer:
+        FAILED for a refused start, or STARTED and then the outcome."""
+        if launch.withdraw_refs is None:
+            launch.withdraw_refs = [a.withdraw.remote(grace_s) for a in launch.actors]
+        try:
+            pg: PlacementGroup = get_placement_group(pg_name(launch.job_id, launch.attempt))
+        except ValueError:
+            return True
+        granted = placement_group_table(pg).get("state") == "CREATED"
+        launch.terminating = launch.terminating or granted
+        return not granted
 
     def read_log(self, launch: Launch, rank: int, offset: int) -> bytes | None:
         """New output of a rank from ``offset``; None if the runner is unreachable."""

@@ -44,6 +44,9 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+WITHDRAWN = "withdrawn before it started"
+
+
 class RunnerError(RuntimeError):
     """A job that could not be started (bad working directory, unpacking failed…)."""
 
@@ -67,6 +70,9 @@ class JobRunner:
         self._outcome: Outcome | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._terminating = False
+        self._launched = False
+        """The command's thread is started (under the lock): a withdrawal is too late."""
+        self._withdrawn = False
         self._timed_out = False
         self._kill_grace_s = 30.0
         self._interactive: Interactive | None = None
@@ -87,7 +93,9 @@ class JobRunner:
               package: bytes | None) -> Started:
         """Start the command; idempotent, so a retried call never starts it twice."""
         with self._lock:
-            if not self._started.is_set() and self._proc is None and self._start_error is None:
+            if self._withdrawn:
+                raise RunnerError(WITHDRAWN)
+            if not self._launched:
                 try:
                     account = accounts.resolve(spec.account, spec.fallback_account,
                                                self._node_name() or socket.gethostname())
@@ -116,6 +124,7 @@ class JobRunner:
                     args=(list(spec.command), env, spec.time_limit_s, account),
                 )
                 thread.start()
+                self._launched = True
         self._started.wait()
         if self._start_error is not None:
             raise RunnerError(self._start_error)
@@ -141,6 +150,18 @@ class JobRunner:
             return
         self._terminating = True
         self._signal_group(self._kill_grace_s if grace_s is None else grace_s)
+
+    def withdraw(self, grace_s: float | None = None) -> bool:
+        """A cancel or preemption that may come before the start: True if the command had
+        not started, and now never will (a later start refuses); otherwise what started is
+        ended as by :meth:`terminate`, so a command that already exited keeps its outcome."""
+        with self._lock:
+            if not self._launched:
+                self._withdrawn = True
+                return True
+        self._started.wait()  # its thread is spawning it: the signal must find it
+        self.terminate(grace_s)
+        return False
 
     def read_log(self, offset: int, max_bytes: int = 1 << 20) -> bytes:
         with open(self.log_path, "rb") as f:
