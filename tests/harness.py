@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from ports import free_port
 
-from clusterctl.executor.local_ray import free_port, stop_process
+from clusterctl.executor.local_ray import stop_process
 from clusterctl.states import ENDED
 
 CLUSTERCTL = Path(sys.executable).with_name("clusterctl")
@@ -61,6 +62,17 @@ def until(get: Any, ok: Any, timeout: float = 60, what: str = "") -> Any:
         time.sleep(0.3)
 
 
+def _ours(answer: httpx.Response) -> bool:
+    """A controller's /healthz says its status in JSON: not any server that took the port
+    (another worker's Prometheus listener answers every path with 200)."""
+    if not answer.url.path.endswith("/healthz"):
+        return True
+    try:
+        return "status" in answer.json()
+    except ValueError:
+        return False
+
+
 def start_serving(argv: list[str], env: dict[str, str], log_path: Path, url: str,
                   timeout: float, ready: Any = lambda: True,
                   verify: Any = True, healthy: bool = True) -> subprocess.Popen[bytes]:
@@ -76,7 +88,7 @@ def start_serving(argv: list[str], env: dict[str, str], log_path: Path, url: str
             raise RuntimeError(f"{argv[0]} exited:\n" + log_tail(log_path))
         try:
             answer = http("GET", url, verify, timeout=1)
-            if (answer.is_success or not healthy) and ready():
+            if (answer.is_success or not healthy) and _ours(answer) and ready():
                 return proc
         except httpx.TransportError:
             pass

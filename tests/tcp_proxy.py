@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 
-from clusterctl.executor.local_ray import free_port
+from ports import free_port
 
 
 class TcpProxy:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from ports import free_port
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,7 +22,6 @@ from agents.reader import GpuError, GpuSample, Snapshot
 from agents.samples import LastRead, energy_since, sample_rows
 from agents.simulated import SimulatedReader
 from agents.spool import Spool
-from clusterctl.executor.local_ray import free_port
 
 # -- energy since the last read ---------------------------------------------------------------
 

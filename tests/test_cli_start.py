@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from ports import free_port
 from typer.testing import CliRunner
 
 from clusterctl.cli.main import build, listing
-from clusterctl.executor.local_ray import free_port
 
 HEAVY = ("numpy", "matplotlib", "ray", "sqlalchemy", "sqlmodel", "fastapi", "uvicorn",
          "starlette", "psycopg", "alembic", "pynvml", "cryptography", "yaml")

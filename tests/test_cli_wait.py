@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from clusterctl.executor.local_ray import free_port
+from ports import free_port
 
 
 def test_an_unreachable_controller_is_retried_until_the_timeout_then_exit_3(

@@ -25,8 +25,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from ports import free_port
 
-from clusterctl.executor.local_ray import free_port, stop_process
+from clusterctl.executor.local_ray import stop_process
 from clusterctl.scheduler.quotas import parse_quotas
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,9 +18,10 @@ import httpx
 import pexpect
 import pytest
 from harness import ControllerProcess, clusterctl_argv
+from ports import free_port
 from websockets.sync.client import connect
 
-from clusterctl.executor.local_ray import LocalRay, free_port
+from clusterctl.executor.local_ray import LocalRay
 
 pytestmark = pytest.mark.ray
 PY = sys.executable

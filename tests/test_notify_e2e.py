@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from harness import ControllerProcess
+from ports import free_port
 from webhook import Hook
 
-from clusterctl.executor.local_ray import LocalRay, free_port
+from clusterctl.executor.local_ray import LocalRay
 
 pytestmark = pytest.mark.ray
 

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from clusterctl.executor.local_ray import free_port
+from ports import free_port
 
 pytestmark = pytest.mark.gpu
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from harness import Agent, ControllerProcess, log_tail
+from ports import free_port
 
 from clusterctl.executor.local_ray import (
     ensure_token,
-    free_port,
     ray_command,
     ray_env,
     stop_process,

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from harness import ControllerProcess
+from ports import free_port
 
-from clusterctl.executor.local_ray import free_port, process_alive
+from clusterctl.executor.local_ray import process_alive
 
 pytestmark = pytest.mark.ray
 
