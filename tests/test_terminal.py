@@ -203,3 +203,16 @@ def test_a_flood_of_strangers_is_refused_at_the_door_and_the_user_still_gets_in(
         s, r = _connect(t, "k", 0)  # the user comes in as before
         assert _read(s, r, wire.OUTPUT) == [(wire.OUTPUT, b"before\n")]
         s.close()
+
+
+def test_a_hangup_sent_as_the_user_leaves_is_not_lost_with_the_output(tmp_path: Path) -> None:
+    """A clean-clone run found it: a closed terminal's hangup comes through a connection that
+    the controller closes as soon as it is relayed, while the output so far is still being
+    sent to it; the send fails, and the hangup behind it must still be read."""
+    with terminal(tmp_path, b"x" * (8 << 20), "k", 600) as (t, job, _):
+        s, _ = _connect(t, "k", 0)  # the whole output (8 MiB) is sent back first
+        assert s.recv(1 << 16)  # it is being sent now
+        s.sendall(wire.from_user('{"hangup": true}'))
+        s.close()  # with output unread: the node's end gets a reset while it sends
+        assert job.hung_up.wait(5)
+        assert job.calls == [("hangup", "terminal closed")]

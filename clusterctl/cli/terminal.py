@@ -49,6 +49,19 @@ HANGUP_S = 30.0
 """How long a closed terminal's CLI keeps trying to tell the job, while the controller is away."""
 
 
+HANGUP_WAIT_S = 5.0
+"""How long a closed terminal's CLI waits for the job's end once it has sent the hangup:
+closed at once, its connection could be gone before the hangup reached the job."""
+
+
+def _until_the_end(conn: Any, deadline: float) -> None:
+    """Read (and drop) what the job shows until it says it ended, or ``deadline``."""
+    while (left := deadline - time.monotonic()) > 0:
+        message = conn.recv(timeout=left)
+        if isinstance(message, str) and ('"exit_code"' in message or '"ended"' in message):
+            return
+
+
 def _retryable(e: BaseException) -> bool:
     return isinstance(e, ApiError) and (e.unreachable or e.status == 503)
 
@@ -123,8 +136,10 @@ class Session:
                     return  # refused: the job has ended, or is no longer ours to end
                 time.sleep(0.5)
                 continue
-            with contextlib.suppress(ConnectionClosed, OSError):
+            with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
                 conn.send(hangup)
+                _until_the_end(conn, time.monotonic() + HANGUP_WAIT_S)
+            with contextlib.suppress(Exception):
                 conn.close()
             return
 

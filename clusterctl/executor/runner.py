@@ -24,6 +24,7 @@ import ray
 
 from clusterctl.executor import accounts, cgroups, environment
 from clusterctl.executor.accounts import Account, AccountError
+from clusterctl.executor.job_input import JobInput, killpg
 from clusterctl.executor.launch import COMMAND_ENV, ENDED_FILE, KILL_TREE, PTY_ENV
 from clusterctl.executor.local_ray import free_port
 from clusterctl.executor.run_dir import RunDir, RunDirError, default_run_root
@@ -37,12 +38,6 @@ from clusterctl.executor.types import (
     RunnerStatus,
     Started,
 )
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
 
 WITHDRAWN = "withdrawn before it started"
 
@@ -70,17 +65,12 @@ class JobRunner:
         self._outcome: Outcome | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._terminating = False
-        self._launched = False
-        """The command's thread is started (under the lock): a withdrawal is too late."""
-        self._withdrawn = False
+        self._launched = self._withdrawn = False  # (under the lock) started; refused to start
         self._timed_out = False
         self._kill_grace_s = 30.0
         self._interactive: Interactive | None = None
         self._terminal: Terminal | None = None
-        self._master: int | None = None
-        """An interactive job's pseudo-terminal (its runner's end)."""
-        self._stdin: Any = None
-        """An interactive job's stdin pipe, without a pseudo-terminal."""
+        self._input = JobInput()
         self._hangup_reason: str | None = None
 
     # -- called by the controller -------------------------------------------------------------
@@ -115,8 +105,8 @@ class JobRunner:
                 if spec.interactive is not None and self.rank == 0:  # the user's rank
                     self._interactive = spec.interactive
                     self._terminal = Terminal(self.log_path, Controls(
-                        write=self._write_input, resize=self._resize,
-                        close_input=self._close_input, signal=self._send_signal,
+                        write=self._input.write, resize=self._input.resize,
+                        close_input=self._input.close_input, signal=self._input.signal,
                         hangup=self._hangup), secrets.token_urlsafe(24),
                         spec.interactive.grace_s, host=ray.util.get_node_ip_address())
                 thread = threading.Thread(
@@ -174,9 +164,7 @@ class JobRunner:
         self._end_everything()
         if self._terminal is not None:
             self._terminal.close()  # first: no input is written after the terminal closes
-        if self._master is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._master)
+        self._input.close()
         self.run.remove()
 
     # -- inside the actor ---------------------------------------------------------------------
@@ -233,7 +221,7 @@ class JobRunner:
             self._started.set()
             self._done.set()
             return
-        self._proc = proc
+        self._proc = self._input.proc = proc
         copier = threading.Thread(target=self._copy_output, args=(output,),
                                   name=f"job-{self.job_id}-rank-{self.rank}-log", daemon=True)
         copier.start()
@@ -273,7 +261,7 @@ class JobRunner:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL if it is None else subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **common)
-            self._stdin = proc.stdin
+            self._input.stdin = proc.stdin
             assert proc.stdout is not None
             return proc, proc.stdout.fileno()
         master, slave = os.openpty()
@@ -289,7 +277,7 @@ class JobRunner:
             raise
         finally:
             os.close(slave)
-        self._master = master
+        self._input.master = master
         return proc, master
 
     def _copy_output(self, fd: int) -> None:
@@ -309,43 +297,9 @@ class JobRunner:
                     self._terminal.output(chunk, log.write)
                 else:
                     log.write(chunk)
-        if self._master is None and self._proc is not None and self._proc.stdout is not None:
-            self._proc.stdout.close()
-
-    # -- an interactive job's terminal (``terminal.py`` calls these) ---------------------------
-
-    def _write_input(self, data: bytes) -> None:
-        with contextlib.suppress(OSError, ValueError):  # the job went, or closed its stdin
-            if self._master is not None:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._master, view):]
-            elif self._stdin is not None:
-                self._stdin.write(data)
-                self._stdin.flush()
-
-    def _close_input(self) -> None:
-        if self._master is not None:  # the terminal's end of file, as Ctrl-D types it
-            self._write_input(b"\x04")
-        elif self._stdin is not None:
-            with contextlib.suppress(OSError):
-                self._stdin.close()
-
-    def _resize(self, window: Window) -> None:
-        if self._master is not None:  # the kernel sends the foreground job SIGWINCH
-            with contextlib.suppress(OSError):
-                set_window(self._master, window)
-
-    def _send_signal(self, name: str) -> None:
         proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        sig = signal.Signals[f"SIG{name}"]
-        if self._master is not None:  # the terminal's foreground job, as a key would
-            with contextlib.suppress(OSError):
-                _killpg(os.tcgetpgrp(self._master), sig)
-                return
-        _killpg(proc.pid, sig)
+        if self._input.master is None and proc is not None and proc.stdout is not None:
+            proc.stdout.close()
 
     def _hangup(self, reason: str) -> None:
         """The user is gone: SIGHUP, as a closed terminal sends it, then everything ends after
@@ -354,30 +308,26 @@ class JobRunner:
         if proc is None or proc.poll() is not None:
             return
         self._hangup_reason = reason
-        if self._master is not None:
+        if self._input.master is not None:  # the terminal's foreground job, and the shim's
             with contextlib.suppress(OSError):
-                _killpg(os.tcgetpgrp(self._master), signal.SIGHUP)
-        _killpg(proc.pid, signal.SIGHUP)
-
-        def _escalate() -> None:
-            try:
-                proc.wait(timeout=self._kill_grace_s)
-            except subprocess.TimeoutExpired:
-                self._end_everything()
-
-        threading.Thread(target=_escalate, daemon=True).start()
+                killpg(os.tcgetpgrp(self._input.master), signal.SIGHUP)
+        killpg(proc.pid, signal.SIGHUP)
+        self._kill_after(proc, self._kill_grace_s)
 
     def _signal_group(self, grace_s: float) -> None:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
-        _killpg(proc.pid, signal.SIGTERM)
+        killpg(proc.pid, signal.SIGTERM)
+        self._kill_after(proc, grace_s)
 
+    def _kill_after(self, proc: subprocess.Popen[bytes], grace_s: float) -> None:
+        """Everything of the job is killed if it has not ended within ``grace_s``."""
         def _escalate() -> None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                self._end_everything()
+                return
+            self._end_everything()
 
         threading.Thread(target=_escalate, daemon=True).start()
 
@@ -405,6 +355,6 @@ class JobRunner:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
         if proc is not None:
-            _killpg(proc.pid, signal.SIGKILL)
+            killpg(proc.pid, signal.SIGKILL)
         if self.cgroup is not None:
             cgroups.kill(self.cgroup)

@@ -329,13 +329,18 @@ class Terminal:
         self.controls.hangup(f"connection lost: nobody attached for {shown}")
 
     def _send(self, kind: bytes, payload: bytes) -> None:
-        """To the attached user, if any (the lock held); a user who went away is dropped."""
+        """To the attached user, if any (the lock held). A user who went away gets no more
+        output, but what they sent before leaving is still read, until their connection
+        ends: a closed terminal's hangup comes just before its connection closes, and the
+        output sent to it then fails."""
         if self._client is None:
             return
         try:
             self._client.sendall(frame(kind, payload))
         except OSError:
-            self._drop_client()
+            with contextlib.suppress(OSError):
+                self._client.shutdown(socket.SHUT_WR)
+            self._client = None  # closed by its reader, which ends it as detached
 
     def _drop_client(self) -> None:
         if self._client is not None:
