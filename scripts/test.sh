@@ -19,9 +19,15 @@ fi
 
 if [[ $quick == 0 || ! -x .venv/bin/pytest ]]; then
     python3 -m venv .venv
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -c requirements.lock -e '.[test,plots]'
+    # uv installs the same pinned versions as pip would, in 7 s instead of 110 s (two cores):
+    # pip byte-compiles every file of every package, most of which no test imports.
+    .venv/bin/python -m pip install -q uv
+    .venv/bin/python -m uv pip install -q --python .venv/bin/python -c requirements.lock \
+        -e '.[test,plots]'
 fi
+# Byte code is written as modules are first imported (some machines set the variable off):
+# else every controller, CLI and Ray worker the tests start compiles what it imports again.
+unset PYTHONDONTWRITEBYTECODE
 .venv/bin/ruff check .
 workers="${CLUSTERCTL_TEST_WORKERS:-4}"
 if [[ $quick == 1 ]]; then
