@@ -204,12 +204,12 @@ class Attempts:
 
     def _withdraw(self, job: Job, launch: Launch) -> None:
         """Cancelled or preempted before its start was seen. Its GPUs never granted, nothing
-        of it can run: it ends now. Otherwise its runners may be starting it, or may have run
-        it to its end already (their answer not yet polled): each refuses its start or ends
+        of it can run: it ends now. Otherwise (``terminating`` once known) its runners may be
+        starting it, or have run it to its end (not yet polled): each refuses its start or ends
         what it started, and the attempt ends on that answer, so a job that ended on its own
         first keeps its outcome (#17) and a cancelled one never runs."""
         grace = self.kill_grace_s if job.cancel_requested else self.preempt_grace_s
-        nothing_runs = self.executor.withdraw(launch, grace)
+        nothing_runs = not launch.terminating and self.executor.withdraw(launch, grace)
         if nothing_runs or self.monotonic() - launch.launched_at > self.start_timeout_s:
             self._end_as_asked(job, launch)
 

@@ -218,8 +218,10 @@ class RayExecutor:
         now. Otherwise each runner is told, once, to refuse its start or to end the command it
         started (one that already exited keeps its outcome), and ``poll`` brings the answer:
         FAILED for a refused start, or STARTED and then the outcome."""
-        if launch.withdraw_refs is None:
-            launch.withdraw_refs = [a.withdraw.remote(grace_s) for a in launch.actors]
+        if not launch.withdrawn:  # the answer comes through the start calls, not these
+            for actor in launch.actors:
+                actor.withdraw.remote(grace_s)
+            launch.withdrawn = True
         try:
             pg: PlacementGroup = get_placement_group(pg_name(launch.job_id, launch.attempt))
         except ValueError:

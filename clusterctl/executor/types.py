@@ -139,8 +139,9 @@ class Launch:
     ranks: int
     actors: list[Any]
     start_refs: list[Any] | None = None
-    withdraw_refs: list[Any] | None = None
-    """Sent once when the attempt is cancelled or preempted before its start was seen."""
+    withdrawn: bool = False
+    """Its runners were told, once, to refuse their start (cancelled or preempted before its
+    start was seen)."""
     wait_refs: list[Any] | None = None
     started: list[Started] | None = None
     outcomes: dict[int, Outcome] = field(default_factory=dict)
