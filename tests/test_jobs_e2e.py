@@ -394,7 +394,7 @@ def test_tokens_and_ownership(controller: ControllerProcess, tmp_path: Path) -> 
     carol = controller.cli("admin", "user", "add", "carol", "--team", "nlp").stdout.strip()
     wrong = controller.cli("jobs", token="cct_not-a-real-token")
     assert wrong.returncode == 1 and "not authorized" in wrong.stderr
-    job_id = int(controller.cli("submit", "--", PY, "-c", "import time; time.sleep(60)",
+    job_id = int(controller.cli("submit", "--", PY, "-c", "import time; time.sleep(3600)",
                                 token=bob["token"]).stdout)
     assert controller.show(job_id)["user"] == "bob" and controller.show(job_id)["team"] == "nlp"
     refused = controller.cli("cancel", str(job_id), token=carol)
