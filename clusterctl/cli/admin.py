@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from clusterctl import parsing
-from clusterctl import settings as settings_mod
 from clusterctl.cli.common import client, console, handles_errors, local_time, print_json
 
 app = typer.Typer(help="Administration.", no_args_is_help=True)
@@ -188,6 +187,7 @@ def node_token(
     """Issue a token for a node's agent (printed once; an older one stops working)."""
     parsing.parse_node_name(node)
     if direct:  # the deploy's path: on the head, before or without a running controller
+        from clusterctl import settings as settings_mod
         from clusterctl.controller.installation import local_user_name
         from clusterctl.store import UserStore, make_engine
 
@@ -210,6 +210,7 @@ def migrate(
 ) -> None:
     """Bring the database schema up to date (each deploy runs it; safe to repeat). The
     controller also migrates when it starts; this lets an upgrade do it first, once."""
+    from clusterctl import settings as settings_mod
     from clusterctl import store
 
     url = settings_mod.load(db_url=db).db_url
