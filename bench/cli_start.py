@@ -4,7 +4,9 @@ run: the commands people type dozens of times an hour, against a real controller
 (`clusterctl up --ray-address`, SQLite, simulated GPUs).
 
 With BEFORE=<a checkout of an earlier commit>, the same commands run that code too (through
-PYTHONPATH, ahead of the installed one), so the change is measured in the same run.
+PYTHONPATH, ahead of the installed one), so the change is measured in the same run; with
+BEFORE_PYTHON=<a venv's python> as well, under that venv's versions of the libraries (a
+change of a dependency's version is measured too).
 Run: python bench/cli_start.py [RUNS]   (median of RUNS runs each, default 15)
 """
 
@@ -58,9 +60,11 @@ def main() -> None:
                 if label == "before" and not path:
                     continue
                 env = dict(stack.env)
+                python = py
                 if path:
                     env["PYTHONPATH"] = path
-                cells.append(median_s([*py, "-m", "clusterctl", *args], env, work))
+                    python = [os.environ.get("BEFORE_PYTHON", sys.executable)]
+                cells.append(median_s([*python, "-m", "clusterctl", *args], env, work))
             goal = f" (goal {GOALS[name]:g}x)" if name in GOALS else ""
             print(f"| `clusterctl {name}` | " + " | ".join(f"{c * 1000:.0f}" for c in cells)
                   + f" | {cells[0] / base:.1f}x{goal} |")
