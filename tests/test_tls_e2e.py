@@ -44,6 +44,9 @@ def tls_controller(ray_head: LocalRay, pki: dict[str, Path],
     c.start()
     yield c
     c.stop()
+    # Stopped by its SIGTERM, not killed: the harness's kept-alive connection must not hold
+    # a TLS controller's exit (it did, for asyncio's 30 s wait on a TLS close).
+    assert c.proc is not None and c.proc.returncode == 0, c.proc and c.proc.returncode
 
 
 def test_the_cli_and_an_agent_talk_to_the_controller_over_verified_tls(

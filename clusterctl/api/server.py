@@ -17,15 +17,23 @@ from prometheus_client import start_http_server
 from clusterctl.api.app import create_app
 from clusterctl.controller.service import Controller
 
+GRACE_S = 5
+"""How long a stopping controller lets the requests in flight finish."""
+
 
 class ApiServer:
     def __init__(self, controller: Controller) -> None:
         self.controller = controller
         s = controller.settings
         self.port = s.port
+        # A stop waits at most GRACE_S for the requests in flight: else, under TLS, every
+        # kept-alive client connection holds the exit for asyncio's 30 s wait on the client's
+        # close_notify (which an idle client never sends), and a follow stream for as long
+        # as its job runs.
         config = uvicorn.Config(create_app(controller), host=s.host, port=s.port,
                                 log_level="warning", access_log=False, lifespan="off",
-                                ssl_certfile=s.tls_cert or None, ssl_keyfile=s.tls_key or None)
+                                ssl_certfile=s.tls_cert or None, ssl_keyfile=s.tls_key or None,
+                                timeout_graceful_shutdown=GRACE_S)
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self._metrics: Any = None
