@@ -14,6 +14,12 @@ from clusterctl.executor.terminal import Window, set_window
 
 
 def killpg(pgid: int, sig: int) -> None:
+    """Signal a job's process group. Never the caller's own: a pseudo-terminal with no
+    foreground group yet (the job's shim has not taken it) or any more (its session ended)
+    answers ``tcgetpgrp`` with 0, and ``killpg(0)`` is the runner's own group: a hangup there
+    killed the runner, and the job ended LOST instead of CANCELLED."""
+    if pgid <= 0 or pgid == os.getpgrp():
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
