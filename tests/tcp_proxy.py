@@ -17,6 +17,10 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._upstreams: list[socket.socket] = []
+        self._muted: set[socket.socket] = set()
+        self.first_lines: list[bytes] = []
+        """The first line each client sent on each connection (an HTTP request's)."""
 
     def start(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -44,6 +48,13 @@ class TcpProxy:
                 s.close()
             self._open.clear()
 
+    def mute_newest(self) -> None:
+        """From now on drop what the server sends on the connection opened last, its close
+        included: the client's side stays open, an answer lost on a connection that looks
+        live."""
+        with self._lock:
+            self._muted.add(self._upstreams[-1])
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -57,13 +68,21 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._open.update((client, upstream))
+                self._upstreams.append(upstream)
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):
+            first = src not in self._upstreams
             while data := src.recv(65536):
-                dst.sendall(data)
+                if first:
+                    self.first_lines.append(data.split(b"\r\n", 1)[0])
+                    first = False
+                if src not in self._muted:
+                    dst.sendall(data)
+        if src in self._muted:
+            return  # its end is lost too: the client's side stays open
         for s in (src, dst):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)

@@ -19,6 +19,7 @@ import pexpect
 import pytest
 from harness import ControllerProcess, clusterctl_argv
 from ports import free_port
+from tcp_proxy import TcpProxy
 from websockets.sync.client import connect
 
 from clusterctl.executor.local_ray import LocalRay
@@ -155,6 +156,33 @@ def test_a_dropped_connection_comes_back_with_attach(controller: ControllerProce
     again.close()
     assert again.exitstatus == 0
     assert controller.wait_done(job_id)["state"] == "SUCCEEDED"
+
+
+def test_a_run_whose_end_is_lost_on_its_connection_still_exits_as_its_job(
+        controller: ControllerProcess) -> None:
+    """The job's last output and its exit code are lost on the terminal's connection, which
+    stays open (seen under load over TLS: the job had ended, `run` waited on): the CLI asks
+    the controller after a silence, shows the rest from the job's log and exits as it did."""
+    proxy = TcpProxy("127.0.0.1", controller.port)
+    proxy.start()
+    script = "import sys\nprint('up', flush=True)\nsys.stdin.read()\nprint('bye')\nsys.exit(5)"
+    p = subprocess.Popen([*clusterctl_argv(), "run", "--name", "muted", "--", PY, "-c", script],
+                         env={**controller.env, "CLUSTERCTL_URL": f"http://127.0.0.1:{proxy.port}"},
+                         cwd=controller.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdin is not None
+        assert p.stdout.readline() == "up\n"
+        proxy.mute_newest()  # the terminal's: opened after every request before the start
+        p.stdin.close()  # the job reads the end of its input, says bye and exits 5
+        p.wait(timeout=90)
+    finally:
+        p.kill()
+        proxy.cut()
+    assert p.stdout is not None and p.stderr is not None
+    assert (p.returncode, p.stdout.read()) == (5, "bye\n"), p.stderr.read()
+    # Through the controller's record, not a new connection once a keepalive gave up on it.
+    assert sum(b"/attach" in line for line in proxy.first_lines) == 1, proxy.first_lines
 
 
 def test_nobody_coming_back_within_the_grace_period_ends_the_job(

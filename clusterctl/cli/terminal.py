@@ -28,6 +28,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from websockets.exceptions import ConnectionClosed
 
 from clusterctl.cli.client import ApiError, Client
+from clusterctl.states import ENDED, JobState
 
 RECONNECT_S = 30.0
 """How long a dropped connection is tried again before ``run`` gives up (the job keeps
@@ -44,6 +45,12 @@ class Ended:
     reason: str | None = None
     lost: str | None = None
 
+
+SILENCE_S = 5.0
+"""After this long without a word on the terminal's connection, the CLI asks the controller
+whether the job has ended. The end is told on the connection, but one that looks live may
+have lost it (seen under load, over TLS: the job had ended in 3 s, the CLI waited on), and
+the CLI must not wait on it for ever."""
 
 HANGUP_S = 30.0
 """How long a closed terminal's CLI keeps trying to tell the job, while the controller is away."""
@@ -167,6 +174,16 @@ class Session:
         if "exit_code" in value:
             raise _Done(Ended(int(value["exit_code"])))
 
+    def _ended_meanwhile(self) -> None:
+        """The job's end as the controller recorded it, if it has ended (what it printed and
+        this terminal did not show is then read from its log)."""
+        try:
+            j = self.c.job(self.job_id)
+        except ApiError:
+            return  # the connection's own trouble shows there
+        if JobState(j["state"]) in ENDED:
+            raise _Done(Ended(state=j["state"], reason=j.get("reason")))
+
     # -- the session --------------------------------------------------------------------------
 
     def run(self, offset: int | None) -> Ended:
@@ -194,7 +211,12 @@ class Session:
             threading.Thread(target=self._copy_stdin, name="stdin", daemon=True).start()
             while True:
                 try:
-                    for message in conn:
+                    while True:
+                        try:
+                            message = conn.recv(timeout=SILENCE_S)
+                        except TimeoutError:
+                            self._ended_meanwhile()
+                            continue
                         self._on_message(message, conn)
                 except _Done as done:
                     return done.ended
