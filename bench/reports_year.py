@@ -76,7 +76,7 @@ def one(db_url: str, kind: str, by: str | None, days: int) -> None:
     t = time.perf_counter()
     limit = JOB_ROWS if kind == "cost" and by == "job" else None
     data = build(service, kind, END - timedelta(days=days), END,
-                 by="job" if by == "job-all" else by, now=END, limit=limit)
+                 by="job" if by == "job-all" else by, now=END, limit=limit).wire()
     body = json.dumps(data)
     seconds = time.perf_counter() - t
     rss_mb = peak_rss_mb()

@@ -65,7 +65,7 @@ def test_every_report_from_the_database(db_url: str) -> None:
     service = ReportService(ReportStore(engine), costs, samples)
     at = datetime.fromtimestamp(now, timezone.utc)
 
-    cost = build(service, "cost", T0, T0 + timedelta(hours=2), by="job", now=at)
+    cost = build(service, "cost", T0, T0 + timedelta(hours=2), by="job", now=at).wire()
     rows = {r["key"]: r for r in cost["rows"]}
     assert rows[str(trainer)]["gpu_hours"] == pytest.approx(4)
     assert rows[str(trainer)]["energy_kwh"] == pytest.approx(2 * 2 * 0.3, rel=0.02)
@@ -78,14 +78,14 @@ def test_every_report_from_the_database(db_url: str) -> None:
     # Idle energy: the whole node drew 2 x 0.6 + 2 x 0.12 kWh; the jobs 1.2 + 0.09.
     assert rows["(idle)"]["energy_kwh"] == pytest.approx(1.44 - 1.29, rel=0.05)
 
-    util = build(service, "utilization", T0, T0 + timedelta(hours=2), by="user", now=at)
+    util = build(service, "utilization", T0, T0 + timedelta(hours=2), by="user", now=at).wire()
     users = {r["key"]: r for r in util["rows"]}
     assert users["alice"]["busy_share"] == pytest.approx(0.9)
     assert users["bob"]["busy_share"] == pytest.approx(0.01)
     assert util["total"]["allocated_share"] == pytest.approx(5.5 / 8)
     assert util["total"]["coverage"] == pytest.approx(1.0, abs=0.02)
 
-    waste = build(service, "waste", T0, T0 + timedelta(hours=2), now=at)
+    waste = build(service, "waste", T0, T0 + timedelta(hours=2), now=at).wire()
     assert [r["job_id"] for r in waste["rows"]] == [notebook]
     assert waste["rows"][0]["idle_gpu_hours"] == pytest.approx(1.5, abs=0.05)
     assert waste["rows"][0]["waste_cost"] == pytest.approx(float(rate * Decimal("1.5")),
@@ -95,11 +95,11 @@ def test_every_report_from_the_database(db_url: str) -> None:
     assert service.store.idle_jobs([trainer, notebook], 1800) == {notebook}
     assert service.store.idle_jobs([trainer, notebook], 2 * 3600) == set()
 
-    amort = build(service, "amortization", T0, T0, now=at)
+    amort = build(service, "amortization", T0, T0, now=at).wire()
     (m,) = amort["machines"]
     assert m["used_gpu_hours"] == pytest.approx(5.5)
     assert m["cloud_equivalent"] == pytest.approx(5.5 * 4.10, abs=0.01)
     assert m["energy_kwh_to_date"] == pytest.approx(1.44, rel=0.05)
     assert m["break_even_status"] in ("projected", "not at this utilization")
-    assert service.job_cost(trainer, int(now * 1000))["total_cost"] == pytest.approx(  # type: ignore[index]
+    assert service.job_cost(trainer, int(now * 1000)).total_cost == pytest.approx(  # type: ignore[union-attr]
         rows[str(trainer)]["total_cost"], abs=0.01)

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from clusterctl.gpu_read import GpuRead
+from clusterctl.reports.documents import JobCost
 
 
 class HistoryEntry(BaseModel):
@@ -122,24 +123,13 @@ class UsageOut(UsageFigures):
     gpus: list[GpuUsageOut]
 
 
-class CostOut(BaseModel):
-    """The job's cost so far on the owned hardware (see ``report cost``)."""
-
-    gpu_hours: float
-    energy_kwh: float
-    capacity_cost: float
-    energy_cost: float
-    total_cost: float
-    cloud_equivalent: float
-    currency: str
-
-
 class JobDetail(JobOut):
     env: dict[str, str]
     history: list[HistoryEntry]
     allocations: list[AllocationOut]
     usage: UsageOut | None = None
-    cost: CostOut | None = None
+    cost: JobCost | None = None
+    """The job's cost so far on the owned hardware (see ``report cost``)."""
     notify_url: str | None = None
     """``--notify``: shown to the job's owner (and admins) only, as all of ``show``."""
     idle_warning: str | None = None

@@ -23,6 +23,13 @@ from clusterctl.cli.client import Client
 from clusterctl.cli.common import console, gib, handles_errors, percent, watts
 from clusterctl.cli.jobs import STATE_STYLE, gpus_asked, jobs_table, usage_table
 from clusterctl.cli.nodes import gpu_table
+from clusterctl.reports.documents import (
+    AmortizationDocument,
+    CostDocument,
+    ReportDocument,
+    UtilizationDocument,
+    WasteDocument,
+)
 from clusterctl.settings import Settings
 from clusterctl.states import ENDED, JobState
 
@@ -139,13 +146,13 @@ def _ownership(c: Client, engine: Any, names: list[str]) -> None:
                   f"{made['jobs']:,.0f} made-up jobs (named synthetic-N) loaded into the "
                   f"demo's temporary database, {made['allocated_share']:.0%} of the GPU-hours "
                   "held. Your real reports hold only real jobs.")
-    data = c.json("GET", "/v1/reports/amortization")
+    data = report.fetch(c, AmortizationDocument)
     console.print("\n[bold]$ clusterctl report amortization[/]")
     console.print(report.rich_table(report.amortization_columns(data)))
-    waste = c.json("GET", "/v1/reports/waste", params={"since": "30d"})
+    waste = report.fetch(c, WasteDocument, since="30d")
     console.print("\n[bold]$ clusterctl report waste --since 30d[/]  (the five worst)")
-    console.print(report.rich_table(report.waste_columns(waste | {
-        "rows": waste["rows"][:5]})))
+    console.print(report.rich_table(report.waste_columns(
+        waste.model_copy(update={"rows": waste.rows[:5]}))))
     console.print("\n[bold]$ clusterctl plan --add 1x4:A100-80GB@150000[/]  (the last 90 "
                   "days replayed through the scheduler, with and without one more machine)")
     history = read_cluster(c, 90 * 86400, now)
@@ -238,18 +245,18 @@ def _measured(c: Client, ids: list[int], timeout_s: float = 20.0) -> list[dict[s
 def _reports(c: Client) -> None:
     from clusterctl.cli import report
 
-    for title, kind, params, columns in (
-        ("report utilization --since 1h --by job", "utilization", {"by": "job"},
-         report.utilization_columns),
-        ("report cost --since 1h --by job", "cost", {"by": "job"}, report.cost_columns),
-        ("report cost --since 1h --by gpu-type", "cost", {"by": "gpu-type"},
-         report.cost_columns),
-        ("report amortization", "amortization", {}, report.amortization_columns),
-    ):
-        data = c.json("GET", f"/v1/reports/{kind}",
-                      params={"since": "1h", **params} if kind != "amortization" else {})
+    shown: list[tuple[str, type[ReportDocument], dict[str, str]]] = [
+        ("report utilization --since 1h --by job", UtilizationDocument,
+         {"since": "1h", "by": "job"}),
+        ("report cost --since 1h --by job", CostDocument, {"since": "1h", "by": "job"}),
+        ("report cost --since 1h --by gpu-type", CostDocument,
+         {"since": "1h", "by": "gpu-type"}),
+        ("report amortization", AmortizationDocument, {}),
+    ]
+    for title, document, query in shown:
+        data: ReportDocument = report.fetch(c, document, **query)
         console.print(f"\n[bold]$ clusterctl {title}[/]")
-        console.print(report.rich_table(columns(data)))
+        console.print(report.rich_table(report.columns(data)))
     console.print("\nThe demo machines are priced as a 4x A100-80GB bought a year ago for "
                   "$150,000 and a 4x RTX 4090 workstation for $14,000 (`clusterctl hardware "
                   "list`); the year of use the amortization report counts is the synthetic "

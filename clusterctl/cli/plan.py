@@ -22,7 +22,7 @@ from rich.table import Table
 
 from clusterctl.cli.client import ApiError, Client
 from clusterctl.cli.common import client, console, err_console, handles_errors, print_json
-from clusterctl.cli.report import check_plot, plots
+from clusterctl.cli.report import check_plot, fetch, plots
 from clusterctl.cli.simulate import Overestimate
 from clusterctl.cost.inventory import HardwareSpec, SiteSettings
 from clusterctl.cost.rates import CloudRate, effective_rates
@@ -39,6 +39,7 @@ from clusterctl.plan.scenarios import (
     money,
     propose,
 )
+from clusterctl.reports.documents import CostDocument
 from clusterctl.scheduler.quotas import parse_quotas
 from clusterctl.simulate import rows
 from clusterctl.simulate import trace as trace_mod
@@ -232,10 +233,9 @@ def measured_power(c: Client, since_s: int) -> dict[str, float]:
     GPU type (energy measured over GPU-hours held): the busy power a plan prices energy at,
     where the cluster has measured it."""
     days = max(1, min(365, since_s // 86400))
-    data = c.json("GET", "/v1/reports/cost", params={"by": "gpu-type", "since": f"{days}d"})
-    return {r["key"]: r["energy_kwh"] * 1000 / r["gpu_hours"] for r in data["rows"]
-            if r.get("kind") == "gpu-type" and r.get("gpu_hours") and r.get("energy_kwh")
-            and r["key"] != "unknown"}
+    data = fetch(c, CostDocument, by="gpu-type", since=f"{days}d")
+    return {r.key: r.energy_kwh * 1000 / r.gpu_hours for r in data.rows
+            if r.kind == "gpu-type" and r.gpu_hours and r.energy_kwh and r.key != "unknown"}
 
 
 def _default_site() -> Site:

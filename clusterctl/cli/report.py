@@ -6,16 +6,30 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import singledispatch
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
+from clusterctl.cli.client import Client
 from clusterctl.cli.common import client, console, handles_errors, percent, print_json
 from clusterctl.parsing import BadInput, format_duration, parse_count
+from clusterctl.reports.documents import (
+    DOCUMENTS,
+    AmortizationDocument,
+    CostDocument,
+    Document,
+    Ledger,
+    Reclaimed,
+    ReportDocument,
+    UtilizationDocument,
+    UtilizationRow,
+    WasteDocument,
+)
 
 app = typer.Typer(help="Utilization, cost, amortization and waste reports.",
                   no_args_is_help=True)
@@ -62,11 +76,20 @@ def plots() -> ModuleType:
     return plots
 
 
-def _fetch(kind: str, since: str | None, from_: str | None, to: str | None,
-           **params: Any) -> dict[str, Any]:
-    query = {k: v for k, v in {"since": since, "from": from_, "to": to, **params}.items()
-             if v is not None}
-    return client().json("GET", f"/v1/reports/{kind}", params=query)  # type: ignore[no-any-return]
+D = TypeVar("D", bound=Document)
+KIND_OF: dict[type[Document], str] = {document: kind for kind, document in DOCUMENTS.items()}
+
+
+def fetch(c: Client, document: type[D], **query: Any) -> D:
+    """The report, parsed at the edge into its typed document (a query of None: not asked)."""
+    params = {k: v for k, v in query.items() if v is not None}
+    return document.model_validate(
+        c.json("GET", f"/v1/reports/{KIND_OF[document]}", params=params))
+
+
+def _fetch(document: type[D], since: str | None, from_: str | None, to: str | None,
+           **params: Any) -> D:
+    return fetch(client(), document, since=since, to=to, **{"from": from_}, **params)
 
 
 def rich_table(cols: Columns) -> Table:
@@ -80,14 +103,15 @@ def rich_table(cols: Columns) -> Table:
     return table
 
 
-def _emit(kind: str, data: dict[str, Any], cols: Columns, rows_for_csv: list[dict[str, Any]],
+def _emit(data: ReportDocument, cols: Columns, rows_for_csv: Sequence[Any],
           json_: bool, csv_: bool, plot: Path | None, footer: Sequence[str] = ()) -> None:
     if plot is not None:
-        plots().write(kind, data, plot, cols)
+        plots().write(data, plot, cols)
     if json_:
-        print_json(data)
+        print_json(data.wire())
     elif csv_:
         keys: list[str] = []
+        rows_for_csv = [r.wire() for r in rows_for_csv]
         for r in rows_for_csv:
             keys += [k for k in r if k not in keys]
         writer = csv.DictWriter(sys.stdout, fieldnames=keys, extrasaction="ignore")
@@ -104,16 +128,16 @@ def _emit(kind: str, data: dict[str, Any], cols: Columns, rows_for_csv: list[dic
 # -- utilization ------------------------------------------------------------------------------
 
 
-def utilization_columns(data: dict[str, Any]) -> Columns:
-    cols = [data["by"].upper(), "GPU-H HELD", "AVAILABLE", "ALLOCATED", "BUSY", "COVERAGE",
+def utilization_columns(data: UtilizationDocument) -> Columns:
+    cols = [data.by.upper(), "GPU-H HELD", "AVAILABLE", "ALLOCATED", "BUSY", "COVERAGE",
             "IDLE GPU-H"]
 
-    def row(r: dict[str, Any], key: str) -> list[str]:
-        return [key, _hours(r["gpu_hours"]), _hours(r["available_gpu_hours"]),
-                percent(r["allocated_share"]), percent(r["busy_share"]),
-                percent(r["coverage"]), _num(r["idle_gpu_hours"])]
+    def row(r: UtilizationRow, key: str) -> list[str]:
+        return [key, _hours(r.gpu_hours), _hours(r.available_gpu_hours),
+                percent(r.allocated_share), percent(r.busy_share),
+                percent(r.coverage), _num(r.idle_gpu_hours)]
 
-    return cols, [row(r, r["key"]) for r in data["rows"]] + [row(data["total"], "total")]
+    return cols, [row(r, r.key) for r in data.rows] + [row(data.total, "total")]
 
 
 @app.command()
@@ -124,35 +148,35 @@ def utilization(since: Since = None, from_: From = None, to: To = None,
                 json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
     """Allocated share, busy share, sample coverage and idle GPU-hours."""
     check_plot(plot)
-    data = _fetch("utilization", since, from_, to, by=by)
-    _emit("utilization", data, utilization_columns(data), data["rows"], json_, csv_, plot,
-          [f"{data['period']['from'][:16]} to {data['period']['to'][:16]} UTC; busy share is "
+    data = _fetch(UtilizationDocument, since, from_, to, by=by)
+    _emit(data, utilization_columns(data), data.rows, json_, csv_, plot,
+          [f"{data.period.from_[:16]} to {data.period.to[:16]} UTC; busy share is "
            "measured SM utilization over the held time that samples cover."])
 
 
 # -- cost -------------------------------------------------------------------------------------
 
 
-def cost_columns(data: dict[str, Any]) -> Columns:
-    job = data["by"] == "job"
-    cols = [data["by"].upper(), *(["NAME", "USER"] if job else []), "GPU-H", "KWH",
-            "CAPACITY", "ENERGY", *(["IDLE SHARE"] if data["loaded"] else []), "TOTAL",
+def cost_columns(data: CostDocument) -> Columns:
+    job = data.by == "job"
+    cols = [data.by.upper(), *(["NAME", "USER"] if job else []), "GPU-H", "KWH",
+            "CAPACITY", "ENERGY", *(["IDLE SHARE"] if data.loaded else []), "TOTAL",
             "CLOUD"]
     rows = []
-    for r in data["rows"]:
-        key = "(idle)" if r["kind"] == "idle" else r["key"]
-        rows.append([key, *([r.get("name", ""), r.get("user", "")] if job else []),
-                     _hours(r["gpu_hours"]), _hours(r["energy_kwh"]),
-                     _num(r["capacity_cost"], 2),
-                     _num(r["energy_cost"], 2),
-                     *([_num(r["idle_cost"], 2)] if data["loaded"] else []),
-                     _num(r["total_cost"], 2),
-                     "" if r["kind"] == "idle" else _num(r["cloud_equivalent"], 2)])
-    t = data["total"]
-    rows.append(["total", *(["", ""] if job else []), _hours(t["gpu_hours"]), "",
-                 _num(t["capacity_cost"], 2), _num(t["energy_cost"], 2),
-                 *([""] if data["loaded"] else []), _num(t["total_cost"], 2),
-                 _num(t["cloud_equivalent"], 2)])
+    for r in data.rows:
+        key = "(idle)" if r.kind == "idle" else r.key
+        rows.append([key, *([r.name, r.user] if job else []),
+                     _hours(r.gpu_hours), _hours(r.energy_kwh),
+                     _num(r.capacity_cost, 2),
+                     _num(r.energy_cost, 2),
+                     *([_num(r.idle_cost, 2)] if data.loaded else []),
+                     _num(r.total_cost, 2),
+                     "" if r.kind == "idle" else _num(r.cloud_equivalent, 2)])
+    t = data.total
+    rows.append(["total", *(["", ""] if job else []), _hours(t.gpu_hours), "",
+                 _num(t.capacity_cost, 2), _num(t.energy_cost, 2),
+                 *([""] if data.loaded else []), _num(t.total_cost, 2),
+                 _num(t.cloud_equivalent, 2)])
     return cols, rows
 
 
@@ -169,38 +193,38 @@ def cost(since: Since = None, from_: From = None, to: To = None,
     """Capacity, energy and total cost on the owned hardware, and the cloud equivalent."""
     check_plot(plot)
     rows = parse_count(limit, "--limit", 1_000_000)
-    data = _fetch("cost", since, from_, to, by=by, loaded=str(loaded).lower(), limit=rows,
-                  all=str(all_).lower())
-    p = data["prices"]
-    _emit("cost", data, cost_columns(data), data["rows"], json_, csv_, plot,
-          [f"{data['currency']}; energy at {p['tariff_per_kwh']}/kWh x PUE {p['pue']}; "
-           f"{data['period']['from'][:16]} to {data['period']['to'][:16]} UTC",
-           *([f"the {sum(r['kind'] == 'job' for r in data['rows'])} dearest of "
-              f"{data['row_count']:,} jobs; "
-              "--limit N or --all for more"] if any(r["kind"] == "rest" for r in data["rows"])
+    data = _fetch(CostDocument, since, from_, to, by=by, loaded=str(loaded).lower(),
+                  limit=rows, all=str(all_).lower())
+    p = data.prices
+    _emit(data, cost_columns(data), data.rows, json_, csv_, plot,
+          [f"{data.currency}; energy at {p.tariff_per_kwh}/kWh x PUE {p.pue}; "
+           f"{data.period.from_[:16]} to {data.period.to[:16]} UTC",
+           *([f"the {sum(r.kind == 'job' for r in data.rows)} dearest of "
+              f"{data.row_count:,} jobs; "
+              "--limit N or --all for more"] if any(r.kind == "rest" for r in data.rows)
              else []),
-           *[f"warning: {w}" for w in data["warnings"]]])
+           *[f"warning: {w}" for w in data.warnings]])
 
 
 # -- amortization -----------------------------------------------------------------------------
 
 
-def amortization_columns(data: dict[str, Any]) -> Columns:
+def amortization_columns(data: AmortizationDocument) -> Columns:
     cols = ["NODE", "MODEL", "GPUS", "PRICE", "AGE", "DEPRECIATION", "FEES", "ENERGY",
             "USED GPU-H", "UTIL", "CLOUD EQUIV", "NET SAVING", "30D UTIL", "BREAK-EVEN"]
 
-    def row(m: dict[str, Any]) -> list[str]:
-        be = m["break_even"] or ""
+    def row(m: Ledger) -> list[str]:
+        be = m.break_even or ""
         status = {"reached": f"{be} (reached)", "projected": f"{be} (projected)"}.get(
-            m["break_even_status"], m["break_even_status"])
-        age = format_duration(m["age_days"] * 86400) if "age_days" in m else ""
-        return [m["node"], m["gpu_model"], str(m["gpus"]), _num(m["price"], 0), age,
-                _num(m["depreciation_to_date"], 0), _num(m["fees_to_date"], 0),
-                _num(m["energy_cost_to_date"], 0), _num(m["used_gpu_hours"], 0),
-                percent(m["utilization"]), _num(m["cloud_equivalent"], 0),
-                _num(m["net_saving"], 0), percent(m["trailing_utilization"]), status]
+            m.break_even_status, m.break_even_status)
+        age = format_duration(m.age_days * 86400) if m.age_days is not None else ""
+        return [m.node, m.gpu_model, str(m.gpus), _num(m.price, 0), age,
+                _num(m.depreciation_to_date, 0), _num(m.fees_to_date, 0),
+                _num(m.energy_cost_to_date, 0), _num(m.used_gpu_hours, 0),
+                percent(m.utilization), _num(m.cloud_equivalent, 0),
+                _num(m.net_saving, 0), percent(m.trailing_utilization), status]
 
-    return cols, [row(m) for m in [*data["machines"], *data.get("models", []), data["total"]]]
+    return cols, [row(m) for m in [*data.machines, *data.models, data.total]]
 
 
 @app.command()
@@ -209,14 +233,13 @@ def amortization(json_: Json = False, csv_: Csv = False, plot: Plot = None) -> N
     """Per machine and in total: what owning cost against renting the same GPU-hours, and
     when it pays for itself at the last 30 days' utilization."""
     check_plot(plot)
-    data = _fetch("amortization", None, None, None)
-    sales = [f"{m['node']} sold {m['sold_on']} for {m['sold_for']:,.2f}: book value then "
-             f"{m['book_value']:,.2f}, {'gain' if m['sale_gain'] >= 0 else 'loss'} "
-             f"{abs(m['sale_gain']):,.2f}; its ledger closed at the sale."
-             for m in data["machines"] if m.get("sold_on")]
-    _emit("amortization", data, amortization_columns(data),
-          data["machines"] + [data["total"]], json_, csv_, plot,
-          [f"{data['currency']}, as of {data['as_of'][:16]} UTC. Owned cost = price less "
+    data = _fetch(AmortizationDocument, None, None, None)
+    sales = [f"{m.node} sold {m.sold_on} for {m.sold_for or 0:,.2f}: book value then "
+             f"{m.book_value:,.2f}, {'gain' if (m.sale_gain or 0) >= 0 else 'loss'} "
+             f"{abs(m.sale_gain or 0):,.2f}; its ledger closed at the sale."
+             for m in data.machines if m.sold_on]
+    _emit(data, amortization_columns(data), [*data.machines, data.total], json_, csv_, plot,
+          [f"{data.currency}, as of {data.as_of[:16]} UTC. Owned cost = price less "
            "expected resale (the sale price once sold) + fees + energy; net saving = cloud "
            "equivalent - owned cost.", *sales])
 
@@ -224,13 +247,13 @@ def amortization(json_: Json = False, csv_: Csv = False, plot: Plot = None) -> N
 # -- waste ------------------------------------------------------------------------------------
 
 
-def waste_columns(data: dict[str, Any]) -> Columns:
+def waste_columns(data: WasteDocument) -> Columns:
     cols = ["JOB", "NAME", "USER", "TEAM", "GPUS", "GPU-H", "IDLE GPU-H", "AVG UTIL",
             "LONGEST IDLE", "COST"]
-    return cols, [[str(r["job_id"]), r["name"], r["user"], r["team"], str(r["gpus"]),
-                   _hours(r["gpu_hours"]), _hours(r["idle_gpu_hours"]),
-                   percent(r["avg_utilization"]), format_duration(r["longest_idle_s"]),
-                   _num(r["waste_cost"], 2)] for r in data["rows"]]
+    return cols, [[str(r.job_id), r.name, r.user, r.team, str(r.gpus),
+                   _hours(r.gpu_hours), _hours(r.idle_gpu_hours),
+                   percent(r.avg_utilization), format_duration(r.longest_idle_s),
+                   _num(r.waste_cost, 2)] for r in data.rows]
 
 
 @app.command()
@@ -241,37 +264,48 @@ def waste(since: Since = None, from_: From = None, to: To = None,
           json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
     """Jobs that held GPUs under the idle threshold for a long stretch, and what it cost."""
     check_plot(plot)
-    data = _fetch("waste", since, from_, to, min_idle=min_idle)
-    by_team = ", ".join(f"{k} {v:,.2f}" for k, v in data["by_team"].items()) or "none"
-    _emit("waste", data, waste_columns(data), data["rows"], json_, csv_, plot,
-          [f"Idle = under {data['threshold']:.0%} utilization for "
-           f"{format_duration(data['min_idle_s'])} or more. Total "
-           f"{data['total_cost']:,.2f} {data['currency']}; by team: {by_team}",
-           reclaimed_line(data["reclaimed"], data["currency"])])
+    data = _fetch(WasteDocument, since, from_, to, min_idle=min_idle)
+    by_team = ", ".join(f"{k} {v:,.2f}" for k, v in data.by_team.items()) or "none"
+    _emit(data, waste_columns(data), data.rows, json_, csv_, plot,
+          [f"Idle = under {data.threshold:.0%} utilization for "
+           f"{format_duration(data.min_idle_s)} or more. Total "
+           f"{data.total_cost:,.2f} {data.currency}; by team: {by_team}",
+           reclaimed_line(data.reclaimed, data.currency)])
 
 
-def reclaimed_line(r: dict[str, Any], currency: str) -> str:
+def reclaimed_line(r: Reclaimed, currency: str) -> str:
     """What idle reclaim (``--idle-timeout``) gave back in the period."""
-    if not r["jobs"]:
+    if not r.jobs:
         return "Idle reclaim ended no job in this period."
-    text = (f"Idle reclaim ended {r['jobs']} job(s), freeing {r['gpus']} GPU(s): "
-            f"{r['gpu_hours']:,.1f} GPU-hours up to their time limits, "
-            f"{r['cost']:,.2f} {currency} of capacity")
-    if r["without_limit"]:
-        text += f" ({r['without_limit']} without a time limit, not counted in the hours)"
+    text = (f"Idle reclaim ended {r.jobs} job(s), freeing {r.gpus} GPU(s): "
+            f"{r.gpu_hours:,.1f} GPU-hours up to their time limits, "
+            f"{r.cost:,.2f} {currency} of capacity")
+    if r.without_limit:
+        text += f" ({r.without_limit} without a time limit, not counted in the hours)"
     return text + "."
 
 
 # -- one page ---------------------------------------------------------------------------------
 
-SECTIONS: list[tuple[str, str, dict[str, Any], Callable[[dict[str, Any]], Columns]]] = [
-    ("Utilization by node", "utilization", {"by": "node"}, utilization_columns),
-    ("Utilization by day", "utilization", {"by": "day"}, utilization_columns),
-    ("Cost by user", "cost", {"by": "user"}, cost_columns),
-    ("Cost by team", "cost", {"by": "team"}, cost_columns),
-    ("Cost by job", "cost", {"by": "job"}, cost_columns),
-    ("Amortization", "amortization", {}, amortization_columns),
-    ("Waste", "waste", {}, waste_columns),
+@singledispatch
+def columns(data: ReportDocument) -> Columns:
+    """Any report's table."""
+    raise TypeError(type(data))
+
+
+columns.register(utilization_columns)
+columns.register(cost_columns)
+columns.register(amortization_columns)
+columns.register(waste_columns)
+
+SECTIONS: list[tuple[str, type[ReportDocument], dict[str, str]]] = [
+    ("Utilization by node", UtilizationDocument, {"by": "node"}),
+    ("Utilization by day", UtilizationDocument, {"by": "day"}),
+    ("Cost by user", CostDocument, {"by": "user"}),
+    ("Cost by team", CostDocument, {"by": "team"}),
+    ("Cost by job", CostDocument, {"by": "job"}),
+    ("Amortization", AmortizationDocument, {}),
+    ("Waste", WasteDocument, {}),
 ]
 
 
@@ -285,11 +319,11 @@ def html_(file: Annotated[Path, typer.Argument(help="The page to write, e.g. rep
     check_plot(file)
     charts = plots()
     sections = []
-    for heading, kind, params, columns in SECTIONS:
-        data = _fetch(kind, *((None, None, None) if kind == "amortization" else
-                              (since, from_, to)), **params)
-        chart = charts.svg(charts.FIGURES[kind](data)) if heading != "Utilization by node" \
-            else ""
+    for heading, document, params in SECTIONS:
+        data: ReportDocument = _fetch(
+            document, *((None, None, None) if document is AmortizationDocument else
+                        (since, from_, to)), **params)
+        chart = charts.svg(charts.figure(data)) if heading != "Utilization by node" else ""
         cols, rows = columns(data)
         if len(rows) > 60:  # the biggest rows, then the idle and total rows
             rows = [*rows[:50], ["..."] * len(cols), *rows[-2:]]

@@ -20,6 +20,7 @@ from clusterctl.controller.telemetry import GpuUsage
 from clusterctl.cost.budget import BudgetStatus
 from clusterctl.executor.types import NodeInfo, Started
 from clusterctl.gpu_read import GpuRead
+from clusterctl.reports.documents import JobCost, ReportDocument
 from clusterctl.scheduler.records import Wait
 from clusterctl.settings import Settings
 from clusterctl.store import (
@@ -147,7 +148,7 @@ class ControllerApi(Protocol):
         """A job's measured usage over its allocations, in total and per GPU."""
         ...
 
-    def job_cost(self, job_id: int, now_ms: int) -> dict[str, Any] | None:
+    def job_cost(self, job_id: int, now_ms: int) -> JobCost | None:
         """A job's cost so far, as ``show`` prints it."""
         ...
 
@@ -158,8 +159,8 @@ class ControllerApi(Protocol):
 
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
                loaded: bool, min_idle_s: float, now: datetime, limit: int | None = None,
-               offset: int = 0) -> dict[str, Any]:
-        """A report as JSON (the CLI draws tables, CSV and plots from it); ``limit`` and
+               offset: int = 0) -> ReportDocument:
+        """A report as a typed document (the CLI draws tables, CSV and plots from it); ``limit`` and
         ``offset`` page the rows of ``cost``, the dearest first."""
         ...
 

@@ -17,8 +17,10 @@ from typing import Any
 from clusterctl.controller.telemetry import allocation_usage
 from clusterctl.cost.model import cents
 from clusterctl.cost.rates import effective_rates, rate_for
+from clusterctl.reports import documents as doc
 from clusterctl.reports.amortization import AmortizationReport, Ledger, amortization_report
 from clusterctl.reports.cost import CostReport, CostRow, accounted, cost_report
+from clusterctl.reports.documents import ReportDocument, Span
 from clusterctl.reports.inputs import MS_PER_DAY, Inputs, Period, Priced, kwh, ms_iso
 from clusterctl.reports.table import FIELDS, HeldTable
 from clusterctl.reports.utilization import UtilReport, UtilRow, utilization_report
@@ -86,7 +88,7 @@ class ReportService:
             else defaultdict(lambda: ("", "", "")))
         return HeldTable.from_rows(rows, of_job, fields)
 
-    def job_cost(self, job_id: int, now_ms: int) -> dict[str, Any] | None:
+    def job_cost(self, job_id: int, now_ms: int) -> doc.JobCost | None:
         """A job's cost so far (``show``): its allocations over their whole windows."""
         held = self.held(0, now_ms, now_ms, job_id)
         if not len(held):
@@ -95,114 +97,115 @@ class ReportService:
         report = cost_report(inputs, "job")
         if not report.rows:
             return None
-        row = cost_row(report.rows[0], inputs.prices.currency)
-        return {k: row[k] for k in ("gpu_hours", "energy_kwh", "capacity_cost", "energy_cost",
-                                    "total_cost", "cloud_equivalent", "currency")}
+        row = cost_row(report.rows[0], inputs.prices.currency, "")
+        return doc.JobCost(**row.model_dump(include=set(doc.JobCost.model_fields)))
 
 
-def _period(p: Period) -> dict[str, str]:
-    return {"from": ms_iso(p.start_ms), "to": ms_iso(p.end_ms)}
+def _period(p: Period) -> Span:
+    return Span.model_validate({"from": ms_iso(p.start_ms), "to": ms_iso(p.end_ms)})
 
 
-def cost_row(r: CostRow, currency: str) -> dict[str, Any]:
-    return {"key": r.key, **r.labels, "gpu_hours": r.gpu_hours,
-            "energy_kwh": r.energy_mj / 3.6e9, "capacity_cost": money(r.capacity_cost),
-            "energy_cost": money(r.energy_cost), "idle_cost": money(r.idle_cost),
-            "total_cost": money(r.total_cost), "cloud_equivalent": money(r.cloud_equivalent),
-            "currency": currency}
+def cost_row(r: CostRow, currency: str, kind: str) -> doc.CostRow:
+    return doc.CostRow(key=r.key, **r.labels, gpu_hours=r.gpu_hours,
+                       energy_kwh=r.energy_mj / 3.6e9, capacity_cost=money(r.capacity_cost),
+                       energy_cost=money(r.energy_cost), idle_cost=money(r.idle_cost),
+                       total_cost=money(r.total_cost),
+                       cloud_equivalent=money(r.cloud_equivalent), currency=currency,
+                       kind=kind)
 
 
-def cost_json(report: CostReport, inputs: Inputs) -> dict[str, Any]:
+def cost_json(report: CostReport, inputs: Inputs) -> doc.CostDocument:
     """A paged report's rows are its page and one ``rest`` row summing the others
     (``total`` is always the whole period's)."""
     cur = inputs.prices.currency
-    rows = [cost_row(r, cur) | {"kind": report.by} for r in report.rows]
+    rows = [cost_row(r, cur, report.by) for r in report.rows]
     if report.rest is not None:
-        rows.append(cost_row(report.rest, cur) | {"kind": "rest"})
+        rows.append(cost_row(report.rest, cur, "rest"))
     if not report.loaded:
-        rows.append(cost_row(report.idle, cur) | {"kind": "idle"})
-    return {"report": "cost", "by": report.by, "loaded": report.loaded, "currency": cur,
-            "row_count": report.row_count,
-            "period": _period(inputs.period), "rows": rows,
-            "total": {"capacity_cost": money(report.capacity_cost),
-                      "energy_cost": money(report.energy_cost),
-                      "total_cost": money(accounted(report)),
-                      "idle_cost": money(report.idle.total_cost),
-                      "gpu_hours": report.rows_total.gpu_hours,
-                      "cloud_equivalent": money(report.rows_total.cloud_equivalent)},
-            "prices": {"tariff_per_kwh": str(inputs.prices.tariff_per_kwh),
-                       "pue": str(inputs.prices.pue)},
-            "warnings": report.warnings}
+        rows.append(cost_row(report.idle, cur, "idle"))
+    return doc.CostDocument(
+        report="cost", by=report.by, loaded=report.loaded, currency=cur,
+        row_count=report.row_count, period=_period(inputs.period), rows=rows,
+        total=doc.CostTotal(capacity_cost=money(report.capacity_cost),
+                            energy_cost=money(report.energy_cost),
+                            total_cost=money(accounted(report)),
+                            idle_cost=money(report.idle.total_cost),
+                            gpu_hours=report.rows_total.gpu_hours,
+                            cloud_equivalent=money(report.rows_total.cloud_equivalent)),
+        prices=doc.Prices(tariff_per_kwh=str(inputs.prices.tariff_per_kwh),
+                          pue=str(inputs.prices.pue)),
+        warnings=report.warnings)
 
 
-def _util_row(report: UtilReport, r: UtilRow) -> dict[str, Any]:
-    return {"key": r.key, **r.labels, "gpu_hours": r.gpu_hours,
-            "available_gpu_hours": None if r.available_ms is None else r.available_ms / 3.6e6,
-            "allocated_share": report.allocated_share(r), "busy_share": r.busy_share,
-            "coverage": r.coverage, "idle_gpu_hours": r.idle_gpu_hours}
+def _util_row(report: UtilReport, r: UtilRow) -> doc.UtilizationRow:
+    return doc.UtilizationRow(
+        key=r.key, **r.labels, gpu_hours=r.gpu_hours,
+        available_gpu_hours=None if r.available_ms is None else r.available_ms / 3.6e6,
+        allocated_share=report.allocated_share(r), busy_share=r.busy_share,
+        coverage=r.coverage, idle_gpu_hours=r.idle_gpu_hours)
 
 
-def utilization_json(report: UtilReport, inputs: Inputs) -> dict[str, Any]:
-    return {"report": "utilization", "by": report.by, "period": _period(inputs.period),
-            "rows": [_util_row(report, r) for r in report.rows],
-            "total": _util_row(report, report.total),
-            "series": [{"t": ms_iso(t), "allocated_share": a, "busy_share": b}
-                       for t, a, b in report.series],
-            "bucket_s": report.bucket_ms // 1000}
+def utilization_json(report: UtilReport, inputs: Inputs) -> doc.UtilizationDocument:
+    return doc.UtilizationDocument(
+        report="utilization", by=report.by, period=_period(inputs.period),
+        rows=[_util_row(report, r) for r in report.rows], total=_util_row(report, report.total),
+        series=[doc.UtilizationPoint(t=ms_iso(t), allocated_share=a, busy_share=b)
+                for t, a, b in report.series],
+        bucket_s=report.bucket_ms // 1000)
 
 
-def waste_json(report: WasteReport, inputs: Inputs) -> dict[str, Any]:
-    cur = inputs.prices.currency
-    return {"report": "waste", "period": _period(inputs.period), "currency": cur,
-            "threshold": report.threshold, "min_idle_s": report.min_idle_s,
-            "rows": [{"job_id": r.job_id, "name": r.name, "user": r.user, "team": r.team,
-                      "gpus": r.gpus, "gpu_hours": r.held_ms / 3.6e6,
-                      "idle_gpu_hours": r.idle_gpu_hours, "avg_utilization": r.avg_utilization,
-                      "longest_idle_s": r.longest_idle_s, "waste_cost": money(r.cost)}
-                     for r in report.rows],
-            "by_user": {k: money(v) for k, v in sorted(report.by_user.items())},
-            "by_team": {k: money(v) for k, v in sorted(report.by_team.items())},
-            "total_cost": money(report.cost),
-            "reclaimed": {"jobs": report.reclaimed.jobs, "gpus": report.reclaimed.gpus,
-                          "gpu_hours": report.reclaimed.gpu_hours,
-                          "cost": money(report.reclaimed.cost),
-                          "without_limit": report.reclaimed.without_limit}}
+def waste_json(report: WasteReport, inputs: Inputs) -> doc.WasteDocument:
+    r = report.reclaimed
+    return doc.WasteDocument(
+        report="waste", period=_period(inputs.period), currency=inputs.prices.currency,
+        threshold=report.threshold, min_idle_s=report.min_idle_s,
+        rows=[doc.WasteRow(job_id=w.job_id, name=w.name, user=w.user, team=w.team,
+                           gpus=w.gpus, gpu_hours=w.held_ms / 3.6e6,
+                           idle_gpu_hours=w.idle_gpu_hours, avg_utilization=w.avg_utilization,
+                           longest_idle_s=w.longest_idle_s, waste_cost=money(w.cost))
+              for w in report.rows],
+        by_user={k: money(v) for k, v in sorted(report.by_user.items())},
+        by_team={k: money(v) for k, v in sorted(report.by_team.items())},
+        total_cost=money(report.cost),
+        reclaimed=doc.Reclaimed(jobs=r.jobs, gpus=r.gpus, gpu_hours=r.gpu_hours,
+                                cost=money(r.cost), without_limit=r.without_limit))
 
 
-def _ledger(lg: Ledger, trailing_days: int = 30) -> dict[str, Any]:
+def _day(ms: int | None) -> str | None:
+    return ms_iso(ms)[:10] if ms else None
+
+
+def _ledger(lg: Ledger, **more: float) -> doc.Ledger:
     note = ("reached" if lg.break_even_reached else
             "projected" if lg.break_even_ms is not None else
             "not reached (sold)" if lg.sold_ms is not None else "not at this utilization")
-    return {"node": lg.key, "gpu_model": lg.gpu_model, "gpus": lg.gpus,
-            "price": money(lg.price), "net_price": money(lg.net_price),
-            "purchased": ms_iso(lg.purchased_ms)[:10] if lg.purchased_ms else None,
-            "depreciation_to_date": money(lg.depreciation), "fees_to_date": money(lg.fees),
-            "energy_kwh_to_date": float(kwh(lg.energy_mj)),
-            "energy_cost_to_date": money(lg.energy_cost), "owned_cost": money(lg.owned_cost),
-            "used_gpu_hours": lg.used_gpu_hours, "utilization": lg.utilization,
-            "cloud_equivalent": money(lg.cloud_equivalent), "net_saving": money(lg.net_saving),
-            "trailing_utilization": lg.trailing_utilization,
-            "break_even": ms_iso(lg.break_even_ms)[:10] if lg.break_even_ms else None,
-            "break_even_status": note,
-            "sold_on": ms_iso(lg.sold_ms)[:10] if lg.sold_ms is not None else None,
-            "sold_for": money(lg.sold_for) if lg.sold_for is not None else None,
-            "book_value": money(lg.book_value),
-            "sale_gain": money(lg.sale_gain) if lg.sale_gain is not None else None}
+    return doc.Ledger(
+        node=lg.key, gpu_model=lg.gpu_model, gpus=lg.gpus,
+        price=money(lg.price), net_price=money(lg.net_price), purchased=_day(lg.purchased_ms),
+        depreciation_to_date=money(lg.depreciation), fees_to_date=money(lg.fees),
+        energy_kwh_to_date=float(kwh(lg.energy_mj)),
+        energy_cost_to_date=money(lg.energy_cost), owned_cost=money(lg.owned_cost),
+        used_gpu_hours=lg.used_gpu_hours, utilization=lg.utilization,
+        cloud_equivalent=money(lg.cloud_equivalent), net_saving=money(lg.net_saving),
+        trailing_utilization=lg.trailing_utilization, break_even=_day(lg.break_even_ms),
+        break_even_status=note,
+        sold_on=ms_iso(lg.sold_ms)[:10] if lg.sold_ms is not None else None,
+        sold_for=money(lg.sold_for) if lg.sold_for is not None else None,
+        book_value=money(lg.book_value),
+        sale_gain=money(lg.sale_gain) if lg.sale_gain is not None else None, **more)
 
 
-def amortization_json(report: AmortizationReport, inputs: Inputs) -> dict[str, Any]:
+def amortization_json(report: AmortizationReport, inputs: Inputs) -> doc.AmortizationDocument:
     now = report.now_ms
-    machines = []
-    for lg in report.machines:
-        age_days = ((lg.sold_ms or now) - lg.purchased_ms) / 86_400_000
-        machines.append(_ledger(lg) | {"age_days": age_days})
     t = report.total
-    return {"report": "amortization", "currency": inputs.prices.currency, "as_of": ms_iso(now),
-            "machines": machines, "models": [_ledger(m) for m in report.models],
-            "total": _ledger(t),
-            "series": [{"t": ms_iso(d)[:10], "owned": money(o), "cloud": money(c)}
-                       for d, o, c in t.series],
-            "projection": {"day_owned": money(t.day_owned), "day_cloud": money(t.day_cloud)}}
+    return doc.AmortizationDocument(
+        report="amortization", currency=inputs.prices.currency, as_of=ms_iso(now),
+        machines=[_ledger(lg, age_days=((lg.sold_ms or now) - lg.purchased_ms) / 86_400_000)
+                  for lg in report.machines],
+        models=[_ledger(m) for m in report.models], total=_ledger(t),
+        series=[doc.AmortizationPoint(t=ms_iso(d)[:10], owned=money(o), cloud=money(c))
+                for d, o, c in t.series],
+        projection=doc.Projection(day_owned=money(t.day_owned), day_cloud=money(t.day_cloud)))
 
 
 @dataclass(frozen=True)
@@ -217,22 +220,22 @@ class _Ask:
     end_ms: int
 
 
-def _cost(service: ReportService, inputs: Inputs, ask: _Ask) -> dict[str, Any]:
+def _cost(service: ReportService, inputs: Inputs, ask: _Ask) -> ReportDocument:
     return cost_json(cost_report(inputs, ask.by or "job", ask.loaded, ask.page), inputs)
 
 
-def _utilization(service: ReportService, inputs: Inputs, ask: _Ask) -> dict[str, Any]:
+def _utilization(service: ReportService, inputs: Inputs, ask: _Ask) -> ReportDocument:
     return utilization_json(utilization_report(inputs, ask.by or "node"), inputs)
 
 
-def _waste(service: ReportService, inputs: Inputs, ask: _Ask) -> dict[str, Any]:
+def _waste(service: ReportService, inputs: Inputs, ask: _Ask) -> ReportDocument:
     inputs.idle_ended = service.store.idle_ended(ask.start_ms, ask.end_ms)
     return waste_json(waste_report(inputs, ask.min_idle_s), inputs)
 
 
 @dataclass(frozen=True)
 class _Kind:
-    render: Callable[[ReportService, Inputs, _Ask], dict[str, Any]]
+    render: Callable[[ReportService, Inputs, _Ask], ReportDocument]
     fields: tuple[str, ...]
     """The held table's columns it reads."""
     energy_over_period: bool = False
@@ -253,7 +256,7 @@ PERIOD_REPORTS: dict[str, _Kind] = {
 def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
           by: str | None = None, loaded: bool = False, min_idle_s: float = 1800.0,
           now: datetime | None = None, limit: int | None = None, offset: int = 0
-          ) -> dict[str, Any]:
+          ) -> ReportDocument:
     """``limit`` and ``offset`` page the rows of ``cost`` (see :func:`cost_json`)."""
     now = now or datetime.now(timezone.utc)
     now_ms = int(now.timestamp() * 1000)

@@ -40,6 +40,7 @@ from clusterctl.executor.ray_driver import RayDriver
 from clusterctl.executor.types import NodeInfo, Started
 from clusterctl.gpu_read import GpuRead
 from clusterctl.notifications import node_drained
+from clusterctl.reports.documents import CostDocument, JobCost, ReportDocument
 from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
 from clusterctl.scheduler.mixed_nodes import Gpu, node_of
 from clusterctl.scheduler.records import PolicyConfig, Wait
@@ -269,12 +270,12 @@ class Controller:
         now = time.time()
         return job_usage(allocations, self.samples, now, now - self.settings.sample_retention_s)
 
-    def job_cost(self, job_id: int, now_ms: int) -> dict[str, Any] | None:
+    def job_cost(self, job_id: int, now_ms: int) -> JobCost | None:
         return self.reports.job_cost(job_id, now_ms)
 
     def _job_total_cost(self, job_id: int) -> float | None:
         cost = self.job_cost(job_id, int(time.time() * 1000))
-        return None if cost is None else float(cost["total_cost"])
+        return None if cost is None else cost.total_cost
 
     def announce(self, body: dict[str, Any]) -> None:
         self.notifier.send(self.settings.notify_url or None, body)
@@ -310,8 +311,8 @@ class Controller:
         """What the cost report charges ``team`` from ``start`` to ``now``."""
         report = self.report("cost", start, now, by="team", loaded=loaded,
                              min_idle_s=1800.0, now=now)
-        return sum(float(r["total_cost"]) for r in report["rows"]
-                   if r.get("kind") == "team" and r["key"] == team)
+        assert isinstance(report, CostDocument)
+        return sum(r.total_cost for r in report.rows if r.kind == "team" and r.key == team)
 
     def quotas(self) -> dict[str, Any]:
         typed = self.settings.type_quotas
@@ -320,7 +321,7 @@ class Controller:
 
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
                loaded: bool, min_idle_s: float, now: datetime, limit: int | None = None,
-               offset: int = 0) -> dict[str, Any]:
+               offset: int = 0) -> ReportDocument:
         return build(self.reports, kind, start, end, by=by, loaded=loaded,
                      min_idle_s=min_idle_s, now=now, limit=limit, offset=offset)
 

@@ -9,6 +9,7 @@ import html
 import io
 from collections.abc import Sequence
 from datetime import datetime
+from functools import singledispatch
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+from clusterctl.reports.documents import (
+    AmortizationDocument,
+    CostDocument,
+    CostRow,
+    ReportDocument,
+    UtilizationDocument,
+    WasteDocument,
+)
 
 BLUE, ORANGE, GREEN, GREY, RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#9e9e9e", "#d62728"
 
@@ -40,14 +50,20 @@ def _date_axis(ax: Any) -> None:
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-def utilization_figure(data: dict[str, Any]) -> Figure:
+@singledispatch
+def figure(data: ReportDocument) -> Figure:
+    """Any report's chart."""
+    raise TypeError(type(data))
+
+
+@figure.register
+def utilization_figure(data: UtilizationDocument) -> Figure:
     fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
-    s = data["series"]
-    t = _times([p["t"] for p in s])
-    alloc = [p["allocated_share"] if p["allocated_share"] is not None else float("nan")
-             for p in s]
-    busy = [p["busy_share"] if p["busy_share"] is not None else float("nan") for p in s]
-    width = data["bucket_s"] / 86400 * 0.9
+    s = data.series
+    t = _times([p.t for p in s])
+    alloc = [p.allocated_share if p.allocated_share is not None else float("nan") for p in s]
+    busy = [p.busy_share if p.busy_share is not None else float("nan") for p in s]
+    width = data.bucket_s / 86400 * 0.9
     ax.bar(t, alloc, width=width, align="edge", color=BLUE, alpha=0.35,
            label="allocated share (GPU-hours held / available)")
     ax.plot(t + width / 0.9 / 2, busy, color=ORANGE,
@@ -55,9 +71,9 @@ def utilization_figure(data: dict[str, Any]) -> Figure:
     ax.set_ylim(0, 1.05)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     _date_axis(ax)
-    total = data["total"]
-    ax.set_title(f"GPU utilization {data['period']['from'][:10]} to {data['period']['to'][:10]}"
-                 f": {_pct(total['allocated_share'])} allocated, {_pct(total['busy_share'])} "
+    total = data.total
+    ax.set_title(f"GPU utilization {data.period.from_[:10]} to {data.period.to[:10]}"
+                 f": {_pct(total.allocated_share)} allocated, {_pct(total.busy_share)} "
                  "busy", loc="left")
     ax.legend(loc="upper right", frameon=False)
     ax.grid(axis="y", alpha=0.3)
@@ -68,111 +84,110 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.0%}"
 
 
-def cost_figure(data: dict[str, Any], top: int = 20) -> Figure:
-    rows = [r for r in data["rows"] if r["kind"] != "idle"][:top]
-    idle = next((r for r in data["rows"] if r["kind"] == "idle"), None)
-    labels = [_cost_label(r, data["by"]) for r in rows]
+@figure.register
+def cost_figure(data: CostDocument, top: int = 20) -> Figure:
+    rows = [r for r in data.rows if r.kind != "idle"][:top]
+    idle = next((r for r in data.rows if r.kind == "idle"), None)
+    labels = [_cost_label(r, data.by) for r in rows]
     if idle is not None:
         rows.append(idle)
         labels.append("idle capacity")
     rows, labels = rows[::-1], labels[::-1]
     fig, ax = plt.subplots(figsize=(10, max(3.0, 0.38 * len(rows) + 1.5)), layout="constrained")
     y = range(len(rows))
-    cap = [r["capacity_cost"] for r in rows]
-    energy = [r["energy_cost"] for r in rows]
-    idle_share = [r["idle_cost"] for r in rows]
-    jobs = [i for i, r in enumerate(rows) if r["kind"] != "idle"]
-    idle_rows = [i for i, r in enumerate(rows) if r["kind"] == "idle"]
+    cap = [r.capacity_cost for r in rows]
+    energy = [r.energy_cost for r in rows]
+    idle_share = [r.idle_cost for r in rows]
+    jobs = [i for i, r in enumerate(rows) if r.kind != "idle"]
+    idle_rows = [i for i, r in enumerate(rows) if r.kind == "idle"]
     ax.barh(jobs, [cap[i] for i in jobs], color=BLUE, label="capacity (depreciation + fees)")
     if idle_rows:
         ax.barh(idle_rows, [cap[i] for i in idle_rows], color=GREY,
                 label="idle capacity (no job held the GPUs)")
     ax.barh(y, energy, left=cap, color=GREEN, label="energy")
-    if data["loaded"]:
+    if data.loaded:
         ax.barh(y, idle_share, left=[a + b for a, b in zip(cap, energy, strict=True)],
                 color=GREY, label="share of idle capacity")
-    ax.scatter([r["cloud_equivalent"] for r in rows], list(y), marker="|", s=300, color=RED,
+    ax.scatter([r.cloud_equivalent for r in rows], list(y), marker="|", s=300, color=RED,
                zorder=3, label="cloud equivalent")
     ax.set_yticks(list(y), labels)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.set_xlabel(data["currency"])
-    t = data["total"]
-    ax.set_title(f"Cost by {data['by']} {data['period']['from'][:10]} to "
-                 f"{data['period']['to'][:10]}: {t['total_cost']:,.2f} {data['currency']} "
-                 f"(idle {t['idle_cost']:,.2f})", loc="left")
+    ax.set_xlabel(data.currency)
+    t = data.total
+    ax.set_title(f"Cost by {data.by} {data.period.from_[:10]} to "
+                 f"{data.period.to[:10]}: {t.total_cost:,.2f} {data.currency} "
+                 f"(idle {t.idle_cost:,.2f})", loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
 
-def _cost_label(r: dict[str, Any], by: str) -> str:
+def _cost_label(r: CostRow, by: str) -> str:
     if by == "job":
-        return f"#{r['key']} {r.get('name', '')} ({r.get('user', '')})"
-    return str(r["key"])
+        return f"#{r.key} {r.name} ({r.user})"
+    return r.key
 
 
-def amortization_figure(data: dict[str, Any]) -> Figure:
+@figure.register
+def amortization_figure(data: AmortizationDocument) -> Figure:
     fig, ax = plt.subplots(figsize=(10, 5), layout="constrained")
-    s = data["series"]
-    t = _times([p["t"] for p in s])
-    ax.plot(t, [p["owned"] for p in s], color=BLUE, label="owned: price less resale (or the sale "
+    s = data.series
+    t = _times([p.t for p in s])
+    ax.plot(t, [p.owned for p in s], color=BLUE, label="owned: price less resale (or the sale "
             "price), fees, energy (cumulative)")
-    ax.plot(t, [p["cloud"] for p in s], color=ORANGE, label="cloud equivalent of the used "
+    ax.plot(t, [p.cloud for p in s], color=ORANGE, label="cloud equivalent of the used "
             "GPU-hours (cumulative)")
-    total = data["total"]
-    if s and total["break_even"] and total["break_even_status"] == "projected":
-        end = _times([total["break_even"]])[0]
+    total = data.total
+    if s and total.break_even and total.break_even_status == "projected":
+        end = _times([total.break_even])[0]
         days = float(end - t[-1])
-        proj = data["projection"]
-        owned_end = s[-1]["owned"] + proj["day_owned"] * days
-        ax.plot([t[-1], end], [s[-1]["owned"], owned_end], color=BLUE, ls="--")
-        ax.plot([t[-1], end], [s[-1]["cloud"], s[-1]["cloud"] + proj["day_cloud"] * days],
+        proj = data.projection
+        owned_end = s[-1].owned + proj.day_owned * days
+        ax.plot([t[-1], end], [s[-1].owned, owned_end], color=BLUE, ls="--")
+        ax.plot([t[-1], end], [s[-1].cloud, s[-1].cloud + proj.day_cloud * days],
                 color=ORANGE, ls="--", label="projected at the last 30 days' use")
         ax.plot([end], [owned_end], marker="*", markersize=14, color=RED, ls="none",
-                label=f"break-even {total['break_even']} (projected)")
-    elif total["break_even"]:
-        when = _times([total["break_even"]])
-        y = next((p["owned"] for p in s if p["t"] >= total["break_even"]), 0.0)
+                label=f"break-even {total.break_even} (projected)")
+    elif total.break_even:
+        when = _times([total.break_even])
+        y = next((p.owned for p in s if p.t >= total.break_even), 0.0)
         ax.plot(when, [y], marker="*", markersize=14, color=RED, ls="none",
-                label=f"break-even {total['break_even']}")
-    for m in data["machines"]:
-        if m.get("sold_on"):
-            gain = m["sale_gain"]
-            ax.axvline(_times([m["sold_on"]])[0], color=GREY, ls=":",
-                       label=f"{m['node']} sold for {m['sold_for']:,.0f} "
+                label=f"break-even {total.break_even}")
+    for m in data.machines:
+        if m.sold_on:
+            gain = m.sale_gain or 0.0
+            ax.axvline(_times([m.sold_on])[0], color=GREY, ls=":",
+                       label=f"{m.node} sold for {m.sold_for or 0:,.0f} "
                              f"({'gain' if gain >= 0 else 'loss'} {abs(gain):,.0f} "
                              "against book value)")
-    _money_axis(ax, data["currency"])
+    _money_axis(ax, data.currency)
     _date_axis(ax)
-    status = total["break_even_status"]
-    ax.set_title(f"Owning versus renting, {len(data['machines'])} machine(s): net saving "
-                 f"{total['net_saving']:,.0f} {data['currency']}; break-even {status}"
-                 + (f" {total['break_even']}" if total["break_even"] else ""), loc="left")
+    status = total.break_even_status
+    ax.set_title(f"Owning versus renting, {len(data.machines)} machine(s): net saving "
+                 f"{total.net_saving:,.0f} {data.currency}; break-even {status}"
+                 + (f" {total.break_even}" if total.break_even else ""), loc="left")
     ax.legend(loc="best", frameon=True, framealpha=0.9)
     ax.grid(alpha=0.3)
     return fig
 
 
-def waste_figure(data: dict[str, Any], top: int = 20) -> Figure:
-    rows = data["rows"][:top][::-1]
+@figure.register
+def waste_figure(data: WasteDocument, top: int = 20) -> Figure:
+    rows = data.rows[:top][::-1]
     fig, ax = plt.subplots(figsize=(10, max(3.0, 0.38 * len(rows) + 1.5)), layout="constrained")
     y = range(len(rows))
-    ax.barh(y, [r["waste_cost"] for r in rows], color=RED)
-    ax.set_yticks(list(y), [f"#{r['job_id']} {r['name']} ({r['user']})" for r in rows])
+    ax.barh(y, [r.waste_cost for r in rows], color=RED)
+    ax.set_yticks(list(y), [f"#{r.job_id} {r.name} ({r.user})" for r in rows])
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.2f}"))
-    ax.set_xlabel(f"{data['currency']} of idle GPU-hours")
-    ax.set_title(f"Idle GPUs held by jobs (under {data['threshold']:.0%} for "
-                 f"{data['min_idle_s'] / 60:.0f}+ min): {data['total_cost']:,.2f} "
-                 f"{data['currency']}", loc="left")
+    ax.set_xlabel(f"{data.currency} of idle GPU-hours")
+    ax.set_title(f"Idle GPUs held by jobs (under {data.threshold:.0%} for "
+                 f"{data.min_idle_s / 60:.0f}+ min): {data.total_cost:,.2f} "
+                 f"{data.currency}", loc="left")
     if not rows:
         ax.text(0.5, 0.5, "no job left its GPUs idle", ha="center", va="center",
                 transform=ax.transAxes)
     ax.grid(axis="x", alpha=0.3)
     return fig
-
-
-FIGURES = {"utilization": utilization_figure, "cost": cost_figure,
-           "amortization": amortization_figure, "waste": waste_figure}
 
 
 def svg(fig: Figure) -> str:
@@ -210,9 +225,10 @@ def table_html(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write(kind: str, data: dict[str, Any], path: Path,
+def write(data: ReportDocument, path: Path,
           table: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None) -> None:
-    save(FIGURES[kind](data), path, f"clusterctl {kind} report", kind.capitalize(), table)
+    save(figure(data), path, f"clusterctl {data.report} report", data.report.capitalize(),
+         table)
 
 
 def save(fig: Figure, path: Path, title: str, heading: str,

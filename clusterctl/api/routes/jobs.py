@@ -14,7 +14,6 @@ from clusterctl.api.deps import ControllerDep, load_job
 from clusterctl.api.schemas import (
     AllocationOut,
     CancelOut,
-    CostOut,
     GpuUsageOut,
     HistoryEntry,
     JobDetail,
@@ -174,7 +173,6 @@ def show(job_id: str, user: CurrentUser, ctl: ControllerDep) -> JobDetail:
     base = job_out(job, node_names(ctl), bool(ctl.idle_jobs([job.id])),
                    ctl.waiting().get(job.id))
     allocations = ctl.jobs.allocations(job.id)
-    cost = ctl.job_cost(job.id, int(time.time() * 1000))
     return JobDetail(
         **base.model_dump(), env=job.env,
         history=[HistoryEntry(state=h.state, at=h.at, reason=h.reason, attempt=h.attempt)
@@ -182,7 +180,7 @@ def show(job_id: str, user: CurrentUser, ctl: ControllerDep) -> JobDetail:
         allocations=[AllocationOut(**a.model_dump(exclude={"id", "job_id"}))
                      for a in allocations],
         usage=usage_out(ctl, job, allocations),
-        cost=CostOut(**cost) if cost else None, notify_url=job.notify_url,
+        cost=ctl.job_cost(job.id, int(time.time() * 1000)), notify_url=job.notify_url,
         idle_warning=ctl.idle_warning(job),
     )
 

@@ -42,4 +42,4 @@ def report(kind: str, request: Request, user: CurrentUser, ctl: ControllerDep,
     paged = kind == "cost" and (by or "job") == "job" and not all
     return ctl.report(kind, start, end, by=by, loaded=loaded,
                       min_idle_s=parse_duration(min_idle, "--min-idle"), now=now,
-                      limit=(limit or JOB_ROWS) if paged else limit, offset=offset)
+                      limit=(limit or JOB_ROWS) if paged else limit, offset=offset).wire()
