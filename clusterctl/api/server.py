@@ -43,7 +43,7 @@ class ApiServer:
         cluster network), not on the API port people use."""
         s = self.controller.settings
         self._metrics, _ = start_http_server(s.metrics_port, s.metrics_host,
-                                             registry=self.controller.registry)
+                                             registry=self.controller.metrics.registry)
 
     def serve(self) -> None:
         """Serve in the foreground until SIGINT/SIGTERM, then close the controller.

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from clusterctl.cost.model import capacity_rate
 from clusterctl.executor.types import NodeInfo
@@ -124,3 +126,33 @@ class ControllerCollector(Collector):
                 drained.add_metric([n.name], 1 if n.name in marks else 0)
         yield gpus
         yield drained
+
+
+@dataclass(frozen=True)
+class ControllerMetrics:
+    """The controller's registry (served on its metrics port) and the counters it keeps by
+    hand, for what the database does not record."""
+
+    registry: CollectorRegistry
+    refused: prometheus_client.Counter
+    """Agent samples refused for their time stamps, by reason."""
+    health_drains: prometheus_client.Counter
+    """Nodes drained for a GPU fault, by node."""
+
+
+def controller_metrics(collector: ControllerCollector, ray_up: Callable[[], bool]
+                       ) -> ControllerMetrics:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    prometheus_client.Gauge(
+        "clusterctl_ray_up", "1 while the Ray head answers the controller, 0 while it does not "
+        "(jobs then show their last known state).", registry=registry).set_function(ray_up)
+    return ControllerMetrics(
+        registry,
+        refused=prometheus_client.Counter(
+            "clusterctl_samples_refused", "Agent samples refused for a time stamp outside the "
+            "controller's clock window (future: beyond its clock skew; too_old: past the raw "
+            "retention).", ["reason"], registry=registry),
+        health_drains=prometheus_client.Counter(
+            "clusterctl_node_health_drains", "Nodes drained by the controller for a GPU fault "
+            "(a fatal XID, a lost GPU).", ["node"], registry=registry))

@@ -13,12 +13,21 @@ from clusterctl.executor.types import NodeInfo
 from clusterctl.gpu_types import model_memory
 from clusterctl.scheduler import mixed_nodes
 from clusterctl.scheduler.records import NodeCapacity
-from clusterctl.store import Job
+from clusterctl.store import Job, SampleStore
 
 FACTS_RETRY_S = 2.0
 """How soon the GPUs' facts are read again while a node's agent has not reported every GPU Ray
 counts (a node just joined): its models decide where jobs may go, a machine of several models
 is split only once they are known."""
+
+
+def gpus_reported(samples: SampleStore) -> dict[str, list[mixed_nodes.Gpu]]:
+    """Node name → its GPUs (model, memory) as its agent last read them."""
+    facts: dict[str, list[mixed_nodes.Gpu]] = {}
+    for d in samples.devices():
+        facts.setdefault(d.node, []).append(mixed_nodes.Gpu(d.gpu_index, d.model,
+                                                            d.memory_total))
+    return facts
 
 
 def ranks(job: Job) -> list[tuple[str, list[int] | None]]:

@@ -21,6 +21,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from clusterctl.controller.background import Periodic
 from clusterctl.notifications import ENDS, JobEnd, destinations
+from clusterctl.store import Job
 from clusterctl.store.notify import NotifyStore
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,21 @@ class Notifier(Periodic):
         """Post ``body`` to ``url`` in the background (nothing if there is no URL)."""
         if url:
             self.pool.submit(self._deliver, url, body)
+
+    def announce(self, body: dict[str, Any]) -> None:
+        """To the cluster's channel (``notify_url``), if it has one."""
+        self.send(self.cluster_url, body)
+
+    def tell_owner(self, job: Job, body: dict[str, Any]) -> None:
+        """To the job's ``--notify`` address and its owner's, once each."""
+        users, _ = self.store.urls({job.user}, set())
+        for url in dict.fromkeys(u for u in (job.notify_url, users.get(job.user)) if u):
+            self.send(url, body)
+
+    def tell_team(self, team: str, body: dict[str, Any]) -> None:
+        """To the team's channel and the cluster's."""
+        self.send(self.store.team_url(team), body)
+        self.announce(body)
 
     def tick(self) -> None:
         if self.last is None:

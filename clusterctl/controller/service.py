@@ -16,8 +16,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
 from clusterctl.controller import disk, gpu_health
 from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.budgets import BudgetWatch
@@ -26,8 +24,8 @@ from clusterctl.controller.host_memory import HostMemory
 from clusterctl.controller.idle import IdleReaper
 from clusterctl.controller.installation import Bootstrap, bootstrap_admin, private
 from clusterctl.controller.interface import Ingest
-from clusterctl.controller.metrics import ControllerCollector
-from clusterctl.controller.node_facts import NodeFacts
+from clusterctl.controller.metrics import ControllerCollector, ControllerMetrics, controller_metrics
+from clusterctl.controller.node_facts import NodeFacts, gpus_reported
 from clusterctl.controller.notifier import Notifier
 from clusterctl.controller.reports import ReportService, build
 from clusterctl.controller.scheduling import OutOfService, Scheduler
@@ -42,7 +40,7 @@ from clusterctl.gpu_read import GpuRead
 from clusterctl.notifications import node_drained
 from clusterctl.reports.documents import CostDocument, JobCost, ReportDocument
 from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
-from clusterctl.scheduler.mixed_nodes import Gpu, node_of
+from clusterctl.scheduler.mixed_nodes import node_of
 from clusterctl.scheduler.records import PolicyConfig, Wait
 from clusterctl.settings import Settings
 from clusterctl.store import (
@@ -50,6 +48,7 @@ from clusterctl.store import (
     AllocationUsageStore,
     AuditStore,
     CostStore,
+    Engine,
     Job,
     JobStore,
     Lease,
@@ -71,8 +70,14 @@ log = logging.getLogger(__name__)
 
 
 class Controller:
-    """Implements ``interface.ControllerApi`` once :meth:`prepare` has run."""
+    """Implements ``interface.ControllerApi`` once :meth:`prepare` has run.
 
+    Two phases on purpose: constructing one is cheap and touches nothing (``up`` makes it
+    before Ray is up, holding the database's lease), and :meth:`prepare` starts the parts in
+    order, each recorded as it starts, so that :meth:`close` stops what a start that failed
+    halfway had started. Every part :meth:`prepare` sets is declared here."""
+
+    engine: Engine
     jobs: JobStore
     users: UserStore
     samples: SampleStore
@@ -81,6 +86,17 @@ class Controller:
     audit: AuditStore
     logs: LogStore
     packages: PackageStore
+    notify: NotifyStore
+    budgets: BudgetStore
+    executor: RayDriver
+    scheduler: Scheduler
+    submissions: Submissions
+    housekeeper: Housekeeper
+    notifier: Notifier
+    budget_watch: BudgetWatch
+    reaper: IdleReaper
+    reports: ReportService
+    metrics: ControllerMetrics
 
     def __init__(self, settings: Settings, ray_address: str,
                  ray_token_file: str | None = None, lease: Lease | None = None) -> None:
@@ -109,8 +125,18 @@ class Controller:
         return found.account if found is not None else user
 
     def prepare(self, connect_timeout_s: float = 90) -> None:
+        """The database (migrated), Ray (connected, or an outage served through), then the
+        scheduling loop and the background work; the API serves only after this."""
+        data = Path(self.settings.data_dir)
+        self._open_store(data)
+        self._connect_ray()
+        self._connect(connect_timeout_s)
+        self._start_scheduling()
+        self._start_background()
+        self._register_metrics()
+
+    def _open_store(self, data: Path) -> None:
         s = self.settings
-        data = Path(s.data_dir)
         data.mkdir(parents=True, exist_ok=True)
         private(data, s.db_url)
         if self.lease is None:  # a second controller stops here, saying whose the first is
@@ -123,19 +149,27 @@ class Controller:
         self.costs = CostStore(self.engine)
         self.drains = NodeStore(self.engine)
         self.audit = AuditStore(self.engine)
+        self.notify = NotifyStore(self.engine)
+        self.budgets = BudgetStore(self.engine)
         self.logs, self.packages = LogStore(data / "logs"), PackageStore(data / "packages")
         self.disk_dirs = disk.directories(data, s.db_url)
+
+    def _connect_ray(self) -> None:
         namespace = f"clusterctl-{installation_id(self.engine)}"
         # The Ray driver process reads its auth settings from the environment it inherits.
         os.environ.update(ray_env(self.ray_token_file, base={}))
         self.executor = RayDriver(self.ray_address, namespace)
         self._stops.append(self.executor.shutdown)
-        self._connect(connect_timeout_s)
+
+    def _start_scheduling(self) -> None:
+        s = self.settings
         attempts = Attempts(self.jobs, self.executor, self.logs, self.packages,
                             kill_grace_s=s.kill_grace_s, preempt_grace_s=s.preempt_grace_s,
                             attach_grace_s=s.attach_grace_s,
                             account_of=self.account_of,
                             fallback_account=s.job_account or None)
+        self.budget_watch = BudgetWatch(self.budgets, self._team_spent,
+                                        lambda team, body: self.notifier.tell_team(team, body))
         self.scheduler = Scheduler(
             self.jobs, self.executor, attempts,
             policy_config=PolicyConfig(
@@ -143,10 +177,17 @@ class Controller:
                 user_gpu_limit=s.user_gpu_limit,
                 preempt=s.preempt, preempt_grace_s=s.preempt_grace_s),
             out_of_service=self.out_of_service,
-            facts=NodeFacts(self.gpu_facts, self.gpu_hour_costs),
+            facts=NodeFacts(lambda: gpus_reported(self.samples), self.gpu_hour_costs),
             fair_share_by_rate=s.fair_share_by_rate,
+            budget_holds=self.budget_watch.holds,
         )
         self._started(self.scheduler)
+        self.submissions = Submissions(self.jobs, self.audit, self.packages, self.why_never,
+                                       self.wake, s.user_max_priority, s.notify_private_ok)
+
+    def _start_background(self) -> None:
+        """Rollups and file expiry, notices, budgets and idle reclaim."""
+        s = self.settings
         self.housekeeper = Housekeeper(
             self.samples, AllocationUsageStore(self.engine),
             raw_keep_s=s.sample_retention_s, minute_keep_s=s.minute_rollup_retention_s,
@@ -155,35 +196,22 @@ class Controller:
                                            log_keep_s=s.log_retention_s,
                                            package_keep_s=s.package_retention_s)])
         self._started(self.housekeeper)
-        self.notify = NotifyStore(self.engine)
         self.notifier = Notifier(self.notify, self._job_total_cost, s.notify_url or None)
         self._started(self.notifier)
-        self.submissions = Submissions(self.jobs, self.audit, self.packages, self.why_never,
-                                       self.wake, s.user_max_priority, s.notify_private_ok)
-        self.budgets = BudgetStore(self.engine)
-        self.budget_watch = BudgetWatch(self.budgets, self._team_spent, self._tell_team)
-        self.scheduler.budget_holds = self.budget_watch.holds
         self._started(self.budget_watch)
         self.reaper = IdleReaper(self.jobs, self.samples, s.waste_threshold, s.idle_timeouts,
-                                 self._tell_owner, wake=self.wake,
+                                 self.notifier.tell_owner, wake=self.wake,
                                  interactive_s=int(s.interactive_idle_timeout_s) or None)
         self._started(self.reaper)
         self.reports = ReportService(ReportStore(self.engine), self.costs, self.samples,
                                      s.waste_threshold)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ControllerCollector(
-            self.jobs, self.costs, self.drains, self.cluster,
-            self.scheduler.policy_config.quotas, lambda: self.scheduler.passes))
-        self.refused = Counter("clusterctl_samples_refused",
-                               "Agent samples refused for a time stamp outside the controller's "
-                               "clock window (future: beyond its clock skew; too_old: past the "
-                               "raw retention).", ["reason"], registry=self.registry)
-        Gauge("clusterctl_ray_up", "1 while the Ray head answers the controller, 0 while it "
-              "does not (jobs then show their last known state).",
-              registry=self.registry).set_function(lambda: self.scheduler.ray_down is None)
-        self.health_drains = Counter("clusterctl_node_health_drains",
-                                     "Nodes drained by the controller for a GPU fault (a fatal "
-                                     "XID, a lost GPU).", ["node"], registry=self.registry)
+
+    def _register_metrics(self) -> None:
+        self.metrics = controller_metrics(
+            ControllerCollector(self.jobs, self.costs, self.drains, self.cluster,
+                                self.scheduler.policy_config.quotas,
+                                lambda: self.scheduler.passes),
+            ray_up=lambda: self.scheduler.ray_down is None)
 
     def _connect(self, timeout_s: float) -> None:
         """Wait for Ray to answer with its nodes. One that does not within ``timeout_s`` is an
@@ -218,13 +246,6 @@ class Controller:
             self.lease = None
 
     # -- what the API may ask (interface.ControllerApi) ---------------------------------------
-
-    def gpu_facts(self) -> dict[str, list[Gpu]]:
-        """Node name → its GPUs (model, memory) as its agent last read them."""
-        facts: dict[str, list[Gpu]] = {}
-        for d in self.samples.devices():
-            facts.setdefault(d.node, []).append(Gpu(d.gpu_index, d.model, d.memory_total))
-        return facts
 
     def gpu_hour_costs(self) -> dict[str, float]:
         """Node name → what one of its GPU-hours costs now, from the inventory."""
@@ -278,7 +299,7 @@ class Controller:
         return None if cost is None else cost.total_cost
 
     def announce(self, body: dict[str, Any]) -> None:
-        self.notifier.send(self.settings.notify_url or None, body)
+        self.notifier.announce(body)
 
     def budget_status(self, fresh: bool = False) -> list[BudgetStatus]:
         if not fresh:
@@ -297,15 +318,6 @@ class Controller:
 
     def idle_warning(self, job: Job) -> str | None:
         return self.reaper.warning(job)
-
-    def _tell_owner(self, job: Job, body: dict[str, Any]) -> None:
-        users, _ = self.notify.urls({job.user}, set())
-        for url in dict.fromkeys(u for u in (job.notify_url, users.get(job.user)) if u):
-            self.notifier.send(url, body)
-
-    def _tell_team(self, team: str, body: dict[str, Any]) -> None:
-        self.notifier.send(self.notify.team_url(team), body)
-        self.announce(body)
 
     def _team_spent(self, team: str, start: datetime, now: datetime, loaded: bool) -> float:
         """What the cost report charges ``team`` from ``start`` to ``now``."""
@@ -329,7 +341,7 @@ class Controller:
         kept, refused = within_clock(rows, time.time(), self.settings.sample_retention_s)
         for reason, n in refused.items():
             if n:
-                self.refused.labels(reason).inc(n)
+                self.metrics.refused.labels(reason).inc(n)
         stored = self.samples.ingest(node, kept)
         fresh = [r for r in kept if (r.gpu_uuid, r.boot_id, r.seq) in stored.new]
         fault = gpu_health.fatal(fresh)  # once: a replayed batch is not a new fault
@@ -346,7 +358,7 @@ class Controller:
             return  # already out for a fault; the first reason stands
         self.drains.drain(node, gpu_health.ACTOR, reason)
         self.audit.record(gpu_health.ACTOR, "node.drain", node, reason)
-        self.health_drains.labels(node).inc()
+        self.metrics.health_drains.labels(node).inc()
         self.announce(node_drained(node, reason, gpu_health.ACTOR))
         log.error("node %s drained: %s; its jobs end and are requeued within their retries, "
                   "`clusterctl nodes undrain %s` once it is repaired", node, reason, node)

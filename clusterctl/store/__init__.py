@@ -1,4 +1,7 @@
-"""The database door: the only package that imports sqlmodel/sqlalchemy."""
+"""The database door: the only package that imports sqlmodel/sqlalchemy. ``Engine`` is the
+handle the stores share, passed through by those who make them."""
+
+from sqlalchemy import Engine
 
 from clusterctl.store.allocation_usage import AllocationUsageStore
 from clusterctl.store.audit import AuditStore
@@ -22,6 +25,7 @@ __all__ = [
     "AllocationUsageStore",
     "AuditStore",
     "CostStore",
+    "Engine",
     "GpuDevice",
     "HardwareExists",
     "HeldGpu",
