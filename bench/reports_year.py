@@ -75,11 +75,12 @@ def one(db_url: str, kind: str, by: str | None, days: int) -> None:
     service = ReportService(ReportStore(engine), CostStore(engine), SampleStore(engine))
     t = time.perf_counter()
     limit = JOB_ROWS if kind == "cost" and by == "job" else None
-    data = build(service, kind, END - timedelta(days=days), END,
-                 by="job" if by == "job-all" else by, now=END, limit=limit).wire()
-    body = json.dumps(data)
+    document = build(service, kind, END - timedelta(days=days), END,
+                     by="job" if by == "job-all" else by, now=END, limit=limit)
+    body = document.wire_bytes()  # as the API serializes it
     seconds = time.perf_counter() - t
     rss_mb = peak_rss_mb()
+    data = json.loads(body)
     rows = len(data.get("rows", data.get("machines", [])))
     print(json.dumps({"seconds": seconds, "rss_mb": rss_mb, "rows": rows,
                       "bytes": len(body)}))

@@ -4,9 +4,8 @@ tables, CSV and plots from the same JSON, so every output of a report shows the 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from clusterctl.api.auth import CurrentUser
 from clusterctl.api.deps import ControllerDep
@@ -24,7 +23,7 @@ JOB_ROWS = 100
 def report(kind: str, request: Request, user: CurrentUser, ctl: ControllerDep,
            since: str | None = None, from_: str | None = None, to: str | None = None,
            by: str | None = None, loaded: bool = False, min_idle: str = "30m",
-           limit: int | None = None, offset: int = 0, all: bool = False) -> dict[str, Any]:
+           limit: int | None = None, offset: int = 0, all: bool = False) -> Response:
     """``cost --by job`` returns the ``limit`` dearest jobs (100 unless said) from ``offset``
     and a ``rest`` row summing the others; ``all`` returns every job."""
     if kind not in KINDS:
@@ -40,6 +39,7 @@ def report(kind: str, request: Request, user: CurrentUser, ctl: ControllerDep,
     if not 0 <= offset <= 10**9:
         raise BadInput("offset", "must be 0 or more")
     paged = kind == "cost" and (by or "job") == "job" and not all
-    return ctl.report(kind, start, end, by=by, loaded=loaded,
-                      min_idle_s=parse_duration(min_idle, "--min-idle"), now=now,
-                      limit=(limit or JOB_ROWS) if paged else limit, offset=offset).wire()
+    document = ctl.report(kind, start, end, by=by, loaded=loaded,
+                          min_idle_s=parse_duration(min_idle, "--min-idle"), now=now,
+                          limit=(limit or JOB_ROWS) if paged else limit, offset=offset)
+    return Response(document.wire_bytes(), media_type="application/json")
