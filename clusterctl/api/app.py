@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from clusterctl.api.guard import EdgeGuard
 from clusterctl.api.routes import (
@@ -26,6 +27,7 @@ from clusterctl.api.routes import (
     reports,
     users,
 )
+from clusterctl.api.web import pages, signin
 from clusterctl.controller import disk
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
@@ -112,4 +114,16 @@ def create_app(controller: ControllerApi) -> FastAPI:
 
     for module in ROUTERS:
         app.include_router(module.router)
+    app.add_exception_handler(signin.SignInNeeded, _sign_in)
+    app.include_router(signin.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(packages=[("clusterctl.api.web", "static")]),
+              name="static")
     return app
+
+
+async def _sign_in(request: Request, _: Exception) -> Response:
+    """A page without a session goes to the sign-in form; a live part's stream just ends."""
+    if request.url.path.startswith("/events/"):
+        return PlainTextResponse("sign in first", status_code=401)
+    return RedirectResponse("/login", status_code=303)

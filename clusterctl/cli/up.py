@@ -268,6 +268,8 @@ def _announce(controller: Any, s: settings_mod.Settings) -> tuple[str, str | Non
         f"clusterctl controller on {url}: {len(nodes)} node(s), {gpus} GPU(s); "
         f"admin user {boot.user} (token in {s.config_path}). Ctrl-C stops.")
     err_console.print(_who_runs_jobs(s))
+    err_console.print(f"dashboard: {url}/ (sign in with the token in {s.config_path})",
+                      markup=False)
     for problem in controller.degraded().values():
         err_console.print(f"warning: {problem}", markup=False)
     if gpus == 0 and not controller.degraded():

@@ -32,6 +32,7 @@ from clusterctl.store import (
     NodeStore,
     SampleStore,
     UserStore,
+    WebSessionStore,
 )
 from clusterctl.store.budgets import BudgetStore
 from clusterctl.store.notify import NotifyStore
@@ -50,6 +51,8 @@ class ControllerApi(Protocol):
     def jobs(self) -> JobStore: ...
     @property
     def users(self) -> UserStore: ...
+    @property
+    def web_sessions(self) -> WebSessionStore: ...
     @property
     def samples(self) -> SampleStore: ...
     @property

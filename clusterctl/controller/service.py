@@ -56,6 +56,7 @@ from clusterctl.store import (
     ReportStore,
     SampleStore,
     UserStore,
+    WebSessionStore,
     acquire_lease,
     installation_id,
     make_engine,
@@ -88,6 +89,7 @@ class Controller:
     packages: PackageStore
     notify: NotifyStore
     budgets: BudgetStore
+    web_sessions: WebSessionStore
     executor: RayDriver
     scheduler: Scheduler
     submissions: Submissions
@@ -151,6 +153,7 @@ class Controller:
         self.audit = AuditStore(self.engine)
         self.notify = NotifyStore(self.engine)
         self.budgets = BudgetStore(self.engine)
+        self.web_sessions = WebSessionStore(self.engine)
         self.logs, self.packages = LogStore(data / "logs"), PackageStore(data / "packages")
         self.disk_dirs = disk.directories(data, s.db_url)
 

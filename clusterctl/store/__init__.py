@@ -18,6 +18,7 @@ from clusterctl.store.report_data import ReportStore
 from clusterctl.store.samples import Ingested, SampleStore
 from clusterctl.store.telemetry_tables import GpuDevice
 from clusterctl.store.users import UserExists, UserStore, installation_id
+from clusterctl.store.web_sessions import SignedIn, WebSessionStore
 
 __all__ = [
     "UNAVAILABLE",
@@ -39,9 +40,11 @@ __all__ = [
     "NodeStore",
     "ReportStore",
     "SampleStore",
+    "SignedIn",
     "User",
     "UserExists",
     "UserStore",
+    "WebSessionStore",
     "acquire_lease",
     "installation_id",
     "make_engine",

@@ -236,3 +236,16 @@ class NodeToken(SQLModel, table=True):
     node: str = Field(primary_key=True, max_length=255)
     token_hash: str = Field(unique=True, max_length=64)
     created_at: datetime = time_column(nullable=False)
+
+
+class WebSession(SQLModel, table=True):
+    """A browser's sign-in to the dashboard: the cookie's value is never stored, only its hash,
+    as for tokens; the form's anti-forgery value travels in the page, not in the cookie."""
+
+    __tablename__ = "web_session"
+
+    id_hash: str = Field(primary_key=True, max_length=64)
+    user: str = Field(max_length=64, index=True)
+    csrf: str = Field(max_length=64)
+    created_at: datetime = time_column(nullable=False)
+    expires_at: datetime = time_column(nullable=False)

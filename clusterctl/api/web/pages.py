@@ -1,0 +1,152 @@
+"""The dashboard's pages, their actions, and the live updates each open page listens to.
+
+A page is rendered whole once; after that, each of its live parts is re-rendered on the server
+every second and pushed (server-sent events) only when it changed, so a new job, a change of
+state or a GPU's new reading shows without a reload, and nothing reloads when nothing moved."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from clusterctl.api.deps import ControllerDep
+from clusterctl.api.routes import jobs as job_routes
+from clusterctl.api.web import views
+from clusterctl.api.web.render import HEADERS, fragment, page
+from clusterctl.api.web.signin import COOKIE, Viewer, check_csrf, form
+from clusterctl.parsing import BadInput
+from clusterctl.states import JobState
+
+router = APIRouter()
+
+PUSH_S = 1.0
+"""How often an open page's live parts are rendered again (and sent if they changed): within
+2 s of an agent's sample, the GPUs page shows it."""
+KEEPALIVE_S = 15.0
+ACTIONS = {"cancel": job_routes.cancel, "hold": job_routes.hold, "release": job_routes.release}
+
+
+def _error(request: Request, viewer: Viewer, status: int, detail: str) -> Response:
+    return page(request, "error.html", status=status, me=viewer[0], csrf=viewer[1].csrf,
+                detail=detail)
+
+
+def _queue_parts(ctl: Any, viewer: Viewer, filters: views.Filters) -> str:
+    return fragment("queue_parts.html", q=views.queue(ctl, viewer[0], filters))
+
+
+@router.get("/")
+def queue(request: Request, ctl: ControllerDep, viewer: Viewer, user: str | None = None,
+          team: str | None = None, state: str | None = None,
+          before: str | None = None) -> Response:
+    try:
+        filters = views.Filters.of(user, team, state, before)
+        parts = _queue_parts(ctl, viewer, filters)
+    except BadInput as e:
+        return _error(request, viewer, 422, str(e))
+    return page(request, "queue.html", me=viewer[0], csrf=viewer[1].csrf, filters=filters,
+                parts=parts, live=f"/events/queue?{filters.query()}",
+                states=list(JobState.__members__))
+
+
+@router.get("/gpus")
+def gpus(request: Request, ctl: ControllerDep, viewer: Viewer) -> Response:
+    return page(request, "gpus.html", me=viewer[0], csrf=viewer[1].csrf, live="/events/gpus",
+                parts=fragment("gpus_parts.html", nodes=views.gpus(ctl, viewer[0])))
+
+
+@router.get("/jobs/{job_id}")
+def job(request: Request, job_id: str, ctl: ControllerDep, viewer: Viewer) -> Response:
+    try:
+        view = views.job(ctl, viewer[0], job_id)
+    except HTTPException as e:
+        return _error(request, viewer, e.status_code, str(e.detail))
+    except BadInput as e:
+        return _error(request, viewer, 422, str(e))
+    return page(request, "job.html", me=viewer[0], csrf=viewer[1].csrf, v=view,
+                live=f"/events/jobs/{view.job.id}",
+                parts=fragment("job_parts.html", v=view, csrf=viewer[1].csrf))
+
+
+@router.post("/jobs/{job_id}/{action}")
+async def act(request: Request, job_id: str, action: str, ctl: ControllerDep,
+              viewer: Viewer) -> Response:
+    """Cancel, hold or release, as the API does them (the same owner and admin rules)."""
+    check_csrf(request, await form(request), viewer[1])
+    do = ACTIONS.get(action)
+    if do is None:
+        return _error(request, viewer, 404, f"no such action: {action}")
+    try:
+        await run_in_threadpool(do, job_id, viewer[0], ctl)
+    except HTTPException as e:
+        return _error(request, viewer, e.status_code, str(e.detail))
+    except BadInput as e:
+        return _error(request, viewer, 422, str(e))
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
+# -- live parts ---------------------------------------------------------------------------------
+
+
+@router.get("/events/queue")
+def queue_events(request: Request, ctl: ControllerDep, viewer: Viewer,
+                 user: str | None = None, team: str | None = None, state: str | None = None,
+                 before: str | None = None) -> Response:
+    filters = views.Filters.of(user, team, state, before)
+    return _stream(request, ctl, lambda: _queue_parts(ctl, viewer, filters))
+
+
+@router.get("/events/gpus")
+def gpu_events(request: Request, ctl: ControllerDep, viewer: Viewer) -> Response:
+    return _stream(request, ctl, lambda: fragment("gpus_parts.html",
+                                             nodes=views.gpus(ctl, viewer[0])))
+
+
+@router.get("/events/jobs/{job_id}")
+def job_events(request: Request, job_id: str, ctl: ControllerDep, viewer: Viewer) -> Response:
+    return _stream(request, ctl, lambda: fragment("job_parts.html",
+                                             v=views.job(ctl, viewer[0], job_id),
+                                             csrf=viewer[1].csrf))
+
+
+def _stream(request: Request, ctl: Any, render: Callable[[], str]) -> Response:
+    """Rendered once here, before the stream starts: a bad filter or a job that is not theirs
+    is answered (422, 403, 404) instead of a stream that breaks."""
+    cookie = request.cookies.get(COOKIE, "")
+
+    def fresh() -> str | None:
+        """The part again, or None once the session has ended (signed out, expired)."""
+        return render() if ctl.web_sessions.find(cookie) is not None else None
+
+    return StreamingResponse(_changes(request, render(), fresh),
+                             media_type="text/event-stream",
+                             headers={**HEADERS, "X-Accel-Buffering": "no"})
+
+
+async def _changes(request: Request, first: str, render: Callable[[], str | None]
+                   ) -> AsyncIterator[bytes]:
+    """The part each time it changes (the page has the first one already), a comment now and
+    then so proxies keep the connection, until the page goes away or the session ends."""
+    last: str | None = first
+    quiet = 0.0
+    while last is not None and not await request.is_disconnected():
+        await asyncio.sleep(PUSH_S)
+        try:
+            now = await run_in_threadpool(render)
+        except HTTPException:  # the job is no longer theirs to see, say: stop
+            return
+        if now is None:
+            return
+        if now != last:
+            last, quiet = now, 0.0
+            yield ("data: " + now.replace("\n", "\ndata: ") + "\n\n").encode()
+        else:
+            quiet += PUSH_S
+            if quiet >= KEEPALIVE_S:
+                quiet = 0.0
+                yield b": still here\n\n"

@@ -1,0 +1,214 @@
+"""The dashboard in a real browser (Debian's Chromium, driven by Playwright) against a real
+controller on a real Ray head: signing in with a token, the queue and a GPU's reading changing
+without a reload, a job's page and its cancel, what another user may not see, and the session's
+cookie, anti-forgery and sign-out."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+import pytest
+from factories import sample_batch
+from harness import ControllerProcess, http
+
+pytestmark = pytest.mark.ray
+playwright = pytest.importorskip("playwright.sync_api")
+expect = playwright.expect
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+LIVE_S = 10_000
+"""How long (ms) a page may take to show a change pushed to it: a push per second, and a loaded
+two-core machine."""
+
+
+@pytest.fixture(scope="module")
+def ctl(ray_head: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
+    c = ControllerProcess(tmp_path_factory.mktemp("dash"), ray_head.address,
+                          ray_head.token_file)
+    c.start()
+    yield c
+    c.end_live_jobs()
+    c.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_jobs_left(ctl: ControllerProcess) -> Iterator[None]:
+    """Each test starts on an idle node: the one before cancelled what it left running."""
+    yield
+    ctl.end_live_jobs()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        why = "Chromium is not installed: apt-get install chromium (.ci/run does)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(why, pytrace=False)  # under CI every test runs
+        pytest.skip(why)
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def signed_in(browser: Any, ctl: ControllerProcess, token: str) -> Any:
+    """A fresh browser context (its own cookies) signed in through the form."""
+    context = browser.new_context(base_url=f"http://127.0.0.1:{ctl.port}")
+    page = context.new_page()
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/$"))
+    return page
+
+
+def test_sign_in_and_the_queue_changes_without_a_reload(browser: Any,
+                                                        ctl: ControllerProcess) -> None:
+    page = browser.new_context(base_url=f"http://127.0.0.1:{ctl.port}").new_page()
+    page.goto("/login")
+    page.fill("input[name=token]", "cct_not-a-token")
+    page.click("button[type=submit]")
+    expect(page.get_by_role("alert")).to_contain_text("invalid token")
+    assert page.context.cookies() == []
+
+    token = ctl.token()
+    page = signed_in(browser, ctl, token)
+    (cookie,) = page.context.cookies()
+    assert cookie["name"] == "clusterctl_session"
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["expires"] > 0
+    assert token not in page.url and token not in page.content()
+    expect(page.locator("#pending")).to_contain_text("Nothing waits")
+    page.evaluate("window.notReloaded = true")
+
+    big = ctl.submit("--gpus", "4", "--name", "fills-node", "--", "sleep", "600")
+    expect(page.locator(f"#running tr[data-job='{big}']")).to_contain_text("fills-node",
+                                                                           timeout=LIVE_S)
+    waiting = ctl.submit("--gpus", "2", "--name", "waits", "--", "true")
+    row = page.locator(f"#pending tr[data-job='{waiting}']")
+    expect(row).to_contain_text("waits", timeout=LIVE_S)
+    expect(row.locator("td").first).to_have_text("1", timeout=LIVE_S)  # first in line
+    expect(row).to_contain_text("resources", timeout=LIVE_S)  # the reason `jobs` gives
+    assert page.evaluate("window.notReloaded") is True
+    page.screenshot(path=str(ctl.root / "queue.png"), full_page=True)
+
+    assert ctl.cli("cancel", str(waiting)).returncode == 0
+    expect(row).to_have_count(0, timeout=LIVE_S)
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_a_job_page_its_cancel_and_what_others_see(browser: Any,
+                                                   ctl: ControllerProcess) -> None:
+    job = ctl.submit("--name", "secret-run", "--", "sh", "-c", "echo hello-from-the-job; "
+                     "sleep 600")
+    ctl.wait_state(job, {"RUNNING"})
+    owner = signed_in(browser, ctl, ctl.token())
+    owner.goto(f"/jobs/{job}")
+    expect(owner.locator("dl.spec")).to_contain_text("echo hello-from-the-job")
+    expect(owner.locator("#log")).to_contain_text("hello-from-the-job", timeout=LIVE_S * 3)
+
+    bob = ctl.json("admin", "user", "add", "bob", "--team", "vision")["token"]
+    other = signed_in(browser, ctl, bob)
+    expect(other.locator(f"tr[data-job='{job}']")).to_contain_text("secret-run")
+    assert "hello-from-the-job" not in other.content()  # others see it queued, not what it runs
+    response = other.goto(f"/jobs/{job}")
+    assert response is not None and response.status == 403
+    assert "hello-from-the-job" not in other.content()
+
+    owner.click("#cancel")
+    expect(owner.locator("#state")).to_contain_text("CANCELLED", timeout=LIVE_S * 3)
+    assert ctl.show(job)["state"] == "CANCELLED"
+
+
+def test_forged_and_signed_out_requests_change_nothing(browser: Any,
+                                                       ctl: ControllerProcess) -> None:
+    job = ctl.submit("--gpus", "4", "--name", "kept", "--", "sleep", "600")
+    page = signed_in(browser, ctl, ctl.token())
+    (cookie,) = page.context.cookies()
+    base = f"http://127.0.0.1:{ctl.port}"
+    jar = {"clusterctl_session": cookie["value"]}
+    with httpx.Client(base_url=base, cookies=jar) as c:
+        assert c.post(f"/jobs/{job}/cancel", data={}).status_code == 403  # no form value
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/").text)
+        assert csrf is not None
+        forged = c.post(f"/jobs/{job}/cancel", data={"csrf": csrf.group(1)},
+                        headers={"Origin": "https://evil.example"})
+        assert forged.status_code == 403
+    assert ctl.show(job)["state"] in ("PENDING", "STARTING", "RUNNING")
+
+    page.click("text=Sign out")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    with httpx.Client(base_url=base, cookies=jar) as c:  # the copied cookie: ended too
+        r = c.get("/", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert c.get("/events/queue").status_code == 401
+    assert ctl.cli("cancel", str(job)).returncode == 0
+
+
+def test_a_gpus_new_reading_shows_without_a_reload(browser: Any, ctl: ControllerProcess) -> None:
+    token = ctl.node_token()
+    url = f"http://127.0.0.1:{ctl.port}/v1/agent/samples"
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def ship(seq: int, util: float) -> None:
+        batch = sample_batch("node-a", gpus=4, reads=1, seq0=seq, t0=time.time(), util=util)
+        assert http("POST", url, json={"node": "node-a", "samples": batch},
+                    headers=auth).status_code == 200
+
+    ship(1, 0.37)
+    page = signed_in(browser, ctl, ctl.token())
+    page.goto("/gpus")
+    cell = page.locator("section[data-node='node-a'] tr[data-gpu='0'] td.util")
+    expect(cell).to_have_text("37%")
+    page.evaluate("window.notReloaded = true")
+    ship(2, 0.81)
+    expect(cell).to_have_text("81%", timeout=LIVE_S)
+    assert page.evaluate("window.notReloaded") is True
+    page.screenshot(path=str(ctl.root / "gpus.png"), full_page=True)
+
+
+PAGES = [("POST", "/login"), ("GET", "/"), ("GET", "/jobs/{}"), ("POST", "/jobs/{}/cancel"),
+         ("POST", "/jobs/1/{}"), ("GET", "/events/queue"), ("GET", "/events/jobs/{}"),
+         ("POST", "/logout"), ("GET", "/gpus")]
+
+
+@pytest.mark.parametrize(("method", "path"), PAGES, ids=[f"{m} {p}" for m, p in PAGES])
+def test_no_input_makes_a_page_answer_5xx(browser: Any, ctl: ControllerProcess, method: str,
+                                          path: str) -> None:
+    """Hostile forms, paths and filters, with a signed-in session: never a 5xx (a live part's
+    stream is opened and let go at once)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from test_api_fuzz import url_texts
+
+    page = signed_in(browser, ctl, ctl.token())
+    (cookie,) = page.context.cookies()
+    forms = st.binary(max_size=64) | st.dictionaries(
+        st.sampled_from(["token", "csrf", "x"]), url_texts, max_size=3).map(
+        lambda d: "&".join(f"{k}={v}" for k, v in d.items()).encode("utf-8", "surrogatepass"))
+    filters = st.dictionaries(st.sampled_from(["user", "team", "state", "before"]), url_texts,
+                              max_size=3)
+    with httpx.Client(base_url=f"http://127.0.0.1:{ctl.port}", timeout=30,
+                      cookies={"clusterctl_session": cookie["value"]}) as c:
+
+        @settings(max_examples=25, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(body=forms, part=url_texts | st.just("1"), query=filters)
+        def probe(body: bytes, part: str, query: dict[str, str]) -> None:
+            target = path.format(quote(part, safe="", errors="surrogatepass"))
+            target += "?" + urlencode(query, encoding="utf-8", errors="surrogatepass")
+            with c.stream(method, target, content=body if method == "POST" else None,
+                          headers={
+                              "Content-Type": "application/x-www-form-urlencoded"}) as r:
+                assert r.status_code < 500, (method, target, body, query, r.status_code)
+
+        probe()
+        assert c.get("/").status_code == 200  # still signed in: nothing signed it out
