@@ -110,10 +110,14 @@ def test_a_job_page_its_cancel_and_what_others_see(browser: Any,
     job = ctl.submit("--name", "secret-run", "--", "sh", "-c", "echo hello-from-the-job; "
                      "sleep 600")
     ctl.wait_state(job, {"RUNNING"})
+    ship_samples(ctl, seq=1000, util=0.6)
     owner = signed_in(browser, ctl, ctl.token())
     owner.goto(f"/jobs/{job}")
+    # its GPU's reading drawn: 60% of the chart's height (56 px) above its axis (60)
+    expect(owner.locator("#chart circle.dot.utilization")).to_have_attribute("cy", "26.4")
     expect(owner.locator("dl.spec")).to_contain_text("echo hello-from-the-job")
     expect(owner.locator("#log")).to_contain_text("hello-from-the-job", timeout=LIVE_S * 3)
+    owner.screenshot(path=str(ctl.root / "job.png"), full_page=True)
 
     bob = ctl.json("admin", "user", "add", "bob", "--team", "vision")["token"]
     other = signed_in(browser, ctl, bob)
@@ -153,15 +157,17 @@ def test_forged_and_signed_out_requests_change_nothing(browser: Any,
     assert ctl.cli("cancel", str(job)).returncode == 0
 
 
-def test_a_gpus_new_reading_shows_without_a_reload(browser: Any, ctl: ControllerProcess) -> None:
-    token = ctl.node_token()
+def ship_samples(ctl: ControllerProcess, seq: int, util: float) -> None:
+    """One read of node-a's four GPUs, as its agent ships it, stamped now."""
     url = f"http://127.0.0.1:{ctl.port}/v1/agent/samples"
-    auth = {"Authorization": f"Bearer {token}"}
+    batch = sample_batch("node-a", gpus=4, reads=1, seq0=seq, t0=time.time(), util=util)
+    assert http("POST", url, json={"node": "node-a", "samples": batch},
+                headers={"Authorization": f"Bearer {ctl.node_token()}"}).status_code == 200
 
+
+def test_a_gpus_new_reading_shows_without_a_reload(browser: Any, ctl: ControllerProcess) -> None:
     def ship(seq: int, util: float) -> None:
-        batch = sample_batch("node-a", gpus=4, reads=1, seq0=seq, t0=time.time(), util=util)
-        assert http("POST", url, json={"node": "node-a", "samples": batch},
-                    headers=auth).status_code == 200
+        ship_samples(ctl, seq, util)
 
     ship(1, 0.37)
     page = signed_in(browser, ctl, ctl.token())
@@ -175,9 +181,42 @@ def test_a_gpus_new_reading_shows_without_a_reload(browser: Any, ctl: Controller
     page.screenshot(path=str(ctl.root / "gpus.png"), full_page=True)
 
 
+def test_usage_and_cost_are_the_clis_figures_and_admin_is_for_admins(
+        browser: Any, ctl: ControllerProcess) -> None:
+    assert ctl.cli("hardware", "add", "node-a", "--gpus", "4", "--gpu-model", "A100",
+                   "--price", "120000", "--purchased", "2026-01-01", "--life", "36mo",
+                   "--resale", "0.2", "--monthly-fees", "800").returncode == 0
+    job = ctl.submit("--gpus", "2", "--name", "priced", "--", "sleep", "1")
+    assert ctl.wait_done(job)["state"] == "SUCCEEDED"
+    page = signed_in(browser, ctl, ctl.token())
+    page.goto("/usage?since=1h")
+    for name in ("utilization", "gpu-type", "cost-team", "cost-user", "cost-job", "waste",
+                 "budgets", "amortization"):
+        expect(page.locator(f"#{name} [data-load]")).to_have_attribute("data-loaded", "yes",
+                                                                        timeout=LIVE_S * 3)
+    cli = ctl.json("report", "cost", "--since", "1h", "--by", "user")
+    total = page.locator("#cost-user tr.total td").nth(5)
+    assert total.inner_text() == f"{cli['total']['total_cost']:.2f}"
+    expect(page.locator("#cost-job")).to_contain_text("priced")
+    expect(page.locator("#amortization")).to_contain_text("node-a")
+    page.screenshot(path=str(ctl.root / "usage.png"), full_page=True)
+
+    page.goto("/admin")
+    expect(page.locator("#audit")).to_contain_text("hardware")
+    ctl.json("admin", "user", "add", "carol", "--team", "nlp")
+    page.reload()
+    expect(page.locator("#users")).to_contain_text("carol")
+    carol = ctl.json("admin", "user", "add", "dave", "--team", "nlp")["token"]
+    other = signed_in(browser, ctl, carol)
+    response = other.goto("/admin")
+    assert response is not None and response.status == 403
+    assert "carol" not in other.content()
+
+
 PAGES = [("POST", "/login"), ("GET", "/"), ("GET", "/jobs/{}"), ("POST", "/jobs/{}/cancel"),
          ("POST", "/jobs/1/{}"), ("GET", "/events/queue"), ("GET", "/events/jobs/{}"),
-         ("POST", "/logout"), ("GET", "/gpus")]
+         ("POST", "/logout"), ("GET", "/gpus"), ("GET", "/usage"), ("GET", "/usage/{}"),
+         ("GET", "/admin")]
 
 
 @pytest.mark.parametrize(("method", "path"), PAGES, ids=[f"{m} {p}" for m, p in PAGES])
@@ -194,8 +233,8 @@ def test_no_input_makes_a_page_answer_5xx(browser: Any, ctl: ControllerProcess, 
     forms = st.binary(max_size=64) | st.dictionaries(
         st.sampled_from(["token", "csrf", "x"]), url_texts, max_size=3).map(
         lambda d: "&".join(f"{k}={v}" for k, v in d.items()).encode("utf-8", "surrogatepass"))
-    filters = st.dictionaries(st.sampled_from(["user", "team", "state", "before"]), url_texts,
-                              max_size=3)
+    filters = st.dictionaries(st.sampled_from(["user", "team", "state", "before", "since"]),
+                              url_texts, max_size=3)
     with httpx.Client(base_url=f"http://127.0.0.1:{ctl.port}", timeout=30,
                       cookies={"clusterctl_session": cookie["value"]}) as c:
 

@@ -27,7 +27,7 @@ from clusterctl.api.routes import (
     reports,
     users,
 )
-from clusterctl.api.web import pages, signin
+from clusterctl.api.web import money, pages, signin
 from clusterctl.controller import disk
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
@@ -117,6 +117,7 @@ def create_app(controller: ControllerApi) -> FastAPI:
     app.add_exception_handler(signin.SignInNeeded, _sign_in)
     app.include_router(signin.router)
     app.include_router(pages.router)
+    app.include_router(money.router)
     app.mount("/static", StaticFiles(packages=[("clusterctl.api.web", "static")]),
               name="static")
     return app

@@ -63,7 +63,7 @@ def gpus(request: Request, ctl: ControllerDep, viewer: Viewer) -> Response:
 @router.get("/jobs/{job_id}")
 def job(request: Request, job_id: str, ctl: ControllerDep, viewer: Viewer) -> Response:
     try:
-        view = views.job(ctl, viewer[0], job_id)
+        view = views.job(ctl, viewer[0], job_id, chart=True)
     except HTTPException as e:
         return _error(request, viewer, e.status_code, str(e.detail))
     except BadInput as e:

@@ -58,3 +58,8 @@ def fragment(template: str, **context: Any) -> str:
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(fragment(template, request=request, **context), status_code=status,
                         headers=HEADERS)
+
+
+def partial(template: str, **context: Any) -> HTMLResponse:
+    """A fragment a page loads into itself."""
+    return HTMLResponse(fragment(template, **context), headers=HEADERS)

@@ -12,6 +12,7 @@ from fastapi import Response
 from clusterctl.api.routes import jobs as job_routes
 from clusterctl.api.routes import nodes as node_routes
 from clusterctl.api.schemas import JobDetail, JobOut, NodeOut
+from clusterctl.api.web.job_chart import Step, job_steps
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
 from clusterctl.states import JobState
@@ -105,13 +106,16 @@ class JobPage:
     log_cut: bool
     """Only the log's last ``LOG_TAIL`` bytes are shown."""
     may_act: bool
+    steps: list[Step] = field(default_factory=list)
+    """Its run as a chart (the page's first rendering only: the live part leaves it out)."""
 
 
-def job(ctl: ControllerApi, viewer: User, job_id: str) -> JobPage:
+def job(ctl: ControllerApi, viewer: User, job_id: str, chart: bool = False) -> JobPage:
     detail = job_routes.show(job_id, viewer, ctl)
     attempt = max(detail.attempt, 1)
     size = ctl.logs.size(detail.id, attempt, 0)
     start = max(0, size - LOG_TAIL)
     data = ctl.logs.read(detail.id, attempt, 0, start, LOG_TAIL)
     return JobPage(detail, data.decode("utf-8", "replace"), start > 0,
-                   may_act=viewer.is_admin or detail.user == viewer.name)
+                   may_act=viewer.is_admin or detail.user == viewer.name,
+                   steps=job_steps(ctl, detail.allocations) if chart else [])

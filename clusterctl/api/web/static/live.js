@@ -8,3 +8,12 @@ for (const el of document.querySelectorAll("[data-live]")) {
     el.dataset.updated = String(Date.now());
   };
 }
+
+// Each element with data-load takes its content from that address once, after the page is up:
+// a page's slow sections (a year's report) do not hold up the page or one another.
+for (const el of document.querySelectorAll("[data-load]")) {
+  fetch(el.dataset.load, { credentials: "same-origin" })
+    .then((r) => r.ok ? r.text() : r.text().then((t) => { throw new Error(`${r.status}: ${t}`); }))
+    .then((html) => { el.innerHTML = html; el.dataset.loaded = "yes"; })
+    .catch((e) => { el.textContent = `Could not load this section (${e.message}).`; el.dataset.loaded = "error"; });
+}
