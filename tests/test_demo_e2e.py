@@ -3,20 +3,48 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
+from pathlib import Path
 
+import httpx
 import pytest
 from harness import clusterctl_argv
 
 pytestmark = pytest.mark.ray
 
 
-def test_demo_runs_jobs_and_reports_measured_usage(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    r = subprocess.run([*clusterctl_argv(), "demo"], capture_output=True, text=True,
-                       timeout=240, cwd=tmp_path,
-                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "160"})
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    out = r.stdout
+def kept_demo(tmp_path: Path) -> tuple[str, str]:
+    """`demo --keep` to its end, its dashboard signed in to while it stays up, then Ctrl-C:
+    what it printed (stdout, stderr)."""
+    proc = subprocess.Popen([*clusterctl_argv(), "demo", "--keep"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                 "COLUMNS": "160"})
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+)/ .* token (cct_\S+)", line)
+            if found:
+                break
+        else:
+            pytest.fail("the demo ended without its dashboard: " + "".join(lines)[-2000:])
+        with httpx.Client(base_url=found.group(1), timeout=30) as c:
+            signed = c.post("/login", data={"token": found.group(2)}, follow_redirects=True)
+            assert signed.status_code == 200 and "Waiting" in signed.text  # the queue page
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, "".join(lines)[-2000:] + err[-2000:]
+    return "".join(lines) + rest, err
+
+
+def test_demo_runs_jobs_and_reports_measured_usage(tmp_path: Path) -> None:
+    out, err = kept_demo(tmp_path)
     # The ownership story first, on a year of made-up history labelled so: a machine that has
     # paid for itself or the date it will, the idle jobs named, and a buy question answered.
     story = out.split("$ clusterctl submit", 1)[0]
@@ -28,7 +56,7 @@ def test_demo_runs_jobs_and_reports_measured_usage(tmp_path) -> None:  # type: i
     plan = " ".join(story.split("$ clusterctl plan", 1)[1].split())
     assert "current fleet" in plan and "adding 1x4:A100-80GB" in plan
     assert "power measured on the cluster while GPUs were held: A100-80GB" in \
-        " ".join(r.stderr.split())
+        " ".join(err.split())
     assert re.search(r"Adding 1x4:A100-80GB (cuts|leaves) the average wait .* a month more; "
                      r"(against renting the same GPU-hours it pays for itself in \d+ months|"
                      r".*renting the overflow is cheaper)\.", plan), plan

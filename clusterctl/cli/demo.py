@@ -11,11 +11,13 @@ import socket
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 
 from clusterctl import workdir
@@ -73,7 +75,9 @@ FLEET = [  # node suffix, GPUs, model, price, monthly fees
 
 
 @handles_errors
-def demo() -> None:
+def demo(keep: Annotated[bool, typer.Option(
+        "--keep", help="Then leave the demo's cluster and its dashboard running until "
+        "Ctrl-C.")] = False) -> None:
     """A self-contained tour: starts a simulated mixed fleet, runs sample jobs, exits."""
     from clusterctl.api.server import ApiServer  # see up(): slow imports
     from clusterctl.cli.local_agent import start_local_agent
@@ -122,12 +126,26 @@ def demo() -> None:
             _tour(client, root)
             controller.housekeeper.run_once()  # roll the samples up now, not in a minute
             _reports(client)
+            if keep:
+                _keep(settings.port, boot.token)
         finally:
             for agent in agents:
                 agent.stop()
             server.stop()
             worker.stop()
             ray.stop()
+
+
+def _keep(port: int, token: str) -> None:
+    """The demo's cluster stays up for a look in the browser (its token is the demo's own
+    admin's, in its temporary database: gone with it)."""
+    console.print(f"\n[bold]The dashboard[/]: http://127.0.0.1:{port}/ — sign in with the "
+                  f"demo admin's token {token}\nThe demo's cluster keeps running; Ctrl-C ends "
+                  "it.", highlight=False)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        console.print("stopping the demo's cluster…")
 
 
 def _ownership(c: Client, engine: Any, names: list[str]) -> None:
