@@ -190,7 +190,8 @@ def test_usage_and_cost_are_the_clis_figures_and_admin_is_for_admins(
     assert ctl.wait_done(job)["state"] == "SUCCEEDED"
     page = signed_in(browser, ctl, ctl.token())
     page.goto("/usage?since=1h")
-    for name in ("utilization", "gpu-type", "cost-team", "cost-user", "cost-job", "waste",
+    for name in ("utilization", "gpu-type", "util-team", "util-user", "cost-team", "cost-user",
+                 "cost-job", "waste",
                  "budgets", "amortization"):
         expect(page.locator(f"#{name} [data-load]")).to_have_attribute("data-loaded", "yes",
                                                                         timeout=LIVE_S * 3)

@@ -89,6 +89,17 @@ def test_a_client_that_does_not_trust_the_ca_is_refused_and_plain_http_gets_noth
                   headers={"Authorization": f"Bearer {c.token()}"})
 
 
+def test_the_dashboards_session_cookie_is_secure_under_tls(
+        tls_controller: ControllerProcess, pki: dict[str, Path]) -> None:
+    c = tls_controller
+    with httpx.Client(base_url=f"https://127.0.0.1:{c.port}", verify=str(pki["ca"])) as web:
+        signed = web.post("/login", data={"token": c.token()})
+        assert signed.status_code == 303
+        cookie = signed.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+        assert web.get("/").status_code == 200  # the cookie signs the next page in
+
+
 @pytest.mark.parametrize(("args", "flag"), [
     (["--host", "0.0.0.0"], "--host"),
     (["--tls-cert", "/etc/hostname"], "--tls-key"),

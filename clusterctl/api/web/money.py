@@ -33,6 +33,10 @@ class Section:
     """(controller, since) → what the template shows."""
 
 
+def _utilization(by: str) -> Any:
+    return lambda ctl, since: build_report(ctl, "utilization", since, None, None, by=by)
+
+
 def _cost(by: str) -> Any:
     return lambda ctl, since: build_report(ctl, "cost", since, None, None, by=by)
 
@@ -42,8 +46,9 @@ SECTIONS = {
                            lambda ctl, since: build_report(ctl, "utilization", since, None,
                                                            None, by="day")),
     "gpu-type": Section("Utilization by GPU type", "usage_utilization.html",
-                        lambda ctl, since: build_report(ctl, "utilization", since, None, None,
-                                                        by="gpu-type")),
+                        _utilization("gpu-type")),
+    "util-team": Section("Utilization by team", "usage_utilization.html", _utilization("team")),
+    "util-user": Section("Utilization by user", "usage_utilization.html", _utilization("user")),
     "cost-team": Section("Cost by team", "usage_cost.html", _cost("team")),
     "cost-user": Section("Cost by user", "usage_cost.html", _cost("user")),
     "cost-job": Section("The dearest jobs", "usage_cost.html", _cost("job")),
