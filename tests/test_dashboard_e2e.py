@@ -59,6 +59,15 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+@pytest.fixture(autouse=True)
+def pages_closed(browser: Any) -> Iterator[None]:
+    """Every page a test opened is closed after it: an open page keeps its live parts'
+    streams, which the controller renders every second."""
+    yield
+    for context in browser.contexts:
+        context.close()
+
+
 def signed_in(browser: Any, ctl: ControllerProcess, token: str) -> Any:
     """A fresh browser context (its own cookies) signed in through the form."""
     context = browser.new_context(base_url=f"http://127.0.0.1:{ctl.port}")
@@ -128,8 +137,9 @@ def test_a_job_page_its_cancel_and_what_others_see(browser: Any,
     assert "hello-from-the-job" not in other.content()
 
     owner.click("#cancel")
-    expect(owner.locator("#state")).to_contain_text("CANCELLED", timeout=LIVE_S * 3)
-    assert ctl.show(job)["state"] == "CANCELLED"
+    expect(owner.locator("#state")).to_contain_text("cancel asked", timeout=LIVE_S)
+    ctl.wait_state(job, {"CANCELLED"}, timeout=120)  # its grace, on a loaded machine
+    expect(owner.locator("#state")).to_contain_text("CANCELLED", timeout=LIVE_S)
 
 
 def test_forged_and_signed_out_requests_change_nothing(browser: Any,
@@ -214,6 +224,36 @@ def test_usage_and_cost_are_the_clis_figures_and_admin_is_for_admins(
     assert "carol" not in other.content()
 
 
+MARKUP = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+
+
+def test_markup_shows_as_text_no_page_errs_and_it_fits_a_phone(browser: Any,
+                                                                ctl: ControllerProcess) -> None:
+    """A job's command and log holding markup show it as text and run none of it; no page logs an
+    error (a script the Content-Security-Policy blocked would); every page fits 390 px (a
+    phone) and 1440 px without the page scrolling sideways (wide tables scroll in place)."""
+    # (names are letters, digits and ._- only: refused at submit; commands and logs are free)
+    job = ctl.submit("--name", "markup", "--", "sh", "-c", f"echo '{MARKUP}'; sleep 600")
+    ctl.wait_state(job, {"RUNNING"})
+    page = signed_in(browser, ctl, ctl.token())
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"/jobs/{job}")
+    expect(page.locator("#log")).to_contain_text(MARKUP, timeout=LIVE_S * 3)
+    expect(page.locator("dl.spec")).to_contain_text(MARKUP)
+    for width in (390, 1440):
+        page.set_viewport_size({"width": width, "height": 900})
+        for path in ("/", "/gpus", f"/jobs/{job}", "/usage", "/admin"):
+            page.goto(path)
+            for section in page.locator("[data-load]").all():
+                expect(section).to_have_attribute("data-loaded", "yes", timeout=LIVE_S * 3)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, (path, width)
+            expect(page.get_by_role("link", name="Queue")).to_be_visible()
+    assert page.evaluate("window.pwned") is None
+    assert errors == []
+
+
 PAGES = [("POST", "/login"), ("GET", "/"), ("GET", "/jobs/{}"), ("POST", "/jobs/{}/cancel"),
          ("POST", "/jobs/1/{}"), ("GET", "/events/queue"), ("GET", "/events/jobs/{}"),
          ("POST", "/logout"), ("GET", "/gpus"), ("GET", "/usage"), ("GET", "/usage/{}"),
@@ -221,7 +261,7 @@ PAGES = [("POST", "/login"), ("GET", "/"), ("GET", "/jobs/{}"), ("POST", "/jobs/
 
 
 @pytest.mark.parametrize(("method", "path"), PAGES, ids=[f"{m} {p}" for m, p in PAGES])
-def test_no_input_makes_a_page_answer_5xx(browser: Any, ctl: ControllerProcess, method: str,
+def test_no_input_makes_a_page_answer_5xx(ctl: ControllerProcess, method: str,
                                           path: str) -> None:
     """Hostile forms, paths and filters, with a signed-in session: never a 5xx (a live part's
     stream is opened and let go at once)."""
@@ -229,17 +269,15 @@ def test_no_input_makes_a_page_answer_5xx(browser: Any, ctl: ControllerProcess, 
     from hypothesis import strategies as st
     from test_api_fuzz import url_texts
 
-    page = signed_in(browser, ctl, ctl.token())
-    (cookie,) = page.context.cookies()
     forms = st.binary(max_size=64) | st.dictionaries(
         st.sampled_from(["token", "csrf", "x"]), url_texts, max_size=3).map(
         lambda d: "&".join(f"{k}={v}" for k, v in d.items()).encode("utf-8", "surrogatepass"))
     filters = st.dictionaries(st.sampled_from(["user", "team", "state", "before", "since"]),
                               url_texts, max_size=3)
-    with httpx.Client(base_url=f"http://127.0.0.1:{ctl.port}", timeout=30,
-                      cookies={"clusterctl_session": cookie["value"]}) as c:
+    with httpx.Client(base_url=f"http://127.0.0.1:{ctl.port}", timeout=30) as c:
+        assert c.post("/login", data={"token": ctl.token()}).status_code == 303
 
-        @settings(max_examples=25, deadline=None, database=None,
+        @settings(max_examples=15, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(body=forms, part=url_texts | st.just("1"), query=filters)
         def probe(body: bytes, part: str, query: dict[str, str]) -> None:
