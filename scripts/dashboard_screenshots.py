@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "img"
@@ -57,9 +57,7 @@ def main() -> None:
                                ("usage", "/usage?since=365d"), ("admin", "/admin")):
                 page.goto(path)
                 for section in page.locator("[data-load]").all():
-                    section.wait_for(state="attached")
-                page.wait_for_function("[...document.querySelectorAll('[data-load]')]"
-                                       ".every(e => e.dataset.loaded)", timeout=60_000)
+                    expect(section).to_have_attribute("data-loaded", "yes", timeout=60_000)
                 page.screenshot(path=str(OUT / f"dashboard-{name}.png"), full_page=True)
                 print(f"docs/img/dashboard-{name}.png")
             page.set_viewport_size({"width": 390, "height": 844})
