@@ -56,9 +56,11 @@ HANGUP_S = 30.0
 """How long a closed terminal's CLI keeps trying to tell the job, while the controller is away."""
 
 
-HANGUP_WAIT_S = 5.0
+HANGUP_WAIT_S = 15.0
 """How long a closed terminal's CLI waits for the job's end once it has sent the hangup:
-closed at once, its connection could be gone before the hangup reached the job."""
+closed at once, its connection could be gone before the hangup reached the job. 5 s was too
+short on a loaded machine: a clean-clone run's job ended "nobody attached" instead of
+"terminal closed". The CLI returns as soon as the end arrives; the terminal is gone anyway."""
 
 
 def _until_the_end(conn: Any, deadline: float) -> None:
