@@ -121,6 +121,7 @@ def test_a_job_page_its_cancel_and_what_others_see(browser: Any,
     ctl.wait_state(job, {"RUNNING"})
     ship_samples(ctl, seq=1000, util=0.6)
     owner = signed_in(browser, ctl, ctl.token())
+    expect(owner.locator(f"#running tr[data-job='{job}']")).to_contain_text("60%")
     owner.goto(f"/jobs/{job}")
     # its GPU's reading drawn: 60% of the chart's height (56 px) above its axis (60)
     expect(owner.locator("#chart circle.dot.utilization")).to_have_attribute("cy", "26.4")

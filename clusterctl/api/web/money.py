@@ -8,15 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
 from clusterctl.api.deps import ControllerDep
 from clusterctl.api.routes import budgets as budget_routes
 from clusterctl.api.routes import users as user_routes
 from clusterctl.api.routes.reports import build_report
-from clusterctl.api.web.render import page, partial
-from clusterctl.api.web.signin import Viewer
+from clusterctl.api.web.render import page
+from clusterctl.api.web.signin import Viewer, error_page
 from clusterctl.parsing import BadInput, parse_duration
 
 router = APIRouter()
@@ -33,31 +33,30 @@ class Section:
     """(controller, since) → what the template shows."""
 
 
-def _utilization(by: str) -> Any:
-    return lambda ctl, since: build_report(ctl, "utilization", since, None, None, by=by)
-
-
-def _cost(by: str) -> Any:
-    return lambda ctl, since: build_report(ctl, "cost", since, None, None, by=by)
+def _report(kind: str, by: str | None = None) -> Any:
+    """The section's report over the page's period (amortization covers the machines' lives:
+    it takes none)."""
+    if kind == "amortization":
+        return lambda ctl, since: build_report(ctl, kind, None, None, None)
+    return lambda ctl, since: build_report(ctl, kind, since, None, None, by=by)
 
 
 SECTIONS = {
     "utilization": Section("Utilization by day", "usage_utilization.html",
-                           lambda ctl, since: build_report(ctl, "utilization", since, None,
-                                                           None, by="day")),
+                           _report("utilization", "day")),
     "gpu-type": Section("Utilization by GPU type", "usage_utilization.html",
-                        _utilization("gpu-type")),
-    "util-team": Section("Utilization by team", "usage_utilization.html", _utilization("team")),
-    "util-user": Section("Utilization by user", "usage_utilization.html", _utilization("user")),
-    "cost-team": Section("Cost by team", "usage_cost.html", _cost("team")),
-    "cost-user": Section("Cost by user", "usage_cost.html", _cost("user")),
-    "cost-job": Section("The dearest jobs", "usage_cost.html", _cost("job")),
-    "waste": Section("Waste: GPUs held idle", "usage_waste.html",
-                     lambda ctl, since: build_report(ctl, "waste", since, None, None)),
+                        _report("utilization", "gpu-type")),
+    "util-team": Section("Utilization by team", "usage_utilization.html",
+                         _report("utilization", "team")),
+    "util-user": Section("Utilization by user", "usage_utilization.html",
+                         _report("utilization", "user")),
+    "cost-team": Section("Cost by team", "usage_cost.html", _report("cost", "team")),
+    "cost-user": Section("Cost by user", "usage_cost.html", _report("cost", "user")),
+    "cost-job": Section("The dearest jobs", "usage_cost.html", _report("cost", "job")),
+    "waste": Section("Waste: GPUs held idle", "usage_waste.html", _report("waste")),
     "budgets": Section("Budgets", "usage_budgets.html", None),
     "amortization": Section("Owning against renting", "usage_amortization.html",
-                            lambda ctl, since: build_report(ctl, "amortization", None, None,
-                                                            None)),
+                            _report("amortization")),
 }
 
 
@@ -69,13 +68,12 @@ def _since(value: str | None) -> str:
 
 
 @router.get("/usage")
-def usage(request: Request, viewer: Viewer, since: str | None = None) -> Response:
+def usage(viewer: Viewer, since: str | None = None) -> Response:
     try:
         period = _since(since)
     except BadInput as e:
-        return page(request, "error.html", status=422, me=viewer[0], csrf=viewer[1].csrf,
-                    detail=str(e))
-    return page(request, "usage.html", me=viewer[0], csrf=viewer[1].csrf, since=period,
+        return error_page(viewer, 422, str(e))
+    return page("usage.html", me=viewer[0], csrf=viewer[1].csrf, since=period,
                 periods=PERIODS, sections=SECTIONS)
 
 
@@ -90,21 +88,20 @@ def usage_section(name: str, ctl: ControllerDep, viewer: Viewer,
         data: Any = budget_routes.budgets(viewer[0], ctl)
     else:
         data = section.load(ctl, period)
-    return partial(section.template, data=data, top=TOP, title=section.title)
+    return page(section.template, data=data, top=TOP)
 
 
 @router.get("/admin")
-def admin(request: Request, ctl: ControllerDep, viewer: Viewer) -> Response:
+def admin(ctl: ControllerDep, viewer: Viewer) -> Response:
     """Users and their teams, and the audit trail of the last 30 days (admins only, as the
     API's ``/v1/users`` and ``/v1/audit``)."""
     me = viewer[0]
     if not me.is_admin:
-        return page(request, "error.html", status=403, me=me, csrf=viewer[1].csrf,
-                    detail="only an admin can see users and the audit trail")
+        return error_page(viewer, 403, "only an admin can see users and the audit trail")
     users = user_routes.list_users(me, ctl)
     teams: dict[str, list[str]] = {}
     for u in users:
         for team in u.teams:
             teams.setdefault(team, []).append(u.name)
-    return page(request, "admin.html", me=me, csrf=viewer[1].csrf, users=users,
+    return page("admin.html", me=me, csrf=viewer[1].csrf, users=users,
                 teams=dict(sorted(teams.items())), audit=user_routes.audit(me, ctl)[-200:][::-1])

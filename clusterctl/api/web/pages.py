@@ -18,7 +18,7 @@ from clusterctl.api.deps import ControllerDep
 from clusterctl.api.routes import jobs as job_routes
 from clusterctl.api.web import views
 from clusterctl.api.web.render import HEADERS, fragment, page
-from clusterctl.api.web.signin import COOKIE, Viewer, check_csrf, form
+from clusterctl.api.web.signin import COOKIE, Viewer, check_csrf, error_page, form
 from clusterctl.parsing import BadInput
 from clusterctl.states import JobState
 
@@ -29,11 +29,6 @@ PUSH_S = 1.0
 2 s of an agent's sample, the GPUs page shows it."""
 KEEPALIVE_S = 15.0
 ACTIONS = {"cancel": job_routes.cancel, "hold": job_routes.hold, "release": job_routes.release}
-
-
-def _error(request: Request, viewer: Viewer, status: int, detail: str) -> Response:
-    return page(request, "error.html", status=status, me=viewer[0], csrf=viewer[1].csrf,
-                detail=detail)
 
 
 def _queue_parts(ctl: Any, viewer: Viewer, filters: views.Filters) -> str:
@@ -48,15 +43,15 @@ def queue(request: Request, ctl: ControllerDep, viewer: Viewer, user: str | None
         filters = views.Filters.of(user, team, state, before)
         parts = _queue_parts(ctl, viewer, filters)
     except BadInput as e:
-        return _error(request, viewer, 422, str(e))
-    return page(request, "queue.html", me=viewer[0], csrf=viewer[1].csrf, filters=filters,
+        return error_page(viewer, 422, str(e))
+    return page("queue.html", me=viewer[0], csrf=viewer[1].csrf, filters=filters,
                 parts=parts, live=f"/events/queue?{filters.query()}",
                 states=list(JobState.__members__))
 
 
 @router.get("/gpus")
-def gpus(request: Request, ctl: ControllerDep, viewer: Viewer) -> Response:
-    return page(request, "gpus.html", me=viewer[0], csrf=viewer[1].csrf, live="/events/gpus",
+def gpus(ctl: ControllerDep, viewer: Viewer) -> Response:
+    return page("gpus.html", me=viewer[0], csrf=viewer[1].csrf, live="/events/gpus",
                 parts=fragment("gpus_parts.html", nodes=views.gpus(ctl, viewer[0])))
 
 
@@ -65,10 +60,10 @@ def job(request: Request, job_id: str, ctl: ControllerDep, viewer: Viewer) -> Re
     try:
         view = views.job(ctl, viewer[0], job_id, chart=True)
     except HTTPException as e:
-        return _error(request, viewer, e.status_code, str(e.detail))
+        return error_page(viewer, e.status_code, str(e.detail))
     except BadInput as e:
-        return _error(request, viewer, 422, str(e))
-    return page(request, "job.html", me=viewer[0], csrf=viewer[1].csrf, v=view,
+        return error_page(viewer, 422, str(e))
+    return page("job.html", me=viewer[0], csrf=viewer[1].csrf, v=view,
                 live=f"/events/jobs/{view.job.id}",
                 parts=fragment("job_parts.html", v=view, csrf=viewer[1].csrf))
 
@@ -80,13 +75,13 @@ async def act(request: Request, job_id: str, action: str, ctl: ControllerDep,
     check_csrf(request, await form(request), viewer[1])
     do = ACTIONS.get(action)
     if do is None:
-        return _error(request, viewer, 404, f"no such action: {action}")
+        return error_page(viewer, 404, f"no such action: {action}")
     try:
         await run_in_threadpool(do, job_id, viewer[0], ctl)
     except HTTPException as e:
-        return _error(request, viewer, e.status_code, str(e.detail))
+        return error_page(viewer, e.status_code, str(e.detail))
     except BadInput as e:
-        return _error(request, viewer, 422, str(e))
+        return error_page(viewer, 422, str(e))
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 

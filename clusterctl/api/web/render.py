@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -55,11 +54,6 @@ def fragment(template: str, **context: Any) -> str:
     return env.get_template(template).render(**context)
 
 
-def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(fragment(template, request=request, **context), status_code=status,
-                        headers=HEADERS)
-
-
-def partial(template: str, **context: Any) -> HTMLResponse:
-    """A fragment a page loads into itself."""
-    return HTMLResponse(fragment(template, **context), headers=HEADERS)
+def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A page, or a section a page loads into itself, with the headers every page carries."""
+    return HTMLResponse(fragment(template, **context), status_code=status, headers=HEADERS)

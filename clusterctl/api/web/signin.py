@@ -47,6 +47,11 @@ def signed_in(request: Request, ctl: ControllerDep) -> tuple[User, SignedIn]:
 Viewer = Annotated[tuple[User, SignedIn], Depends(signed_in)]
 
 
+def error_page(viewer: Viewer, status: int, detail: str) -> Response:
+    """A signed-in page that says what went wrong (the API's own words)."""
+    return page("error.html", status=status, me=viewer[0], csrf=viewer[1].csrf, detail=detail)
+
+
 async def form(request: Request) -> dict[str, str]:
     """A posted form's fields (URL-encoded), first value of each; bounded in size."""
     body = await request.body()
@@ -76,8 +81,8 @@ def check_csrf(request: Request, fields: dict[str, str], session: SignedIn) -> N
 
 
 @router.get("/login")
-def login_form(request: Request) -> Response:
-    return page(request, "login.html", status=200)
+def login_form() -> Response:
+    return page("login.html", status=200)
 
 
 @router.post("/login")
@@ -87,7 +92,7 @@ async def login(request: Request, ctl: ControllerDep) -> Response:
     try:
         user = user_for_token(ctl, fields.get("token", "").strip())
     except HTTPException as e:
-        return page(request, "login.html", status=401, error=str(e.detail))
+        return page("login.html", status=401, error=str(e.detail))
     value, _ = ctl.web_sessions.open(user.name, SESSION_TTL)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(COOKIE, value, max_age=int(SESSION_TTL.total_seconds()), path="/",

@@ -77,7 +77,7 @@ def queue(ctl: ControllerApi, viewer: User, filters: Filters) -> Queue:
     if out.total > len(rows) and rows:
         out.older = filters.query(before=rows[0].id)
     order = {job_id: i + 1 for i, job_id in enumerate(ctl.waiting())}
-    util = _job_utilization(node_routes.nodes(viewer, ctl))
+    util = _job_utilization(ctl)
     pending = [j for j in rows if j.state == JobState.PENDING]
     out.pending = sorted(((order.get(j.id), j) for j in pending),
                          key=lambda p: (p[0] is None, p[0] or 0, p[1].id))
@@ -86,12 +86,16 @@ def queue(ctl: ControllerApi, viewer: User, filters: Filters) -> Queue:
     return out
 
 
-def _job_utilization(nodes: list[NodeOut]) -> dict[int, float]:
+def _job_utilization(ctl: ControllerApi) -> dict[int, float]:
+    """Each running job's GPUs' last readings, averaged: the GPUs it holds (its open
+    allocations) and what their agents last read (the same rows ``nodes`` shows), two reads
+    where the whole GPU listing would be several, once a second per open queue page."""
+    last = {(d.node, d.gpu_index): d.utilization for d in ctl.samples.devices()}
     readings: dict[int, list[float]] = {}
-    for n in nodes:
-        for g in n.gpu_jobs:
-            if g.job_id is not None and g.utilization is not None:
-                readings.setdefault(g.job_id, []).append(g.utilization)
+    for a in ctl.jobs.allocations(open_only=True):
+        value = last.get((a.node, a.gpu_index))
+        if value is not None:
+            readings.setdefault(a.job_id, []).append(value)
     return {j: sum(v) / len(v) for j, v in readings.items()}
 
 
