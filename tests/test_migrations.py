@@ -75,3 +75,27 @@ def _alembic_config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
+
+
+def test_an_upgrade_dates_each_gpus_first_sample(db_url: str) -> None:
+    """GPUs known before the first sample's time was kept: the upgrade takes it from the
+    oldest sample or hour rollup left (else the latest read), so the reports' hours before it
+    are "not tracked", not idle."""
+    migrate(db_url, to="0016")
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        for index, last in ((0, 9_000_000), (1, 9_000_000), (2, 7_000_000)):
+            conn.execute(text(
+                "INSERT INTO gpu_device (node, gpu_index, gpu_uuid, last_ms) "
+                "VALUES ('gpu-01', :i, :u, :last)"), {"i": index, "u": f"U{index}", "last": last})
+        conn.execute(text(
+            "INSERT INTO gpu_sample (node, ts_ms, gpu_index, gpu_uuid, boot_id, seq, interval_s,"
+            " span_s) VALUES ('gpu-01', 5000000, 0, 'U0', 'b', 1, 5, 5)"))
+        conn.execute(text(
+            "INSERT INTO gpu_rollup (resolution_s, node, bucket_ms, gpu_uuid, gpu_index, "
+            "samples, covered_s, util_n, power_n, errors) VALUES (3600, 'gpu-01', 3600000, 'U0', "
+            "0, 1, 5, 0, 0, 0), (3600, 'gpu-01', 7200000, 'U1', 1, 1, 5, 0, 0, 0)"))
+    migrate(db_url)
+    with engine.connect() as conn:
+        first = dict(conn.execute(text("SELECT gpu_index, first_ms FROM gpu_device")).all())
+    assert first == {0: 3_600_000, 1: 7_200_000, 2: 7_000_000}

@@ -166,3 +166,45 @@ def test_waste_counts_what_idle_reclaim_gave_back() -> None:
     assert (r.jobs, r.gpus, r.without_limit, r.gpu_hours) == (2, 6, 1, 12)
     assert cents(r.cost) == cents(12 * priced().rate_in_life * H)
     assert cents(r.cost) == Decimal("16.77")  # 12 x $1.39744 (c before rounding)
+
+
+def test_hours_before_a_nodes_first_sample_are_not_tracked_not_idle() -> None:
+    """A machine bought long ago whose agent started 12 h into a 20 h period: those 12 h are
+    "not tracked" (neither idle nor in the allocated share), in utilization and in cost, and
+    the cost rows still add up to the machines' capacity plus energy to the cent. A job held
+    before the first sample moves the start of tracking back to it (it was in use); a node
+    neither sampled nor held is not tracked at all."""
+    from clusterctl.reports.cost import accounted, cost_report
+
+    start = B + 10 * D
+    jobs = [held(1, 0, start + 14 * H, start + 18 * H),
+            held(2, 0, start + 2 * H, start + 6 * H, node="gpu-02")]
+    machines = {"gpu-01": priced(), "gpu-02": priced("gpu-02"), "gpu-03": priced("gpu-03")}
+    inputs = Inputs(Period(start, start + 20 * H), start + 20 * H, jobs, machines, PRICES,
+                    first_sample_ms={"gpu-01": start + 12 * H, "gpu-02": start + 10 * H})
+    util = utilization_report(inputs, "node")
+    rows = {r.key: r for r in util.rows}
+    assert rows["gpu-01"].not_tracked_gpu_hours == pytest.approx(8 * 12)
+    assert rows["gpu-01"].idle_gpu_hours == pytest.approx(8 * 8 - 4)
+    assert util.allocated_share(rows["gpu-01"]) == pytest.approx(4 / (8 * 8))
+    assert rows["gpu-02"].not_tracked_gpu_hours == pytest.approx(8 * 2)  # its job at 2 h
+    assert rows["gpu-03"].not_tracked_gpu_hours == pytest.approx(8 * 20)
+    assert rows["gpu-03"].available_ms == 0
+    assert util.total.not_tracked_gpu_hours == pytest.approx(96 + 16 + 160)
+    days = utilization_report(inputs, "day").series
+    assert days[0][1] is None  # hour 0: no node tracked yet: unknown, not 0 % allocated
+    assert days[2][1] == pytest.approx(1 / 8)  # hour 2: gpu-02 tracked, its job holds 1 of 8
+
+    cost = cost_report(inputs, "job")
+    assert cost.not_tracked.gpu_hours == pytest.approx(96 + 16 + 160)
+    assert cost.idle.gpu_hours == pytest.approx(3 * 160 - 272 - 8)
+    assert cost.not_tracked.capacity_cost == pytest.approx(cost.capacity_cost * 272 / 480)
+    assert abs(accounted(cost) - (cost.capacity_cost + cost.energy_cost)) < Decimal("1e-15")
+    loaded = cost_report(inputs, "job", loaded=True)
+    assert abs(accounted(loaded) - accounted(cost)) < Decimal("1e-15")
+    assert cost_report(replace_first(inputs), "job").not_tracked.gpu_ms == 0
+
+
+def replace_first(inputs: Inputs) -> Inputs:
+    """The same history without any telemetry record (``plan``'s replays): all tracked."""
+    return Inputs(inputs.period, inputs.now_ms, inputs.held, inputs.machines, inputs.prices)

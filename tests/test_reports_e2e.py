@@ -38,6 +38,12 @@ def test_reports_in_every_form(controller: ControllerProcess, tmp_path: Path) ->
                 "cloud_equivalent"):
         assert key in rows[str(job)]
     assert rows["(idle)"]["kind"] == "idle"
+    # The machine was bought 200 days ago but its agent began minutes ago: the hour before is
+    # "not tracked", not idle (the idle row is the few minutes since, less the job's GPUs).
+    assert rows["(not tracked)"]["kind"] == "not-tracked"
+    assert 3.5 < rows["(not tracked)"]["gpu_hours"] < 4
+    assert rows["(idle)"]["gpu_hours"] < 0.5
+    assert cost["total"]["not_tracked_cost"] == rows["(not tracked)"]["total_cost"]
     assert cost["total"]["total_cost"] == pytest.approx(
         cost["total"]["capacity_cost"] + cost["total"]["energy_cost"], abs=0.011)
     # About an hour of 4 GPUs at c = ($96,000 / (36 x 730.5) + $800 / 730.5) / 4 per GPU-hour.
@@ -52,12 +58,12 @@ def test_reports_in_every_form(controller: ControllerProcess, tmp_path: Path) ->
     assert table.returncode == 0 and "(idle)" in table.stdout and "short" in table.stdout
     out = controller.cli("report", "cost", "--since", "1h", "--csv")
     parsed = list(csv.DictReader(io.StringIO(out.stdout)))
-    assert {r["key"] for r in parsed} == {str(job), "(idle)"}
+    assert {r["key"] for r in parsed} == {str(job), "(idle)", "(not tracked)"}
 
     util = controller.json("report", "utilization", "--since", "1h", "--by", "job")
     assert util["rows"][0]["key"] == str(job) and util["rows"][0]["gpu_hours"] > 0
     by_type = controller.json("report", "cost", "--since", "1h", "--by", "gpu-type")
-    assert [r["key"] for r in by_type["rows"] if r["kind"] != "idle"] == ["A100"]
+    assert [r["key"] for r in by_type["rows"] if r["kind"] == "gpu-type"] == ["A100"]
     assert by_type["rows"][0]["total_cost"] == rows[str(job)]["total_cost"]
     util_type = controller.json("report", "utilization", "--since", "1h", "--by", "gpu-type")
     assert [r["key"] for r in util_type["rows"]] == ["A100"]

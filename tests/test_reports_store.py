@@ -103,3 +103,37 @@ def test_every_report_from_the_database(db_url: str) -> None:
     assert m["break_even_status"] in ("projected", "not at this utilization")
     assert service.job_cost(trainer, int(now * 1000)).total_cost == pytest.approx(  # type: ignore[union-attr]
         rows[str(trainer)]["total_cost"], abs=0.01)
+
+
+def test_hours_before_the_first_sample_are_not_tracked(db_url: str) -> None:
+    """A machine bought in January whose agent first reported at T0 + 1 h (its batches
+    arriving out of order): over [T0, T0 + 3 h] its first hour is "not tracked", in cost and
+    utilization, and not idle; the rows still add up to capacity plus energy."""
+    migrate(db_url)
+    engine = make_engine(db_url)
+    samples, costs = SampleStore(engine), CostStore(engine)
+    costs.add(HardwareSpec("gpu-01", 4, "A100", Decimal(100_000), date(2026, 1, 1), 36,
+                           Decimal("0.2"), Decimal(1000)))
+    t1 = T0.timestamp() + 3600
+    samples.ingest("gpu-01", as_reads(sample_batch("gpu-01", gpus=4, reads=10, t0=t1 + 600,
+                                                   seq0=11, interval=60)))
+    samples.ingest("gpu-01", as_reads(sample_batch("gpu-01", gpus=4, reads=10, t0=t1,
+                                                   interval=60)))
+    samples.ingest("gpu-01", as_reads(sample_batch("gpu-01", gpus=4, reads=10, t0=t1 + 1200,
+                                                   seq0=21, interval=60)))
+    assert ReportStore(engine).first_samples() == {"gpu-01": int(t1 * 1000)}
+    service = ReportService(ReportStore(engine), costs, samples)
+    at, end = T0 + timedelta(hours=3), T0 + timedelta(hours=3)
+
+    cost = build(service, "cost", T0, end, by="job", now=at).wire()
+    rows = {r["kind"]: r for r in cost["rows"]}
+    assert rows["not-tracked"]["gpu_hours"] == pytest.approx(4)
+    assert rows["idle"]["gpu_hours"] == pytest.approx(8)
+    assert cost["total"]["not_tracked_cost"] == pytest.approx(
+        cost["total"]["capacity_cost"] / 3, abs=0.01)
+    assert cost["total"]["total_cost"] == pytest.approx(
+        cost["total"]["capacity_cost"] + cost["total"]["energy_cost"], abs=0.011)
+    util = build(service, "utilization", T0, end, by="node", now=at).wire()
+    assert util["total"]["not_tracked_gpu_hours"] == pytest.approx(4)
+    assert util["total"]["idle_gpu_hours"] == pytest.approx(8)
+    assert util["total"]["available_gpu_hours"] == pytest.approx(8)

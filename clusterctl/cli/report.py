@@ -130,12 +130,12 @@ def _emit(data: ReportDocument, cols: Columns, rows_for_csv: Sequence[Any],
 
 def utilization_columns(data: UtilizationDocument) -> Columns:
     cols = [data.by.upper(), "GPU-H HELD", "AVAILABLE", "ALLOCATED", "BUSY", "COVERAGE",
-            "IDLE GPU-H"]
+            "IDLE GPU-H", "NOT TRACKED"]
 
     def row(r: UtilizationRow, key: str) -> list[str]:
         return [key, _hours(r.gpu_hours), _hours(r.available_gpu_hours),
                 percent(r.allocated_share), percent(r.busy_share),
-                percent(r.coverage), _num(r.idle_gpu_hours)]
+                percent(r.coverage), _num(r.idle_gpu_hours), _num(r.not_tracked_gpu_hours)]
 
     return cols, [row(r, r.key) for r in data.rows] + [row(data.total, "total")]
 
@@ -146,7 +146,8 @@ def utilization(since: Since = None, from_: From = None, to: To = None,
                 by: Annotated[str, typer.Option(
                     help="node|gpu|gpu-type|user|team|job|day")] = "node",
                 json_: Json = False, csv_: Csv = False, plot: Plot = None) -> None:
-    """Allocated share, busy share, sample coverage and idle GPU-hours."""
+    """Allocated share, busy share, sample coverage and idle GPU-hours (GPU-hours before a
+    node's first sample are "not tracked": neither idle nor in the allocated share)."""
     check_plot(plot)
     data = _fetch(UtilizationDocument, since, from_, to, by=by)
     _emit(data, utilization_columns(data), data.rows, json_, csv_, plot,
@@ -157,6 +158,11 @@ def utilization(since: Since = None, from_: From = None, to: To = None,
 # -- cost -------------------------------------------------------------------------------------
 
 
+OWN_ROWS = {"idle": "(idle)", "not-tracked": "(not tracked)"}
+"""The cost rows that are no job's: capacity no job held, and capacity before a machine's
+first sample (nobody knows whether it was used)."""
+
+
 def cost_columns(data: CostDocument) -> Columns:
     job = data.by == "job"
     cols = [data.by.upper(), *(["NAME", "USER"] if job else []), "GPU-H", "KWH",
@@ -164,14 +170,14 @@ def cost_columns(data: CostDocument) -> Columns:
             "CLOUD"]
     rows = []
     for r in data.rows:
-        key = "(idle)" if r.kind == "idle" else r.key
+        key = OWN_ROWS.get(r.kind, r.key)
         rows.append([key, *([r.name, r.user] if job else []),
                      _hours(r.gpu_hours), _hours(r.energy_kwh),
                      _num(r.capacity_cost, 2),
                      _num(r.energy_cost, 2),
                      *([_num(r.idle_cost, 2)] if data.loaded else []),
                      _num(r.total_cost, 2),
-                     "" if r.kind == "idle" else _num(r.cloud_equivalent, 2)])
+                     "" if r.kind in OWN_ROWS else _num(r.cloud_equivalent, 2)])
     t = data.total
     rows.append(["total", *(["", ""] if job else []), _hours(t.gpu_hours), "",
                  _num(t.capacity_cost, 2), _num(t.energy_cost, 2),

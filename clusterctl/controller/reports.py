@@ -61,6 +61,7 @@ class ReportService:
             node_energy_mj=self.store.node_energy(start_ms, end_ms, energy_bucket_ms)
             if energy_bucket_ms else {},
             gpus_seen=self.store.gpus_seen(), models_seen=self.store.models_seen(),
+            first_sample_ms=self.store.first_samples(),
             waste_threshold=self.waste_threshold)
 
     def held(self, start_ms: int, end_ms: int, now_ms: int, job_id: int | None = None,
@@ -123,6 +124,8 @@ def cost_json(report: CostReport, inputs: Inputs) -> doc.CostDocument:
         rows.append(cost_row(report.rest, cur, "rest"))
     if not report.loaded:
         rows.append(cost_row(report.idle, cur, "idle"))
+    if report.not_tracked.gpu_ms:
+        rows.append(cost_row(report.not_tracked, cur, "not-tracked"))
     return doc.CostDocument(
         report="cost", by=report.by, loaded=report.loaded, currency=cur,
         row_count=report.row_count, period=_period(inputs.period), rows=rows,
@@ -130,6 +133,7 @@ def cost_json(report: CostReport, inputs: Inputs) -> doc.CostDocument:
                             energy_cost=money(report.energy_cost),
                             total_cost=money(accounted(report)),
                             idle_cost=money(report.idle.total_cost),
+                            not_tracked_cost=money(report.not_tracked.total_cost),
                             gpu_hours=report.rows_total.gpu_hours,
                             cloud_equivalent=money(report.rows_total.cloud_equivalent)),
         prices=doc.Prices(tariff_per_kwh=str(inputs.prices.tariff_per_kwh),
@@ -142,7 +146,8 @@ def _util_row(report: UtilReport, r: UtilRow) -> doc.UtilizationRow:
         key=r.key, **r.labels, gpu_hours=r.gpu_hours,
         available_gpu_hours=None if r.available_ms is None else r.available_ms / 3.6e6,
         allocated_share=report.allocated_share(r), busy_share=r.busy_share,
-        coverage=r.coverage, idle_gpu_hours=r.idle_gpu_hours)
+        coverage=r.coverage, idle_gpu_hours=r.idle_gpu_hours,
+        not_tracked_gpu_hours=r.not_tracked_gpu_hours)
 
 
 def utilization_json(report: UtilReport, inputs: Inputs) -> doc.UtilizationDocument:

@@ -1,5 +1,6 @@
 """``report cost``: what each job, user, team or month cost on the owned hardware, the idle
-capacity of the period as its own row, and what the same GPU-hours would have cost in the cloud.
+capacity of the period as its own row (and the capacity before a machine was tracked as
+another), and what the same GPU-hours would have cost in the cloud.
 
 Capacity cost is GPU-milliseconds times each machine's rate (split where a machine's life ends),
 summed as integers first, so for any period the rows add up exactly to the machines' capacity
@@ -30,6 +31,7 @@ from clusterctl.reports.inputs import (
 
 BY = ("job", "user", "team", "gpu-type", "month")
 IDLE = "(idle)"
+NOT_TRACKED = "(not tracked)"
 
 
 @dataclass
@@ -70,6 +72,9 @@ class CostReport:
     """Rows in all (on the page or not)."""
     rows_total: CostRow = field(default_factory=lambda: CostRow("(all)"))
     """Every row summed (the idle row apart)."""
+    not_tracked: CostRow = field(default_factory=lambda: CostRow(NOT_TRACKED))
+    """The capacity of machines before their first sample: owned, so it costs, but nobody
+    knows whether it was used; its own row, never spread over the jobs (``--loaded``)."""
 
 
 @dataclass
@@ -111,25 +116,34 @@ def _segments(by: str, start: int, end: int) -> list[tuple[int, int, str | None]
 
 
 def _idle(inputs: Inputs, node_life: np.ndarray, node_after: np.ndarray,
-          node_energy: np.ndarray) -> tuple[CostRow, Decimal]:
-    """The row of what no job held (capacity and energy), and the capacity cost of the
-    period: every priced machine over the whole period, less what jobs held of it."""
+          node_energy: np.ndarray) -> tuple[CostRow, CostRow, Decimal]:
+    """The rows of what no job held (capacity and energy) and of what was not tracked yet,
+    and the capacity cost of the period: every priced machine over the whole period, less what
+    jobs held of it. No job holds a node before it is tracked (``Inputs.tracked_from``), so
+    the idle milliseconds are the tracked ones less the held."""
     period, machines, prices, t = inputs.period, inputs.machines, inputs.prices, inputs.table
-    idle = CostRow(IDLE)
+    idle, unknown = CostRow(IDLE), CostRow(NOT_TRACKED)
     capacity = Decimal(0)
     index = {n: i for i, n in enumerate(t.nodes)}
     owned = list(machines)
-    avail = split(np.full(len(owned), period.start_ms, np.int64),
-                  np.full(len(owned), period.end_ms, np.int64),
-                  np.arange(len(owned), dtype=np.int64), node_arrays(owned, machines))
+    at_node = np.arange(len(owned), dtype=np.int64)
+    arrays = node_arrays(owned, machines)
+    start = np.full(len(owned), period.start_ms, np.int64)
+    tracked = np.array([inputs.tracked_from(n) for n in owned], dtype=np.int64)
+    avail = split(start, np.full(len(owned), period.end_ms, np.int64), at_node, arrays)
+    before = split(start, tracked, at_node, arrays)
     for m, (node, priced) in enumerate(machines.items()):
         avail_life, avail_after = int(avail[0][m]), int(avail[1][m])
         gpus = priced.machine.gpus
         capacity += priced.cost(avail_life * gpus, avail_after * gpus)
+        unknown_life, unknown_after = int(before[0][m]) * gpus, int(before[1][m]) * gpus
+        unknown.gpu_ms += unknown_life + unknown_after
+        unknown.capacity_cost += priced.cost(unknown_life, unknown_after)
         at = index.get(node)
         used_life = int(node_life[at]) if at is not None else 0
         used_after = int(node_after[at]) if at is not None else 0
-        idle_life, idle_after = avail_life * gpus - used_life, avail_after * gpus - used_after
+        idle_life = avail_life * gpus - unknown_life - used_life
+        idle_after = avail_after * gpus - unknown_after - used_after
         idle.gpu_ms += idle_life + idle_after
         idle.capacity_cost += priced.cost(idle_life, idle_after)
     energy_by_node: dict[str, float] = defaultdict(float)
@@ -142,7 +156,7 @@ def _idle(inputs: Inputs, node_life: np.ndarray, node_after: np.ndarray,
         idle.energy_mj += max(0.0, mj - jobs_mj)
     idle.energy_cost = energy_cost(idle.energy_mj, prices)
 
-    return idle, capacity
+    return idle, unknown, capacity
 
 
 def _warnings(nodes: list[str], machines: Mapping[str, Any]) -> list[str]:
@@ -234,14 +248,14 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False,
     for row in rows.values():
         row.energy_cost = energy_cost(row.energy_mj, prices)
 
-    idle, capacity = _idle(inputs, node_life, node_after, node_energy)
+    idle, unknown, capacity = _idle(inputs, node_life, node_after, node_energy)
 
     warnings = _warnings(t.nodes, machines)
 
     if paged is not None:
         assert page is not None
-        return _paged_report(by, paged, page, t, machines, prices, idle, capacity, loaded,
-                             warnings)
+        return _paged_report(by, paged, page, t, machines, prices, (idle, unknown), capacity,
+                             loaded, warnings)
     ordered = sorted(rows.values(), key=lambda r: (-r.total_cost, r.key))
     if by == "month":
         ordered.sort(key=lambda r: r.key)
@@ -255,7 +269,8 @@ def cost_report(inputs: Inputs, by: str = "job", loaded: bool = False,
     shown, rest = (ordered, None) if page is None else top_rows(ordered, *page)
     return CostReport(by=by, rows=shown, idle=idle, capacity_cost=capacity,
                       energy_cost=total_energy, loaded=loaded and bool(held_ms),
-                      warnings=warnings, rest=rest, row_count=len(ordered), rows_total=total)
+                      warnings=warnings, rest=rest, row_count=len(ordered), rows_total=total,
+                      not_tracked=unknown)
 
 
 @dataclass
@@ -292,9 +307,11 @@ def _sum_rows(into: CostRow, rows: list[CostRow]) -> CostRow:
 
 
 def _paged_report(by: str, c: _Columns, page: tuple[int, int], t: Any,
-                  machines: dict[str, Priced], prices: Any, idle: CostRow, capacity: Decimal,
-                  loaded: bool, warnings: list[str]) -> CostReport:
+                  machines: dict[str, Priced], prices: Any, own: tuple[CostRow, CostRow],
+                  capacity: Decimal, loaded: bool, warnings: list[str]) -> CostReport:
+    """``own``: the idle and not-tracked rows."""
     limit, offset = page
+    idle = own[0]
     n_nodes = c.n_nodes
     priced = [machines.get(n) for n in t.nodes]
     rate_life = np.array([float(p.rate_in_life) if p else 0.0 for p in priced])
@@ -345,12 +362,13 @@ def _paged_report(by: str, c: _Columns, page: tuple[int, int], t: Any,
     return CostReport(by=by, rows=shown, idle=idle, capacity_cost=capacity,
                       energy_cost=total.energy_cost + idle.energy_cost,
                       loaded=loaded and bool(held_ms), warnings=warnings, rest=rest,
-                      row_count=len(live), rows_total=total)
+                      row_count=len(live), rows_total=total, not_tracked=own[1])
 
 
 def accounted(report: CostReport) -> Decimal:
-    """What the rows add up to: with ``--loaded`` the idle cost is inside them."""
-    rows = report.rows_total.total_cost
+    """What the rows add up to: with ``--loaded`` the idle cost is inside them; the capacity
+    not tracked is always a row of its own."""
+    rows = report.rows_total.total_cost + report.not_tracked.total_cost
     return rows if report.loaded else rows + report.idle.total_cost
 
 

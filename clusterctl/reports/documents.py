@@ -56,6 +56,9 @@ class UtilizationRow(Labelled):
     coverage: float | None
     """Share of the held time that samples cover."""
     idle_gpu_hours: float | None
+    not_tracked_gpu_hours: float | None
+    """Available before the node's first sample: neither idle nor used (left out of the
+    allocated share)."""
 
 
 class UtilizationPoint(Document):
@@ -88,7 +91,8 @@ class CostRow(Labelled):
     currency: str
     kind: str = ""
     """The report's ``by`` for a row of its own, ``rest`` for the jobs past the page, ``idle``
-    for the capacity no job held (empty in a job's own cost)."""
+    for the capacity no job held, ``not-tracked`` for the capacity before a machine's first
+    sample (empty in a job's own cost)."""
 
 
 class JobCost(Document):
@@ -108,6 +112,7 @@ class CostTotal(Document):
     energy_cost: float
     total_cost: float
     idle_cost: float
+    not_tracked_cost: float
     gpu_hours: float
     cloud_equivalent: float
 

@@ -106,6 +106,28 @@ class Inputs:
     """The same allocations as columns; built from ``held`` when not given."""
     idle_ended: list[IdleEnded] = field(default_factory=list)
     """Jobs idle reclaim ended in the period (the waste report counts what they gave back)."""
+    first_sample_ms: dict[str, int] | None = None
+    """When each node's first GPU sample was stored: telemetry began there. None where no
+    telemetry is kept (``plan``'s replays, the pure tests): every hour counts as tracked."""
+    _tracked: dict[str, int] | None = field(default=None, init=False, repr=False)
+
+    def tracked_from(self, node: str) -> int:
+        """From when a node's hours are accounted as used or idle: its first sample, or the
+        start of a job it held if that came first (a job held it, so it was in use). The hours
+        before are "not tracked": counting them idle would report a new cluster's past month
+        as waste for machines nobody was watching yet. A node neither sampled nor held in the
+        period is not tracked in it at all."""
+        if self.first_sample_ms is None:
+            return self.period.start_ms
+        if self._tracked is None:
+            t = self.table
+            first_held = np.full(len(t.nodes), np.iinfo(np.int64).max, dtype=np.int64)
+            if len(t):
+                np.minimum.at(first_held, t.node, t.start)
+            self._tracked = {n: int(first_held[i]) for i, n in enumerate(t.nodes)}
+        never = self.period.end_ms
+        return max(self.period.start_ms, min(self.first_sample_ms.get(node, never),
+                                             self._tracked.get(node, never)))
 
     def model_of(self, node: str) -> str:
         """A node's GPU model: the inventory's, else what its agent reads, else unknown."""

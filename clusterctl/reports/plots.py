@@ -84,26 +84,35 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.0%}"
 
 
+OWN = {"idle": "idle capacity", "not-tracked": "not tracked"}
+"""The cost rows that are no job's, and their labels."""
+
+
 @figure.register
 def cost_figure(data: CostDocument, top: int = 20) -> Figure:
-    rows = [r for r in data.rows if r.kind != "idle"][:top]
-    idle = next((r for r in data.rows if r.kind == "idle"), None)
+    rows = [r for r in data.rows if r.kind not in OWN][:top]
     labels = [_cost_label(r, data.by) for r in rows]
-    if idle is not None:
-        rows.append(idle)
-        labels.append("idle capacity")
+    for kind, label in OWN.items():
+        own = next((r for r in data.rows if r.kind == kind), None)
+        if own is not None:
+            rows.append(own)
+            labels.append(label)
     rows, labels = rows[::-1], labels[::-1]
     fig, ax = plt.subplots(figsize=(10, max(3.0, 0.38 * len(rows) + 1.5)), layout="constrained")
     y = range(len(rows))
     cap = [r.capacity_cost for r in rows]
     energy = [r.energy_cost for r in rows]
     idle_share = [r.idle_cost for r in rows]
-    jobs = [i for i, r in enumerate(rows) if r.kind != "idle"]
+    jobs = [i for i, r in enumerate(rows) if r.kind not in OWN]
     idle_rows = [i for i, r in enumerate(rows) if r.kind == "idle"]
+    unknown = [i for i, r in enumerate(rows) if r.kind == "not-tracked"]
     ax.barh(jobs, [cap[i] for i in jobs], color=BLUE, label="capacity (depreciation + fees)")
     if idle_rows:
         ax.barh(idle_rows, [cap[i] for i in idle_rows], color=GREY,
                 label="idle capacity (no job held the GPUs)")
+    if unknown:
+        ax.barh(unknown, [cap[i] for i in unknown], color=GREY, alpha=0.45, hatch="//",
+                label="not tracked (before the first sample)")
     ax.barh(y, energy, left=cap, color=GREEN, label="energy")
     if data.loaded:
         ax.barh(y, idle_share, left=[a + b for a, b in zip(cap, energy, strict=True)],

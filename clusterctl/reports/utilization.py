@@ -5,7 +5,9 @@ GPUs computed (busy share), per node, GPU, user, team, job or day.
   cluster's, so the rows say who holds what share of it);
 - busy share = measured SM utilization averaged over the held time samples cover;
 - coverage = the share of held time that samples cover (a gap is unknown, not idle);
-- idle GPU-hours = available but not held (nodes, GPUs, days and the total).
+- idle GPU-hours = available but not held (nodes, GPUs, days and the total);
+- not tracked GPU-hours = available before a node's first sample: nobody was watching, so they
+  are neither idle nor used, and they are left out of the allocated share.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class UtilRow:
     key: str
     held_ms: int = 0
     available_ms: int | None = None
+    """Tracked GPU-milliseconds: from each node's first sample (or first job) on."""
+    not_tracked_ms: int | None = None
+    """Available before it was tracked: neither used nor idle, unknown."""
     covered_s: float = 0.0
     busy_s: float = 0.0
     """Utilization times covered seconds."""
@@ -49,6 +54,10 @@ class UtilRow:
             return None
         return max(0, self.available_ms - self.held_ms) / MS_PER_HOUR
 
+    @property
+    def not_tracked_gpu_hours(self) -> float | None:
+        return None if self.not_tracked_ms is None else self.not_tracked_ms / MS_PER_HOUR
+
 
 @dataclass
 class UtilReport:
@@ -67,7 +76,18 @@ class UtilReport:
 def capacity(inputs: Inputs) -> dict[str, tuple[int, int, int]]:
     """GPUs of each node and when it counts as available in the period: from its purchase date
     to its sale when it has an inventory record, else the GPUs telemetry has seen, over the whole
-    period."""
+    period; from when it is tracked (``Inputs.tracked_from``) only."""
+    return {n: (g, max(s_, min(inputs.tracked_from(n), e_)), e_)
+            for n, (g, s_, e_) in _owned(inputs).items()}
+
+
+def not_tracked(inputs: Inputs) -> dict[str, tuple[int, int, int]]:
+    """GPUs of each node and the part of its available time before it was tracked."""
+    return {n: (g, s_, max(s_, min(inputs.tracked_from(n), e_)))
+            for n, (g, s_, e_) in _owned(inputs).items()}
+
+
+def _owned(inputs: Inputs) -> dict[str, tuple[int, int, int]]:
     p = inputs.period
     out = {}
     for node, priced in inputs.machines.items():
@@ -76,6 +96,11 @@ def capacity(inputs: Inputs) -> dict[str, tuple[int, int, int]]:
     for node, gpus in inputs.gpus_seen.items():
         out.setdefault(node, (gpus, p.start_ms, p.end_ms))
     return out
+
+
+def _gpu_ms(cap: dict[str, tuple[int, int, int]], a: int, z: int) -> int:
+    """GPU-milliseconds of ``cap``'s windows inside ``[a, z)``."""
+    return sum(g * max(0, min(z, e_) - max(a, s_)) for g, s_, e_ in cap.values())
 
 
 def bucket_size(start_ms: int, end_ms: int) -> int:
@@ -94,7 +119,7 @@ def utilization_report(inputs: Inputs, by: str = "node") -> UtilReport:
     if by not in BY:
         raise ValueError(by)
     p, t = inputs.period, inputs.table
-    cap = capacity(inputs)
+    cap, before = capacity(inputs), not_tracked(inputs)
     size = bucket_size(p.start_ms, p.end_ms)
     s = np.maximum(t.start, p.start_ms)
     e = np.minimum(t.end, p.end_ms)
@@ -107,7 +132,8 @@ def utilization_report(inputs: Inputs, by: str = "node") -> UtilReport:
 
     total = UtilRow("total", held_ms=int(held.sum()), covered_s=float(covered.sum()),
                     busy_s=float(busy.sum()),
-                    available_ms=sum(g * max(0, e_ - s_) for g, s_, e_ in cap.values()))
+                    available_ms=_gpu_ms(cap, p.start_ms, p.end_ms),
+                    not_tracked_ms=_gpu_ms(before, p.start_ms, p.end_ms))
     origin = p.start_ms // size * size
     n_buckets = max(0, -(-(p.end_ms - origin) // size))
     ok = held > 0
@@ -115,23 +141,13 @@ def utilization_report(inputs: Inputs, by: str = "node") -> UtilReport:
                   for x in (held, covered, busy)]
     series_rows: dict[int, UtilRow] = {}
     for k, (b, a, z) in enumerate(buckets(p.start_ms, p.end_ms, size)):
-        avail = sum(g * max(0, min(z, e_) - max(a, s_)) for g, s_, e_ in cap.values())
         series_rows[b] = UtilRow(ms_iso(b)[:10 if size == MS_PER_DAY else 13],
-                                 held_ms=round(per_bucket[0][k]), available_ms=avail,
+                                 held_ms=round(per_bucket[0][k]),
+                                 available_ms=_gpu_ms(cap, a, z),
+                                 not_tracked_ms=_gpu_ms(before, a, z),
                                  covered_s=float(per_bucket[1][k]),
                                  busy_s=float(per_bucket[2][k]))
-    rows: dict[str, UtilRow] = {}
-    if by == "node":
-        rows = {n: UtilRow(n, available_ms=g * max(0, e_ - s_))
-                for n, (g, s_, e_) in cap.items()}
-    elif by == "gpu":
-        rows = {f"{n}/{i}": UtilRow(f"{n}/{i}", available_ms=max(0, e_ - s_))
-                for n, (g, s_, e_) in cap.items() for i in range(g)}
-    elif by == "gpu-type":
-        for n, (g, s_, e_) in cap.items():
-            model = inputs.model_of(n)
-            kind = rows.setdefault(model, UtilRow(model, available_ms=0))
-            kind.available_ms = (kind.available_ms or 0) + g * max(0, e_ - s_)
+    rows = _capacity_rows(inputs, by, cap, before)
     if by != "day" and len(t):
         if by == "node":
             keys, names = t.node, t.nodes
@@ -170,13 +186,37 @@ def utilization_report(inputs: Inputs, by: str = "node") -> UtilReport:
     return UtilReport(by=by, rows=ordered, total=total, bucket_ms=size, series=series)
 
 
+def _capacity_rows(inputs: Inputs, by: str, cap: dict[str, tuple[int, int, int]],
+                   before: dict[str, tuple[int, int, int]]) -> dict[str, UtilRow]:
+    """The rows that have a capacity (by node, GPU or GPU type), before any use is added."""
+    p = inputs.period
+    rows: dict[str, UtilRow] = {}
+    if by == "node":
+        rows = {n: UtilRow(n, available_ms=_gpu_ms({n: cap[n]}, p.start_ms, p.end_ms),
+                           not_tracked_ms=_gpu_ms({n: before[n]}, p.start_ms, p.end_ms))
+                for n in cap}
+    elif by == "gpu":
+        rows = {f"{n}/{i}": UtilRow(f"{n}/{i}", available_ms=max(0, e_ - s_),
+                                    not_tracked_ms=max(0, before[n][2] - before[n][1]))
+                for n, (g, s_, e_) in cap.items() for i in range(g)}
+    elif by == "gpu-type":
+        for n, (g, s_, e_) in cap.items():
+            model = inputs.model_of(n)
+            kind = rows.setdefault(model, UtilRow(model, available_ms=0, not_tracked_ms=0))
+            kind.available_ms = (kind.available_ms or 0) + g * max(0, e_ - s_)
+            kind.not_tracked_ms = (kind.not_tracked_ms or 0) + _gpu_ms({n: before[n]},
+                                                                       p.start_ms, p.end_ms)
+    return rows
+
+
 def _days(hourly: dict[int, UtilRow]) -> Iterator[UtilRow]:
     days: dict[int, UtilRow] = {}
     for b, r in hourly.items():
         d = b // MS_PER_DAY * MS_PER_DAY
-        day = days.setdefault(d, UtilRow(ms_iso(d)[:10], available_ms=0))
+        day = days.setdefault(d, UtilRow(ms_iso(d)[:10], available_ms=0, not_tracked_ms=0))
         day.held_ms += r.held_ms
         day.available_ms = (day.available_ms or 0) + (r.available_ms or 0)
+        day.not_tracked_ms = (day.not_tracked_ms or 0) + (r.not_tracked_ms or 0)
         day.covered_s += r.covered_s
         day.busy_s += r.busy_s
     yield from days.values()

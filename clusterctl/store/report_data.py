@@ -130,6 +130,13 @@ class ReportStore:
             return {n: int(k) for n, k in c.execute(
                 select(d.c.node, func.count()).group_by(d.c.node))}
 
+    def first_samples(self) -> dict[str, int]:
+        """When each node's first GPU sample was stored (where tracking began)."""
+        d = GpuDevice.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as c:
+            return {n: int(ms) for n, ms in c.execute(
+                select(d.c.node, func.min(d.c.first_ms)).group_by(d.c.node)) if ms is not None}
+
     def models_seen(self) -> dict[str, str]:
         d = GpuDevice.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as c:

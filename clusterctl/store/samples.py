@@ -67,12 +67,15 @@ class SampleStore:
         values = [{"node": node, "ts_ms": round(r.t * 1000),
                    **{c: getattr(r, c) for c in SAMPLE_COLUMNS}} for r in rows]
         latest: dict[int, dict[str, Any]] = {}
+        first: dict[int, int] = {}
         for r, v in zip(rows, values, strict=True):
+            first[v["gpu_index"]] = min(v["ts_ms"], first.get(v["gpu_index"], v["ts_ms"]))
             cur = latest.get(v["gpu_index"])
             if cur is None or v["ts_ms"] >= cur["last_ms"]:
                 latest[v["gpu_index"]] = {
                     "node": node, "gpu_index": v["gpu_index"], "gpu_uuid": v["gpu_uuid"],
-                    "model": r.model or (cur or {}).get("model"), "last_ms": v["ts_ms"],
+                    "model": r.model or (cur or {}).get("model"),
+                    "last_ms": v["ts_ms"],
                     "utilization": v["utilization"], "memory_used": v["memory_used"],
                     "memory_total": v["memory_total"], "power_w": v["power_w"],
                     "temperature_c": v["temperature_c"], "error": v["error"],
@@ -88,7 +91,7 @@ class SampleStore:
                 stored = [tuple(row) for row in c.execute(stmt, values)]
             if stored:
                 self._mark_dirty(c, node, min(int(r[0]) for r in stored))
-            self._upsert_devices(c, list(latest.values()))
+            self._upsert_devices(c, [{**d, "first_ms": first[i]} for i, d in latest.items()])
             uuids = {d["gpu_index"]: d["gpu_uuid"] for d in latest.values()}
             c.execute(update(Allocation).where(  # the physical GPU each open allocation holds
                 col(Allocation.node) == node, col(Allocation.gpu_index).in_(list(uuids)),
@@ -141,6 +144,9 @@ class SampleStore:
         set_: dict[str, Any] = {k: case((newer, ins.excluded[k]), else_=self.d.c[k])
                                 for k in keep}
         set_["model"] = func.coalesce(ins.excluded.model, self.d.c.model)
+        set_["first_ms"] = case((self.d.c.first_ms.is_(None), ins.excluded.first_ms),
+                                (ins.excluded.first_ms < self.d.c.first_ms,
+                                 ins.excluded.first_ms), else_=self.d.c.first_ms)
         c.execute(ins.on_conflict_do_update(index_elements=["node", "gpu_index"], set_=set_),
                   devices)
 

@@ -59,6 +59,9 @@ class GpuDevice(SQLModel, table=True):
     gpu_index: int = Field(primary_key=True)
     gpu_uuid: str = Field(max_length=96)
     model: str | None = Field(default=None, max_length=96)
+    first_ms: int | None = big_column()
+    """When it was first sampled: the reports' hours before a node's first sample are "not
+    tracked", not idle."""
     last_ms: int = big_column(nullable=False)
     utilization: float | None = None
     memory_used: int | None = big_column()
