@@ -107,6 +107,13 @@ def test_sign_in_and_the_queue_changes_without_a_reload(browser: Any,
     expect(row.locator("td").first).to_have_text("1", timeout=LIVE_S)  # first in line
     expect(row).to_contain_text("resources", timeout=LIVE_S)  # the reason `jobs` gives
     assert page.evaluate("window.notReloaded") is True
+    typed = ctl.submit("--gpus", "simulated:2", "--name", "typed", "--", "true")
+    by_type = page.context.new_page()
+    by_type.goto("/?gpu_type=Simul")
+    expect(by_type.locator(f"tr[data-job='{typed}']")).to_have_count(1)
+    expect(by_type.locator(f"tr[data-job='{waiting}']")).to_have_count(0)  # asked for any
+    by_type.close()
+    assert ctl.cli("cancel", str(typed)).returncode == 0
     page.screenshot(path=str(ctl.root / "queue.png"), full_page=True)
 
     assert ctl.cli("cancel", str(waiting)).returncode == 0

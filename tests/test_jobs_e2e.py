@@ -167,8 +167,12 @@ def test_listing_filters_and_pages_cancel_ranges_and_arrays_and_wait_timeout(
     assert controller.json("jobs", "--team", "nobody-here") == []
     r = controller.cli("jobs", "--name", "sweep-*")
     assert r.returncode == 0 and "shown" not in r.stderr  # all of them: nothing to say
+    typed = controller.submit("--gpus", "simulated:1", "--name", "typed", "--", "true")
+    found = {j["id"] for j in controller.json("jobs", "--all", "--gpu-type", "SIMUL")}
+    assert typed in found and not found & {*sweep, other}  # those take any type
+    assert controller.json("jobs", "--all", "--gpu-type", "sim_lated") == []  # a type, no pattern
     for bad, field in ((["--limit", "0"], "--limit"), (["--since", "soon"], "--since"),
-                       (["--team", "a b"], "--team")):
+                       (["--team", "a b"], "--team"), (["--gpu-type", "H100%"], "--gpu-type")):
         r = controller.cli("jobs", *bad)
         assert r.returncode == 2 and r.stderr.startswith(f"error: {field}:"), (bad, r.stderr)
 

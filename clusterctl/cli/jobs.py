@@ -24,7 +24,7 @@ from clusterctl.cli.common import (
     seconds_between,
     watts,
 )
-from clusterctl.gpu_types import describe_ask
+from clusterctl.gpu_types import describe_ask, parse_type
 from clusterctl.parsing import format_duration
 from clusterctl.states import ENDED, JobState
 
@@ -88,6 +88,8 @@ def jobs(
         help="Only jobs of this name (* matches any text: 'sweep-*').")] = None,
     since: Annotated[str | None, typer.Option(
         help="Only jobs submitted in this last while: 2h, 7d.")] = None,
+    gpu_type: Annotated[str | None, typer.Option(
+        help="Only jobs that asked for this GPU type (H100 also finds H100-80GB).")] = None,
     limit: Annotated[str, typer.Option(help="Show the newest N jobs that match.")] = "1000",
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -107,8 +109,10 @@ def jobs(
     if since is not None:
         after = (datetime.now(timezone.utc)
                  - timedelta(seconds=parsing.parse_duration(since, "--since"))).isoformat()
+    if gpu_type is not None:
+        gpu_type = parse_type(gpu_type)
     rows, total = client().jobs_page(all=all_, user=user, state=state, team=team, name=name,
-                                     since=after, limit=count)
+                                     since=after, limit=count, gpu_type=gpu_type)
     if json_:
         print_json(rows)
     else:
@@ -116,7 +120,7 @@ def jobs(
     if total > len(rows):
         err_console.print(f"{len(rows)} of {total} jobs shown (the newest); "
                           f"--limit {total} shows them all, or narrow with --state, --user, "
-                          "--team, --name or --since")
+                          "--team, --name, --gpu-type or --since")
 
 
 @handles_errors

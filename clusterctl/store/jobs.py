@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import String, cast, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -42,6 +42,11 @@ class NewJob:
     idempotency_key: str | None = None
 
 
+def _literal(text: str) -> str:
+    """``text`` matched as itself in a LIKE pattern (escape character: backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class JobStore(JobChanges):
     """Jobs: reading, submitting (here), and every change of state (``JobChanges``)."""
 
@@ -59,9 +64,12 @@ class JobStore(JobChanges):
         since: datetime | None = None,
         array_id: int | None = None,
         before_id: int | None = None,
+        gpu_type: str | None = None,
     ) -> tuple[list[Job], int]:
         """The newest ``limit`` jobs that match (oldest first), and how many match in all.
-        ``name`` may hold ``*`` wildcards; ``before_id`` pages back from a job id."""
+        ``name`` may hold ``*`` wildcards; ``before_id`` pages back from a job id;
+        ``gpu_type``: jobs that asked for a type beginning with it, case aside (``H100``
+        finds ``H100`` and ``h100-80gb``; a job that takes any type names none)."""
         q = select(Job)
         if states:
             q = q.where(col(Job.state).in_(list(states)))
@@ -72,8 +80,10 @@ class JobStore(JobChanges):
         if team:
             q = q.where(Job.team == team)
         if name:
-            pattern = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            q = q.where(col(Job.name).like(pattern.replace("*", "%"), escape="\\"))
+            q = q.where(col(Job.name).like(_literal(name).replace("*", "%"), escape="\\"))
+        if gpu_type:  # the types are kept as a JSON list of strings: '["H100", "A100"]'
+            q = q.where(cast(col(Job.gpu_types), String).ilike(f'%"{_literal(gpu_type)}%',
+                                                                escape="\\"))
         if since is not None:
             q = q.where(col(Job.submitted_at) >= since)
         if array_id is not None:

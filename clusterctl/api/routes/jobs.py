@@ -24,7 +24,7 @@ from clusterctl.api.schemas import (
     UsageOut,
 )
 from clusterctl.controller.interface import ControllerApi
-from clusterctl.gpu_types import parse_gpu_ask
+from clusterctl.gpu_types import parse_gpu_ask, parse_type
 from clusterctl.job_request import JobRequest
 from clusterctl.parsing import BadInput
 from clusterctl.scheduler.records import Wait
@@ -125,9 +125,11 @@ def _submitted(ctl: ControllerApi, jobs: list[Job], array: bool) -> SubmitOut:
 def list_jobs(user: CurrentUser, ctl: ControllerDep, response: Response, all: bool = False,
               owner: str | None = None, state: str | None = None, limit: int = 1000,
               team: str | None = None, name: str | None = None, since: str | None = None,
-              array: int | None = None, before: int | None = None) -> list[JobOut]:
+              array: int | None = None, before: int | None = None,
+              gpu_type: str | None = None) -> list[JobOut]:
     """The newest ``limit`` jobs that match, oldest first; ``X-Total-Count`` says how many
-    match in all, and ``before`` (a job id: the first one shown) pages back."""
+    match in all, and ``before`` (a job id: the first one shown) pages back. ``gpu_type``:
+    jobs that asked for a type beginning with it."""
     states = None
     if state:
         states = [s.strip().upper() for s in state.split(",")]
@@ -142,12 +144,14 @@ def list_jobs(user: CurrentUser, ctl: ControllerDep, response: Response, all: bo
     if name is not None and (not name or len(name) > 255):
         raise BadInput("--name", "must be 1 to 255 characters (* matches any)")
     after = None if since is None else parsing.parse_instant(since, "--since")
+    if gpu_type is not None:
+        gpu_type = parse_type(gpu_type)
     for value, field in ((array, "--array"), (before, "before")):
         if value is not None and not 0 < value < 2**62:
             raise BadInput(field, "must be a job id")
     rows, total = ctl.jobs.search(include_finished=all, user=owner, states=states, limit=limit,
                                   team=team, name=name, since=after, array_id=array,
-                                  before_id=before)
+                                  before_id=before, gpu_type=gpu_type)
     response.headers["X-Total-Count"] = str(total)
     budget_note(ctl, user.teams, response)
     names = node_names(ctl)

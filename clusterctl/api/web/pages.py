@@ -38,9 +38,9 @@ def _queue_parts(ctl: Any, viewer: Viewer, filters: views.Filters) -> str:
 @router.get("/")
 def queue(request: Request, ctl: ControllerDep, viewer: Viewer, user: str | None = None,
           team: str | None = None, state: str | None = None,
-          before: str | None = None) -> Response:
+          before: str | None = None, gpu_type: str | None = None) -> Response:
     try:
-        filters = views.Filters.of(user, team, state, before)
+        filters = views.Filters.of(user, team, state, before, gpu_type)
         parts = _queue_parts(ctl, viewer, filters)
     except BadInput as e:
         return error_page(viewer, 422, str(e))
@@ -91,8 +91,8 @@ async def act(request: Request, job_id: str, action: str, ctl: ControllerDep,
 @router.get("/events/queue")
 def queue_events(request: Request, ctl: ControllerDep, viewer: Viewer,
                  user: str | None = None, team: str | None = None, state: str | None = None,
-                 before: str | None = None) -> Response:
-    filters = views.Filters.of(user, team, state, before)
+                 before: str | None = None, gpu_type: str | None = None) -> Response:
+    filters = views.Filters.of(user, team, state, before, gpu_type)
     return _stream(request, ctl, lambda: _queue_parts(ctl, viewer, filters))
 
 

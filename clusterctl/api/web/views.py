@@ -14,6 +14,7 @@ from clusterctl.api.routes import nodes as node_routes
 from clusterctl.api.schemas import JobDetail, JobOut, NodeOut
 from clusterctl.api.web.job_chart import Step, job_steps
 from clusterctl.controller.interface import ControllerApi
+from clusterctl.gpu_types import parse_type
 from clusterctl.parsing import BadInput
 from clusterctl.states import JobState
 from clusterctl.store import User
@@ -29,19 +30,21 @@ class Filters:
     team: str | None = None
     state: str | None = None
     before: int | None = None
+    gpu_type: str | None = None
 
     @classmethod
     def of(cls, user: str | None, team: str | None, state: str | None,
-           before: str | None) -> Filters:
+           before: str | None, gpu_type: str | None = None) -> Filters:
         """People's filters as typed in the form: blanks are no filter."""
         if before and not (before.isascii() and before.isdigit()):
             raise BadInput("before", "must be a job id")
+        kind = parse_type(gpu_type, "gpu_type") if gpu_type and gpu_type.strip() else None
         return cls(user or None, team or None, (state or "").upper() or None,
-                   int(before) if before else None)
+                   int(before) if before else None, kind)
 
     def query(self, **change: str | int | None) -> str:
         values = {"user": self.user, "team": self.team, "state": self.state,
-                  "before": self.before, **change}
+                  "gpu_type": self.gpu_type, "before": self.before, **change}
         return urlencode({k: v for k, v in values.items() if v is not None})
 
 
@@ -72,7 +75,7 @@ def queue(ctl: ControllerApi, viewer: User, filters: Filters) -> Queue:
         raise BadInput("state", f"{state!r} is not one of " + ", ".join(JobState.__members__))
     rows = job_routes.list_jobs(viewer, ctl, headers, all=state is not None, owner=filters.user,
                                 state=state, limit=PAGE, team=filters.team,
-                                before=filters.before)
+                                before=filters.before, gpu_type=filters.gpu_type)
     out = Queue(filters, total=int(headers.headers.get("X-Total-Count", len(rows))))
     if out.total > len(rows) and rows:
         out.older = filters.query(before=rows[0].id)
