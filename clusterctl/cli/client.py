@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -19,6 +18,13 @@ from tenacity import (
     stop_after_delay,
     wait_exponential,
 )
+
+# httpx's own command line (``httpx._main``: click, pygments, rich's syntax colouring) is
+# imported by ``import httpx`` when those are installed, as they are here (typer and rich
+# bring them): 40 ms of every CLI start for a tool the CLI never runs. httpx falls back
+# without it when that import fails, which a None in ``sys.modules`` makes it do.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpx  # noqa: E402
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
