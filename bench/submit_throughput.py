@@ -1,16 +1,21 @@
-"""API submissions per second from 8 concurrent clients, on SQLite and on PostgreSQL.
+"""API submissions per second from 8 concurrent clients, on SQLite and on PostgreSQL; with
+``--cli``, submissions through the CLI (``clusterctl submit -- python train.py``, a process
+each, as a script's loop runs it): one client in a loop, then 8 at once (#33 item 4).
 
 All GPUs are held by a blocker job, so every submission is a pure API + database write
 (validated, committed, history row) that stays PENDING; the scheduler keeps scanning the
 growing queue meanwhile, as it would in production.
-Run: python bench/submit_throughput.py [POSTGRES_URL]
+Run: python bench/submit_throughput.py [POSTGRES_URL]  |  python bench/submit_throughput.py --cli
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from common import Stack, scratch_database
 
@@ -50,7 +55,45 @@ def run(db_url: str | None, label: str) -> None:
         stack.close()
 
 
+def cli(loop: int = 40, clients: int = 8, each: int = 10) -> None:
+    """CLI submissions per second, SQLite: ``loop`` in a row from one client, then ``each``
+    from each of ``clients`` at once."""
+    stack = Stack()
+    work = Path(tempfile.mkdtemp(prefix="cli-submit-"))
+    (work / "train.py").write_text("print('hi')\n")
+    argv = [sys.executable, "-m", "clusterctl", "submit", "--gpus", "4", "--",
+            "python", "train.py"]
+    try:
+        stack.client().post("/v1/jobs", json={"command": ["sleep", "600"], "gpus": 4,
+                                               "workdir": "/tmp"})
+
+        def client_loop(n: int) -> None:
+            for _ in range(n):
+                r = subprocess.run(argv, env=stack.env, cwd=work, capture_output=True,
+                                   timeout=120)
+                assert r.returncode == 0, r.stderr[-500:]
+
+        t0 = time.perf_counter()
+        client_loop(loop)
+        one = time.perf_counter() - t0
+        threads = [threading.Thread(target=client_loop, args=(each,)) for _ in range(clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        many = time.perf_counter() - t0
+        print(f"CLI, one client in a loop: {loop} in {one:.1f}s = {loop / one:.1f}/s "
+              f"(goal 10/s); {clients} clients at once: {clients * each} in {many:.1f}s = "
+              f"{clients * each / many:.1f}/s (goal 10/s)")
+    finally:
+        stack.close()
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--cli"]:
+        cli()
+        return
     run(None, "SQLite")
     if len(sys.argv) > 1:
         with scratch_database(sys.argv[1]) as url:
