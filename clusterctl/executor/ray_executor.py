@@ -1,14 +1,19 @@
-"""The Ray door: nodes, placement groups, runner actors, and finding them again after a restart.
+"""The Ray door: nodes, placement groups, each node's runner host, and finding an attempt's
+ranks again after a restart.
 
 Every call here is non-blocking or bounded by a short timeout, so the scheduler loop that drives
-it never stalls on a slow cluster. Names derive from (installation, job id, attempt, rank): a
-restarted controller finds its runners by name, and no attempt can be launched twice.
+it never stalls on a slow cluster. Each rank runs as a task its node's host submits into the
+attempt's placement group (``runner_host.py``: warm runners); ranks are known by (job id,
+attempt, rank) and hosts by their node, so a restarted controller finds them by name, and no
+attempt can be launched twice. Runner actors of the release before (one per rank, named
+``job-J-aA-rR``) are still found, watched and cleaned up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -20,9 +25,10 @@ from ray.util.placement_group import (
     placement_group_table,
     remove_placement_group,
 )
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from clusterctl.executor.runner import JobRunner
+from clusterctl.executor.runner import WITHDRAWN
+from clusterctl.executor.runner_host import Key, RankLost, RunnerHost, host_name
 from clusterctl.executor.types import (
     NODE_LABEL,
     Launch,
@@ -42,9 +48,21 @@ RUNNER_ANSWER_S = 10.0
 above a live runner's milliseconds, and below the driver's deadline on the call that asks."""
 
 GPU_MODEL_LABEL = "clusterctl-gpu-model"
-RUNNER_MAX_CONCURRENCY = 8
 
-RemoteRunner = ray.remote(JobRunner)
+RemoteHost = ray.remote(RunnerHost)
+
+
+@dataclass(frozen=True)
+class Rank:
+    """One rank's runner: its key on its node's host, or (``key`` None) a runner actor of
+    the release before, whose methods take no key."""
+
+    handle: Any
+    key: Key | None
+
+    def call(self, method: str, *args: Any) -> Any:
+        fn = getattr(self.handle, method)
+        return fn.remote(self.key, *args) if self.key is not None else fn.remote(*args)
 
 
 def pg_name(job_id: int, attempt: int) -> str:
@@ -64,6 +82,14 @@ def _lost(err: BaseException, prefix: str = "") -> Progress:
     return Progress(Phase.LOST, prefix + text, node_suspect=suspect)
 
 
+def _not_started(err: RayTaskError) -> Progress:
+    """A rank that did not start: FAILED with why (its command could not start, or it was
+    withdrawn), or LOST when its worker died first."""
+    if isinstance(getattr(err, "cause", None), RankLost):
+        return _lost(err)
+    return Progress(Phase.FAILED, _error_text(err))
+
+
 def _error_text(err: BaseException) -> str:
     if isinstance(err, RayTaskError):
         cause = err.cause if getattr(err, "cause", None) is not None else err
@@ -76,6 +102,8 @@ class RayExecutor:
         self.address = address
         self.namespace = namespace
         self.run_root = run_root
+        self._known: dict[tuple[int, int], list[Rank]] = {}
+        """The ranks of the attempts launched or found again, until released."""
 
     # -- connection and nodes -----------------------------------------------------------------
 
@@ -114,7 +142,7 @@ class RayExecutor:
     # -- launching ----------------------------------------------------------------------------
 
     def launch(self, spec: LaunchSpec, node_ids: list[str], package: bytes | None) -> Launch:
-        """Reserve the GPUs (all-or-nothing) and start one runner per rank, without waiting."""
+        """Reserve the GPUs (all-or-nothing) and start one rank per node, without waiting."""
         bundles = [{"GPU": float(spec.gpus)} for _ in node_ids]
         pg = placement_group(
             bundles,
@@ -123,45 +151,101 @@ class RayExecutor:
             lifetime="detached",
             bundle_label_selector=[{"ray.io/node-id": nid} for nid in node_ids],
         )
-        actors: list[Any] = []
-        for rank in range(len(node_ids)):
-            actors.append(
-                RemoteRunner.options(
-                    name=actor_name(spec.job_id, spec.attempt, rank),
-                    namespace=self.namespace,
-                    lifetime="detached",
-                    num_cpus=0,
-                    num_gpus=spec.gpus,
-                    max_concurrency=RUNNER_MAX_CONCURRENCY,
-                    scheduling_strategy=PlacementGroupSchedulingStrategy(
-                        pg, placement_group_bundle_index=rank
-                    ),
-                ).remote(self.namespace, spec.job_id, spec.attempt, rank, self.run_root)
-            )
-        rendezvous = actors[0].rendezvous.remote() if len(actors) > 1 else None
+        hosts = [self._host(nid) for nid in node_ids]
+        ranks = [Rank(h, (spec.job_id, spec.attempt, r)) for r, h in enumerate(hosts)]
         package_ref = ray.put(package) if package is not None else None
-        start_refs = [a.start.remote(spec, rendezvous, package_ref) for a in actors]
-        return Launch(spec.job_id, spec.attempt, len(actors), actors, start_refs=start_refs)
+        launch = Launch(spec.job_id, spec.attempt, len(ranks), ranks,
+                        deferred=(spec, pg, package_ref))
+        self._begin(launch)
+        return launch
+
+    def _begin(self, launch: Launch) -> bool:
+        """Launch the ranks once the attempt's GPUs are granted (False: not yet). Not before:
+        a host runs what it was given, so a rank given to it while the GPUs were still held
+        would start after the controller that asked had died, a cancel taken meanwhile never
+        applied (#31's lost cancel). Ranks never given start nothing."""
+        spec, pg, package_ref = launch.deferred
+        if placement_group_table(pg).get("state") != "CREATED":
+            return False
+        ranks = launch.actors
+        rendezvous = ranks[0].handle.rendezvous.remote() if len(ranks) > 1 else None
+        for r, rank in enumerate(ranks):
+            rank.call("launch", spec, rendezvous, package_ref, pg, r)
+        self._known[(launch.job_id, launch.attempt)] = ranks
+        launch.start_refs = [rank.call("start_result") for rank in ranks]
+        launch.deferred = None
+        return True
+
+    def _host(self, node_id: str) -> Any:
+        """The node's runner host, started if it is not there (once per node, or after the
+        one before died)."""
+        return RemoteHost.options(  # type: ignore[attr-defined]
+            name=host_name(node_id), namespace=self.namespace, lifetime="detached",
+            get_if_exists=True, num_cpus=0, max_restarts=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+        ).remote(self.namespace, self.run_root)
+
+    def _hosts(self) -> list[Any]:
+        found = []
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            if entry.get("namespace") == self.namespace and entry["name"].startswith("host-"):
+                with contextlib.suppress(ValueError):
+                    found.append(ray.get_actor(entry["name"], namespace=self.namespace))
+        return found
+
+    def _held(self) -> dict[Key, Any]:
+        """Every rank each live host knows, with its host (a host that does not answer in
+        time is left out)."""
+        hosts = self._hosts()
+        refs = [h.keys.remote() for h in hosts]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=RUNNER_ANSWER_S)
+        held: dict[Key, Any] = {}
+        for host, ref in zip(hosts, refs, strict=True):
+            if ref in ready:
+                with contextlib.suppress(RayActorError, RayTaskError):
+                    held.update({tuple(k): host for k in ray.get(ref)})  # type: ignore[misc]
+        return held
+
+    def _find(self, job_id: int, attempt: int, ranks: int) -> list[Rank | None]:
+        """Each rank of an attempt: on its host, else a runner actor of the release before,
+        else None."""
+        known = self._known.get((job_id, attempt))
+        if known is not None and len(known) == ranks:
+            return list(known)
+        held = self._held()
+        found: list[Rank | None] = []
+        for rank in range(ranks):
+            key = (job_id, attempt, rank)
+            if key in held:
+                found.append(Rank(held[key], key))
+                continue
+            try:
+                found.append(Rank(ray.get_actor(actor_name(job_id, attempt, rank),
+                                                namespace=self.namespace), None))
+            except ValueError:
+                found.append(None)
+        return found
 
     def reattach(self, job_id: int, attempt: int, ranks: int) -> Launch | None:
-        """Find the runners of an attempt after a controller restart; None if any is gone."""
-        actors: list[Any] = []
-        for rank in range(ranks):
-            try:
-                actors.append(ray.get_actor(actor_name(job_id, attempt, rank),
-                                            namespace=self.namespace))
-            except ValueError:
-                return None
-        try:
-            statuses = [RunnerStatus.of(s) for s in
-                        ray.get([a.status.remote() for a in actors], timeout=RUNNER_ANSWER_S)]
-        except (RayActorError, GetTimeoutError, RayTaskError):
+        """Find the ranks of an attempt after a controller restart; None if any is gone."""
+        found = self._find(job_id, attempt, ranks)
+        if all(r is None for r in found) and self._pg_exists(job_id, attempt):
+            # Its GPUs were asked for, its ranks never launched: nothing of it runs.
+            return Launch(job_id, attempt, ranks, [])
+        if any(r is None for r in found):
             return None
-        launch = Launch(job_id, attempt, ranks, actors)
+        handles = [r for r in found if r is not None]
+        try:
+            statuses = [RunnerStatus.of(s) for s in ray.get(
+                [r.call("status") for r in handles], timeout=RUNNER_ANSWER_S)]
+        except (RayActorError, GetTimeoutError, RayTaskError, TypeError):
+            return None
+        self._known[(job_id, attempt)] = handles
+        launch = Launch(job_id, attempt, ranks, handles)
         started = [s.started for s in statuses if s.started is not None]
         if len(started) == ranks:
             launch.started = started
-            launch.wait_refs = [a.wait.remote() for a in actors]
+            launch.wait_refs = [r.call("wait") for r in handles]
         elif started:
             return None  # half-started gang: not usable
         return launch
@@ -186,6 +270,11 @@ class RayExecutor:
         return Progress(Phase.RUNNING)
 
     def _poll_start(self, launch: Launch) -> Progress:
+        if launch.deferred is not None:
+            if launch.withdrawn:
+                return Progress(Phase.FAILED, WITHDRAWN)
+            if not self._begin(launch):
+                return Progress(Phase.STARTING)
         if launch.start_refs is None:  # reattached before any rank started
             return Progress(Phase.FAILED, "controller restarted before the job started")
         ready, _ = ray.wait(launch.start_refs, num_returns=launch.ranks, timeout=0)
@@ -194,23 +283,23 @@ class RayExecutor:
                 try:
                     ray.get(ref)
                 except RayTaskError as e:
-                    return Progress(Phase.FAILED, _error_text(e))
+                    return _not_started(e)
                 except RayActorError as e:
                     return _lost(e)
             return Progress(Phase.STARTING)
         try:
             launch.started = [Started.of(s) for s in ray.get(launch.start_refs)]
         except RayTaskError as e:
-            return Progress(Phase.FAILED, _error_text(e))
+            return _not_started(e)
         except RayActorError as e:
             return _lost(e)
-        launch.wait_refs = [a.wait.remote() for a in launch.actors]
+        launch.wait_refs = [r.call("wait") for r in launch.actors]
         return Progress(Phase.STARTED)
 
     def terminate(self, launch: Launch, grace_s: float | None) -> None:
         launch.terminating = True
-        for actor in launch.actors:
-            actor.terminate.remote(grace_s)
+        for rank in launch.actors:
+            rank.call("terminate", grace_s)
 
     def withdraw(self, launch: Launch, grace_s: float) -> bool:
         """Stop an attempt whose start has not been seen. True when nothing of it can run:
@@ -218,9 +307,12 @@ class RayExecutor:
         now. Otherwise each runner is told, once, to refuse its start or to end the command it
         started (one that already exited keeps its outcome), and ``poll`` brings the answer:
         FAILED for a refused start, or STARTED and then the outcome."""
+        if launch.deferred is not None:  # its ranks were never given: none will be
+            launch.withdrawn = True
+            return True
         if not launch.withdrawn:  # the answer comes through the start calls, not these
-            for actor in launch.actors:
-                actor.withdraw.remote(grace_s)
+            for rank in launch.actors:
+                rank.call("withdraw", grace_s)
             launch.withdrawn = True
         try:
             pg: PlacementGroup = get_placement_group(pg_name(launch.job_id, launch.attempt))
@@ -232,25 +324,32 @@ class RayExecutor:
 
     def read_log(self, launch: Launch, rank: int, offset: int) -> bytes | None:
         """New output of a rank from ``offset``; None if the runner is unreachable."""
+        if rank >= len(launch.actors):  # found again with no rank launched
+            return None
         try:
-            return ray.get(launch.actors[rank].read_log.remote(offset),
+            return ray.get(launch.actors[rank].call("read_log", offset),
                            timeout=RUNNER_ANSWER_S)
         except (RayActorError, GetTimeoutError, RayTaskError):
             return None
 
     def release(self, job_id: int, attempt: int, ranks: int) -> None:
         """Remove the runners and the placement group of an attempt; safe to repeat."""
-        actors = []
-        for rank in range(ranks):
-            with contextlib.suppress(ValueError):
-                actors.append(ray.get_actor(actor_name(job_id, attempt, rank),
-                                            namespace=self.namespace))
-        if actors:  # all at once, one wait; a rank that failed or is gone counts as done
-            ray.wait([a.cleanup.remote() for a in actors], num_returns=len(actors),
+        found = [r for r in self._find(job_id, attempt, ranks) if r is not None]
+        self._known.pop((job_id, attempt), None)
+        if found:  # all at once, one wait; a rank that failed or is gone counts as done
+            ray.wait([r.call("cleanup") for r in found], num_returns=len(found),
                      timeout=RUNNER_ANSWER_S)
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
+        for r in found:
+            if r.key is None:  # a runner actor of the release before
+                ray.kill(r.handle, no_restart=True)
         self._remove_pg(job_id, attempt)
+
+    def _pg_exists(self, job_id: int, attempt: int) -> bool:
+        try:
+            get_placement_group(pg_name(job_id, attempt))
+        except ValueError:
+            return False
+        return True
 
     def _remove_pg(self, job_id: int, attempt: int) -> None:
         try:
@@ -260,8 +359,9 @@ class RayExecutor:
         remove_placement_group(pg)
 
     def runner_names(self) -> list[tuple[int, int, int]]:
-        """(job id, attempt, rank) of every runner alive in this installation's namespace."""
-        found = []
+        """(job id, attempt, rank) of every runner alive in this installation's namespace: the
+        ranks its hosts hold, and runner actors of the release before."""
+        found: list[tuple[int, int, int]] = list(self._held())
         for entry in ray.util.list_named_actors(all_namespaces=True):
             if entry.get("namespace") != self.namespace:
                 continue

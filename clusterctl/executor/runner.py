@@ -1,4 +1,5 @@
-"""The runner: one detached Ray actor per job rank, which owns the user's process on its node.
+"""The runner: one per job rank, which owns the user's process on its node (run in a pooled Ray
+worker by its node's host: ``runner_host.py``).
 
 It is deliberately self-sufficient: it enforces the time limit and reaps the process group by
 itself, and it keeps the outcome and the log until the controller has collected them, so a

@@ -139,6 +139,9 @@ class Launch:
     ranks: int
     actors: list[Any]
     start_refs: list[Any] | None = None
+    deferred: Any = None
+    """What the executor starts once the attempt's GPUs are granted (its ranks are not
+    launched before: a controller that dies meanwhile leaves nothing that could start)."""
     withdrawn: bool = False
     """Its runners were told, once, to refuse their start (cancelled or preempted before its
     start was seen)."""
