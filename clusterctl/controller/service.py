@@ -184,6 +184,7 @@ class Controller:
             fair_share_by_rate=s.fair_share_by_rate,
             budget_holds=self.budget_watch.holds,
         )
+        self.executor.on_change = self.scheduler.wake.set  # a job's end is acted on at once
         self._started(self.scheduler)
         self.submissions = Submissions(self.jobs, self.audit, self.packages, self.why_never,
                                        self.wake, s.user_max_priority, s.notify_private_ok)

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -79,6 +80,9 @@ class RayDriver:
         self._failed_at = -1e18
         self.down: str | None = None
         """Why Ray is unavailable, or None while the driver answers."""
+        self.on_change: Callable[[], None] | None = None
+        """Called when the child sees a rank start or end (the scheduler's wake-up): a job's
+        end is acted on at once, not at the next poll."""
         self.down_since: float | None = None
 
     # -- the child process --------------------------------------------------------------------
@@ -96,17 +100,30 @@ class RayDriver:
         if refused:  # no driver process to start (and wait a deadline for) against nothing
             raise self._fail(refused)
         parent, child = socket.socketpair()
+        events, events_child = socket.socketpair()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "clusterctl.executor.ray_driver", str(child.fileno()),
-             self.address, self.namespace, self.run_root or ""],
-            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=dict(os.environ))
+             self.address, self.namespace, self.run_root or "", str(events_child.fileno())],
+            pass_fds=(child.fileno(), events_child.fileno()), stdin=subprocess.DEVNULL,
+            env=dict(os.environ))
         child.close()
+        events_child.close()
+        threading.Thread(target=self._relay_changes, args=(events,), daemon=True,
+                         name="ray-driver-changes").start()
         self._conn = Connection(parent.detach())
         try:
             self._roundtrip("connect", (), self.connect_timeout_s)
         except RuntimeError as e:  # an error other than "no head there": still not connected
             raise self._fail(f"cannot connect to Ray at {self.address}: {e}") from e
         return self._conn
+
+    def _relay_changes(self, events: socket.socket) -> None:
+        """Until the child goes (its end of the socket closes), each change it announces
+        wakes whoever listens."""
+        with events:
+            while events.recv(64):
+                if self.on_change is not None:
+                    self.on_change()
 
     def _fail(self, why: str) -> RayUnavailable:
         """Kill the child (its Ray handles go with it) and remember why."""
@@ -297,6 +314,38 @@ class _Served:
     def shutdown(self) -> None:
         self.executor.shutdown()
 
+    def announce_changes(self, events: socket.socket) -> None:
+        """Tell the parent, on ``events``, each time a rank starts or ends: a thread waits on
+        what the launches wait for (their start and end calls) and sends a byte for each
+        that comes in."""
+        import ray
+
+        told: set[Any] = set()
+        while True:
+            refs = []
+            for launch in list(self.launches.values()):
+                if launch.started is None:
+                    refs += launch.start_refs or []
+                elif launch.wait_refs is not None:
+                    refs += [r for i, r in enumerate(launch.wait_refs)
+                             if i not in launch.outcomes]
+            told &= set(refs)
+            waiting = [r for r in refs if r not in told]
+            if not waiting:
+                time.sleep(0.1)
+                continue
+            try:
+                ready, _ = ray.wait(waiting, num_returns=1, timeout=1.0)
+            except Exception:  # Ray unavailable: the parent finds out by its own calls
+                time.sleep(1.0)
+                continue
+            if ready:
+                told.update(ready)
+                try:
+                    events.send(b"!")
+                except OSError:
+                    return
+
 
 def serve(conn: Connection, served: _Served) -> None:
     """Answer calls until the parent closes the connection or asks to shut down."""
@@ -320,14 +369,18 @@ def serve(conn: Connection, served: _Served) -> None:
 
 
 def main(argv: list[str]) -> None:
-    fd, address, namespace, run_root = argv
+    fd, address, namespace, run_root, events_fd = argv
     from clusterctl.executor.launch import PR_SET_PDEATHSIG, prctl
 
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the controller's death is ours
     if os.getppid() == 1:
         return
     conn = Connection(int(fd))
-    serve(conn, _Served(address, namespace, run_root or None))
+    served = _Served(address, namespace, run_root or None)
+    events = socket.socket(fileno=int(events_fd))
+    threading.Thread(target=served.announce_changes, args=(events,), daemon=True,
+                     name="announce-changes").start()
+    serve(conn, served)
 
 
 if __name__ == "__main__":
