@@ -338,6 +338,22 @@ def test_a_cancel_racing_the_jobs_own_end_keeps_its_outcome(controller: Controll
         assert controller.cli("wait", str(job_id)).returncode == 0
 
 
+RUNNER_PID = "echo runner=$(cut -d' ' -f4 /proc/$PPID/stat)"
+"""The job's parent is the launch shim; the shim's parent is the rank's runner process."""
+
+
+def test_jobs_one_after_another_reuse_a_warm_runner(controller: ControllerProcess) -> None:
+    """#33 item 3: a node's second job starts in the runner process its first one used (a
+    pooled Ray worker), not in a new one (0.5 s and half a CPU-second per job before)."""
+    runners = []
+    for _ in range(2):
+        job_id = controller.submit("--gpus", "1", "--", "sh", "-c", RUNNER_PID)
+        assert controller.wait_done(job_id)["state"] == "SUCCEEDED"
+        runners.append(controller.cli("logs", str(job_id)).stdout.split("runner=")[1].split()[0])
+    assert runners[0] == runners[1], runners
+    assert Path(f"/proc/{runners[0]}").exists()  # kept warm for the next
+
+
 def test_time_limit_ends_as_timeout(controller: ControllerProcess, tmp_path: Path) -> None:
     wd = workdir(tmp_path, long=LONG)
     job_id = controller.submit("--time-limit", "2s", "--", PY, "long.py", cwd=wd)
