@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 
-from common import Stack, scratch_database
+from common import Stack, concurrently, scratch_database
 
 CLIENTS = 4
 GPUS = 8
@@ -59,13 +58,7 @@ def run(stack: Stack, label: str, reads_per_batch: int, total_reads: int) -> Non
                 if r.status_code != 200 or r.json()["inserted"] != reads_per_batch * GPUS:
                     errors.append(r.text[:200])
 
-    threads = [threading.Thread(target=agent, args=w) for w in work]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    dt = time.perf_counter() - t0
+    dt = concurrently([lambda w=w: agent(*w) for w in work])
     n = CLIENTS * total_reads * GPUS
     print(f"{label}: batches of {reads_per_batch * GPUS:>5} samples: {n} samples in {dt:.2f}s "
           f"= {n / dt:,.0f} samples/s ({len(errors)} errors)", flush=True)

@@ -13,11 +13,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from common import Stack, scratch_database
+from common import Stack, concurrently, scratch_database
 
 CLIENTS = 8
 PER_CLIENT = 250
@@ -38,13 +37,7 @@ def run(db_url: str | None, label: str) -> None:
                     if r.status_code != 201:
                         errors.append(r.text)
 
-        threads = [threading.Thread(target=client_loop) for _ in range(CLIENTS)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
+        elapsed = concurrently([client_loop] * CLIENTS)
         total = CLIENTS * PER_CLIENT
         count = len(c.get("/v1/jobs", params={"state": "PENDING", "limit": 100_000}).json())
         print(f"{label}: {total} submissions from {CLIENTS} clients in {elapsed:.2f}s = "
@@ -76,13 +69,7 @@ def cli(loop: int = 40, clients: int = 8, each: int = 10) -> None:
         t0 = time.perf_counter()
         client_loop(loop)
         one = time.perf_counter() - t0
-        threads = [threading.Thread(target=client_loop, args=(each,)) for _ in range(clients)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        many = time.perf_counter() - t0
+        many = concurrently([lambda: client_loop(each)] * clients)
         print(f"CLI, one client in a loop: {loop} in {one:.1f}s = {loop / one:.1f}/s "
               f"(goal 10/s); {clients} clients at once: {clients * each} in {many:.1f}s = "
               f"{clients * each / many:.1f}/s (goal 10/s)")
