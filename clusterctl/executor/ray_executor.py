@@ -117,7 +117,22 @@ class RayExecutor:
 
     def shutdown(self) -> None:
         if ray.is_initialized():
+            self._retire_idle_hosts()
             ray.shutdown()
+
+    def _retire_idle_hosts(self) -> None:
+        """The controller stops: hosts that hold no rank go too. A detached actor holds up the
+        stop of its Ray node by 30 s (`up`'s stop, the demo's), and a host is cheap to start
+        again (its warmth is Ray's pooled workers, not the host). Hosts with ranks stay: their
+        jobs outlive the controller."""
+        hosts = self._hosts()
+        refs = [h.keys.remote() for h in hosts]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=2.0)
+        for host, ref in zip(hosts, refs, strict=True):
+            if ref in ready:
+                with contextlib.suppress(RayActorError, RayTaskError):
+                    if not ray.get(ref):
+                        ray.kill(host, no_restart=True)
 
     def nodes(self) -> list[NodeInfo]:
         raw = [n for n in ray.nodes() if n.get("Alive")]

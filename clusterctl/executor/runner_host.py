@@ -44,6 +44,10 @@ POLL_S = 30.0
 30 s while nothing happens)."""
 
 
+LOST_QUIET_S = 2.0
+"""How long a host waits before it reports a rank's worker lost (see ``_watch``)."""
+
+
 class RankLost(RuntimeError):
     """The rank's worker died (its task failed) or its host is gone: the attempt is lost."""
 
@@ -147,6 +151,10 @@ class RunnerHost:
         try:
             await ref
         except Exception as e:  # its worker died, or its placement group was removed
+            # A node that dies takes its workers a moment before its host: the host says
+            # nothing for a while, so the controller hears of the node's death (the node is
+            # then suspect, and no retry lands there), not of a worker's.
+            await asyncio.sleep(LOST_QUIET_S)
             rank = self.ranks.get(key)
             if rank is not None and rank.outcome is None:
                 rank.lost = (str(e).strip().splitlines() or [repr(e)])[0]
