@@ -94,6 +94,8 @@ def test_figures_of_a_hand_made_replay() -> None:
     f = metrics.figures("fifo", out, {"a": 4, "b": 4})
     assert (f.avg_wait_s, f.p50_wait_s, f.makespan_s) == (1800.0, 1800.0, 7200.0)
     assert f.avg_jct_s == 5400.0 and f.utilization == 1.0
+    # JCTs 1 h and 2 h: numpy's linear percentiles between them
+    assert (f.p50_jct_s, f.p95_jct_s, f.p99_jct_s) == (5400.0, 7020.0, 7164.0)
     assert f.bounded_slowdown == pytest.approx((1 + 2) / 2)
     # each team was owed 4 GPUs while it waited or ran, and got 8 for its hour: b waited an hour
     # with nothing, so it got half of what it was owed; a got all of it
@@ -168,7 +170,8 @@ def test_simulate_command(tmp_path: Path) -> None:
     data = json.loads(out.stdout)
     assert [d["policy"] for d in data] == ["fifo", "greedy", "backfill", "default"]
     keys = {"policy", "avg_wait_s", "p50_wait_s", "p95_wait_s", "p99_wait_s", "avg_jct_s",
-            "bounded_slowdown", "makespan_s", "utilization", "jain"}
+            "p50_jct_s", "p95_jct_s", "p99_jct_s", "bounded_slowdown", "makespan_s",
+            "utilization", "jain"}
     assert all(keys <= d.keys() and d["jobs"] == 120 and d["skipped"] == 1 for d in data)
     assert all(0 < d["utilization"] <= 1 and 0 < d["jain"] <= 1 for d in data)
     png = (tmp_path / "w.png").read_bytes()

@@ -84,11 +84,12 @@ def _print(results: list[metrics.Figures], tr: trace.Trace, cluster: str) -> Non
     console.print(f"{len(tr.jobs)} jobs of {len(tr.teams)} teams on {cluster}"
                   + (f"; {tr.skipped} no node of the fleet can hold skipped" if tr.skipped
                      else ""), markup=False)
-    t = Table("policy", "avg wait", "p50", "p95", "p99", "avg JCT", "bounded slowdown",
-              "makespan", "GPU util", "Jain", "preemptions")
+    t = Table("policy", "avg wait", "p50", "p95", "p99", "avg JCT", "p50", "p95", "p99",
+              "bounded slowdown", "makespan", "GPU util", "Jain", "preemptions")
     for f in results:
         t.add_row(f.policy, _h(f.avg_wait_s), _h(f.p50_wait_s), _h(f.p95_wait_s),
-                  _h(f.p99_wait_s), _h(f.avg_jct_s), f"{f.bounded_slowdown:.1f}",
+                  _h(f.p99_wait_s), _h(f.avg_jct_s), _h(f.p50_jct_s), _h(f.p95_jct_s),
+                  _h(f.p99_jct_s), f"{f.bounded_slowdown:.1f}",
                   f"{f.makespan_s / 86400:.1f} d", f"{f.utilization:.1%}", f"{f.jain:.3f}",
                   str(f.preemptions))
     console.print(t)

@@ -1,6 +1,7 @@
 """Figures of a replay, side by side for each policy. Pure arithmetic over the outcome.
 
-- wait: first start less submit; JCT: end less submit;
+- wait: first start less submit; JCT (job completion time): end less submit, averaged and at
+  its 50th, 95th and 99th percentiles;
 - bounded slowdown: mean of max(1, JCT / max(run time, 10 s)) (Feitelson's bound, so that
   seconds-long jobs do not dominate);
 - utilization: GPU-seconds held over GPUs x makespan;
@@ -58,6 +59,9 @@ class Figures:
     p95_wait_s: float
     p99_wait_s: float
     avg_jct_s: float
+    p50_jct_s: float
+    p95_jct_s: float
+    p99_jct_s: float
     bounded_slowdown: float
     makespan_s: float
     utilization: float
@@ -99,14 +103,15 @@ def figures(policy: str, out: Outcome, quotas: dict[str, float]) -> Figures:
             float(np.mean(waits)) if waits else 0.0,
             sum(1 for r in out.records if r.job.team == team)))
 
-    def pct(q: float) -> float:
-        return float(np.percentile(wait, q)) if len(wait) else 0.0
+    def pct(q: float, of: np.ndarray = wait) -> float:
+        return float(np.percentile(of, q)) if len(of) else 0.0
 
     return Figures(
         policy=policy, jobs=len(out.records), unfinished=len(out.records) - len(done),
         avg_wait_s=float(wait.mean()) if len(wait) else 0.0,
         p50_wait_s=pct(50), p95_wait_s=pct(95), p99_wait_s=pct(99),
         avg_jct_s=float(jct.mean()) if len(jct) else 0.0,
+        p50_jct_s=pct(50, jct), p95_jct_s=pct(95, jct), p99_jct_s=pct(99, jct),
         bounded_slowdown=float(slowdown.mean()) if len(slowdown) else 0.0,
         makespan_s=makespan,
         utilization=out.busy_gpu_s / (out.gpus * makespan) if makespan > 0 else 0.0,
