@@ -29,7 +29,7 @@ from ray.util.placement_group import (
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from clusterctl.executor.runner import WITHDRAWN
-from clusterctl.executor.runner_host import Key, RankLost, RunnerHost, host_name
+from clusterctl.executor.runner_host import HOST_PREFIX, Key, RankLost, RunnerHost, host_name
 from clusterctl.executor.types import (
     NODE_LABEL,
     Launch,
@@ -125,14 +125,9 @@ class RayExecutor:
         stop of its Ray node by 30 s (`up`'s stop, the demo's), and a host is cheap to start
         again (its warmth is Ray's pooled workers, not the host). Hosts with ranks stay: their
         jobs outlive the controller."""
-        hosts = self._hosts()
-        refs = [h.keys.remote() for h in hosts]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=2.0)
-        for host, ref in zip(hosts, refs, strict=True):
-            if ref in ready:
-                with contextlib.suppress(RayActorError, RayTaskError):
-                    if not ray.get(ref):
-                        ray.kill(host, no_restart=True)
+        for host, keys in self._host_keys(timeout=2.0):
+            if not keys:
+                ray.kill(host, no_restart=True)
 
     def nodes(self) -> list[NodeInfo]:
         raw = [n for n in ray.nodes() if n.get("Alive")]
@@ -174,6 +169,7 @@ class RayExecutor:
         package_ref = ray.put(package) if package is not None else None
         launch = Launch(spec.job_id, spec.attempt, len(ranks), ranks,
                         deferred=(spec, pg, package_ref))
+        self._known[(spec.job_id, spec.attempt)] = ranks  # a host ignores a key never given
         # Free GPUs are granted in a few milliseconds: the ranks go now rather than at the next
         # poll, half a second later. GPUs still held go at a later poll.
         deadline = time.monotonic() + GRANT_WAIT_S
@@ -193,7 +189,6 @@ class RayExecutor:
         rendezvous = ranks[0].handle.rendezvous.remote() if len(ranks) > 1 else None
         for r, rank in enumerate(ranks):
             rank.call("launch", spec, rendezvous, package_ref, pg, r)
-        self._known[(launch.job_id, launch.attempt)] = ranks
         launch.start_refs = [rank.call("start_result") for rank in ranks]
         launch.deferred = None
         return True
@@ -210,23 +205,24 @@ class RayExecutor:
     def _hosts(self) -> list[Any]:
         found = []
         for entry in ray.util.list_named_actors(all_namespaces=True):
-            if entry.get("namespace") == self.namespace and entry["name"].startswith("host-"):
+            if entry.get("namespace") == self.namespace and \
+                    entry["name"].startswith(HOST_PREFIX):
                 with contextlib.suppress(ValueError):
                     found.append(ray.get_actor(entry["name"], namespace=self.namespace))
         return found
 
-    def _held(self) -> dict[Key, Any]:
-        """Every rank each live host knows, with its host (a host that does not answer in
-        time is left out)."""
+    def _host_keys(self, timeout: float = RUNNER_ANSWER_S) -> list[tuple[Any, list[Key]]]:
+        """Each live host with the ranks it holds, all asked at once (a host that does not
+        answer in time is left out)."""
         hosts = self._hosts()
         refs = [h.keys.remote() for h in hosts]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=RUNNER_ANSWER_S)
-        held: dict[Key, Any] = {}
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        out = []
         for host, ref in zip(hosts, refs, strict=True):
             if ref in ready:
                 with contextlib.suppress(RayActorError, RayTaskError):
-                    held.update({tuple(k): host for k in ray.get(ref)})  # type: ignore[misc]
-        return held
+                    out.append((host, [tuple(k) for k in ray.get(ref)]))
+        return out  # type: ignore[return-value]
 
     def _find(self, job_id: int, attempt: int, ranks: int) -> list[Rank | None]:
         """Each rank of an attempt: on its host, else a runner actor of the release before,
@@ -234,7 +230,14 @@ class RayExecutor:
         known = self._known.get((job_id, attempt))
         if known is not None and len(known) == ranks:
             return list(known)
-        held = self._held()
+        held = {k: host for host, keys in self._host_keys() for k in keys}
+        # One scan serves every attempt a restarted controller asks for next, not one each.
+        groups: dict[tuple[int, int], list[Rank]] = {}
+        for key in sorted(held):
+            groups.setdefault(key[:2], []).append(Rank(held[key], key))
+        for attempt_key, ranks_of in groups.items():
+            if [r.key[2] for r in ranks_of if r.key] == list(range(len(ranks_of))):
+                self._known.setdefault(attempt_key, ranks_of)
         found: list[Rank | None] = []
         for rank in range(ranks):
             key = (job_id, attempt, rank)
@@ -251,17 +254,19 @@ class RayExecutor:
     def reattach(self, job_id: int, attempt: int, ranks: int) -> Launch | None:
         """Find the ranks of an attempt after a controller restart; None if any is gone."""
         found = self._find(job_id, attempt, ranks)
-        if all(r is None for r in found) and self._pg_exists(job_id, attempt):
+        if all(r is None for r in found) and self._pg(job_id, attempt) is not None:
             # Its GPUs were asked for, its ranks never launched: nothing of it runs.
             return Launch(job_id, attempt, ranks, [])
         if any(r is None for r in found):
             return None
         handles = [r for r in found if r is not None]
         try:
-            statuses = [RunnerStatus.of(s) for s in ray.get(
-                [r.call("status") for r in handles], timeout=RUNNER_ANSWER_S)]
-        except (RayActorError, GetTimeoutError, RayTaskError, TypeError):
+            answers = ray.get([r.call("status") for r in handles], timeout=RUNNER_ANSWER_S)
+        except (RayActorError, GetTimeoutError, RayTaskError):
             return None
+        if any(a is None for a in answers):  # released by its host meanwhile
+            return None
+        statuses = [RunnerStatus.of(a) for a in answers]
         self._known[(job_id, attempt)] = handles
         launch = Launch(job_id, attempt, ranks, handles)
         started = [s.started for s in statuses if s.started is not None]
@@ -336,9 +341,8 @@ class RayExecutor:
             for rank in launch.actors:
                 rank.call("withdraw", grace_s)
             launch.withdrawn = True
-        try:
-            pg: PlacementGroup = get_placement_group(pg_name(launch.job_id, launch.attempt))
-        except ValueError:
+        pg = self._pg(launch.job_id, launch.attempt)
+        if pg is None:
             return True
         granted = placement_group_table(pg).get("state") == "CREATED"
         launch.terminating = launch.terminating or granted
@@ -366,24 +370,22 @@ class RayExecutor:
                 ray.kill(r.handle, no_restart=True)
         self._remove_pg(job_id, attempt)
 
-    def _pg_exists(self, job_id: int, attempt: int) -> bool:
+    def _pg(self, job_id: int, attempt: int) -> PlacementGroup | None:
+        """The attempt's placement group, None if there is none."""
         try:
-            get_placement_group(pg_name(job_id, attempt))
+            return get_placement_group(pg_name(job_id, attempt))
         except ValueError:
-            return False
-        return True
+            return None
 
     def _remove_pg(self, job_id: int, attempt: int) -> None:
-        try:
-            pg: PlacementGroup = get_placement_group(pg_name(job_id, attempt))
-        except ValueError:
-            return
-        remove_placement_group(pg)
+        pg = self._pg(job_id, attempt)
+        if pg is not None:
+            remove_placement_group(pg)
 
     def runner_names(self) -> list[tuple[int, int, int]]:
         """(job id, attempt, rank) of every runner alive in this installation's namespace: the
         ranks its hosts hold, and runner actors of the release before."""
-        found: list[tuple[int, int, int]] = list(self._held())
+        found = [k for _, keys in self._host_keys() for k in keys]
         for entry in ray.util.list_named_actors(all_namespaces=True):
             if entry.get("namespace") != self.namespace:
                 continue

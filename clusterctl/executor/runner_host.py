@@ -52,8 +52,11 @@ class RankLost(RuntimeError):
     """The rank's worker died (its task failed) or its host is gone: the attempt is lost."""
 
 
+HOST_PREFIX = "host-"
+
+
 def host_name(node_id: str) -> str:
-    return f"host-{node_id}"
+    return HOST_PREFIX + node_id
 
 
 @ray.remote(num_cpus=0, max_retries=0, max_calls=0)
