@@ -25,6 +25,8 @@ from clusterctl.api.routes import (
     notify,
     quotas,
     reports,
+    service_proxy,
+    services,
     users,
 )
 from clusterctl.api.web import money, pages, signin
@@ -35,7 +37,7 @@ from clusterctl.store import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 ROUTERS = (jobs, logs, attach, nodes, users, notify, budgets, quotas, ingest, hardware, reports,
-           health)
+           health, services, service_proxy)
 
 
 async def _bad_input(_: Request, exc: Exception) -> JSONResponse:

@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "simulate": ("simulate", "simulate", None),
     "plan": ("plan", "plan", None),
 }
-GROUPS = ("nodes", "admin", "hardware", "report", "notify", "budget")
+GROUPS = ("nodes", "admin", "hardware", "report", "notify", "budget", "serve")
 """Nouns with commands of their own: each module's ``app``."""
 
 
@@ -77,6 +77,9 @@ SUMMARIES: dict[str, str] = {
     'report': 'Utilization, cost, amortization and waste reports.',
     'notify': "Webhooks for your jobs' failures (and, for admins, a team's).",
     'budget': 'Team budgets: spent, forecast, and holding jobs when over.',
+    'serve': (
+        'Model services: `serve NAME --gpus 1 --replicas 1:4 -- CMD` starts one; list, show, '
+        'logs, scale, stop.'),
 }
 """What ``clusterctl --help`` lists, without importing a command's module (every module is
 300 ms of imports, numpy among them, for a list of names): the first line of each command's

@@ -15,13 +15,16 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import platformdirs
 
 from clusterctl import workdir
 from clusterctl.cli.client import ApiError, Client
 
+T = TypeVar("T")
 KEPT = 256
 """How many directories the cache remembers (the most recent)."""
 
@@ -62,13 +65,19 @@ def submit(c: Client, body: dict[str, object], root: Path, max_bytes: int
            ) -> dict[str, object]:
     """Submit ``body`` with ``root`` as the job's directory, shipping it only if it changed
     since it was last shipped to this controller (or the controller no longer has it)."""
+    return with_package(c, root, max_bytes, lambda sha: c.submit({**body, "package": sha}))
+
+
+def with_package(c: Client, root: Path, max_bytes: int, send: Callable[[str], T]) -> T:
+    """``send`` the name of ``root``'s package, shipping the directory first only if it
+    changed since it was last shipped (or the controller refused the name: it expired)."""
     signature = workdir.signature(root, max_bytes, time.time())
     key = f"{c.url} {signature}" if signature is not None else None
     sha = _read().get(key) if key is not None else None
     if sha is not None:
         try:
-            return c.submit({**body, "package": sha})
+            return send(sha)
         except ApiError as e:
             if e.status != 422 or "package" not in str(e):
                 raise
-    return c.submit({**body, "package": upload(c, root, max_bytes, key)})
+    return send(upload(c, root, max_bytes, key))

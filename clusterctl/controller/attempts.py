@@ -372,7 +372,7 @@ class Attempts:
             nodes=job.nodes, env=env, workdir=job.workdir,
             time_limit_s=job.time_limit_s, kill_grace_s=self.kill_grace_s,
             account=self.account_of(job.user), fallback_account=self.fallback_account,
-            devices=devices,
+            devices=devices, serves=job.service_id is not None,
             interactive=Interactive(pty=bool(job.interactive.get("pty")),
                                     grace_s=self.attach_grace_s)
             if job.interactive is not None else None,

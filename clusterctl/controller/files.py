@@ -101,11 +101,15 @@ class PackageStore:
 
 
 def expire_files(jobs: JobStore, logs: LogStore, packages: PackageStore, *, log_keep_s: float,
-                 package_keep_s: float, now: float | None = None) -> tuple[int, int]:
-    """One housekeeping pass over the controller's files: (logs removed, packages removed)."""
+                 package_keep_s: float, now: float | None = None,
+                 also_in_use: frozenset[str] = frozenset()) -> tuple[int, int]:
+    """One housekeeping pass over the controller's files: (logs removed, packages removed).
+    ``also_in_use``: packages kept besides the live jobs' (running services start replicas
+    from theirs)."""
     now = time.time() if now is None else now
     cutoff = datetime.fromtimestamp(now - log_keep_s, timezone.utc)
     old = jobs.ended_before(logs.job_ids(), cutoff)
     for job_id in old:
         logs.remove(job_id)
-    return len(old), packages.expire(jobs.packages_in_use(), now - package_keep_s)
+    return len(old), packages.expire(jobs.packages_in_use() | also_in_use,
+                                    now - package_keep_s)

@@ -52,6 +52,8 @@ class IdleReaper(Periodic):
         self.check_once()
 
     def limit(self, job: Job) -> int | None:
+        if job.service_id is not None:
+            return None  # a replica waits for requests: its service scales it, not this
         team = self.defaults.get(job.team) or self.defaults.get("*")
         if job.idle_timeout_s or team:
             return job.idle_timeout_s or team

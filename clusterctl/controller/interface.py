@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from clusterctl.controller.files import LogStore, PackageStore
 from clusterctl.controller.host_memory import HostMemory
+from clusterctl.controller.services import Serving
 from clusterctl.controller.submissions import Submissions
 from clusterctl.controller.telemetry import GpuUsage
 from clusterctl.cost.budget import BudgetStatus
@@ -31,6 +32,7 @@ from clusterctl.store import (
     JobStore,
     NodeStore,
     SampleStore,
+    ServiceStore,
     UserStore,
     WebSessionStore,
 )
@@ -69,6 +71,12 @@ class ControllerApi(Protocol):
     def notify(self) -> NotifyStore: ...
     @property
     def budgets(self) -> BudgetStore: ...
+    @property
+    def services(self) -> ServiceStore: ...
+    @property
+    def serving(self) -> Serving:
+        """What the service endpoint measures and where it may send a request."""
+        ...
     @property
     def submissions(self) -> Submissions:
         """The rules on a job request (teams, priority limits, the audit), which every

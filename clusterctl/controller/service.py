@@ -20,6 +20,7 @@ from clusterctl.controller import disk, gpu_health
 from clusterctl.controller.attempts import Attempts
 from clusterctl.controller.budgets import BudgetWatch
 from clusterctl.controller.files import LogStore, PackageStore, expire_files
+from clusterctl.controller.health_notes import HealthNotes
 from clusterctl.controller.host_memory import HostMemory
 from clusterctl.controller.idle import IdleReaper
 from clusterctl.controller.installation import Bootstrap, bootstrap_admin, private
@@ -29,6 +30,7 @@ from clusterctl.controller.node_facts import NodeFacts, gpus_reported
 from clusterctl.controller.notifier import Notifier
 from clusterctl.controller.reports import ReportService, build
 from clusterctl.controller.scheduling import OutOfService, Scheduler
+from clusterctl.controller.services import ServiceKeeper, Serving
 from clusterctl.controller.submissions import Submissions
 from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage, within_clock
 from clusterctl.cost.budget import BudgetStatus
@@ -55,13 +57,13 @@ from clusterctl.store import (
     NodeStore,
     ReportStore,
     SampleStore,
+    ServiceStore,
     UserStore,
     WebSessionStore,
     acquire_lease,
     installation_id,
     make_engine,
     migrate,
-    ping,
 )
 from clusterctl.store.budgets import BudgetStore
 from clusterctl.store.notify import NotifyStore
@@ -70,7 +72,7 @@ from clusterctl.usage import Usage
 log = logging.getLogger(__name__)
 
 
-class Controller:
+class Controller(HealthNotes):
     """Implements ``interface.ControllerApi`` once :meth:`prepare` has run.
 
     Two phases on purpose: constructing one is cheap and touches nothing (``up`` makes it
@@ -90,6 +92,8 @@ class Controller:
     notify: NotifyStore
     budgets: BudgetStore
     web_sessions: WebSessionStore
+    services: ServiceStore
+    serving: Serving
     executor: RayDriver
     scheduler: Scheduler
     submissions: Submissions
@@ -154,6 +158,7 @@ class Controller:
         self.notify = NotifyStore(self.engine)
         self.budgets = BudgetStore(self.engine)
         self.web_sessions = WebSessionStore(self.engine)
+        self.services = ServiceStore(self.engine)
         self.logs, self.packages = LogStore(data / "logs"), PackageStore(data / "packages")
         self.disk_dirs = disk.directories(data, s.db_url)
 
@@ -198,7 +203,8 @@ class Controller:
             idle_threshold=s.waste_threshold,
             also=[lambda now: expire_files(self.jobs, self.logs, self.packages, now=now,
                                            log_keep_s=s.log_retention_s,
-                                           package_keep_s=s.package_retention_s)])
+                                           package_keep_s=s.package_retention_s,
+                                           also_in_use=self.services.packages_in_use())])
         self._started(self.housekeeper)
         self.notifier = Notifier(self.notify, self._job_total_cost, s.notify_url or None)
         self._started(self.notifier)
@@ -207,6 +213,9 @@ class Controller:
                                  self.notifier.tell_owner, wake=self.wake,
                                  interactive_s=int(s.interactive_idle_timeout_s) or None)
         self._started(self.reaper)
+        self.serving = Serving()
+        self._started(ServiceKeeper(self.services, self.jobs, self.serving, self.attach_point,
+                                    self.wake))
         self.reports = ReportService(ReportStore(self.engine), self.costs, self.samples,
                                      s.waste_threshold)
 
@@ -373,28 +382,3 @@ class Controller:
         drained = self.drains.drained()
         return OutOfService(set(drained), {n: d.reason or "GPU fault" for n, d in drained.items()
                                            if d.by == gpu_health.ACTOR})
-
-    def health(self) -> dict[str, str]:
-        problems = {k: v for k, v in self.degraded().items() if k != "disk"}
-        down = ping(self.engine)
-        if down:
-            problems["database"] = f"unavailable: {down}"
-        full, _ = disk.problems(self.disk_dirs)
-        if full:
-            problems["disk"] = full
-        return problems
-
-    def disk_full(self) -> str:
-        return disk.full_message(self.disk_dirs)
-
-    def degraded(self) -> dict[str, str]:
-        full, low = disk.problems(self.disk_dirs)
-        notes: dict[str, str] = {}
-        if full or low:
-            notes["disk"] = full or low or ""
-        ray_down, since = self.scheduler.ray_down, self.scheduler.ray_down_since
-        if ray_down is not None:
-            when = datetime.fromtimestamp(since or time.time(), timezone.utc)
-            notes["ray"] = (f"Ray unavailable since {when:%Y-%m-%d %H:%M:%S} UTC ({ray_down}); "
-                            "jobs show their last known state and new ones wait in the queue")
-        return notes

@@ -32,21 +32,13 @@ class Submissions:
 
     def submit(self, user: User, request: JobRequest, key: str | None = None) -> list[Job]:
         """The jobs ``request`` makes for ``user`` (one per task of an array), stored."""
-        team = self.team_of(user, request.team)
-        self.check_priority(user, request.priority)
-        if request.package and not (self.packages.valid(request.package)
-                                    and self.packages.exists(request.package)):
-            raise BadInput("package", "is not an uploaded package id")
+        team = self.check(user, request)
         known = self.jobs.states(d.job for d in request.after)
         missing = [d.job for d in request.after if d.job not in known]
         if missing:
             raise BadInput("--after", f"job {missing[0]} does not exist")
         notify = (parse_webhook(request.notify, "--notify", self.notify_private_ok)
                   if request.notify else None)
-        never = self.why_never(request.gpus, request.nodes, request.gpu_types,
-                               request.gpu_mem_bytes)
-        if never:
-            raise BadInput(*never)
         jobs = self.jobs.submit_all(NewJob(
             name=request.name or default_name(request.command), user=user.name, team=team,
             request=request, notify_url=notify, idempotency_key=key))
@@ -56,6 +48,20 @@ class Submissions:
                               f"team {team}, priority {request.priority}")
         self.wake()
         return jobs
+
+    def check(self, user: User, request: JobRequest) -> str:
+        """The team ``request`` counts against, once the rules any job (a service's replica
+        too) must meet hold: the team, the priority, the package, a shape the cluster has."""
+        team = self.team_of(user, request.team)
+        self.check_priority(user, request.priority)
+        if request.package and not (self.packages.valid(request.package)
+                                    and self.packages.exists(request.package)):
+            raise BadInput("package", "is not an uploaded package id")
+        never = self.why_never(request.gpus, request.nodes, request.gpu_types,
+                               request.gpu_mem_bytes)
+        if never:
+            raise BadInput(*never)
+        return team
 
     def team_of(self, user: User, asked: str | None) -> str:
         """The team a job of ``user`` counts against: theirs, or one they belong to (admins:

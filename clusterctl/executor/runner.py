@@ -71,6 +71,7 @@ class JobRunner:
         self._kill_grace_s = 30.0
         self._interactive: Interactive | None = None
         self._terminal: Terminal | None = None
+        self._port: int | None = None
         self._input = JobInput()
         self._hangup_reason: str | None = None
 
@@ -200,6 +201,9 @@ class JobRunner:
             env["CLUSTERCTL_UNPACK"] = str(self.run.package)
         if spec.nodes > 1 and rendezvous is not None:
             env.update(environment.for_rank(rendezvous, self.rank, spec.nodes, spec.gpus))
+        if spec.serves and self.rank == 0:  # a service's replica listens here
+            self._port = free_port("")
+            env["PORT"] = str(self._port)
         return env
 
     def _gpu_ids(self) -> list[str]:
@@ -232,7 +236,8 @@ class JobRunner:
         self._start_info = Started(
             rank=self.rank, pid=proc.pid, gpu_ids=tuple(self._gpu_ids()),
             node_id=node.get_node_id(), node_ip=ip, started_at=time.time(),
-            terminal=(ip, terminal.port, terminal.key) if terminal is not None else None)
+            terminal=(ip, terminal.port, terminal.key) if terminal is not None else None,
+            port=self._port)
         self._started.set()
         try:
             proc.wait(timeout=time_limit_s)

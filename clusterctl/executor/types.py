@@ -61,6 +61,9 @@ class LaunchSpec:
     """Per rank, the GPUs to use on a machine of several models (the controller picked them,
     ``scheduler/mixed_nodes.py``); None: the ones Ray gave the rank."""
     interactive: Interactive | None = None
+    serves: bool = False
+    """A service's replica (``clusterctl serve``): rank 0 gets a free port of its node in
+    ``PORT``, to listen on, and tells the controller (``Started.port``)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class Started:
     terminal: tuple[str, int, str] | None = None
     """An interactive job's rank 0: where its terminal listens and the key it asks for
     (address, port, key); known only to the controller, never stored."""
+    port: int | None = None
+    """A service's replica: the port of ``node_ip`` it was told to listen on (``PORT``)."""
 
     @classmethod
     def of(cls, value: Started | dict[str, Any]) -> Started:

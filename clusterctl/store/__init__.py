@@ -16,6 +16,8 @@ from clusterctl.store.models import Allocation, Job, JobEvent, User
 from clusterctl.store.nodes import NodeStore
 from clusterctl.store.report_data import ReportStore
 from clusterctl.store.samples import Ingested, SampleStore
+from clusterctl.store.service_tables import Service
+from clusterctl.store.services import ServiceStore
 from clusterctl.store.telemetry_tables import GpuDevice
 from clusterctl.store.users import UserExists, UserStore, installation_id
 from clusterctl.store.web_sessions import SignedIn, WebSessionStore
@@ -40,6 +42,8 @@ __all__ = [
     "NodeStore",
     "ReportStore",
     "SampleStore",
+    "Service",
+    "ServiceStore",
     "SignedIn",
     "User",
     "UserExists",

@@ -40,6 +40,8 @@ class NewJob:
     request: JobRequest
     notify_url: str | None = None
     idempotency_key: str | None = None
+    service_id: int | None = None
+    """A replica of this service."""
 
 
 def _literal(text: str) -> str:
@@ -192,6 +194,7 @@ class JobStore(JobChanges):
                     idle_timeout_s=r.idle_timeout_s,
                     interactive=r.interactive.model_dump() if r.interactive else None,
                     idempotency_key=None if jobs else new.idempotency_key,
+                    service_id=new.service_id,
                 )
                 s.add(job)
                 s.flush()

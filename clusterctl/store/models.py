@@ -134,6 +134,8 @@ class Job(SQLModel, table=True):
     """The first task's id, shared by every task of a ``--array`` submission."""
     array_index: int | None = None
     array_limit: int | None = None
+    service_id: int | None = Field(default=None, index=True)
+    """A replica of this service (``clusterctl serve``); None for a batch or interactive job."""
     submitted_at: datetime = time_column(nullable=False)
     started_at: datetime | None = time_column()
     ended_at: datetime | None = time_column()

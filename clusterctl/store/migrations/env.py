@@ -4,7 +4,12 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-from clusterctl.store import cost_tables, models, telemetry_tables  # noqa: F401  (registers the tables)
+from clusterctl.store import (  # noqa: F401  (registers the tables)
+    cost_tables,
+    models,
+    service_tables,
+    telemetry_tables,
+)
 
 config = context.config
 target_metadata = SQLModel.metadata

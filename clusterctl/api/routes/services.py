@@ -1,0 +1,136 @@
+"""Model services (``clusterctl serve``): start one, list them, show one, scale, stop. Their
+requests go through ``service_proxy.py``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from clusterctl.api.auth import CurrentUser
+from clusterctl.api.deps import ControllerDep
+from clusterctl.controller.interface import ControllerApi
+from clusterctl.parsing import BadInput
+from clusterctl.serving.request import ServiceRequest, parse_replicas, parse_service_name
+from clusterctl.states import JobState
+from clusterctl.store import Service, User
+
+router = APIRouter()
+
+
+class Replicas(BaseModel):
+    running: int
+    """Running replicas (started; ready or not)."""
+    ready: int
+    """Those whose health path answers 200: the ones the endpoint sends requests to."""
+    pending: int
+    min: int
+    max: int
+    desired: int
+
+
+class ServiceOut(BaseModel):
+    name: str
+    user: str
+    team: str
+    endpoint: str
+    """The path requests go to, on the controller's address."""
+    replicas: Replicas
+    replica_jobs: list[int]
+    requests: int
+    errors: int
+    tokens: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    price_per_1k: float | None
+    created_at: datetime
+    stopped_at: datetime | None
+    request: dict[str, Any]
+
+
+class ScaleIn(BaseModel):
+    replicas: str
+    """``MIN:MAX``, as ``serve scale`` takes it."""
+
+
+def may_use(user: User, service: Service) -> bool:
+    """Who may call a service, scale or stop it: its team, and admins."""
+    return user.is_admin or service.team in user.teams
+
+
+def service_out(ctl: ControllerApi, service: Service) -> ServiceOut:
+    assert service.id is not None
+    live = ctl.services.replicas(service.id)
+    ready = {e.job_id for e in ctl.serving.ready(service.name)}
+    figures = ctl.serving.figures(service.name)
+    return ServiceOut(
+        name=service.name, user=service.user, team=service.team,
+        endpoint=f"/services/{service.name}/",
+        replicas=Replicas(
+            running=sum(j.state in (JobState.STARTING, JobState.RUNNING) for j in live),
+            ready=sum(j.id in ready for j in live),
+            pending=sum(j.state == JobState.PENDING for j in live),
+            min=service.replicas_min, max=service.replicas_max, desired=service.desired),
+        replica_jobs=[j.id for j in live if j.id is not None],
+        price_per_1k=service.request.get("price_per_1k"),
+        created_at=service.created_at, stopped_at=service.stopped_at,
+        request=service.request, **figures)  # type: ignore[arg-type]
+
+
+def running(ctl: ControllerApi, name: str) -> Service:
+    service = ctl.services.running(parse_service_name(name))
+    if service is None:
+        raise HTTPException(404, f"no running service named {name}")
+    return service
+
+
+def _owned(ctl: ControllerApi, name: str, user: User) -> Service:
+    service = running(ctl, name)
+    if not may_use(user, service):
+        raise HTTPException(403, f"service {name} belongs to team {service.team}")
+    return service
+
+
+@router.post("/v1/services", response_model=ServiceOut, status_code=201)
+def create(body: ServiceRequest, user: CurrentUser, ctl: ControllerDep) -> ServiceOut:
+    """A new service: its replicas are started as jobs of its team, by the controller."""
+    team = ctl.submissions.check(user, body.replica)
+    service = ctl.services.create(body.name, user.name, team, body.wire(), body.replicas_min,
+                                  body.replicas_max)
+    ctl.audit.record(user.name, "service.create", body.name, f"team {team}")
+    ctl.serving.wake.set()
+    return service_out(ctl, service)
+
+
+@router.get("/v1/services", response_model=list[ServiceOut])
+def listing(user: CurrentUser, ctl: ControllerDep, all: bool = False) -> list[ServiceOut]:
+    return [service_out(ctl, s) for s in ctl.services.listing(include_stopped=all)]
+
+
+@router.get("/v1/services/{name}", response_model=ServiceOut)
+def show(name: str, user: CurrentUser, ctl: ControllerDep) -> ServiceOut:
+    return service_out(ctl, running(ctl, name))
+
+
+@router.post("/v1/services/{name}/scale", response_model=ServiceOut)
+def scale(name: str, body: ScaleIn, user: CurrentUser, ctl: ControllerDep) -> ServiceOut:
+    service = _owned(ctl, name, user)
+    low, high = parse_replicas(body.replicas)
+    ctl.services.scale(service.id or 0, low, high)
+    ctl.serving.wake.set()
+    return service_out(ctl, running(ctl, name))
+
+
+@router.post("/v1/services/{name}/stop", response_model=ServiceOut)
+def stop(name: str, user: CurrentUser, ctl: ControllerDep) -> ServiceOut:
+    """Stopped: its replicas are cancelled, its name is free again."""
+    service = _owned(ctl, name, user)
+    if not ctl.services.stop(service.id or 0):
+        raise BadInput("NAME", f"service {name} was stopped meanwhile")
+    ctl.audit.record(user.name, "service.stop", name, "")
+    ctl.serving.wake.set()
+    stopped = ctl.services.get(service.id or 0)
+    assert stopped is not None
+    return service_out(ctl, stopped)

@@ -1,0 +1,273 @@
+"""Model services, live: what the endpoint measures, which replicas are ready, and the keeper
+that holds each service at the replicas its load asks for.
+
+A replica is a job (``Job.service_id``): the keeper submits one when a service has fewer than it
+wants (a replica that ended, however, is one fewer: it is started again, after a backoff when
+replicas keep failing), and cancels the extra ones when it wants fewer (pending first, then
+those not ready, then the newest). A running replica is ready once its health path answers 200
+on the port it was given (``Started.port``); the endpoint (``api/routes/service_proxy.py``)
+sends requests to ready replicas only, the one with the fewest outstanding first.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from clusterctl.controller.background import Periodic
+from clusterctl.executor.types import Started
+from clusterctl.serving.autoscale import Load, Shape, decide
+from clusterctl.serving.request import ServiceRequest
+from clusterctl.states import JobState
+from clusterctl.store import Job, JobStore, NewJob, Service, ServiceStore
+
+log = logging.getLogger(__name__)
+
+WINDOW_S = 30.0
+"""Requests a second are counted over this window."""
+LATENCIES_KEPT = 2048
+"""Latencies kept per service for its percentiles (the most recent)."""
+HEALTH_TIMEOUT_S = 0.5
+BACKOFF_MAX_S = 60.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    job_id: int
+    host: str
+    port: int
+
+
+@dataclass
+class _Figures:
+    arrivals: collections.deque[float] = field(default_factory=collections.deque)
+    waiting: int = 0
+    last_at: float | None = None
+    requests: int = 0
+    errors: int = 0
+    tokens: int = 0
+    latencies_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=LATENCIES_KEPT))
+
+
+class Serving:
+    """What the endpoint and the keeper share, per service name: the measured load and
+    figures, and the ready replicas with their outstanding requests. Thread-safe: the API's
+    event loop and the keeper's thread both use it."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._figures: dict[str, _Figures] = collections.defaultdict(_Figures)
+        self._ready: dict[str, list[Endpoint]] = {}
+        self._teams: dict[str, str] = {}
+        self._outstanding: collections.Counter[int] = collections.Counter()
+        self.wake = threading.Event()
+        """Set by a request that finds no ready replica: the keeper looks at once."""
+
+    # -- the endpoint's side ------------------------------------------------------------------
+
+    def arrived(self, name: str) -> None:
+        with self._lock:
+            f = self._figures[name]
+            f.arrivals.append(self.clock())
+            f.waiting += 1
+            f.last_at = self.clock()
+
+    def answered(self, name: str, ok: bool, latency_s: float, tokens: int = 0) -> None:
+        with self._lock:
+            f = self._figures[name]
+            f.waiting -= 1
+            f.requests += 1
+            f.errors += 0 if ok else 1
+            f.tokens += tokens
+            f.latencies_ms.append(latency_s * 1000)
+
+    def pick(self, name: str, tried: set[int]) -> Endpoint | None:
+        """The ready replica with the fewest outstanding requests, not among ``tried``; it is
+        counted as outstanding until :meth:`release`."""
+        with self._lock:
+            choices = [e for e in self._ready.get(name, ()) if e.job_id not in tried]
+            if not choices:
+                return None
+            best = min(choices, key=lambda e: self._outstanding[e.job_id])
+            self._outstanding[best.job_id] += 1
+            return best
+
+    def release(self, endpoint: Endpoint) -> None:
+        with self._lock:
+            self._outstanding[endpoint.job_id] -= 1
+
+    def failed(self, name: str, endpoint: Endpoint) -> None:
+        """A replica that refused a connection is not ready until its health says so again."""
+        with self._lock:
+            self._ready[name] = [e for e in self._ready.get(name, ()) if e != endpoint]
+
+    # -- the keeper's side --------------------------------------------------------------------
+
+    def set_ready(self, name: str, team: str, endpoints: list[Endpoint]) -> None:
+        """A running service of ``team``, with these replicas ready."""
+        with self._lock:
+            self._teams[name] = team
+            self._ready[name] = endpoints
+
+    def forget(self, name: str) -> None:
+        """A stopped service: its endpoint answers 404."""
+        with self._lock:
+            self._teams.pop(name, None)
+            self._ready.pop(name, None)
+
+    def names(self) -> set[str]:
+        with self._lock:
+            return set(self._teams)
+
+    def team(self, name: str) -> str | None:
+        """The team of the running service ``name`` (None: no such service)."""
+        with self._lock:
+            return self._teams.get(name)
+
+    def ready(self, name: str) -> list[Endpoint]:
+        with self._lock:
+            return list(self._ready.get(name, ()))
+
+    def load(self, name: str) -> Load:
+        now = self.clock()
+        with self._lock:
+            f = self._figures[name]
+            while f.arrivals and f.arrivals[0] < now - WINDOW_S:
+                f.arrivals.popleft()
+            return Load(rps=len(f.arrivals) / WINDOW_S, waiting=f.waiting,
+                        last_request_at=f.last_at)
+
+    def figures(self, name: str) -> dict[str, float | int | None]:
+        """Requests, errors and tokens since the controller started, and latency
+        percentiles over the recent requests."""
+        with self._lock:
+            f = self._figures[name]
+            latencies = sorted(f.latencies_ms)
+            return {"requests": f.requests, "errors": f.errors, "tokens": f.tokens,
+                    "latency_p50_ms": _percentile(latencies, 0.50),
+                    "latency_p99_ms": _percentile(latencies, 0.99)}
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return round(ordered[round(q * (len(ordered) - 1))], 2)
+
+
+class ServiceKeeper(Periodic):
+    """Each running service at the replicas it wants; each stopped one's replicas ended."""
+
+    name = "services"
+    first_at_start = True
+
+    def __init__(self, services: ServiceStore, jobs: JobStore, serving: Serving,
+                 started: Callable[[int], Started | None], wake_scheduler: Callable[[], None],
+                 interval_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(interval_s)
+        self.services, self.jobs, self.serving = services, jobs, serving
+        self.started, self.wake_scheduler, self.clock = started, wake_scheduler, clock
+        self._fewer_since: dict[int, float] = {}
+        self._failures: dict[int, tuple[int, float]] = {}
+        self._live: dict[int, set[int]] = {}
+        """Per service: replicas that failed in a row, and when the last one ended."""
+        self._client = httpx.Client(timeout=HEALTH_TIMEOUT_S)
+
+    def _run(self) -> None:
+        # The interval, or at once when a request waits for a service with no ready replica.
+        self._tick()
+        while not self._stop.is_set():
+            self.serving.wake.wait(self.interval_s)
+            self.serving.wake.clear()
+            self._tick()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.serving.wake.set()
+        super().stop()
+        self._client.close()
+
+    def tick(self) -> None:
+        services = self.services.listing()
+        for service in services:
+            self.keep(service)
+        for stopped in self.services.with_live_replicas():
+            self._end(self.services.replicas(stopped.id or 0), "service stopped")
+        for name in self.serving.names() - {s.name for s in services}:
+            self.serving.forget(name)
+
+    def keep(self, service: Service) -> None:
+        assert service.id is not None
+        request = ServiceRequest.model_validate(service.request)
+        live = self.services.replicas(service.id)
+        self._note_ends(service.id, live)
+        ready = [e for e in (self._endpoint(j) for j in live
+                             if j.state == JobState.RUNNING) if e is not None
+                 and self._healthy(e, request.health)]
+        self.serving.set_ready(service.name, service.team, ready)
+        if ready:
+            self._failures.pop(service.id, None)
+        shape = Shape(service.replicas_min, service.replicas_max, request.target_rps,
+                      request.scale_to_zero_after_s)
+        now = self.clock()
+        decision = decide(shape, self.serving.load(service.name), service.desired,
+                          self._fewer_since.get(service.id), now)
+        if decision.wants_fewer_since is None:
+            self._fewer_since.pop(service.id, None)
+        else:
+            self._fewer_since[service.id] = decision.wants_fewer_since
+        if decision.replicas != service.desired:
+            self.services.set_desired(service.id, decision.replicas)
+        missing = decision.replicas - len(live)
+        if missing > 0 and not self._backing_off(service.id, now):
+            for _ in range(missing):
+                self.jobs.submit(NewJob(name=service.name, user=service.user, team=service.team,
+                                        request=request.replica, service_id=service.id))
+            self.wake_scheduler()
+        elif missing < 0:
+            ready_ids = {e.job_id for e in ready}
+            order = sorted(live, key=lambda j: (j.state != JobState.PENDING,
+                                                j.id in ready_ids, -(j.id or 0)))
+            self._end(order[:-missing], "scaled down")
+
+    def _note_ends(self, service_id: int, live: list[Job]) -> None:
+        """Replicas that ended since the last look, unasked (not cancelled: failed, lost, or
+        exited), count toward the backoff; a replica that becomes ready resets it."""
+        now_ids = {j.id or 0 for j in live}
+        for job_id in self._live.get(service_id, set()) - now_ids:
+            job = self.jobs.get(job_id)
+            if job is not None and job.state != JobState.CANCELLED:
+                count = self._failures.get(service_id, (0, 0.0))[0]
+                self._failures[service_id] = (count + 1, self.clock())
+        self._live[service_id] = now_ids
+
+    def _backing_off(self, service_id: int, now: float) -> bool:
+        count, at = self._failures.get(service_id, (0, 0.0))
+        return count > 0 and now - at < min(BACKOFF_MAX_S, 2.0 ** (count - 1))
+
+    def _endpoint(self, job: Job) -> Endpoint | None:
+        started = self.started(job.id or 0)
+        if started is None or started.port is None:
+            return None
+        return Endpoint(job.id or 0, started.node_ip, started.port)
+
+    def _healthy(self, endpoint: Endpoint, path: str) -> bool:
+        try:
+            url = f"http://{endpoint.host}:{endpoint.port}{path}"
+            return self._client.get(url).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _end(self, replicas: list[Job], why: str) -> None:
+        for job in replicas:
+            self.jobs.request_cancel(job.id or 0, "clusterctl", is_admin=True,
+                                     reason=f"replica {why}")
+        if replicas:
+            self.wake_scheduler()

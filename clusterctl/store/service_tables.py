@@ -1,0 +1,33 @@
+"""The services (``clusterctl serve``): one row each, its replicas being jobs
+(``Job.service_id``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+from clusterctl.store.columns import time_column
+
+
+class Service(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=40, index=True)
+    active_name: str | None = Field(default=None, max_length=40, unique=True, index=True)
+    """The name while the service runs, None once stopped: two running services never share a
+    name (a unique index; stopped ones may, NULLs being distinct), and the name is free again
+    after a stop."""
+    user: str = Field(max_length=64)
+    team: str = Field(max_length=64, index=True)
+    request: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    """The typed ``ServiceRequest`` as submitted (``serving/request.py``)."""
+    replicas_min: int
+    replicas_max: int
+    """``serve scale`` changes these two; the request keeps what was asked first."""
+    desired: int = 0
+    """Replicas the autoscaler last asked for."""
+    created_at: datetime = time_column(nullable=False)
+    stopped_at: datetime | None = time_column()
+    version: int = 0

@@ -1,0 +1,98 @@
+"""Services (``clusterctl serve``) and their replicas, which are jobs (``Job.service_id``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from clusterctl.parsing import BadInput
+from clusterctl.states import ENDED, LIVE, ordered
+from clusterctl.store.columns import utcnow
+from clusterctl.store.models import Job
+from clusterctl.store.service_tables import Service
+
+
+class ServiceStore:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def create(self, name: str, user: str, team: str, request: dict[str, Any],
+               replicas_min: int, replicas_max: int) -> Service:
+        """The new service; a running one of that name already is a ``BadInput``."""
+        row = Service(name=name, active_name=name, user=user, team=team, request=request,
+                      replicas_min=replicas_min, replicas_max=replicas_max,
+                      desired=replicas_min, created_at=self.clock())
+        try:
+            with self.session() as s:
+                s.add(row)
+                s.commit()
+        except IntegrityError:
+            raise BadInput("NAME", f"a service named {name!r} is running; stop it first "
+                           f"(clusterctl serve stop {name}) or choose another") from None
+        return row
+
+    def get(self, service_id: int) -> Service | None:
+        with self.session() as s:
+            return s.get(Service, service_id)
+
+    def running(self, name: str) -> Service | None:
+        with self.session() as s:
+            return s.exec(select(Service).where(Service.active_name == name)).first()
+
+    def listing(self, include_stopped: bool = False) -> list[Service]:
+        q = select(Service)
+        if not include_stopped:
+            q = q.where(col(Service.active_name).is_not(None))
+        with self.session() as s:
+            return list(s.exec(q.order_by(col(Service.id))).all())
+
+    def scale(self, service_id: int, replicas_min: int, replicas_max: int) -> bool:
+        return self._update(service_id, replicas_min=replicas_min, replicas_max=replicas_max)
+
+    def set_desired(self, service_id: int, desired: int) -> bool:
+        return self._update(service_id, desired=desired)
+
+    def stop(self, service_id: int) -> bool:
+        """Stopped: its name is free again; its replicas are cancelled by the controller."""
+        return self._update(service_id, active_name=None, stopped_at=self.clock(), desired=0)
+
+    def _update(self, service_id: int, **values: Any) -> bool:
+        """Changes a running service (a stopped one stays as it ended)."""
+        with self.session() as s:
+            result = s.execute(update(Service)
+                               .where(col(Service.id) == service_id,
+                                      col(Service.active_name).is_not(None))
+                               .values(version=Service.version + 1, **values))
+            s.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def replicas(self, service_id: int, live_only: bool = True) -> list[Job]:
+        """Its replica jobs, oldest first: those not ended (or every one)."""
+        q = select(Job).where(Job.service_id == service_id)
+        if live_only:
+            q = q.where(col(Job.state).not_in(ordered(ENDED)))
+        with self.session() as s:
+            return list(s.exec(q.order_by(col(Job.id))).all())
+
+    def with_live_replicas(self) -> list[Service]:
+        """Stopped services that still have replicas to end."""
+        live = select(Job.service_id).where(col(Job.service_id).is_not(None),
+                                            col(Job.state).in_(ordered(LIVE)))
+        q = select(Service).where(col(Service.active_name).is_(None),
+                                  col(Service.id).in_(live))
+        with self.session() as s:
+            return list(s.exec(q).all())
+
+    def packages_in_use(self) -> frozenset[str]:
+        """Packages running services start their replicas from (kept while they run)."""
+        return frozenset(p for p in (str(s.request.get("replica", {}).get("package") or "")
+                            for s in self.listing()) if p)

@@ -1,0 +1,193 @@
+"""Model services (#35), end to end on a real Ray and controller: `clusterctl serve` starts
+replicas as jobs, the controller's endpoint answers through them (tests/model_server.py, a
+stdlib HTTP server, stands in for the model), a killed replica loses no request and is started
+again, another team's token is refused, bad specs store nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from harness import ControllerProcess
+
+from clusterctl.executor.local_ray import LocalRay
+
+pytestmark = pytest.mark.ray
+MODEL = [sys.executable, str(Path(__file__).with_name("model_server.py"))]
+
+
+@pytest.fixture(scope="module")
+def controller(ray_head: LocalRay, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[ControllerProcess]:
+    root = tmp_path_factory.mktemp("serve")
+    c = ControllerProcess(root / "ctl", ray_head.address, ray_head.token_file)
+    c.cwd = root / "empty"
+    c.cwd.mkdir()
+    c.start()
+    yield c
+    c.stop()
+
+
+def serve(c: ControllerProcess, name: str, *flags: str) -> dict[str, Any]:
+    r = c.cli("serve", name, *flags, "--json", "--", *MODEL)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["name"] == name
+    return out  # type: ignore[no-any-return]
+
+
+def call(c: ControllerProcess, name: str, path: str, token: str | None = None,
+         **kwargs: Any) -> httpx.Response:
+    return httpx.request(kwargs.pop("method", "POST"),
+                         f"http://127.0.0.1:{c.port}/services/{name}/{path}",
+                         headers={"Authorization": f"Bearer {token or c.token()}"},
+                         timeout=120, **kwargs)
+
+
+def shown(c: ControllerProcess, name: str) -> dict[str, Any]:
+    r = c.api("GET", f"/v1/services/{name}")
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def wait_for(c: ControllerProcess, name: str, test: Any, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = shown(c, name)
+        if test(out):
+            return out
+        assert time.monotonic() < deadline, (out, c.log_tail())
+        time.sleep(0.2)
+
+
+def test_a_request_sent_at_once_is_held_until_a_replica_is_ready_and_counted(
+        controller: ControllerProcess) -> None:
+    serve(controller, "echo", "--gpus", "1", "--replicas", "1:1")
+    r = call(controller, "echo", "v1/echo", content=b"hello")  # no replica is ready yet
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    out = shown(controller, "echo")
+    assert answer["got"] == "hello" and int(answer["job"]) in out["replica_jobs"]
+    assert "authorization" not in {k.lower() for k in r.request.headers} - {"authorization"}
+    out = wait_for(controller, "echo", lambda s: s["requests"] == 1)
+    assert (out["errors"], out["tokens"]) == (0, 5)  # usage.total_tokens of the answer
+    assert out["replicas"]["ready"] == 1 and out["latency_p50_ms"] > 0
+    job = controller.show(out["replica_jobs"][0])
+    assert job["state"] == "RUNNING" and job["name"] == "echo"
+    listed = controller.json("serve", "list")
+    assert [s["name"] for s in listed] == ["echo"]
+    stopped = controller.json("serve", "stop", "echo")
+    assert stopped["stopped_at"] is not None
+    controller.wait_state(out["replica_jobs"][0], {"CANCELLED"})
+    assert call(controller, "echo", "v1/echo", content=b"x").status_code == 404
+    assert controller.json("serve", "list") == []
+
+
+def test_an_answer_is_passed_on_chunk_by_chunk(controller: ControllerProcess,
+                                               tmp_path: Path) -> None:
+    serve(controller, "streamer", "--gpus", "1")
+    gate = tmp_path / "gate"
+    url = f"http://127.0.0.1:{controller.port}/services/streamer/stream"
+    with httpx.stream("GET", url, params={"gate": str(gate)}, timeout=120,
+                      headers={"Authorization": f"Bearer {controller.token()}"}) as r:
+        assert r.status_code == 200
+        chunks = r.iter_text()
+        first = next(chunks)  # the replica waits for the gate before its second event
+        assert first.startswith("data: first")
+        gate.touch()
+        assert "data: second" in "".join(chunks)
+    controller.json("serve", "stop", "streamer")
+
+
+def test_another_team_s_token_is_refused(controller: ControllerProcess) -> None:
+    serve(controller, "private", "--gpus", "1", "--team", "vision")
+    other = controller.json("admin", "user", "add", "mallory", "--team", "nlp")["token"]
+    member = controller.json("admin", "user", "add", "vic", "--team", "vision")["token"]
+    assert call(controller, "private", "v1/echo", token=other, content=b"x").status_code == 403
+    assert call(controller, "private", "v1/echo", token="nonsense").status_code == 401
+    assert call(controller, "private", "v1/echo", token=member, content=b"ok").status_code == 200
+    r = controller.cli("serve", "stop", "private", token=other)
+    assert r.returncode != 0 and "vision" in r.stderr
+    controller.json("serve", "stop", "private")
+
+
+def test_a_killed_replica_loses_no_request_and_is_started_again(
+        controller: ControllerProcess) -> None:
+    serve(controller, "sturdy", "--gpus", "1", "--replicas", "2:2")
+    out = wait_for(controller, "sturdy", lambda s: s["replicas"]["ready"] == 2)
+    first = out["replica_jobs"]
+    victim = call(controller, "sturdy", "pid", method="GET").json()
+    results: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            results.append(call(controller, "sturdy", "v1/echo", content=b"q").status_code)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    while len(results) < 20:
+        time.sleep(0.05)
+    os.kill(victim["pid"], signal.SIGKILL)
+    killed = int(victim["job"])
+    controller.wait_state(killed, {"FAILED", "SUCCEEDED", "LOST"})
+    out = wait_for(controller, "sturdy", lambda s: s["replicas"]["ready"] == 2
+                   and killed not in s["replica_jobs"])
+    count = len(results)
+    while len(results) < count + 20:  # requests go on after the restart
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert set(results) == {200}, sorted(set(results))
+    assert set(out["replica_jobs"]) - set(first)  # a new replica job took the dead one's place
+    controller.json("serve", "stop", "sturdy")
+
+
+@pytest.mark.parametrize(("flags", "field"), [
+    (["--replicas", "3:1"], "--replicas"),
+    (["--gpus", "H999:1"], "--gpu-type"),  # refused by the controller: no such type
+    (["--target-rps", "-2"], "--target-rps"),
+    (["--health", "healthz"], "--health"),
+    (["--scale-to-zero-after", "5m"], "--scale-to-zero-after"),  # with MIN 1
+])
+def test_a_bad_spec_exits_2_naming_the_flag_and_stores_nothing(
+        controller: ControllerProcess, flags: list[str], field: str) -> None:
+    r = controller.cli("serve", "bad", *flags, "--", *MODEL)
+    assert r.returncode == 2, r.stderr
+    assert field in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert controller.api("GET", "/v1/services/bad").status_code == 404
+
+
+def test_a_spec_without_a_command_or_with_a_reserved_name_exits_2(
+        controller: ControllerProcess) -> None:
+    r = controller.cli("serve", "nocmd", "--gpus", "1")
+    assert r.returncode == 2 and "command" in r.stderr, r.stderr
+    r = controller.cli("serve", "Bad_Name", "--", "true")
+    assert r.returncode == 2 and "NAME" in r.stderr, r.stderr
+    r = controller.api("POST", "/v1/services", json={"name": "x", "replica": {"command": []}})
+    assert r.status_code == 422 and r.json()["field"] == "COMMAND", r.text
+    r = controller.api("POST", "/v1/services", json={"name": "list",
+                                                     "replica": {"command": ["true"]}})
+    assert r.status_code == 422 and r.json()["field"] == "NAME", r.text  # serve's own verb
+    nested: Any = 1
+    for _ in range(30):
+        nested = {"a": [nested]}
+    r = controller.api("POST", "/v1/services", json={
+        "name": "deep", "replica": {"command": ["true"], "gpus": nested}})
+    assert r.status_code == 422 and r.json()["field"] == "body", r.text  # the edge refuses it
+    r = controller.api("POST", "/v1/services", json={
+        "name": "shallow", "replica": {"command": ["true"], "gpus": {"a": [1]}}})
+    assert r.status_code == 422 and r.json()["field"] == "--gpus", r.text
+    every = controller.api("GET", "/v1/services", params={"all": "true"}).json()
+    assert not {s["name"] for s in every} & {"x", "list", "deep", "shallow", "nocmd", "Bad_Name"}
