@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     attach_grace_s: float = 300.0
     """How long an interactive job waits for its user to come back (``clusterctl attach``)
     after the connection drops, before it is hung up and CANCELLED."""
+    service_scale_down_s: float = 60.0
+    """How long a model service must want fewer replicas before it gets fewer (load comes in
+    bursts, and a replica started again pays a cold start)."""
     notify_url: str = ""
     """The cluster's webhook: every job failure, timeout and loss, and drained nodes (for the
     admins' channel). Users and teams set their own with ``clusterctl notify``."""

@@ -32,6 +32,7 @@ def controller(ray_head: LocalRay, tmp_path_factory: pytest.TempPathFactory
     c = ControllerProcess(root / "ctl", ray_head.address, ray_head.token_file)
     c.cwd = root / "empty"
     c.cwd.mkdir()
+    c.env["CLUSTERCTL_SERVICE_SCALE_DOWN_S"] = "1"  # a service wanting fewer gets them at once
     c.start()
     yield c
     c.stop()
@@ -152,6 +153,36 @@ def test_a_killed_replica_loses_no_request_and_is_started_again(
     assert set(results) == {200}, sorted(set(results))
     assert set(out["replica_jobs"]) - set(first)  # a new replica job took the dead one's place
     controller.json("serve", "stop", "sturdy")
+
+
+def test_load_adds_a_replica_and_its_end_takes_it_away(controller: ControllerProcess) -> None:
+    serve(controller, "elastic", "--gpus", "1", "--replicas", "1:2", "--target-rps", "1")
+    wait_for(controller, "elastic", lambda s: s["replicas"]["ready"] == 1)
+    for _ in range(15):  # 1.5 requests a second over the 10 s window: two replicas' worth
+        assert call(controller, "elastic", "v1/echo", content=b"q").status_code == 200
+    out = wait_for(controller, "elastic", lambda s: s["replicas"]["ready"] == 2)
+    assert out["replicas"]["desired"] == 2
+    # No more requests: once the window has none, it wants one again and gets it.
+    out = wait_for(controller, "elastic", lambda s: s["replicas"]["desired"] == 1
+                   and s["replicas"]["running"] + s["replicas"]["pending"] == 1, timeout=60)
+    assert call(controller, "elastic", "v1/echo", content=b"q").status_code == 200
+    controller.json("serve", "stop", "elastic")
+
+
+def test_min_zero_starts_for_a_request_and_stops_when_quiet(
+        controller: ControllerProcess) -> None:
+    serve(controller, "lazy", "--gpus", "1", "--replicas", "0:1",
+          "--scale-to-zero-after", "2s")
+    out = shown(controller, "lazy")
+    assert out["replica_jobs"] == [] and out["replicas"]["desired"] == 0  # nothing runs
+    r = call(controller, "lazy", "v1/echo", content=b"wake")  # held through a cold start
+    assert r.status_code == 200, r.text
+    first = int(r.json()["job"])
+    controller.wait_state(first, {"CANCELLED"}, timeout=60)  # quiet for 2 s: back to zero
+    assert shown(controller, "lazy")["replica_jobs"] == []
+    r = call(controller, "lazy", "v1/echo", content=b"again")
+    assert r.status_code == 200 and int(r.json()["job"]) != first
+    controller.json("serve", "stop", "lazy")
 
 
 @pytest.mark.parametrize(("flags", "field"), [

@@ -26,6 +26,10 @@ def test_people_s_words_and_typed_values_make_the_same_request() -> None:
     assert words.replica.gpus == 1 and words.replica.gpu_types == ["H100"]
     assert ServiceRequest.parse(words.wire()) == words  # what the CLI sends parses the same
     assert parse(replicas="3").replicas_min == 3 == parse(replicas="3").replicas_max
+    for replicas in ("0:1", "1:1", "2:5"):  # defaults or not, the wire reads back the same
+        request = parse(replicas=replicas)
+        assert ServiceRequest.parse(request.wire()) == request
+    assert parse(replicas_min=0).replicas_max == 1
 
 
 @pytest.mark.parametrize(("fields", "flag"), [

@@ -215,7 +215,7 @@ class Controller(HealthNotes):
         self._started(self.reaper)
         self.serving = Serving()
         self._started(ServiceKeeper(self.services, self.jobs, self.serving, self.attach_point,
-                                    self.wake))
+                                    self.wake, down_after_s=s.service_scale_down_s))
         self.reports = ReportService(ReportStore(self.engine), self.costs, self.samples,
                                      s.waste_threshold)
 

@@ -22,14 +22,14 @@ import httpx
 
 from clusterctl.controller.background import Periodic
 from clusterctl.executor.types import Started
-from clusterctl.serving.autoscale import Load, Shape, decide
+from clusterctl.serving.autoscale import DOWN_AFTER_S, Load, Shape, decide
 from clusterctl.serving.request import ServiceRequest
 from clusterctl.states import JobState
 from clusterctl.store import Job, JobStore, NewJob, Service, ServiceStore
 
 log = logging.getLogger(__name__)
 
-WINDOW_S = 30.0
+WINDOW_S = 10.0
 """Requests a second are counted over this window."""
 LATENCIES_KEPT = 2048
 """Latencies kept per service for its percentiles (the most recent)."""
@@ -170,8 +170,10 @@ class ServiceKeeper(Periodic):
 
     def __init__(self, services: ServiceStore, jobs: JobStore, serving: Serving,
                  started: Callable[[int], Started | None], wake_scheduler: Callable[[], None],
-                 interval_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+                 down_after_s: float = DOWN_AFTER_S, interval_s: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(interval_s)
+        self.down_after_s = down_after_s
         self.services, self.jobs, self.serving = services, jobs, serving
         self.started, self.wake_scheduler, self.clock = started, wake_scheduler, clock
         self._fewer_since: dict[int, float] = {}
@@ -218,7 +220,7 @@ class ServiceKeeper(Periodic):
                       request.scale_to_zero_after_s)
         now = self.clock()
         decision = decide(shape, self.serving.load(service.name), service.desired,
-                          self._fewer_since.get(service.id), now)
+                          self._fewer_since.get(service.id), now, self.down_after_s)
         if decision.wants_fewer_since is None:
             self._fewer_since.pop(service.id, None)
         else:

@@ -2,7 +2,7 @@
 controller and the tests ask the same rule.
 
 Requests a second against ``--target-rps`` per replica give the number wanted, between MIN and
-MAX. Up is at once (a queue grows while one waits), down only after ``DOWN_AFTER_S`` of wanting
+MAX. Up is at once (a queue grows while one waits), down only after ``down_after_s`` of wanting
 fewer (load comes in bursts; a replica started again costs a cold start), one step to what the
 quieter window asks. A service with MIN 0 goes to zero after ``--scale-to-zero-after`` without a
 request, and back to one as soon as a request waits.
@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 
 DOWN_AFTER_S = 60.0
-"""How long a service must want fewer replicas before it gets fewer."""
+"""How long a service must want fewer replicas before it gets fewer (the setting
+``service_scale_down_s``)."""
 ZERO_AFTER_S = 900.0
 """MIN 0 without ``--scale-to-zero-after``: the default wait before zero (15 min)."""
 
@@ -57,7 +58,7 @@ def wanted(shape: Shape, load: Load, now: float) -> int:
 
 
 def decide(shape: Shape, load: Load, current: int, wants_fewer_since: float | None,
-           now: float) -> Decision:
+           now: float, down_after_s: float = DOWN_AFTER_S) -> Decision:
     """The replicas to have now, given ``current`` and how long fewer has been wanted."""
     want = wanted(shape, load, now)
     current = max(shape.replicas_min, min(shape.replicas_max, current))
@@ -65,6 +66,6 @@ def decide(shape: Shape, load: Load, current: int, wants_fewer_since: float | No
         return Decision(want, None)
     since = wants_fewer_since if wants_fewer_since is not None else now
     to_zero = want == 0 and shape.replicas_min == 0
-    if to_zero or now - since >= DOWN_AFTER_S:
+    if to_zero or now - since >= down_after_s:
         return Decision(want, None)
     return Decision(current, since)

@@ -64,8 +64,9 @@ class ServiceRequest(BaseModel):
             raise bad_input_of(e) from None
 
     def wire(self) -> dict[str, Any]:
-        """The typed JSON the CLI sends."""
-        return self.model_dump(mode="json", exclude_defaults=True)
+        """The typed JSON the CLI sends (MIN and MAX always: either alone reads otherwise)."""
+        return {**self.model_dump(mode="json", exclude_defaults=True),
+                "replicas_min": self.replicas_min, "replicas_max": self.replicas_max}
 
 
 def parse_replicas(text: str) -> tuple[int, int]:
@@ -107,8 +108,9 @@ def _typed(raw: Mapping[str, Any]) -> dict[str, Any]:
     if "replicas" in d:
         out["replicas_min"], out["replicas_max"] = parse_replicas(str(d["replicas"]))
     else:
-        out["replicas_min"], out["replicas_max"] = parse_replicas(
-            f"{d.get('replicas_min', 1)}:{d.get('replicas_max', d.get('replicas_min', 1))}")
+        low = d.get("replicas_min", 1)
+        high = d.get("replicas_max", low if str(low) != "0" else 1)  # MIN alone: MIN:MIN
+        out["replicas_min"], out["replicas_max"] = parse_replicas(f"{low}:{high}")
     if d.get("target_rps") is not None:
         out["target_rps"] = _positive(d["target_rps"], "--target-rps", 1e6)
     after = d.get("scale_to_zero_after_s", d.get("scale_to_zero_after"))
