@@ -62,6 +62,11 @@ HARDWARE = {"node": "fz-node", "gpus": 8, "gpu_model": "A100", "price": "1000",
             "purchased": "2025-01-01", "life_months": "36", "resale": "0.2",
             "monthly_fees": "10"}
 
+SERVICE = {"name": "fz-svc", "replicas": "0:1", "scale_to_zero_after": "1h",
+           "health": "/healthz", "target_rps": 1, "price_per_1k": 1.5,
+           "replica": {"command": ["true"], "gpus": 1}}
+"""MIN 0 and no request: a service the fuzz creates starts no replica."""
+
 # (method, path with {} for the fuzzed path parameter or None, a valid body or None)
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/jobs", SUBMIT),
@@ -86,6 +91,11 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/users/{}/token", None),
     ("GET", "/v1/audit", None),
     ("PUT", "/v1/notify", {"url": "https://hooks.example.com/x", "team": None}),
+    ("POST", "/v1/services", SERVICE),
+    ("POST", "/v1/services/{}/scale", {"replicas": "0:2"}),
+    ("POST", "/v1/services/{}/stop", None),
+    ("GET", "/v1/services/{}", None),
+    ("POST", "/services/{}/v1/chat", None),
 ]
 # URL parts: hostile, but short enough for a URL (a 70,000-character one is the client's error)
 url_texts = st.text(st.characters(codec=None, categories=None), max_size=40) | st.sampled_from(
