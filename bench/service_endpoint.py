@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from common import Stack
 
 MODEL = str(Path(__file__).resolve().parent.parent / "tests" / "model_server.py")

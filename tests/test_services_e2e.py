@@ -86,6 +86,9 @@ def test_a_request_sent_at_once_is_held_until_a_replica_is_ready_and_counted(
     assert job["state"] == "RUNNING" and job["name"] == "echo"
     listed = controller.json("serve", "list")
     assert [s["name"] for s in listed] == ["echo"]
+    text = controller.cli("serve", "show", "echo")
+    assert text.returncode == 0 and "1 ready" in text.stdout and "requests: 1," in text.stdout
+    assert "per 1,000 requests" in text.stdout, text.stdout
     stopped = controller.json("serve", "stop", "echo")
     assert stopped["stopped_at"] is not None
     controller.wait_state(out["replica_jobs"][0], {"CANCELLED"})
@@ -183,6 +186,38 @@ def test_min_zero_starts_for_a_request_and_stops_when_quiet(
     r = call(controller, "lazy", "v1/echo", content=b"again")
     assert r.status_code == 200 and int(r.json()["job"]) != first
     controller.json("serve", "stop", "lazy")
+
+
+def test_a_request_s_cost_is_the_replicas_gpu_cost_over_the_requests_and_is_kept(
+        controller: ControllerProcess) -> None:
+    # A machine priced so that seconds of a GPU cost dollars: the figures are not all 0.00.
+    assert controller.cli("hardware", "add", "node-a", "--gpus", "4", "--gpu-model", "A100",
+                          "--price", "100000000", "--purchased", "2026-01-01", "--life", "12mo",
+                          "--resale", "0.2").returncode == 0
+    serve(controller, "priced", "--gpus", "1", "--price-per-1k", "2.5")
+    for _ in range(40):
+        assert call(controller, "priced", "v1/echo", content=b"abcd").status_code == 200
+    wait_for(controller, "priced", lambda s: s["requests"] == 40)  # counts reach the database
+    replicas = shown(controller, "priced")["replica_jobs"]
+    controller.json("serve", "stop", "priced")
+    for job in replicas:
+        controller.wait_state(job, {"CANCELLED"})
+    controller.stop()  # what was counted outlives the controller
+    controller.start()
+    (out,) = [s for s in controller.api("GET", "/v1/services", params={"all": "true"}).json()
+              if s["name"] == "priced"]
+    assert (out["requests"], out["errors"], out["tokens"]) == (40, 0, 160)
+    jobs_cost = sum(controller.show(j)["cost"]["total_cost"] for j in replicas)
+    assert out["cost"] > 1 and out["cost"] == pytest.approx(jobs_cost, abs=0.01 * len(replicas))
+    assert out["gpu_hours"] == pytest.approx(
+        sum(controller.show(j)["cost"]["gpu_hours"] for j in replicas), rel=1e-6)
+    assert out["cost_per_1k_requests"] == round(out["cost"] / 40 * 1000, 2)
+    assert out["cost_per_1m_tokens"] == round(out["cost"] / 160 * 1_000_000, 2)
+    assert out["api_equivalent"] == 0.1 and out["saving"] == round(0.1 - out["cost"], 2)
+    assert out["replica_hours"] > 0 and 0 <= out["idle_share"] <= 1
+    assert out["waste_cost"] == round(out["cost"] * out["idle_share"], 2)
+    listed = controller.cli("serve", "list", "--all")
+    assert listed.returncode == 0 and "priced" in listed.stdout
 
 
 @pytest.mark.parametrize(("flags", "field"), [

@@ -163,6 +163,10 @@ class ControllerApi(Protocol):
         """A job's cost so far, as ``show`` prints it."""
         ...
 
+    def jobs_cost(self, job_ids: Sequence[int], now_ms: int) -> JobCost | None:
+        """What these jobs cost together so far (a service's replicas)."""
+        ...
+
     def quotas(self) -> dict[str, Any]:
         """The scheduler's team quotas: ``quotas`` (over all types) and ``type_quotas`` (per
         GPU type), as the settings give them."""

@@ -64,16 +64,17 @@ class ReportService:
             first_sample_ms=self.store.first_samples(),
             waste_threshold=self.waste_threshold)
 
-    def held(self, start_ms: int, end_ms: int, now_ms: int, job_id: int | None = None,
+    def held(self, start_ms: int, end_ms: int, now_ms: int,
+             job_ids: Sequence[int] | None = None,
              labels: bool = True, fields: Sequence[str] = FIELDS, names: bool = True
              ) -> HeldTable:
         """Every GPU held in the period: from the usage records, and for allocations without
         one yet (running, or ended within the grace period) from the samples as they stand:
         raw samples for allocations of the last day, minute rollups for longer-running ones,
         so a report over a week-long job reads 10,080 rows per GPU, not 120,960."""
-        rows: list[tuple[Any, ...]] = list(self.store.records(start_ms, end_ms, job_id, fields))
+        rows: list[tuple[Any, ...]] = list(self.store.records(start_ms, end_ms, job_ids, fields))
         pick = [FIELDS.index(f) for f in fields]
-        pending = self.store.unrecorded(start_ms, end_ms, job_id)
+        pending = self.store.unrecorded(start_ms, end_ms, job_ids)
         now = now_ms / 1000
         for aid, j, node, gpu, uuid, started, ended in pending:
             a = Allocation(id=aid, job_id=j, attempt=0, rank=0, node=node, node_id="",
@@ -91,14 +92,24 @@ class ReportService:
 
     def job_cost(self, job_id: int, now_ms: int) -> doc.JobCost | None:
         """A job's cost so far (``show``): its allocations over their whole windows."""
-        held = self.held(0, now_ms, now_ms, job_id)
+        return self.jobs_cost([job_id], now_ms)
+
+    def jobs_cost(self, job_ids: Sequence[int], now_ms: int) -> doc.JobCost | None:
+        """What these jobs cost together so far (a service's replicas), summed before it is
+        rounded to the cent."""
+        held = self.held(0, now_ms, now_ms, job_ids)
         if not len(held):
             return None
         inputs = self.inputs(int(held.start.min()), now_ms, now_ms, held=held)
-        report = cost_report(inputs, "job")
-        if not report.rows:
+        rows = cost_report(inputs, "job").rows
+        if not rows:
             return None
-        row = cost_row(report.rows[0], inputs.prices.currency, "")
+        total = CostRow(key="", gpu_ms=sum(r.gpu_ms for r in rows),
+                        energy_mj=sum(r.energy_mj for r in rows),
+                        capacity_cost=sum((r.capacity_cost for r in rows), Decimal(0)),
+                        energy_cost=sum((r.energy_cost for r in rows), Decimal(0)),
+                        cloud_equivalent=sum((r.cloud_equivalent for r in rows), Decimal(0)))
+        row = cost_row(total, inputs.prices.currency, "")
         return doc.JobCost(**row.model_dump(include=set(doc.JobCost.model_fields)))
 
 

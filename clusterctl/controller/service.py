@@ -307,6 +307,9 @@ class Controller(HealthNotes):
     def job_cost(self, job_id: int, now_ms: int) -> JobCost | None:
         return self.reports.job_cost(job_id, now_ms)
 
+    def jobs_cost(self, job_ids: Sequence[int], now_ms: int) -> JobCost | None:
+        return self.reports.jobs_cost(job_ids, now_ms)
+
     def _job_total_cost(self, job_id: int) -> float | None:
         cost = self.job_cost(job_id, int(time.time() * 1000))
         return None if cost is None else cost.total_cost

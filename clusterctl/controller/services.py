@@ -12,6 +12,7 @@ sends requests to ready replicas only, the one with the fewest outstanding first
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -25,7 +26,7 @@ from clusterctl.executor.types import Started
 from clusterctl.serving.autoscale import DOWN_AFTER_S, Load, Shape, decide
 from clusterctl.serving.request import ServiceRequest
 from clusterctl.states import JobState
-from clusterctl.store import Job, JobStore, NewJob, Service, ServiceStore
+from clusterctl.store import Job, JobStore, NewJob, Service, ServiceStore, Traffic
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ WINDOW_S = 10.0
 LATENCIES_KEPT = 2048
 """Latencies kept per service for its percentiles (the most recent)."""
 HEALTH_TIMEOUT_S = 0.5
+SAVE_EVERY_S = 2.0
+"""How often the counts go to the database: a controller killed loses at most these."""
 BACKOFF_MAX_S = 60.0
 
 
@@ -49,9 +52,12 @@ class _Figures:
     arrivals: collections.deque[float] = field(default_factory=collections.deque)
     waiting: int = 0
     last_at: float | None = None
+    busy: bool = False
+    """A request came or was in flight since the keeper last looked."""
     requests: int = 0
     errors: int = 0
     tokens: int = 0
+    """Counted since the keeper last took them (it adds them to the database)."""
     latencies_ms: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=LATENCIES_KEPT))
 
@@ -79,6 +85,7 @@ class Serving:
             f.arrivals.append(self.clock())
             f.waiting += 1
             f.last_at = self.clock()
+            f.busy = True
 
     def answered(self, name: str, ok: bool, latency_s: float, tokens: int = 0) -> None:
         with self._lock:
@@ -145,15 +152,21 @@ class Serving:
             return Load(rps=len(f.arrivals) / WINDOW_S, waiting=f.waiting,
                         last_request_at=f.last_at)
 
-    def figures(self, name: str) -> dict[str, float | int | None]:
-        """Requests, errors and tokens since the controller started, and latency
-        percentiles over the recent requests."""
+    def latency(self, name: str) -> tuple[float | None, float | None]:
+        """Latency's p50 and p99 over the recent requests, ms (the controller's memory)."""
+        with self._lock:
+            latencies = sorted(self._figures[name].latencies_ms)
+        return _percentile(latencies, 0.50), _percentile(latencies, 0.99)
+
+    def take(self, name: str) -> tuple[int, int, int, bool]:
+        """Requests, errors and tokens counted since the last take, and whether a request
+        came or was in flight meanwhile; the counts start again from zero."""
         with self._lock:
             f = self._figures[name]
-            latencies = sorted(f.latencies_ms)
-            return {"requests": f.requests, "errors": f.errors, "tokens": f.tokens,
-                    "latency_p50_ms": _percentile(latencies, 0.50),
-                    "latency_p99_ms": _percentile(latencies, 0.99)}
+            out = (f.requests, f.errors, f.tokens, f.busy or f.waiting > 0)
+            f.requests = f.errors = f.tokens = 0
+            f.busy = False
+            return out
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:
@@ -181,6 +194,9 @@ class ServiceKeeper(Periodic):
         self._live: dict[int, set[int]] = {}
         """Per service: replicas that failed in a row, and when the last one ended."""
         self._client = httpx.Client(timeout=HEALTH_TIMEOUT_S)
+        self._unsaved: dict[int, Traffic] = {}
+        self._counted_at: dict[int, float] = {}
+        self._saved_at = clock()
 
     def _run(self) -> None:
         # The interval, or at once when a request waits for a service with no ready replica.
@@ -195,6 +211,8 @@ class ServiceKeeper(Periodic):
         self.serving.wake.set()
         super().stop()
         self._client.close()
+        with contextlib.suppress(Exception):  # the database away: those seconds are lost
+            self._save()
 
     def tick(self) -> None:
         services = self.services.listing()
@@ -204,6 +222,28 @@ class ServiceKeeper(Periodic):
             self._end(self.services.replicas(stopped.id or 0), "service stopped")
         for name in self.serving.names() - {s.name for s in services}:
             self.serving.forget(name)
+        if self.clock() - self._saved_at >= SAVE_EVERY_S:
+            self._save()
+
+    def _count(self, service_id: int, name: str, ready: int) -> None:
+        """What the endpoint counted since the last tick, and the ready replicas' seconds
+        (idle ones where no request came or was in flight)."""
+        requests, errors, tokens, busy = self.serving.take(name)
+        now = self.clock()
+        held = ready * (now - self._counted_at.get(service_id, now))
+        self._counted_at[service_id] = now
+        t = self._unsaved.get(service_id, Traffic())
+        self._unsaved[service_id] = Traffic(
+            t.requests + requests, t.errors + errors, t.tokens + tokens, t.replica_s + held,
+            t.idle_replica_s + (0.0 if busy else held))
+
+    def _save(self) -> None:
+        minute_ms = int(time.time() // 60 * 60_000)
+        for service_id, counted in list(self._unsaved.items()):
+            if counted:
+                self.services.add_traffic(service_id, minute_ms, counted)
+            del self._unsaved[service_id]
+        self._saved_at = self.clock()
 
     def keep(self, service: Service) -> None:
         assert service.id is not None
@@ -214,6 +254,7 @@ class ServiceKeeper(Periodic):
                              if j.state == JobState.RUNNING) if e is not None
                  and self._healthy(e, request.health)]
         self.serving.set_ready(service.name, service.team, ready)
+        self._count(service.id, service.name, len(ready))
         if ready:
             self._failures.pop(service.id, None)
         shape = Shape(service.replicas_min, service.replicas_max, request.target_rps,

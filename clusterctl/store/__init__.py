@@ -17,7 +17,7 @@ from clusterctl.store.nodes import NodeStore
 from clusterctl.store.report_data import ReportStore
 from clusterctl.store.samples import Ingested, SampleStore
 from clusterctl.store.service_tables import Service
-from clusterctl.store.services import ServiceStore
+from clusterctl.store.services import ServiceStore, Traffic
 from clusterctl.store.telemetry_tables import GpuDevice
 from clusterctl.store.users import UserExists, UserStore, installation_id
 from clusterctl.store.web_sessions import SignedIn, WebSessionStore
@@ -45,6 +45,7 @@ __all__ = [
     "Service",
     "ServiceStore",
     "SignedIn",
+    "Traffic",
     "User",
     "UserExists",
     "UserStore",

@@ -47,21 +47,23 @@ class ReportStore:
             finally:
                 cursor.close()
 
-    def records(self, start_ms: int, end_ms: int, job_id: int | None = None,
+    def records(self, start_ms: int, end_ms: int, job_ids: Sequence[int] | None = None,
                 fields: Sequence[str] = tuple(RECORD_COLUMNS)) -> list[Any]:
         """Usage records of allocations overlapping ``[start, end]``, as tuples of ``fields``
         (keys of :data:`RECORD_COLUMNS`): a report asks only for what it reads, as each value
-        costs the driver about a microsecond to parse."""
+        costs the driver about a microsecond to parse. ``job_ids``: only these jobs'."""
         columns = ", ".join(RECORD_COLUMNS[f] for f in fields)
         sql = (f"SELECT {columns} FROM allocation_usage "
                "WHERE end_ms > :start AND start_ms < :end")
         params: dict[str, Any] = {"start": start_ms, "end": end_ms}
-        if job_id is not None:
-            sql += " AND job_id = :job"
-            params["job"] = job_id
+        if job_ids is not None:
+            names = [f"j{i}" for i in range(len(job_ids))] or ["none"]
+            sql += f" AND job_id IN ({', '.join(':' + n for n in names)})"
+            params.update(zip(names, job_ids, strict=False) if job_ids else {"none": -1})
         return self._fetch(sql, params)
 
-    def unrecorded(self, start_ms: int, end_ms: int, job_id: int | None = None) -> list[Any]:
+    def unrecorded(self, start_ms: int, end_ms: int, job_ids: Sequence[int] | None = None
+                   ) -> list[Any]:
         """Allocations overlapping ``[start, end]`` with no usage record yet (running, or
         ended within the grace period): (allocation id, job id, node, GPU index, GPU UUID,
         started, ended or None)."""
@@ -72,8 +74,8 @@ class ReportStore:
              .select_from(a.outerjoin(u, u.c.allocation_id == a.c.id))
              .where(u.c.allocation_id.is_(None), a.c.started_at < _at(end_ms),
                     or_(a.c.ended_at.is_(None), a.c.ended_at > _at(start_ms))))
-        if job_id is not None:
-            q = q.where(a.c.job_id == job_id)
+        if job_ids is not None:
+            q = q.where(a.c.job_id.in_(list(job_ids)))
         with self.engine.connect() as c:
             return list(c.execute(q).all())
 

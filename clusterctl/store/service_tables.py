@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, BigInteger, Column
 from sqlmodel import Field, SQLModel
 
 from clusterctl.store.columns import time_column
@@ -31,3 +31,21 @@ class Service(SQLModel, table=True):
     created_at: datetime = time_column(nullable=False)
     stopped_at: datetime | None = time_column()
     version: int = 0
+
+
+class ServiceTraffic(SQLModel, table=True):
+    """What a service's endpoint counted, per minute: kept so that the figures (and the cost
+    per request) survive a controller's restart."""
+
+    __tablename__ = "service_traffic"
+
+    service_id: int = Field(primary_key=True)
+    minute_ms: int = Field(sa_column=Column(BigInteger(), primary_key=True))
+    requests: int = 0
+    errors: int = 0
+    tokens: int = Field(default=0, sa_column=Column(BigInteger(), nullable=False))
+    replica_s: float = 0.0
+    """Seconds of ready replicas in the minute (two ready replicas for a minute: 120)."""
+    idle_replica_s: float = 0.0
+    """Of those, seconds in which no request came or was in flight: replicas held for
+    nothing, the service's waste."""

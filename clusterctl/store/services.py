@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from clusterctl.parsing import BadInput
 from clusterctl.states import ENDED, LIVE, ordered
 from clusterctl.store.columns import utcnow
 from clusterctl.store.models import Job
-from clusterctl.store.service_tables import Service
+from clusterctl.store.service_tables import Service, ServiceTraffic
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What a service's endpoint counted (a minute's, or the sum of many)."""
+
+    requests: int = 0
+    errors: int = 0
+    tokens: int = 0
+    replica_s: float = 0.0
+    idle_replica_s: float = 0.0
+
+    def __bool__(self) -> bool:
+        return any((self.requests, self.errors, self.tokens, self.replica_s))
 
 
 class ServiceStore:
@@ -96,3 +111,26 @@ class ServiceStore:
         """Packages running services start their replicas from (kept while they run)."""
         return frozenset(p for p in (str(s.request.get("replica", {}).get("package") or "")
                             for s in self.listing()) if p)
+
+    def add_traffic(self, service_id: int, minute_ms: int, counted: Traffic) -> None:
+        """Add to a minute's figures (one writer: the controller's keeper)."""
+        values = {f.name: getattr(ServiceTraffic, f.name) + getattr(counted, f.name)
+                  for f in fields(Traffic)}
+        with self.session() as s:
+            done = s.execute(update(ServiceTraffic)
+                             .where(col(ServiceTraffic.service_id) == service_id,
+                                    col(ServiceTraffic.minute_ms) == minute_ms)
+                             .values(**values))
+            if not done.rowcount:  # type: ignore[attr-defined]
+                s.add(ServiceTraffic(service_id=service_id, minute_ms=minute_ms,
+                                     **{f.name: getattr(counted, f.name)
+                                        for f in fields(Traffic)}))
+            s.commit()
+
+    def traffic(self, service_id: int) -> Traffic:
+        """Everything its endpoint counted since it started."""
+        q = select(*(func.coalesce(func.sum(getattr(ServiceTraffic, f.name)), 0)
+                     for f in fields(Traffic))).where(ServiceTraffic.service_id == service_id)
+        with self.session() as s:
+            row = s.exec(q).one()
+        return Traffic(int(row[0]), int(row[1]), int(row[2]), float(row[3]), float(row[4]))

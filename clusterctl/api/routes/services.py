@@ -3,6 +3,8 @@ requests go through ``service_proxy.py``."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +15,9 @@ from clusterctl.api.auth import CurrentUser
 from clusterctl.api.deps import ControllerDep
 from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
+from clusterctl.serving.pricing import request_cost
 from clusterctl.serving.request import ServiceRequest, parse_replicas, parse_service_name
-from clusterctl.states import JobState
+from clusterctl.states import LIVE, JobState
 from clusterctl.store import Service, User
 
 router = APIRouter()
@@ -44,7 +47,23 @@ class ServiceOut(BaseModel):
     tokens: int
     latency_p50_ms: float | None
     latency_p99_ms: float | None
+    """Over the recent requests (the controller's memory; the counts above are kept)."""
+    gpu_hours: float
+    """GPU time its replicas held, every replica it ever had."""
+    energy_kwh: float
+    cost: float
+    """What that GPU time cost: capacity and energy, as for any job."""
+    currency: str
+    cost_per_1k_requests: float | None
+    cost_per_1m_tokens: float | None
     price_per_1k: float | None
+    api_equivalent: float | None
+    saving: float | None
+    replica_hours: float
+    """Ready replicas' time."""
+    idle_share: float | None
+    """Of which, the share with no request coming or in flight."""
+    waste_cost: float
     created_at: datetime
     stopped_at: datetime | None
     request: dict[str, Any]
@@ -62,9 +81,17 @@ def may_use(user: User, service: Service) -> bool:
 
 def service_out(ctl: ControllerApi, service: Service) -> ServiceOut:
     assert service.id is not None
-    live = ctl.services.replicas(service.id)
+    every = ctl.services.replicas(service.id, live_only=False)
+    live = [j for j in every if j.state in LIVE]
     ready = {e.job_id for e in ctl.serving.ready(service.name)}
-    figures = ctl.serving.figures(service.name)
+    counted = ctl.services.traffic(service.id)
+    spent = ctl.jobs_cost([j.id for j in every if j.id is not None],
+                          int(time.time() * 1000))
+    cost = spent.total_cost if spent is not None else 0.0
+    price = service.request.get("price_per_1k")
+    p50, p99 = ctl.serving.latency(service.name)
+    priced = request_cost(cost, counted.requests, counted.tokens, price, counted.replica_s,
+                          counted.idle_replica_s)
     return ServiceOut(
         name=service.name, user=service.user, team=service.team,
         endpoint=f"/services/{service.name}/",
@@ -74,9 +101,14 @@ def service_out(ctl: ControllerApi, service: Service) -> ServiceOut:
             pending=sum(j.state == JobState.PENDING for j in live),
             min=service.replicas_min, max=service.replicas_max, desired=service.desired),
         replica_jobs=[j.id for j in live if j.id is not None],
-        price_per_1k=service.request.get("price_per_1k"),
+        requests=counted.requests, errors=counted.errors, tokens=counted.tokens,
+        latency_p50_ms=p50, latency_p99_ms=p99,
+        gpu_hours=spent.gpu_hours if spent else 0.0,
+        energy_kwh=spent.energy_kwh if spent else 0.0, cost=cost,
+        currency=spent.currency if spent else "USD", price_per_1k=price,
+        replica_hours=counted.replica_s / 3600, **asdict(priced),
         created_at=service.created_at, stopped_at=service.stopped_at,
-        request=service.request, **figures)  # type: ignore[arg-type]
+        request=service.request)
 
 
 def running(ctl: ControllerApi, name: str) -> Service:

@@ -1,4 +1,5 @@
-"""model services (service), their replicas being jobs (job.service_id)
+"""model services (service), their replicas being jobs (job.service_id), and what their
+endpoints counted per minute (service_traffic)
 
 Revision ID: 0018
 Revises: 0017
@@ -37,6 +38,16 @@ def upgrade() -> None:
     op.create_index("ix_service_name", "service", ["name"])
     op.create_index("ix_service_team", "service", ["team"])
     op.create_index("ix_service_active_name", "service", ["active_name"], unique=True)
+    op.create_table(
+        "service_traffic",
+        sa.Column("service_id", sa.Integer(), primary_key=True),
+        sa.Column("minute_ms", sa.BigInteger(), primary_key=True),
+        sa.Column("requests", sa.Integer(), nullable=False),
+        sa.Column("errors", sa.Integer(), nullable=False),
+        sa.Column("tokens", sa.BigInteger(), nullable=False),
+        sa.Column("replica_s", sa.Float(), nullable=False),
+        sa.Column("idle_replica_s", sa.Float(), nullable=False),
+    )
     with op.batch_alter_table("job") as batch:
         batch.add_column(sa.Column("service_id", sa.Integer(), nullable=True))
         batch.create_index("ix_job_service_id", ["service_id"])
@@ -46,4 +57,5 @@ def downgrade() -> None:
     with op.batch_alter_table("job") as batch:
         batch.drop_index("ix_job_service_id")
         batch.drop_column("service_id")
+    op.drop_table("service_traffic")
     op.drop_table("service")
