@@ -69,6 +69,20 @@ def test_loaded_spreads_the_idle_cost_by_gpu_hours() -> None:
     assert same(accounted(plain), plain.capacity_cost + plain.energy_cost)
 
 
+def test_by_service_a_row_holds_its_replicas_and_one_row_the_other_jobs() -> None:
+    start = B + 10 * 24 * H
+    jobs = [held(1, 0, start, start + 6 * H), held(2, 1, start, start + 2 * H),
+            held(3, 2, start, start + 3 * H), held(4, 3, start, start + H)]
+    inputs = Inputs(Period(start, start + 10 * H), start + 10 * H, jobs, {"gpu-01": priced()},
+                    PRICES, service_of={1: "chat", 3: "chat", 2: "embed"})
+    by_job = {r.key: r for r in cost_report(inputs, "job").rows}
+    rows = {r.key: r for r in cost_report(inputs, "service").rows}
+    assert set(rows) == {"chat", "embed", "(jobs)"}
+    assert rows["chat"].gpu_hours == 9 and rows["(jobs)"].gpu_hours == 1
+    assert same(rows["chat"].total_cost, by_job["1"].total_cost + by_job["3"].total_cost)
+    assert same(rows["embed"].total_cost, by_job["2"].total_cost)
+
+
 def test_depreciation_stops_at_end_of_life_and_nothing_before_purchase() -> None:
     p = priced(life=1)
     end_of_life = p.life_end_ms
@@ -150,7 +164,7 @@ def clusters(draw: st.DrawFn) -> Inputs:
 
 
 @settings(max_examples=150, deadline=None)
-@given(clusters(), st.sampled_from(["job", "user", "team", "gpu-type", "month"]),
+@given(clusters(), st.sampled_from(["job", "user", "team", "gpu-type", "month", "service"]),
        st.booleans())
 def test_jobs_plus_idle_equal_capacity_plus_energy(inputs: Inputs, by: str,
                                                    loaded: bool) -> None:

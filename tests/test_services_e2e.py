@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from harness import ControllerProcess
+from prometheus_client.parser import text_string_to_metric_families
 
 from clusterctl.executor.local_ray import LocalRay
 
@@ -86,6 +87,14 @@ def test_a_request_sent_at_once_is_held_until_a_replica_is_ready_and_counted(
     assert job["state"] == "RUNNING" and job["name"] == "echo"
     listed = controller.json("serve", "list")
     assert [s["name"] for s in listed] == ["echo"]
+    scraped = {(m.name, tuple(sorted(m.labels.items()))): m.value
+               for f in text_string_to_metric_families(
+                   httpx.get(f"{controller.metrics_url}/metrics").text) for m in f.samples}
+    assert scraped[("clusterctl_service_requests_total",
+                    (("code", "2xx"), ("service", "echo")))] == 1
+    assert scraped[("clusterctl_service_request_duration_seconds_count",
+                    (("service", "echo"),))] == 1
+    assert scraped[("clusterctl_service_replicas", (("service", "echo"), ("state", "ready")))] == 1
     text = controller.cli("serve", "show", "echo")
     assert text.returncode == 0 and "1 ready" in text.stdout and "requests: 1," in text.stdout
     assert "per 1,000 requests" in text.stdout, text.stdout
@@ -121,6 +130,15 @@ def test_another_team_s_token_is_refused(controller: ControllerProcess) -> None:
     assert call(controller, "private", "v1/echo", token=member, content=b"ok").status_code == 200
     r = controller.cli("serve", "stop", "private", token=other)
     assert r.returncode != 0 and "vision" in r.stderr
+    assert controller.cli("serve", "key", "private", token=other).returncode != 0
+    key = controller.cli("serve", "key", "private", token=member).stdout.strip()
+    assert call(controller, "private", "v1/echo", token=key, content=b"app").status_code == 200
+    api = httpx.get(f"http://127.0.0.1:{controller.port}/v1/jobs",
+                    headers={"Authorization": f"Bearer {key}"})
+    assert api.status_code == 401  # a service key opens its service, not the API
+    serve(controller, "elsewhere", "--gpus", "1", "--replicas", "0:1")
+    assert call(controller, "elsewhere", "v1/echo", token=key).status_code == 403
+    controller.json("serve", "stop", "elsewhere")
     controller.json("serve", "stop", "private")
 
 
@@ -216,6 +234,10 @@ def test_a_request_s_cost_is_the_replicas_gpu_cost_over_the_requests_and_is_kept
     assert out["api_equivalent"] == 0.1 and out["saving"] == round(0.1 - out["cost"], 2)
     assert out["replica_hours"] > 0 and 0 <= out["idle_share"] <= 1
     assert out["waste_cost"] == round(out["cost"] * out["idle_share"], 2)
+    by_service = {r["key"]: r for r in controller.json(
+        "report", "cost", "--since", "1h", "--by", "service")["rows"]}
+    assert by_service["priced"]["total_cost"] == pytest.approx(out["cost"], abs=0.01)
+    assert by_service["priced"]["gpu_hours"] == pytest.approx(out["gpu_hours"], rel=1e-6)
     listed = controller.cli("serve", "list", "--all")
     assert listed.returncode == 0 and "priced" in listed.stdout
 

@@ -25,10 +25,10 @@ from clusterctl.api.routes import (
     notify,
     quotas,
     reports,
-    service_proxy,
     services,
     users,
 )
+from clusterctl.api.service_endpoint import ServiceEndpoint
 from clusterctl.api.web import money, pages, signin
 from clusterctl.controller import disk
 from clusterctl.controller.interface import ControllerApi
@@ -37,7 +37,7 @@ from clusterctl.store import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 ROUTERS = (jobs, logs, attach, nodes, users, notify, budgets, quotas, ingest, hardware, reports,
-           health, services, service_proxy)
+           health, services)
 
 
 async def _bad_input(_: Request, exc: Exception) -> JSONResponse:
@@ -116,6 +116,7 @@ def create_app(controller: ControllerApi) -> FastAPI:
 
     for module in ROUTERS:
         app.include_router(module.router)
+    app.add_middleware(ServiceEndpoint, controller=controller)  # outermost: its own checks
     app.add_exception_handler(signin.SignInNeeded, _sign_in)
     app.include_router(signin.router)
     app.include_router(pages.router)

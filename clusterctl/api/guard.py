@@ -29,10 +29,6 @@ BODY_LIMITS: dict[str, int | None] = {
     "/v1/agent/samples": 32 << 20,  # a spool's backlog, shipped in batches
     "/v1/packages": None,  # streamed; the route enforces max_package_mb itself
 }
-SERVICES = "/services/"
-"""Model services' endpoints: their bodies are the models' input, passed on as sent (up to
-``SERVICE_BODY``), not the API's JSON."""
-SERVICE_BODY = 32 << 20
 MAX_DEPTH = 32
 """How deep a JSON body may nest (ours nest three or four levels)."""
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
@@ -119,9 +115,7 @@ class EdgeGuard:
             refusal = e if isinstance(e, Refusal) else Refusal(422, "query", "is not UTF-8")
             await _refuse(send, refusal)
             return
-        service = scope.get("path", "").startswith(SERVICES)
-        limit = SERVICE_BODY if service else BODY_LIMITS.get(scope.get("path", ""),
-                                                             self.max_body)
+        limit = BODY_LIMITS.get(scope.get("path", ""), self.max_body)
         if limit is None:
             await self.app(scope, receive, send)
             return
@@ -139,7 +133,7 @@ class EdgeGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if body and not service and _is_json(scope):
+        if body and _is_json(scope):
             try:
                 scope.setdefault("state", {})[DECODED] = check_body(body)
             except Refusal as e:

@@ -79,7 +79,7 @@ SUMMARIES: dict[str, str] = {
     'budget': 'Team budgets: spent, forecast, and holding jobs when over.',
     'serve': (
         'Model services: `serve NAME --gpus 1 --replicas 1:4 -- CMD` starts one; list, show, '
-        'logs, scale, stop.'),
+        'logs, scale, stop, key.'),
 }
 """What ``clusterctl --help`` lists, without importing a command's module (every module is
 300 ms of imports, numpy among them, for a list of names): the first line of each command's

@@ -189,7 +189,7 @@ def cost_columns(data: CostDocument) -> Columns:
 @app.command()
 @handles_errors
 def cost(since: Since = None, from_: From = None, to: To = None,
-         by: Annotated[str, typer.Option(help="job|user|team|gpu-type|month")] = "job",
+         by: Annotated[str, typer.Option(help="job|user|team|gpu-type|month|service")] = "job",
          loaded: Annotated[bool, typer.Option(
              "--loaded", help="Spread the idle capacity cost over the rows by GPU-hours.")] = False,
          limit: Annotated[str, typer.Option(

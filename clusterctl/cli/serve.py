@@ -34,7 +34,7 @@ class _Serve(TyperGroup):
 
 app = typer.Typer(cls=_Serve, no_args_is_help=True, help=(
     "Model services: `serve NAME --gpus 1 --replicas 1:4 -- CMD` starts one; "
-    "list, show, logs, scale, stop."))
+    "list, show, logs, scale, stop, key."))
 JSON = typer.Option("--json", help="Print JSON.")
 REPLICA = ("gpus", "gpu_type", "team", "env", "workdir")
 """The flags that go to each replica's job request."""
@@ -214,3 +214,16 @@ def logs(name: Annotated[str, typer.Argument(help="Service name.")]) -> None:
         sys.stdout.write(f"--- replica job {job_id} ---\n")
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
+
+
+@app.command("key")
+@handles_errors
+def key(name: Annotated[str, typer.Argument(help="Service name.")],
+        json_: Annotated[bool, JSON] = False) -> None:
+    """A new key for applications: send it as 'Authorization: Bearer KEY'; it opens this
+    service's endpoint and nothing else. Shown once."""
+    out = client().json("POST", f"/v1/services/{parse_service_name(name)}/keys")
+    if json_:
+        print_json(out)
+    else:
+        print(out["key"])

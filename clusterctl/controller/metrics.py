@@ -138,12 +138,38 @@ class ControllerMetrics:
     """Agent samples refused for their time stamps, by reason."""
     health_drains: prometheus_client.Counter
     """Nodes drained for a GPU fault, by node."""
+    service_requests: prometheus_client.Counter
+    """Requests a service's endpoint answered, by service and status code class."""
+    service_latency: prometheus_client.Histogram
+    """Their latency, as the caller saw it through the endpoint."""
+
+    def answered(self, service: str, status: int, latency_s: float) -> None:
+        self.service_requests.labels(service, f"{status // 100}xx").inc()
+        self.service_latency.labels(service).observe(latency_s)
 
 
-def controller_metrics(collector: ControllerCollector, ray_up: Callable[[], bool]
+class ServingCollector(Collector):
+    """Each running service's replicas, ready and wanted, as the keeper last saw them."""
+
+    def __init__(self, replicas: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        self.replicas = replicas
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("clusterctl_service_replicas", "A model service's replicas: "
+                                   "ready (answering), and wanted by its autoscaler.",
+                                   labels=["service", "state"])
+        for name, (ready, wanted) in sorted(self.replicas().items()):
+            family.add_metric([name, "ready"], ready)
+            family.add_metric([name, "wanted"], wanted)
+        yield family
+
+
+def controller_metrics(collector: ControllerCollector, ray_up: Callable[[], bool],
+                       replicas: Callable[[], Mapping[str, tuple[int, int]]] = dict
                        ) -> ControllerMetrics:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    registry.register(ServingCollector(replicas))
     prometheus_client.Gauge(
         "clusterctl_ray_up", "1 while the Ray head answers the controller, 0 while it does not "
         "(jobs then show their last known state).", registry=registry).set_function(ray_up)
@@ -155,4 +181,13 @@ def controller_metrics(collector: ControllerCollector, ray_up: Callable[[], bool
             "retention).", ["reason"], registry=registry),
         health_drains=prometheus_client.Counter(
             "clusterctl_node_health_drains", "Nodes drained by the controller for a GPU fault "
-            "(a fatal XID, a lost GPU).", ["node"], registry=registry))
+            "(a fatal XID, a lost GPU).", ["node"], registry=registry),
+        service_requests=prometheus_client.Counter(
+            "clusterctl_service_requests", "Requests a model service's endpoint answered, by "
+            "status class (5xx includes 503 for no ready replica).", ["service", "code"],
+            registry=registry),
+        service_latency=prometheus_client.Histogram(
+            "clusterctl_service_request_duration_seconds", "A model service's requests, from "
+            "their arrival at the endpoint to the answer's end.", ["service"],
+            buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=registry))

@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+
 from clusterctl.controller.telemetry import allocation_usage
 from clusterctl.cost.model import cents
 from clusterctl.cost.rates import effective_rates, rate_for
@@ -294,5 +296,7 @@ def build(service: ReportService, kind: str, start: datetime, end: datetime, *,
                             labels=report.job_labels or by in ("job", "user", "team"),
                             names=report.job_labels or by == "job",
                             fields=report.fields + (("gpu",) if by == "gpu" else ()))
+    if by == "service":
+        inputs.service_of = service.store.services_of(np.unique(inputs.table.job).tolist())
     page = None if limit is None else (limit, offset)
     return report.render(service, inputs, _Ask(by, loaded, min_idle_s, page, start_ms, end_ms))

@@ -224,7 +224,8 @@ class Controller(HealthNotes):
             ControllerCollector(self.jobs, self.costs, self.drains, self.cluster,
                                 self.scheduler.policy_config.quotas,
                                 lambda: self.scheduler.passes),
-            ray_up=lambda: self.scheduler.ray_down is None)
+            ray_up=lambda: self.scheduler.ray_down is None, replicas=self.serving.replicas)
+        self.serving.observe = self.metrics.answered
 
     def _connect(self, timeout_s: float) -> None:
         """Wait for Ray to answer with its nodes. One that does not within ``timeout_s`` is an

@@ -72,8 +72,11 @@ class Serving:
         self._lock = threading.Lock()
         self._figures: dict[str, _Figures] = collections.defaultdict(_Figures)
         self._ready: dict[str, list[Endpoint]] = {}
-        self._teams: dict[str, str] = {}
+        self._running: dict[str, tuple[int, str]] = {}
         self._outstanding: collections.Counter[int] = collections.Counter()
+        self.observe: Callable[[str, int, float], None] = lambda name, status, s: None
+        """Also told of each answer (the Prometheus metrics)."""
+        self._wanted: dict[str, int] = {}
         self.wake = threading.Event()
         """Set by a request that finds no ready replica: the keeper looks at once."""
 
@@ -87,7 +90,10 @@ class Serving:
             f.last_at = self.clock()
             f.busy = True
 
-    def answered(self, name: str, ok: bool, latency_s: float, tokens: int = 0) -> None:
+    def answered(self, name: str, status: int, latency_s: float, tokens: int = 0) -> None:
+        """A request's end: ``status`` as the caller got it (an error is 5xx)."""
+        ok = status < 500
+        self.observe(name, status, latency_s)
         with self._lock:
             f = self._figures[name]
             f.waiting -= 1
@@ -118,26 +124,34 @@ class Serving:
 
     # -- the keeper's side --------------------------------------------------------------------
 
-    def set_ready(self, name: str, team: str, endpoints: list[Endpoint]) -> None:
-        """A running service of ``team``, with these replicas ready."""
+    def set_ready(self, service: Service, endpoints: list[Endpoint]) -> None:
+        """A running service, with these replicas ready."""
         with self._lock:
-            self._teams[name] = team
-            self._ready[name] = endpoints
+            self._running[service.name] = (service.id or 0, service.team)
+            self._ready[service.name] = endpoints
+            self._wanted[service.name] = service.desired
+
+    def replicas(self) -> dict[str, tuple[int, int]]:
+        """Each running service's replicas: (ready, wanted)."""
+        with self._lock:
+            return {n: (len(self._ready.get(n, ())), self._wanted.get(n, 0))
+                    for n in self._running}
 
     def forget(self, name: str) -> None:
         """A stopped service: its endpoint answers 404."""
         with self._lock:
-            self._teams.pop(name, None)
+            self._running.pop(name, None)
             self._ready.pop(name, None)
+            self._wanted.pop(name, None)
 
     def names(self) -> set[str]:
         with self._lock:
-            return set(self._teams)
+            return set(self._running)
 
-    def team(self, name: str) -> str | None:
-        """The team of the running service ``name`` (None: no such service)."""
+    def running(self, name: str) -> tuple[int, str] | None:
+        """The id and team of the running service ``name`` (None: no such service)."""
         with self._lock:
-            return self._teams.get(name)
+            return self._running.get(name)
 
     def ready(self, name: str) -> list[Endpoint]:
         with self._lock:
@@ -253,7 +267,7 @@ class ServiceKeeper(Periodic):
         ready = [e for e in (self._endpoint(j) for j in live
                              if j.state == JobState.RUNNING) if e is not None
                  and self._healthy(e, request.health)]
-        self.serving.set_ready(service.name, service.team, ready)
+        self.serving.set_ready(service, ready)
         self._count(service.id, service.name, len(ready))
         if ready:
             self._failures.pop(service.id, None)

@@ -29,7 +29,7 @@ from clusterctl.reports.inputs import (
     ms_iso,
 )
 
-BY = ("job", "user", "team", "gpu-type", "month")
+BY = ("job", "user", "team", "gpu-type", "month", "service")
 IDLE = "(idle)"
 NOT_TRACKED = "(not tracked)"
 
@@ -174,6 +174,10 @@ def _warnings(nodes: list[str], machines: Mapping[str, Any]) -> list[str]:
     return warnings
 
 
+NOT_A_SERVICE = "(jobs)"
+"""By service: the row of the jobs that are no service's replicas."""
+
+
 def _keys(by: str, inputs: Inputs) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Each held interval's row index, the rows' labels, and each row's first interval
     (by month: every interval goes to its month's row, made per segment)."""
@@ -188,6 +192,11 @@ def _keys(by: str, inputs: Inputs) -> tuple[np.ndarray, list[str], np.ndarray]:
                   [(t.users if by == "user" else t.teams)[int(i)] for i in uniq])
     elif by == "gpu-type":
         key, labels = model_keys(inputs)
+    elif by == "service":  # a model service's replicas, and every other job in one row
+        names = np.array([inputs.service_of.get(int(j), NOT_A_SERVICE) for j in t.job],
+                         dtype=object)
+        uniq, first, key = np.unique(names, return_index=True, return_inverse=True)
+        labels = [str(n) for n in uniq]
     return key, labels, first
 
 

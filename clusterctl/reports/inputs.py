@@ -109,6 +109,8 @@ class Inputs:
     first_sample_ms: dict[str, int] | None = None
     """When each node's first GPU sample was stored: telemetry began there. None where no
     telemetry is kept (``plan``'s replays, the pure tests): every hour counts as tracked."""
+    service_of: dict[int, str] = field(default_factory=dict)
+    """The service each replica job served (``--by service``); other jobs are not in it."""
     _tracked: dict[str, int] | None = field(default=None, init=False, repr=False)
 
     def tracked_from(self, node: str) -> int:

@@ -91,6 +91,16 @@ class ReportStore:
                            'WHERE id BETWEEN :lo AND :hi', {"lo": min(ids), "hi": max(ids)})
         return {i: (n, u, t) for i, n, u, t in rows if i in ids}
 
+    def services_of(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """The service each of these jobs was a replica of (jobs of none are left out)."""
+        ids = set(job_ids)
+        if not ids:
+            return {}
+        rows = self._fetch("SELECT job.id, service.name FROM job JOIN service ON "
+                           "service.id = job.service_id WHERE job.id BETWEEN :lo AND :hi",
+                           {"lo": min(ids), "hi": max(ids)})
+        return {int(i): str(n) for i, n in rows if i in ids}
+
     def node_energy(self, start_ms: int, end_ms: int,
                     bucket_ms: int) -> dict[tuple[str, int], float]:
         """Energy of each node's GPUs (mJ) from the hour rollups starting in ``[start, end)``,

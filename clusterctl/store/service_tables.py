@@ -49,3 +49,15 @@ class ServiceTraffic(SQLModel, table=True):
     idle_replica_s: float = 0.0
     """Of those, seconds in which no request came or was in flight: replicas held for
     nothing, the service's waste."""
+
+
+class ServiceKey(SQLModel, table=True):
+    """A key an application calls one service with (``serve key NAME``), instead of a
+    person's token: it opens that service's endpoint and nothing else. Kept as a hash."""
+
+    __tablename__ = "service_key"
+
+    key_hash: str = Field(primary_key=True, max_length=64)
+    service_id: int = Field(index=True)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = time_column(nullable=False)

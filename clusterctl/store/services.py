@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -15,7 +16,8 @@ from clusterctl.parsing import BadInput
 from clusterctl.states import ENDED, LIVE, ordered
 from clusterctl.store.columns import utcnow
 from clusterctl.store.models import Job
-from clusterctl.store.service_tables import Service, ServiceTraffic
+from clusterctl.store.service_tables import Service, ServiceKey, ServiceTraffic
+from clusterctl.store.users import hash_token
 
 
 @dataclass(frozen=True)
@@ -134,3 +136,18 @@ class ServiceStore:
         with self.session() as s:
             row = s.exec(q).one()
         return Traffic(int(row[0]), int(row[1]), int(row[2]), float(row[3]), float(row[4]))
+
+    def new_key(self, service_id: int, by: str) -> str:
+        """A new key for the service (shown once: only its hash is kept)."""
+        key = f"svc_{secrets.token_urlsafe(32)}"
+        with self.session() as s:
+            s.add(ServiceKey(key_hash=hash_token(key), service_id=service_id, created_by=by,
+                             created_at=self.clock()))
+            s.commit()
+        return key
+
+    def service_of_key(self, key: str) -> int | None:
+        """The service a key opens, or None."""
+        with self.session() as s:
+            row = s.get(ServiceKey, hash_token(key))
+        return row.service_id if row is not None else None

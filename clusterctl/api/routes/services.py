@@ -166,3 +166,18 @@ def stop(name: str, user: CurrentUser, ctl: ControllerDep) -> ServiceOut:
     stopped = ctl.services.get(service.id or 0)
     assert stopped is not None
     return service_out(ctl, stopped)
+
+
+class KeyOut(BaseModel):
+    service: str
+    key: str
+    """Shown once: only its hash is kept."""
+
+
+@router.post("/v1/services/{name}/keys", response_model=KeyOut, status_code=201)
+def new_key(name: str, user: CurrentUser, ctl: ControllerDep) -> KeyOut:
+    """A key for applications: it opens this service's endpoint and nothing else."""
+    service = _owned(ctl, name, user)
+    key = ctl.services.new_key(service.id or 0, user.name)
+    ctl.audit.record(user.name, "service.key", name, "")
+    return KeyOut(service=name, key=key)

@@ -1,5 +1,6 @@
 """model services (service), their replicas being jobs (job.service_id), and what their
-endpoints counted per minute (service_traffic)
+endpoints counted per minute (service_traffic), and the keys applications call them with
+(service_key)
 
 Revision ID: 0018
 Revises: 0017
@@ -48,6 +49,14 @@ def upgrade() -> None:
         sa.Column("replica_s", sa.Float(), nullable=False),
         sa.Column("idle_replica_s", sa.Float(), nullable=False),
     )
+    op.create_table(
+        "service_key",
+        sa.Column("key_hash", sa.String(length=64), primary_key=True),
+        sa.Column("service_id", sa.Integer(), nullable=False),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("created_at", clusterctl.store.models.UTCDateTime(), nullable=False),
+    )
+    op.create_index("ix_service_key_service_id", "service_key", ["service_id"])
     with op.batch_alter_table("job") as batch:
         batch.add_column(sa.Column("service_id", sa.Integer(), nullable=True))
         batch.create_index("ix_job_service_id", ["service_id"])
@@ -57,5 +66,6 @@ def downgrade() -> None:
     with op.batch_alter_table("job") as batch:
         batch.drop_index("ix_job_service_id")
         batch.drop_column("service_id")
+    op.drop_table("service_key")
     op.drop_table("service_traffic")
     op.drop_table("service")
