@@ -122,3 +122,65 @@ def test_a_retry_does_not_land_on_the_node_that_just_died(tmp_path: Path) -> Non
     finally:
         ctl.stop()
         c.shutdown()
+
+
+def test_a_draining_node_s_replica_is_moved_with_no_request_lost(
+        cluster: tuple[str, Path], tmp_path: Path) -> None:
+    """#35: a service's replica on a node being drained gets a replacement on another node, and
+    ends only once the replacement is ready: requests go on answered throughout."""
+    import threading
+
+    import httpx
+
+    address, token = cluster
+    ctl = ControllerProcess(tmp_path / "ctl", address, token)
+    ctl.start()
+    model = str(Path(__file__).with_name("model_server.py"))
+    try:
+        r = ctl.cli("serve", "moving", "--gpus", "1", "--workdir", str(tmp_path), "--json",
+                    "--", PY, model)
+        assert r.returncode == 0, r.stderr
+
+        def service() -> dict:
+            return ctl.api("GET", "/v1/services/moving").json()  # type: ignore[no-any-return]
+
+        deadline = time.monotonic() + 90
+        while service()["replicas"]["ready"] < 1:
+            assert time.monotonic() < deadline, ctl.log_tail()
+            time.sleep(0.2)
+        (first,) = service()["replica_jobs"]
+        node = ctl.show(first)["allocations"][0]["node"]
+        codes: list[int] = []
+        done = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(headers={"Authorization": f"Bearer {ctl.token()}"},
+                              timeout=120) as c:
+                while not done.is_set():
+                    codes.append(c.post(f"http://127.0.0.1:{ctl.port}/services/moving/v1/echo",
+                                        content=b"q").status_code)
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            assert ctl.cli("nodes", "drain", node, "--reason", "swap a fan").returncode == 0
+            ready_seen = []  # the ready replicas, as callers' requests find them, until the end
+            deadline = time.monotonic() + 90
+            while ctl.show(first)["state"] != "CANCELLED":
+                assert time.monotonic() < deadline, ctl.log_tail()
+                ready_seen.append(service()["replicas"]["ready"])
+            assert min(ready_seen) >= 1, ready_seen  # never none while it moved
+            moved = service()
+            (second,) = moved["replica_jobs"]
+            assert moved["replicas"]["ready"] == 1  # the replacement was ready before the end
+            assert ctl.show(second)["allocations"][0]["node"] != node
+            count = len(codes)
+            while len(codes) < count + 10:  # and answers after the move
+                time.sleep(0.05)
+        finally:
+            done.set()
+            loader.join()
+        assert codes and set(codes) == {200}, sorted(set(codes))
+        ctl.json("serve", "stop", "moving")
+    finally:
+        ctl.stop()

@@ -214,8 +214,10 @@ class Controller(HealthNotes):
                                  interactive_s=int(s.interactive_idle_timeout_s) or None)
         self._started(self.reaper)
         self.serving = Serving()
-        self._started(ServiceKeeper(self.services, self.jobs, self.serving, self.attach_point,
-                                    self.wake, down_after_s=s.service_scale_down_s))
+        self._started(ServiceKeeper(
+            self.services, self.jobs, self.serving, self.attach_point, self.wake,
+            draining=lambda: {n.id for n in self.cluster() if n.name in self.drains.drained()},
+            down_after_s=s.service_scale_down_s))
         self.reports = ReportService(ReportStore(self.engine), self.costs, self.samples,
                                      s.waste_threshold)
 

@@ -197,12 +197,15 @@ class ServiceKeeper(Periodic):
 
     def __init__(self, services: ServiceStore, jobs: JobStore, serving: Serving,
                  started: Callable[[int], Started | None], wake_scheduler: Callable[[], None],
-                 down_after_s: float = DOWN_AFTER_S, interval_s: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 draining: Callable[[], set[str]] = set, down_after_s: float = DOWN_AFTER_S,
+                 interval_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(interval_s)
         self.down_after_s = down_after_s
         self.services, self.jobs, self.serving = services, jobs, serving
         self.started, self.wake_scheduler, self.clock = started, wake_scheduler, clock
+        self.draining = draining
+        """Ray ids of the nodes being drained: their replicas move elsewhere."""
+        self._draining: set[str] = set()
         self._fewer_since: dict[int, float] = {}
         self._failures: dict[int, tuple[int, float]] = {}
         self._live: dict[int, set[int]] = {}
@@ -230,6 +233,7 @@ class ServiceKeeper(Periodic):
 
     def tick(self) -> None:
         services = self.services.listing()
+        self._draining = self.draining() if services else set()
         for service in services:
             self.keep(service)
         for stopped in self.services.with_live_replicas():
@@ -271,28 +275,43 @@ class ServiceKeeper(Periodic):
         self._count(service.id, service.name, len(ready))
         if ready:
             self._failures.pop(service.id, None)
+        want = self._wanted(service, request)
+        self._reconcile(service, request, live, {e.job_id for e in ready}, want)
+
+    def _wanted(self, service: Service, request: ServiceRequest) -> int:
+        """The replicas the autoscaler wants now (kept in the service's row)."""
+        assert service.id is not None
         shape = Shape(service.replicas_min, service.replicas_max, request.target_rps,
                       request.scale_to_zero_after_s)
-        now = self.clock()
         decision = decide(shape, self.serving.load(service.name), service.desired,
-                          self._fewer_since.get(service.id), now, self.down_after_s)
+                          self._fewer_since.get(service.id), self.clock(), self.down_after_s)
         if decision.wants_fewer_since is None:
             self._fewer_since.pop(service.id, None)
         else:
             self._fewer_since[service.id] = decision.wants_fewer_since
         if decision.replicas != service.desired:
             self.services.set_desired(service.id, decision.replicas)
-        missing = decision.replicas - len(live)
-        if missing > 0 and not self._backing_off(service.id, now):
+        return decision.replicas
+
+    def _reconcile(self, service: Service, request: ServiceRequest, live: list[Job],
+                   ready: set[int], want: int) -> None:
+        """Start or end replicas toward ``want``. Those on a draining node do not count: each
+        gets a replacement elsewhere, and they end only once the replicas elsewhere are ready
+        (never fewer ready than wanted while GPUs for the replacements exist)."""
+        leaving = [j for j in live if set(j.placement or ()) & self._draining]
+        staying = [j for j in live if j not in leaving]
+        missing = want - len(staying)
+        if missing > 0 and not self._backing_off(service.id or 0, self.clock()):
             for _ in range(missing):
                 self.jobs.submit(NewJob(name=service.name, user=service.user, team=service.team,
                                         request=request.replica, service_id=service.id))
             self.wake_scheduler()
         elif missing < 0:
-            ready_ids = {e.job_id for e in ready}
-            order = sorted(live, key=lambda j: (j.state != JobState.PENDING,
-                                                j.id in ready_ids, -(j.id or 0)))
+            order = sorted(staying, key=lambda j: (j.state != JobState.PENDING,
+                                                   j.id in ready, -(j.id or 0)))
             self._end(order[:-missing], "scaled down")
+        if leaving and sum(j.id in ready for j in staying) >= want:
+            self._end(leaving, "moved off a draining node")
 
     def _note_ends(self, service_id: int, live: list[Job]) -> None:
         """Replicas that ended since the last look, unasked (not cancelled: failed, lost, or
