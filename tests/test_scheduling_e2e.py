@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from harness import ControllerProcess, clusterctl_argv, http
 
@@ -101,6 +102,29 @@ def eventually(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
 
 def by_id(c: ControllerProcess) -> dict[int, dict[str, Any]]:
     return {j["id"]: j for j in c.json("jobs")}
+
+
+def test_a_service_s_replica_takes_gpus_another_team_borrows(
+        make_controller: Callable[..., ControllerProcess], tmp_path: Path) -> None:
+    """#35: a scale-up of a service within its team's quota preempts the batch jobs of a team
+    over its own (borrowed GPUs), as any job of its team would; the in-quota ones stay."""
+    c = make_controller(quotas="a=2,b=2", preempt_grace_s="5")
+    w = Work(tmp_path)
+    kept = [c.submit(*w.args("--team", "a", "--gpus", "2"), cwd=w.dir)]
+    borrower = c.submit(*w.args("--team", "a", "--gpus", "2"), cwd=w.dir)
+    for j in (*kept, borrower):
+        c.wait_state(j, {"RUNNING"})
+    model = str(Path(__file__).with_name("model_server.py"))
+    r = c.cli("serve", "chat", "--team", "b", "--gpus", "1", "--workdir", str(w.dir), "--",
+              PY, model)
+    assert r.returncode == 0, r.stderr
+    answer = httpx.post(f"http://127.0.0.1:{c.port}/services/chat/v1/echo", content=b"hi",
+                        headers={"Authorization": f"Bearer {c.token()}"}, timeout=120)
+    assert answer.status_code == 200, answer.text  # held until the replica was up
+    assert c.wait_state(borrower, {"PENDING"})["preemptions"] == 1
+    assert c.show(kept[0])["state"] == "RUNNING"  # team a's quota is never taken
+    assert c.cli("serve", "stop", "chat").returncode == 0
+    w.release.touch()
 
 
 def test_borrowed_gpus_are_reclaimed_by_preemption_and_the_job_requeues(
