@@ -87,7 +87,8 @@ def test_reports_in_every_form(controller: ControllerProcess, tmp_path: Path) ->
     r = controller.cli("report", "html", str(whole), "--since", "1h")
     assert r.returncode == 0, r.stderr
     text = whole.read_text()
-    assert text.count("<svg") == 6 and "Amortization" in text and "short" in text
+    assert text.count("<svg") == 7 and "Amortization" in text and "short" in text
+    assert "Cost by service" in text and "(jobs)" in text  # no service here: every job
 
 
 def test_bad_report_input(controller: ControllerProcess, tmp_path: Path) -> None:

@@ -99,3 +99,17 @@ def test_min_zero_goes_to_zero_after_the_quiet_time_and_back_on_a_request() -> N
                   now=1600.0).replicas == 0
     assert wanted(Shape(0, 2), load(last=0.0), now=899.0) == 1  # the default: 15 minutes
     assert wanted(Shape(0, 2), load(last=0.0), now=900.0) == 0
+
+
+def test_a_request_s_cost_keeps_fractions_of_a_cent() -> None:
+    from clusterctl.serving.pricing import request_cost
+
+    c = request_cost(0.0123, requests=40_000, tokens=2_000_000, price_per_1k=0.5,
+                     replica_s=3600, idle_replica_s=900)
+    assert c.cost_per_1k_requests == 0.0003  # 0.0123 / 40
+    assert c.cost_per_1m_tokens == 0.0062 and c.api_equivalent == 20.0
+    assert c.saving == 19.9877 and c.idle_share == 0.25 and c.waste_cost == 0.0031
+    none = request_cost(1.0, requests=0, tokens=0, price_per_1k=None, replica_s=0,
+                        idle_replica_s=0)
+    assert (none.cost_per_1k_requests, none.cost_per_1m_tokens, none.api_equivalent,
+            none.saving, none.idle_share, none.waste_cost) == (None, None, None, None, None, 0)

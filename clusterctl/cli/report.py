@@ -310,6 +310,7 @@ SECTIONS: list[tuple[str, type[ReportDocument], dict[str, str]]] = [
     ("Cost by user", CostDocument, {"by": "user"}),
     ("Cost by team", CostDocument, {"by": "team"}),
     ("Cost by job", CostDocument, {"by": "job"}),
+    ("Cost by service", CostDocument, {"by": "service"}),
     ("Amortization", AmortizationDocument, {}),
     ("Waste", WasteDocument, {}),
 ]

@@ -124,7 +124,7 @@ def _show(out: dict[str, Any], url: str) -> None:
         + (", ".join(str(j) for j in out["replica_jobs"]) or "none"),
         f"requests: {out['requests']}, errors {out['errors']}, tokens {out['tokens']}; "
         f"latency p50 {_ms(out['latency_p50_ms'])}, p99 {_ms(out['latency_p99_ms'])}",
-        f"cost: {_money(out['cost'], out)} for {out['gpu_hours']:.2f} GPU-hours; per 1,000 "
+        f"cost: {_money(out['cost'], out)} for {out['gpu_hours']:.3f} GPU-hours; per 1,000 "
         f"requests {_money(out['cost_per_1k_requests'], out)}, per million tokens "
         f"{_money(out['cost_per_1m_tokens'], out)}",
     ]
@@ -133,13 +133,18 @@ def _show(out: dict[str, Any], url: str) -> None:
                      f"{_money(out['api_equivalent'], out)} (saving "
                      f"{_money(out['saving'], out)})")
     if out["idle_share"] is not None:
-        lines.append(f"replicas idle {out['idle_share']:.0%} of {out['replica_hours']:.2f} "
+        lines.append(f"replicas idle {out['idle_share']:.0%} of {out['replica_hours']:.3f} "
                      f"replica-hours: {_money(out['waste_cost'], out)} of waste")
     console.print("\n".join(lines), markup=False, soft_wrap=True)
 
 
 def _money(value: float | None, out: dict[str, Any]) -> str:
-    return "-" if value is None else f"{value:,.2f} {out['currency']}"
+    """Cents, or four decimals below a dollar (a request's share is often a fraction of a
+    cent)."""
+    if value is None:
+        return "-"
+    return f"{value:,.2f} {out['currency']}" if abs(value) >= 1 else \
+        f"{value:.4f} {out['currency']}"
 
 
 def _ms(value: float | None) -> str:

@@ -164,7 +164,7 @@ class ControllerApi(Protocol):
         ...
 
     def jobs_cost(self, job_ids: Sequence[int], now_ms: int) -> JobCost | None:
-        """What these jobs cost together so far (a service's replicas)."""
+        """What these jobs cost together so far (a service's replicas), not rounded."""
         ...
 
     def quotas(self) -> dict[str, Any]:

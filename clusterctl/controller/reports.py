@@ -96,9 +96,11 @@ class ReportService:
         """A job's cost so far (``show``): its allocations over their whole windows."""
         return self.jobs_cost([job_id], now_ms)
 
-    def jobs_cost(self, job_ids: Sequence[int], now_ms: int) -> doc.JobCost | None:
+    def jobs_cost(self, job_ids: Sequence[int], now_ms: int, exact: bool = False
+                  ) -> doc.JobCost | None:
         """What these jobs cost together so far (a service's replicas), summed before it is
-        rounded to the cent."""
+        rounded to the cent; ``exact``: not rounded at all (a service's cost per request
+        divides it: a thousand requests may cost a fraction of a cent)."""
         held = self.held(0, now_ms, now_ms, job_ids)
         if not len(held):
             return None
@@ -111,6 +113,13 @@ class ReportService:
                         capacity_cost=sum((r.capacity_cost for r in rows), Decimal(0)),
                         energy_cost=sum((r.energy_cost for r in rows), Decimal(0)),
                         cloud_equivalent=sum((r.cloud_equivalent for r in rows), Decimal(0)))
+        if exact:
+            return doc.JobCost(
+                gpu_hours=total.gpu_hours, energy_kwh=total.energy_mj / 3.6e9,
+                capacity_cost=float(total.capacity_cost), energy_cost=float(total.energy_cost),
+                total_cost=float(total.total_cost),
+                cloud_equivalent=float(total.cloud_equivalent),
+                currency=inputs.prices.currency)
         row = cost_row(total, inputs.prices.currency, "")
         return doc.JobCost(**row.model_dump(include=set(doc.JobCost.model_fields)))
 

@@ -311,7 +311,7 @@ class Controller(HealthNotes):
         return self.reports.job_cost(job_id, now_ms)
 
     def jobs_cost(self, job_ids: Sequence[int], now_ms: int) -> JobCost | None:
-        return self.reports.jobs_cost(job_ids, now_ms)
+        return self.reports.jobs_cost(job_ids, now_ms, exact=True)
 
     def _job_total_cost(self, job_id: int) -> float | None:
         cost = self.job_cost(job_id, int(time.time() * 1000))

@@ -120,7 +120,9 @@ def cost_figure(data: CostDocument, top: int = 20) -> Figure:
     ax.scatter([r.cloud_equivalent for r in rows], list(y), marker="|", s=300, color=RED,
                zorder=3, label="cloud equivalent")
     ax.set_yticks(list(y), labels)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    # Whole units, but cents where the axis spans a few units (0, 0.5, 1 read as 0, 0, 1).
+    decimals = 0 if ax.get_xlim()[1] >= 10 else 2
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.{decimals}f}"))
     ax.set_xlabel(data.currency)
     t = data.total
     ax.set_title(f"Cost by {data.by} {data.period.from_[:10]} to "

@@ -23,13 +23,15 @@ class RequestCost:
 
 def request_cost(cost: float, requests: int, tokens: int, price_per_1k: float | None,
                  replica_s: float, idle_replica_s: float) -> RequestCost:
-    """``cost`` is what the replicas' GPU time cost (capacity and energy), in money."""
+    """``cost`` is what the replicas' GPU time cost (capacity and energy), in money, not
+    rounded: the figures per request are to four decimals (a thousand requests of a small
+    model cost a fraction of a cent)."""
     idle = idle_replica_s / replica_s if replica_s > 0 else None
-    api = round(price_per_1k * requests / 1000, 2) if price_per_1k is not None else None
+    api = round(price_per_1k * requests / 1000, 4) if price_per_1k is not None else None
     return RequestCost(
-        cost_per_1k_requests=round(cost / requests * 1000, 2) if requests else None,
-        cost_per_1m_tokens=round(cost / tokens * 1_000_000, 2) if tokens else None,
+        cost_per_1k_requests=round(cost / requests * 1000, 4) if requests else None,
+        cost_per_1m_tokens=round(cost / tokens * 1_000_000, 4) if tokens else None,
         api_equivalent=api,
-        saving=round(api - cost, 2) if api is not None else None,
+        saving=round(api - cost, 4) if api is not None else None,
         idle_share=round(idle, 4) if idle is not None else None,
-        waste_cost=round(cost * idle, 2) if idle is not None else 0.0)
+        waste_cost=round(cost * idle, 4) if idle is not None else 0.0)

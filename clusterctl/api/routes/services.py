@@ -104,7 +104,7 @@ def service_out(ctl: ControllerApi, service: Service) -> ServiceOut:
         requests=counted.requests, errors=counted.errors, tokens=counted.tokens,
         latency_p50_ms=p50, latency_p99_ms=p99,
         gpu_hours=spent.gpu_hours if spent else 0.0,
-        energy_kwh=spent.energy_kwh if spent else 0.0, cost=cost,
+        energy_kwh=spent.energy_kwh if spent else 0.0, cost=round(cost, 4),
         currency=spent.currency if spent else "USD", price_per_1k=price,
         replica_hours=counted.replica_s / 3600, **asdict(priced),
         created_at=service.created_at, stopped_at=service.stopped_at,
