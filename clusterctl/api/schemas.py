@@ -58,6 +58,8 @@ class JobOut(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     idle_gpus: bool = False
+    service_id: int | None = None
+    """A replica of this service (``serve``)."""
     """A GPU of this job sat under the waste threshold for 30 minutes or more."""
     no_preempt: bool = False
     held_by: str | None = None

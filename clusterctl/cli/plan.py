@@ -84,7 +84,8 @@ def read_trace(path: Path, tz: str, overestimate: tuple[float, float], seed: int
 
 
 def read_cluster(c: Client, since_s: int, now: datetime) -> History:
-    """The cluster's jobs submitted in the window that ran to an end."""
+    """The cluster's jobs submitted in the window that ran to an end, and the running
+    replicas of services up to ``now``."""
     after = (now - timedelta(seconds=since_s)).isoformat()
     rows: list[dict[str, Any]] = []
     before = None
@@ -96,10 +97,13 @@ def read_cluster(c: Client, since_s: int, now: datetime) -> History:
         before = min(r["id"] for r in page)
     jobs = []
     for r in rows:
-        if not (r.get("started_at") and r.get("ended_at")):
+        # A service's replica runs until it is stopped: its hours so far count, as a job's.
+        ongoing = r.get("service_id") is not None and r.get("state") == "RUNNING"
+        if not (r.get("started_at") and (r.get("ended_at") or ongoing)):
             continue
         submit = datetime.fromisoformat(r["submitted_at"])
-        start, end = (datetime.fromisoformat(r[k]) for k in ("started_at", "ended_at"))
+        start = datetime.fromisoformat(r["started_at"])
+        end = datetime.fromisoformat(r["ended_at"]) if r.get("ended_at") else now
         run = max(0.0, (end - start).total_seconds())
         types = r.get("gpu_types") or []
         jobs.append(PastJob(submit.timestamp(), run, r["gpus"] * r["nodes"], r["team"],
