@@ -7,6 +7,7 @@
   the second (10 s at most, then ``no gate``): a caller sees the first only if it was passed
   on before the answer ended.
 - ``GET /pid``: this process's id (a test kills it).
+- ``GET /fail``: a 500, as a model that fails a request answers.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         if url.path == "/healthz":
             self._json({"ok": True})
+        elif url.path == "/fail":
+            self._json({"error": "the model fell over"}, 500)
         elif url.path == "/pid":
             self._json({"pid": os.getpid(), "job": os.environ.get("CLUSTERCTL_JOB_ID")})
         elif url.path == "/stream":

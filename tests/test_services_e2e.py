@@ -82,6 +82,9 @@ def test_a_request_sent_at_once_is_held_until_a_replica_is_ready_and_counted(
     assert "authorization" not in {k.lower() for k in r.request.headers} - {"authorization"}
     out = wait_for(controller, "echo", lambda s: s["requests"] == 1)
     assert (out["errors"], out["tokens"]) == (0, 5)  # usage.total_tokens of the answer
+    assert call(controller, "echo", "fail", method="GET").status_code == 500  # passed on
+    out = wait_for(controller, "echo", lambda s: s["requests"] == 2)
+    assert out["errors"] == 1
     assert out["replicas"]["ready"] == 1 and out["latency_p50_ms"] > 0
     job = controller.show(out["replica_jobs"][0])
     assert job["state"] == "RUNNING" and job["name"] == "echo"
@@ -92,11 +95,13 @@ def test_a_request_sent_at_once_is_held_until_a_replica_is_ready_and_counted(
                    httpx.get(f"{controller.metrics_url}/metrics").text) for m in f.samples}
     assert scraped[("clusterctl_service_requests_total",
                     (("code", "2xx"), ("service", "echo")))] == 1
+    assert scraped[("clusterctl_service_requests_total",
+                    (("code", "5xx"), ("service", "echo")))] == 1
     assert scraped[("clusterctl_service_request_duration_seconds_count",
-                    (("service", "echo"),))] == 1
+                    (("service", "echo"),))] == 2
     assert scraped[("clusterctl_service_replicas", (("service", "echo"), ("state", "ready")))] == 1
     text = controller.cli("serve", "show", "echo")
-    assert text.returncode == 0 and "1 ready" in text.stdout and "requests: 1," in text.stdout
+    assert text.returncode == 0 and "1 ready" in text.stdout and "requests: 2," in text.stdout
     assert "per 1,000 requests" in text.stdout, text.stdout
     stopped = controller.json("serve", "stop", "echo")
     assert stopped["stopped_at"] is not None
