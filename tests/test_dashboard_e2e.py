@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -235,6 +237,30 @@ def test_usage_and_cost_are_the_clis_figures_and_admin_is_for_admins(
 MARKUP = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
 
 
+def test_the_services_page_shows_traffic_and_cost_without_a_reload(
+        browser: Any, ctl: ControllerProcess) -> None:
+    model = str(Path(__file__).with_name("model_server.py"))
+    page = signed_in(browser, ctl, ctl.token())
+    page.goto("/services")
+    expect(page.locator("#live")).to_contain_text("No service is running")
+    page.evaluate("window.notReloaded = true")
+    r = ctl.cli("serve", "chat", "--gpus", "1", "--price-per-1k", "2", "--workdir",
+                str(ctl.root), "--", sys.executable, model)
+    assert r.returncode == 0, r.stderr
+    row = page.locator("tr[data-service='chat']")
+    expect(row.locator(".replicas")).to_contain_text("1 of 1", timeout=LIVE_S * 3)
+    auth = {"Authorization": f"Bearer {ctl.token()}"}
+    for _ in range(12):
+        assert httpx.post(f"http://127.0.0.1:{ctl.port}/services/chat/v1/echo", content=b"q",
+                          headers=auth, timeout=60).status_code == 200
+    expect(row.locator(".requests")).to_have_text("12", timeout=LIVE_S)
+    expect(row.locator(".per-1k")).to_contain_text("USD")
+    assert page.evaluate("window.notReloaded") is True
+    page.screenshot(path=str(ctl.root / "services.png"), full_page=True)
+    assert ctl.cli("serve", "stop", "chat").returncode == 0
+    expect(page.locator("#live")).to_contain_text("No service is running", timeout=LIVE_S)
+
+
 def test_markup_shows_as_text_no_page_errs_and_it_fits_a_phone(browser: Any,
                                                                 ctl: ControllerProcess) -> None:
     """A job's command and log holding markup show it as text and run none of it; no page logs an
@@ -252,7 +278,7 @@ def test_markup_shows_as_text_no_page_errs_and_it_fits_a_phone(browser: Any,
     expect(page.locator("dl.spec")).to_contain_text(MARKUP)
     for width in (390, 1440):
         page.set_viewport_size({"width": width, "height": 900})
-        for path in ("/", "/gpus", f"/jobs/{job}", "/usage", "/admin"):
+        for path in ("/", "/gpus", f"/jobs/{job}", "/usage", "/admin", "/services"):
             page.goto(path)
             for section in page.locator("[data-load]").all():
                 expect(section).to_have_attribute("data-loaded", "yes", timeout=LIVE_S * 3)
@@ -265,7 +291,7 @@ def test_markup_shows_as_text_no_page_errs_and_it_fits_a_phone(browser: Any,
 PAGES = [("POST", "/login"), ("GET", "/"), ("GET", "/jobs/{}"), ("POST", "/jobs/{}/cancel"),
          ("POST", "/jobs/1/{}"), ("GET", "/events/queue"), ("GET", "/events/jobs/{}"),
          ("POST", "/logout"), ("GET", "/gpus"), ("GET", "/usage"), ("GET", "/usage/{}"),
-         ("GET", "/admin")]
+         ("GET", "/admin"), ("GET", "/services"), ("GET", "/events/services")]
 
 
 @pytest.mark.parametrize(("method", "path"), PAGES, ids=[f"{m} {p}" for m, p in PAGES])

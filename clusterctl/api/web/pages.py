@@ -55,6 +55,17 @@ def gpus(ctl: ControllerDep, viewer: Viewer) -> Response:
                 parts=fragment("gpus_parts.html", nodes=views.gpus(ctl, viewer[0])))
 
 
+def _services_parts(ctl: Any) -> str:
+    return fragment("services_parts.html", services=views.services(ctl))
+
+
+@router.get("/services")
+def services(ctl: ControllerDep, viewer: Viewer) -> Response:
+    """Model services: replicas, traffic and what a request costs, live."""
+    return page("services.html", me=viewer[0], csrf=viewer[1].csrf, live="/events/services",
+                parts=_services_parts(ctl))
+
+
 @router.get("/jobs/{job_id}")
 def job(request: Request, job_id: str, ctl: ControllerDep, viewer: Viewer) -> Response:
     try:
@@ -100,6 +111,11 @@ def queue_events(request: Request, ctl: ControllerDep, viewer: Viewer,
 def gpu_events(request: Request, ctl: ControllerDep, viewer: Viewer) -> Response:
     return _stream(request, ctl, lambda: fragment("gpus_parts.html",
                                              nodes=views.gpus(ctl, viewer[0])))
+
+
+@router.get("/events/services")
+def service_events(request: Request, ctl: ControllerDep, viewer: Viewer) -> Response:
+    return _stream(request, ctl, lambda: _services_parts(ctl))
 
 
 @router.get("/events/jobs/{job_id}")

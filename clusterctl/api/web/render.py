@@ -44,9 +44,16 @@ def _gib(n: int | None) -> str:
     return NONE if n is None else f"{n / 2**30:.1f} GiB"
 
 
+def _money(v: float | None, currency: str = "") -> str:
+    """Cents, or four decimals below one (a request's share is often a fraction of a cent)."""
+    if v is None:
+        return NONE
+    return (f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4f}") + (f" {currency}" if currency else "")
+
+
 env = Environment(loader=PackageLoader("clusterctl.api.web"), autoescape=select_autoescape(),
                   trim_blocks=True, lstrip_blocks=True)
-env.filters.update(percent=_percent, ago=_ago, when=_when, gib=_gib,
+env.filters.update(percent=_percent, ago=_ago, when=_when, gib=_gib, money=_money,
                    duration=lambda s: NONE if s is None else format_duration(s))
 
 

@@ -11,6 +11,8 @@ from fastapi import Response
 
 from clusterctl.api.routes import jobs as job_routes
 from clusterctl.api.routes import nodes as node_routes
+from clusterctl.api.routes import services as service_routes
+from clusterctl.api.routes.services import ServiceOut
 from clusterctl.api.schemas import JobDetail, JobOut, NodeOut
 from clusterctl.api.web.job_chart import Step, job_steps
 from clusterctl.controller.interface import ControllerApi
@@ -126,3 +128,9 @@ def job(ctl: ControllerApi, viewer: User, job_id: str, chart: bool = False) -> J
     return JobPage(detail, data.decode("utf-8", "replace"), start > 0,
                    may_act=viewer.is_admin or detail.user == viewer.name,
                    steps=job_steps(ctl, detail.allocations) if chart else [])
+
+
+def services(ctl: ControllerApi) -> list[ServiceOut]:
+    """The running services, as ``serve list`` shows them (every user may see them, as the
+    queue's jobs)."""
+    return [service_routes.service_out(ctl, s) for s in ctl.services.listing()]
