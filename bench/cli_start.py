@@ -13,28 +13,15 @@ Run: python bench/cli_start.py [RUNS]   (median of RUNS runs each, default 15)
 from __future__ import annotations
 
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import Stack
+from common import Stack, median_s
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
 GOALS = {"jobs": 6.0, "submit -- true": 10.0}
 """The issue's goals: `jobs` within 6x the bare Python, `submit` within 10x."""
-
-
-def median_s(argv: list[str], env: dict[str, str], cwd: Path) -> float:
-    times = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=120)
-        times.append(time.perf_counter() - start)
-        assert r.returncode == 0, (argv, r.stderr[-1000:])
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -48,7 +35,7 @@ def main() -> None:
             "show": ["show", str(job["id"])], "submit -- true": ["submit", "--", "true"],
         }
         codes = {"now": None, "before": os.environ.get("BEFORE")}
-        base = median_s([*py, "-c", "import json, http.client"], stack.env, work)
+        base = median_s([*py, "-c", "import json, http.client"], stack.env, work, RUNS)
         print(f"{RUNS} runs each, median; bare Python (import json, http.client): "
               f"{base * 1000:.0f} ms\n")
         print("| command | " + " | ".join(f"{k} (ms)" for k, v in codes.items()
@@ -64,7 +51,7 @@ def main() -> None:
                 if path:
                     env["PYTHONPATH"] = path
                     python = [os.environ.get("BEFORE_PYTHON", sys.executable)]
-                cells.append(median_s([*python, "-m", "clusterctl", *args], env, work))
+                cells.append(median_s([*python, "-m", "clusterctl", *args], env, work, RUNS))
             goal = f" (goal {GOALS[name]:g}x)" if name in GOALS else ""
             print(f"| `clusterctl {name}` | " + " | ".join(f"{c * 1000:.0f}" for c in cells)
                   + f" | {cells[0] / base:.1f}x{goal} |")

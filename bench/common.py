@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,3 +67,14 @@ def concurrently(targets: list[Callable[[], None]]) -> float:
     for t in threads:
         t.join()
     return time.perf_counter() - t0
+
+
+def median_s(argv: list[str], env: dict[str, str], cwd: Path, runs: int) -> float:
+    """The median wall time of ``runs`` runs of a command, each of which must succeed."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=120)
+        times.append(time.perf_counter() - start)
+        assert r.returncode == 0, (argv, r.stderr[-1000:])
+    return statistics.median(times)

@@ -19,14 +19,13 @@ import os
 import shutil
 import socket
 import stat
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import Stack, concurrently
+from common import Stack, concurrently, median_s
 
 GPUS = 8
 RUNS = 15
@@ -115,16 +114,6 @@ class Slurm:
                 p.wait()
 
 
-def median_s(argv: list[str], env: dict[str, str], cwd: Path) -> float:
-    times = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=120)
-        times.append(time.perf_counter() - start)
-        assert r.returncode == 0, (argv, r.stderr[-1000:])
-    return statistics.median(times)
-
-
 def rates(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """Submissions per second: LOOP from one client, then EACH from CLIENTS at once."""
     def loop(n: int) -> None:
@@ -165,14 +154,14 @@ def main() -> None:
     try:
         env = stack.env
         py = [sys.executable, "-m", "clusterctl"]
-        base = median_s([sys.executable, "-c", "import json, http.client"], env, work)
+        base = median_s([sys.executable, "-c", "import json, http.client"], env, work, RUNS)
         rows = [("a command's answer, bare Python", base, base)]
-        rows.append(("`squeue` / `clusterctl jobs`", median_s(["squeue"], slurm.env, work),
-                     median_s([*py, "jobs"], env, work)))
+        rows.append(("`squeue` / `clusterctl jobs`", median_s(["squeue"], slurm.env, work, RUNS),
+                     median_s([*py, "jobs"], env, work, RUNS)))
         sb = ["sbatch", "-o", "/dev/null", "--wrap", "true"]
         rows.append(("`sbatch --wrap true` / `clusterctl submit -- true`",
-                     median_s(sb, slurm.env, work), median_s([*py, "submit", "--", "true"],
-                                                               env, work)))
+                     median_s(sb, slurm.env, work, RUNS), median_s([*py, "submit", "--", "true"],
+                                                               env, work, RUNS)))
         print("| figure | Slurm | clusterctl |\n| --- | --- | --- |")
         for name, s, c in rows:
             print(f"| {name} | {s * 1000:.0f} ms | {c * 1000:.0f} ms |")

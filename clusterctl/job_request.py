@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from typing_extensions import Self
 
 from clusterctl import parsing
 from clusterctl.gpu_types import GIB, parse_gpu_ask
@@ -45,8 +46,31 @@ class Dependency(BaseModel):
     ok: bool = False
 
 
-class JobRequest(BaseModel):
+class Request(BaseModel):
+    """A request typed from people's words or typed values alike (``typed`` turns either into
+    the model's values), parsed once; a bad value is a ``BadInput`` naming its flag."""
+
     model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def typed(cls, raw: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parsed(cls, raw: Any) -> Any:
+        return cls.typed(raw) if isinstance(raw, Mapping) else raw
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Self:
+        """The request ``raw`` holds, or the ``BadInput`` of its first bad value."""
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            raise bad_input_of(e) from None
+
+
+class JobRequest(Request):
 
     command: list[str]
     gpus: int = 1
@@ -78,18 +102,9 @@ class JobRequest(BaseModel):
     idle_timeout_s: int | None = None
     interactive: Interactive | None = None
 
-    @model_validator(mode="before")
     @classmethod
-    def _parsed(cls, raw: Any) -> Any:
-        return _typed(raw) if isinstance(raw, Mapping) else raw
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> JobRequest:
-        """The request ``raw`` holds, or the ``BadInput`` of its first bad value."""
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as e:
-            raise bad_input_of(e) from None
+    def typed(cls, raw: Mapping[str, Any]) -> dict[str, Any]:
+        return _typed(raw)
 
     def array_tasks(self) -> tuple[list[int], int | None] | None:
         """(indices, how many at once) of an array; None for one job."""

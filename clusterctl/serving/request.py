@@ -14,10 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
-
 from clusterctl import parsing
-from clusterctl.job_request import JobRequest, bad_input_of
+from clusterctl.job_request import JobRequest, Request
 from clusterctl.parsing import BadInput
 
 MAX_REPLICAS = 64
@@ -33,9 +31,7 @@ REPLICA_FIELDS = frozenset({"command", "gpus", "gpu_type", "gpu_types", "gpu_mem
 until stopped), no dependency, nothing interactive."""
 
 
-class ServiceRequest(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ServiceRequest(Request):
     name: str
     """Part of the endpoint's path (``/services/NAME/``): lowercase letters, digits, '-'."""
     replicas_min: int = 1
@@ -50,18 +46,9 @@ class ServiceRequest(BaseModel):
     """What 1,000 requests would cost from an API provider, USD, to compare with."""
     replica: JobRequest
 
-    @model_validator(mode="before")
     @classmethod
-    def _parsed(cls, raw: Any) -> Any:
-        return _typed(raw) if isinstance(raw, Mapping) else raw
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> ServiceRequest:
-        """The request ``raw`` holds, or the ``BadInput`` of its first bad value."""
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as e:
-            raise bad_input_of(e) from None
+    def typed(cls, raw: Mapping[str, Any]) -> dict[str, Any]:
+        return _typed(raw)
 
     def wire(self) -> dict[str, Any]:
         """The typed JSON the CLI sends (MIN and MAX always: either alone reads otherwise)."""
