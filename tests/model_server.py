@@ -72,4 +72,6 @@ class Handler(BaseHTTPRequestHandler):
                               "total_tokens": len(body)}})
 
 
-ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
+print(f"listening on port {os.environ['PORT']}", flush=True)
+server.serve_forever()

@@ -95,6 +95,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/services/{}/scale", {"replicas": "0:2"}),
     ("POST", "/v1/services/{}/stop", None),
     ("GET", "/v1/services/{}", None),
+    ("GET", "/v1/services/{}/logs", None),
+    ("POST", "/v1/services/{}/keys", None),
     ("POST", "/services/{}/v1/chat", None),
 ]
 # URL parts: hostile, but short enough for a URL (a 70,000-character one is the client's error)

@@ -100,6 +100,9 @@ def test_a_request_sent_at_once_is_held_until_a_replica_is_ready_and_counted(
     assert scraped[("clusterctl_service_request_duration_seconds_count",
                     (("service", "echo"),))] == 2
     assert scraped[("clusterctl_service_replicas", (("service", "echo"), ("state", "ready")))] == 1
+    (log,) = controller.json("serve", "logs", "echo")
+    assert log["job"] == out["replica_jobs"][0] and "listening on port" in log["log"]
+    assert "listening on port" in controller.cli("serve", "logs", "echo").stdout
     text = controller.cli("serve", "show", "echo")
     assert text.returncode == 0 and "1 ready" in text.stdout and "requests: 2," in text.stdout
     assert "per 1,000 requests" in text.stdout, text.stdout

@@ -210,15 +210,18 @@ def stop(name: Annotated[str, typer.Argument(help="Service name.")],
 
 @app.command("logs")
 @handles_errors
-def logs(name: Annotated[str, typer.Argument(help="Service name.")]) -> None:
-    """The output of each live replica, one after another, each under a heading."""
-    c = client()
-    out = c.json("GET", f"/v1/services/{parse_service_name(name)}")
-    for job_id in out["replica_jobs"]:
-        data, _, _ = c.logs(job_id, 0)
-        sys.stdout.write(f"--- replica job {job_id} ---\n")
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+def logs(name: Annotated[str, typer.Argument(help="Service name.")],
+         json_: Annotated[bool, JSON] = False) -> None:
+    """The end of each live replica's output, each under a heading (a replica's whole output
+    is its job's: clusterctl logs JOB)."""
+    out = client().json("GET", f"/v1/services/{parse_service_name(name)}/logs")
+    if json_:
+        print_json(out)
+        return
+    for replica in out:
+        sys.stdout.write(f"--- replica job {replica['job']} ({replica['state']}) ---\n")
+        sys.stdout.write(replica["log"])
+    sys.stdout.flush()
 
 
 @app.command("key")

@@ -181,3 +181,28 @@ def new_key(name: str, user: CurrentUser, ctl: ControllerDep) -> KeyOut:
     key = ctl.services.new_key(service.id or 0, user.name)
     ctl.audit.record(user.name, "service.key", name, "")
     return KeyOut(service=name, key=key)
+
+
+LOG_TAIL = 64 * 1024
+"""The end of each replica's output a service's logs give (its job's log has the whole)."""
+
+
+class ReplicaLog(BaseModel):
+    job: int
+    state: str
+    log: str
+    """The end of its output (stdout and stderr together), at most ``LOG_TAIL`` bytes."""
+
+
+@router.get("/v1/services/{name}/logs", response_model=list[ReplicaLog])
+def logs(name: str, user: CurrentUser, ctl: ControllerDep) -> list[ReplicaLog]:
+    """The end of each live replica's output, for the service's team and admins."""
+    service = _owned(ctl, name, user)
+    out = []
+    for job in ctl.services.replicas(service.id or 0):
+        attempt = max(job.attempt, 1)
+        size = ctl.logs.size(job.id or 0, attempt, 0)
+        data = ctl.logs.read(job.id or 0, attempt, 0, max(0, size - LOG_TAIL), LOG_TAIL)
+        out.append(ReplicaLog(job=job.id or 0, state=job.state,
+                              log=data.decode("utf-8", "replace")))
+    return out
