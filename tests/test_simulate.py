@@ -104,6 +104,29 @@ def test_figures_of_a_hand_made_replay() -> None:
     assert f.jain == pytest.approx(1.5**2 / (2 * (1 + 0.25)))
 
 
+@pytest.mark.parametrize(("checkpoint_s", "kept_s"), [(1800.0, 3600.0), (None, 4030.0)])
+def test_a_preempted_job_keeps_its_last_checkpoint_and_pays_a_restore(
+        checkpoint_s: float | None, kept_s: float) -> None:
+    """b borrows half the node with one of two jobs of 10,000 s; a claims its quota at 4,000 s,
+    so that job is preempted (4,030 s run, its grace included) and resumes once a's 500 s job
+    ends: it keeps its work up to its last checkpoint (every 1,800 s of progress: 3,600 s), or
+    all of it where it checkpoints when preempted, and pays 60 s to restore."""
+    jobs = [tj(1, 0.0, 10_000.0, 4, "b"), tj(2, 0.0, 10_000.0, 4, "b"),
+            tj(3, 4000.0, 500.0, 4, "a")]
+    out = engine.replay(jobs, trace.uniform(1, 8),
+                        PolicyConfig(quotas={"a": 4, "b": 4}, preempt_grace_s=GRACE),
+                        engine.Resume(restore_s=60.0, checkpoint_s=checkpoint_s))
+    (b,) = [r for r in out.records if r.preemptions]
+    assert b.job.team == "b" and b.preemptions == 1
+    resumed = 4000.0 + GRACE + 500.0  # a's job ran in the GPUs b gave back
+    assert b.end == pytest.approx(resumed + 60.0 + (10_000.0 - kept_s))
+    lost = (4000.0 + GRACE - kept_s) + 60.0  # work since the checkpoint, and the restore
+    assert b.lost_s == pytest.approx(lost)
+    f = metrics.figures("default", out, {"a": 4, "b": 4})
+    assert f.lost_gpu_h == pytest.approx(lost * 4 / 3600)
+    assert f.lost_share == pytest.approx(lost * 4 / out.busy_gpu_s)
+
+
 def test_jain_index() -> None:
     assert metrics.jain([1, 1, 1]) == 1.0
     assert metrics.jain([1, 0, 0, 0]) == 0.25
@@ -171,17 +194,22 @@ def test_simulate_command(tmp_path: Path) -> None:
     assert [d["policy"] for d in data] == ["fifo", "greedy", "backfill", "default"]
     keys = {"policy", "avg_wait_s", "p50_wait_s", "p95_wait_s", "p99_wait_s", "avg_jct_s",
             "p50_jct_s", "p95_jct_s", "p99_jct_s", "bounded_slowdown", "makespan_s",
-            "utilization", "jain"}
+            "utilization", "jain", "preemptions", "lost_gpu_h", "lost_share"}
     assert all(keys <= d.keys() and d["jobs"] == 120 and d["skipped"] == 1 for d in data)
     assert all(0 < d["utilization"] <= 1 and 0 < d["jain"] <= 1 for d in data)
     png = (tmp_path / "w.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     table = cli("--policy", "fifo,default", "--quota", "a=8")
     assert table.returncode == 0 and "default" in table.stdout and "got of due" in table.stdout
+    free = cli("--policy", "default", "--restore-overhead", "0", "--checkpoint-interval",
+               "preemption", "--json")
+    assert free.returncode == 0 and json.loads(free.stdout)[0]["lost_gpu_h"] == 0
     for args, flag in [(("--cluster", "16"), "--cluster"), (("--policy", "sjf"), "--policy"),
                        (("--quota", "a"), "--quota"), (("--overestimate", "0.5"),
                                                        "--overestimate"),
-                       (("--plot", str(tmp_path / "w.gif")), "--plot")]:
+                       (("--plot", str(tmp_path / "w.gif")), "--plot"),
+                       (("--restore-overhead", "-1m"), "--restore-overhead"),
+                       (("--checkpoint-interval", "often"), "--checkpoint-interval")]:
         bad = subprocess.run([sys.executable, "-m", "clusterctl", "simulate", "--trace", str(f),
                               *args], capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and flag in bad.stderr and len(bad.stderr.splitlines()) == 1

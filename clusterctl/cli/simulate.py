@@ -12,10 +12,11 @@ from rich.table import Table
 from clusterctl.cli.common import console, err_console, handles_errors, print_json
 from clusterctl.cli.report import check_plot, plots
 from clusterctl.gpu_types import parse_fleet
-from clusterctl.parsing import BadInput
+from clusterctl.parsing import BadInput, parse_duration
 from clusterctl.scheduler.quotas import parse_quotas, resolve_quotas, totals, unknown_types
 from clusterctl.simulate import baselines, metrics, trace
 from clusterctl.simulate.compare import compare
+from clusterctl.simulate.engine import Resume
 from clusterctl.simulate.trace import parse_overestimate
 
 Overestimate = Annotated[str, typer.Option(
@@ -41,6 +42,12 @@ def simulate(
              "other teams share the rest equally")] = None,
     overestimate: Overestimate = "1-3",
     seed: int = 0,
+    restore_overhead: Annotated[str, typer.Option(
+        help="What a preempted job's resumed attempt spends before it makes progress again "
+             "(loading its checkpoint)")] = "60s",
+    checkpoint_interval: Annotated[str, typer.Option(
+        help="Progress between a job's checkpoints (a preempted job loses what it did since "
+             "its last), or 'preemption': it checkpoints when told, losing nothing")] = "30m",
     json_: Annotated[bool, typer.Option("--json")] = False,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Wait-time CDFs: FILE.png, or FILE.html with the table")] = None,
@@ -67,7 +74,8 @@ def simulate(
     quotas = resolve_quotas(totals(bare, typed), tr.teams, sum(n * g for n, g, _ in fleet))
     results: list[metrics.Figures] = []
     waits: dict[str, Any] = {}
-    for run in compare(tr.jobs, fleet, quotas, names, typed):
+    for run in compare(tr.jobs, fleet, quotas, names, typed,
+                       _resume(restore_overhead, checkpoint_interval)):
         results.append(run.figures)
         waits[run.figures.policy] = run.waits
     if plot is not None:
@@ -80,18 +88,27 @@ def simulate(
         console.print(f"chart written to {plot}")
 
 
+def _resume(restore: str, interval: str) -> Resume:
+    seconds = 0 if restore.strip() in ("0", "0s") else parse_duration(restore,
+                                                                       "--restore-overhead")
+    if interval.strip().lower() == "preemption":
+        return Resume(float(seconds), None)
+    return Resume(float(seconds), float(parse_duration(interval, "--checkpoint-interval")))
+
+
 def _print(results: list[metrics.Figures], tr: trace.Trace, cluster: str) -> None:
     console.print(f"{len(tr.jobs)} jobs of {len(tr.teams)} teams on {cluster}"
                   + (f"; {tr.skipped} no node of the fleet can hold skipped" if tr.skipped
                      else ""), markup=False)
     t = Table("policy", "avg wait", "p50", "p95", "p99", "avg JCT", "p50", "p95", "p99",
-              "bounded slowdown", "makespan", "GPU util", "Jain", "preemptions")
+              "bounded slowdown", "makespan", "GPU util", "Jain", "preemptions",
+              "GPU-h lost")
     for f in results:
         t.add_row(f.policy, _h(f.avg_wait_s), _h(f.p50_wait_s), _h(f.p95_wait_s),
                   _h(f.p99_wait_s), _h(f.avg_jct_s), _h(f.p50_jct_s), _h(f.p95_jct_s),
                   _h(f.p99_jct_s), f"{f.bounded_slowdown:.1f}",
                   f"{f.makespan_s / 86400:.1f} d", f"{f.utilization:.1%}", f"{f.jain:.3f}",
-                  str(f.preemptions))
+                  str(f.preemptions), f"{f.lost_gpu_h:,.0f} ({f.lost_share:.1%})")
     console.print(t)
     teams = Table("team", "jobs", "quota (GPUs)", "GPU-hours share",
                   *[f"{f.policy}: got of due" for f in results],

@@ -23,12 +23,13 @@ class PolicyRun:
 
 def compare(jobs: list[TraceJob], fleet: Sequence[FleetGroup], quotas: dict[str, float],
             names: Iterable[str] = baselines.POLICIES,
-            type_quotas: dict[str, dict[str, float]] | None = None) -> Iterable[PolicyRun]:
-    """Each named policy in turn, with ``quotas`` (a typed team's: its types' sum) and
-    ``type_quotas`` (yielded as each replay ends)."""
+            type_quotas: dict[str, dict[str, float]] | None = None,
+            resume: engine.Resume = engine.Resume()) -> Iterable[PolicyRun]:
+    """Each named policy in turn, with ``quotas`` (a typed team's: its types' sum),
+    ``type_quotas`` and what a preemption costs (yielded as each replay ends)."""
     base = PolicyConfig(quotas=quotas, type_quotas=type_quotas or {})
     for name in names:
         t0 = time.perf_counter()
-        out = engine.replay(jobs, fleet, baselines.config(name, base))
+        out = engine.replay(jobs, fleet, baselines.config(name, base), resume)
         seconds = time.perf_counter() - t0
         yield PolicyRun(metrics.figures(name, out, quotas), metrics.waits(out), seconds)

@@ -1,9 +1,12 @@
 """The replay: an event loop in simulated time that calls the live policy after every change.
 
 Events at one instant (jobs ending, preempted jobs exiting, arrivals) are applied together, then
-one pass decides. A preempted job keeps the work it did (it checkpoints in its grace period, as
-``CLUSTERCTL_PREEMPT_GRACE`` invites it to) and goes back to the queue with its original submit
-time; it holds its GPUs until the grace period ends. A job runs ``min(duration, time limit)``.
+one pass decides. A preempted job holds its GPUs until its grace period ends and goes back to
+the queue with its original submit time. What it keeps is what ``Resume`` says: the work up to
+its last checkpoint (every ``checkpoint_s`` of progress, or all of it where it checkpoints when
+told it is preempted, as ``CLUSTERCTL_PREEMPT_GRACE`` invites it to), and each resumed attempt
+first pays ``restore_s`` (loading the checkpoint, warming up) before it makes progress again.
+A job runs ``min(duration, time limit)`` of work.
 """
 
 from __future__ import annotations
@@ -30,12 +33,25 @@ from clusterctl.simulate.trace import FleetGroup, TraceJob
 END, EXIT, ARRIVE = 0, 1, 2
 
 
+@dataclass(frozen=True)
+class Resume:
+    """What a preemption costs a job in the replay."""
+
+    restore_s: float = 60.0
+    """Each resumed attempt's start before it makes progress again."""
+    checkpoint_s: float | None = 1800.0
+    """Progress between two checkpoints: a preempted job loses what it did since its last
+    one. None: it checkpoints when preempted, and loses nothing but the restore."""
+
+
 @dataclass
 class JobRecord:
     job: TraceJob
     first_start: float | None = None
     end: float | None = None
     preemptions: int = 0
+    lost_s: float = 0.0
+    """Run time that made no kept progress: work after its last checkpoint, and restores."""
 
 
 @dataclass
@@ -58,10 +74,13 @@ class Outcome:
     gpus_by_model: dict[str, int] = field(default_factory=dict)
     busy_by_node: list[float] = field(default_factory=list)
     """GPU-seconds held on each machine, in the fleet's order (groups expanded)."""
+    lost_gpu_s: float = 0.0
+    """GPU-seconds preemptions cost: work done and not kept, and restores."""
 
 
-def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConfig) -> Outcome:
-    return _Replay(jobs, fleet, config).run()
+def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConfig,
+           resume: Resume = Resume()) -> Outcome:
+    return _Replay(jobs, fleet, config, resume).run()
 
 
 class _Replay:
@@ -69,7 +88,8 @@ class _Replay:
     integral the figures need."""
 
     def __init__(self, jobs: list[TraceJob], fleet: Sequence[FleetGroup],
-                 config: PolicyConfig) -> None:
+                 config: PolicyConfig, resume: Resume) -> None:
+        self.resume = resume
         machines: list[tuple[str, int, str | None]] = []
         for nodes, gpus, model in fleet:
             machines += [(f"n{len(machines) + i:03d}", gpus, model) for i in range(nodes)]
@@ -89,7 +109,9 @@ class _Replay:
         heapq.heapify(self.events)
         self.queue = PendingQueue()
         self.running = RunningSet()
-        self.work_left = {j.id: min(j.duration_s, j.time_limit_s) for j in jobs}
+        self.work = {j.id: min(j.duration_s, j.time_limit_s) for j in jobs}
+        self.done: dict[int, float] = dict.fromkeys(self.work, 0.0)
+        """Work kept (checkpointed) so far, per job."""
         self.attempt: Counter[int] = Counter()
         self.demand: Counter[str] = Counter()
         self.held: Counter[str] = Counter()
@@ -126,7 +148,8 @@ class _Replay:
         return Outcome(list(self.records.values()), sum(self.size.values()), self.busy,
                        self.first, last, dict(self.owed), dict(self.given), dict(self.held_s),
                        self.passes, self.preemptions, dict(self.busy_by_model),
-                       dict(self.gpus_by_model), self.busy_by_node)
+                       dict(self.gpus_by_model), self.busy_by_node,
+                       sum(r.lost_s * r.job.total_gpus for r in self.records.values()))
 
     def integrate(self, t: float) -> None:
         """Everything that was constant since the last instant, integrated up to ``t``."""
@@ -154,14 +177,25 @@ class _Replay:
         elif att != self.attempt[job_id] or job_id not in self.running:
             return  # an end overtaken by a preemption, or the reverse
         elif kind == END:
-            r = self.release(job_id, t)
+            self.release(job_id, t)
             self.demand[job.team] -= job.total_gpus
             rec.end = t
+            rec.lost_s += self.resume.restore_s if self.attempt[job_id] else 0.0
         else:  # EXIT: a preempted job leaves its GPUs and queues again
             r = self.release(job_id, t)
-            self.work_left[job_id] -= min(self.work_left[job_id], t - r.started_at)
+            self.keep_progress(rec, t - r.started_at)
             self.attempt[job_id] += 1
             self.queue.add(_queued(job))
+
+    def keep_progress(self, rec: JobRecord, ran: float) -> None:
+        """A preempted run of ``ran`` seconds: the progress it keeps, and what it lost."""
+        restore = self.resume.restore_s if self.attempt[rec.job.id] else 0.0
+        before = self.done[rec.job.id]
+        reached = min(self.work[rec.job.id], before + max(0.0, ran - restore))
+        every = self.resume.checkpoint_s
+        kept = reached if every is None else max(before, reached // every * every)
+        self.done[rec.job.id] = kept
+        rec.lost_s += ran - (kept - before)
 
     def release(self, job_id: int, t: float) -> RunningJob:
         r = self.running.remove(job_id)
@@ -205,7 +239,9 @@ class _Replay:
             self.held_user[(qj.team, qj.user)] += r.total_gpus
             if rec.first_start is None:
                 rec.first_start = t
-            heapq.heappush(events, (t + self.work_left[qj.id], END, qj.id, attempt[qj.id]))
+            restore = self.resume.restore_s if attempt[qj.id] else 0.0
+            left = self.work[qj.id] - self.done[qj.id]
+            heapq.heappush(events, (t + restore + left, END, qj.id, attempt[qj.id]))
         for pre in decision.preemptions:
             if pre.for_job in queue and not queue.get(pre.for_job).reclaiming:
                 queue.add(replace(queue.remove(pre.for_job), reclaiming=True))

@@ -5,6 +5,8 @@
 - bounded slowdown: mean of max(1, JCT / max(run time, 10 s)) (Feitelson's bound, so that
   seconds-long jobs do not dominate);
 - utilization: GPU-seconds held over GPUs x makespan;
+- what preemption cost: GPU-hours of work not kept (since the last checkpoint) and of restores,
+  and their share of the GPU-hours held;
 - each team's quota satisfaction: ∫ min(quota, held) / ∫ min(quota, demand), i.e. how much of
   what its guarantee entitled it to (its quota, or its demand when that was less) it got; Jain's
   index over those (1 = every team got the same fraction of its due).
@@ -67,6 +69,10 @@ class Figures:
     utilization: float
     jain: float
     preemptions: int
+    lost_gpu_h: float
+    """GPU-hours preemptions cost (work not kept since the last checkpoint, and restores)."""
+    lost_share: float
+    """Of the GPU-hours held."""
     teams: list[TeamFigures]
     types: list[TypeFigures]
     """Per GPU type, on a fleet of more than one model (empty otherwise)."""
@@ -116,7 +122,8 @@ def figures(policy: str, out: Outcome, quotas: dict[str, float]) -> Figures:
         makespan_s=makespan,
         utilization=out.busy_gpu_s / (out.gpus * makespan) if makespan > 0 else 0.0,
         jain=jain([t.satisfaction for t in per_team]),
-        preemptions=out.preemptions, teams=per_team,
+        preemptions=out.preemptions, lost_gpu_h=out.lost_gpu_s / 3600,
+        lost_share=out.lost_gpu_s / out.busy_gpu_s if out.busy_gpu_s else 0.0, teams=per_team,
         types=_per_type(done, wait, out, makespan),
     )
 
