@@ -165,6 +165,9 @@ class ControllerProcess:
             assert r.status_code == 200, r.text
             return [j for j in r.json() if j["state"] not in FINAL]
 
+        # Services first: a running service starts its cancelled replicas again.
+        for service in self.api("GET", "/v1/services").json():
+            self.api("POST", f"/v1/services/{service['name']}/stop")
         for job in live():
             self.cli("cancel", str(job["id"]))
         deadline = time.monotonic() + timeout
