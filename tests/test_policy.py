@@ -446,3 +446,12 @@ def test_user_factors_from_kept_team_totals_equal_those_counted() -> None:
     assert kept == pytest.approx(counted)
     assert counted[("a", "new")] == 1.0 and counted[("d", "y")] == 1.0
     assert counted[("a", "u")] == pytest.approx(2 ** (-(300 / 400) / (1 / 3)))
+
+
+def test_a_job_that_reclaimed_gpus_and_starves_starts_once() -> None:
+    """A job that reclaimed its GPUs goes first; if it is also the oldest starving job, the
+    starvation rule must not take it a second time (the pass started it on two nodes, and the
+    replay failed removing it from the queue twice)."""
+    old = job(1, 4, at=NOW - 3 * 86400, reclaiming=True)
+    d = schedule([old, job(2, 4)], [], nodes_(8, 8), now=NOW, config=QUOTAS)
+    assert started(d).count(1) == 1 and sorted(started(d)) == [1, 2]

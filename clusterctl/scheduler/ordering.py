@@ -38,6 +38,8 @@ def ordered(p: PassState) -> Iterator[tuple[QueuedJob, int]]:
     starve_after = p.config.starve_after_s
     if starve_after is not None:  # the oldest starving job only: one at a time
         for job in p.queue.submitted_before(p.now - starve_after):
+            if job.id in done:
+                break  # it reclaimed GPUs, so it went first already: never twice
             if p.held_back(job) is None:
                 done.add(job.id)
                 yield job, STARVED
