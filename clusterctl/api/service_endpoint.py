@@ -112,7 +112,7 @@ class ServiceEndpoint:
         except (Refusal, UnicodeDecodeError):
             raise Refused(422, "the path or query is not valid text") from None
         name = scope["path"][len(SERVICES):].partition("/")[0]
-        headers = [(k, v) for k, v in scope["headers"]]
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
         caller = await self._caller(dict(headers).get(b"authorization", b"").decode("latin-1"))
         running = self.ctl.serving.running(name)
         if running is None:
@@ -184,8 +184,8 @@ class ServiceEndpoint:
                     ) -> tuple[aiohttp.ClientResponse, Endpoint] | None:
         """The first replica to begin an answer, with it; None once ``HOLD_S`` passed."""
         serving = self.ctl.serving
-        forward = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers
-                   if k.lower() not in DROPPED and k.lower() != b"content-length"}
+        forward = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
+                   if k not in DROPPED and k != b"content-length"]  # ASGI's names: lowercase
         deadline = time.monotonic() + HOLD_S
         tried: set[int] = set()
         while True:

@@ -20,6 +20,7 @@ from clusterctl.cli import packages
 from clusterctl.cli.common import client, console, handles_errors, print_json
 from clusterctl.client_settings import load_client, tomllib
 from clusterctl.parsing import BadInput
+from clusterctl.serving.pricing import money_text
 from clusterctl.serving.request import ServiceRequest, parse_replicas, parse_service_name
 
 
@@ -139,12 +140,7 @@ def _show(out: dict[str, Any], url: str) -> None:
 
 
 def _money(value: float | None, out: dict[str, Any]) -> str:
-    """Cents, or four decimals below a dollar (a request's share is often a fraction of a
-    cent)."""
-    if value is None:
-        return "-"
-    return f"{value:,.2f} {out['currency']}" if abs(value) >= 1 else \
-        f"{value:.4f} {out['currency']}"
+    return "-" if value is None else money_text(value, out["currency"])
 
 
 def _ms(value: float | None) -> str:

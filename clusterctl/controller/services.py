@@ -5,7 +5,7 @@ A replica is a job (``Job.service_id``): the keeper submits one when a service h
 wants (a replica that ended, however, is one fewer: it is started again, after a backoff when
 replicas keep failing), and cancels the extra ones when it wants fewer (pending first, then
 those not ready, then the newest). A running replica is ready once its health path answers 200
-on the port it was given (``Started.port``); the endpoint (``api/routes/service_proxy.py``)
+on the port it was given (``Started.port``); the endpoint (``api/service_endpoint.py``)
 sends requests to ready replicas only, the one with the fewest outstanding first.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +26,6 @@ from clusterctl.serving.autoscale import DOWN_AFTER_S, Load, Shape, decide
 from clusterctl.serving.request import ServiceRequest
 from clusterctl.states import JobState
 from clusterctl.store import Job, JobStore, NewJob, Service, ServiceStore, Traffic
-
-log = logging.getLogger(__name__)
 
 WINDOW_S = 10.0
 """Requests a second are counted over this window."""
@@ -116,6 +113,8 @@ class Serving:
     def release(self, endpoint: Endpoint) -> None:
         with self._lock:
             self._outstanding[endpoint.job_id] -= 1
+            if not self._outstanding[endpoint.job_id]:
+                del self._outstanding[endpoint.job_id]  # replicas come and go: no zeros kept
 
     def failed(self, name: str, endpoint: Endpoint) -> None:
         """A replica that refused a connection is not ready until its health says so again."""
@@ -208,8 +207,9 @@ class ServiceKeeper(Periodic):
         self._draining: set[str] = set()
         self._fewer_since: dict[int, float] = {}
         self._failures: dict[int, tuple[int, float]] = {}
-        self._live: dict[int, set[int]] = {}
         """Per service: replicas that failed in a row, and when the last one ended."""
+        self._live: dict[int, set[int]] = {}
+        """Per service: its live replicas at the last look (those gone since have ended)."""
         self._client = httpx.Client(timeout=HEALTH_TIMEOUT_S)
         self._unsaved: dict[int, Traffic] = {}
         self._counted_at: dict[int, float] = {}

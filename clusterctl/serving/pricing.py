@@ -21,6 +21,12 @@ class RequestCost:
     waste_cost: float
 
 
+def money_text(value: float, currency: str) -> str:
+    """An amount as ``serve show`` and the dashboard write it: cents, or four decimals below
+    one (a request's share is often a fraction of a cent)."""
+    return f"{value:,.2f} {currency}" if abs(value) >= 1 else f"{value:.4f} {currency}"
+
+
 def request_cost(cost: float, requests: int, tokens: int, price_per_1k: float | None,
                  replica_s: float, idle_replica_s: float) -> RequestCost:
     """``cost`` is what the replicas' GPU time cost (capacity and energy), in money, not

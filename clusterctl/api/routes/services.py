@@ -17,7 +17,7 @@ from clusterctl.controller.interface import ControllerApi
 from clusterctl.parsing import BadInput
 from clusterctl.serving.pricing import request_cost
 from clusterctl.serving.request import ServiceRequest, parse_replicas, parse_service_name
-from clusterctl.states import LIVE, JobState
+from clusterctl.states import ACTIVE, LIVE, JobState
 from clusterctl.store import Service, User
 
 router = APIRouter()
@@ -96,7 +96,7 @@ def service_out(ctl: ControllerApi, service: Service) -> ServiceOut:
         name=service.name, user=service.user, team=service.team,
         endpoint=f"/services/{service.name}/",
         replicas=Replicas(
-            running=sum(j.state in (JobState.STARTING, JobState.RUNNING) for j in live),
+            running=sum(j.state in ACTIVE for j in live),
             ready=sum(j.id in ready for j in live),
             pending=sum(j.state == JobState.PENDING for j in live),
             min=service.replicas_min, max=service.replicas_max, desired=service.desired),

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from clusterctl.parsing import format_duration
+from clusterctl.serving.pricing import money_text
 
 NONE = "\N{EN DASH}"
 """What a page shows for a figure not known."""
@@ -44,11 +45,8 @@ def _gib(n: int | None) -> str:
     return NONE if n is None else f"{n / 2**30:.1f} GiB"
 
 
-def _money(v: float | None, currency: str = "") -> str:
-    """Cents, or four decimals below one (a request's share is often a fraction of a cent)."""
-    if v is None:
-        return NONE
-    return (f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4f}") + (f" {currency}" if currency else "")
+def _money(v: float | None, currency: str) -> str:
+    return NONE if v is None else money_text(v, currency)
 
 
 env = Environment(loader=PackageLoader("clusterctl.api.web"), autoescape=select_autoescape(),
