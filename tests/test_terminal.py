@@ -146,6 +146,21 @@ def test_closing_the_terminal_hangs_up_at_once(tmp_path: Path) -> None:
         assert job.calls == [("hangup", "terminal closed")]
 
 
+def test_a_closed_terminal_s_job_is_not_hung_up_again_when_its_end_is_slow(
+        tmp_path: Path) -> None:
+    """A clean-clone run found it: a job slow to end after its terminal closed was hung up
+    again once the attach grace ran out, and ended "nobody attached", not "terminal closed"."""
+    with terminal(tmp_path, b"", "k", 0.5) as (t, job, _):
+        s, _ = _connect(t, "k", 0)
+        s.sendall(wire.from_user('{"hangup": true}'))
+        assert job.hung_up.wait(5)
+        s.close()  # the job has not ended: a grace would start about now
+        (tmp_path / "later").mkdir()
+        with terminal(tmp_path / "later", b"", "k", 0.5) as (_, later, _):
+            assert later.hung_up.wait(5)  # nobody attached: its grace, armed after, ran out
+        assert job.calls == [("hangup", "terminal closed")]
+
+
 def test_interactive_jobs_have_an_idle_timeout_unless_their_team_sets_one() -> None:
     reaper = IdleReaper(None, None, 0.05, {"vision": 7200}, lambda job, body: None,  # type: ignore[arg-type]
                         interactive_s=3600)
@@ -216,3 +231,4 @@ def test_a_hangup_sent_as_the_user_leaves_is_not_lost_with_the_output(tmp_path: 
         s.close()  # with output unread: the node's end gets a reset while it sends
         assert job.hung_up.wait(5)
         assert job.calls == [("hangup", "terminal closed")]
+

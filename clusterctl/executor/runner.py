@@ -311,8 +311,8 @@ class JobRunner:
         """The user is gone: SIGHUP, as a closed terminal sends it, then everything ends after
         the kill grace period. The job ends CANCELLED, with ``reason``."""
         proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
+        if proc is None or proc.poll() is not None or self._hangup_reason is not None:
+            return  # the first reason is the job's: a later one is only its echo
         self._hangup_reason = reason
         if self._input.master is not None:  # the terminal's foreground job, and the shim's
             with contextlib.suppress(OSError):

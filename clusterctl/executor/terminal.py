@@ -148,6 +148,8 @@ class Terminal:
         self._generation = 0
         self._exit: int | None = None
         self._closed = False
+        self._hung_up = False
+        """The user closed their terminal: the job ends for that, and no grace runs out."""
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._listener = socket.create_server((host, 0))
         self.port = int(self._listener.getsockname()[1])
@@ -299,6 +301,7 @@ class Terminal:
                 raise FrameError(f"signal {name!r} is not one of {', '.join(SIGNALS)}")
             c.signal(name)
         elif kind == HANGUP:
+            self._hung_up = True
             c.hangup("terminal closed")
             return True
         else:
@@ -322,7 +325,7 @@ class Terminal:
         with self.lock:
             if generation != self._generation or self._client is not None:
                 return
-            if self._exit is not None or self._closed:
+            if self._exit is not None or self._closed or self._hung_up:
                 return
         minutes = self.grace_s / 60
         shown = f"{minutes:g}m" if minutes >= 1 else f"{self.grace_s:g}s"
