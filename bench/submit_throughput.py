@@ -10,6 +10,7 @@ Run: python bench/submit_throughput.py [POSTGRES_URL]  |  python bench/submit_th
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -50,29 +51,34 @@ def run(db_url: str | None, label: str) -> None:
 
 def cli(loop: int = 40, clients: int = 8, each: int = 10) -> None:
     """CLI submissions per second, SQLite: ``loop`` in a row from one client, then ``each``
-    from each of ``clients`` at once."""
+    from each of ``clients`` at once. With BEFORE=<a checkout of an earlier commit>, the
+    same through that code too (PYTHONPATH ahead of the installed one), in the same run."""
     stack = Stack()
     work = Path(tempfile.mkdtemp(prefix="cli-submit-"))
     (work / "train.py").write_text("print('hi')\n")
     argv = [sys.executable, "-m", "clusterctl", "submit", "--gpus", "4", "--",
             "python", "train.py"]
+    codes = {"now": None, **({"before": os.environ["BEFORE"]} if os.environ.get("BEFORE")
+                             else {})}
     try:
         stack.client().post("/v1/jobs", json={"command": ["sleep", "600"], "gpus": 4,
                                                "workdir": "/tmp"})
+        for label, path in codes.items():
+            env = {**stack.env, **({"PYTHONPATH": path} if path else {})}
 
-        def client_loop(n: int) -> None:
-            for _ in range(n):
-                r = subprocess.run(argv, env=stack.env, cwd=work, capture_output=True,
-                                   timeout=120)
-                assert r.returncode == 0, r.stderr[-500:]
+            def client_loop(n: int, env: dict[str, str] = env) -> None:
+                for _ in range(n):
+                    r = subprocess.run(argv, env=env, cwd=work, capture_output=True,
+                                       timeout=120)
+                    assert r.returncode == 0, r.stderr[-500:]
 
-        t0 = time.perf_counter()
-        client_loop(loop)
-        one = time.perf_counter() - t0
-        many = concurrently([lambda: client_loop(each)] * clients)
-        print(f"CLI, one client in a loop: {loop} in {one:.1f}s = {loop / one:.1f}/s "
-              f"(goal 10/s); {clients} clients at once: {clients * each} in {many:.1f}s = "
-              f"{clients * each / many:.1f}/s (goal 10/s)")
+            t0 = time.perf_counter()
+            client_loop(loop)
+            one = time.perf_counter() - t0
+            many = concurrently([lambda: client_loop(each)] * clients)
+            print(f"CLI ({label}), one client in a loop: {loop} in {one:.1f}s = "
+                  f"{loop / one:.1f}/s (goal 10/s); {clients} clients at once: "
+                  f"{clients * each} in {many:.1f}s = {clients * each / many:.1f}/s (goal 10/s)")
     finally:
         stack.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from ports import free_port
@@ -17,10 +18,10 @@ HEAVY = ("numpy", "matplotlib", "ray", "sqlalchemy", "sqlmodel", "fastapi", "uvi
          "starlette", "psycopg", "alembic", "pynvml", "cryptography", "yaml")
 
 
-def imported(*args: str, code: int = 0, **env: str) -> set[str]:
+def imported(*args: str, code: int = 0, cwd: Path | None = None, **env: str) -> set[str]:
     """The modules ``clusterctl ARGS`` imports, as ``-X importtime`` lists them."""
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "clusterctl", *args],
-                       capture_output=True, text=True, timeout=60,
+                       capture_output=True, text=True, timeout=60, cwd=cwd,
                        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **env})
     assert r.returncode == code, r.stderr[-2000:]
     return {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
@@ -70,8 +71,19 @@ def test_a_command_reads_its_settings_without_pydantic_settings(args: tuple[str,
 
 def test_listing_jobs_loads_no_pydantic() -> None:
     """typer from 0.29 on builds a pydantic adapter for each parameter (60-70 ms of every
-    command): pyproject.toml keeps it below. Only commands that parse a job request
-    (``submit``, ``run``) need pydantic."""
+    command): pyproject.toml keeps it below."""
     modules = imported("jobs", code=1, CLUSTERCTL_URL=f"http://127.0.0.1:{free_port()}",
                        CLUSTERCTL_CONFIG="/nonexistent/config.toml")
     assert "pydantic" not in {m.split(".")[0] for m in modules}
+
+
+def test_a_submit_loads_no_pydantic_rich_or_tenacity(tmp_path: Path) -> None:
+    """A submit is what scripts run hundreds of times in a loop (#33 item 4): it parses its
+    flags with ``job_words`` (no pydantic model: 70-100 ms), prints an id (no rich: 20 ms)
+    and retries only when the controller answers 503 (no tenacity: 10 ms). Its whole path,
+    flags parsed and the directory's package made, against a closed port."""
+    modules = imported("submit", "--gpus", "H100:2", "--time-limit", "2h", "--", "true",
+                       code=1, cwd=tmp_path, CLUSTERCTL_URL=f"http://127.0.0.1:{free_port()}",
+                       CLUSTERCTL_CONFIG="/nonexistent/config.toml")
+    assert "clusterctl.job_words" in modules and "clusterctl.workdir" in modules
+    assert not {"pydantic", "rich", "tenacity"} & {m.split(".")[0] for m in modules}

@@ -4,8 +4,11 @@ naming it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from clusterctl import job_words
 from clusterctl.job_request import JobRequest
 from clusterctl.parsing import BadInput
 
@@ -21,15 +24,16 @@ def test_people_s_words_and_the_typed_form_are_one_request() -> None:
     assert (r.time_limit_s, r.idle_timeout_s, r.priority) == (5400, 1800, 5)
     assert [(d.job, d.ok) for d in r.after] == [(3, True), (4, False)]
     assert r.array_tasks() == (list(range(10)), 2)
-    assert JobRequest.parse(r.wire()) == r  # what the CLI sends is what it parsed
-    assert "gpu_mem" not in r.wire() and r.wire()["gpu_mem_bytes"] == 40 << 30
+    sent = json.loads(json.dumps(job_words.wire(WORDS)))  # what the CLI sends, as JSON
+    assert JobRequest.parse(sent) == r
+    assert "gpu_mem" not in sent and sent["gpu_mem_bytes"] == 40 << 30
 
 
 def test_interactive_from_run_s_flags_or_typed() -> None:
-    words = JobRequest.parse({"command": ["bash"], "interactive": True, "pty": True,
-                              "ports": ["8888", 8888, 6006]})
+    raw = {"command": ["bash"], "interactive": True, "pty": True, "ports": ["8888", 8888, 6006]}
+    words = JobRequest.parse(raw)
     assert words.interactive is not None and words.interactive.ports == [8888, 6006]
-    assert JobRequest.parse(words.wire()) == words
+    assert JobRequest.parse(job_words.wire(raw)) == words
     assert JobRequest.parse({"command": ["bash"]}).interactive is None
 
 
@@ -51,3 +55,7 @@ def test_a_bad_field_is_one_bad_input_naming_it(change: dict, field: str) -> Non
     with pytest.raises(BadInput) as e:
         JobRequest.parse({**WORDS, **change})
     assert e.value.field == field and "\n" not in str(e.value)
+    if field not in ("time-limit", "no_preempt"):  # the model's own checks: names, types
+        with pytest.raises(BadInput) as e:  # the CLI's submit, without the model
+            job_words.wire({**WORDS, **change})
+        assert e.value.field == field

@@ -6,18 +6,11 @@ from __future__ import annotations
 
 import ssl
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
-
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential,
-)
 
 # httpx's own command line (``httpx._main``: click, pygments, rich's syntax colouring) is
 # imported by ``import httpx`` when those are installed, as they are here (typer and rich
@@ -27,6 +20,7 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx  # noqa: E402
 
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
     from websockets.sync.client import ClientConnection
 
 
@@ -90,6 +84,18 @@ class Client:
         self.http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._request_once(method, path, **kwargs)
+        except ApiError as e:
+            if not _unavailable(e):
+                raise
+            first = e
+        # The controller answers 503: wait and try again. Imported here, on the rare path:
+        # tenacity is a twentieth of the start of a command that never waits.
+        from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+        self.say(f"waiting for the controller: {first}; trying again in 1s")
+
         def waiting(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             pause = state.next_action.sleep if state.next_action else 0
@@ -99,6 +105,7 @@ class Client:
                             stop=stop_after_delay(self.wait_for_s),
                             wait=wait_exponential(multiplier=1, min=1, max=10),
                             before_sleep=waiting, reraise=True)
+        time.sleep(1)
         return retrying(self._request_once, method, path, **kwargs)
 
     def _request_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -8,25 +8,45 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from clusterctl.cli.client import ApiError, Client
 from clusterctl.client_settings import load_client
 from clusterctl.parsing import BadInput
 
-# Piped output (scripts, tests, `| less`) is not cut to 80 columns: tables keep every column.
-console = Console(highlight=False,
-                  width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
-err_console = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    console: Console
+    err_console: Console
+
+
+@functools.cache
+def _consoles() -> dict[str, Console]:
+    from rich.console import Console
+
+    # Piped output (scripts, tests, `| less`) is not cut to 80 columns: tables keep every
+    # column.
+    return {"console": Console(highlight=False, width=None if sys.stdout.isatty()
+                               or os.environ.get("COLUMNS") else 200),
+            "err_console": Console(stderr=True, highlight=False)}
+
+
+def __getattr__(name: str) -> Any:
+    """``console`` and ``err_console``, made when a command first prints through one: rich
+    is a fifth of the start of a command that never does (``submit`` prints an id)."""
+    if name in ("console", "err_console"):
+        return _consoles()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    sys.stdout.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
     return typer.Exit(code)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from clusterctl import parsing
+from clusterctl import job_words, parsing
 from clusterctl.cli import batch_script, packages
 from clusterctl.cli.common import (
     client,
@@ -16,7 +16,6 @@ from clusterctl.cli.common import (
     print_json,
 )
 from clusterctl.client_settings import load_client
-from clusterctl.job_request import JobRequest
 from clusterctl.parsing import BadInput
 
 
@@ -105,13 +104,13 @@ def _directive_flags(ctx: typer.Context, script: str, tokens: list[str]) -> dict
 
 def submit_job(p: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The job the flags ``p`` (and ``extra``: run's interactive ones) ask for, parsed into a
-    ``JobRequest`` here (a bad flag is exit 2 before anything is sent), its directory shipped
-    unless ``--workdir`` names one on the nodes; the answer."""
+    job request's typed values here (``job_words``: a bad flag is exit 2 before anything is
+    sent), its directory shipped unless ``--workdir`` names one on the nodes; the answer."""
     workdir = p["workdir_"]
     if workdir is not None:
         path = Path(workdir).expanduser()
         workdir = str(path if path.is_absolute() else path.resolve())
-    request = JobRequest.parse({
+    body = job_words.wire({
         **(extra or {}),
         "command": list(p["command"] or []), "gpus": p["gpus"], "gpu_type": p["gpu_type"],
         "gpu_mem": p["gpu_mem"], "nodes": p["nodes"], "priority": p["priority"],
@@ -121,6 +120,5 @@ def submit_job(p: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[s
         "notify": p["notify"], "idle_timeout": p["idle_timeout"], "workdir": workdir})
     c = client()
     if workdir is None:
-        return packages.submit(c, request.wire(), Path.cwd(),
-                               int(load_client().max_package_mb * (1 << 20)))
-    return c.submit(request.wire())
+        return packages.submit(c, body, Path.cwd(), int(load_client().max_package_mb * (1 << 20)))
+    return c.submit(body)
