@@ -18,7 +18,13 @@ from typing import Annotated, Any
 
 import platformdirs
 import tomli_w
-from pydantic import ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    NonNegativeFloat,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -110,6 +116,10 @@ class Settings(BaseSettings):
     """Reclaim borrowed GPUs by preemption for a team under its quota."""
     preempt_grace_s: float = 30.0
     """Between SIGTERM and SIGKILL for a preempted job (it sees ``CLUSTERCTL_PREEMPT_GRACE``)."""
+    preempt_min_run_s: NonNegativeFloat = 600.0
+    """A job is not preempted (to give a team its quota back) before it has run this long in
+    its attempt: its start and restore are not thrown away at once, and GPUs do not go back
+    and forth. The quota's owner waits at most this long. 0: preempt at once."""
     tls_cert: str = ""
     """The controller's certificate (PEM, with its chain); with ``tls_key``, the API is HTTPS."""
     tls_key: str = ""

@@ -98,7 +98,7 @@ def test_a_quota_per_type_reclaims_its_type(fleet: tuple[str, Path], tmp_path: P
     address, token = fleet
     ctl = ControllerProcess(tmp_path / "ctl", address, token)
     ctl.env.update({"CLUSTERCTL_QUOTAS": "vision=H100:2+B200:4,nlp=0",
-                    "CLUSTERCTL_PREEMPT_GRACE_S": "3"})
+                    "CLUSTERCTL_PREEMPT_GRACE_S": "3", "CLUSTERCTL_PREEMPT_MIN_RUN_S": "0"})
     ctl.start()
     work = tmp_path / "w"
     work.mkdir()

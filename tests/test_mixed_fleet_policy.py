@@ -129,7 +129,7 @@ def test_preemption_reclaims_only_the_model_the_waiting_job_needs() -> None:
     fleet = [node("h", H100, free=0), node("r", RTX, free=0)]
     running = [RunningJob(10, "b", "v", ("h",), 2, NOW - 60, H),
                RunningJob(11, "b", "v", ("r",), 2, NOW - 30, H)]  # newer: preempted first
-    cfg = PolicyConfig(quotas={"a": 2, "b": 0})
+    cfg = PolicyConfig(quotas={"a": 2, "b": 0}, preempt_min_run_s=0)
     d = schedule([job(1, 2, types=("H100",))], running, fleet, now=NOW, config=cfg)
     assert [p.job_id for p in d.preemptions] == [10]
     d = schedule([job(2, 2)], running, fleet, now=NOW, config=cfg)

@@ -54,7 +54,8 @@ def free_after(nodes: list[NodeCapacity], running: list[RunningJob]) -> list[Nod
     return [replace(n, free_gpus=n.total_gpus - held[n.id]) for n in nodes]
 
 
-QUOTAS = PolicyConfig(quotas={"a": 8, "b": 8})
+QUOTAS = PolicyConfig(quotas={"a": 8, "b": 8}, preempt_min_run_s=0)
+"""Who is reclaimed, not when: the minimum run time has tests of its own."""
 
 
 def started(decision: object) -> list[int]:
@@ -152,6 +153,29 @@ def test_team_under_quota_reclaims_borrowed_gpus_newest_first() -> None:
     d3 = schedule([job(1, 4, team="a")], running3, free_after(nodes_(8, 8), running3),
                   now=NOW + 30, config=QUOTAS)
     assert started(d3) == [1]
+
+
+def test_a_borrower_is_not_preempted_before_its_minimum_run_time() -> None:
+    """Kueue's and KAI's minimum run time (#36), 10 minutes by default: b's borrower that
+    started 5 minutes ago is kept and the older one's GPUs are reclaimed, though the newest
+    goes first otherwise; where only young ones would do, the claim waits, told when a pass
+    may reclaim them, and that pass does."""
+    cfg = PolicyConfig(quotas={"a": 8, "b": 8})
+    running = [run_(10, "n0", 4, team="b", started=NOW - 3600),
+               run_(11, "n0", 4, team="b", started=NOW - 300),
+               run_(12, "n1", 8, team="b", started=NOW - 240)]  # b holds 16 GPUs, quota 8
+    caps = free_after(nodes_(8, 8), running)
+    d = schedule([job(1, 4, team="a")], running, caps, now=NOW, config=cfg)
+    assert [p.job_id for p in d.preemptions] == [10]
+    d = schedule([job(1, 8, team="a")], running, caps, now=NOW, config=cfg, explain=True)
+    assert d.preemptions == [] and d.starts == []
+    assert d.recheck_at == NOW + 300  # job 11 has run 10 minutes then
+    assert "reclaimed from jobs that have run 10m00s, the first in 5m00s" in d.waiting[1].detail
+    assert d.waiting[1].estimated_start == NOW + 300 + cfg.preempt_grace_s
+    d = schedule([job(1, 8, team="a")], running, caps, now=NOW + 300, config=cfg)
+    assert sorted(p.job_id for p in d.preemptions) == [10, 11]
+    assert schedule([job(1, 8, team="a")], running, caps, now=NOW, config=replace(
+        cfg, preempt_min_run_s=0)).preemptions  # off: at once
 
 
 def test_no_reclaim_from_a_team_within_its_quota_or_from_no_preempt_jobs() -> None:

@@ -108,7 +108,7 @@ def test_a_service_s_replica_takes_gpus_another_team_borrows(
         make_controller: Callable[..., ControllerProcess], tmp_path: Path) -> None:
     """#35: a scale-up of a service within its team's quota preempts the batch jobs of a team
     over its own (borrowed GPUs), as any job of its team would; the in-quota ones stay."""
-    c = make_controller(quotas="a=2,b=2", preempt_grace_s="5")
+    c = make_controller(quotas="a=2,b=2", preempt_grace_s="5", preempt_min_run_s="0")
     w = Work(tmp_path)
     team_a = [c.submit(*w.args("--team", "a", "--gpus", "2"), cwd=w.dir) for _ in range(2)]
     for j in team_a:
@@ -129,7 +129,7 @@ def test_a_service_s_replica_takes_gpus_another_team_borrows(
 
 def test_borrowed_gpus_are_reclaimed_by_preemption_and_the_job_requeues(
         make_controller: Callable[..., ControllerProcess], tmp_path: Path) -> None:
-    c = make_controller(quotas="a=2,b=2", preempt_grace_s="10")
+    c = make_controller(quotas="a=2,b=2", preempt_grace_s="10", preempt_min_run_s="4")
     w = Work(tmp_path)
     kept = [c.submit(*w.args("--team", "a", "--no-preempt"), cwd=w.dir) for _ in range(2)]
     for j in kept:
@@ -154,6 +154,9 @@ def test_borrowed_gpus_are_reclaimed_by_preemption_and_the_job_requeues(
         states = [(h["state"], h["attempt"]) for h in job["history"]]
         assert states == [("PENDING", 0), ("STARTING", 1), ("RUNNING", 1), ("PENDING", 1)]
         assert f"for job {claimant}" in job["history"][-1]["reason"]
+        ran = (datetime.fromisoformat(job["history"][-1]["at"])
+               - datetime.fromisoformat(job["history"][-2]["at"])).total_seconds()
+        assert ran >= 4  # not before its minimum run time (#36)
         assert all(a["ended_at"] for a in job["allocations"])  # GPUs given back
         assert w.lines(j) == ["1 start index=-", "1 checkpoint grace=10"]
     assert all(c.show(j)["state"] == "RUNNING" for j in kept)  # never preempted

@@ -127,6 +127,17 @@ def test_a_preempted_job_keeps_its_last_checkpoint_and_pays_a_restore(
     assert f.lost_share == pytest.approx(lost * 4 / out.busy_gpu_s)
 
 
+def test_a_claim_waits_out_the_minimum_run_time_not_the_borrower_s_end() -> None:
+    """The replay wakes when a borrower grows past the minimum run time (#36): a's claim at
+    60 s preempts b's job once it has run 600 s, not when it ends at 100,000 s (no other
+    event comes between)."""
+    jobs = [tj(1, 0.0, 100_000.0, 8, "b"), tj(2, 60.0, 500.0, 8, "a")]
+    out = engine.replay(jobs, trace.uniform(1, 8),
+                        PolicyConfig(quotas={"a": 8, "b": 0}, preempt_grace_s=GRACE))
+    (a,) = [r for r in out.records if r.job.team == "a"]
+    assert a.first_start == 600.0 + GRACE
+
+
 def test_jain_index() -> None:
     assert metrics.jain([1, 1, 1]) == 1.0
     assert metrics.jain([1, 0, 0, 0]) == 0.25

@@ -47,7 +47,7 @@ def running(id: int, team: str, node_id: str, gpus: int = 2, age: float = 60) ->
 
 
 def config_of(bare: dict[str, float], typed: dict[str, dict[str, float]]) -> PolicyConfig:
-    return PolicyConfig(quotas=totals(bare, typed), type_quotas=typed)
+    return PolicyConfig(quotas=totals(bare, typed), type_quotas=typed, preempt_min_run_s=0)
 
 
 # -- the setting ------------------------------------------------------------------------------

@@ -48,6 +48,9 @@ def simulate(
     checkpoint_interval: Annotated[str, typer.Option(
         help="Progress between a job's checkpoints (a preempted job loses what it did since "
              "its last), or 'preemption': it checkpoints when told, losing nothing")] = "30m",
+    preempt_min_run: Annotated[str, typer.Option(
+        help="No job is preempted before it has run this long in its attempt (the "
+             "controller's preempt_min_run_s); 0: at once")] = "10m",
     json_: Annotated[bool, typer.Option("--json")] = False,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Wait-time CDFs: FILE.png, or FILE.html with the table")] = None,
@@ -74,8 +77,10 @@ def simulate(
     quotas = resolve_quotas(totals(bare, typed), tr.teams, sum(n * g for n, g, _ in fleet))
     results: list[metrics.Figures] = []
     waits: dict[str, Any] = {}
+    min_run = 0 if preempt_min_run.strip() in ("0", "0s") else parse_duration(
+        preempt_min_run, "--preempt-min-run")
     for run in compare(tr.jobs, fleet, quotas, names, typed,
-                       _resume(restore_overhead, checkpoint_interval)):
+                       _resume(restore_overhead, checkpoint_interval), float(min_run)):
         results.append(run.figures)
         waits[run.figures.policy] = run.waits
     if plot is not None:

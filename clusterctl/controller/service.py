@@ -183,7 +183,8 @@ class Controller(HealthNotes):
             policy_config=PolicyConfig(
                 quotas=s.team_quotas, type_quotas=s.type_quotas,
                 user_gpu_limit=s.user_gpu_limit,
-                preempt=s.preempt, preempt_grace_s=s.preempt_grace_s),
+                preempt=s.preempt, preempt_grace_s=s.preempt_grace_s,
+                preempt_min_run_s=s.preempt_min_run_s),
             out_of_service=self.out_of_service,
             facts=NodeFacts(lambda: gpus_reported(self.samples), self.gpu_hour_costs),
             fair_share_by_rate=s.fair_share_by_rate,

@@ -4,7 +4,10 @@ asks for none of it (``explain=False``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from clusterctl.gpu_types import GIB, matches
+from clusterctl.parsing import format_duration
 from clusterctl.scheduler.fitting import fits_free, groups
 from clusterctl.scheduler.ordering import TIER1
 from clusterctl.scheduler.pass_state import PassState
@@ -23,6 +26,20 @@ def blocked(p: PassState, job: QueuedJob, tier: int) -> Wait:
     if p.config.fair_share and tier == TIER1:
         return quota_wait(p, job)
     return Wait(R.RESOURCES, short_of(p, job))
+
+
+def reclaim_later(p: PassState, job: QueuedJob) -> None:
+    """A job of its team's quota whose claim waits on borrowers' minimum run time: when."""
+    wait, at = p.decision.waiting.get(job.id), p.decision.recheck_at
+    if wait is None or at is None:
+        return
+    run = format_duration(p.config.preempt_min_run_s)
+    start = at + p.config.preempt_grace_s
+    p.decision.waiting[job.id] = replace(
+        wait, detail=f"{wait.detail}; borrowed GPUs can be reclaimed from jobs that have run "
+                     f"{run}, the first in {format_duration(at - p.now)}",
+        estimated_start=start if wait.estimated_start is None else min(
+            wait.estimated_start, start))
 
 
 def quota_wait(p: PassState, job: QueuedJob) -> Wait:

@@ -90,9 +90,10 @@ def run(p: PassState, explain: bool) -> Decision:
         accepted, open_groups = groups_to_reserve(p, job)
         if open_groups or not accepted:
             reserve_and_wait(p, job, open_groups, explain)
-            continue
-        if explain:  # the simulator does not ask why, and this is most of a busy pass
+        elif explain:  # the simulator does not ask why, and this is most of a busy pass
             p.decision.waiting[job.id] = explaining.blocked(p, job, tier)
+        if explain and job.id in p.reclaim_later:
+            explaining.reclaim_later(p, job)
     if explain:
         explaining.explain_rest(p)
     return p.decision

@@ -3,12 +3,14 @@
 Only jobs of teams above their quota are candidates (they run on borrowed GPUs), never a
 ``--no-preempt`` job, and only where the victim's team stays at or above its quota afterwards:
 only borrowed GPUs are reclaimed, and a team is never pushed below its guarantee (which would let
-it reclaim in turn from a third). On each node the newest candidates go first (the least work
-lost); the job's nodes are those where the fewest GPUs must be preempted.
+it reclaim in turn from a third), and never a job that has run less than the minimum run time in
+its attempt. On each node the newest candidates go first (the least work lost); the job's nodes
+are those where the fewest GPUs must be preempted.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Container, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,18 +26,30 @@ class Plan:
 
 
 def by_node(running: Iterable[RunningJob], over_quota: Mapping[Any, float],
-            starve_after_s: float | None = None, pools: Mapping[int, Hashable] | None = None
-            ) -> dict[str, list[RunningJob]]:
+            starve_after_s: float | None = None, pools: Mapping[int, Hashable] | None = None,
+            started_by: float = math.inf) -> dict[str, list[RunningJob]]:
     """The preemption candidates on each node, newest first (built once per pass). A job that
     started only after ``starve_after_s`` of waiting is not one: preempted, it would starve
-    again, over and over. ``over_quota`` is keyed by each job's quota pool (``pools``: by job
+    again, over and over; nor is one that started after ``started_by`` (now less the
+    minimum run time). ``over_quota`` is keyed by each job's quota pool (``pools``: by job
     id; without it, its team)."""
     on_node: dict[str, list[RunningJob]] = {}
     for r in sorted(running, key=lambda r: (-r.started_at, -r.id)):
-        if candidate(r, over_quota, starve_after_s, _pool(r, pools)):
+        if r.started_at <= started_by and candidate(r, over_quota, starve_after_s,
+                                                    _pool(r, pools)):
             for node in set(r.node_ids):
                 on_node.setdefault(node, []).append(r)
     return on_node
+
+
+def first_grown(running: Iterable[RunningJob], over_quota: Mapping[Any, float],
+                starve_after_s: float | None, pools: Mapping[int, Hashable] | None,
+                started_by: float, min_run_s: float) -> float | None:
+    """When the first candidate kept out by the minimum run time (started after
+    ``started_by``) may be preempted; None if there is none."""
+    return min((r.started_at + min_run_s for r in running if r.started_at > started_by
+                and candidate(r, over_quota, starve_after_s, _pool(r, pools))),
+               default=None)
 
 
 def _pool(r: RunningJob, pools: Mapping[int, Hashable] | None) -> Hashable:

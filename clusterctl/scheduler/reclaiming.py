@@ -18,9 +18,10 @@ def try_reclaim(p: PassState, job: QueuedJob) -> bool:
                if c > p.promised_freeing[n]}
     if not freeing and not any(v > 0 for v in p.over_quota.values()):
         return False
+    cfg = p.config
     if p.candidates is None:
-        p.candidates = preemption.by_node(p.running, p.over_quota, p.config.starve_after_s,
-                                          p.pool_of)
+        p.candidates = preemption.by_node(p.running, p.over_quota, cfg.starve_after_s,
+                                          p.pool_of, p.now - cfg.preempt_min_run_s)
     state = (p.free.version, len(p.decision.preemptions), len(p.decision.waiting))
     if p.no_plan[0] != state:
         p.no_plan = (state, set())
@@ -41,6 +42,7 @@ def try_reclaim(p: PassState, job: QueuedJob) -> bool:
             continue
         break
     if found is None:
+        _recheck(p, job)
         return False
     if kept is not None:  # what the reserved job needs is the same or sooner: keep it so
         p.reserved[among] = kept
@@ -49,6 +51,19 @@ def try_reclaim(p: PassState, job: QueuedJob) -> bool:
             p.decision.reserved = (kept.job_id, kept.start)
     _promise(p, job, found)
     return True
+
+
+def _recheck(p: PassState, job: QueuedJob) -> None:
+    """No plan now: a pass when the first borrower too young to preempt grows old enough."""
+    cfg = p.config
+    if cfg.preempt_min_run_s <= 0:
+        return
+    if p.decision.recheck_at is None:
+        p.decision.recheck_at = preemption.first_grown(
+            p.running, p.over_quota, cfg.starve_after_s, p.pool_of,
+            p.now - cfg.preempt_min_run_s, cfg.preempt_min_run_s)
+    if p.decision.recheck_at is not None:
+        p.reclaim_later.add(job.id)
 
 
 def _promise(p: PassState, job: QueuedJob, found: preemption.Plan) -> None:

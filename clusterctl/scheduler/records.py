@@ -150,6 +150,11 @@ class PolicyConfig:
     user_gpu_limit: int | None = None
     """Most GPUs one user's running jobs may hold; None: no limit."""
     preempt_grace_s: float = 30.0
+    preempt_min_run_s: float = 600.0
+    """A running job is not preempted before it has run this long in its attempt (Kueue's and
+    KAI's minimum run time): preempted at once, a job that just started (or resumed) throws
+    away its start and restore, and two teams' jobs can take the same GPUs back and forth.
+    The quota's owner waits at most this long for borrowed GPUs."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,10 @@ class Decision:
     """Why each pending job that did not start waits (every one with ``explain``)."""
     reserved: tuple[int, float] | None = None
     """(job, reserved start) of the first blocked job, which backfill may not delay."""
+    recheck_at: float | None = None
+    """When a borrower too young to preempt (``preempt_min_run_s``) becomes one: a pass then
+    may reclaim what this one could not. The simulator wakes for it; the live scheduler's
+    passes come every few seconds anyway."""
     promised: list[Placement] = field(default_factory=list)
     """Where the GPUs of each job waiting on a preemption (``WaitReason.PREEMPTING``) are
     promised: held for it from now on, free ones at once and the victims' as they exit."""

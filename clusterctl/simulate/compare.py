@@ -24,10 +24,13 @@ class PolicyRun:
 def compare(jobs: list[TraceJob], fleet: Sequence[FleetGroup], quotas: dict[str, float],
             names: Iterable[str] = baselines.POLICIES,
             type_quotas: dict[str, dict[str, float]] | None = None,
-            resume: engine.Resume = engine.Resume()) -> Iterable[PolicyRun]:
+            resume: engine.Resume = engine.Resume(),
+            preempt_min_run_s: float = PolicyConfig.preempt_min_run_s) -> Iterable[PolicyRun]:
     """Each named policy in turn, with ``quotas`` (a typed team's: its types' sum),
-    ``type_quotas`` and what a preemption costs (yielded as each replay ends)."""
-    base = PolicyConfig(quotas=quotas, type_quotas=type_quotas or {})
+    ``type_quotas``, what a preemption costs and when a job may be preempted (yielded as
+    each replay ends)."""
+    base = PolicyConfig(quotas=quotas, type_quotas=type_quotas or {},
+                        preempt_min_run_s=preempt_min_run_s)
     for name in names:
         t0 = time.perf_counter()
         out = engine.replay(jobs, fleet, baselines.config(name, base), resume)

@@ -30,7 +30,9 @@ from clusterctl.scheduler.records import (
 from clusterctl.scheduler.running import RunningSet
 from clusterctl.simulate.trace import FleetGroup, TraceJob
 
-END, EXIT, ARRIVE = 0, 1, 2
+END, EXIT, ARRIVE, WAKE = 0, 1, 2, 3
+"""Events at one instant apply in this order; a WAKE (no job) only runs a pass: when a
+borrower grows past the minimum run time (``Decision.recheck_at``)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,8 @@ class _Replay:
         self.caps = {n: NodeCapacity(n, g, g, gpu_model=self.model_of[n] or None)
                      for n, g in self.size.items()}
         self.changed: set[str] = set()
+        self.wakes: set[float] = set()
+        """The instants a WAKE is queued for (one each)."""
 
     def run(self) -> Outcome:
         events = self.events
@@ -169,6 +173,9 @@ class _Replay:
 
     def apply_event(self, event: tuple[float, int, int, int], t: float) -> None:
         _, kind, job_id, att = event
+        if kind == WAKE:
+            self.wakes.discard(t)
+            return
         rec = self.records[job_id]
         job = rec.job
         if kind == ARRIVE:
@@ -250,6 +257,10 @@ class _Replay:
             self.preemptions += 1
             heapq.heappush(events, (t + self.config.preempt_grace_s, EXIT, pre.job_id,
                                     attempt[pre.job_id]))
+        at = decision.recheck_at
+        if at is not None and at > t and at not in self.wakes:
+            self.wakes.add(at)
+            heapq.heappush(events, (at, WAKE, -1, 0))
 
 
 def _queued(job: TraceJob) -> QueuedJob:
