@@ -83,6 +83,9 @@ class PassState:
         self.candidates: dict[str, list[RunningJob]] | None = None
         """Running jobs that may be preempted, by node (``reclaiming`` builds it once)."""
         self.victims: set[int] = set()
+        self.grown_at: tuple[float | None] | None = None
+        """When the first borrower too young to preempt grows old enough (``reclaiming``
+        asks once a pass, if a claim found no plan)."""
         self.reclaim_later: set[int] = set()
         """Jobs that found no borrowed GPUs to reclaim while some borrower was too young to
         preempt (``preempt_min_run_s``): their wait says when that changes."""

@@ -58,10 +58,11 @@ def _recheck(p: PassState, job: QueuedJob) -> None:
     cfg = p.config
     if cfg.preempt_min_run_s <= 0:
         return
-    if p.decision.recheck_at is None:
-        p.decision.recheck_at = preemption.first_grown(
+    if p.grown_at is None:  # once a pass: the running jobs do not change within it
+        p.grown_at = (preemption.first_grown(
             p.running, p.over_quota, cfg.starve_after_s, p.pool_of,
-            p.now - cfg.preempt_min_run_s, cfg.preempt_min_run_s)
+            p.now - cfg.preempt_min_run_s, cfg.preempt_min_run_s),)
+    p.decision.recheck_at = p.grown_at[0]
     if p.decision.recheck_at is not None:
         p.reclaim_later.add(job.id)
 
