@@ -103,12 +103,16 @@ def hook() -> Iterator[Hook]:
 # -- parallel workers: markers, groups and order -----------------------------------------------
 
 LONGEST_FIRST = (
-    "test_deploy.py", "test_api_fuzz.py", "test_compiled_build.py", "test_agent_e2e.py",
-    "test_jobs_e2e.py", "test_recovery_e2e.py", "test_interactive_e2e.py",
-    "test_scheduling_e2e.py", "test_chaos_e2e.py", "test_multinode_e2e.py",
+    "test_deploy.py", "test_compiled_build.py", "test_chaos_e2e.py", "test_api_fuzz.py",
+    "test_ray_outage_e2e.py", "test_demo_e2e.py", "test_cancel_e2e.py", "test_agent_e2e.py",
+    "test_jobs_e2e.py", "test_recovery_e2e.py", "test_up_crash_e2e.py",
+    "test_multinode_e2e.py", "test_interactive_e2e.py", "test_scheduling_e2e.py",
+    "test_mixed_machine_e2e.py", "test_notify_e2e.py", "test_production_e2e.py",
+    "test_reports_e2e.py", "test_mixed_fleet_e2e.py", "test_services_e2e.py",
 )
-"""Modules whose tests take the longest (the suite's durations report, 2026-12-06): handed
-out to the workers first, so that none of them starts last and trails the run."""
+"""Modules whose tests take the longest (the suite's durations reports, 2026-12-06 and
+2026-12-07: a single test of 60-95 s among them that started last trailed the run): handed out
+to the workers first."""
 
 SHARED_SCOPES = ("module", "class", "package")
 GROUPS_DIR = "CLUSTERCTL_TEST_GROUPS"
