@@ -152,6 +152,40 @@ def test_a_job_page_its_cancel_and_what_others_see(browser: Any,
     expect(owner.locator("#state")).to_contain_text("CANCELLED", timeout=LIVE_S)
 
 
+def _first_event(c: httpx.Client, path: str, last_id: str | None) -> dict[str, str]:
+    """The first event of a page's live stream: its fields (``data`` joined by lines)."""
+    headers = {"Last-Event-ID": last_id} if last_id is not None else {}
+    fields: dict[str, str] = {}
+    with c.stream("GET", path, headers=headers) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if not line:
+                return fields
+            key, _, value = line.partition(": ")
+            fields[key] = fields[key] + "\n" + value if key in fields else value
+    raise AssertionError("the stream ended before its first event")
+
+
+def test_a_page_whose_stream_came_back_gets_what_changed_meanwhile(
+        browser: Any, ctl: ControllerProcess) -> None:
+    """A live part's stream that breaks (a proxy's timeout, a controller restart, a loaded
+    machine) is opened again by the browser with the id of the last part it got: if the part
+    changed meanwhile it comes at once (a clean-clone run showed a job page stuck at RUNNING
+    "cancel asked" after its job had ended); a new page gets only the id of what it has."""
+    job = ctl.submit("--gpus", "1", "--name", "streamed", "--", "true")
+    ctl.wait_state(job, {"SUCCEEDED"}, timeout=120)  # ended: its part no longer changes
+    page = signed_in(browser, ctl, ctl.token())
+    (cookie,) = page.context.cookies()
+    with httpx.Client(base_url=f"http://127.0.0.1:{ctl.port}", timeout=30,
+                      cookies={"clusterctl_session": cookie["value"]}) as c:
+        path = f"/events/jobs/{job}"
+        fresh = _first_event(c, path, None)
+        assert set(fresh) == {"id"}  # the page has the part: only its id
+        assert set(_first_event(c, path, fresh["id"])) == {"id"}  # unchanged: nothing again
+        missed = _first_event(c, path, "0123456789abcdef")  # it changed while away
+        assert missed["id"] == fresh["id"] and "SUCCEEDED" in missed["data"]
+
+
 def test_forged_and_signed_out_requests_change_nothing(browser: Any,
                                                        ctl: ControllerProcess) -> None:
     job = ctl.submit("--gpus", "4", "--name", "kept", "--", "sleep", "600")

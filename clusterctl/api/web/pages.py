@@ -7,6 +7,7 @@ state or a GPU's new reading shows without a reload, and nothing reloads when no
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -134,16 +135,32 @@ def _stream(request: Request, ctl: Any, render: Callable[[], str]) -> Response:
         """The part again, or None once the session has ended (signed out, expired)."""
         return render() if ctl.web_sessions.find(cookie) is not None else None
 
-    return StreamingResponse(_changes(request, render(), fresh),
+    shown = request.headers.get("last-event-id")
+    return StreamingResponse(_changes(request, render(), fresh, shown),
                              media_type="text/event-stream",
                              headers={**HEADERS, "X-Accel-Buffering": "no"})
 
 
-async def _changes(request: Request, first: str, render: Callable[[], str | None]
-                   ) -> AsyncIterator[bytes]:
-    """The part each time it changes (the page has the first one already), a comment now and
-    then so proxies keep the connection, until the page goes away or the session ends."""
+def _tag(part: str) -> str:
+    return hashlib.blake2b(part.encode(), digest_size=8).hexdigest()
+
+
+def _event(part: str) -> bytes:
+    """One part as an event, its ``id`` the part's hash: a browser whose stream breaks sends
+    the last one back (``Last-Event-ID``) when it reconnects."""
+    return (f"id: {_tag(part)}\ndata: " + part.replace("\n", "\ndata: ") + "\n\n").encode()
+
+
+async def _changes(request: Request, first: str, render: Callable[[], str | None],
+                   shown: str | None = None) -> AsyncIterator[bytes]:
+    """The part each time it changes, a comment now and then so proxies keep the connection,
+    until the page goes away or the session ends. A new page has the first part already (only
+    its hash is sent, as the stream's id); a page whose stream broke and came back
+    (``shown``: the hash of the last part it got) gets the part at once if it changed
+    meanwhile: else a job that ended while the stream was away showed RUNNING for good."""
     last: str | None = first
+    yield _event(first) if shown is not None and shown != _tag(first) else \
+        f"id: {_tag(first)}\n\n".encode()
     quiet = 0.0
     while last is not None and not await request.is_disconnected():
         await asyncio.sleep(PUSH_S)
@@ -155,7 +172,7 @@ async def _changes(request: Request, first: str, render: Callable[[], str | None
             return
         if now != last:
             last, quiet = now, 0.0
-            yield ("data: " + now.replace("\n", "\ndata: ") + "\n\n").encode()
+            yield _event(now)
         else:
             quiet += PUSH_S
             if quiet >= KEEPALIVE_S:
