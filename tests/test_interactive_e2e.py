@@ -27,7 +27,7 @@ from clusterctl.executor.local_ray import LocalRay
 pytestmark = pytest.mark.ray
 PY = sys.executable
 PROMPT = "READY> "
-GRACE_S = 20  # long enough for a controller restart on a loaded CI machine
+GRACE_S = 40  # long enough for a controller restart on a loaded CI machine (20 s was not)
 
 
 @pytest.fixture(scope="module")
