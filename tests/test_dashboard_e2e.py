@@ -147,7 +147,10 @@ def test_a_job_page_its_cancel_and_what_others_see(browser: Any,
     assert "hello-from-the-job" not in other.content()
 
     owner.click("#cancel")
-    expect(owner.locator("#state")).to_contain_text("cancel asked", timeout=LIVE_S)
+    # "cancel asked" while the job gets its SIGTERM; a job that ends within a push (a second)
+    # goes straight to CANCELLED on the page (a clean-clone run saw it so).
+    expect(owner.locator("#state")).to_contain_text(re.compile("cancel asked|CANCELLED"),
+                                                    timeout=LIVE_S)
     ctl.wait_state(job, {"CANCELLED"}, timeout=120)  # its grace, on a loaded machine
     expect(owner.locator("#state")).to_contain_text("CANCELLED", timeout=LIVE_S)
 
