@@ -187,6 +187,15 @@ def test_a_page_whose_stream_came_back_gets_what_changed_meanwhile(
         assert set(_first_event(c, path, fresh["id"])) == {"id"}  # unchanged: nothing again
         missed = _first_event(c, path, "0123456789abcdef")  # it changed while away
         assert missed["id"] == fresh["id"] and "SUCCEEDED" in missed["data"]
+        # a page's stream starts from what the page was rendered with: a part that changed
+        # between the two (a job ending while its page loads: a CI run's page stayed at
+        # "cancel asked") comes at once
+        page.goto(f"/jobs/{job}")
+        live = page.locator("#live").get_attribute("data-live") or ""
+        assert live == f"{path}?shown={fresh['id']}"
+        assert set(_first_event(c, live, None)) == {"id"}
+        raced = _first_event(c, f"{path}?shown=0123456789abcdef", None)
+        assert "SUCCEEDED" in raced["data"]
 
 
 def test_forged_and_signed_out_requests_change_nothing(browser: Any,

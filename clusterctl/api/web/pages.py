@@ -46,14 +46,15 @@ def queue(request: Request, ctl: ControllerDep, viewer: Viewer, user: str | None
     except BadInput as e:
         return error_page(viewer, 422, str(e))
     return page("queue.html", me=viewer[0], csrf=viewer[1].csrf, filters=filters,
-                parts=parts, live=f"/events/queue?{filters.query()}",
+                parts=parts, live=_live(f"/events/queue?{filters.query()}", parts),
                 states=list(JobState.__members__))
 
 
 @router.get("/gpus")
 def gpus(ctl: ControllerDep, viewer: Viewer) -> Response:
-    return page("gpus.html", me=viewer[0], csrf=viewer[1].csrf, live="/events/gpus",
-                parts=fragment("gpus_parts.html", nodes=views.gpus(ctl, viewer[0])))
+    parts = fragment("gpus_parts.html", nodes=views.gpus(ctl, viewer[0]))
+    return page("gpus.html", me=viewer[0], csrf=viewer[1].csrf,
+                live=_live("/events/gpus", parts), parts=parts)
 
 
 def _services_parts(ctl: Any) -> str:
@@ -63,8 +64,9 @@ def _services_parts(ctl: Any) -> str:
 @router.get("/services")
 def services(ctl: ControllerDep, viewer: Viewer) -> Response:
     """Model services: replicas, traffic and what a request costs, live."""
-    return page("services.html", me=viewer[0], csrf=viewer[1].csrf, live="/events/services",
-                parts=_services_parts(ctl))
+    parts = _services_parts(ctl)
+    return page("services.html", me=viewer[0], csrf=viewer[1].csrf,
+                live=_live("/events/services", parts), parts=parts)
 
 
 @router.get("/jobs/{job_id}")
@@ -75,9 +77,9 @@ def job(request: Request, job_id: str, ctl: ControllerDep, viewer: Viewer) -> Re
         return error_page(viewer, e.status_code, str(e.detail))
     except BadInput as e:
         return error_page(viewer, 422, str(e))
+    parts = fragment("job_parts.html", v=view, csrf=viewer[1].csrf)
     return page("job.html", me=viewer[0], csrf=viewer[1].csrf, v=view,
-                live=f"/events/jobs/{view.job.id}",
-                parts=fragment("job_parts.html", v=view, csrf=viewer[1].csrf))
+                live=_live(f"/events/jobs/{view.job.id}", parts), parts=parts)
 
 
 @router.post("/jobs/{job_id}/{action}")
@@ -126,6 +128,13 @@ def job_events(request: Request, job_id: str, ctl: ControllerDep, viewer: Viewer
                                              csrf=viewer[1].csrf))
 
 
+def _live(path: str, parts: str) -> str:
+    """The address of a page's live stream, with the hash of the part the page was rendered
+    with (``shown``): a part that changed between the page's render and its stream's start (a
+    job ending while its page loads on a busy machine) is sent at once instead of never."""
+    return f"{path}{'&' if '?' in path else '?'}shown={_tag(parts)}"
+
+
 def _stream(request: Request, ctl: Any, render: Callable[[], str]) -> Response:
     """Rendered once here, before the stream starts: a bad filter or a job that is not theirs
     is answered (422, 403, 404) instead of a stream that breaks."""
@@ -135,7 +144,8 @@ def _stream(request: Request, ctl: Any, render: Callable[[], str]) -> Response:
         """The part again, or None once the session has ended (signed out, expired)."""
         return render() if ctl.web_sessions.find(cookie) is not None else None
 
-    shown = request.headers.get("last-event-id")
+    # a stream that came back has the last part it got (its id); a new one, the page's
+    shown = request.headers.get("last-event-id") or request.query_params.get("shown")
     return StreamingResponse(_changes(request, render(), fresh, shown),
                              media_type="text/event-stream",
                              headers={**HEADERS, "X-Accel-Buffering": "no"})
