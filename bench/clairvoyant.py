@@ -8,7 +8,8 @@ for); no preemption. A job of N GPUs on each of K nodes takes K distinct nodes w
 GPUs each, the fullest such nodes first (best fit). Teams, quotas and priorities are ignored:
 it is a bound on average JCT, not a policy anyone would run.
 
-Beside it, in the same run, `simulate`'s `default` policy on the same trace and cluster.
+Beside it, in the same run, `simulate`'s `guarded` (the former default) and `default` policies
+on the same trace and cluster.
 Run: python bench/clairvoyant.py [--cluster 16x8] [--no-default]   (the Philly scenario)
 """
 
@@ -99,7 +100,7 @@ def main() -> None:
         if args.no_default:
             continue
         quotas = resolve_quotas({}, tr.teams, nodes * 8)
-        for result in compare(tr.jobs, fleet, quotas, names=("default",)):
+        for result in compare(tr.jobs, fleet, quotas, names=("guarded", "default")):
             f = result.figures
             print(f"| Philly {nodes} x 8 | {f.policy} | {f.avg_jct_s / h:.1f}k s "
                   f"({f.avg_jct_s / ref['avg_jct_s']:.1f}x) | {f.p50_jct_s / h:.1f}k | "

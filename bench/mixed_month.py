@@ -105,7 +105,8 @@ def main() -> None:
     print("\n| policy | avg wait | p50 | p95 | p99 | GPU util | Jain | preemptions | replay |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     results, waits = [], {}
-    for run in compare(tr.jobs, fleet, quotas):
+    for run in compare(tr.jobs, fleet, quotas,
+                       names=("fifo", "greedy", "backfill", "guarded", "default")):
         fig, name = run.figures, run.figures.policy
         results.append(fig)
         waits[name] = run.waits

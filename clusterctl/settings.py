@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 import tomli_w
@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     """Reclaim borrowed GPUs by preemption for a team under its quota."""
     preempt_grace_s: float = 30.0
     """Between SIGTERM and SIGKILL for a preempted job (it sees ``CLUSTERCTL_PREEMPT_GRACE``)."""
+    scheduling_policy: Literal["default", "guarded"] = "default"
+    """``guarded``: the former default (until 2026-12), whose oldest job pending over a day goes
+    first; shorter jobs wait longer under it (docs/scheduling.md)."""
     preempt_min_run_s: NonNegativeFloat = 600.0
     """A job is not preempted (to give a team its quota back) before it has run this long in
     its attempt: its start and restore are not thrown away at once, and GPUs do not go back

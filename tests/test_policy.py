@@ -22,6 +22,7 @@ from clusterctl.scheduler.records import (
     QueuedJob,
     RunningJob,
     WaitReason,
+    guarded,
 )
 from clusterctl.scheduler.reservation import reserve
 from clusterctl.scheduler.running import RunningSet
@@ -124,6 +125,24 @@ def test_starving_job_goes_first_with_a_reservation() -> None:
     d = schedule([old, young], running, free_after(nodes_(8), running), now=NOW, config=cfg)
     assert d.reserved is not None and d.reserved[0] == 1
     assert started(d) == [2]  # ends before the reservation: backfilled
+
+
+def test_by_default_short_jobs_go_first_and_the_guarded_policy_serves_the_oldest() -> None:
+    """The default orders a team's jobs shortest limit first, with an age factor that saturates
+    after 1.5 days: a long job that has waited two days still ranks below a fresh one-hour job
+    (in a long overload, serving the oldest first made every job wait as long as the oldest).
+    The former default (``guarded``) serves a job pending over a day first."""
+    old = job(1, 1, at=NOW - 2 * 86400, limit=3 * 86400)
+    fresh = job(2, 1, at=NOW - 60, limit=H)
+    twelve = job(3, 1, at=NOW, limit=12 * H)
+    config = PolicyConfig(quotas={"a": 8})
+    d = schedule([old, fresh], [], nodes_(1, total=1), now=NOW, config=config)
+    assert started(d) == [2]
+    d = schedule([old, fresh], [], nodes_(1, total=1), now=NOW, config=guarded(config))
+    assert started(d) == [1]
+    # its full age factor: it ranks with a job of a 12-hour limit just submitted, and is older
+    d = schedule([old, twelve], [], nodes_(1, total=1), now=NOW, config=config)
+    assert started(d) == [1]
 
 
 # -- quotas and preemption --------------------------------------------------------------------

@@ -162,7 +162,8 @@ def test_trace_loading(tmp_path: Path) -> None:
 def test_policies_on_a_trace_prefix() -> None:
     """The standard scenario's first 8,000 jobs (its first 24 days, before the burst) on 16
     nodes: the default policy's average wait is below EASY backfill's, which is below FIFO's,
-    and every team gets its due."""
+    its average completion time below the former default's (``guarded``), and every team gets
+    its due."""
     philly = Path(__file__).resolve().parents[2] / "shared" / "traces" / "philly.csv"
     if not philly.exists():
         pytest.skip("../shared/traces/philly.csv is not beside the checkout")
@@ -171,11 +172,12 @@ def test_policies_on_a_trace_prefix() -> None:
     jobs = t.jobs[:8000]
     quotas = {team: 32.0 for team in teams}
     figs = {}
-    for name in ("fifo", "backfill", "default"):
+    for name in ("fifo", "backfill", "guarded", "default"):
         cfg = baselines.config(name, PolicyConfig(quotas=quotas))
         figs[name] = metrics.figures(name, engine.replay(jobs, trace.uniform(16, 8), cfg),
                                      quotas)
     assert figs["default"].avg_wait_s < figs["backfill"].avg_wait_s < figs["fifo"].avg_wait_s
+    assert figs["default"].avg_jct_s < figs["guarded"].avg_jct_s
     assert all(f.unfinished == 0 for f in figs.values())
     assert figs["default"].jain >= 0.9
 
@@ -210,8 +212,9 @@ def test_simulate_command(tmp_path: Path) -> None:
     assert all(0 < d["utilization"] <= 1 and 0 < d["jain"] <= 1 for d in data)
     png = (tmp_path / "w.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    table = cli("--policy", "fifo,default", "--quota", "a=8")
-    assert table.returncode == 0 and "default" in table.stdout and "got of due" in table.stdout
+    table = cli("--policy", "fifo,guarded,default", "--quota", "a=8")
+    assert table.returncode == 0 and "got of due" in table.stdout
+    assert "guarded" in table.stdout and "default" in table.stdout
     free = cli("--policy", "default", "--restore-overhead", "0", "--checkpoint-interval",
                "preemption", "--json")
     assert free.returncode == 0 and json.loads(free.stdout)[0]["lost_gpu_h"] == 0

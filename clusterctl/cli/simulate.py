@@ -35,7 +35,7 @@ def simulate(
     cluster: Annotated[str, typer.Option(
         help="NODESxGPUS per node, or a mixed fleet: 2x8:H100,4x8:A100")] = "16x8",
     policy: Annotated[str, typer.Option(help="Comma-separated: " + ", ".join(
-        baselines.POLICIES))] = ",".join(baselines.POLICIES),
+        baselines.KNOWN) + " (guarded: the former default)")] = ",".join(baselines.POLICIES),
     teams: Annotated[str | None, typer.Option(help="Only these teams (comma-separated)")] = None,
     quota: Annotated[list[str] | None, typer.Option(
         help="TEAM=GPUS or TEAM=TYPE:GPUS+TYPE:GPUS (vision=H100:8+A100:16), repeatable; "
@@ -58,10 +58,10 @@ def simulate(
     """Replay a trace in simulated time through the live policy and the baselines."""
     fleet = parse_fleet(cluster)
     names = [p.strip() for p in policy.split(",") if p.strip()]
-    unknown = [p for p in names if p not in baselines.POLICIES]
+    unknown = [p for p in names if p not in baselines.KNOWN]
     if unknown or not names:
         raise BadInput("--policy", f"{','.join(unknown) or policy!r} is not one of "
-                                   f"{', '.join(baselines.POLICIES)}")
+                                   f"{', '.join(baselines.KNOWN)}")
     check_plot(plot)
     bare, typed = parse_quotas(quota or [])
     limits = parse_overestimate(overestimate)
