@@ -27,6 +27,7 @@ from clusterctl.scheduler.records import (
     PolicyConfig,
     QueuedJob,
     RunningJob,
+    guarded,
 )
 
 NOW = 1_800_000_000.0
@@ -81,15 +82,21 @@ def scenario(name: str, share: float, reclaim: bool, mixed: bool = False) -> Non
              for i, (n, f) in enumerate(caps.items())]
     usage = FairShareUsage({t: rng.uniform(0, 1e7) for t in TEAMS},
                   {(t, f"{t}-u{u}"): rng.uniform(0, 1e6) for t in TEAMS for u in range(5)})
-    cfg = PolicyConfig(quotas=resolve_quotas({}, TEAMS, 1000))
+    base = PolicyConfig(quotas=resolve_quotas({}, TEAMS, 1000))
+    for policy in ("guarded", "default"):  # the former default beside today's, same jobs
+        _time(f"{name}{' (3 models)' if mixed else ''}, {policy}",
+              guarded(base) if policy == "guarded" else base, rows, run, nodes, usage)
+
+
+def _time(label: str, cfg: PolicyConfig, rows: list[QueuedJob], run: list[RunningJob],
+          nodes: list[NodeCapacity], usage: FairShareUsage) -> None:
     times = []
     for _ in range(15):
         t0 = time.perf_counter()
         d = schedule(PendingQueue(rows), run, nodes, now=NOW, config=cfg, usage=usage,
                      explain=True)
         times.append(time.perf_counter() - t0)
-    label = name + (" (3 models)" if mixed else "")
-    print(f"{label:<46} median {statistics.median(times) * 1000:6.1f} ms  "
+    print(f"{label:<56} median {statistics.median(times) * 1000:6.1f} ms  "
           f"max {max(times) * 1000:6.1f} ms  ({len(run)} running, {len(d.starts)} started, "
           f"{len(d.preemptions)} preempted, {len(d.waiting)} explained)")
 
