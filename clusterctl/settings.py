@@ -20,6 +20,7 @@ import platformdirs
 import tomli_w
 from pydantic import (
     NonNegativeFloat,
+    PositiveFloat,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -119,6 +120,10 @@ class Settings(BaseSettings):
     scheduling_policy: Literal["default", "guarded"] = "default"
     """``guarded``: the former default (until 2026-12), whose oldest job pending over a day goes
     first; shorter jobs wait longer under it (docs/scheduling.md)."""
+    starve_after_s: PositiveFloat | None = None
+    """The oldest job pending this long goes first, with a reservation, whatever its team's
+    share and quota (``guarded``: a day). Unset: no such guard, so a job larger than its team's
+    quota waits while the other teams use theirs."""
     preempt_min_run_s: NonNegativeFloat = 600.0
     """A job is not preempted (to give a team its quota back) before it has run this long in
     its attempt: its start and restore are not thrown away at once, and GPUs do not go back
@@ -183,6 +188,11 @@ class Settings(BaseSettings):
             return parse_idle_timeouts(_pairs(value))
         except BadInput as e:
             raise ValueError(e.message) from None
+
+    @field_validator("starve_after_s", mode="before")
+    @classmethod
+    def _starve_after_s(cls, value: Any) -> Any:
+        return None if value in (None, "", "none") else value
 
     @field_validator("user_gpu_limit", mode="before")
     @classmethod

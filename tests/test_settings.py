@@ -26,6 +26,23 @@ def test_scheduling_settings_from_file_then_environment(tmp_path: Path) -> None:
     assert (s.user_gpu_limit, s.preempt, s.preempt_grace_s) == (None, True, 5.0)
 
 
+def test_the_scheduling_policy_and_its_starvation_guard() -> None:
+    """Shortest limit first and no starvation guard by default; ``guarded`` is the former
+    default (weights and the one-day guard); an explicit ``starve_after_s`` wins over either."""
+    from clusterctl.controller.scheduling import policy_config
+
+    base = {"CLUSTERCTL_CONFIG": "/nonexistent/config.toml", "CLUSTERCTL_QUOTAS": "a=2"}
+    default = policy_config(settings.load(base))
+    assert (default.starve_after_s, default.weight_short, default.quotas) == (None, 5.0,
+                                                                             {"a": 2.0})
+    old = policy_config(settings.load({**base, "CLUSTERCTL_SCHEDULING_POLICY": "guarded"}))
+    assert (old.starve_after_s, old.weight_short, old.max_age_s) == (86400.0, 1.0, 7 * 86400.0)
+    guard = policy_config(settings.load({**base, "CLUSTERCTL_STARVE_AFTER_S": "7200"}))
+    assert (guard.starve_after_s, guard.weight_short) == (7200.0, 5.0)
+    both = {**base, "CLUSTERCTL_SCHEDULING_POLICY": "guarded", "CLUSTERCTL_STARVE_AFTER_S": "60"}
+    assert policy_config(settings.load(both)).starve_after_s == 60.0
+
+
 def test_job_accounts_default_to_the_submitters_own() -> None:
     s = settings.load({"CLUSTERCTL_CONFIG": "/nonexistent/config.toml"})
     assert (s.run_as_submitter, s.job_account) == (True, "")
@@ -39,6 +56,7 @@ def test_job_accounts_default_to_the_submitters_own() -> None:
     ("PREEMPT", "maybe"), ("PREEMPT_GRACE_S", "soon"), ("PORT", "http"),
     ("RUN_AS_SUBMITTER", "perhaps"), ("JOB_ACCOUNT", "Bad Name"), ("JOB_ACCOUNT", "x;rm"),
     ("NOTIFY_URL", "ftp://x"), ("QUOTAS", "vision=H100:x"), ("FAIR_SHARE_BY_RATE", "maybe"),
+    ("SCHEDULING_POLICY", "sjf"), ("STARVE_AFTER_S", "-1"), ("STARVE_AFTER_S", "0"),
 ])
 def test_bad_settings_name_the_setting(tmp_path: Path, name: str, value: str) -> None:
     env = {"CLUSTERCTL_CONFIG": str(tmp_path / "none.toml"), f"CLUSTERCTL_{name}": value}

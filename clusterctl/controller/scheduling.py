@@ -29,7 +29,9 @@ from clusterctl.scheduler.records import (
     RunningJob,
     Wait,
     WaitReason,
+    guarded,
 )
+from clusterctl.settings import Settings
 from clusterctl.states import JobState
 from clusterctl.store import UNAVAILABLE, Job, JobStore
 
@@ -352,3 +354,16 @@ class Scheduler:
         return policy.schedule(queued, running, capacity, now=now, usage=usage,
                                config=replace(cfg, quotas=quotas), explain=True)
 
+
+def policy_config(s: Settings) -> PolicyConfig:
+    """The scheduling pass's settings from the controller's: ``scheduling_policy`` picks the
+    order's weights and guard, and an explicit ``starve_after_s`` wins over either."""
+    config = PolicyConfig(quotas=s.team_quotas, type_quotas=s.type_quotas,
+                          user_gpu_limit=s.user_gpu_limit, preempt=s.preempt,
+                          preempt_grace_s=s.preempt_grace_s,
+                          preempt_min_run_s=s.preempt_min_run_s)
+    if s.scheduling_policy == "guarded":
+        config = guarded(config)
+    if s.starve_after_s is not None:
+        config = replace(config, starve_after_s=s.starve_after_s)
+    return config

@@ -29,7 +29,7 @@ from clusterctl.controller.metrics import ControllerCollector, ControllerMetrics
 from clusterctl.controller.node_facts import NodeFacts, gpus_reported
 from clusterctl.controller.notifier import Notifier
 from clusterctl.controller.reports import ReportService, build
-from clusterctl.controller.scheduling import OutOfService, Scheduler
+from clusterctl.controller.scheduling import OutOfService, Scheduler, policy_config
 from clusterctl.controller.services import ServiceKeeper, Serving
 from clusterctl.controller.submissions import Submissions
 from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage, within_clock
@@ -43,7 +43,7 @@ from clusterctl.notifications import node_drained
 from clusterctl.reports.documents import CostDocument, JobCost, ReportDocument
 from clusterctl.reports.waste import DEFAULT_MIN_IDLE_S
 from clusterctl.scheduler.mixed_nodes import node_of
-from clusterctl.scheduler.records import PolicyConfig, Wait, guarded
+from clusterctl.scheduler.records import Wait
 from clusterctl.settings import Settings
 from clusterctl.store import (
     Allocation,
@@ -178,13 +178,8 @@ class Controller(HealthNotes):
                             fallback_account=s.job_account or None)
         self.budget_watch = BudgetWatch(self.budgets, self._team_spent,
                                         lambda team, body: self.notifier.tell_team(team, body))
-        config = PolicyConfig(quotas=s.team_quotas, type_quotas=s.type_quotas,
-                              user_gpu_limit=s.user_gpu_limit, preempt=s.preempt,
-                              preempt_grace_s=s.preempt_grace_s,
-                              preempt_min_run_s=s.preempt_min_run_s)
         self.scheduler = Scheduler(
-            self.jobs, self.executor, attempts,
-            policy_config=guarded(config) if s.scheduling_policy == "guarded" else config,
+            self.jobs, self.executor, attempts, policy_config=policy_config(s),
             out_of_service=self.out_of_service,
             facts=NodeFacts(lambda: gpus_reported(self.samples), self.gpu_hour_costs),
             fair_share_by_rate=s.fair_share_by_rate,
