@@ -5,9 +5,9 @@ the live scheduler and the trace simulator run the same code.
 The order (with ``fair_share``):
 
 0. jobs for which borrowed GPUs were already reclaimed (they take them);
-1. the oldest job pending longer than ``starve_after_s``: it goes first and so gets the
-   reservation; when it starts, the next oldest follows. Nothing waits forever, and the rest of
-   the queue keeps its order even when a long overload makes many jobs that old;
+1. with ``starve_after_s`` set (the ``guarded`` policy; off by default), the oldest job pending
+   longer than that: it goes first and so gets the reservation; when it starts, the next oldest
+   follows. In a long overload that made the queue first come, first served (``records``);
 2. tier 0, each team's jobs that fit in its unused quota (taken in the order below): the
    guaranteed share. Such a job that does not fit the free GPUs reclaims borrowed
    ones by preemption. A team whose quota is per GPU type (``quotas.py``) has each job of
@@ -17,7 +17,7 @@ The order (with ``fair_share``):
 
 Within a tier: priority (higher first), then a Slurm-like multifactor score (the team's and the
 user's fair-share factors from decayed recent usage, an age factor and a short-job factor from
-the time limit), then submit time.
+the time limit, which weighs most: shortest limit first), then submit time.
 
 The first job that does not fit gets a reservation (EASY backfill): later jobs start only if they
 fit the free GPUs and either end, by their time limit, before its reserved start or use GPUs it
