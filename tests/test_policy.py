@@ -145,6 +145,18 @@ def test_by_default_short_jobs_go_first_and_the_guarded_policy_serves_the_oldest
     assert started(d) == [1]
 
 
+def test_a_job_without_a_time_limit_is_told_that_a_limit_would_move_it_up() -> None:
+    running = [run_(9, "n0", 8, team="b", limit=H)]
+    queued = [job(1, 4, limit=H), job(2, 4, limit=2 * H), job(3, 4, limit=None),
+              job(4, 4, limit=3 * H)]
+    d = schedule(queued, running, free_after(nodes_(8), running), now=NOW, config=QUOTAS,
+                 explain=True)
+    assert started(d) == []
+    told = {i: d.waiting[i].detail for i in (2, 3, 4)}
+    assert "--time-limit" in told[3] and "no time limit" in told[3]
+    assert not any("time limit" in told[i] for i in (2, 4))
+
+
 # -- quotas and preemption --------------------------------------------------------------------
 
 

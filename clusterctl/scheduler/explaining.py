@@ -77,12 +77,17 @@ def drained_note(p: PassState, job: QueuedJob) -> str:
     return f", {gpus} on drained nodes" if gpus else ""
 
 
+NO_LIMIT = "; it has no time limit, and shorter limits go first (--time-limit)"
+"""What a job without a time limit is told while it waits behind others: the limit is what
+orders a team's jobs, and one without a limit ranks last among them."""
+
+
 def explain_rest(p: PassState) -> None:
     """Reasons for the jobs the pass did not reach: one shared value per team, since the
     live scheduler explains 10,000 jobs a pass."""
     head = p.reservation.job_id if p.reservation is not None else None
-    behind = Wait(R.PRIORITY, "jobs ahead of it come first"
-                  + (f" (job {head} is next)" if head is not None else ""))
+    ahead = "jobs ahead of it come first" + (f" (job {head} is next)" if head is not None else "")
+    behind = {True: Wait(R.PRIORITY, ahead), False: Wait(R.PRIORITY, ahead + NO_LIMIT)}
     by_team: dict[str, Wait] = {}
     started = {s.job_id for s in p.decision.starts}
     waiting = p.decision.waiting
@@ -99,4 +104,4 @@ def explain_rest(p: PassState) -> None:
                 by_team[job.team] = quota_wait(p, job)
             waiting[job.id] = by_team[job.team]
         else:
-            waiting[job.id] = behind
+            waiting[job.id] = behind[job.time_limit_s is not None]
