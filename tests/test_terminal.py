@@ -232,3 +232,37 @@ def test_a_hangup_sent_as_the_user_leaves_is_not_lost_with_the_output(tmp_path: 
         assert job.hung_up.wait(5)
         assert job.calls == [("hangup", "terminal closed")]
 
+
+
+def test_a_closed_terminal_s_cli_tells_the_job_again_when_the_controller_cannot_reach_it(
+        ) -> None:
+    """The CLI whose terminal closed sends the hangup on a connection of its own; a controller
+    that answers "cannot reach the job now" (503: just restarted, a loaded node) or cuts the
+    connection has not passed it on, so the CLI sends it again, until the job's end comes.
+    Giving up after the first answer let a job run on until the attach grace ran out. A real
+    WebSocket server stands in for the controller's attach route."""
+    from websockets.sync.server import serve
+
+    from clusterctl.cli.client import Client
+    from clusterctl.cli.terminal import Session
+
+    answers = [json.dumps({"error": "job 7 runs, but the controller cannot reach it now",
+                           "status": 503}), None,  # None: cut without a word
+               json.dumps({"ended": "CANCELLED", "reason": "terminal closed"})]
+    heard: list[str] = []
+
+    def handler(ws: Any) -> None:
+        heard.append(str(ws.recv(timeout=5)))
+        answer = answers[min(len(heard), len(answers)) - 1]
+        if answer is not None:
+            ws.send(answer)
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.socket.getsockname()[1]
+        session = Session(Client(f"http://127.0.0.1:{port}", "t"), 7, pty=True)
+        started = time.monotonic()
+        session._hang_up()
+        server.shutdown()
+    assert heard == ['{"hangup": true}'] * 3  # told again after the 503 and after the cut
+    assert time.monotonic() - started < 10

@@ -64,12 +64,27 @@ short on a loaded machine: a clean-clone run's job ended "nobody attached" inste
 "terminal closed". The CLI returns as soon as the end arrives; the terminal is gone anyway."""
 
 
-def _until_the_end(conn: Any, deadline: float) -> None:
-    """Read (and drop) what the job shows until it says it ended, or ``deadline``."""
+def _until_the_end(conn: Any, deadline: float) -> bool:
+    """Read (and drop) what the job shows until it says it ended, or ``deadline``: True, done
+    (the end came, or the wait is over, or the job is not ours to end). False when the hangup
+    may not have reached the job: the controller answered that it cannot reach it now (502,
+    503: a restart, a loaded node) or the connection closed first. Then it is sent again."""
     while (left := deadline - time.monotonic()) > 0:
-        message = conn.recv(timeout=left)
-        if isinstance(message, str) and ('"exit_code"' in message or '"ended"' in message):
-            return
+        try:
+            message = conn.recv(timeout=left)
+        except TimeoutError:
+            return True
+        except (ConnectionClosed, OSError):
+            return False
+        if not isinstance(message, str):
+            continue
+        if '"exit_code"' in message or '"ended"' in message:
+            return True
+        if '"error"' in message:
+            with contextlib.suppress(ValueError, AttributeError):
+                return json.loads(message).get("status") not in (502, 503)
+            return False
+    return True
 
 
 def _retryable(e: BaseException) -> bool:
@@ -146,12 +161,15 @@ class Session:
                     return  # refused: the job has ended, or is no longer ours to end
                 time.sleep(0.5)
                 continue
+            done = False
             with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
                 conn.send(hangup)
-                _until_the_end(conn, time.monotonic() + HANGUP_WAIT_S)
+                done = _until_the_end(conn, min(deadline, time.monotonic() + HANGUP_WAIT_S))
             with contextlib.suppress(Exception):
                 conn.close()
-            return
+            if done:
+                return
+            time.sleep(0.5)  # told "cannot reach the job now", or cut: tell it again
 
     def _reconnected(self, conn: Any) -> Any:
         with self._send_lock:
