@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install clusterctl with its test extras into .venv and run the whole test suite (all but the
 # `gpu` marker, which needs a real NVIDIA driver), after ruff, mypy and import-linter's layers,
-# in parallel workers (pytest-xdist; CLUSTERCTL_TEST_WORKERS, default 3: most tests wait on
-# servers and jobs, not on the CPU, but on a slow two-core machine four workers' controllers and
-# Ray heads overran their timeouts: three runs of four, each with a failure of that kind). Where CLUSTERCTL_TEST_PG_URL is not set and PostgreSQL's
-# server is installed, a throwaway PostgreSQL of its own runs the PostgreSQL tests.
+# in parallel workers (pytest-xdist; CLUSTERCTL_TEST_WORKERS, default 3: on a slow two-core
+# machine four workers' controllers and Ray heads overran their timeouts in three runs of four,
+# and a green run with four was no faster, 733 s against 740 s: the CPU is the limit). Where
+# CLUSTERCTL_TEST_PG_URL is not set and PostgreSQL's server is installed, a throwaway
+# PostgreSQL of its own runs the PostgreSQL tests.
 #
 #   bash scripts/test.sh             the whole suite, as CI runs it (.ci/run)
 #   bash scripts/test.sh --quick     unit and property tests only: no Ray, no servers (~1 min)

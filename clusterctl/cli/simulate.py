@@ -77,10 +77,9 @@ def simulate(
     quotas = resolve_quotas(totals(bare, typed), tr.teams, sum(n * g for n, g, _ in fleet))
     results: list[metrics.Figures] = []
     waits: dict[str, Any] = {}
-    min_run = 0 if preempt_min_run.strip() in ("0", "0s") else parse_duration(
-        preempt_min_run, "--preempt-min-run")
+    min_run = _seconds_or_zero(preempt_min_run, "--preempt-min-run")
     for run in compare(tr.jobs, fleet, quotas, names, typed,
-                       _resume(restore_overhead, checkpoint_interval), float(min_run)):
+                       _resume(restore_overhead, checkpoint_interval), min_run):
         results.append(run.figures)
         waits[run.figures.policy] = run.waits
     if plot is not None:
@@ -93,12 +92,16 @@ def simulate(
         console.print(f"chart written to {plot}")
 
 
+def _seconds_or_zero(text: str, flag: str) -> float:
+    """A duration where 0 is allowed (a time limit's parser refuses it)."""
+    return 0.0 if text.strip() in ("0", "0s") else float(parse_duration(text, flag))
+
+
 def _resume(restore: str, interval: str) -> Resume:
-    seconds = 0 if restore.strip() in ("0", "0s") else parse_duration(restore,
-                                                                       "--restore-overhead")
+    seconds = _seconds_or_zero(restore, "--restore-overhead")
     if interval.strip().lower() == "preemption":
-        return Resume(float(seconds), None)
-    return Resume(float(seconds), float(parse_duration(interval, "--checkpoint-interval")))
+        return Resume(seconds, None)
+    return Resume(seconds, float(parse_duration(interval, "--checkpoint-interval")))
 
 
 def _print(results: list[metrics.Figures], tr: trace.Trace, cluster: str) -> None:
