@@ -1,23 +1,25 @@
 """The HTTP client the CLI uses. It turns every failure into :class:`ApiError` with the exit
 code the CLI should use: 2 for bad input, 1 for everything else. While the controller answers
-503 (its database is down), it waits and tries again, with backoff, saying what it waits for."""
+503 (its database is down), it waits and tries again, with backoff, saying what it waits for.
+
+It speaks HTTP with the standard library's ``http.client``: a command makes a few requests on
+one connection and exits, so a pooling client's start is all it would add (httpx and httpcore:
+about 60 ms of every command's 100-170 ms, #33)."""
 
 from __future__ import annotations
 
+import http.client
+import json as jsonlib
+import select
 import ssl
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
+from email.message import Message
 from typing import TYPE_CHECKING, Any
-
-# httpx's own command line (``httpx._main``: click, pygments, rich's syntax colouring) is
-# imported by ``import httpx`` when those are installed, as they are here (typer and rich
-# bring them): 40 ms of every CLI start for a tool the CLI never runs. httpx falls back
-# without it when that import fails, which a None in ``sys.modules`` makes it do.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-import httpx  # noqa: E402
+from urllib.parse import urlencode, urlsplit
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -56,6 +58,38 @@ def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+class Response:
+    """An answer, read whole: what the commands read of one."""
+
+    def __init__(self, status_code: int, headers: Message, content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        """Case-insensitive, as HTTP's are; ``get`` gives None for a missing one."""
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+
+def query(params: Mapping[str, Any] | None) -> str:
+    """The query string, as the API reads it: booleans as ``true``/``false``, None left out."""
+    if not params:
+        return ""
+    pairs = [(k, str(v).lower() if isinstance(v, bool) else v)
+             for k, v in params.items() if v is not None]
+    return "?" + urlencode(pairs) if pairs else ""
+
+
+def _stale(conn: http.client.HTTPConnection) -> bool:
+    """An idle kept-alive connection the controller has closed since (it reads as readable:
+    the end of the stream): a request on it would be lost, so a new one is opened first."""
+    return conn.sock is not None and bool(select.select([conn.sock], [], [], 0)[0])
+
+
 class Client:
     def __init__(self, url: str, token: str | None, timeout: float = 30.0,
                  wait_for_s: float = 120.0,
@@ -63,12 +97,12 @@ class Client:
         self.url = url.rstrip("/")
         self.token = token
         self.ca_file = ca_file
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        # A plain-HTTP controller has no certificate to check (and redirects are not
-        # followed): no context to build. Loading the system's CAs for one costs each command
-        # about 30 ms of CPU, a tenth of its whole run.
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
-                                 verify=verifier(ca_file) if self.secure else False)
+        self.timeout = timeout
+        self.headers = {"User-Agent": "clusterctl", "Accept-Encoding": "identity",
+                        **({"Authorization": f"Bearer {token}"} if token else {})}
+        parts = urlsplit(self.url)
+        self._host, self._port, self._prefix = parts.hostname or "", parts.port, parts.path
+        self._conn: http.client.HTTPConnection | None = None
         self.wait_for_s = wait_for_s
         """How long to keep trying while the controller answers 503."""
         self.say = say
@@ -81,9 +115,11 @@ class Client:
         return self.url.startswith("https://")
 
     def close(self) -> None:
-        self.http.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, **kwargs: Any) -> Response:
         try:
             return self._request_once(method, path, **kwargs)
         except ApiError as e:
@@ -108,15 +144,15 @@ class Client:
         time.sleep(1)
         return retrying(self._request_once, method, path, **kwargs)
 
-    def _request_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as e:
-            if "CERTIFICATE_VERIFY_FAILED" in str(e):
-                raise ApiError(self._untrusted(str(e))) from e
-            sent = not isinstance(e, httpx.ConnectError | httpx.ConnectTimeout)
-            raise ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
-                           "is `clusterctl up` running?", unreachable=True, sent=sent) from e
+    def _request_once(self, method: str, path: str, *, json: Any = None,
+                      content: bytes | None = None, params: Mapping[str, Any] | None = None,
+                      headers: Mapping[str, str] | None = None) -> Response:
+        sending = {**self.headers, **(headers or {})}
+        body = content
+        if json is not None:
+            body = jsonlib.dumps(json).encode()
+            sending["Content-Type"] = "application/json"
+        response = self._exchange(method, self._prefix + path + query(params), body, sending)
         self._warn_degraded(response.headers.get("X-Clusterctl-Warning"))
         self._warn_budget(response.headers.get("X-Clusterctl-Budget"))
         if response.status_code < 400:
@@ -131,6 +167,49 @@ class Client:
                            "your config file", 1, 401)
         code = 2 if response.status_code in (400, 422) else 1
         raise ApiError(str(detail), code, response.status_code)
+
+    def _exchange(self, method: str, target: str, body: bytes | None,
+                  headers: dict[str, str]) -> Response:
+        """One request and its whole answer on the command's connection, opened (or opened
+        again) as needed. A failure before anything was sent is ``sent=False``: trying
+        again cannot make a second job."""
+        conn = self._conn
+        if conn is None or _stale(conn):
+            self.close()
+            conn = self._conn = self._open()
+        try:
+            conn.request(method, target, body=body, headers=headers)
+            answer = conn.getresponse()
+            content = answer.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise self._unreachable(e, sent=True) from e
+        if answer.will_close:
+            self.close()
+        return Response(answer.status, answer.headers, content)
+
+    def _open(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
+        if self.secure:
+            context = verifier(self.ca_file)
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.timeout,
+                context=context if isinstance(context, ssl.SSLContext)
+                else ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        try:
+            conn.connect()
+        except OSError as e:
+            conn.close()
+            raise self._unreachable(e, sent=False) from e
+        return conn
+
+    def _unreachable(self, e: BaseException, sent: bool) -> ApiError:
+        if "CERTIFICATE_VERIFY_FAILED" in str(e):
+            return ApiError(self._untrusted(str(e)))
+        return ApiError(f"cannot reach the controller at {self.url} ({type(e).__name__}); "
+                        "is `clusterctl up` running?", unreachable=True, sent=sent)
 
     def _untrusted(self, error: str) -> str:
         """Why the controller's certificate was refused: its dates, or who vouches for it."""
