@@ -10,7 +10,9 @@ it is a bound on average JCT, not a policy anyone would run.
 
 Beside it, in the same run, `simulate`'s `guarded` (the former default) and `default` policies
 on the same trace and cluster.
-Run: python bench/clairvoyant.py [--cluster 16x8] [--no-default]   (the Philly scenario)
+With --no-limits every job's time limit is the trace's longest duration, as though nobody
+set one (the cluster's maximum): what the default's order owes to time limits.
+Run: python bench/clairvoyant.py [--cluster 16x8] [--no-default] [--no-limits]   (Philly)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +85,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cluster", action="append", default=None, help="NODESx8 (repeatable)")
     ap.add_argument("--no-default", action="store_true", help="the reference alone")
+    ap.add_argument("--no-limits", action="store_true",
+                    help="every time limit the longest duration (nobody sets one)")
     args = ap.parse_args()
     h = 1000.0
     print("| scenario | policy | avg JCT | p50 | p95 | p99 | avg wait | replay |")
@@ -90,8 +95,12 @@ def main() -> None:
         nodes = int(c.lower().split("x")[0])
         fleet = trace.uniform(nodes, 8)
         tr = trace.load(TRACE, fleet=fleet, teams=TEAMS)
+        jobs = tr.jobs
+        if args.no_limits:
+            longest = max(j.duration_s for j in jobs)
+            jobs = [replace(j, time_limit_s=longest) for j in jobs]
         t0 = time.perf_counter()
-        ref = replay(tr.jobs, nodes, 8)
+        ref = replay(jobs, nodes, 8)
         took = time.perf_counter() - t0
         print(f"| Philly {nodes} x 8 | clairvoyant | {ref['avg_jct_s'] / h:.1f}k s | "
               f"{ref['p50_jct_s'] / h:.1f}k | {ref['p95_jct_s'] / h:.1f}k | "
@@ -100,7 +109,7 @@ def main() -> None:
         if args.no_default:
             continue
         quotas = resolve_quotas({}, tr.teams, nodes * 8)
-        for result in compare(tr.jobs, fleet, quotas, names=("guarded", "default")):
+        for result in compare(jobs, fleet, quotas, names=("guarded", "default")):
             f = result.figures
             print(f"| Philly {nodes} x 8 | {f.policy} | {f.avg_jct_s / h:.1f}k s "
                   f"({f.avg_jct_s / ref['avg_jct_s']:.1f}x) | {f.p50_jct_s / h:.1f}k | "
