@@ -3,41 +3,31 @@ relies on, against real sockets."""
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
+
+from raw_http import Server, answer_json, read_request
 
 from clusterctl.cli.client import Client, query
 
 
-class AnswerThenHangUp:
+class AnswerThenHangUp(Server):
     """A real HTTP server that answers each request on a kept-alive connection (no
     ``Connection: close``) and then closes that connection, as uvicorn does to a connection
     idle past its keep-alive timeout (5 s) while a command such as ``wait`` sleeps between
     polls. It records each request's first line."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.lines: list[str] = []
         self.hung_up = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                self.lines.append(data.split(b"\r\n", 1)[0].decode())
-                body = json.dumps({"n": len(self.lines)}).encode()
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            self.hung_up.set()
+    def handle(self, conn: socket.socket) -> None:
+        self.lines.append(read_request(conn)[0])
+        answer_json(conn, "200 OK", {"n": len(self.lines)}, close=False)
+
+    def served(self) -> None:
+        self.hung_up.set()
 
 
 def test_a_kept_alive_connection_the_controller_closed_is_opened_again() -> None:
@@ -49,7 +39,7 @@ def test_a_kept_alive_connection_the_controller_closed_is_opened_again() -> None
     # be lost on it ("cannot reach the controller" in the middle of a `wait`).
     assert client.json("GET", "/v1/jobs/1", params={"all": True}) == {"n": 2}
     assert server.lines == ["GET /v1/whoami HTTP/1.1", "GET /v1/jobs/1?all=true HTTP/1.1"]
-    server.listener.close()
+    server.close()
 
 
 def test_a_query_says_booleans_as_the_api_reads_them_and_leaves_out_none() -> None:

@@ -9,14 +9,13 @@ the first answer)."""
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from harness import ControllerProcess
+from raw_http import Server, answer_json, read_request
 
 from clusterctl.cli.client import ApiError, Client
 
@@ -58,40 +57,20 @@ def test_a_repeated_key_returns_the_first_job_and_makes_none(controller: Control
     assert len(jobs) == 1 + 3 + 1 + 1, jobs  # key-1, key-2's array, key-3, the other's
 
 
-class DropFirst:
+class DropFirst(Server):
     """A real HTTP server that reads each request and drops the first without answering, as
     a controller stopped past the client's timeout looks to it; it answers the others 201."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.keys: list[str] = []
         self.answer: dict[str, Any] = {"id": 7, "state": "PENDING"}
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, rest = data.partition(b"\r\n\r\n")
-                headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in
-                                                      head.decode().split("\r\n")[1:])}
-                length = int(headers.get("content-length", "0"))
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                self.keys.append(headers.get("idempotency-key", ""))
-                if len(self.keys) == 1:
-                    continue  # the answer is lost
-                body = json.dumps(self.answer).encode()
-                conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: " + str(len(body)).encode() +
-                             b"\r\nConnection: close\r\n\r\n" + body)
+    def handle(self, conn: socket.socket) -> None:
+        _, headers, _ = read_request(conn)
+        self.keys.append(headers.get("idempotency-key", ""))
+        if len(self.keys) > 1:  # the first answer is lost
+            answer_json(conn, "201 Created", self.answer)
 
 
 def test_the_cli_tries_a_lost_submit_again_with_the_same_key() -> None:
@@ -104,7 +83,7 @@ def test_the_cli_tries_a_lost_submit_again_with_the_same_key() -> None:
     again = Client(f"http://127.0.0.1:{server.port}", "t", say=said.append)
     again.submit(dict(BODY))
     assert server.keys[2] != server.keys[0]  # a new submit, a new key
-    server.listener.close()
+    server.close()
 
 
 def test_a_submit_never_answered_says_its_outcome_is_unknown() -> None:
