@@ -119,7 +119,10 @@ def test_a_quota_per_type_reclaims_its_type(fleet: tuple[str, Path], tmp_path: P
         assert "quota vision: B200: no node reports GPUs of that type" in log, log[-3000:]
         # what `plan` replays the cluster's history with
         assert ctl.api("GET", "/v1/quotas").json() == {
-            "quotas": {"nlp": 0}, "type_quotas": {"vision": {"H100": 2, "B200": 4}}}
+            "quotas": {"nlp": 0}, "type_quotas": {"vision": {"H100": 2, "B200": 4}},
+            "policy": {"scheduling_policy": "default", "starve_after_s": None,
+                       "preempt": True, "preempt_grace_s": 3, "preempt_min_run_s": 0,
+                       "user_gpu_limit": None}}
     finally:
         for job_id in borrowers:
             ctl.cli("cancel", str(job_id))

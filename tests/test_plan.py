@@ -13,10 +13,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from clusterctl.cli.plan import cluster_policy
 from clusterctl.cost.rates import effective_rates
 from clusterctl.parsing import BadInput
 from clusterctl.plan import fleet, sacct
 from clusterctl.plan.scenarios import Site, advice, evaluate_all, grow, propose
+from clusterctl.scheduler.records import PolicyConfig, guarded
 from clusterctl.simulate.trace import PastJob, read_csv
 
 TODAY = date(2026, 12, 1)
@@ -261,3 +263,23 @@ def test_a_file_with_no_gpu_job_is_refused(tmp_path: Path) -> None:
                  "COMPLETED|cpu=4|1|01:00:00\n")
     r = cli("--trace", str(f), "--fleet", "1x8:A100", cwd=tmp_path)
     assert r.returncode == 2 and "--trace" in r.stderr and "no GPU job" in r.stderr
+
+
+def test_the_replays_run_with_the_clusters_scheduling_settings(tmp_path: Path) -> None:
+    """`plan` replays a cluster's history as its controller schedules (``/v1/quotas``'
+    ``policy``): its order (``guarded``, a starvation guard) and its limits, here one GPU per
+    user, which makes the five jobs of one user run one after another."""
+    policy = cluster_policy({"scheduling_policy": "guarded", "starve_after_s": 7200.0,
+                             "preempt": False, "preempt_grace_s": 5.0,
+                             "preempt_min_run_s": 0.0, "user_gpu_limit": 1})
+    assert policy == PolicyConfig(**{**vars(guarded(PolicyConfig())), "starve_after_s": 7200.0,
+                                     "preempt": False, "preempt_grace_s": 5.0,
+                                     "preempt_min_run_s": 0.0, "user_gpu_limit": 1})
+    assert cluster_policy({}) == PolicyConfig()  # a controller older than the field
+    d = fleet.Defaults()
+    scenarios = propose(fleet.parse_machines(f"2x1:{MACHINE}", "--fleet", d, prefix="node-"),
+                        purchases=[], sales=[])
+    [free] = evaluate_all(tiny(tmp_path), scenarios, SITE, TODAY)
+    [limited] = evaluate_all(tiny(tmp_path), scenarios, SITE, TODAY, policy=policy)
+    assert free.avg_wait_s == 2880  # two at a time (the hand computation above)
+    assert limited.avg_wait_s == (0 + 1 + 2 + 3 + 4) * 3600 / 5  # one at a time

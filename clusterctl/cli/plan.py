@@ -41,6 +41,7 @@ from clusterctl.plan.scenarios import (
 )
 from clusterctl.reports.documents import CostDocument
 from clusterctl.scheduler.quotas import parse_quotas
+from clusterctl.scheduler.records import PolicyConfig, chosen_order
 from clusterctl.simulate import rows
 from clusterctl.simulate import trace as trace_mod
 from clusterctl.simulate.trace import PastJob, parse_overestimate
@@ -213,11 +214,16 @@ def run_plan(c: Client | None, history: History, *, fleet: str | None, add: list
         text, "--add", defaults, prefix="new-", first=i * 1000)) for i, text in enumerate(add)]
     notes = list(history.notes)
     base: Quotas = ({}, {})
+    policy = PolicyConfig()
     if c is not None:
         q = c.json("GET", "/v1/quotas")
         base = (q["quotas"], q["type_quotas"])
         if q["quotas"] or q["type_quotas"]:
             notes.append("replayed with the cluster's quotas (`--quota` proposes others)")
+        policy = cluster_policy(q.get("policy") or {})
+        if policy != PolicyConfig():
+            notes.append("replayed with the cluster's scheduling settings "
+                         f"({_settings_said(q['policy'])})")
         power = measured_power(c, since_s)
         if power:
             current = fleet_mod.with_power(current, power)
@@ -227,9 +233,30 @@ def run_plan(c: Client | None, history: History, *, fleet: str | None, add: list
     sales = [fleet_mod.parse_removal(r, current, today) for r in remove]
     scenarios = propose(current, purchases=purchases, sales=sales, quotas=quotas,
                         quota_text=",".join(quota), growth=growth, base=base)
-    results = evaluate_all(history.jobs, scenarios, site, today, workers=os.cpu_count() or 1)
+    results = evaluate_all(history.jobs, scenarios, site, today,
+                           workers=os.cpu_count() or 1, policy=policy)
     return PlanOutcome(history, results, advice(scenarios, results, site.currency),
                        notes + _price_notes(results), site.currency)
+
+
+def cluster_policy(settings: dict[str, Any]) -> PolicyConfig:
+    """The pass's settings from the controller's (``/v1/quotas``' ``policy``: a controller
+    older than it has none, and its replays keep the defaults), read as the controller reads
+    its own (``chosen_order``)."""
+    known = {k: settings[k] for k in ("preempt", "preempt_grace_s", "preempt_min_run_s",
+                                      "user_gpu_limit") if settings.get(k) is not None}
+    return chosen_order(PolicyConfig(**known), settings.get("scheduling_policy", "default"),
+                        settings.get("starve_after_s"))
+
+
+def _settings_said(settings: dict[str, Any]) -> str:
+    """Those of the cluster's settings that differ from the defaults, for the plan's notes."""
+    plain = PolicyConfig()
+    defaults = {"scheduling_policy": "default", "starve_after_s": None,
+                **{k: getattr(plain, k) for k in ("preempt", "preempt_grace_s",
+                                                  "preempt_min_run_s", "user_gpu_limit")}}
+    return ", ".join(f"{k} {v}" for k, v in settings.items()
+                     if k in defaults and v != defaults[k])
 
 
 def measured_power(c: Client, since_s: int) -> dict[str, float]:

@@ -169,7 +169,8 @@ class ControllerApi(Protocol):
 
     def quotas(self) -> dict[str, Any]:
         """The scheduler's team quotas: ``quotas`` (over all types) and ``type_quotas`` (per
-        GPU type), as the settings give them."""
+        GPU type), as the settings give them; and ``policy``, the settings of its order and
+        preemption (``scheduling_policy``, ``starve_after_s``, ``preempt``, ...)."""
         ...
 
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,

@@ -29,7 +29,7 @@ from clusterctl.scheduler.records import (
     RunningJob,
     Wait,
     WaitReason,
-    guarded,
+    chosen_order,
 )
 from clusterctl.settings import Settings
 from clusterctl.states import JobState
@@ -362,8 +362,4 @@ def policy_config(s: Settings) -> PolicyConfig:
                           user_gpu_limit=s.user_gpu_limit, preempt=s.preempt,
                           preempt_grace_s=s.preempt_grace_s,
                           preempt_min_run_s=s.preempt_min_run_s)
-    if s.scheduling_policy == "guarded":
-        config = guarded(config)
-    if s.starve_after_s is not None:
-        config = replace(config, starve_after_s=s.starve_after_s)
-    return config
+    return chosen_order(config, s.scheduling_policy, s.starve_after_s)

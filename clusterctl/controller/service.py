@@ -342,9 +342,15 @@ class Controller(HealthNotes):
         return sum(r.total_cost for r in report.rows if r.kind == "team" and r.key == team)
 
     def quotas(self) -> dict[str, Any]:
-        typed = self.settings.type_quotas
-        return {"quotas": {t: q for t, q in self.settings.quotas.items() if t not in typed},
-                "type_quotas": typed}
+        s = self.settings
+        typed = s.type_quotas
+        return {"quotas": {t: q for t, q in s.quotas.items() if t not in typed},
+                "type_quotas": typed,
+                "policy": {"scheduling_policy": s.scheduling_policy,
+                           "starve_after_s": s.starve_after_s, "preempt": s.preempt,
+                           "preempt_grace_s": s.preempt_grace_s,
+                           "preempt_min_run_s": s.preempt_min_run_s,
+                           "user_gpu_limit": s.user_gpu_limit}}
 
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
                loaded: bool, min_idle_s: float, now: datetime, limit: int | None = None,

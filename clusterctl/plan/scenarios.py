@@ -22,7 +22,7 @@ import math
 import random
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -107,13 +107,16 @@ def grow(jobs: Sequence[PastJob], factor: float, seed: int = 0) -> list[PastJob]
     return out
 
 
-def evaluate(history: Sequence[PastJob], s: Scenario, site: Site, today: date) -> Result:
+def evaluate(history: Sequence[PastJob], s: Scenario, site: Site, today: date,
+             policy: PolicyConfig = PolicyConfig()) -> Result:
+    """``s`` replayed and priced; ``policy`` is the cluster's order and preemption (its
+    quotas are the scenario's)."""
     groups = [(1, m.gpus, m.gpu_model) for m in s.machines]
     trace = fit(grow(history, s.growth), groups)
     total = sum(m.gpus for m in s.machines)
     bare, typed = s.quotas
     quotas = resolve_quotas(totals(bare, typed), trace.teams, total)
-    out = engine.replay(trace.jobs, groups, PolicyConfig(quotas=quotas, type_quotas=typed))
+    out = engine.replay(trace.jobs, groups, replace(policy, quotas=quotas, type_quotas=typed))
     fig = metrics.figures("default", out, quotas)
     span = max(out.last_end - out.first_submit, 3600.0)
     months = span / SECONDS_PER_MONTH
@@ -160,7 +163,8 @@ def _evaluate(args: tuple[Any, ...]) -> Result:
 
 
 def evaluate_all(history: Sequence[PastJob], scenarios: Sequence[Scenario], site: Site,
-                 today: date, workers: int = 1) -> list[Result]:
+                 today: date, workers: int = 1, policy: PolicyConfig = PolicyConfig()
+                 ) -> list[Result]:
     """Every scenario, side by side (in worker processes where there are cores to spare:
     the replays are independent and each takes one core); each compared with the first of
     its kind's baseline: the current fleet, or the current fleet at the same growth.
@@ -168,7 +172,7 @@ def evaluate_all(history: Sequence[PastJob], scenarios: Sequence[Scenario], site
     Up to twice as many processes as ``workers`` (cores) run at once: three replays of
     equal length on two cores end together after 1.5 replays' time, where two workers
     would take two (the third alone on one core at the end). About 200 MB each for a year."""
-    args = [(history, s, site, today) for s in scenarios]
+    args = [(history, s, site, today, policy) for s in scenarios]
     if workers > 1 and len(scenarios) > 1:
         with ProcessPoolExecutor(max_workers=min(2 * workers, len(scenarios))) as pool:
             results = list(pool.map(_evaluate, args))

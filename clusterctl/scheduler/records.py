@@ -172,6 +172,18 @@ def guarded(config: PolicyConfig) -> PolicyConfig:
                    starve_after_s=86400.0)
 
 
+def chosen_order(config: PolicyConfig, policy: str, starve_after_s: float | None
+                 ) -> PolicyConfig:
+    """``config`` with the order a cluster's settings choose: ``policy`` ("default" or
+    "guarded"), and an explicit ``starve_after_s`` over either. The controller's pass and
+    ``clusterctl plan``'s replays of its history both read the settings through this."""
+    if policy == "guarded":
+        config = guarded(config)
+    if starve_after_s is not None:
+        config = replace(config, starve_after_s=starve_after_s)
+    return config
+
+
 @dataclass(frozen=True)
 class Placement:
     job_id: int

@@ -1,5 +1,6 @@
-"""``/v1/quotas``: the teams' GPU quotas the scheduler runs with (read by ``plan``, so that a
-replay of the cluster's history keeps its guarantees). Everyone may read them."""
+"""``/v1/quotas``: the teams' GPU quotas the scheduler runs with, and the settings of its order
+(read by ``plan``, so that a replay of the cluster's history keeps its guarantees and its
+order). Everyone may read them."""
 
 from __future__ import annotations
 
@@ -15,5 +16,6 @@ router = APIRouter()
 
 @router.get("/v1/quotas")
 def quotas(user: CurrentUser, ctl: ControllerDep) -> dict[str, Any]:
-    """``quotas``: team → GPUs over all types; ``type_quotas``: team → GPU type → GPUs."""
+    """``quotas``: team → GPUs over all types; ``type_quotas``: team → GPU type → GPUs;
+    ``policy``: the scheduler's order and preemption settings."""
     return ctl.quotas()
