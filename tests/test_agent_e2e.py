@@ -55,9 +55,13 @@ def test_job_usage_is_attributed_and_nodes_show_live_gpus(controller: Controller
     def sampled_since_start() -> dict[int, dict]:  # type: ignore[type-arg]
         gpus = {g["index"]: g for g in controller.json("nodes")[0]["gpu_jobs"]}
         fresh = all(g["sampled_at"] and utc(g["sampled_at"]) > started for g in gpus.values())
-        return gpus if fresh and len(gpus) == 4 else {}
+        # The job's GPUs computing: the first read after its start may come before its
+        # process is up (CI saw `top` show the job's GPUs at 0 % then).
+        computing = all(g["utilization"] for g in gpus.values() if g["job_id"] == job_id)
+        return gpus if fresh and computing and len(gpus) == 4 else {}
 
-    wait_for(sampled_since_start, what="a stored sample of every GPU read while the job runs")
+    wait_for(sampled_since_start,
+             what="a stored sample of every GPU read while the job runs, its own computing")
     gpus = sampled_since_start()
     held = [g for g in gpus.values() if g["job_id"] == job_id]
     assert len(held) == 2
