@@ -10,15 +10,17 @@ it is a bound on average JCT, not a policy anyone would run.
 
 Beside it, in the same run, `simulate`'s `guarded` (the former default) and `default` policies
 on the same trace and cluster.
-With --no-limits every job's time limit is the trace's longest duration, as though nobody
-set one (the cluster's maximum): what the default's order owes to time limits.
-Run: python bench/clairvoyant.py [--cluster 16x8] [--no-default] [--no-limits]   (Philly)
+With --without-limit SHARE that share of the jobs (drawn with a fixed seed; 1: all of them)
+has as its time limit the trace's longest duration, as though nobody set one (the cluster's
+maximum): what the default's order owes to time limits.
+Run: python bench/clairvoyant.py [--cluster 16x8] [--no-default] [--without-limit 0.5]
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import random
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -85,8 +87,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cluster", action="append", default=None, help="NODESx8 (repeatable)")
     ap.add_argument("--no-default", action="store_true", help="the reference alone")
-    ap.add_argument("--no-limits", action="store_true",
-                    help="every time limit the longest duration (nobody sets one)")
+    ap.add_argument("--without-limit", type=float, default=0.0, metavar="SHARE",
+                    help="this share of the jobs without a limit (theirs: the longest duration)")
     args = ap.parse_args()
     h = 1000.0
     print("| scenario | policy | avg JCT | p50 | p95 | p99 | avg wait | replay |")
@@ -96,9 +98,11 @@ def main() -> None:
         fleet = trace.uniform(nodes, 8)
         tr = trace.load(TRACE, fleet=fleet, teams=TEAMS)
         jobs = tr.jobs
-        if args.no_limits:
+        if args.without_limit > 0:
             longest = max(j.duration_s for j in jobs)
-            jobs = [replace(j, time_limit_s=longest) for j in jobs]
+            draw = random.Random(1)
+            jobs = [replace(j, time_limit_s=longest) if draw.random() < args.without_limit
+                    else j for j in jobs]
         t0 = time.perf_counter()
         ref = replay(jobs, nodes, 8)
         took = time.perf_counter() - t0
