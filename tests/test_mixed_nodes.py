@@ -116,3 +116,27 @@ def test_starts_on_split_machines_get_free_devices_of_one_accepted_model(
         model = models.pop()
         if job.gpu_types:
             assert any(matches(t, model) for t in job.gpu_types)
+
+
+def test_a_request_is_refused_only_on_what_the_agents_have_reported_by_now() -> None:
+    """A node that just joined: Ray counts its GPUs and its agent reports their models a
+    moment later, which `clusterctl nodes` shows at once. A submit for one of them that
+    arrives before the scheduler's next read of the facts must not be refused on the read
+    before (a clean-clone run saw "no node has 4090 GPUs; here: GPUs of unknown model" right
+    after `nodes` had shown the RTX 4090)."""
+    from clusterctl.controller.node_facts import NodeFacts
+    from clusterctl.executor.types import NodeInfo
+    from clusterctl.scheduler.gpu_groups import why_never
+
+    reported: dict[str, list[Gpu]] = {}
+    facts = NodeFacts(gpu_facts=lambda: dict(reported), monotonic=lambda: NOW)
+    facts.refresh([NodeInfo("abc", "duo", "10.0.0.1", 4, None, True)], every_s=30)
+    reported["duo"] = DUO  # the agent's first report, the same instant
+
+    def check(types: tuple[str, ...]) -> tuple[str, str] | None:
+        return why_never(1, 1, (types, None), facts.capacity([], (), ()))
+
+    assert check(("RTX-4090",)) is not None  # on the facts as last read
+    assert facts.refused_after_reading(lambda: check(("RTX-4090",))) is None
+    field, why = facts.refused_after_reading(lambda: check(("B200",))) or ("", "")
+    assert field == "--gpu-type" and "no node has B200 GPUs" in why, why

@@ -8,12 +8,15 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TypeVar
 
 from clusterctl.executor.types import NodeInfo
 from clusterctl.gpu_types import model_memory
 from clusterctl.scheduler import mixed_nodes
 from clusterctl.scheduler.records import NodeCapacity
 from clusterctl.store import Job, SampleStore
+
+T = TypeVar("T")
 
 FACTS_RETRY_S = 2.0
 """How soon the GPUs' facts are read again while a node's agent has not reported every GPU Ray
@@ -63,6 +66,17 @@ class NodeFacts:
         if self.monotonic() - self.read_at >= (FACTS_RETRY_S if unread else every_s):
             self.read()
             self.gpu_hour_costs = self._read_gpu_hour_costs()
+
+    def refused_after_reading(self, check: Callable[[], T | None]) -> T | None:
+        """``check``'s refusal (of a request, on these facts), asked again on facts read anew:
+        an agent may have reported since the last read (a node that just joined reports its
+        models within seconds, and ``nodes`` shows them at once), and a request is refused
+        only on what is known now. One small read per refusal, none per request accepted."""
+        never = check()
+        if never is not None:
+            self.read()
+            never = check()
+        return never
 
     def read(self) -> None:
         self.read_at = self.monotonic()

@@ -212,15 +212,8 @@ class Scheduler:
         """Why a request can never fit this cluster (for refusal at submit) as (field, why),
         or None. A drained node counts: draining is for maintenance, and it comes back."""
         ask = (tuple(gpu_types or ()), gpu_mem)
-        never = gpu_groups.why_never(gpus, nodes, ask, self.capacity(active=[],
-                                                                     with_drained=True))
-        if never is not None and self.monotonic() - self.facts.read_at > 0.5:
-            # The agents may have told us more since the last read (a node that just joined
-            # reports its models within seconds): read again before refusing.
-            self.facts.read()
-            never = gpu_groups.why_never(gpus, nodes, ask,
-                                         self.capacity(active=[], with_drained=True))
-        return never
+        return self.facts.refused_after_reading(lambda: gpu_groups.why_never(
+            gpus, nodes, ask, self.capacity(active=[], with_drained=True)))
 
     # -- pending jobs -------------------------------------------------------------------------
 
