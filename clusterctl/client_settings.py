@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from clusterctl.parsing import BadInput
 
@@ -73,9 +74,25 @@ def load_client(env: Mapping[str, str] | None = None) -> ClientSettings:
                       bool(get("tls_cert")))
     token = get("token")
     return ClientSettings(
-        url=str(url or f"http://127.0.0.1:{DEFAULT_PORT}"),
+        url=_url(url) if url is not None else f"http://127.0.0.1:{DEFAULT_PORT}",
         token=None if token is None else str(token), ca_file=str(get("ca_file") or ""),
         max_package_mb=_number(get("max_package_mb"), "max_package_mb", float, 100.0))
+
+
+def _url(value: Any) -> str:
+    """The controller's address: ``http://`` or ``https://``, a host, a port if any (a path
+    too, behind a proxy). Said here, once: else ``localhost:8765`` fails as an unreachable
+    host named ``localhost:8765``."""
+    text = str(value)
+    parts = urlsplit(text)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise BadInput("url", f"{text!r} is not an http:// or https:// address "
+                              f"(e.g. http://HOST:{DEFAULT_PORT})")
+    return text
 
 
 def _number(value: Any, key: str, kind: type, default: float = DEFAULT_PORT) -> Any:

@@ -106,3 +106,15 @@ def test_the_cli_names_a_bad_setting_it_reads(tmp_path: Path) -> None:
     config.write_text("url = [")
     with pytest.raises(BadInput):
         load_client({"CLUSTERCTL_CONFIG": str(config)})
+
+
+
+@pytest.mark.parametrize("url", ["localhost:8765", "http://", "ftp://head:8765",
+                                 "http://head:99999", "head"])
+def test_a_controller_address_that_is_not_one_is_bad_input(url: str) -> None:
+    """Said as the setting at fault (exit 2), not as an unreachable controller (exit 1)."""
+    with pytest.raises(BadInput) as e:
+        load_client({"CLUSTERCTL_CONFIG": "/nonexistent/config.toml", "CLUSTERCTL_URL": url})
+    assert e.value.field == "url" and "http://" in str(e.value)
+    good = "https://head.example:8765/clusterctl"
+    assert load_client({"CLUSTERCTL_CONFIG": "/nonexistent", "CLUSTERCTL_URL": good}).url == good
