@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from clusterctl.cli.plan import cluster_policy
 from clusterctl.cost.rates import effective_rates
 from clusterctl.parsing import BadInput
 from clusterctl.plan import fleet, sacct
 from clusterctl.plan.scenarios import Site, advice, evaluate_all, grow, propose
 from clusterctl.scheduler.records import PolicyConfig, guarded
+from clusterctl.scheduler.records import from_settings as cluster_policy
 from clusterctl.simulate.trace import PastJob, read_csv
 
 TODAY = date(2026, 12, 1)

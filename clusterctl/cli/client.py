@@ -43,13 +43,11 @@ def _unavailable(e: BaseException) -> bool:
     return isinstance(e, ApiError) and e.status == 503
 
 
-def verifier(ca_file: str | None) -> ssl.SSLContext | bool:
+def verifier(ca_file: str | None) -> ssl.SSLContext:
     """Verify the controller's certificate against ``ca_file`` (the cluster's own CA), else
     the system's CAs."""
-    if not ca_file:
-        return True
     try:
-        return ssl.create_default_context(cafile=ca_file)
+        return ssl.create_default_context(cafile=ca_file or None)
     except (OSError, ssl.SSLError) as e:
         raise ApiError(f"ca_file: cannot read the CA file {ca_file}: {e}", 2) from None
 
@@ -191,11 +189,8 @@ class Client:
     def _open(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection
         if self.secure:
-            context = verifier(self.ca_file)
-            conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout,
-                context=context if isinstance(context, ssl.SSLContext)
-                else ssl.create_default_context())
+            conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
+                                               context=verifier(self.ca_file))
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
         try:
@@ -256,7 +251,7 @@ class Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             return ws_connect(url, additional_headers=headers, open_timeout=10,
-                              ssl=context if isinstance(context, ssl.SSLContext) else None,
+                              ssl=context,
                               max_size=None, compression=None)
         except ssl.SSLCertVerificationError as e:
             raise ApiError(self._untrusted(str(e))) from e

@@ -41,7 +41,7 @@ from clusterctl.plan.scenarios import (
 )
 from clusterctl.reports.documents import CostDocument
 from clusterctl.scheduler.quotas import parse_quotas
-from clusterctl.scheduler.records import PolicyConfig, chosen_order
+from clusterctl.scheduler.records import PolicyConfig, from_settings
 from clusterctl.simulate import rows
 from clusterctl.simulate import trace as trace_mod
 from clusterctl.simulate.trace import PastJob, parse_overestimate
@@ -220,7 +220,7 @@ def run_plan(c: Client | None, history: History, *, fleet: str | None, add: list
         base = (q["quotas"], q["type_quotas"])
         if q["quotas"] or q["type_quotas"]:
             notes.append("replayed with the cluster's quotas (`--quota` proposes others)")
-        policy = cluster_policy(q.get("policy") or {})
+        policy = from_settings(q.get("policy") or {})  # older controllers: none
         if policy != PolicyConfig():
             notes.append("replayed with the cluster's scheduling settings "
                          f"({_settings_said(q['policy'])})")
@@ -239,24 +239,10 @@ def run_plan(c: Client | None, history: History, *, fleet: str | None, add: list
                        notes + _price_notes(results), site.currency)
 
 
-def cluster_policy(settings: dict[str, Any]) -> PolicyConfig:
-    """The pass's settings from the controller's (``/v1/quotas``' ``policy``: a controller
-    older than it has none, and its replays keep the defaults), read as the controller reads
-    its own (``chosen_order``)."""
-    known = {k: settings[k] for k in ("preempt", "preempt_grace_s", "preempt_min_run_s",
-                                      "user_gpu_limit") if settings.get(k) is not None}
-    return chosen_order(PolicyConfig(**known), settings.get("scheduling_policy", "default"),
-                        settings.get("starve_after_s"))
-
-
 def _settings_said(settings: dict[str, Any]) -> str:
-    """Those of the cluster's settings that differ from the defaults, for the plan's notes."""
-    plain = PolicyConfig()
-    defaults = {"scheduling_policy": "default", "starve_after_s": None,
-                **{k: getattr(plain, k) for k in ("preempt", "preempt_grace_s",
-                                                  "preempt_min_run_s", "user_gpu_limit")}}
+    """Those of the cluster's settings that change the pass, for the plan's notes."""
     return ", ".join(f"{k} {v}" for k, v in settings.items()
-                     if k in defaults and v != defaults[k])
+                     if from_settings({k: v}) != PolicyConfig())
 
 
 def measured_power(c: Client, since_s: int) -> dict[str, float]:

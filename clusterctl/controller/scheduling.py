@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from clusterctl.controller.attempts import Attempts, at
 from clusterctl.controller.node_facts import NodeFacts
@@ -20,6 +21,7 @@ from clusterctl.executor.types import Executor, NodeInfo, RayUnavailable
 from clusterctl.scheduler import dependencies, fairshare, gpu_groups, mixed_nodes, policy
 from clusterctl.scheduler.quotas import resolve_quotas, unknown_types
 from clusterctl.scheduler.records import (
+    SETTINGS,
     Decision,
     FairShareUsage,
     NodeCapacity,
@@ -29,7 +31,7 @@ from clusterctl.scheduler.records import (
     RunningJob,
     Wait,
     WaitReason,
-    chosen_order,
+    from_settings,
 )
 from clusterctl.settings import Settings
 from clusterctl.states import JobState
@@ -348,11 +350,14 @@ class Scheduler:
                                config=replace(cfg, quotas=quotas), explain=True)
 
 
+def scheduling_settings(s: Settings) -> dict[str, Any]:
+    """The settings that shape the pass beyond the quotas (``records.SETTINGS``), as
+    ``/v1/quotas`` shows them to ``clusterctl plan``."""
+    return {name: getattr(s, name) for name in SETTINGS}
+
+
 def policy_config(s: Settings) -> PolicyConfig:
-    """The scheduling pass's settings from the controller's: ``scheduling_policy`` picks the
-    order's weights and guard, and an explicit ``starve_after_s`` wins over either."""
-    config = PolicyConfig(quotas=s.team_quotas, type_quotas=s.type_quotas,
-                          user_gpu_limit=s.user_gpu_limit, preempt=s.preempt,
-                          preempt_grace_s=s.preempt_grace_s,
-                          preempt_min_run_s=s.preempt_min_run_s)
-    return chosen_order(config, s.scheduling_policy, s.starve_after_s)
+    """The scheduling pass's settings from the controller's (``records.from_settings``), with
+    its quotas."""
+    return replace(from_settings(scheduling_settings(s)), quotas=s.team_quotas,
+                   type_quotas=s.type_quotas)

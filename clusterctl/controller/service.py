@@ -29,7 +29,12 @@ from clusterctl.controller.metrics import ControllerCollector, ControllerMetrics
 from clusterctl.controller.node_facts import NodeFacts, gpus_reported
 from clusterctl.controller.notifier import Notifier
 from clusterctl.controller.reports import ReportService, build
-from clusterctl.controller.scheduling import OutOfService, Scheduler, policy_config
+from clusterctl.controller.scheduling import (
+    OutOfService,
+    Scheduler,
+    policy_config,
+    scheduling_settings,
+)
 from clusterctl.controller.services import ServiceKeeper, Serving
 from clusterctl.controller.submissions import Submissions
 from clusterctl.controller.telemetry import GpuUsage, Housekeeper, job_usage, within_clock
@@ -345,12 +350,7 @@ class Controller(HealthNotes):
         s = self.settings
         typed = s.type_quotas
         return {"quotas": {t: q for t, q in s.quotas.items() if t not in typed},
-                "type_quotas": typed,
-                "policy": {"scheduling_policy": s.scheduling_policy,
-                           "starve_after_s": s.starve_after_s, "preempt": s.preempt,
-                           "preempt_grace_s": s.preempt_grace_s,
-                           "preempt_min_run_s": s.preempt_min_run_s,
-                           "user_gpu_limit": s.user_gpu_limit}}
+                "type_quotas": typed, "policy": scheduling_settings(s)}
 
     def report(self, kind: str, start: datetime, end: datetime, *, by: str | None,
                loaded: bool, min_idle_s: float, now: datetime, limit: int | None = None,

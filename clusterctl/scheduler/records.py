@@ -6,8 +6,10 @@ builds them from its own event loop. Neither the policy nor these values know wh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any
 
 Ask = tuple[tuple[str, ...], int | None]
 """What a job asks of its GPUs: (types, least memory per GPU); jobs asking the same share
@@ -172,15 +174,24 @@ def guarded(config: PolicyConfig) -> PolicyConfig:
                    starve_after_s=86400.0)
 
 
-def chosen_order(config: PolicyConfig, policy: str, starve_after_s: float | None
-                 ) -> PolicyConfig:
-    """``config`` with the order a cluster's settings choose: ``policy`` ("default" or
-    "guarded"), and an explicit ``starve_after_s`` over either. The controller's pass and
-    ``clusterctl plan``'s replays of its history both read the settings through this."""
-    if policy == "guarded":
+SETTINGS = ("scheduling_policy", "starve_after_s", "preempt", "preempt_grace_s",
+            "preempt_min_run_s", "user_gpu_limit")
+"""The controller's settings that shape the pass beyond the quotas, by the names its settings
+and ``/v1/quotas``' ``policy`` give them."""
+
+
+def from_settings(settings: Mapping[str, Any]) -> PolicyConfig:
+    """The pass's config (quotas aside) from those settings: ``scheduling_policy``
+    ("default" or "guarded") picks the order, an explicit ``starve_after_s`` wins over either,
+    and a setting left out keeps its default. The controller's pass and ``clusterctl plan``'s
+    replays of its history both read the settings through this."""
+    known = {k: settings[k] for k in ("preempt", "preempt_grace_s", "preempt_min_run_s",
+                                      "user_gpu_limit") if settings.get(k) is not None}
+    config = PolicyConfig(**known)
+    if settings.get("scheduling_policy") == "guarded":
         config = guarded(config)
-    if starve_after_s is not None:
-        config = replace(config, starve_after_s=starve_after_s)
+    if settings.get("starve_after_s") is not None:
+        config = replace(config, starve_after_s=settings["starve_after_s"])
     return config
 
 
