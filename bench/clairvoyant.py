@@ -11,8 +11,8 @@ it is a bound on average JCT, not a policy anyone would run.
 Beside it, in the same run, `simulate`'s `guarded` (the former default) and `default` policies
 on the same trace and cluster.
 With --without-limit SHARE that share of the jobs (drawn with a fixed seed; 1: all of them)
-has as its time limit the trace's longest duration, as though nobody set one (the cluster's
-maximum): what the default's order owes to time limits.
+has no time limit, as though nobody set one: what the default's order owes to time limits,
+and what attained service (``PolicyConfig.demote_after_gpu_s``) gives back.
 Run: python bench/clairvoyant.py [--cluster 16x8] [--no-default] [--without-limit 0.5]
 """
 
@@ -39,7 +39,7 @@ TEAMS = ["6214e9", "6c71a0", "11cb48", "103959"]
 def replay(jobs: list[TraceJob], nodes: int, per_node: int) -> dict[str, float]:
     """Average and percentile JCT and wait of the clairvoyant schedule."""
     free = [per_node] * nodes
-    run = {j.id: min(j.duration_s, j.time_limit_s) for j in jobs}
+    run = {j.id: j.run_s for j in jobs}
     waiting: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
     """Per shape (GPUs per node, nodes), a heap of (GPUs x run time, submit, id)."""
     by_id = {j.id: j for j in jobs}
@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--cluster", action="append", default=None, help="NODESx8 (repeatable)")
     ap.add_argument("--no-default", action="store_true", help="the reference alone")
     ap.add_argument("--without-limit", type=float, default=0.0, metavar="SHARE",
-                    help="this share of the jobs without a limit (theirs: the longest duration)")
+                    help="this share of the jobs without a time limit")
     args = ap.parse_args()
     h = 1000.0
     print("| scenario | policy | avg JCT | p50 | p95 | p99 | avg wait | replay |")
@@ -99,9 +99,8 @@ def main() -> None:
         tr = trace.load(TRACE, fleet=fleet, teams=TEAMS)
         jobs = tr.jobs
         if args.without_limit > 0:
-            longest = max(j.duration_s for j in jobs)
             draw = random.Random(1)
-            jobs = [replace(j, time_limit_s=longest) if draw.random() < args.without_limit
+            jobs = [replace(j, time_limit_s=None) if draw.random() < args.without_limit
                     else j for j in jobs]
         t0 = time.perf_counter()
         ref = replay(jobs, nodes, 8)

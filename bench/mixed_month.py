@@ -97,7 +97,7 @@ def main() -> None:
     fleet = parse_fleet(FLEET)
     tr = trace.load(args.csv, fleet=fleet, seed=args.seed)
     gpus = sum(n * g for n, g, _ in fleet)
-    demand = sum(min(j.duration_s, j.time_limit_s) * j.total_gpus for j in tr.jobs)
+    demand = sum(j.run_s * j.total_gpus for j in tr.jobs)
     print(f"{len(tr.jobs)} jobs ({tr.skipped} skipped) of {len(tr.teams)} teams on {FLEET} "
           f"({gpus} GPUs); offered load {demand / (gpus * MONTH):.0%} of the month; "
           f"{sum(1 for j in tr.jobs if j.gpu_type)} typed")

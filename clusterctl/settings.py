@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     """A job is not preempted (to give a team its quota back) before it has run this long in
     its attempt: its start and restore are not thrown away at once, and GPUs do not go back
     and forth. The quota's owner waits at most this long. 0: preempt at once."""
+    demote_after_gpu_h: list[PositiveFloat] | None = None
+    """Attained service for jobs without a time limit: such a job ranks as a short one until
+    it has had the first of these GPU-hours over all its attempts, then as a four-hour one
+    until the second, then as the longest; a team's job that does not fit preempts the team's
+    own jobs without a limit that have had more (demotes them). Unset: ``[2, 16]`` (none
+    under the ``guarded`` policy); ``[]``: off (docs/scheduling.md)."""
     tls_cert: str = ""
     """The controller's certificate (PEM, with its chain); with ``tls_key``, the API is HTTPS."""
     tls_key: str = ""

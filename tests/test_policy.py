@@ -149,7 +149,8 @@ def test_a_job_without_a_time_limit_is_told_that_a_limit_would_move_it_up() -> N
     running = [run_(9, "n0", 8, team="b", limit=H)]
     queued = [job(1, 4, limit=H), job(2, 4, limit=2 * H), job(3, 4, limit=None),
               job(4, 4, limit=3 * H)]
-    d = schedule(queued, running, free_after(nodes_(8), running), now=NOW, config=QUOTAS,
+    config = replace(QUOTAS, demote_after_gpu_s=())  # without attained service
+    d = schedule(queued, running, free_after(nodes_(8), running), now=NOW, config=config,
                  explain=True)
     assert started(d) == []
     told = {i: d.waiting[i].detail for i in (2, 3, 4)}

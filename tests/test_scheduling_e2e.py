@@ -354,3 +354,31 @@ def test_controller_metrics_show_the_queue_holders_and_their_cost(
     m = scrape(url)
     assert m[("clusterctl_jobs", (("state", "RUNNING"), ("team", "b")))] == 0
     assert ("clusterctl_queue_pending_gpus", (("team", "b"),)) not in m
+
+
+def test_a_long_served_job_without_a_limit_is_demoted_for_the_teams_new_one(
+        make_controller: Callable[..., ControllerProcess], tmp_path: Path) -> None:
+    """#36: attained service live. Past its threshold (here 0.002 GPU-hours: 1.8 s on 4
+    GPUs) and the minimum run time, a job without a limit gives its GPUs to its team's new
+    job, queues again saying it was demoted, and resumes when they come free."""
+    c = make_controller(quotas="a=4", preempt_grace_s="5", preempt_min_run_s="3",
+                        demote_after_gpu_h="[0.002]")
+    w = Work(tmp_path)
+    long = c.submit(*w.args("--team", "a", "--gpus", "4"), cwd=w.dir)
+    c.wait_state(long, {"RUNNING"})
+    short = c.submit(*w.args("--team", "a", "--gpus", "4"), cwd=w.dir)
+    c.wait_state(short, {"RUNNING"}, timeout=60)
+    job = c.wait_state(long, {"PENDING"})
+    assert job["preemptions"] == 1
+    reason = job["history"][-1]["reason"]
+    assert "demoted: it has had" in reason and f"job {short} of team a" in reason, reason
+    ran = (datetime.fromisoformat(job["history"][-1]["at"])
+           - datetime.fromisoformat(job["history"][-2]["at"])).total_seconds()
+    assert ran >= 3  # not before its minimum run time
+    waits = eventually("its wait", lambda: by_id(c)[long].get("wait_detail"))
+    assert "demoted: it has had" in waits and "--time-limit" in waits, waits
+    assert "demoted" in c.cli("jobs").stdout
+    w.release.touch()
+    for j in (short, long):
+        assert c.wait_done(j)["state"] == "SUCCEEDED", c.show(j)
+    assert w.lines(long)[-1] == "2 start index=-"  # resumed from its checkpoint

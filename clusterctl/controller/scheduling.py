@@ -322,12 +322,14 @@ class Scheduler:
 
     def decide(self, pending: list[Job], active: list[Job], capacity: list[NodeCapacity],
                now: float) -> Decision:
+        had = self._attained(pending, active)
         queued = [
             QueuedJob(j.id, j.priority, j.submitted_at.timestamp(), j.gpus, j.nodes, j.team,
                       j.user, j.time_limit_s, preemptible=not j.no_preempt,
                       array_id=j.array_id, array_limit=j.array_limit,
                       reclaiming=j.id in self._reclaiming,
-                      gpu_types=tuple(j.gpu_types or ()), gpu_mem=j.gpu_mem)
+                      gpu_types=tuple(j.gpu_types or ()), gpu_mem=j.gpu_mem,
+                      attained_gpu_s=had.get(j.id, 0.0))
             for j in pending if j.id is not None
         ]
         mixed = self.facts.mixed()
@@ -337,7 +339,8 @@ class Scheduler:
                        j.started_at.timestamp() if j.started_at else now, j.time_limit_s,
                        preemptible=not j.no_preempt,
                        terminating=j.cancel_requested or j.preempt_requested,
-                       array_id=j.array_id, submitted_at=j.submitted_at.timestamp())
+                       array_id=j.array_id, submitted_at=j.submitted_at.timestamp(),
+                       attained_gpu_s=had.get(j.id, 0.0))
             for j in active if j.id is not None and j.placement
         ]
         cfg = self.policy_config
@@ -348,6 +351,16 @@ class Scheduler:
         usage = self.usage(now) if cfg.fair_share else None
         return policy.schedule(queued, running, capacity, now=now, usage=usage,
                                config=replace(cfg, quotas=quotas), explain=True)
+
+
+    def _attained(self, pending: list[Job], active: list[Job]) -> dict[int, float]:
+        """GPU-seconds the earlier attempts of the jobs without a time limit held (only those
+        are ranked by it; a job on its first attempt has had none before it)."""
+        if not self.policy_config.demote_after_gpu_s:
+            return {}
+        earlier = [j.id for j in pending if j.attempt > 0 and j.time_limit_s is None]
+        earlier += [j.id for j in active if j.attempt > 1 and j.time_limit_s is None]
+        return self.jobs.attained(i for i in earlier if i is not None)
 
 
 def scheduling_settings(s: Settings) -> dict[str, Any]:

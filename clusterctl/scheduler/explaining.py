@@ -30,7 +30,7 @@ def blocked(p: PassState, job: QueuedJob, tier: int) -> Wait:
 
 def reclaim_later(p: PassState, job: QueuedJob) -> None:
     """A job of its team's quota whose claim waits on borrowers' minimum run time: when."""
-    wait, at = p.decision.waiting.get(job.id), p.decision.recheck_at
+    wait, at = p.decision.waiting.get(job.id), p.grown_at[0] if p.grown_at else None
     if wait is None or at is None:
         return
     run = format_duration(p.config.preempt_min_run_s)
@@ -79,7 +79,26 @@ def drained_note(p: PassState, job: QueuedJob) -> str:
 
 NO_LIMIT = "; it has no time limit, and shorter limits go first (--time-limit)"
 """What a job without a time limit is told while it waits behind others: the limit is what
-orders a team's jobs, and one without a limit ranks last among them."""
+orders a team's jobs, and one without a limit ranks last among them (without attained
+service, ``PolicyConfig.demote_after_gpu_s``)."""
+
+
+def no_limit(p: PassState, job: QueuedJob) -> str:
+    """What a job without a time limit is told, with attained service: how it ranks now, and
+    why (it was demoted: it has had more GPU-time than the class it started in)."""
+    thresholds = p.config.demote_after_gpu_s
+    if not thresholds:
+        return NO_LIMIT
+    had = job.attained_gpu_s / 3600
+    crossed = sum(1 for t in thresholds if job.attained_gpu_s >= t)
+    if crossed == 0:
+        return (f"; it has no time limit, and ranks as a short job until it has had "
+                f"{thresholds[0] / 3600:g} GPU-hours")
+    if crossed < len(thresholds):
+        return (f"; demoted: it has had {had:.1f} GPU-hours without a time limit, and ranks "
+                f"as a longer job until {thresholds[crossed] / 3600:g}")
+    return (f"; demoted: it has had {had:.1f} GPU-hours without a time limit, and ranks as "
+            "the longest jobs do (--time-limit)")
 
 
 def explain_rest(p: PassState) -> None:
@@ -93,8 +112,13 @@ def explain_rest(p: PassState) -> None:
     waiting = p.decision.waiting
     fair, quotas, used = p.config.fair_share, p.config.quotas, p.team_used
     limits = p.config.user_gpu_limit is not None
+    demoted_from = p.config.demote_after_gpu_s[0] if p.config.demote_after_gpu_s else None
     for job in p.queue:
         if job.id in waiting or job.id in started:
+            if job.id in waiting and demoted_from is not None and job.time_limit_s is None \
+                    and job.attained_gpu_s >= demoted_from:  # whatever it waits on, say so
+                waiting[job.id] = replace(waiting[job.id],
+                                          detail=waiting[job.id].detail + no_limit(p, job))
             continue
         held = p.held_back(job) if limits or job.array_id is not None else None
         if held is not None:
@@ -103,5 +127,9 @@ def explain_rest(p: PassState) -> None:
             if job.team not in by_team:
                 by_team[job.team] = quota_wait(p, job)
             waiting[job.id] = by_team[job.team]
-        else:
-            waiting[job.id] = behind[job.time_limit_s is not None]
+        elif job.time_limit_s is not None:
+            waiting[job.id] = behind[True]
+        elif not p.config.demote_after_gpu_s:
+            waiting[job.id] = behind[False]
+        else:  # a few jobs each (those without a limit): each says what it has had
+            waiting[job.id] = Wait(R.PRIORITY, ahead + no_limit(p, job))

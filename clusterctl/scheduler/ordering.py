@@ -26,15 +26,16 @@ def ordered(p: PassState) -> Iterator[tuple[QueuedJob, int]]:
         for job in p.queue.merged():
             yield job, TIER1
         return
-    key = _sort_key(p)
+    key = p.key = _sort_key(p)
     tier0 = within_quota(p.queue, p.config.quotas, p.pool_used, key,
                          lambda job: p.held_back(job) is not None, p.typed, p.quota_kinds)
     p.within_type = {i: kind for i, kind in tier0.items() if kind is not None}
     done: set[int] = set()
-    reclaiming = [j for j in map(p.queue.get, tier0) if j.reclaiming]
-    for job in sorted(reclaiming, key=key):
+    # GPUs were preempted for these (its quota reclaimed, or its team's jobs demoted):
+    # they take them before anyone else
+    for job in sorted(map(p.queue.get, p.queue.reclaiming), key=key):
         done.add(job.id)
-        yield job, TIER0
+        yield job, TIER0 if job.id in tier0 else TIER1
     starve_after = p.config.starve_after_s
     if starve_after is not None:  # the oldest starving job only: one at a time
         for job in p.queue.submitted_before(p.now - starve_after):

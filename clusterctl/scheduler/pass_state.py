@@ -10,7 +10,8 @@ Quota pools are here too: which pool a job's GPUs count against is asked by ever
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from clusterctl.gpu_types import matches
 from clusterctl.scheduler.gpu_groups import Fleet, Group, ask_of
@@ -86,6 +87,10 @@ class PassState:
         self.grown_at: tuple[float | None] | None = None
         """When the first borrower too young to preempt grows old enough (``reclaiming``
         asks once a pass, if a claim found no plan)."""
+        self.key: Callable[[QueuedJob], Any] | None = None
+        """The order within a tier (``ordering``), once the pass has one."""
+        self.demote_tried: set[str] = set()
+        """Teams whose first blocked job looked for jobs to demote this pass (once a team)."""
         self.reclaim_later: set[int] = set()
         """Jobs that found no borrowed GPUs to reclaim while some borrower was too young to
         preempt (``preempt_min_run_s``): their wait says when that changes."""
@@ -113,6 +118,12 @@ class PassState:
             pool = self.pool(team, (first,)) if team in self.typed else (team, None)
             pool_used[pool] = pool_used.get(pool, 0) + used
         return pool_used
+
+    def recheck(self, at: float) -> None:
+        """Ask for a pass at ``at`` (the earliest asked of this pass wins)."""
+        d = self.decision
+        if d.recheck_at is None or at < d.recheck_at:
+            d.recheck_at = at
 
     # -- quota pools --------------------------------------------------------------------------
 

@@ -34,9 +34,19 @@ scoring every job when there are few (the usual queue of a replay, passes by the
 thousand)."""
 
 
-def length_class(time_limit_s: float | None) -> int:
+LONGEST = len(LENGTH_CLASSES_S)
+
+
+def length_class(time_limit_s: float | None, attained_gpu_s: float = 0.0,
+                 demote_after_gpu_s: tuple[float, ...] = ()) -> int:
+    """The class of a time limit; without one, with ``demote_after_gpu_s``
+    (``PolicyConfig``), the class of the GPU-time the job has had: 0 (as a one-hour limit)
+    below the first threshold, 1 (four hours) below the second, and so on, then the longest."""
     if time_limit_s is None:
-        return len(LENGTH_CLASSES_S)
+        if not demote_after_gpu_s:
+            return LONGEST
+        crossed = bisect.bisect_right(demote_after_gpu_s, attained_gpu_s)
+        return crossed if crossed < len(demote_after_gpu_s) else LONGEST
     return bisect.bisect_left(LENGTH_CLASSES_S, time_limit_s)
 
 
@@ -62,7 +72,11 @@ def tally(counts: dict[K, int], key: K, by: int) -> None:
 
 
 class PendingQueue:
-    def __init__(self, jobs: Iterable[QueuedJob] = ()) -> None:
+    def __init__(self, jobs: Iterable[QueuedJob] = (),
+                 demote_after_gpu_s: tuple[float, ...] = ()) -> None:
+        self.demote_after_gpu_s = demote_after_gpu_s
+        """The attained-service thresholds jobs without a limit are classed by (a queued
+        job's attained service does not change, so neither does its class)."""
         self._jobs: dict[int, QueuedJob] = {}
         self._groups: dict[Group, list[tuple[Key, QueuedJob]]] = {}
         self._teams: dict[str, list[Group]] = {}
@@ -71,6 +85,8 @@ class PendingQueue:
         """Each job's length class (its group's), read by every pass that scores it."""
         self._shapes: dict[Shape, int] = {}
         """Jobs per (GPUs, nodes, types, memory) asked: what could fit, without the jobs."""
+        self.reclaiming: set[int] = set()
+        """The queued jobs marked ``reclaiming`` (GPUs were preempted for them)."""
         self._per_user: dict[tuple[str, str], int] = {}
         """Jobs per (team, user), so that a pass lists the teams and users with jobs without
         walking every group."""
@@ -89,9 +105,11 @@ class PendingQueue:
                 raise ValueError(f"job {job.id} is queued twice")
             self._jobs[job.id] = job
             limit = job.time_limit_s
-            c = classes.get(limit)
+            c = classes.get(limit) if limit is not None else None
             if c is None:
-                c = classes[limit] = length_class(limit)
+                c = self._class_of(job)
+                if limit is not None:
+                    classes[limit] = c
             self._class[job.id] = c
             g = (job.team, job.user, c)
             entries = groups.get(g)
@@ -105,8 +123,11 @@ class PendingQueue:
             entries.sort(key=_first)
         by_submit.sort()
 
+    def _class_of(self, job: QueuedJob) -> int:
+        return length_class(job.time_limit_s, job.attained_gpu_s, self.demote_after_gpu_s)
+
     def _group(self, job: QueuedJob) -> list[tuple[Key, QueuedJob]]:
-        c = self._class[job.id] = length_class(job.time_limit_s)
+        c = self._class[job.id] = self._class_of(job)
         g = (job.team, job.user, c)
         if g not in self._groups:
             self._groups[g] = []
@@ -153,9 +174,19 @@ class PendingQueue:
     def _count(self, job: QueuedJob, sign: int) -> None:
         """Keep the per-user, per-shape and per-ask tallies as ``job`` comes (1) or goes (-1)."""
         tally(self._per_user, (job.team, job.user), sign)
+        if job.reclaiming:
+            if sign > 0:
+                self.reclaiming.add(job.id)
+            else:
+                self.reclaiming.discard(job.id)
         tally(self._shapes, (job.gpus, job.nodes, job.gpu_types, job.gpu_mem), sign)
         if job.gpu_types or job.gpu_mem is not None:
             tally(self.asked, (job.gpu_types, job.gpu_mem), sign * job.gpus * job.nodes)
+
+    def best_class(self, team: str) -> int:
+        """The shortest length class among ``team``'s queued jobs (``LONGEST`` if none)."""
+        return min((g[2] for g in self._teams.get(team, ()) if self._groups[g]),
+                   default=LONGEST)
 
     def shapes(self) -> list[Shape]:
         """The distinct (GPUs per node, nodes, types, memory) the queue's jobs ask for."""

@@ -34,6 +34,7 @@ import functools
 from collections.abc import Sequence
 
 from clusterctl.scheduler import explaining, preemption
+from clusterctl.scheduler.demoting import demote_rest, demotion_at, try_demote
 from clusterctl.scheduler.fitting import try_start
 from clusterctl.scheduler.gpu_groups import Group, accepts
 from clusterctl.scheduler.ordering import TIER0, ordered
@@ -65,8 +66,9 @@ def run(p: PassState, explain: bool) -> Decision:
             looked_after += 1
             if looked_after > cfg.backfill_depth:
                 break
-        if p.free.total == 0 and tier != TIER0 and (
+        if p.free.total == 0 and tier != TIER0 and not job.reclaiming and (
                 p.reservation is not None or cfg.blocking is not Blocking.RESERVE):
+            demote_rest(p)
             break  # nothing more can start, and nothing after this reclaims
         held = p.held_back(job)
         if held is not None:
@@ -79,6 +81,8 @@ def run(p: PassState, explain: bool) -> Decision:
         if try_start(p, job):
             continue
         if tier == TIER0 and cfg.preempt and try_reclaim(p, job):
+            continue
+        if try_demote(p, job):
             continue
         if p.within_type.pop(job.id, None) is not None and job.preemptible \
                 and try_start(p, job):
@@ -112,13 +116,15 @@ def schedule(
     """One pass. ``nodes`` carry their free GPUs (total less what running jobs hold).
     ``explain`` gives every pending job that does not start a wait reason (the live scheduler
     shows them in ``clusterctl jobs``); without it only some get one (the simulator's case)."""
+    config = config or PolicyConfig()
     if not isinstance(queue, PendingQueue):
-        queue = PendingQueue(queue)
+        queue = PendingQueue(queue, config.demote_after_gpu_s)
     if not isinstance(running, RunningSet):
         running = RunningSet(running)
-    config = config or PolicyConfig()
     if not explain and _idle(queue, running, nodes, config):
-        return Decision()
+        demote_at = demotion_at(queue, running, now, config)
+        if demote_at is None or demote_at > now:
+            return Decision(recheck_at=demote_at)
     return run(PassState(queue, running, nodes, now, config, usage or FairShareUsage()), explain)
 
 

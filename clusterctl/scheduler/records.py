@@ -39,6 +39,9 @@ class QueuedJob:
     """Any of these GPU types, in order of preference (``gpu_types.matches``); empty: any."""
     gpu_mem: int | None = None
     """At least this much memory per GPU, in bytes."""
+    attained_gpu_s: float = 0.0
+    """GPU-seconds its earlier attempts held (preempted, retried): for a job without a time
+    limit, what ranks it (``PolicyConfig.demote_after_gpu_s``)."""
 
     @property
     def total_gpus(self) -> int:
@@ -63,10 +66,16 @@ class RunningJob:
     submitted_at: float | None = None
     """With it, a job that started only after ``starve_after_s`` of waiting is never preempted
     (else it could be preempted and starve again, over and over)."""
+    attained_gpu_s: float = 0.0
+    """GPU-seconds its earlier attempts held; this attempt's come on top (``attained``)."""
 
     @property
     def total_gpus(self) -> int:
         return self.gpus * len(self.node_ids)
+
+    def attained(self, now: float) -> float:
+        """GPU-seconds it has had over all its attempts, this one up to ``now``."""
+        return self.attained_gpu_s + self.total_gpus * max(0.0, now - self.started_at)
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,15 @@ class PolicyConfig:
     KAI's minimum run time): preempted at once, a job that just started (or resumed) throws
     away its start and restore, and two teams' jobs can take the same GPUs back and forth.
     The quota's owner waits at most this long for borrowed GPUs."""
+    demote_after_gpu_s: tuple[float, ...] = (2 * 3600.0, 16 * 3600.0)
+    """Attained service (Tiresias' discretized least-attained-service, #36) for jobs without a
+    time limit, which the short-job factor otherwise cannot tell apart: such a job ranks as
+    one of a one-hour limit until it has had the first of these GPU-seconds over all its
+    attempts, then as one of four hours until the second, then as the longest. A team's job
+    that does not fit preempts the team's own running jobs without a limit that have had more
+    (past ``preempt_min_run_s``, the most served first): they are *demoted*, and queue again
+    with what they had. Jobs with a limit keep their limit's class and are never demoted.
+    Empty: off (every job without a limit ranks as the longest)."""
 
 
 def guarded(config: PolicyConfig) -> PolicyConfig:
@@ -171,19 +189,20 @@ def guarded(config: PolicyConfig) -> PolicyConfig:
     factors and the one-day starvation guard, which serves every job pending over a day oldest
     first. Kept for teams that want that guarantee over shorter completion times."""
     return replace(config, max_age_s=7 * 86400.0, weight_age=1.0, weight_short=1.0,
-                   starve_after_s=86400.0)
+                   starve_after_s=86400.0, demote_after_gpu_s=())
 
 
 SETTINGS = ("scheduling_policy", "starve_after_s", "preempt", "preempt_grace_s",
-            "preempt_min_run_s", "user_gpu_limit")
+            "preempt_min_run_s", "user_gpu_limit", "demote_after_gpu_h")
 """The controller's settings that shape the pass beyond the quotas, by the names its settings
 and ``/v1/quotas``' ``policy`` give them."""
 
 
 def from_settings(settings: Mapping[str, Any]) -> PolicyConfig:
     """The pass's config (quotas aside) from those settings: ``scheduling_policy``
-    ("default" or "guarded") picks the order, an explicit ``starve_after_s`` wins over either,
-    and a setting left out keeps its default. The controller's pass and ``clusterctl plan``'s
+    ("default" or "guarded") picks the order, an explicit ``starve_after_s`` or
+    ``demote_after_gpu_h`` (GPU-hours) wins over either, and a setting left out keeps its
+    default. The controller's pass and ``clusterctl plan``'s
     replays of its history both read the settings through this."""
     known = {k: settings[k] for k in ("preempt", "preempt_grace_s", "preempt_min_run_s",
                                       "user_gpu_limit") if settings.get(k) is not None}
@@ -192,6 +211,9 @@ def from_settings(settings: Mapping[str, Any]) -> PolicyConfig:
         config = guarded(config)
     if settings.get("starve_after_s") is not None:
         config = replace(config, starve_after_s=settings["starve_after_s"])
+    if settings.get("demote_after_gpu_h") is not None:
+        config = replace(config, demote_after_gpu_s=tuple(
+            3600.0 * h for h in settings["demote_after_gpu_h"]))
     return config
 
 

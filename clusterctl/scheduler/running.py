@@ -10,10 +10,13 @@ builds one per pass from the database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from clusterctl.scheduler.pending import tally
 from clusterctl.scheduler.records import RunningJob
+
+T = TypeVar("T")
 
 
 class RunningSet:
@@ -27,6 +30,12 @@ class RunningSet:
         self.arrays: dict[int, int] = {}
         self.terminating: dict[int, RunningJob] = {}
         """Jobs signalled to end (preempted, cancelled): their GPUs come free soon."""
+        self.unlimited: dict[str, dict[int, RunningJob]] = {}
+        """Each team's preemptible jobs without a time limit, still running: the ones
+        attained service may demote (``demoting``)."""
+        self._memo: dict[str, dict[Hashable, Any]] = {}
+        """Per team, values derived from its jobs in ``unlimited`` (``unlimited_memo``),
+        dropped as soon as they change."""
         for job in jobs:
             self.add(job)
 
@@ -41,6 +50,15 @@ class RunningSet:
 
     def get(self, job_id: int) -> RunningJob:
         return self._jobs[job_id]
+
+    def unlimited_memo(self, team: str, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()``, kept under ``key`` until ``team``'s jobs without a limit change: a
+        replay's passes ask the same of them far more often than they change."""
+        memo = self._memo.setdefault(team, {})
+        if key not in memo:
+            memo[key] = build()
+        value: T = memo[key]
+        return value
 
     def add(self, job: RunningJob) -> None:
         if job.id in self._jobs:
@@ -72,3 +90,12 @@ class RunningSet:
                 self.terminating[job.id] = job
             else:
                 del self.terminating[job.id]
+        elif job.time_limit_s is None and job.preemptible:
+            self._memo.pop(job.team, None)
+            if sign > 0:
+                self.unlimited.setdefault(job.team, {})[job.id] = job
+            else:
+                team = self.unlimited[job.team]
+                del team[job.id]
+                if not team:
+                    del self.unlimited[job.team]

@@ -27,7 +27,7 @@ def config(name: str, base: PolicyConfig) -> PolicyConfig:
         return base
     if name == "guarded":
         return guarded(base)
-    plain = replace(base, fair_share=False, preempt=False)
+    plain = replace(base, fair_share=False, preempt=False, demote_after_gpu_s=())
     if name == "fifo":
         return replace(plain, blocking=Blocking.STRICT)
     if name == "greedy":

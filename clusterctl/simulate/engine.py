@@ -109,12 +109,14 @@ class _Replay:
         self.events: list[tuple[float, int, int, int]] = [
             (j.submit_s, ARRIVE, j.id, 0) for j in jobs]
         heapq.heapify(self.events)
-        self.queue = PendingQueue()
+        self.queue = PendingQueue(demote_after_gpu_s=config.demote_after_gpu_s)
         self.running = RunningSet()
-        self.work = {j.id: min(j.duration_s, j.time_limit_s) for j in jobs}
+        self.work = {j.id: j.run_s for j in jobs}
         self.done: dict[int, float] = dict.fromkeys(self.work, 0.0)
         """Work kept (checkpointed) so far, per job."""
         self.attempt: Counter[int] = Counter()
+        self.attained: dict[int, float] = dict.fromkeys(self.work, 0.0)
+        """GPU-seconds each job's ended attempts held (attained service)."""
         self.demand: Counter[str] = Counter()
         self.held: Counter[str] = Counter()
         self.held_user: Counter[tuple[str, str]] = Counter()
@@ -179,7 +181,7 @@ class _Replay:
         rec = self.records[job_id]
         job = rec.job
         if kind == ARRIVE:
-            self.queue.add(_queued(job))
+            self.queue.add(_queued(job, 0.0))
             self.demand[job.team] += job.total_gpus
         elif att != self.attempt[job_id] or job_id not in self.running:
             return  # an end overtaken by a preemption, or the reverse
@@ -192,7 +194,8 @@ class _Replay:
             r = self.release(job_id, t)
             self.keep_progress(rec, t - r.started_at)
             self.attempt[job_id] += 1
-            self.queue.add(_queued(job))
+            self.attained[job_id] += r.total_gpus * (t - r.started_at)
+            self.queue.add(_queued(job, self.attained[job_id]))
 
     def keep_progress(self, rec: JobRecord, ran: float) -> None:
         """A preempted run of ``ran`` seconds: the progress it keeps, and what it lost."""
@@ -237,7 +240,8 @@ class _Replay:
             qj = queue.remove(p.job_id)
             rec = records[p.job_id]
             r = RunningJob(qj.id, qj.team, qj.user, p.node_ids, qj.gpus, t, qj.time_limit_s,
-                           qj.preemptible, submitted_at=qj.submitted_at)
+                           qj.preemptible, submitted_at=qj.submitted_at,
+                           attained_gpu_s=qj.attained_gpu_s)
             self.running.add(r)
             self.changed.update(p.node_ids)
             for node in p.node_ids:
@@ -263,8 +267,10 @@ class _Replay:
             heapq.heappush(events, (at, WAKE, -1, 0))
 
 
-def _queued(job: TraceJob) -> QueuedJob:
-    """A trace job as the queue holds it; a preempted one comes back with its submit time."""
+def _queued(job: TraceJob, attained_gpu_s: float) -> QueuedJob:
+    """A trace job as the queue holds it; a preempted one comes back with its submit time and
+    the GPU-time its attempts had."""
     return QueuedJob(job.id, 0, job.submit_s, job.gpus, job.nodes, job.team, job.user,
                      job.time_limit_s,
-                     gpu_types=(job.gpu_type,) if job.gpu_type is not None else ())
+                     gpu_types=(job.gpu_type,) if job.gpu_type is not None else (),
+                     attained_gpu_s=attained_gpu_s)

@@ -90,7 +90,7 @@ def figures(policy: str, out: Outcome, quotas: dict[str, float]) -> Figures:
     submit = np.array([r.job.submit_s for r in done])
     start = np.array([r.first_start for r in done], dtype=float)
     end = np.array([r.end for r in done], dtype=float)
-    run = np.array([min(r.job.duration_s, r.job.time_limit_s) for r in done])
+    run = np.array([r.job.run_s for r in done])
     wait = start - submit
     jct = end - submit
     slowdown = np.maximum(1.0, jct / np.maximum(run, BOUND_S))

@@ -52,13 +52,20 @@ class TraceJob:
     nodes: int
     team: str
     user: str
-    time_limit_s: float
+    time_limit_s: float | None
+    """None: no limit (only a trace built in code has none; a file's jobs get one)."""
     gpu_type: str | None = None
     """The GPU type it asked for; None: any."""
 
     @property
     def total_gpus(self) -> int:
         return self.gpus * self.nodes
+
+    @property
+    def run_s(self) -> float:
+        """What it runs: its duration, cut at its time limit."""
+        limit = self.time_limit_s
+        return self.duration_s if limit is None or limit > self.duration_s else limit
 
 
 @dataclass(frozen=True)

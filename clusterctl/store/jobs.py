@@ -215,6 +215,21 @@ class JobStore(JobChanges):
             rows = s.exec(select(Job.id, Job.state).where(col(Job.id).in_(ids))).all()
         return {int(i): st for i, st in rows if i is not None}
 
+    def attained(self, job_ids: Iterable[int]) -> dict[int, float]:
+        """GPU-seconds the ended attempts of these jobs held (one allocation row per GPU):
+        their attained service, which ranks a job without a time limit."""
+        ids = sorted(set(job_ids))
+        if not ids:
+            return {}
+        q = (sa_select(col(Allocation.job_id), col(Allocation.started_at),
+                       col(Allocation.ended_at))
+             .where(col(Allocation.job_id).in_(ids), col(Allocation.ended_at).is_not(None)))
+        had: dict[int, float] = {}
+        with self.session() as s:
+            for job_id, start, end in s.execute(q).all():
+                had[job_id] = had.get(job_id, 0.0) + max(0.0, (end - start).total_seconds())
+        return had
+
     def usage_intervals(self, since: datetime
                         ) -> list[tuple[str, str, str, datetime, datetime | None]]:
         """(team, user, node, start, end or None) of every GPU held since ``since``: the input

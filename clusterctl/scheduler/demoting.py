@@ -1,0 +1,128 @@
+"""Attained service (Tiresias' discretized least-attained-service, #36): jobs without a time
+limit are classed by the GPU-time they have had (``pending.length_class``), and a team's job
+that does not fit takes the GPUs of the team's own running jobs without a limit that have had
+more, by preemption: they are *demoted*, and queue again with what they had.
+
+Only a team's own jobs are demoted for it (between teams, quotas and fair share decide), only
+jobs without a limit (one with a limit keeps its limit's class), only past the minimum run
+time, the most served first, and once a team per pass (its best-ranked job that does not
+fit). The victims' GPUs are promised to the job as a reclaiming job's are.
+"""
+
+from __future__ import annotations
+
+import math
+
+from clusterctl.scheduler.pass_state import PassState
+from clusterctl.scheduler.pending import LONGEST, PendingQueue
+from clusterctl.scheduler.reclaiming import find, promise, unpromised_freeing
+from clusterctl.scheduler.records import PolicyConfig, QueuedJob, RunningJob
+from clusterctl.scheduler.running import RunningSet
+
+
+def _need(job_class: int, thresholds: tuple[float, ...]) -> float | None:
+    """The GPU-seconds past which a job without a limit ranks below a job of ``job_class``
+    (None: none does, ``job_class`` is the longest)."""
+    if job_class >= LONGEST or not thresholds:
+        return None
+    return thresholds[min(job_class, len(thresholds) - 1)]
+
+
+def _ready_at(r: RunningJob, need: float, min_run_s: float) -> float:
+    """When ``r`` may be demoted for a job whose class asks ``need``: once it has had that
+    much and has run the minimum run time in its attempt."""
+    crossed = r.started_at + max(0.0, need - r.attained_gpu_s) / r.total_gpus
+    return max(crossed, r.started_at + min_run_s)
+
+
+def try_demote(p: PassState, job: QueuedJob) -> bool:
+    """Promise ``job`` the GPUs of its team's running jobs that have had more than its class
+    allows; False if there are none it could use (with a pass asked for when the first
+    such job becomes one)."""
+    cfg = p.config
+    own = p.running.unlimited.get(job.team, {})
+    if not cfg.demote_after_gpu_s or not cfg.preempt or job.team in p.demote_tried or not (
+            own or job.reclaiming):
+        return False
+    p.demote_tried.add(job.team)
+    need = _need(p.queue.length_classes[job.id], cfg.demote_after_gpu_s)
+    ready: list[tuple[float, RunningJob]] = []
+    later = math.inf
+    for at, r in _by_ready(p.running, job.team, need, cfg.preempt_min_run_s):
+        if at > p.now:
+            later = at
+            break
+        if r.id not in p.victims:
+            ready.append((r.attained(p.now), r))
+    freeing = unpromised_freeing(p)
+    if not ready and not freeing:
+        _later(p, later)
+        return False
+    candidates: dict[str, list[RunningJob]] = {}
+    for _, r in sorted(ready, key=lambda v: (-v[0], v[1].id)):  # the most served first
+        for node in dict.fromkeys(r.node_ids):
+            candidates.setdefault(node, []).append(r)
+    found = find(p, job, freeing, candidates, {job.team: math.inf}, None, set())
+    if found is None:
+        _later(p, later)
+        return False
+    had = {r.id: h for h, r in ready}
+    promise(p, job, found,
+            lambda victim: f"demoted: it has had {had[victim.id] / 3600:.1f} GPU-hours "
+                           f"without a time limit; job {job.id} of team {job.team} has had "
+                           "less",
+            f"demoting {sum(v.total_gpus for v in found.victims)} GPUs of team {job.team}'s "
+            "longer-served jobs")
+    return True
+
+
+def demote_rest(p: PassState) -> None:
+    """The pass stops early (nothing is free, and what follows only borrows): the teams not
+    reached yet whose jobs without a limit run still get their best-ranked job's demotion."""
+    cfg = p.config
+    if not cfg.demote_after_gpu_s or not cfg.preempt or p.key is None:
+        return
+    started = {s.job_id for s in p.decision.starts}
+    for team in sorted(p.running.unlimited.keys() - p.demote_tried):
+        best = next((j for j in p.queue.team_order(team, p.key)
+                     if j.id not in started and j.id not in p.decision.waiting), None)
+        if best is not None and best.preemptible and p.held_back(best) is None:
+            try_demote(p, best)
+
+
+def _later(p: PassState, at: float) -> None:
+    if at < math.inf:
+        p.recheck(at)
+
+
+def demotion_at(queue: PendingQueue, running: RunningSet, now: float,
+                config: PolicyConfig) -> float | None:
+    """When a pass could first demote a running job (now or later; None: not before the
+    queue or the running jobs change): a necessary condition, asked by a pass that would
+    otherwise be skipped as idle."""
+    if not config.demote_after_gpu_s or not config.preempt:
+        return None
+    first = math.inf
+    for team in running.unlimited:
+        need = _need(queue.best_class(team), config.demote_after_gpu_s)
+        order = _by_ready(running, team, need, config.preempt_min_run_s)
+        if order:
+            first = min(first, order[0][0])
+            if first <= now:
+                return first
+    return first if first < math.inf else None
+
+
+def _by_ready(running: RunningSet, team: str, need: float | None, min_run_s: float
+              ) -> list[tuple[float, RunningJob]]:
+    """``team``'s running jobs without a limit by when each may be demoted for a job that
+    asks ``need`` (kept while the running jobs stay the same)."""
+    if need is None:
+        return []
+
+    def build() -> list[tuple[float, RunningJob]]:
+        own = running.unlimited.get(team, {}).values()
+        return sorted(((_ready_at(r, need, min_run_s), r) for r in own),
+                      key=lambda v: (v[0], v[1].id))
+
+    return running.unlimited_memo(team, (need, min_run_s), build)
