@@ -91,8 +91,9 @@ def main() -> None:
                     help="this share of the jobs without a time limit")
     args = ap.parse_args()
     h = 1000.0
-    print("| scenario | policy | avg JCT | p50 | p95 | p99 | avg wait | replay |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| scenario | policy | avg JCT | p50 | p95 | p99 | avg wait | Jain | preemptions "
+          "(GPU-h lost) | replay |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for c in args.cluster or ["16x8", "24x8"]:
         nodes = int(c.lower().split("x")[0])
         fleet = trace.uniform(nodes, 8)
@@ -107,7 +108,7 @@ def main() -> None:
         took = time.perf_counter() - t0
         print(f"| Philly {nodes} x 8 | clairvoyant | {ref['avg_jct_s'] / h:.1f}k s | "
               f"{ref['p50_jct_s'] / h:.1f}k | {ref['p95_jct_s'] / h:.1f}k | "
-              f"{ref['p99_jct_s'] / h:.1f}k | {ref['avg_wait_s'] / h:.1f}k s | {took:.0f} s |",
+              f"{ref['p99_jct_s'] / h:.1f}k | {ref['avg_wait_s'] / h:.1f}k s | | | {took:.0f} s |",
               flush=True)
         if args.no_default:
             continue
@@ -117,6 +118,7 @@ def main() -> None:
             print(f"| Philly {nodes} x 8 | {f.policy} | {f.avg_jct_s / h:.1f}k s "
                   f"({f.avg_jct_s / ref['avg_jct_s']:.1f}x) | {f.p50_jct_s / h:.1f}k | "
                   f"{f.p95_jct_s / h:.1f}k | {f.p99_jct_s / h:.1f}k | {f.avg_wait_s / h:.1f}k s "
+                  f"| {f.jain:.2f} | {f.preemptions} ({f.lost_share:.2%}) "
                   f"| {result.seconds:.0f} s |", flush=True)
 
 

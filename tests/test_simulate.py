@@ -157,6 +157,13 @@ def test_trace_loading(tmp_path: Path) -> None:
     f.write_text("submit_s,num_gpus\n")
     with pytest.raises(trace.TraceError, match="missing column"):
         trace.load(f, fleet=trace.uniform(1, 8))
+    # with a time_limit_s column, an empty cell is a job without a limit; it runs its duration
+    f.write_text("submit_s,duration_s,num_gpus,team,time_limit_s\n0,100,1,x,60\n0,100,1,x,\n")
+    t = trace.load(f, fleet=trace.uniform(1, 8))
+    assert [(j.time_limit_s, j.run_s) for j in t.jobs] == [(60, 60), (None, 100)]
+    f.write_text("submit_s,duration_s,num_gpus,team,time_limit_s\n0,100,1,x,soon\n")
+    with pytest.raises(trace.TraceError, match="line 2: time_limit_s"):
+        trace.load(f, fleet=trace.uniform(1, 8))
 
 
 def test_policies_on_a_trace_prefix() -> None:

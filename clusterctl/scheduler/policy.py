@@ -4,7 +4,8 @@ the live scheduler and the trace simulator run the same code.
 
 The order (with ``fair_share``):
 
-0. jobs for which borrowed GPUs were already reclaimed (they take them);
+0. jobs for which GPUs were already preempted (borrowed ones reclaimed, or their team's jobs
+   demoted): they take them;
 1. with ``starve_after_s`` set (the ``guarded`` policy; off by default), the oldest job pending
    longer than that: it goes first and so gets the reservation; when it starts, the next oldest
    follows. In a long overload that made the queue first come, first served (``records``);
@@ -17,15 +18,20 @@ The order (with ``fair_share``):
 
 Within a tier: priority (higher first), then a Slurm-like multifactor score (the team's and the
 user's fair-share factors from decayed recent usage, an age factor and a short-job factor from
-the time limit, which weighs most: shortest limit first), then submit time.
+the time limit, which weighs most: shortest limit first; for a job without a limit, from the
+GPU-time it has had: attained service), then submit time.
 
 The first job that does not fit gets a reservation (EASY backfill): later jobs start only if they
 fit the free GPUs and either end, by their time limit, before its reserved start or use GPUs it
 will not need. Placement is best fit on the fewest nodes, all or nothing (``placement.py``).
 
+A team's job that fits nowhere may demote the team's own running jobs without a limit that
+have had more GPU-time than its class (``demoting``).
+
 The parts, each a module: ``ordering`` (the tiers and the order within them), ``fitting``
-(starting a job now), ``reclaiming`` (taking back a team's quota), ``reserving`` (backfill
-reservations), ``explaining`` (why the others wait), over ``pass_state`` (what the pass keeps).
+(starting a job now), ``reclaiming`` (taking back a team's quota), ``demoting`` (attained
+service), ``reserving`` (backfill reservations), ``explaining`` (why the others wait), over
+``pass_state`` (what the pass keeps).
 """
 
 from __future__ import annotations

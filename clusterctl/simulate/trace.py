@@ -6,7 +6,7 @@ A request larger than one node becomes a gang of whole equal parts (16 GPUs on 8
 nodes x 8), on the largest nodes of a model it accepts (a gang is one model). Traces rarely
 carry time limits, and backfill needs them: where there is no ``time_limit_s`` column the limit
 is the duration times a factor drawn uniformly from ``overestimate`` (seeded), since users ask
-for more time than their jobs take.
+for more time than their jobs take; where there is one, an empty cell is a job without a limit.
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ class PastJob:
     num_gpus: int
     team: str
     user: str
-    time_limit_s: float
+    time_limit_s: float | None
+    """None: the job had none (an empty ``time_limit_s`` cell)."""
     gpu_type: str | None = None
 
 
@@ -203,8 +204,10 @@ def _row(row: dict[str, str], line: int, team_col: str, has_limit: bool, factor:
     submit = _field(row, "submit_s", line, minimum=0, maximum=100 * 365 * 86400.0)
     duration = _field(row, "duration_s", line, minimum=0, maximum=MAX_DURATION_S)
     num_gpus = int(_field(row, "num_gpus", line, minimum=1, maximum=MAX_GPUS))
-    limit = (_field(row, "time_limit_s", line, minimum=1, maximum=MAX_DURATION_S)
-             if has_limit else limit_for(duration, factor))
+    limit: float | None = limit_for(duration, factor)
+    if has_limit:  # an empty cell: the job had no limit (attained service ranks it)
+        limit = (_field(row, "time_limit_s", line, minimum=1, maximum=MAX_DURATION_S)
+                 if (row.get("time_limit_s") or "").strip() else None)
     return PastJob(submit, duration, num_gpus, row.get(team_col) or "-", row.get("user") or "",
                    limit, _gpu_type(row, line))
 
