@@ -105,6 +105,7 @@ def test_in_the_replay_short_jobs_overtake_a_long_one_and_it_still_ends() -> Non
     assert all(r.end is not None for r in with_.records)
     long = next(r for r in with_.records if r.job.id == 0)
     assert long.preemptions >= 1 and without.preemptions == 0
+    assert on.demotions == on.preemptions == with_.preemptions  # no quota in play: all demoted
     # without it, every short job waits out the 20-hour one; with it, they run as it is
     # demoted past 2 GPU-hours, and the long one runs last
     assert on.avg_jct_s < 0.5 * off.avg_jct_s

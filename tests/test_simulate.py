@@ -214,7 +214,7 @@ def test_simulate_command(tmp_path: Path) -> None:
     assert [d["policy"] for d in data] == ["fifo", "greedy", "backfill", "default"]
     keys = {"policy", "avg_wait_s", "p50_wait_s", "p95_wait_s", "p99_wait_s", "avg_jct_s",
             "p50_jct_s", "p95_jct_s", "p99_jct_s", "bounded_slowdown", "makespan_s",
-            "utilization", "jain", "preemptions", "lost_gpu_h", "lost_share"}
+            "utilization", "jain", "preemptions", "demotions", "lost_gpu_h", "lost_share"}
     assert all(keys <= d.keys() and d["jobs"] == 120 and d["skipped"] == 1 for d in data)
     assert all(0 < d["utilization"] <= 1 and 0 < d["jain"] <= 1 for d in data)
     png = (tmp_path / "w.png").read_bytes()

@@ -116,7 +116,8 @@ def _print(results: list[metrics.Figures], tr: trace.Trace, cluster: str) -> Non
                   _h(f.p99_wait_s), _h(f.avg_jct_s), _h(f.p50_jct_s), _h(f.p95_jct_s),
                   _h(f.p99_jct_s), f"{f.bounded_slowdown:.1f}",
                   f"{f.makespan_s / 86400:.1f} d", f"{f.utilization:.1%}", f"{f.jain:.3f}",
-                  str(f.preemptions), f"{f.lost_gpu_h:,.0f} ({f.lost_share:.1%})")
+                  str(f.preemptions) + (f" ({f.demotions} demoted)" if f.demotions else ""),
+                  f"{f.lost_gpu_h:,.0f} ({f.lost_share:.1%})")
     console.print(t)
     teams = Table("team", "jobs", "quota (GPUs)", "GPU-hours share",
                   *[f"{f.policy}: got of due" for f in results],

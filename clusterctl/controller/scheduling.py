@@ -81,9 +81,11 @@ class Scheduler:
         """Fair share reads the allocation records this often (usage moves over days)."""
         self._usage: tuple[float, FairShareUsage] | None = None
         self._reclaiming: set[int] = set()
-        self._warned_types: set[str] = set()
         """Pending jobs for which borrowed GPUs were preempted: they go first (see
         ``QueuedJob.reclaiming``). In memory only: after a restart the next pass plans anew."""
+        self._demoting: set[int] = set()
+        """Pending jobs for which their team's jobs were demoted (``QueuedJob.demoting``)."""
+        self._warned_types: set[str] = set()
         self.busy_pass_interval_s = 2.0
         """With no GPU free, passes (reclaim by preemption, wait reasons) run this often."""
         self._full_pass_at = -1e18
@@ -228,6 +230,7 @@ class Scheduler:
         self._full_pass_at = self.monotonic()
         pending, held_back = self.ready(self.jobs.pending())
         self._reclaiming &= {j.id for j in pending}
+        self._demoting &= {j.id for j in pending}
         if not pending:
             self.waiting = held_back
             return
@@ -238,6 +241,7 @@ class Scheduler:
         self.preempt(decision.preemptions, active)
         for start in decision.starts:
             self._reclaiming.discard(start.job_id)
+            self._demoting.discard(start.job_id)
             job = by_id[start.job_id]
             try:
                 node_ids, devices = self.facts.place(job, start.node_ids, active)
@@ -291,7 +295,7 @@ class Scheduler:
                                                                p.reason):
                 continue
             log.info("preempting job %s for job %s: %s", p.job_id, p.for_job, p.reason)
-            self._reclaiming.add(p.for_job)
+            (self._demoting if p.demotion else self._reclaiming).add(p.for_job)
             self.attempts.terminate(p.job_id, self.policy_config.preempt_grace_s)
 
     def usage(self, now: float) -> FairShareUsage:
@@ -327,7 +331,7 @@ class Scheduler:
             QueuedJob(j.id, j.priority, j.submitted_at.timestamp(), j.gpus, j.nodes, j.team,
                       j.user, j.time_limit_s, preemptible=not j.no_preempt,
                       array_id=j.array_id, array_limit=j.array_limit,
-                      reclaiming=j.id in self._reclaiming,
+                      reclaiming=j.id in self._reclaiming, demoting=j.id in self._demoting,
                       gpu_types=tuple(j.gpu_types or ()), gpu_mem=j.gpu_mem,
                       attained_gpu_s=had.get(j.id, 0.0))
             for j in pending if j.id is not None

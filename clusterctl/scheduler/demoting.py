@@ -42,7 +42,7 @@ def try_demote(p: PassState, job: QueuedJob) -> bool:
     cfg = p.config
     own = p.running.unlimited.get(job.team, {})
     if not cfg.demote_after_gpu_s or not cfg.preempt or job.team in p.demote_tried or not (
-            own or job.reclaiming):
+            own or job.demoting):
         return False
     p.demote_tried.add(job.team)
     need = _need(p.queue.length_classes[job.id], cfg.demote_after_gpu_s)
@@ -72,7 +72,7 @@ def try_demote(p: PassState, job: QueuedJob) -> bool:
                            f"without a time limit; job {job.id} of team {job.team} has had "
                            "less",
             f"demoting {sum(v.total_gpus for v in found.victims)} GPUs of team {job.team}'s "
-            "longer-served jobs")
+            "longer-served jobs", demotion=True)
     return True
 
 

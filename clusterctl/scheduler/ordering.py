@@ -33,7 +33,9 @@ def ordered(p: PassState) -> Iterator[tuple[QueuedJob, int]]:
     done: set[int] = set()
     # GPUs were preempted for these (its quota reclaimed, or its team's jobs demoted):
     # they take them before anyone else
-    for job in sorted(map(p.queue.get, p.queue.reclaiming), key=key):
+    first = [j for j in map(p.queue.get, tier0) if j.reclaiming]
+    first += [j for j in map(p.queue.get, p.queue.demoting) if not j.reclaiming]
+    for job in sorted(first, key=key):
         done.add(job.id)
         yield job, TIER0 if job.id in tier0 else TIER1
     starve_after = p.config.starve_after_s

@@ -85,8 +85,8 @@ class PendingQueue:
         """Each job's length class (its group's), read by every pass that scores it."""
         self._shapes: dict[Shape, int] = {}
         """Jobs per (GPUs, nodes, types, memory) asked: what could fit, without the jobs."""
-        self.reclaiming: set[int] = set()
-        """The queued jobs marked ``reclaiming`` (GPUs were preempted for them)."""
+        self.demoting: set[int] = set()
+        """The queued jobs marked ``demoting`` (their team's jobs were demoted for them)."""
         self._per_user: dict[tuple[str, str], int] = {}
         """Jobs per (team, user), so that a pass lists the teams and users with jobs without
         walking every group."""
@@ -174,11 +174,11 @@ class PendingQueue:
     def _count(self, job: QueuedJob, sign: int) -> None:
         """Keep the per-user, per-shape and per-ask tallies as ``job`` comes (1) or goes (-1)."""
         tally(self._per_user, (job.team, job.user), sign)
-        if job.reclaiming:
+        if job.demoting:
             if sign > 0:
-                self.reclaiming.add(job.id)
+                self.demoting.add(job.id)
             else:
-                self.reclaiming.discard(job.id)
+                self.demoting.discard(job.id)
         tally(self._shapes, (job.gpus, job.nodes, job.gpu_types, job.gpu_mem), sign)
         if job.gpu_types or job.gpu_mem is not None:
             tally(self.asked, (job.gpu_types, job.gpu_mem), sign * job.gpus * job.nodes)

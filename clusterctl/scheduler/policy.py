@@ -72,7 +72,7 @@ def run(p: PassState, explain: bool) -> Decision:
             looked_after += 1
             if looked_after > cfg.backfill_depth:
                 break
-        if p.free.total == 0 and tier != TIER0 and not job.reclaiming and (
+        if p.free.total == 0 and tier != TIER0 and not job.demoting and (
                 p.reservation is not None or cfg.blocking is not Blocking.RESERVE):
             demote_rest(p)
             break  # nothing more can start, and nothing after this reclaims

@@ -92,7 +92,7 @@ def _recheck(p: PassState, job: QueuedJob) -> None:
 
 
 def promise(p: PassState, job: QueuedJob, found: preemption.Plan,
-            why: Callable[[RunningJob], str], detail: str) -> None:
+            why: Callable[[RunningJob], str], detail: str, demotion: bool = False) -> None:
     """The GPUs of ``found``'s nodes go to ``job``, its victims are preempted (``why``: each
     one's reason) and it waits on them (``detail``)."""
     for node in found.node_ids:  # promise the GPUs on these nodes to this job
@@ -105,7 +105,7 @@ def promise(p: PassState, job: QueuedJob, found: preemption.Plan,
         for node in victim.node_ids:
             if node in p.free.free:
                 p.freeing[node] += victim.gpus
-        p.decision.preemptions.append(Preemption(victim.id, why(victim), job.id))
+        p.decision.preemptions.append(Preemption(victim.id, why(victim), job.id, demotion))
     p.decision.promised.append(Placement(job.id, found.node_ids))
     p.team_used[job.team] += job.total_gpus  # its quota room is spoken for
     p.pool_used[p.pool(job.team, found.node_ids)] += job.total_gpus

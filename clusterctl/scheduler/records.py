@@ -35,6 +35,9 @@ class QueuedJob:
     reclaiming: bool = False
     """Borrowed GPUs were preempted for it (the caller remembers ``Decision.preemptions``'
     ``for_job`` until it starts): it goes first, so that nothing else takes them."""
+    demoting: bool = False
+    """Its team's jobs were demoted for it (``Preemption.demotion``): it goes first too,
+    whatever its tier."""
     gpu_types: tuple[str, ...] = ()
     """Any of these GPU types, in order of preference (``gpu_types.matches``); empty: any."""
     gpu_mem: int | None = None
@@ -229,6 +232,8 @@ class Preemption:
     job_id: int
     reason: str
     for_job: int
+    demotion: bool = False
+    """Demoted by attained service (``demoting``), not reclaimed for a quota."""
 
 
 class WaitReason(str, Enum):

@@ -78,6 +78,8 @@ class Outcome:
     """GPU-seconds held on each machine, in the fleet's order (groups expanded)."""
     lost_gpu_s: float = 0.0
     """GPU-seconds preemptions cost: work done and not kept, and restores."""
+    demotions: int = 0
+    """Of the preemptions, those that demoted a job by attained service."""
 
 
 def replay(jobs: list[TraceJob], fleet: Sequence[FleetGroup], config: PolicyConfig,
@@ -126,6 +128,7 @@ class _Replay:
         self.busy = 0.0
         self.passes = 0
         self.preemptions = 0
+        self.demotions = 0
         self.now = jobs[0].submit_s if jobs else 0.0
         self.first = self.now
         self.usage_team: fairshare.DecayingUsage[str] = fairshare.DecayingUsage(
@@ -155,7 +158,8 @@ class _Replay:
                        self.first, last, dict(self.owed), dict(self.given), dict(self.held_s),
                        self.passes, self.preemptions, dict(self.busy_by_model),
                        dict(self.gpus_by_model), self.busy_by_node,
-                       sum(r.lost_s * r.job.total_gpus for r in self.records.values()))
+                       sum(r.lost_s * r.job.total_gpus for r in self.records.values()),
+                       self.demotions)
 
     def integrate(self, t: float) -> None:
         """Everything that was constant since the last instant, integrated up to ``t``."""
@@ -254,11 +258,16 @@ class _Replay:
             left = self.work[qj.id] - self.done[qj.id]
             heapq.heappush(events, (t + restore + left, END, qj.id, attempt[qj.id]))
         for pre in decision.preemptions:
-            if pre.for_job in queue and not queue.get(pre.for_job).reclaiming:
-                queue.add(replace(queue.remove(pre.for_job), reclaiming=True))
+            if pre.for_job in queue:
+                claim = queue.get(pre.for_job)
+                if pre.demotion and not claim.demoting:
+                    queue.add(replace(queue.remove(pre.for_job), demoting=True))
+                elif not pre.demotion and not claim.reclaiming:
+                    queue.add(replace(queue.remove(pre.for_job), reclaiming=True))
             self.running.replace(replace(self.running.get(pre.job_id), terminating=True))
             records[pre.job_id].preemptions += 1
             self.preemptions += 1
+            self.demotions += pre.demotion
             heapq.heappush(events, (t + self.config.preempt_grace_s, EXIT, pre.job_id,
                                     attempt[pre.job_id]))
         at = decision.recheck_at

@@ -69,6 +69,8 @@ class Figures:
     utilization: float
     jain: float
     preemptions: int
+    demotions: int
+    """Of the preemptions, the jobs demoted by attained service."""
     lost_gpu_h: float
     """GPU-hours preemptions cost (work not kept since the last checkpoint, and restores)."""
     lost_share: float
@@ -122,7 +124,7 @@ def figures(policy: str, out: Outcome, quotas: dict[str, float]) -> Figures:
         makespan_s=makespan,
         utilization=out.busy_gpu_s / (out.gpus * makespan) if makespan > 0 else 0.0,
         jain=jain([t.satisfaction for t in per_team]),
-        preemptions=out.preemptions, lost_gpu_h=out.lost_gpu_s / 3600,
+        preemptions=out.preemptions, demotions=out.demotions, lost_gpu_h=out.lost_gpu_s / 3600,
         lost_share=out.lost_gpu_s / out.busy_gpu_s if out.busy_gpu_s else 0.0, teams=per_team,
         types=_per_type(done, wait, out, makespan),
     )
