@@ -200,6 +200,14 @@ class Settings(BaseSettings):
     def _starve_after_s(cls, value: Any) -> Any:
         return None if value in (None, "", "none") else value
 
+    @field_validator("demote_after_gpu_h")
+    @classmethod
+    def _demote_after_gpu_h(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(f"{value} must rise: GPU-hours from the first threshold to the "
+                             "last, e.g. [2, 16] ([] turns attained service off)")
+        return value
+
     @field_validator("user_gpu_limit", mode="before")
     @classmethod
     def _user_gpu_limit(cls, value: Any) -> int | None:

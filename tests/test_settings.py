@@ -41,6 +41,12 @@ def test_the_scheduling_policy_and_its_starvation_guard() -> None:
     assert (guard.starve_after_s, guard.weight_short) == (7200.0, 5.0)
     both = {**base, "CLUSTERCTL_SCHEDULING_POLICY": "guarded", "CLUSTERCTL_STARVE_AFTER_S": "60"}
     assert policy_config(settings.load(both)).starve_after_s == 60.0
+    # attained service: on by default, off under guarded, thresholds in GPU-hours
+    assert (default.demote_after_gpu_s, old.demote_after_gpu_s) == ((7200.0, 57600.0), ())
+    mine = policy_config(settings.load({**base, "CLUSTERCTL_DEMOTE_AFTER_GPU_H": "[1, 4.5]"}))
+    assert mine.demote_after_gpu_s == (3600.0, 16200.0)
+    off = policy_config(settings.load({**base, "CLUSTERCTL_DEMOTE_AFTER_GPU_H": "[]"}))
+    assert off.demote_after_gpu_s == ()
 
 
 def test_job_accounts_default_to_the_submitters_own() -> None:
@@ -57,6 +63,8 @@ def test_job_accounts_default_to_the_submitters_own() -> None:
     ("RUN_AS_SUBMITTER", "perhaps"), ("JOB_ACCOUNT", "Bad Name"), ("JOB_ACCOUNT", "x;rm"),
     ("NOTIFY_URL", "ftp://x"), ("QUOTAS", "vision=H100:x"), ("FAIR_SHARE_BY_RATE", "maybe"),
     ("SCHEDULING_POLICY", "sjf"), ("STARVE_AFTER_S", "-1"), ("STARVE_AFTER_S", "0"),
+    ("DEMOTE_AFTER_GPU_H", "[16, 2]"), ("DEMOTE_AFTER_GPU_H", "[0]"),
+    ("DEMOTE_AFTER_GPU_H", "two"),
 ])
 def test_bad_settings_name_the_setting(tmp_path: Path, name: str, value: str) -> None:
     env = {"CLUSTERCTL_CONFIG": str(tmp_path / "none.toml"), f"CLUSTERCTL_{name}": value}

@@ -83,14 +83,13 @@ orders a team's jobs, and one without a limit ranks last among them (without att
 service, ``PolicyConfig.demote_after_gpu_s``)."""
 
 
-def no_limit(p: PassState, job: QueuedJob) -> str:
+def no_limit(thresholds: tuple[float, ...], attained_gpu_s: float) -> str:
     """What a job without a time limit is told, with attained service: how it ranks now, and
     why (it was demoted: it has had more GPU-time than the class it started in)."""
-    thresholds = p.config.demote_after_gpu_s
     if not thresholds:
         return NO_LIMIT
-    had = job.attained_gpu_s / 3600
-    crossed = sum(1 for t in thresholds if job.attained_gpu_s >= t)
+    had = attained_gpu_s / 3600
+    crossed = sum(1 for t in thresholds if attained_gpu_s >= t)
     if crossed == 0:
         return (f"; it has no time limit, and ranks as a short job until it has had "
                 f"{thresholds[0] / 3600:g} GPU-hours")
@@ -106,19 +105,21 @@ def explain_rest(p: PassState) -> None:
     live scheduler explains 10,000 jobs a pass."""
     head = p.reservation.job_id if p.reservation is not None else None
     ahead = "jobs ahead of it come first" + (f" (job {head} is next)" if head is not None else "")
-    behind = {True: Wait(R.PRIORITY, ahead), False: Wait(R.PRIORITY, ahead + NO_LIMIT)}
+    thresholds = p.config.demote_after_gpu_s
+    behind = {True: Wait(R.PRIORITY, ahead),
+              False: Wait(R.PRIORITY, ahead + no_limit(thresholds, 0.0))}
     by_team: dict[str, Wait] = {}
     started = {s.job_id for s in p.decision.starts}
     waiting = p.decision.waiting
     fair, quotas, used = p.config.fair_share, p.config.quotas, p.team_used
     limits = p.config.user_gpu_limit is not None
-    demoted_from = p.config.demote_after_gpu_s[0] if p.config.demote_after_gpu_s else None
+    demoted_from = thresholds[0] if thresholds else None
     for job in p.queue:
         if job.id in waiting or job.id in started:
             if job.id in waiting and demoted_from is not None and job.time_limit_s is None \
                     and job.attained_gpu_s >= demoted_from:  # whatever it waits on, say so
-                waiting[job.id] = replace(waiting[job.id],
-                                          detail=waiting[job.id].detail + no_limit(p, job))
+                waiting[job.id] = replace(waiting[job.id], detail=waiting[job.id].detail
+                                          + no_limit(thresholds, job.attained_gpu_s))
             continue
         held = p.held_back(job) if limits or job.array_id is not None else None
         if held is not None:
@@ -127,9 +128,7 @@ def explain_rest(p: PassState) -> None:
             if job.team not in by_team:
                 by_team[job.team] = quota_wait(p, job)
             waiting[job.id] = by_team[job.team]
-        elif job.time_limit_s is not None:
-            waiting[job.id] = behind[True]
-        elif not p.config.demote_after_gpu_s:
-            waiting[job.id] = behind[False]
-        else:  # a few jobs each (those without a limit): each says what it has had
-            waiting[job.id] = Wait(R.PRIORITY, ahead + no_limit(p, job))
+        elif job.time_limit_s is not None or not job.attained_gpu_s:
+            waiting[job.id] = behind[job.time_limit_s is not None]
+        else:  # a job without a limit that had GPUs before: what it had
+            waiting[job.id] = Wait(R.PRIORITY, ahead + no_limit(thresholds, job.attained_gpu_s))
