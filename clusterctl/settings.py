@@ -8,6 +8,7 @@ is those values and the defaults, nothing else (the demo's isolated installation
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -203,7 +204,7 @@ class Settings(BaseSettings):
     @field_validator("demote_after_gpu_h")
     @classmethod
     def _demote_after_gpu_h(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None and any(b <= a for a, b in zip(value, value[1:], strict=False)):
+        if value is not None and any(b <= a for a, b in itertools.pairwise(value)):
             raise ValueError(f"{value} must rise: GPU-hours from the first threshold to the "
                              "last, e.g. [2, 16] ([] turns attained service off)")
         return value
