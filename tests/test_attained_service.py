@@ -34,9 +34,9 @@ def test_a_team_job_demotes_the_teams_longer_served_job_without_a_limit() -> Non
     assert [(p.job_id, p.node_ids) for p in d.promised] == [(1, ("n0",))]
 
 
-def test_jobs_with_a_limit_and_other_teams_jobs_are_never_demoted() -> None:
+def test_jobs_with_a_limit_other_teams_jobs_and_services_are_never_demoted() -> None:
     for running in ([run_(9, "n0", 8, team="a", limit=72 * H, started=NOW - 10 * H)],
-                    [served(9, 40.0, team="b")]):
+                    [served(9, 40.0, team="b")], [served(9, 40.0, demotable=False)]):
         d = schedule([job(1, 8, limit=H)], running, free_after(nodes_(8), running), now=NOW,
                      config=CONFIG, explain=True)
         assert d.preemptions == [] and d.waiting[1].reason is not WaitReason.PREEMPTING

@@ -344,7 +344,8 @@ class Scheduler:
                        preemptible=not j.no_preempt,
                        terminating=j.cancel_requested or j.preempt_requested,
                        array_id=j.array_id, submitted_at=j.submitted_at.timestamp(),
-                       attained_gpu_s=had.get(j.id, 0.0))
+                       attained_gpu_s=had.get(j.id, 0.0),
+                       demotable=j.service_id is None and not j.interactive)
             for j in active if j.id is not None and j.placement
         ]
         cfg = self.policy_config
@@ -356,14 +357,16 @@ class Scheduler:
         return policy.schedule(queued, running, capacity, now=now, usage=usage,
                                config=replace(cfg, quotas=quotas), explain=True)
 
-
     def _attained(self, pending: list[Job], active: list[Job]) -> dict[int, float]:
         """GPU-seconds the earlier attempts of the jobs without a time limit held (only those
         are ranked by it; a job on its first attempt has had none before it)."""
         if not self.policy_config.demote_after_gpu_s:
             return {}
-        earlier = [j.id for j in pending if j.attempt > 0 and j.time_limit_s is None]
-        earlier += [j.id for j in active if j.attempt > 1 and j.time_limit_s is None]
+        def ranked(j: Job) -> bool:  # services and sessions run until stopped: not ranked
+            return j.time_limit_s is None and j.service_id is None and not j.interactive
+
+        earlier = [j.id for j in pending if ranked(j) and j.attempt > 0]
+        earlier += [j.id for j in active if ranked(j) and j.attempt > 1]
         return self.jobs.attained(i for i in earlier if i is not None)
 
 

@@ -71,6 +71,9 @@ class RunningJob:
     (else it could be preempted and starve again, over and over)."""
     attained_gpu_s: float = 0.0
     """GPU-seconds its earlier attempts held; this attempt's come on top (``attained``)."""
+    demotable: bool = True
+    """False for what runs until stopped by design (a service's replica, an interactive
+    session): attained service never demotes it, whatever it has had."""
 
     @property
     def total_gpus(self) -> int:

@@ -31,8 +31,8 @@ class RunningSet:
         self.terminating: dict[int, RunningJob] = {}
         """Jobs signalled to end (preempted, cancelled): their GPUs come free soon."""
         self.unlimited: dict[str, dict[int, RunningJob]] = {}
-        """Each team's preemptible jobs without a time limit, still running: the ones
-        attained service may demote (``demoting``)."""
+        """Each team's preemptible jobs without a time limit, still running, that are not
+        services or sessions: the ones attained service may demote (``demoting``)."""
         self._memo: dict[str, dict[Hashable, Any]] = {}
         """Per team, values derived from its jobs in ``unlimited`` (``unlimited_memo``),
         dropped as soon as they change."""
@@ -90,7 +90,7 @@ class RunningSet:
                 self.terminating[job.id] = job
             else:
                 del self.terminating[job.id]
-        elif job.time_limit_s is None and job.preemptible:
+        elif job.time_limit_s is None and job.preemptible and job.demotable:
             self._memo.pop(job.team, None)
             if sign > 0:
                 self.unlimited.setdefault(job.team, {})[job.id] = job
