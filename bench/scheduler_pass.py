@@ -6,7 +6,9 @@ Three cluster states: empty (about 1,000 jobs start), half busy, and full with a
 quota (the reclaim-by-preemption path); each on one GPU model and on a mixed fleet of three
 (25 nodes of H100, 50 of A100, 50 of L40S; a third of the jobs typed or bound by memory). Job
 sizes follow the Philly trace's mix (95% one GPU);
-8 teams of 5 users, limits from 10 minutes to 3 days.
+8 teams of 5 users, limits from 10 minutes to 3 days (a sixth without one). Then the full
+cluster again with a third of the running jobs without a limit, up to a day into their run:
+the attained-service path (demotion, #36).
 
     python bench/scheduler_pass.py
 """
@@ -55,7 +57,8 @@ def pending(rng: random.Random, n: int, mixed: bool) -> list[QueuedJob]:
     return out
 
 
-def running(rng: random.Random, caps: dict[str, int], share: float) -> list[RunningJob]:
+def running(rng: random.Random, caps: dict[str, int], share: float,
+            unlimited: bool = False) -> list[RunningJob]:
     out: list[RunningJob] = []
     target = share * 8 * len(caps)
     held = 0
@@ -65,15 +68,17 @@ def running(rng: random.Random, caps: dict[str, int], share: float) -> list[Runn
             caps[node] -= g
             held += g
             team = TEAMS[(i + len(out)) % 7]
+            limit = rng.choice([3600.0, 86400.0, None] if unlimited else [3600.0, 86400.0])
             out.append(RunningJob(100_000 + len(out), team, f"{team}-u0", (node,), g,
-                                  NOW - rng.uniform(0, 86400), rng.choice([3600.0, 86400.0])))
+                                  NOW - rng.uniform(0, 86400), limit))
     return out
 
 
-def scenario(name: str, share: float, reclaim: bool, mixed: bool = False) -> None:
+def scenario(name: str, share: float, reclaim: bool, mixed: bool = False,
+             unlimited: bool = False) -> None:
     rng = random.Random(7)
     caps = {f"node{i:03d}": 8 for i in range(125)}
-    run = running(rng, caps, share)
+    run = running(rng, caps, share, unlimited)
     rows = pending(rng, 10_000, mixed)
     if reclaim:
         rows = rows[:-5] + [replace(j, team="team7", user="team7-u0") for j in rows[-5:]]
@@ -93,7 +98,8 @@ def _time(label: str, cfg: PolicyConfig, rows: list[QueuedJob], run: list[Runnin
     times = []
     for _ in range(15):
         t0 = time.perf_counter()
-        d = schedule(PendingQueue(rows), run, nodes, now=NOW, config=cfg, usage=usage,
+        d = schedule(PendingQueue(rows, cfg.demote_after_gpu_s), run, nodes, now=NOW,
+                     config=cfg, usage=usage,
                      explain=True)
         times.append(time.perf_counter() - t0)
     print(f"{label:<56} median {statistics.median(times) * 1000:6.1f} ms  "
@@ -108,3 +114,5 @@ if __name__ == "__main__":
     scenario("empty cluster", 0.0, False, mixed=True)
     scenario("half busy", 0.5, False, mixed=True)
     scenario("full, a team under quota (reclaim)", 1.0, True, mixed=True)
+    scenario("full, a third without limits (demotion)", 1.0, False, unlimited=True)
+    scenario("full, a third without limits (demotion)", 1.0, False, mixed=True, unlimited=True)

@@ -125,6 +125,9 @@ def schedule(
     config = config or PolicyConfig()
     if not isinstance(queue, PendingQueue):
         queue = PendingQueue(queue, config.demote_after_gpu_s)
+    elif queue.demote_after_gpu_s != config.demote_after_gpu_s:
+        raise ValueError("the queue classes jobs without a limit by other thresholds than the "
+                         "config's demote_after_gpu_s")
     if not isinstance(running, RunningSet):
         running = RunningSet(running)
     if not explain and _idle(queue, running, nodes, config):
