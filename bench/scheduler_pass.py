@@ -68,9 +68,10 @@ def running(rng: random.Random, caps: dict[str, int], share: float,
             caps[node] -= g
             held += g
             team = TEAMS[(i + len(out)) % 7]
+            started = NOW - rng.uniform(0, 86400)  # drawn in the order of earlier runs
             limit = rng.choice([3600.0, 86400.0, None] if unlimited else [3600.0, 86400.0])
             out.append(RunningJob(100_000 + len(out), team, f"{team}-u0", (node,), g,
-                                  NOW - rng.uniform(0, 86400), limit))
+                                  started, limit))
     return out
 
 
