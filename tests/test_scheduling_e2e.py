@@ -382,3 +382,29 @@ def test_a_long_served_job_without_a_limit_is_demoted_for_the_teams_new_one(
     for j in (short, long):
         assert c.wait_done(j)["state"] == "SUCCEEDED", c.show(j)
     assert w.lines(long)[-1] == "2 start index=-"  # resumed from its checkpoint
+
+
+def test_a_service_replica_is_never_demoted(
+        make_controller: Callable[..., ControllerProcess], tmp_path: Path) -> None:
+    """#36: a service's replica runs until stopped: past any threshold, its team's new job
+    waits for GPUs rather than demote it (the pass that gives the job its wait decided)."""
+    c = make_controller(quotas="a=4", preempt_min_run_s="0", demote_after_gpu_h="[0.0001]")
+    w = Work(tmp_path)
+    model = str(Path(__file__).with_name("model_server.py"))
+    r = c.cli("serve", "chat", "--team", "a", "--gpus", "4", "--workdir", str(w.dir), "--",
+              PY, model)
+    assert r.returncode == 0, r.stderr
+    answer = httpx.post(f"http://127.0.0.1:{c.port}/services/chat/v1/echo", content=b"hi",
+                        headers={"Authorization": f"Bearer {c.token()}"}, timeout=120)
+    assert answer.status_code == 200, answer.text  # the replica is up, past 0.36 GPU-seconds
+    batch = c.submit(*w.args("--team", "a", "--gpus", "4"), cwd=w.dir)
+    eventually("its wait", lambda: by_id(c)[batch].get("wait_reason"))
+    c.settle()  # passes that saw it, and what they decided is done
+    job = by_id(c)[batch]
+    assert job["wait_reason"] != "preempting", job
+    replicas = [j for j in c.json("jobs") if j["id"] != batch]
+    assert replicas and all(j["state"] == "RUNNING" for j in replicas), replicas
+    assert all(c.show(j["id"])["preemptions"] == 0 for j in replicas)
+    assert c.cli("serve", "stop", "chat").returncode == 0
+    w.release.touch()
+    assert c.wait_done(batch)["state"] == "SUCCEEDED"
