@@ -104,6 +104,18 @@ def by_id(c: ControllerProcess) -> dict[int, dict[str, Any]]:
     return {j["id"]: j for j in c.json("jobs")}
 
 
+def serve_chat(c: ControllerProcess, w: Work, team: str, gpus: int) -> None:
+    """A service "chat" of one replica for ``team``, answering (a request is held until the
+    replica is up)."""
+    model = str(Path(__file__).with_name("model_server.py"))
+    r = c.cli("serve", "chat", "--team", team, "--gpus", str(gpus), "--workdir", str(w.dir),
+              "--", PY, model)
+    assert r.returncode == 0, r.stderr
+    answer = httpx.post(f"http://127.0.0.1:{c.port}/services/chat/v1/echo", content=b"hi",
+                        headers={"Authorization": f"Bearer {c.token()}"}, timeout=120)
+    assert answer.status_code == 200, answer.text
+
+
 def test_a_service_s_replica_takes_gpus_another_team_borrows(
         make_controller: Callable[..., ControllerProcess], tmp_path: Path) -> None:
     """#35: a scale-up of a service within its team's quota preempts the batch jobs of a team
@@ -113,13 +125,7 @@ def test_a_service_s_replica_takes_gpus_another_team_borrows(
     team_a = [c.submit(*w.args("--team", "a", "--gpus", "2"), cwd=w.dir) for _ in range(2)]
     for j in team_a:
         c.wait_state(j, {"RUNNING"})
-    model = str(Path(__file__).with_name("model_server.py"))
-    r = c.cli("serve", "chat", "--team", "b", "--gpus", "1", "--workdir", str(w.dir), "--",
-              PY, model)
-    assert r.returncode == 0, r.stderr
-    answer = httpx.post(f"http://127.0.0.1:{c.port}/services/chat/v1/echo", content=b"hi",
-                        headers={"Authorization": f"Bearer {c.token()}"}, timeout=120)
-    assert answer.status_code == 200, answer.text  # held until the replica was up
+    serve_chat(c, w, "b", 1)
     # One of a's jobs (the 2 GPUs it borrowed) was preempted; the other (its quota) runs on.
     shown = sorted((c.show(j)["preemptions"], c.show(j)["state"]) for j in team_a)
     assert shown == [(0, "RUNNING"), (1, "PENDING")], shown
@@ -390,13 +396,7 @@ def test_a_service_replica_is_never_demoted(
     waits for GPUs rather than demote it (the pass that gives the job its wait decided)."""
     c = make_controller(quotas="a=4", preempt_min_run_s="0", demote_after_gpu_h="[0.0001]")
     w = Work(tmp_path)
-    model = str(Path(__file__).with_name("model_server.py"))
-    r = c.cli("serve", "chat", "--team", "a", "--gpus", "4", "--workdir", str(w.dir), "--",
-              PY, model)
-    assert r.returncode == 0, r.stderr
-    answer = httpx.post(f"http://127.0.0.1:{c.port}/services/chat/v1/echo", content=b"hi",
-                        headers={"Authorization": f"Bearer {c.token()}"}, timeout=120)
-    assert answer.status_code == 200, answer.text  # the replica is up, past 0.36 GPU-seconds
+    serve_chat(c, w, "a", 4)  # up, so past 0.36 GPU-seconds
     batch = c.submit(*w.args("--team", "a", "--gpus", "4"), cwd=w.dir)
     eventually("its wait", lambda: by_id(c)[batch].get("wait_reason"))
     c.settle()  # passes that saw it, and what they decided is done
