@@ -13,14 +13,19 @@ on the same trace and cluster.
 With --without-limit SHARE that share of the jobs (drawn with a fixed seed; 1: all of them)
 has no time limit, as though nobody set one: what the default's order owes to time limits,
 and what attained service (``PolicyConfig.demote_after_gpu_s``) gives back.
+With --month SEED, instead of Philly: the synthetic month of bench/mixed_month.py (that seed,
+every team's rate times --scale, GPU types dropped) on --cluster, 8x8 by default.
 Run: python bench/clairvoyant.py [--cluster 16x8] [--no-default] [--without-limit 0.5]
+     [--month 1 [--scale 1.6]]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import heapq
 import random
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -90,15 +95,23 @@ def main() -> None:
     ap.add_argument("--no-default", action="store_true", help="the reference alone")
     ap.add_argument("--without-limit", type=float, default=0.0, metavar="SHARE",
                     help="this share of the jobs without a time limit")
+    ap.add_argument("--month", type=int, default=None, metavar="SEED",
+                    help="instead of Philly: bench/mixed_month.py's synthetic month of this "
+                         "seed, GPU types dropped, on --cluster (default 8x8)")
+    ap.add_argument("--scale", type=float, default=1.6,
+                    help="with --month: every team's rate times this")
     args = ap.parse_args()
     h = 1000.0
     print("| scenario | policy | avg JCT | p50 | p95 | p99 | avg wait | Jain | preemptions "
           "(GPU-h lost) | replay |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for c in args.cluster or ["16x8", "24x8"]:
+    default = ["8x8"] if args.month is not None else ["16x8", "24x8"]
+    for c in args.cluster or default:
         nodes = int(c.lower().split("x")[0])
         fleet = trace.uniform(nodes, 8)
-        tr = trace.load(TRACE, fleet=fleet, teams=TEAMS)
+        tr = (trace.load(TRACE, fleet=fleet, teams=TEAMS) if args.month is None
+              else _month(args.month, args.scale, fleet))
+        name = "Philly" if args.month is None else f"month {args.month}"
         jobs = tr.jobs
         if args.without_limit > 0:
             draw = random.Random(1)
@@ -107,7 +120,7 @@ def main() -> None:
         t0 = time.perf_counter()
         ref = replay(jobs, nodes, 8)
         took = time.perf_counter() - t0
-        print(f"| Philly {nodes} x 8 | clairvoyant | {ref['avg_jct_s'] / h:.1f}k s | "
+        print(f"| {name} {nodes} x 8 | clairvoyant | {ref['avg_jct_s'] / h:.1f}k s | "
               f"{ref['p50_jct_s'] / h:.1f}k | {ref['p95_jct_s'] / h:.1f}k | "
               f"{ref['p99_jct_s'] / h:.1f}k | {ref['avg_wait_s'] / h:.1f}k s | | | {took:.0f} s |",
               flush=True)
@@ -115,18 +128,33 @@ def main() -> None:
             continue
         quotas = resolve_quotas({}, tr.teams, nodes * 8)
         for result in compare(jobs, fleet, quotas, names=("guarded", "default")):
-            _row(nodes, result.figures, ref["avg_jct_s"], result.seconds)
+            _row(f"{name} {nodes} x 8", result.figures, ref["avg_jct_s"], result.seconds)
         if args.without_limit > 0:  # the default without attained service: what it buys
             t0 = time.perf_counter()
             out = engine.replay(jobs, fleet, PolicyConfig(quotas=quotas, demote_after_gpu_s=()))
             seconds = time.perf_counter() - t0
-            _row(nodes, metrics.figures("default, attained service off", out, quotas),
+            _row(f"{name} {nodes} x 8",
+                 metrics.figures("default, attained service off", out, quotas),
                  ref["avg_jct_s"], seconds)
 
 
-def _row(nodes: int, f: metrics.Figures, reference_s: float, seconds: float) -> None:
+def _month(seed: int, scale: float, fleet: list[trace.FleetGroup]) -> trace.Trace:
+    """The synthetic month of ``bench/mixed_month.py``, every job of any GPU type."""
+    from mixed_month import generate
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "month.csv"
+        rows = [{**r, "gpu_type": ""} for r in generate(seed, scale)]
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        return trace.load(path, fleet=fleet)
+
+
+def _row(scenario: str, f: metrics.Figures, reference_s: float, seconds: float) -> None:
     h = 1000.0
-    print(f"| Philly {nodes} x 8 | {f.policy} | {f.avg_jct_s / h:.1f}k s "
+    print(f"| {scenario} | {f.policy} | {f.avg_jct_s / h:.1f}k s "
           f"({f.avg_jct_s / reference_s:.1f}x) | {f.p50_jct_s / h:.1f}k | "
           f"{f.p95_jct_s / h:.1f}k | {f.p99_jct_s / h:.1f}k | {f.avg_wait_s / h:.1f}k s "
           f"| {f.jain:.2f} | {f.preemptions} ({f.lost_share:.2%}) | {seconds:.0f} s |",

@@ -43,7 +43,7 @@ def test_jobs_with_a_limit_other_teams_jobs_and_services_are_never_demoted() -> 
 
 
 def test_no_demotion_before_the_minimum_run_or_the_threshold_and_a_pass_when_it_is_due() -> None:
-    young = run_(9, "n0", 8, team="a", limit=None, started=NOW - 300, attained_gpu_s=5 * H)
+    young = run_(9, "n0", 8, team="a", limit=None, started=NOW - 300, attained_gpu_s=4800)
     d = schedule([job(1, 8, limit=None)], [young], free_after(nodes_(8), [young]), now=NOW,
                  config=CONFIG)
     assert d.preemptions == [] and d.recheck_at == young.started_at + 600
@@ -54,6 +54,23 @@ def test_no_demotion_before_the_minimum_run_or_the_threshold_and_a_pass_when_it_
     d = schedule([job(1, 8, limit=None)], [fresh], free_after(nodes_(8), [fresh]),
                  now=NOW + 1.0 * H / 8, config=CONFIG)
     assert [p.job_id for p in d.preemptions] == [9]
+
+
+def test_a_resumed_job_runs_as_long_as_its_earlier_attempts_before_it_is_demoted() -> None:
+    """Resumed after a demotion (5 GPU-hours on 8 GPUs: 37.5 minutes before), it runs 37.5
+    minutes more before it may be demoted again (at most 4 hours, however long before):
+    demoted again at each resume, a long job would lose each attempt's work."""
+    resumed = run_(9, "n0", 8, team="a", limit=None, started=NOW - 600, attained_gpu_s=5 * H)
+    d = schedule([job(1, 8, limit=None)], [resumed], free_after(nodes_(8), [resumed]), now=NOW,
+                 config=CONFIG)
+    assert d.preemptions == [] and d.recheck_at == resumed.started_at + 5 * H / 8
+    d = schedule([job(1, 8, limit=None)], [resumed], free_after(nodes_(8), [resumed]),
+                 now=resumed.started_at + 5 * H / 8, config=CONFIG)
+    assert [p.job_id for p in d.preemptions] == [9]
+    long = replace(resumed, attained_gpu_s=100 * H)  # 12.5 hours before: 4 hours now
+    d = schedule([job(1, 8, limit=None)], [long], free_after(nodes_(8), [long]), now=NOW,
+                 config=CONFIG)
+    assert d.preemptions == [] and d.recheck_at == long.started_at + 4 * H
 
 
 def test_a_pending_job_ranks_by_what_it_has_had() -> None:
