@@ -11,6 +11,7 @@ from clusterctl.parsing import format_duration
 from clusterctl.scheduler.fitting import fits_free, groups
 from clusterctl.scheduler.ordering import TIER1
 from clusterctl.scheduler.pass_state import PassState
+from clusterctl.scheduler.pending import LONGEST
 from clusterctl.scheduler.records import QueuedJob, Wait, WaitReason
 
 R = WaitReason
@@ -83,19 +84,19 @@ orders a team's jobs, and one without a limit ranks last among them (without att
 service, ``PolicyConfig.demote_after_gpu_s``)."""
 
 
-def no_limit(thresholds: tuple[float, ...], attained_gpu_s: float) -> str:
-    """What a job without a time limit is told, with attained service: how it ranks now, and
-    why (it was demoted: it has had more GPU-time than the class it started in)."""
+def no_limit(thresholds: tuple[float, ...], attained_gpu_s: float, job_class: int) -> str:
+    """What a job without a time limit is told, with attained service: how it ranks now (its
+    queue's ``length_class``), and why (it was demoted: it has had more GPU-time than the
+    class it started in)."""
     if not thresholds:
         return NO_LIMIT
     had = attained_gpu_s / 3600
-    crossed = sum(1 for t in thresholds if attained_gpu_s >= t)
-    if crossed == 0:
+    if job_class == 0:
         return (f"; it has no time limit, and ranks as a short job until it has had "
                 f"{thresholds[0] / 3600:g} GPU-hours")
-    if crossed < len(thresholds):
+    if job_class < LONGEST:
         return (f"; demoted: it has had {had:.1f} GPU-hours without a time limit, and ranks "
-                f"as a longer job until {thresholds[crossed] / 3600:g}")
+                f"as a longer job until {thresholds[job_class] / 3600:g}")
     return (f"; demoted: it has had {had:.1f} GPU-hours without a time limit, and ranks as "
             "the longest jobs do (--time-limit)")
 
@@ -107,19 +108,20 @@ def explain_rest(p: PassState) -> None:
     ahead = "jobs ahead of it come first" + (f" (job {head} is next)" if head is not None else "")
     thresholds = p.config.demote_after_gpu_s
     behind = {True: Wait(R.PRIORITY, ahead),
-              False: Wait(R.PRIORITY, ahead + no_limit(thresholds, 0.0))}
+              False: Wait(R.PRIORITY, ahead + no_limit(thresholds, 0.0, 0))}
     by_team: dict[str, Wait] = {}
     started = {s.job_id for s in p.decision.starts}
     waiting = p.decision.waiting
     fair, quotas, used = p.config.fair_share, p.config.quotas, p.team_used
     limits = p.config.user_gpu_limit is not None
-    demoted_from = thresholds[0] if thresholds else None
+    classes = p.queue.length_classes
     for job in p.queue:
+        demoted = bool(thresholds) and job.time_limit_s is None and classes[job.id] > 0
         if job.id in waiting or job.id in started:
-            if job.id in waiting and demoted_from is not None and job.time_limit_s is None \
-                    and job.attained_gpu_s >= demoted_from:  # whatever it waits on, say so
+            if job.id in waiting and demoted:  # whatever it waits on, say so
                 waiting[job.id] = replace(waiting[job.id], detail=waiting[job.id].detail
-                                          + no_limit(thresholds, job.attained_gpu_s))
+                                          + no_limit(thresholds, job.attained_gpu_s,
+                                                     classes[job.id]))
             continue
         held = p.held_back(job) if limits or job.array_id is not None else None
         if held is not None:
@@ -128,7 +130,8 @@ def explain_rest(p: PassState) -> None:
             if job.team not in by_team:
                 by_team[job.team] = quota_wait(p, job)
             waiting[job.id] = by_team[job.team]
-        elif job.time_limit_s is not None or not job.attained_gpu_s:
+        elif not demoted:
             waiting[job.id] = behind[job.time_limit_s is not None]
-        else:  # a job without a limit that had GPUs before: what it had
-            waiting[job.id] = Wait(R.PRIORITY, ahead + no_limit(thresholds, job.attained_gpu_s))
+        else:  # a few jobs: each says what it had
+            waiting[job.id] = Wait(R.PRIORITY, ahead + no_limit(thresholds, job.attained_gpu_s,
+                                                                 classes[job.id]))
