@@ -12,7 +12,9 @@ Beside it, in the same run, `simulate`'s `guarded` (the former default) and `def
 on the same trace and cluster.
 With --without-limit SHARE that share of the jobs (drawn with a fixed seed; 1: all of them)
 has no time limit, as though nobody set one: what the default's order owes to time limits,
-and what attained service (``PolicyConfig.demote_after_gpu_s``) gives back.
+and what attained service (``PolicyConfig.demote_after_gpu_s``) gives back (the default
+replayed without it, and with its promotion of long jobs, ``promote_after_slowdown``, in the
+same run).
 With --month SEED, instead of Philly: the synthetic month of bench/mixed_month.py (that seed,
 every team's rate times --scale, GPU types dropped) on --cluster, 8x8 by default.
 Run: python bench/clairvoyant.py [--cluster 16x8] [--no-default] [--without-limit 0.5]
@@ -129,13 +131,18 @@ def main() -> None:
         quotas = resolve_quotas({}, tr.teams, nodes * 8)
         for result in compare(jobs, fleet, quotas, names=("guarded", "default")):
             _row(f"{name} {nodes} x 8", result.figures, ref["avg_jct_s"], result.seconds)
-        if args.without_limit > 0:  # the default without attained service: what it buys
-            t0 = time.perf_counter()
-            out = engine.replay(jobs, fleet, PolicyConfig(quotas=quotas, demote_after_gpu_s=()))
-            seconds = time.perf_counter() - t0
-            _row(f"{name} {nodes} x 8",
-                 metrics.figures("default, attained service off", out, quotas),
-                 ref["avg_jct_s"], seconds)
+        if args.without_limit > 0:  # the default with the promotion of long jobs (off by
+            # default), and without attained service: what each buys
+            for label, config in (
+                    ("default, promoting at 4x", PolicyConfig(quotas=quotas,
+                                                              promote_after_slowdown=4.0)),
+                    ("default, attained service off", PolicyConfig(quotas=quotas,
+                                                                   demote_after_gpu_s=()))):
+                t0 = time.perf_counter()
+                out = engine.replay(jobs, fleet, config)
+                seconds = time.perf_counter() - t0
+                _row(f"{name} {nodes} x 8", metrics.figures(label, out, quotas),
+                     ref["avg_jct_s"], seconds)
 
 
 def _month(seed: int, scale: float, fleet: list[trace.FleetGroup]) -> trace.Trace:

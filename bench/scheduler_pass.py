@@ -99,8 +99,8 @@ def _time(label: str, cfg: PolicyConfig, rows: list[QueuedJob], run: list[Runnin
     times = []
     for _ in range(15):
         t0 = time.perf_counter()
-        d = schedule(PendingQueue(rows, cfg.demote_after_gpu_s), run, nodes, now=NOW,
-                     config=cfg, usage=usage,
+        queue = PendingQueue(rows, cfg.demote_after_gpu_s, cfg.promote_after_slowdown)
+        d = schedule(queue, run, nodes, now=NOW, config=cfg, usage=usage,
                      explain=True)
         times.append(time.perf_counter() - t0)
     print(f"{label:<56} median {statistics.median(times) * 1000:6.1f} ms  "

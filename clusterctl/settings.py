@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     until the second, then as the longest; a team's job that does not fit preempts the team's
     own jobs without a limit that have had more (demotes them). Unset: ``[2, 16]`` (none
     under the ``guarded`` policy); ``[]``: off (docs/scheduling.md)."""
+    promote_after_slowdown: NonNegativeFloat | None = None
+    """With attained service: a job demoted past the last threshold ranks as one past only the
+    first again once the time since its submission is this many times the time it has run, so
+    that new short jobs do not overtake it forever. Unset or 0: never (the default; it cost
+    more than it gave on most traces, docs/scheduling.md)."""
     tls_cert: str = ""
     """The controller's certificate (PEM, with its chain); with ``tls_key``, the API is HTTPS."""
     tls_key: str = ""

@@ -8,13 +8,21 @@ from dataclasses import replace
 from test_policy import NOW, H, free_after, job, nodes_, run_, started
 
 from clusterctl.scheduler.policy import schedule
-from clusterctl.scheduler.records import PolicyConfig, WaitReason, from_settings, guarded
+from clusterctl.scheduler.records import (
+    PolicyConfig,
+    QueuedJob,
+    WaitReason,
+    from_settings,
+    guarded,
+)
 from clusterctl.simulate.engine import replay
 from clusterctl.simulate.metrics import figures
 from clusterctl.simulate.trace import TraceJob, uniform
 
 CONFIG = PolicyConfig(quotas={"a": 8, "b": 8})
 """The defaults: thresholds at 2 and 16 GPU-hours, a 10-minute minimum run."""
+PROMOTING = replace(CONFIG, promote_after_slowdown=4.0)
+"""With the promotion of long jobs (off by default)."""
 
 
 def served(id: int, hours: float, *, gpus: int = 8, team: str = "a", node: str = "n0",
@@ -104,6 +112,9 @@ def test_the_setting_in_gpu_hours_and_the_guarded_policy() -> None:
     assert from_settings({"demote_after_gpu_h": []}).demote_after_gpu_s == ()
     assert from_settings({"scheduling_policy": "guarded"}).demote_after_gpu_s == ()
     assert guarded(CONFIG).demote_after_gpu_s == ()
+    assert from_settings({}).promote_after_slowdown is None
+    assert from_settings({"promote_after_slowdown": 8}).promote_after_slowdown == 8.0
+    assert from_settings({"promote_after_slowdown": 0}).promote_after_slowdown is None
 
 
 def _trace() -> list[TraceJob]:
@@ -127,3 +138,58 @@ def test_in_the_replay_short_jobs_overtake_a_long_one_and_it_still_ends() -> Non
     # demoted past 2 GPU-hours, and the long one runs last
     assert on.avg_jct_s < 0.5 * off.avg_jct_s
     assert long.end == max(r.end for r in with_.records if r.end is not None)
+
+
+def test_a_long_demoted_job_is_promoted_once_it_has_waited_four_times_its_run() -> None:
+    """20 GPU-hours on 8 GPUs is 2.5 hours of run: past the last threshold it ranks last, until
+    10 hours after its submission; then it ranks as a job past only the first threshold (with
+    a four-hour limit's class), and its age puts it ahead of a newer such job."""
+    def long(submitted: float) -> QueuedJob:
+        return job(1, 8, limit=None, attained_gpu_s=20 * H, at=submitted)
+
+    four = job(2, 8, limit=4 * H, at=NOW - H)
+    due = NOW - 4 * 2.5 * H
+    d = schedule([long(due + 60), four], [], nodes_(8), now=NOW, config=PROMOTING,
+                 explain=True)
+    assert started(d) == [2] and "promoted" not in d.waiting[1].detail
+    d = schedule([long(due), four], [], nodes_(8), now=NOW, config=PROMOTING, explain=True)
+    assert started(d) == [1]
+    d = schedule([long(due), four], [], nodes_(8), now=NOW, config=CONFIG)
+    assert started(d) == [2]  # never promoted (the default): the longest class waits
+
+
+def test_a_promoted_job_waits_saying_so_and_demotes_only_by_what_it_has_had() -> None:
+    """Promoted, a job with 20 GPU-hours ranks higher, but does not demote the team's job with
+    18 (that one has had less); nor does it take its team's turn from a short job behind it,
+    which demotes that job."""
+    promoted = job(1, 8, limit=None, attained_gpu_s=20 * H, at=NOW - 30 * H)
+    running = [run_(9, "n0", 8, team="a", limit=None, started=NOW - 2 * H, attained_gpu_s=2 * H)]
+    free = free_after(nodes_(8), running)
+    d = schedule([promoted], running, free, now=NOW, config=PROMOTING, explain=True)
+    assert d.preemptions == [] and started(d) == []
+    assert ("promoted: it has had 20.0 GPU-hours without a time limit, and has waited 4 times "
+            "as long as it ran, so it ranks as one that has had under 16") in d.waiting[1].detail
+    short = job(2, 8, limit=None, at=NOW - 60)
+    running.append(run_(8, "n1", 8, team="b"))  # ends within the hour: the promoted job's
+    d = schedule([promoted, short], running, free_after(nodes_(8, 8), running), now=NOW,
+                 config=PROMOTING, explain=True)
+    assert d.reserved is not None and d.reserved[0] == 1
+    assert [(p.job_id, p.for_job) for p in d.preemptions] == [(9, 2)]
+
+
+def _stream() -> list[TraceJob]:
+    """A 10-hour job on the whole node, then one-hour jobs every hour for three days: never a
+    free hour without one of them waiting."""
+    long = TraceJob(0, 0.0, 10 * H, 8, 1, "a", "u", None)
+    return [long, *(TraceJob(i, i * H, H, 8, 1, "a", "u", None) for i in range(1, 73))]
+
+
+def test_in_the_replay_a_long_job_overtaken_by_a_stream_of_short_ones_is_promoted() -> None:
+    fleet, config = uniform(1, 8), replace(CONFIG, quotas={"a": 8})
+    on = replay(_stream(), fleet, replace(config, promote_after_slowdown=4.0))
+    off = replay(_stream(), fleet, config)
+    end = {name: next(r.end for r in out.records if r.job.id == 0)
+           for name, out in (("on", on), ("off", off))}
+    assert all(r.end is not None for r in on.records)
+    assert end["off"] is not None and end["off"] > 72 * H  # it waited out the whole stream
+    assert end["on"] is not None and end["on"] < 0.6 * end["off"]

@@ -122,7 +122,8 @@ def test_a_quota_per_type_reclaims_its_type(fleet: tuple[str, Path], tmp_path: P
             "quotas": {"nlp": 0}, "type_quotas": {"vision": {"H100": 2, "B200": 4}},
             "policy": {"scheduling_policy": "default", "starve_after_s": None,
                        "preempt": True, "preempt_grace_s": 3, "preempt_min_run_s": 0,
-                       "user_gpu_limit": None, "demote_after_gpu_h": None}}
+                       "user_gpu_limit": None, "demote_after_gpu_h": None,
+                       "promote_after_slowdown": None}}
     finally:
         for job_id in borrowers:
             ctl.cli("cancel", str(job_id))

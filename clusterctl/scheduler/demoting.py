@@ -52,12 +52,12 @@ def try_demote(p: PassState, job: QueuedJob) -> bool:
     cfg = p.config
     own = p.running.unlimited.get(job.team, {})
     if not cfg.demote_after_gpu_s or not cfg.preempt or job.team in p.demote_tried or not (
-            own or job.demoting):
+            own or job.demoting) or not _may_demote(p, job):
         return False
     p.demote_tried.add(job.team)
     ready: list[tuple[float, RunningJob]] = []
     later = math.inf
-    for at, r in _by_ready(p.running, job.team, p.queue.length_classes[job.id], cfg):
+    for at, r in _by_ready(p.running, job.team, p.queue.own_class(job), cfg):
         if at > p.now:
             later = at
             break
@@ -94,9 +94,17 @@ def demote_rest(p: PassState) -> None:
     started = {s.job_id for s in p.decision.starts}
     for team in sorted(p.running.unlimited.keys() - p.demote_tried):
         best = next((j for j in p.queue.team_order(team, p.key)
-                     if j.id not in started and j.id not in p.decision.waiting), None)
+                     if j.id not in started and j.id not in p.decision.waiting
+                     and _may_demote(p, j)), None)
         if best is not None and best.preemptible and p.held_back(best) is None:
             try_demote(p, best)
+
+
+def _may_demote(p: PassState, job: QueuedJob) -> bool:
+    """False for a promoted job whose own class (before the promotion) is too long to demote
+    anyone: it ranks high, and would otherwise use up its team's turn each pass."""
+    return job.id not in p.queue.promoted or _need(
+        p.queue.own_class(job), p.config.demote_after_gpu_s) is not None
 
 
 def _later(p: PassState, at: float) -> None:

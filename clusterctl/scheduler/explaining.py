@@ -84,13 +84,19 @@ orders a team's jobs, and one without a limit ranks last among them (without att
 service, ``PolicyConfig.demote_after_gpu_s``)."""
 
 
-def no_limit(thresholds: tuple[float, ...], attained_gpu_s: float, job_class: int) -> str:
+def no_limit(thresholds: tuple[float, ...], attained_gpu_s: float, job_class: int,
+             promoted: float | None = None) -> str:
     """What a job without a time limit is told, with attained service: how it ranks now (its
     queue's ``length_class``), and why (it was demoted: it has had more GPU-time than the
-    class it started in)."""
+    class it started in; or, ``promoted`` by that slowdown, it waited long enough to be
+    promoted back)."""
     if not thresholds:
         return NO_LIMIT
     had = attained_gpu_s / 3600
+    if promoted is not None:
+        return (f"; promoted: it has had {had:.1f} GPU-hours without a time limit, and has "
+                f"waited {promoted:g} times as long as it ran, so it ranks as one that has had "
+                f"under {thresholds[min(job_class, len(thresholds) - 1)] / 3600:g}")
     if job_class == 0:
         return (f"; it has no time limit, and ranks as a short job until it has had "
                 f"{thresholds[0] / 3600:g} GPU-hours")
@@ -114,14 +120,17 @@ def explain_rest(p: PassState) -> None:
     waiting = p.decision.waiting
     fair, quotas, used = p.config.fair_share, p.config.quotas, p.team_used
     limits = p.config.user_gpu_limit is not None
-    classes = p.queue.length_classes
+    classes, promoted = p.queue.length_classes, p.queue.promoted
+    slowdown = p.queue.promote_after_slowdown
     for job in p.queue:
-        demoted = bool(thresholds) and job.time_limit_s is None and classes[job.id] > 0
+        up = slowdown if job.id in promoted else None
+        demoted = bool(thresholds) and job.time_limit_s is None and (
+            classes[job.id] > 0 or up is not None)
         if job.id in waiting or job.id in started:
             if job.id in waiting and demoted:  # whatever it waits on, say so
                 waiting[job.id] = replace(waiting[job.id], detail=waiting[job.id].detail
                                           + no_limit(thresholds, job.attained_gpu_s,
-                                                     classes[job.id]))
+                                                     classes[job.id], up))
             continue
         held = p.held_back(job) if limits or job.array_id is not None else None
         if held is not None:
@@ -134,4 +143,4 @@ def explain_rest(p: PassState) -> None:
             waiting[job.id] = behind[job.time_limit_s is not None]
         else:  # a few jobs: each says what it had
             waiting[job.id] = Wait(R.PRIORITY, ahead + no_limit(thresholds, job.attained_gpu_s,
-                                                                 classes[job.id]))
+                                                                 classes[job.id], up))

@@ -35,6 +35,11 @@ thousand)."""
 
 
 LONGEST = len(LENGTH_CLASSES_S)
+PROMOTED_CLASS = 1
+"""Where a promoted job ranks: as one that has crossed only the first threshold (a four-hour
+limit's class), so that the age factor then lifts it above new short jobs in about a day
+(``ordering``). Promoted to the first class, such jobs went ahead of every short job at once,
+and in a busy month the average completion time rose by a fifth (docs/scheduling.md)."""
 
 
 def length_class(time_limit_s: float | None, attained_gpu_s: float = 0.0,
@@ -71,12 +76,29 @@ def tally(counts: dict[K, int], key: K, by: int) -> None:
         counts.pop(key, None)
 
 
+def promotion_at(job: QueuedJob, job_class: int, slowdown: float | None) -> float | None:
+    """When a demoted job (no limit, classed below ``PROMOTED_CLASS`` by attained service) is
+    promoted to it: once the time since its submission reaches ``slowdown`` times the time it
+    has run (Tiresias' starvation promotion; None: never)."""
+    if slowdown is None or job_class <= PROMOTED_CLASS or job.time_limit_s is not None:
+        return None
+    return job.submitted_at + slowdown * job.attained_gpu_s / (job.gpus * job.nodes)
+
+
 class PendingQueue:
     def __init__(self, jobs: Iterable[QueuedJob] = (),
-                 demote_after_gpu_s: tuple[float, ...] = ()) -> None:
+                 demote_after_gpu_s: tuple[float, ...] = (),
+                 promote_after_slowdown: float | None = None) -> None:
         self.demote_after_gpu_s = demote_after_gpu_s
         """The attained-service thresholds jobs without a limit are classed by (a queued
         job's attained service does not change, so neither does its class)."""
+        self.promote_after_slowdown = promote_after_slowdown if demote_after_gpu_s else None
+        """``PolicyConfig.promote_after_slowdown``: when a demoted job is promoted."""
+        self.promoted: set[int] = set()
+        """Demoted jobs that waited long enough to rank in ``PROMOTED_CLASS`` (``promote``)."""
+        self._promotions: list[tuple[float, int]] = []
+        """(when, job) for each queued demoted job, soonest first; stale entries (a job gone,
+        or queued again since) are dropped as they come up."""
         self._jobs: dict[int, QueuedJob] = {}
         self._groups: dict[Group, list[tuple[Key, QueuedJob]]] = {}
         self._teams: dict[str, list[Group]] = {}
@@ -111,6 +133,7 @@ class PendingQueue:
                 if limit is not None:
                     classes[limit] = c
             self._class[job.id] = c
+            self._due(job, c)
             g = (job.team, job.user, c)
             entries = groups.get(g)
             if entries is None:
@@ -122,12 +145,22 @@ class PendingQueue:
         for entries in groups.values():
             entries.sort(key=_first)
         by_submit.sort()
+        heapq.heapify(self._promotions)
 
     def _class_of(self, job: QueuedJob) -> int:
         return length_class(job.time_limit_s, job.attained_gpu_s, self.demote_after_gpu_s)
 
-    def _group(self, job: QueuedJob) -> list[tuple[Key, QueuedJob]]:
-        c = self._class[job.id] = self._class_of(job)
+    def _due(self, job: QueuedJob, job_class: int) -> None:
+        at = promotion_at(job, job_class, self.promote_after_slowdown)
+        if at is not None:
+            self._promotions.append((at, job.id))
+
+    def _group(self, job: QueuedJob, promoted: bool = False) -> list[tuple[Key, QueuedJob]]:
+        c = self._class[job.id] = PROMOTED_CLASS if promoted else self._class_of(job)
+        if not promoted:
+            at = promotion_at(job, c, self.promote_after_slowdown)
+            if at is not None:
+                heapq.heappush(self._promotions, (at, job.id))
         g = (job.team, job.user, c)
         if g not in self._groups:
             self._groups[g] = []
@@ -163,13 +196,33 @@ class PendingQueue:
     def remove(self, job_id: int) -> QueuedJob:
         job = self._jobs.pop(job_id)
         self._sorted = None
-        entries = self._groups[(job.team, job.user, self._class.pop(job_id))]
-        key = static_key(job)
-        del entries[bisect.bisect_left(entries, key, key=_first)]
+        self._ungroup(job, self._class.pop(job_id))
+        self.promoted.discard(job_id)
         self._count(job, -1)
         pair = (job.submitted_at, job.id)
         del self._by_submit[bisect.bisect_left(self._by_submit, pair)]
         return job
+
+    def _ungroup(self, job: QueuedJob, job_class: int) -> None:
+        entries = self._groups[(job.team, job.user, job_class)]
+        del entries[bisect.bisect_left(entries, static_key(job), key=_first)]
+
+    def promote(self, now: float) -> None:
+        """Move the demoted jobs due by ``now`` to ``PROMOTED_CLASS``: a long job without a
+        limit that newer short ones have overtaken until it waited ``promote_after_slowdown``
+        times its run ranks with less-served jobs, and its age soon takes it past new ones
+        (it still demotes only by its own attained service, ``own_class``)."""
+        due = self._promotions
+        while due and due[0][0] <= now:
+            at, job_id = heapq.heappop(due)
+            job = self._jobs.get(job_id)
+            if job is None or job_id in self.promoted or promotion_at(
+                    job, self._class[job_id], self.promote_after_slowdown) != at:
+                continue  # gone, or queued again since with another due time
+            self._sorted = None
+            self._ungroup(job, self._class[job_id])
+            self.promoted.add(job_id)
+            bisect.insort(self._group(job, promoted=True), (static_key(job), job), key=_first)
 
     def _count(self, job: QueuedJob, sign: int) -> None:
         """Keep the per-user, per-shape and per-ask tallies as ``job`` comes (1) or goes (-1)."""
@@ -182,6 +235,10 @@ class PendingQueue:
         tally(self._shapes, (job.gpus, job.nodes, job.gpu_types, job.gpu_mem), sign)
         if job.gpu_types or job.gpu_mem is not None:
             tally(self.asked, (job.gpu_types, job.gpu_mem), sign * job.gpus * job.nodes)
+
+    def own_class(self, job: QueuedJob) -> int:
+        """``job``'s class before any promotion: what it may demote for (``demoting``)."""
+        return self._class_of(job) if job.id in self.promoted else self._class[job.id]
 
     def best_class(self, team: str) -> int:
         """The shortest length class among ``team``'s queued jobs (``LONGEST`` if none)."""

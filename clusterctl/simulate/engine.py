@@ -111,7 +111,8 @@ class _Replay:
         self.events: list[tuple[float, int, int, int]] = [
             (j.submit_s, ARRIVE, j.id, 0) for j in jobs]
         heapq.heapify(self.events)
-        self.queue = PendingQueue(demote_after_gpu_s=config.demote_after_gpu_s)
+        self.queue = PendingQueue(demote_after_gpu_s=config.demote_after_gpu_s,
+                                  promote_after_slowdown=config.promote_after_slowdown)
         self.running = RunningSet()
         self.work = {j.id: j.run_s for j in jobs}
         self.done: dict[int, float] = dict.fromkeys(self.work, 0.0)
