@@ -121,7 +121,8 @@ def schedule(
 ) -> Decision:
     """One pass. ``nodes`` carry their free GPUs (total less what running jobs hold).
     ``explain`` gives every pending job that does not start a wait reason (the live scheduler
-    shows them in ``clusterctl jobs``); without it only some get one (the simulator's case)."""
+    shows them in ``clusterctl jobs``); without it only some get one (the simulator's case).
+    A ``PendingQueue`` passed in has its jobs due for promotion promoted (``promote``)."""
     config = config or PolicyConfig()
     if not isinstance(queue, PendingQueue):
         queue = PendingQueue(queue, config.demote_after_gpu_s, config.promote_after_slowdown)
