@@ -101,6 +101,9 @@ def test_sign_in_and_the_queue_changes_without_a_reload(browser: Any,
     page.evaluate("window.notReloaded = true")
 
     big = ctl.submit("--gpus", "4", "--name", "fills-node", "--", "sleep", "600")
+    # its start may take longer than a push on a loaded machine (STARTING for over 10 s in a
+    # clean-clone run on a slow one): what is timed here is the page, once the job runs
+    ctl.wait_state(big, {"RUNNING"})
     expect(page.locator(f"#running tr[data-job='{big}']")).to_contain_text("fills-node",
                                                                            timeout=LIVE_S)
     waiting = ctl.submit("--gpus", "2", "--name", "waits", "--", "true")
