@@ -93,8 +93,10 @@ class PendingQueue:
         self.demote_after_gpu_s = demote_after_gpu_s
         """The attained-service thresholds jobs without a limit are classed by (a queued
         job's attained service does not change, so neither does its class)."""
-        self.promote_after_slowdown = promote_after_slowdown if demote_after_gpu_s else None
+        self.promote_after_slowdown = promote_after_slowdown
         """``PolicyConfig.promote_after_slowdown``: when a demoted job is promoted."""
+        self._slowdown = promote_after_slowdown if demote_after_gpu_s else None
+        """The same, in effect: without thresholds no job is demoted, so none is promoted."""
         self.promoted: set[int] = set()
         """Demoted jobs that waited long enough to rank in ``PROMOTED_CLASS`` (``promote``)."""
         self._promotions: list[tuple[float, int]] = []
@@ -134,7 +136,7 @@ class PendingQueue:
                 if limit is not None:
                     classes[limit] = c
             self._class[job.id] = c
-            if self.promote_after_slowdown is not None:
+            if self._slowdown is not None:
                 self._due(job, c)
             g = (job.team, job.user, c)
             entries = groups.get(g)
@@ -153,7 +155,7 @@ class PendingQueue:
 
     def _due(self, job: QueuedJob, job_class: int) -> None:
         """Note when ``job`` is promoted, if it ever is."""
-        at = promotion_at(job, job_class, self.promote_after_slowdown)
+        at = promotion_at(job, job_class, self._slowdown)
         if at is not None:
             heapq.heappush(self._promotions, (at, job.id))
 
@@ -217,7 +219,7 @@ class PendingQueue:
             at, job_id = heapq.heappop(due)
             job = self._jobs.get(job_id)
             if job is None or job_id in self.promoted or promotion_at(
-                    job, self._class[job_id], self.promote_after_slowdown) != at:
+                    job, self._class[job_id], self._slowdown) != at:
                 continue  # gone, or queued again since with another due time
             self._sorted = None
             self._ungroup(job, self._class[job_id])

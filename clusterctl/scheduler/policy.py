@@ -127,7 +127,7 @@ def schedule(
     if not isinstance(queue, PendingQueue):
         queue = PendingQueue(queue, config.demote_after_gpu_s, config.promote_after_slowdown)
     elif (queue.demote_after_gpu_s, queue.promote_after_slowdown) != (
-            config.demote_after_gpu_s, _promotion(config)):
+            config.demote_after_gpu_s, config.promote_after_slowdown):
         raise ValueError("the queue classes jobs without a limit by other thresholds than the "
                          "config's demote_after_gpu_s and promote_after_slowdown")
     queue.promote(now)
@@ -138,10 +138,6 @@ def schedule(
         if demote_at is None or demote_at > now:
             return Decision(recheck_at=demote_at)
     return run(PassState(queue, running, nodes, now, config, usage or FairShareUsage()), explain)
-
-
-def _promotion(config: PolicyConfig) -> float | None:
-    return config.promote_after_slowdown if config.demote_after_gpu_s else None
 
 
 def _idle(queue: PendingQueue, running: RunningSet, nodes: Sequence[NodeCapacity],
