@@ -122,8 +122,11 @@ def test_production_mode_end_to_end(pg_database: str, tmp_path: Path) -> None:
         cost = ctl.json("report", "cost", "--since", "1d", "--by", "job")
         by_job = {r["key"]: r for r in cost["rows"]}
         assert {str(one), str(two)} <= set(by_job)
-        assert by_job[str(two)]["gpu_hours"] == pytest.approx(
-            2 * by_job[str(one)]["gpu_hours"], rel=0.5)  # two GPUs for as long as one
+        for job, gpus in ((one, 1), (two, 2)):  # each GPU it held, for as long as it ran
+            shown = ctl.show(job)
+            ran_h = (datetime.fromisoformat(shown["ended_at"])
+                     - datetime.fromisoformat(shown["started_at"])).total_seconds() / 3600
+            assert by_job[str(job)]["gpu_hours"] == pytest.approx(gpus * ran_h, rel=0.2)
         # Seconds-long jobs cost under a cent; the day's capacity cost of the 4 GPUs, used or
         # idle, by hand: (60,000 x 0.75 / (36 x 730.5) + 500 / 730.5) / 2 = $1.1978 per
         # GPU-hour, x 4 GPUs x 24 h = $114.99.
