@@ -237,7 +237,7 @@ class Controller(HealthNotes):
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                self.executor.connect()
+                self.executor.connect(max(deadline - time.monotonic(), 1.0))
                 if self.executor.nodes():
                     return
                 why = "it reports no nodes"

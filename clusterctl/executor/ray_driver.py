@@ -87,11 +87,15 @@ class RayDriver:
 
     # -- the child process --------------------------------------------------------------------
 
-    def connect(self) -> None:
+    def connect(self, timeout_s: float | None = None) -> None:
+        """Connect now, waiting up to ``timeout_s`` (default ``connect_timeout_s``) for the
+        driver process to import Ray and join the head: a controller's first connect gives it
+        all its start-up wait, since on a loaded machine that alone can take over 30 s, and a
+        driver killed at the deadline would only start over from the import."""
         with self._lock:
-            self._ensure(force=True)
+            self._ensure(force=True, timeout_s=timeout_s)
 
-    def _ensure(self, force: bool = False) -> Connection:
+    def _ensure(self, force: bool = False, timeout_s: float | None = None) -> Connection:
         if self._conn is not None:
             return self._conn
         if not force and time.monotonic() - self._failed_at < self.retry_s:
@@ -112,7 +116,7 @@ class RayDriver:
                          name="ray-driver-changes").start()
         self._conn = Connection(parent.detach())
         try:
-            self._roundtrip("connect", (), self.connect_timeout_s)
+            self._roundtrip("connect", (), timeout_s or self.connect_timeout_s)
         except RuntimeError as e:  # an error other than "no head there": still not connected
             raise self._fail(f"cannot connect to Ray at {self.address}: {e}") from e
         return self._conn
