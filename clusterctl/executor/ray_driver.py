@@ -116,7 +116,8 @@ class RayDriver:
                          name="ray-driver-changes").start()
         self._conn = Connection(parent.detach())
         try:
-            self._roundtrip("connect", (), timeout_s or self.connect_timeout_s)
+            self._roundtrip("connect", (), self.connect_timeout_s if timeout_s is None
+                            else timeout_s)
         except RuntimeError as e:  # an error other than "no head there": still not connected
             raise self._fail(f"cannot connect to Ray at {self.address}: {e}") from e
         return self._conn
